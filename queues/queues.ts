@@ -1,0 +1,82 @@
+import { DefaultJobOptions, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { logger } from '../src/logger';
+import { DISPATCH_QUEUE, JobPayloads, platformQueueName, SCHEDULE_QUEUE } from './queue-names';
+
+/**
+ * The only place that constructs BullMQ queues. `createQueues` opens one Queue per name on a shared
+ * producer connection that the caller owns.
+ */
+export type DispatchQueue = Queue<JobPayloads['dispatch']>;
+export type ScheduleQueue = Queue<JobPayloads['schedule']>;
+export type PlatformQueue = Queue<JobPayloads['occupy']>;
+
+export interface Queues {
+  dispatch: DispatchQueue;
+  schedule: ScheduleQueue;
+  platforms: Map<string, PlatformQueue>;
+  all(): Queue[];
+  close(): Promise<void>;
+}
+
+export interface PlatformQueueSpec {
+  name: string;
+  limit: number;
+}
+
+const KEEP_FINISHED = { age: 24 * 3600, count: 10000 };
+
+export const dispatchJobOptions: DefaultJobOptions = {
+  removeOnComplete: true,
+  removeOnFail: { count: 1000 },
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 200 },
+};
+
+export const scheduleJobOptions: DefaultJobOptions = {
+  removeOnComplete: { count: 1000 },
+  removeOnFail: { count: 1000 },
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 1000 },
+};
+
+/**
+ * An occupy job lives as long as its bot holds the platform. Finished jobs are kept for a day so their
+ * deterministic ids stay taken: a late duplicate add is then a no-op instead of a second deploy.
+ * Retries cover transient failures of our own stores (the processor adopts the running container).
+ */
+export const occupyJobOptions: DefaultJobOptions = {
+  removeOnComplete: KEEP_FINISHED,
+  removeOnFail: KEEP_FINISHED,
+  attempts: 20,
+  backoff: { type: 'exponential', delay: 1000 },
+};
+
+export async function createQueues(connection: Redis, prefix: string, platforms: PlatformQueueSpec[]): Promise<Queues> {
+  const open = <T>(name: string, defaultJobOptions: DefaultJobOptions) => {
+    const queue = new Queue<T>(name, { connection, prefix, defaultJobOptions });
+    queue.on('error', (error) => logger.warn('queue error', { queue: name, error: String(error) }));
+    return queue;
+  };
+  const dispatch = open<JobPayloads['dispatch']>(DISPATCH_QUEUE, dispatchJobOptions);
+  const schedule = open<JobPayloads['schedule']>(SCHEDULE_QUEUE, scheduleJobOptions);
+  const platformQueues = new Map<string, PlatformQueue>();
+  for (const platform of platforms) {
+    platformQueues.set(platform.name, open<JobPayloads['occupy']>(platformQueueName(platform.name), occupyJobOptions));
+  }
+  // Global concurrency lives in Redis, so it holds across every worker process: one dispatcher at a time,
+  // and never more active occupy jobs on a platform than its bot limit.
+  await dispatch.setGlobalConcurrency(1);
+  for (const platform of platforms) await platformQueues.get(platform.name)!.setGlobalConcurrency(platform.limit);
+
+  const all = () => [dispatch, schedule, ...platformQueues.values()] as Queue[];
+  return {
+    dispatch,
+    schedule,
+    platforms: platformQueues,
+    all,
+    close: async () => {
+      await Promise.all(all().map((queue) => queue.close()));
+    },
+  };
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the service and the tests need on a fresh Debian machine with Node 20 and Go:
+# redis-server (Debian), FerretDB v1 (built from the Go module proxy) and the npm dependencies.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FERRETDB_VERSION=v1.24.2
+GOBIN_DIR="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "provision: installing redis-server"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+if ! "$GOBIN_DIR/ferretdb" --version >/dev/null 2>&1 && ! ferretdb --version >/dev/null 2>&1; then
+  echo "provision: building FerretDB $FERRETDB_VERSION (first time takes a minute or two)"
+  # `go install` of the module panics at startup without build/version/version.txt, which the published
+  # module does not contain; so build from a copy of the module source with that file added.
+  go mod download "github.com/FerretDB/FerretDB@$FERRETDB_VERSION"
+  src="$(go env GOMODCACHE)/github.com/!ferret!d!b/!ferret!d!b@$FERRETDB_VERSION"
+  work="$(mktemp -d)"
+  cp -r "$src" "$work/ferretdb" && chmod -R u+w "$work/ferretdb"
+  echo "$FERRETDB_VERSION" > "$work/ferretdb/build/version/version.txt"
+  (cd "$work/ferretdb" && go build -o "$GOBIN_DIR/ferretdb" ./cmd/ferretdb)
+  rm -rf "$work"
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "provision: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "provision: redis-server $(redis-server --version | awk '{print $3}'), ferretdb $("$GOBIN_DIR/ferretdb" --version 2>/dev/null | head -1 | awk '{print $2}'), node $(node --version)"

@@ -1,0 +1,7 @@
+import { Handler } from '../http';
+
+/** POST /api/bots/:id/heartbeat (bot token) → {shouldLeave}. One Redis round trip, no database write. */
+export const heartbeatHandler: Handler = async (_req, ctx, caller) => ({
+  status: 200,
+  body: await ctx.bots.heartbeat(caller.botId!),
+});

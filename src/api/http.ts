@@ -1,0 +1,74 @@
+import { NextFunction, Request, RequestHandler, Response } from 'express';
+import { AppError, PayloadTooLargeError, UnauthorizedError, ValidationError } from '../errors';
+import { logger } from '../logger';
+import type { ApiContext } from './api-context';
+
+/**
+ * Handlers return `{status, body}` and never touch `res`; `route()` writes the answer and sends every error
+ * to `errorHandler`, the one place that builds `{error: {code, message, details}}`. No stack ever leaves.
+ */
+export interface HandlerResult {
+  status: number;
+  body: unknown;
+}
+
+export interface Caller {
+  owner?: string;
+  botId?: string;
+}
+
+export type Handler = (req: Request, ctx: ApiContext, caller: Caller) => Promise<HandlerResult>;
+
+export function route(handler: Handler, ctx: ApiContext): RequestHandler {
+  return (req, res, next) => {
+    handler(req, ctx, (res.locals.caller ?? {}) as Caller)
+      .then(({ status, body }) => res.status(status).json(body))
+      .catch(next);
+  };
+}
+
+export function errorHandler(error: unknown, req: Request, res: Response, _next: NextFunction): void {
+  const known = toAppError(error);
+  if (known.status >= 500) {
+    logger.error('request failed', { method: req.method, path: req.path, error: String(error) });
+  }
+  res.status(known.status).json({
+    error: { code: known.code, message: known.status >= 500 ? safeMessage(known) : known.message, details: known.details ?? null },
+  });
+}
+
+function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const typed = error as { type?: string; status?: number; message?: string };
+  if (typed?.type === 'entity.too.large') return new PayloadTooLargeError('request body is larger than 64 KB');
+  if (typed?.type === 'entity.parse.failed') return new ValidationError('request body is not valid JSON');
+  if (typed?.status === 400) return new ValidationError(typed.message ?? 'bad request');
+  return new AppError('internal error');
+}
+
+function safeMessage(error: AppError): string {
+  return error.code === 'INTERNAL' ? 'internal error' : error.message;
+}
+
+/** Reads a bearer token from `Authorization`, or the named fallback header. */
+export function presentedToken(req: Request, fallbackHeader: string): string | undefined {
+  const header = req.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim();
+  const fallback = req.headers[fallbackHeader];
+  return typeof fallback === 'string' ? fallback.trim() : undefined;
+}
+
+export function clientAuth(ctx: ApiContext): RequestHandler {
+  return (req, res, next) => {
+    const key = presentedToken(req, 'x-api-key');
+    if (!key) return next(new UnauthorizedError('an API key is required (Authorization: Bearer <key>)'));
+    ctx.apiKeys
+      .authenticate(key)
+      .then((owner) => {
+        if (!owner) return next(new UnauthorizedError('unknown API key'));
+        res.locals.caller = { owner } satisfies Caller;
+        next();
+      })
+      .catch(next);
+  };
+}

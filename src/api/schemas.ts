@@ -1,0 +1,82 @@
+import Joi from 'joi';
+import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, END_REASONS, MEETING_PLATFORMS } from '../domain/bot.lifecycle';
+import { ValidationError } from '../errors';
+
+/** Joi schemas for every input of the API. `validate` turns the first failure into a 400 naming its path. */
+
+const httpUrl = Joi.string().uri({ scheme: ['http', 'https'] }).max(2048);
+const timeoutMs = Joi.number().integer().min(0).max(24 * 3600 * 1000);
+
+/** Required when the meeting is on one of `platforms` and has no url (Zoom and Teams can join by id). */
+const requiredWithoutUrlOn = (schema: Joi.StringSchema, platforms: string[]) =>
+  schema.when('platform', {
+    is: Joi.valid(...platforms),
+    then: Joi.when('url', { not: Joi.exist(), then: Joi.required() }),
+  });
+
+const meeting = Joi.object({
+  platform: Joi.string()
+    .valid(...MEETING_PLATFORMS)
+    .required(),
+  // Google Meet joins by url only.
+  url: httpUrl.when('platform', { is: 'google-meet', then: Joi.required() }),
+  meetingId: requiredWithoutUrlOn(Joi.string().max(256), ['zoom', 'microsoft-teams']),
+  password: Joi.string().max(256),
+  organizerId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
+  tenantId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
+}).required();
+
+export const createBotSchema = Joi.object({
+  meeting,
+  displayName: Joi.string().trim().min(1).max(100).default('Meeboter'),
+  imageUrl: httpUrl,
+  joinAt: Joi.date().iso(),
+  maxDurationMs: Joi.number().integer().min(1000).max(24 * 3600 * 1000),
+  recording: Joi.boolean().default(false),
+  automaticLeave: Joi.object({
+    waitingRoomTimeoutMs: timeoutMs,
+    noOneJoinedTimeoutMs: timeoutMs,
+    everyoneLeftTimeoutMs: timeoutMs,
+    inactivityTimeoutMs: timeoutMs,
+  }),
+  callbackUrl: httpUrl,
+  metadata: Joi.object().pattern(Joi.string().max(100), Joi.string().max(1000)).max(16).default({}),
+});
+
+export const listBotsSchema = Joi.object({
+  status: Joi.string().valid(...BOT_STATUSES),
+  platform: Joi.string().max(64),
+  limit: Joi.number().integer().min(1).max(100).default(20),
+  cursor: Joi.string().hex().length(24),
+});
+
+export const idempotencyKeySchema = Joi.string().min(1).max(255);
+
+export const statusReportSchema = Joi.object({
+  status: Joi.string()
+    .valid(...BOT_REPORTABLE_STATUSES)
+    .required(),
+  reason: Joi.string().valid(...END_REASONS),
+  message: Joi.string().max(2000),
+  recordingKey: Joi.string().max(1024),
+});
+
+export const botEventSchema = Joi.object({
+  type: Joi.string().pattern(/^[a-z0-9_.-]+$/i).max(64).required(),
+  at: Joi.date().iso(),
+  data: Joi.any(),
+});
+
+export const emptyBodySchema = Joi.object({}).unknown(true);
+
+export function validate<T>(schema: Joi.Schema, input: unknown, where = 'body'): T {
+  const { value, error } = schema.validate(input ?? {}, { abortEarly: false, convert: true, stripUnknown: false });
+  if (error) {
+    const details = error.details.map((detail) => ({
+      path: detail.path.length ? detail.path.join('.') : where,
+      message: detail.message.replace(/^"[^"]*" /, ''),
+    }));
+    throw new ValidationError(`${where === 'body' ? '' : where + ': '}${details[0].path} ${details[0].message}`, details);
+  }
+  return value as T;
+}

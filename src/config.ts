@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import Joi from 'joi';
+
+/**
+ * The one place that reads configuration. `loadConfig(env)` is pure: it validates every variable once,
+ * names the first bad one, and returns a frozen, typed object. Nothing else in the code reads process.env.
+ *
+ * A platform is enabled by naming it in PLATFORM_PRIORITY; only then are its variables demanded.
+ */
+
+/** Platform kinds the registry knows. `sim` may appear several times as `sim`, `sim-a`, `sim-b`, ... */
+export const PLATFORM_KINDS = ['k8s', 'aws', 'coolify', 'local', 'sim'] as const;
+export type PlatformKind = (typeof PLATFORM_KINDS)[number];
+
+export interface PlatformSettings {
+  /** Name as written in PLATFORM_PRIORITY; also the suffix of its BullMQ queue. */
+  name: string;
+  kind: PlatformKind;
+  limit: number;
+  queueTimeoutMs: number;
+}
+
+export interface KubernetesSettings {
+  namespace: string;
+  kubeconfig?: string;
+  imageRegistry: string;
+  imageTag: string;
+  cpuRequest: string;
+  cpuLimit: string;
+  memoryRequest: string;
+  memoryLimit: string;
+  imagePullLockEnabled: boolean;
+}
+
+export interface AwsSettings {
+  region: string;
+  cluster: string;
+  subnets: string[];
+  securityGroups: string[];
+  assignPublicIp: boolean;
+  taskDefinitions: { 'google-meet': string; 'microsoft-teams': string; zoom: string };
+}
+
+export interface CoolifySettings {
+  apiUrl: string;
+  apiToken: string;
+  projectUuid: string;
+  serverUuid: string;
+  environmentName: string;
+  destinationUuid: string;
+}
+
+export interface Config {
+  port: number;
+  publicUrl: string;
+  redisUrl?: string;
+  mongodbUri?: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Enabled platforms in priority order. */
+  platforms: PlatformSettings[];
+  /** Platform worker groups this process runs (WORKER_PLATFORMS), defaulting to all enabled ones. */
+  workerPlatforms: string[];
+  globalQueueTimeoutMs: number;
+  deploymentQueueMaxConcurrent: number;
+  botTokenSecret: string;
+  /** True when BOT_TOKEN_SECRET was not set and a per-process random secret is used (single-process only). */
+  botTokenSecretGenerated: boolean;
+  bootstrapApiKey?: string;
+  adminApiKey?: string;
+  localBotCommand?: string;
+  /** Where the local platform keeps pid and log files of its bot processes. */
+  localRunDir?: string;
+  /** Prefix of every Redis key (BullMQ and ours); lets several fleets or test runs share one Redis. */
+  redisPrefix: string;
+  heartbeatTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  deployTimeoutMs: number;
+  sweepIntervalMs: number;
+  slotRecoveryIntervalMs: number;
+  leaveGraceMs: number;
+  ghcrOrg?: string;
+  s3: { endpoint?: string; accessKey?: string; secretKey?: string; bucketName?: string; region: string };
+  k8s?: KubernetesSettings;
+  aws?: AwsSettings;
+  coolify?: CoolifySettings;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const positiveInt = Joi.number().integer().min(1);
+const nonNegativeInt = Joi.number().integer().min(0);
+const url = Joi.string().uri({ scheme: ['http', 'https'] });
+const csv = Joi.string().pattern(/^[^,\s]+(\s*,\s*[^,\s]+)*$/);
+
+/** Variables every process reads. Empty strings count as unset. */
+const baseSchema = Joi.object({
+  PORT: Joi.number().port().default(3000),
+  PUBLIC_URL: url,
+  REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }),
+  MONGODB_URI: Joi.string().uri({ scheme: ['mongodb', 'mongodb+srv'] }),
+  LOG_LEVEL: Joi.string().valid('debug', 'info', 'warn', 'error').default('info'),
+  PLATFORM_PRIORITY: csv.default('local'),
+  WORKER_PLATFORMS: csv,
+  GLOBAL_QUEUE_TIMEOUT_MS: positiveInt.default(600000),
+  DEPLOYMENT_QUEUE_MAX_CONCURRENT: positiveInt.default(4),
+  BOT_TOKEN_SECRET: Joi.string().min(16),
+  BOOTSTRAP_API_KEY: Joi.string().min(16),
+  ADMIN_API_KEY: Joi.string().min(16),
+  LOCAL_BOT_LIMIT: positiveInt.default(5),
+  LOCAL_QUEUE_TIMEOUT_MS: positiveInt.default(30000),
+  LOCAL_BOT_COMMAND: Joi.string(),
+  LOCAL_RUN_DIR: Joi.string(),
+  REDIS_PREFIX: Joi.string().pattern(/^[A-Za-z0-9_-]+$/).default('meeboter'),
+  HEARTBEAT_TIMEOUT_MS: positiveInt.default(300000),
+  HEARTBEAT_INTERVAL_MS: positiveInt.default(30000),
+  DEPLOY_TIMEOUT_MS: positiveInt.default(900000),
+  SWEEP_INTERVAL_MS: positiveInt.default(30000),
+  SLOT_RECOVERY_INTERVAL_MS: positiveInt.default(300000),
+  LEAVE_GRACE_MS: nonNegativeInt.default(60000),
+  GHCR_ORG: Joi.string(),
+  MILO_AUTH_TOKEN: Joi.string(),
+  S3_ENDPOINT: url,
+  S3_ACCESS_KEY: Joi.string(),
+  S3_SECRET_KEY: Joi.string(),
+  S3_BUCKET_NAME: Joi.string(),
+  S3_REGION: Joi.string().default('us-east-1'),
+  K8S_BOT_LIMIT: positiveInt,
+  K8S_QUEUE_TIMEOUT_MS: positiveInt.default(60000),
+  AWS_BOT_LIMIT: positiveInt,
+  AWS_QUEUE_TIMEOUT_MS: positiveInt.default(30000),
+  COOLIFY_BOT_LIMIT: positiveInt,
+  COOLIFY_QUEUE_TIMEOUT_MS: positiveInt.default(300000),
+}).unknown(true);
+
+const k8sSchema = Joi.object({
+  K8S_BOT_LIMIT: positiveInt.required(),
+  K8S_NAMESPACE: Joi.string().default('meeboter'),
+  K8S_KUBECONFIG: Joi.string(),
+  K8S_IMAGE_REGISTRY: Joi.string(),
+  K8S_IMAGE_TAG: Joi.string().default('latest'),
+  K8S_BOT_CPU_REQUEST: Joi.string().default('500m'),
+  K8S_BOT_CPU_LIMIT: Joi.string().default('1000m'),
+  K8S_BOT_MEMORY_REQUEST: Joi.string().default('1Gi'),
+  K8S_BOT_MEMORY_LIMIT: Joi.string().default('2Gi'),
+  K8S_IMAGE_PULL_LOCK_ENABLED: Joi.boolean().truthy('true').falsy('false').default(true),
+  GHCR_ORG: Joi.string(),
+})
+  .or('K8S_IMAGE_REGISTRY', 'GHCR_ORG')
+  .unknown(true);
+
+const awsSchema = Joi.object({
+  AWS_BOT_LIMIT: positiveInt.required(),
+  AWS_REGION: Joi.string().required(),
+  AWS_ECS_CLUSTER: Joi.string().required(),
+  AWS_ECS_SUBNETS: csv.required(),
+  AWS_ECS_SECURITY_GROUPS: csv.required(),
+  AWS_ECS_ASSIGN_PUBLIC_IP: Joi.boolean().truthy('true').falsy('false').default(true),
+  AWS_ECS_TASK_DEF_GOOGLE_MEET: Joi.string().required(),
+  AWS_ECS_TASK_DEF_MICROSOFT_TEAMS: Joi.string().required(),
+  AWS_ECS_TASK_DEF_ZOOM: Joi.string().required(),
+}).unknown(true);
+
+const coolifySchema = Joi.object({
+  COOLIFY_BOT_LIMIT: positiveInt.required(),
+  COOLIFY_API_URL: url.required(),
+  COOLIFY_API_TOKEN: Joi.string().required(),
+  COOLIFY_PROJECT_UUID: Joi.string().required(),
+  COOLIFY_SERVER_UUID: Joi.string().required(),
+  COOLIFY_ENVIRONMENT_NAME: Joi.string().default('production'),
+  COOLIFY_DESTINATION_UUID: Joi.string().required(),
+  GHCR_ORG: Joi.string().required(),
+}).unknown(true);
+
+type Env = Record<string, string | undefined>;
+type Parsed = Record<string, any>;
+
+function validate(schema: Joi.ObjectSchema, env: Env): Parsed {
+  const { value, error } = schema.validate(env, { convert: true, abortEarly: true });
+  if (error) {
+    const detail = error.details[0];
+    const variable = detail.path.join('.') || String(detail.context?.peers ?? detail.context?.label ?? '');
+    const message = detail.type === 'object.missing'
+      ? `one of ${(detail.context?.peers as string[]).join(' or ')} is required`
+      : detail.message.replace(/^"[^"]*" /, '');
+    throw new ConfigError(`${variable}: ${message}`);
+  }
+  return value;
+}
+
+function withoutEmpty(env: Env): Env {
+  const out: Env = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined && value.trim() !== '') out[key] = value.trim();
+  return out;
+}
+
+function splitCsv(value: string): string[] {
+  return value.split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+/** `sim-load` → `SIM_LOAD`: the prefix of that platform's *_BOT_LIMIT and *_QUEUE_TIMEOUT_MS variables. */
+function envPrefix(name: string): string {
+  return name.toUpperCase().replace(/-/g, '_');
+}
+
+function platformKind(name: string): PlatformKind {
+  if (/^sim(-[a-z0-9]+)*$/.test(name)) return 'sim';
+  if ((PLATFORM_KINDS as readonly string[]).includes(name)) return name as PlatformKind;
+  throw new ConfigError(
+    `PLATFORM_PRIORITY: unknown platform "${name}" (expected k8s, aws, coolify, local, sim or sim-<name>)`,
+  );
+}
+
+function platformSettings(name: string, env: Env, base: Parsed): PlatformSettings {
+  const kind = platformKind(name);
+  const prefix = envPrefix(name);
+  const defaults: Record<string, { limit?: number; timeout: number }> = {
+    local: { limit: 5, timeout: 30000 },
+    sim: { limit: 1000, timeout: 30000 },
+  };
+  const fallback = defaults[name] ?? (kind === 'sim' ? defaults.sim : undefined);
+  const schema = Joi.object({
+    [`${prefix}_BOT_LIMIT`]: fallback?.limit ? positiveInt.default(fallback.limit) : positiveInt.required(),
+    [`${prefix}_QUEUE_TIMEOUT_MS`]: positiveInt.default(fallback?.timeout ?? 60000),
+  }).unknown(true);
+  const parsed = validate(schema, { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
+  return { name, kind, limit: parsed[`${prefix}_BOT_LIMIT`], queueTimeoutMs: parsed[`${prefix}_QUEUE_TIMEOUT_MS`] };
+}
+
+function pick(source: Parsed, ...keys: string[]): Env {
+  const out: Env = {};
+  for (const key of keys) if (source[key] !== undefined) out[key] = String(source[key]);
+  return out;
+}
+
+/** Parses and validates configuration; throws ConfigError whose message names the variable. */
+export function loadConfig(rawEnv: Env): Readonly<Config> {
+  const env = withoutEmpty(rawEnv);
+  const base = validate(baseSchema, env);
+
+  const names = splitCsv(base.PLATFORM_PRIORITY);
+  const duplicate = names.find((name, index) => names.indexOf(name) !== index);
+  if (duplicate) throw new ConfigError(`PLATFORM_PRIORITY: "${duplicate}" is listed twice`);
+  const platforms = names.map((name) => platformSettings(name, env, base));
+
+  const workerPlatforms = base.WORKER_PLATFORMS ? splitCsv(base.WORKER_PLATFORMS) : names;
+  const unknownWorker = workerPlatforms.find((name) => !names.includes(name));
+  if (unknownWorker) throw new ConfigError(`WORKER_PLATFORMS: "${unknownWorker}" is not in PLATFORM_PRIORITY`);
+
+  const kinds = new Set(platforms.map((platform) => platform.kind));
+  const config: Config = {
+    port: base.PORT,
+    publicUrl: base.PUBLIC_URL ?? `http://127.0.0.1:${base.PORT}`,
+    redisUrl: base.REDIS_URL,
+    mongodbUri: base.MONGODB_URI,
+    logLevel: base.LOG_LEVEL,
+    platforms,
+    workerPlatforms,
+    globalQueueTimeoutMs: base.GLOBAL_QUEUE_TIMEOUT_MS,
+    deploymentQueueMaxConcurrent: base.DEPLOYMENT_QUEUE_MAX_CONCURRENT,
+    botTokenSecret: base.BOT_TOKEN_SECRET ?? randomSecret(),
+    botTokenSecretGenerated: !base.BOT_TOKEN_SECRET,
+    bootstrapApiKey: base.BOOTSTRAP_API_KEY,
+    adminApiKey: base.ADMIN_API_KEY,
+    localBotCommand: base.LOCAL_BOT_COMMAND,
+    localRunDir: base.LOCAL_RUN_DIR,
+    redisPrefix: base.REDIS_PREFIX,
+    heartbeatTimeoutMs: base.HEARTBEAT_TIMEOUT_MS,
+    heartbeatIntervalMs: base.HEARTBEAT_INTERVAL_MS,
+    deployTimeoutMs: base.DEPLOY_TIMEOUT_MS,
+    sweepIntervalMs: base.SWEEP_INTERVAL_MS,
+    slotRecoveryIntervalMs: base.SLOT_RECOVERY_INTERVAL_MS,
+    leaveGraceMs: base.LEAVE_GRACE_MS,
+    ghcrOrg: base.GHCR_ORG,
+    s3: {
+      endpoint: base.S3_ENDPOINT,
+      accessKey: base.S3_ACCESS_KEY,
+      secretKey: base.S3_SECRET_KEY,
+      bucketName: base.S3_BUCKET_NAME,
+      region: base.S3_REGION,
+    },
+  };
+
+  if (kinds.has('k8s')) {
+    const k = validate(k8sSchema, env);
+    config.k8s = {
+      namespace: k.K8S_NAMESPACE,
+      kubeconfig: k.K8S_KUBECONFIG,
+      // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit.
+      imageRegistry: k.K8S_IMAGE_REGISTRY ?? `ghcr.io/${k.GHCR_ORG}`,
+      imageTag: k.K8S_IMAGE_TAG,
+      cpuRequest: k.K8S_BOT_CPU_REQUEST,
+      cpuLimit: k.K8S_BOT_CPU_LIMIT,
+      memoryRequest: k.K8S_BOT_MEMORY_REQUEST,
+      memoryLimit: k.K8S_BOT_MEMORY_LIMIT,
+      imagePullLockEnabled: k.K8S_IMAGE_PULL_LOCK_ENABLED,
+    };
+  }
+  if (kinds.has('aws')) {
+    const a = validate(awsSchema, env);
+    config.aws = {
+      region: a.AWS_REGION,
+      cluster: a.AWS_ECS_CLUSTER,
+      subnets: splitCsv(a.AWS_ECS_SUBNETS),
+      securityGroups: splitCsv(a.AWS_ECS_SECURITY_GROUPS),
+      assignPublicIp: a.AWS_ECS_ASSIGN_PUBLIC_IP,
+      taskDefinitions: {
+        'google-meet': a.AWS_ECS_TASK_DEF_GOOGLE_MEET,
+        'microsoft-teams': a.AWS_ECS_TASK_DEF_MICROSOFT_TEAMS,
+        zoom: a.AWS_ECS_TASK_DEF_ZOOM,
+      },
+    };
+  }
+  if (kinds.has('coolify')) {
+    const c = validate(coolifySchema, env);
+    config.coolify = {
+      apiUrl: c.COOLIFY_API_URL,
+      apiToken: c.COOLIFY_API_TOKEN,
+      projectUuid: c.COOLIFY_PROJECT_UUID,
+      serverUuid: c.COOLIFY_SERVER_UUID,
+      environmentName: c.COOLIFY_ENVIRONMENT_NAME,
+      destinationUuid: c.COOLIFY_DESTINATION_UUID,
+    };
+  }
+  return deepFreeze(config);
+}
+
+function randomSecret(): string {
+  return randomBytes(32).toString('hex');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

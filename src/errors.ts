@@ -1,0 +1,62 @@
+/**
+ * One error hierarchy. Each error carries a stable string `code` and the HTTP `status` the API answers
+ * with; the error middleware is the only place that turns them into `{error: {code, message, details}}`.
+ */
+export class AppError extends Error {
+  readonly code: string = 'INTERNAL';
+  readonly status: number = 500;
+  constructor(message: string, readonly details?: unknown) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends AppError {
+  override readonly code = 'VALIDATION_FAILED';
+  override readonly status = 400;
+}
+
+export class UnauthorizedError extends AppError {
+  override readonly code = 'UNAUTHORIZED';
+  override readonly status = 401;
+}
+
+export class ForbiddenError extends AppError {
+  override readonly code = 'FORBIDDEN';
+  override readonly status = 403;
+}
+
+export class NotFoundError extends AppError {
+  override readonly code = 'NOT_FOUND';
+  override readonly status = 404;
+}
+
+export class ConflictError extends AppError {
+  override readonly code: string = 'CONFLICT';
+  override readonly status = 409;
+}
+
+/** The bot lifecycle refused a transition (PRODUCT.md section 6). */
+export class TransitionError extends ConflictError {
+  override readonly code = 'ILLEGAL_TRANSITION';
+}
+
+export class IdempotencyConflictError extends ConflictError {
+  override readonly code = 'IDEMPOTENCY_KEY_REUSED';
+}
+
+/** The bot has ended; bots asking for their config get 410. */
+export class GoneError extends AppError {
+  override readonly code = 'GONE';
+  override readonly status = 410;
+}
+
+export class PayloadTooLargeError extends AppError {
+  override readonly code = 'PAYLOAD_TOO_LARGE';
+  override readonly status = 413;
+}
+
+export class UnavailableError extends AppError {
+  override readonly code = 'UNAVAILABLE';
+  override readonly status = 503;
+}

@@ -1,0 +1,204 @@
+import http from 'node:http';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Connection } from 'mongoose';
+import { createQueues, Queues } from '../queues/queues';
+import { startDispatchWorker } from '../workers/dispatch.worker';
+import { startPlatformWorker } from '../workers/platform.worker';
+import { startScheduleWorker } from '../workers/schedule.worker';
+import { WorkerDeps } from '../workers/worker-deps';
+import { createApp } from './api/app';
+import { botToken } from './auth/bot-token';
+import { Config } from './config';
+import { createMongo, createRedis } from './connections';
+import { isTerminal } from './domain/bot.lifecycle';
+import { logger } from './logger';
+import { createDeploySlots } from './placement/deploy-slots';
+import { createEndSignals, publishEnded } from './placement/end-signals';
+import { createGlobalQueue } from './placement/global-queue';
+import { createPlacement, Placement } from './placement/placement.service';
+import { createPlatforms } from './platforms/registry';
+import { createShutdown, Shutdown } from './shutdown';
+import { createApiKeys, ApiKeys } from './services/api-keys.service';
+import { BotsService, createBotsService } from './services/bots.service';
+import { createLifecycle, Lifecycle } from './services/lifecycle.service';
+import { createBotRepository, BotRepository } from './store/bot.repository';
+import { createLiveState } from './store/live-state';
+import { createModels, Models } from './store/models';
+
+/**
+ * Wires one fleet process: the API, the worker groups, or both (`npm start`). Every role shares Redis and
+ * MongoDB with every other process; nothing that matters for correctness is kept in this process alone.
+ */
+export interface FleetRoles {
+  api: boolean;
+  workers: boolean;
+}
+
+export interface Fleet {
+  config: Config;
+  models: Models;
+  repo: BotRepository;
+  bots: BotsService;
+  apiKeys: ApiKeys;
+  placement: Placement;
+  lifecycle: Lifecycle;
+  queues: Queues;
+  redis: Redis;
+  mongo: Connection;
+  server?: http.Server;
+  /** The port the API listens on (useful with PORT=0). */
+  port?: number;
+  shutdown: Shutdown;
+}
+
+export interface FleetUrls {
+  redisUrl: string;
+  mongodbUri: string;
+}
+
+const DISPATCH_TICK_MS = 1000;
+const LOCK_DURATION_MS = 30_000;
+
+/** `shutdown` may already hold closers (peers this process started); the fleet's close before them. */
+export async function startFleet(
+  config: Config,
+  urls: FleetUrls,
+  roles: FleetRoles,
+  shutdown: Shutdown = createShutdown(),
+): Promise<Fleet> {
+  const prefix = config.redisPrefix;
+  try {
+    const redis = createRedis(urls.redisUrl, 'producer');
+    shutdown.add('redis', () => redis.quit());
+    const mongo = await createMongo(urls.mongodbUri);
+    shutdown.add('mongodb', () => mongo.close());
+    const models = await createModels(mongo);
+    const repo = createBotRepository(models);
+    const globalQueue = createGlobalQueue(redis, prefix);
+    const liveState = createLiveState(redis, prefix);
+    const queues = await createQueues(redis, prefix, config.platforms);
+    shutdown.add('queues', () => queues.close());
+
+    let placement: Placement;
+    const lifecycle = createLifecycle(repo, {
+      withdraw: (botId) => placement.withdraw(botId),
+      publishEnded: (botId) => publishEnded(redis, prefix, botId),
+      forgetLiveState: (botId) => liveState.forget(botId),
+    });
+    placement = createPlacement({
+      platforms: config.platforms,
+      queues,
+      globalQueue,
+      repo,
+      lifecycle: () => lifecycle,
+      globalQueueTimeoutMs: config.globalQueueTimeoutMs,
+    });
+    const apiKeys = createApiKeys(models);
+    if (config.bootstrapApiKey) await apiKeys.ensure(config.bootstrapApiKey, 'admin');
+    const bots = createBotsService({
+      models,
+      repo,
+      lifecycle,
+      placement,
+      liveState,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+    });
+    const fleet: Fleet = { config, models, repo, bots, apiKeys, placement, lifecycle, queues, redis, mongo, shutdown };
+
+    if (roles.workers) await startWorkers(fleet, urls.redisUrl);
+    if (roles.api) {
+      const app = createApp({ config, bots, apiKeys, placement, queues: queues.all(), redis, mongo });
+      const server = http.createServer(app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, resolve);
+      });
+      server.keepAliveTimeout = 65_000;
+      shutdown.add('http', () => new Promise((resolve) => server.close(() => resolve(undefined))));
+      shutdown.add('http-idle', () => server.closeIdleConnections());
+      fleet.server = server;
+      fleet.port = (server.address() as { port: number }).port;
+    }
+    return fleet;
+  } catch (error) {
+    await shutdown.close();
+    throw error;
+  }
+}
+
+async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
+  const { config, shutdown, repo, lifecycle, placement, queues } = fleet;
+  const prefix = config.redisPrefix;
+  const subscriber = createRedis(redisUrl, 'subscriber');
+  const endSignals = await createEndSignals({
+    subscriber,
+    prefix,
+    findEnded: async (ids) =>
+      (await repo.findManyByIds(ids, { status: 1 }))
+        .filter((bot) => isTerminal(bot.status))
+        .map((bot) => String(bot._id))
+        .concat(ids.filter((id) => !/^[0-9a-f]{24}$/.test(id))),
+  });
+  shutdown.add('end-signals', () => endSignals.close());
+
+  const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
+  shutdown.add('platform-redis', () => platformRedis.quit());
+  const platforms = createPlatforms({ config, redis: platformRedis, prefix }, config.workerPlatforms);
+  const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent);
+
+  const workers: Worker[] = [];
+  const deps: WorkerDeps = {
+    queues,
+    placement,
+    lifecycle,
+    log: logger,
+    dispatchTickMs: DISPATCH_TICK_MS,
+    lockDurationMs: LOCK_DURATION_MS,
+    occupyContext: {
+      repo,
+      lifecycle,
+      placement,
+      slots,
+      endSignals,
+      botEnv: (botId) => botEnv(config, botId),
+    },
+    makeWorker(name, processor, options) {
+      const worker = new Worker(name, processor, {
+        connection: { url: redisUrl, maxRetriesPerRequest: null },
+        prefix,
+        ...options,
+      });
+      worker.on('error', (error) => logger.warn('worker error', { queue: name, error: String(error) }));
+      workers.push(worker);
+      return worker;
+    },
+  };
+  await startDispatchWorker(deps);
+  startScheduleWorker(deps);
+  for (const settings of config.platforms) {
+    const platform = platforms.get(settings.name);
+    if (platform) startPlatformWorker(deps, settings, platform);
+  }
+  shutdown.add('workers', () => Promise.all(workers.map((worker) => worker.close())));
+  logger.info('workers started', { platforms: [...platforms.keys()] });
+}
+
+/** The environment every bot container gets (PRODUCT.md section 5). */
+export function botEnv(config: Config, botId: string): Record<string, string> {
+  const env: Record<string, string> = {
+    BOT_ID: botId,
+    MILO_URL: config.publicUrl,
+    MILO_AUTH_TOKEN: botToken(config.botTokenSecret, botId),
+    NODE_ENV: 'production',
+    S3_REGION: config.s3.region,
+  };
+  const optional: Record<string, string | undefined> = {
+    S3_ENDPOINT: config.s3.endpoint,
+    S3_ACCESS_KEY: config.s3.accessKey,
+    S3_SECRET_KEY: config.s3.secretKey,
+    S3_BUCKET_NAME: config.s3.bucketName,
+  };
+  for (const [key, value] of Object.entries(optional)) if (value) env[key] = value;
+  return env;
+}

@@ -1,0 +1,127 @@
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Finding or starting the backing services for development and tests: a local redis-server and a
+ * MongoDB-wire server (FerretDB with its SQLite backend) on free loopback ports. Production sets REDIS_URL
+ * and MONGODB_URI and never reaches this module.
+ */
+export interface StartedPeer {
+  url: string;
+  /** What was used, for the startup line: "redis-server 127.0.0.1:41234 (started)". */
+  description: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function isPortOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host });
+    const done = (open: boolean) => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Looks for a binary on PATH and in Go's install directory (where `go install` puts ferretdb). */
+export function findBinary(name: string): string | undefined {
+  const goBin = process.env.GOBIN ?? path.join(process.env.GOPATH ?? path.join(os.homedir(), 'go'), 'bin');
+  const candidates = [...(process.env.PATH ?? '').split(path.delimiter), goBin, '/usr/bin', '/usr/local/bin'];
+  for (const dir of candidates) {
+    const full = path.join(dir, name);
+    if (dir && existsSync(full)) return full;
+  }
+  return undefined;
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 30000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before listening`);
+    if (await isPortOpen(port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${what} did not listen on 127.0.0.1:${port} within 30 s`);
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    });
+}
+
+export async function startRedis(dataDir: string, port?: number): Promise<StartedPeer> {
+  const binary = findBinary('redis-server');
+  if (!binary) throw new Error('redis-server not found: install it (apt-get install redis-server) or set REDIS_URL');
+  const listenPort = port ?? (await freePort());
+  mkdirSync(dataDir, { recursive: true });
+  const child = spawn(
+    binary,
+    ['--port', String(listenPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dataDir],
+    { stdio: 'ignore' },
+  );
+  await waitForPort(listenPort, child, 'redis-server');
+  return {
+    url: `redis://127.0.0.1:${listenPort}`,
+    description: `redis-server on 127.0.0.1:${listenPort} (started by meeboter)`,
+    stop: stopper(child),
+  };
+}
+
+export async function startFerretDb(dataDir: string, port?: number): Promise<StartedPeer> {
+  const binary = findBinary('ferretdb');
+  if (!binary) {
+    throw new Error(
+      'ferretdb not found: run `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` or set MONGODB_URI',
+    );
+  }
+  const listenPort = port ?? (await freePort());
+  mkdirSync(dataDir, { recursive: true });
+  const child = spawn(
+    binary,
+    [
+      '--handler=sqlite',
+      `--sqlite-url=file:${dataDir}/`,
+      `--listen-addr=127.0.0.1:${listenPort}`,
+      `--state-dir=${dataDir}`,
+      '--debug-addr=-',
+      '--telemetry=disable',
+      '--log-level=error',
+    ],
+    { stdio: 'ignore' },
+  );
+  await waitForPort(listenPort, child, 'ferretdb');
+  return {
+    url: `mongodb://127.0.0.1:${listenPort}/meeboter`,
+    description: `FerretDB (SQLite in ${dataDir}) on 127.0.0.1:${listenPort} (started by meeboter)`,
+    stop: stopper(child),
+  };
+}
+
+/** `redis-cli ping` style check used before starting our own. */
+export function hasCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+}

@@ -1,0 +1,214 @@
+import { PlatformSettings } from '../config';
+import { logger } from '../logger';
+import { Lifecycle } from '../services/lifecycle.service';
+import { BotRepository } from '../store/bot.repository';
+import { BotDoc } from '../store/models';
+import { occupyJobId } from '../../queues/queue-names';
+import { Queues } from '../../queues/queues';
+import { GlobalQueue } from './global-queue';
+
+/**
+ * Placement (PRODUCT.md section 7). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
+ * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
+ * free capacity by adding an occupy job to that platform's queue. Capacity is counted as the platform
+ * queue's unfinished jobs, and only the dispatcher adds them, so a platform never holds more jobs than its
+ * limit; BullMQ global concurrency (= limit) guards the same bound a second time.
+ */
+export interface PlatformStats {
+  name: string;
+  enabled: boolean;
+  limit: number;
+  active: number;
+  queued: number;
+  queueTimeoutMs: number;
+  draining: boolean;
+}
+
+export interface Placement {
+  /** Puts a QUEUED bot into the global queue and wakes the dispatcher. Idempotent. */
+  enqueue(bot: Pick<BotDoc, '_id' | 'createdAt'>): Promise<void>;
+  /** Places a SCHEDULED bot in the global queue shortly before `joinAt`. Idempotent. */
+  schedule(botId: string, joinAt: Date): Promise<void>;
+  /** Removes a bot from the global queue, the schedule and any platform queue it still waits in. */
+  withdraw(botId: string): Promise<void>;
+  position(botId: string): Promise<number | null>;
+  kick(reason: string): Promise<void>;
+  /** One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. */
+  dispatch(): Promise<{ placed: number; expired: number; timedOut: number }>;
+  stats(): Promise<{ platforms: PlatformStats[]; globalQueue: { length: number; oldestQueuedAt: string | null } }>;
+  /** Hands a bot back to the global queue after a failed or timed-out attempt on `platform`. */
+  handBack(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<void>;
+}
+
+export interface PlacementDeps {
+  platforms: readonly PlatformSettings[];
+  queues: Queues;
+  globalQueue: GlobalQueue;
+  repo: BotRepository;
+  lifecycle: () => Lifecycle;
+  globalQueueTimeoutMs: number;
+  /** Scheduled bots are queued this long before their join time, so the container is up when it matters. */
+  scheduleLeadMs?: number;
+}
+
+const BATCH = 100;
+/** How far down the global queue one run looks for bots that fit the free platforms. */
+const MAX_SCAN = 1000;
+
+export function createPlacement(deps: PlacementDeps): Placement {
+  const { queues, globalQueue, repo } = deps;
+  const queueOf = (platform: string) => queues.platforms.get(platform)!;
+
+  const kick: Placement['kick'] = async (reason) => {
+    await queues.dispatch.add('dispatch', { reason });
+  };
+
+  const occupied = async (platform: string) => {
+    const counts = await queueOf(platform).getJobCounts('active', 'wait', 'delayed', 'prioritized', 'waiting-children');
+    return Object.values(counts).reduce((sum, n) => sum + n, 0);
+  };
+
+  const freeCapacity = async () => {
+    const free = new Map<string, number>();
+    await Promise.all(
+      deps.platforms.map(async (p) => free.set(p.name, Math.max(0, p.limit - (await occupied(p.name))))),
+    );
+    return free;
+  };
+
+  const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
+    const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at: new Date() });
+    if (!bot) return;
+    await deps.lifecycle().event(botId, `attempt.${outcome}`, { reason, data: { platform } });
+    logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
+    await globalQueue.add(botId, bot.createdAt.getTime());
+    await kick(`hand-back from ${platform}`);
+  };
+
+  /** Bots whose wait in the global queue exceeded GLOBAL_QUEUE_TIMEOUT_MS become FATAL QUEUE_TIMEOUT. */
+  const expireGlobal = async (now: number) => {
+    const expired = await globalQueue.waitingSince(now - deps.globalQueueTimeoutMs, BATCH);
+    for (const botId of expired) {
+      await deps.lifecycle().end(botId, 'FATAL', 'QUEUE_TIMEOUT', `queued longer than ${deps.globalQueueTimeoutMs} ms`);
+      await globalQueue.remove(botId);
+    }
+    return expired.length;
+  };
+
+  /** Bots assigned to a platform that did not start deploying within its queue timeout move on (I3). */
+  const expirePlatformWaits = async (now: number) => {
+    let count = 0;
+    for (const settings of deps.platforms) {
+      const waiting = await queueOf(settings.name).getJobs(['wait', 'prioritized'], 0, BATCH, true);
+      for (const job of waiting) {
+        if (!job || now - job.timestamp <= settings.queueTimeoutMs) continue;
+        try {
+          await job.remove();
+        } catch {
+          continue; // it started meanwhile: the processor owns it now
+        }
+        count++;
+        await handBack(job.data.botId, settings.name, 'timed-out', `waited ${now - job.timestamp} ms for ${settings.name}`);
+      }
+    }
+    return count;
+  };
+
+  const assign = async (bot: BotDoc, platform: string, skipped: string[]) => {
+    const botId = String(bot._id);
+    // Record the choice first: a dispatcher re-run after a crash then finishes this assignment
+    // instead of choosing again.
+    await repo.recordAttempt(botId, { platform, outcome: 'assigned', at: new Date() }, { assignTo: platform });
+    await queueOf(platform).add('occupy', { botId, platform }, { jobId: occupyJobId(botId, platform) });
+    await globalQueue.remove(botId);
+    await deps.lifecycle().event(botId, 'attempt.assigned', { data: { platform, skippedFull: skipped } });
+  };
+
+  const dispatch: Placement['dispatch'] = async () => {
+    const now = Date.now();
+    const expired = await expireGlobal(now);
+    const timedOut = await expirePlatformWaits(now);
+    let placed = 0;
+    const free = await freeCapacity();
+    let offset = 0;
+    while ([...free.values()].some((n) => n > 0) && offset < MAX_SCAN) {
+      const ids = await globalQueue.head(offset, BATCH);
+      if (ids.length === 0) break;
+      const bots = new Map(
+        (await repo.findManyByIds(ids, { status: 1, excludedPlatforms: 1, platform: 1, createdAt: 1 })).map((b) => [
+          String(b._id),
+          b,
+        ]),
+      );
+      let kept = 0;
+      for (const botId of ids) {
+        const bot = bots.get(botId);
+        if (!bot || bot.status !== 'QUEUED') {
+          await globalQueue.remove(botId); // ended, or already moved on by another path
+          continue;
+        }
+        if (bot.platform && (await queueOf(bot.platform)?.getJob(occupyJobId(botId, bot.platform)))) {
+          await globalQueue.remove(botId); // assigned by a run that died before removing it from the queue
+          continue;
+        }
+        const eligible = deps.platforms.filter((p) => !bot.excludedPlatforms?.includes(p.name));
+        if (eligible.length === 0) {
+          await deps.lifecycle().end(botId, 'FATAL', 'DEPLOY_FAILED', 'every platform failed or timed out for this bot');
+          continue;
+        }
+        const target = eligible.find((p) => (free.get(p.name) ?? 0) > 0);
+        if (!target) {
+          kept++;
+          continue;
+        }
+        const skipped = eligible.slice(0, eligible.indexOf(target)).map((p) => p.name);
+        await assign(bot, target.name, skipped);
+        free.set(target.name, free.get(target.name)! - 1);
+        placed++;
+      }
+      offset += kept;
+    }
+    return { placed, expired, timedOut };
+  };
+
+  return {
+    async enqueue(bot) {
+      await globalQueue.add(String(bot._id), bot.createdAt.getTime());
+      await kick('created');
+    },
+    async schedule(botId, joinAt) {
+      const delay = Math.max(0, joinAt.getTime() - (deps.scheduleLeadMs ?? 60_000) - Date.now());
+      await queues.schedule.add('schedule', { botId }, { jobId: botId, delay });
+    },
+    async withdraw(botId) {
+      await globalQueue.remove(botId);
+      await (await queues.schedule.getJob(botId))?.remove().catch(() => undefined);
+      for (const settings of deps.platforms) {
+        const job = await queueOf(settings.name).getJob(occupyJobId(botId, settings.name));
+        // Only a job that has not started can be removed; a started one stops its own container.
+        if (job && (await job.isWaiting())) await job.remove().catch(() => undefined);
+      }
+    },
+    position: (botId) => globalQueue.position(botId),
+    kick,
+    dispatch,
+    handBack,
+    async stats() {
+      const platforms = await Promise.all(
+        deps.platforms.map(async (p) => {
+          const counts = await queueOf(p.name).getJobCounts('active', 'wait', 'delayed', 'prioritized');
+          return {
+            name: p.name,
+            enabled: true,
+            limit: p.limit,
+            active: counts.active,
+            queued: counts.wait + counts.delayed + counts.prioritized,
+            queueTimeoutMs: p.queueTimeoutMs,
+            draining: await queueOf(p.name).isPaused(),
+          };
+        }),
+      );
+      return { platforms, globalQueue: await globalQueue.stats() };
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import { MeetingPlatform } from '../domain/bot.lifecycle';
+
+/**
+ * The port every platform adapter implements. Nothing outside src/platforms/<name>/ knows a platform's API.
+ *
+ * Idempotency contract: `deploy` with the same `name` never starts a second container (Kubernetes: a Job
+ * of that name; ECS: the RunTask clientToken; local: a pid file of that name). The fleet calls `adopt`
+ * first when it may already have deployed, so a re-run after a crash takes over the running container.
+ */
+export interface DeploySpec {
+  botId: string;
+  /** Deterministic per bot attempt: `mb-<botId>-<platform>`. */
+  name: string;
+  meetingPlatform: MeetingPlatform;
+  /** PRODUCT.md section 5: BOT_ID, MILO_URL, MILO_AUTH_TOKEN, S3_*, NODE_ENV. */
+  env: Record<string, string>;
+}
+
+export interface Deployment {
+  /** What the platform calls the container (Job name, task ARN, pid, slot uuid). */
+  identifier: string;
+  /**
+   * `running`: the container is up. `starting`: accepted, still coming up (a pod pulling its image, a pool
+   * slot starting); the bot's own status reports and the reconciliation sweep follow it from there.
+   */
+  state: 'starting' | 'running';
+}
+
+export type ContainerState = 'starting' | 'running' | 'gone';
+
+export interface ContainerStatus {
+  state: ContainerState;
+  /** Operator-facing detail, for example "ImagePullBackOff" or "exit code 137". */
+  detail?: string;
+}
+
+/** Thrown by adapters. `transient` failures (429, 5xx, timeouts) are retried with backoff, others are not. */
+export class PlatformError extends Error {
+  override name = 'PlatformError';
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    /** Set when the platform said it has no room (ECS `failures[]` with RESOURCE, a full pool). */
+    readonly full = false,
+  ) {
+    super(message);
+  }
+}
+
+export interface Platform {
+  /** Name in PLATFORM_PRIORITY. */
+  readonly name: string;
+  /**
+   * Starts the container for one bot attempt, or returns the one already started under `spec.name`.
+   * Returns as soon as the platform accepted it; it must not wait for a slow start.
+   */
+  deploy(spec: DeploySpec): Promise<Deployment>;
+  /**
+   * Takes over a container this or another fleet process started under `name`, or returns null if there is
+   * none (never started, or already gone). Never starts anything.
+   */
+  adopt(name: string): Promise<Deployment | null>;
+  /** Current state of a container; `gone` once the platform confirms it no longer runs. */
+  status(identifier: string): Promise<ContainerStatus>;
+  /** Stops a container and resolves once the platform confirms it is gone. Stopping a gone one succeeds. */
+  stop(identifier: string): Promise<void>;
+  /** Releases the adapter's own clients and timers. Containers keep running. */
+  close(): Promise<void>;
+}
+
+export function deploymentName(botId: string, platform: string): string {
+  return `mb-${botId}-${platform}`;
+}

@@ -1,0 +1,73 @@
+import { Redis } from 'ioredis';
+import { logger } from '../../logger';
+import { BotClient } from '../../sdk/bot-client';
+import { runSimBot } from '../../sdk/sim-bot';
+import { ContainerStatus, Deployment, DeploySpec, Platform } from '../platform';
+
+/**
+ * `sim`: a load-testing platform. Its "containers" are entries in a Redis hash (the simulated host, shared
+ * by all fleet processes) and each runs the sim bot in-process, so thousands fit on one machine. The host
+ * keeps the peak number of containers it ever held at once, which tests read to check the bot limit.
+ * A container whose process died keeps its entry until stopped; adopting it resumes its bot here.
+ */
+export interface SimPlatformOptions {
+  name: string;
+  redis: Redis;
+  prefix: string;
+}
+
+export function simHostKeys(prefix: string, name: string) {
+  return { containers: `${prefix}:sim:${name}:containers`, peak: `${prefix}:sim:${name}:peak` };
+}
+
+const CREATE = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local held = redis.call('HLEN', KEYS[1])
+if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
+return held`;
+
+export function createSimPlatform(options: SimPlatformOptions): Platform {
+  const keys = simHostKeys(options.prefix, options.name);
+  const running = new Map<string, AbortController>();
+
+  const run = (name: string, env: Record<string, string>) => {
+    if (running.has(name)) return;
+    const controller = new AbortController();
+    running.set(name, controller);
+    const client = BotClient.fromEnv(env, controller.signal);
+    runSimBot(client, controller.signal)
+      .catch((error) => logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) }))
+      .finally(async () => {
+        running.delete(name);
+        // The bot's program ended, so its container is gone, unless a stop() is already removing it.
+        if (!controller.signal.aborted) await options.redis.hdel(keys.containers, name).catch(() => undefined);
+      });
+  };
+
+  return {
+    name: options.name,
+    async deploy(spec: DeploySpec): Promise<Deployment> {
+      await options.redis.eval(CREATE, 2, keys.containers, keys.peak, spec.name, JSON.stringify(spec.env));
+      const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
+      run(spec.name, env);
+      return { identifier: spec.name, state: 'running' };
+    },
+    async adopt(name) {
+      const stored = await options.redis.hget(keys.containers, name);
+      if (!stored) return null;
+      run(name, JSON.parse(stored));
+      return { identifier: name, state: 'running' };
+    },
+    async status(identifier): Promise<ContainerStatus> {
+      return { state: (await options.redis.hexists(keys.containers, identifier)) ? 'running' : 'gone' };
+    },
+    async stop(identifier) {
+      running.get(identifier)?.abort();
+      await options.redis.hdel(keys.containers, identifier);
+    },
+    async close() {
+      for (const controller of running.values()) controller.abort();
+    },
+  };
+}

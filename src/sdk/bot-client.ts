@@ -1,0 +1,133 @@
+/**
+ * A small typed client for bot images (PRODUCT.md section 5). It reads BOT_ID, MILO_URL and MILO_AUTH_TOKEN,
+ * retries network errors, 429 and 5xx with backoff and jitter, and never retries an answer that will not
+ * change (401, 404, 409, 410).
+ */
+export type ReportableStatus = 'JOINING_CALL' | 'IN_WAITING_ROOM' | 'IN_CALL' | 'LEAVING' | 'ENDED' | 'FATAL';
+
+export interface BotConfig {
+  id: string;
+  meeting: { platform: string; url?: string; meetingId?: string; password?: string };
+  displayName: string;
+  imageUrl: string | null;
+  automaticLeave: Record<string, number>;
+  maxDurationMs: number | null;
+  recording: boolean;
+  heartbeatIntervalMs: number;
+  metadata: Record<string, string>;
+}
+
+export class BotApiError extends Error {
+  override name = 'BotApiError';
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export interface BotClientOptions {
+  baseUrl: string;
+  botId: string;
+  token: string;
+  /** Tries per call for retryable failures. */
+  attempts?: number;
+  signal?: AbortSignal;
+}
+
+export class BotClient {
+  constructor(private readonly options: BotClientOptions) {}
+
+  static fromEnv(env: Record<string, string | undefined> = process.env, signal?: AbortSignal): BotClient {
+    const missing = ['BOT_ID', 'MILO_URL', 'MILO_AUTH_TOKEN'].filter((name) => !env[name]);
+    if (missing.length) throw new Error(`missing environment: ${missing.join(', ')}`);
+    return new BotClient({ baseUrl: env.MILO_URL!, botId: env.BOT_ID!, token: env.MILO_AUTH_TOKEN!, signal });
+  }
+
+  get botId(): string {
+    return this.options.botId;
+  }
+
+  getConfig(): Promise<BotConfig> {
+    return this.call('GET', 'config');
+  }
+
+  heartbeat(): Promise<{ shouldLeave: boolean }> {
+    return this.call('POST', 'heartbeat', {});
+  }
+
+  reportStatus(status: ReportableStatus, extra: { reason?: string; message?: string; recordingKey?: string } = {}) {
+    return this.call('POST', 'status', { status, ...extra });
+  }
+
+  reportEvent(type: string, data?: unknown) {
+    return this.call('POST', 'events', { type, at: new Date().toISOString(), data });
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const { baseUrl, botId, token } = this.options;
+    const attempts = this.options.attempts ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      let status = 0;
+      let message = '';
+      try {
+        const response = await fetch(`${baseUrl.replace(/\/$/, '')}/api/bots/${botId}/${path}`, {
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: this.options.signal,
+        });
+        const text = await response.text();
+        if (response.ok) return (text ? JSON.parse(text) : {}) as T;
+        status = response.status;
+        message = text;
+      } catch (error) {
+        if (this.options.signal?.aborted) throw error;
+        message = String(error);
+      }
+      const retryable = status === 0 || status === 429 || status >= 500;
+      if (!retryable || attempt >= attempts) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
+      await sleep(Math.random() * Math.min(5000, 100 * 2 ** attempt), this.options.signal);
+    }
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Heartbeats every `intervalMs` until stopped; calls `onLeave` once when the fleet answers shouldLeave.
+ * Heartbeat failures are tolerated: the fleet decides liveness, not the bot.
+ */
+export function startHeartbeats(client: BotClient, intervalMs: number, onLeave: () => void): { stop(): void } {
+  let stopped = false;
+  let told = false;
+  const beat = async () => {
+    if (stopped) return;
+    try {
+      const { shouldLeave } = await client.heartbeat();
+      if (shouldLeave && !told) {
+        told = true;
+        onLeave();
+      }
+    } catch {
+      // the next beat tries again
+    }
+    if (!stopped) timer = setTimeout(beat, intervalMs);
+  };
+  let timer = setTimeout(beat, 0);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { BotApiError, BotClient, sleep, startHeartbeats } from './bot-client';
+
+/**
+ * The sim bot: speaks the bot protocol without a browser, for development, tests and load tests.
+ * Behaviour comes from config metadata: `sim.durationMs` (time IN_CALL, default 10000) and `sim.behavior`:
+ * normal | fail-join (reports FATAL) | crash (stops silently) | hang (stops heartbeating, keeps running) |
+ * ignore-leave (does not leave when asked).
+ */
+export type SimOutcome = 'completed' | 'left' | 'failed' | 'crashed' | 'hung' | 'gone' | 'stopped';
+
+export async function runSimBot(client: BotClient, signal: AbortSignal): Promise<SimOutcome> {
+  let config;
+  try {
+    config = await client.getConfig();
+  } catch (error) {
+    if (error instanceof BotApiError && (error.status === 410 || error.status === 404)) return 'gone';
+    throw error;
+  }
+  const behavior = config.metadata['sim.behavior'] ?? 'normal';
+  const durationMs = Number(config.metadata['sim.durationMs'] ?? 10000);
+
+  const leave = new AbortController();
+  const stopAll = () => leave.abort();
+  signal.addEventListener('abort', stopAll, { once: true });
+  const heartbeats = startHeartbeats(client, config.heartbeatIntervalMs, () => {
+    if (behavior !== 'ignore-leave') leave.abort();
+  });
+  try {
+    await client.reportStatus('JOINING_CALL');
+    if (behavior === 'fail-join') {
+      await client.reportStatus('FATAL', { reason: 'BOT_ERROR', message: 'simulated join failure' });
+      return 'failed';
+    }
+    if (behavior === 'crash') return 'crashed';
+    await client.reportStatus('IN_CALL');
+    if (behavior === 'hang') {
+      heartbeats.stop();
+      await sleep(2 ** 31 - 1, signal);
+      return 'hung';
+    }
+    await sleep(durationMs, leave.signal);
+    if (signal.aborted) return 'stopped';
+    const asked = leave.signal.aborted;
+    await client.reportStatus('LEAVING');
+    await client.reportStatus('ENDED');
+    return asked ? 'left' : 'completed';
+  } catch (error) {
+    if (error instanceof BotApiError && error.status === 409) return 'gone'; // ended by the fleet meanwhile
+    throw error;
+  } finally {
+    heartbeats.stop();
+    signal.removeEventListener('abort', stopAll);
+  }
+}

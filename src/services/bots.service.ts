@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import { Types } from 'mongoose';
+import {
+  BotStatus,
+  defaultEndReason,
+  EndReason,
+  isTerminal,
+  LIVE_STATUSES,
+  MeetingPlatform,
+} from '../domain/bot.lifecycle';
+import { GoneError, IdempotencyConflictError, NotFoundError, UnavailableError } from '../errors';
+import { logger } from '../logger';
+import { Placement } from '../placement/placement.service';
+import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
+import { BotRepository } from '../store/bot.repository';
+import { LiveState } from '../store/live-state';
+import { BotDoc, Models } from '../store/models';
+import { Lifecycle } from './lifecycle.service';
+
+/** What clients and bots can ask of the fleet; the API's routes are thin wrappers around these. */
+export interface CreateBotInput {
+  meeting: BotDoc['meeting'] & { platform: MeetingPlatform };
+  displayName: string;
+  imageUrl?: string;
+  joinAt?: Date;
+  maxDurationMs?: number;
+  recording: boolean;
+  automaticLeave?: Record<string, number>;
+  callbackUrl?: string;
+  metadata: Record<string, string>;
+}
+
+export interface BotsServiceDeps {
+  models: Models;
+  repo: BotRepository;
+  lifecycle: Lifecycle;
+  placement: Placement;
+  liveState: LiveState;
+  heartbeatIntervalMs: number;
+}
+
+const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+export function createBotsService(deps: BotsServiceDeps) {
+  const { repo, lifecycle, placement, liveState } = deps;
+  const { Idempotency } = deps.models;
+
+  const present = async (bot: BotDoc) => {
+    const [position, heartbeat] = await Promise.all([
+      bot.status === 'QUEUED' ? placement.position(String(bot._id)) : Promise.resolve(null),
+      LIVE_STATUSES.includes(bot.status) ? liveState.lastHeartbeat(String(bot._id)) : Promise.resolve(null),
+    ]);
+    const json = toBotJson(bot, position);
+    if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt)) json.lastHeartbeatAt = heartbeat.toISOString();
+    return json;
+  };
+
+  const ownBot = async (owner: string, botId: string) => {
+    const bot = await repo.findForOwner(owner, botId);
+    if (!bot) throw new NotFoundError(`bot ${botId} not found`);
+    return bot;
+  };
+
+  /** Inserts the bot (if absent) and hands it to placement; undoes the insert if placement is unreachable. */
+  const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput) => {
+    const now = new Date();
+    const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
+    const doc: BotDoc = {
+      _id: botId,
+      ownerId: owner,
+      status: scheduled ? 'SCHEDULED' : 'QUEUED',
+      ...input,
+      metadata: metadataFromRecord(input.metadata),
+      platform: null,
+      platformIdentifier: null,
+      excludedPlatforms: [],
+      attempts: [],
+      createdAt: now,
+      queuedAt: scheduled ? undefined : now,
+      statusVersion: 0,
+    };
+    try {
+      await repo.insert(doc);
+    } catch (error) {
+      if ((error as { code?: number }).code === 11000) return { bot: (await repo.findById(String(botId)))!, created: false };
+      throw error;
+    }
+    try {
+      await repo.appendEvent(String(botId), { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
+      if (scheduled) await placement.schedule(String(botId), input.joinAt!);
+      else await placement.enqueue(doc);
+    } catch (error) {
+      logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
+      await repo.remove(String(botId)).catch(() => undefined);
+      await Idempotency.deleteOne({ owner, botId }).catch(() => undefined);
+      throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
+    }
+    return { bot: doc, created: true };
+  };
+
+  return {
+    async create(owner: string, input: CreateBotInput, idempotencyKey?: string) {
+      if (!idempotencyKey) {
+        const { bot } = await insertAndPlace(owner, new Types.ObjectId(), input);
+        return { bot: await present(bot), created: true };
+      }
+      const requestHash = createHash('sha256').update(stableJson(input)).digest('hex');
+      for (let round = 0; round < 3; round++) {
+        const botId = new Types.ObjectId();
+        try {
+          await Idempotency.create({ owner, key: idempotencyKey, requestHash, botId, createdAt: new Date() });
+          const { bot, created } = await insertAndPlace(owner, botId, input);
+          return { bot: await present(bot), created };
+        } catch (error) {
+          if ((error as { code?: number }).code !== 11000) throw error;
+        }
+        const record = await Idempotency.findOne({ owner, key: idempotencyKey }).lean();
+        if (!record) continue; // removed after a failed placement: try again
+        if (Date.now() - record.createdAt.getTime() > IDEMPOTENCY_WINDOW_MS) {
+          await Idempotency.deleteOne({ _id: record._id });
+          continue;
+        }
+        if (record.requestHash !== requestHash) {
+          throw new IdempotencyConflictError('this Idempotency-Key was used with a different request body');
+        }
+        // The first request may still be inserting: finishing its insert is idempotent (same bot id).
+        const { bot } = await insertAndPlace(owner, record.botId, input);
+        return { bot: await present(bot), created: false };
+      }
+      throw new UnavailableError('could not settle the Idempotency-Key; retry');
+    },
+
+    async get(owner: string, botId: string) {
+      return present(await ownBot(owner, botId));
+    },
+
+    async list(owner: string, filter: { status?: BotStatus; platform?: string; limit: number; cursor?: string }) {
+      const bots = await repo.list(owner, { ...filter, before: filter.cursor, limit: filter.limit + 1 });
+      const page = bots.slice(0, filter.limit);
+      return {
+        data: await Promise.all(page.map(present)),
+        nextCursor: bots.length > filter.limit ? String(page[page.length - 1]._id) : null,
+      };
+    },
+
+    async events(owner: string, botId: string) {
+      await ownBot(owner, botId);
+      return { data: (await repo.events(botId, 1000)).map(toEventJson) };
+    },
+
+    /** Ends the bot now (CANCELLED): withdrawn from queues, its container stopped. Idempotent. */
+    async cancel(owner: string, botId: string) {
+      await ownBot(owner, botId);
+      const ended = await lifecycle.tryTransition(botId, 'ENDED', { reason: 'CANCELLED', source: 'client' });
+      return present(ended ?? (await ownBot(owner, botId)));
+    },
+
+    /** A live bot goes LEAVING and learns it on its next heartbeat; one not deployed yet is cancelled. */
+    async leave(owner: string, botId: string) {
+      const bot = await ownBot(owner, botId);
+      if (bot.status === 'LEAVING') return present(bot);
+      if (bot.status === 'SCHEDULED' || bot.status === 'QUEUED') {
+        const ended = await lifecycle.tryTransition(botId, 'ENDED', { reason: 'CANCELLED', source: 'client' });
+        return present(ended ?? (await ownBot(owner, botId)));
+      }
+      await liveState.requestLeave(botId);
+      const leaving = await lifecycle.transition(botId, 'LEAVING', {
+        source: 'client',
+        set: { leaveRequestedAt: new Date() },
+      });
+      return present(leaving);
+    },
+
+    // ---- bot side ----
+
+    async config(botId: string) {
+      const bot = await repo.findById(botId);
+      if (!bot) throw new NotFoundError(`bot ${botId} not found`);
+      if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
+      return toBotConfig(bot, deps.heartbeatIntervalMs);
+    },
+
+    heartbeat: (botId: string) => liveState.heartbeat(botId),
+
+    async reportStatus(
+      botId: string,
+      report: { status: BotStatus; reason?: EndReason; message?: string; recordingKey?: string },
+    ) {
+      const bot = await repo.findById(botId);
+      if (!bot) throw new NotFoundError(`bot ${botId} not found`);
+      if (bot.status === report.status && !isTerminal(bot.status)) return { status: bot.status }; // a retried report
+      const reason = report.reason ?? defaultEndReason(report.status, Boolean(bot.leaveRequestedAt));
+      const set: Partial<BotDoc> = report.recordingKey ? { recordingKey: report.recordingKey } : {};
+      const updated = await lifecycle.transition(botId, report.status, {
+        reason,
+        message: report.message,
+        set,
+        source: 'bot',
+      });
+      return { status: updated.status };
+    },
+
+    async reportEvent(botId: string, event: { type: string; at?: Date; data?: unknown }) {
+      if (!(await repo.findById(botId))) throw new NotFoundError(`bot ${botId} not found`);
+      await repo.appendEvent(botId, { type: `bot.${event.type}`, at: event.at ?? new Date(), data: event.data });
+      return { ok: true };
+    },
+  };
+}
+
+export type BotsService = ReturnType<typeof createBotsService>;
+
+/** JSON with sorted keys, so the same body always hashes the same. */
+function stableJson(value: unknown): string {
+  if (value instanceof Date) return JSON.stringify(value.toISOString());
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, inner]) => inner !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${stableJson(inner)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

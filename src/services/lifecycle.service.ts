@@ -1,0 +1,73 @@
+import { BotStatus, EndReason, isTerminal } from '../domain/bot.lifecycle';
+import { NotFoundError, TransitionError } from '../errors';
+import { logger } from '../logger';
+import { BotRepository } from '../store/bot.repository';
+import { BotDoc } from '../store/models';
+
+/**
+ * Every status change of every bot goes through here, whoever asks (the bot, a client, a worker, a sweep):
+ * one conditional update decides, the change is recorded as an event, and a terminal status triggers the
+ * release (queue withdrawal and the end signal that makes the holder stop the container).
+ */
+export interface TerminalEffects {
+  /** Removes a bot from every queue it may wait in. */
+  withdraw(botId: string): Promise<void>;
+  /** Tells the process holding the bot's platform capacity to stop its container. */
+  publishEnded(botId: string): Promise<void>;
+  forgetLiveState(botId: string): Promise<void>;
+}
+
+export interface TransitionRequest {
+  reason?: EndReason;
+  message?: string;
+  set?: Partial<BotDoc>;
+  source: 'bot' | 'client' | 'fleet';
+  data?: unknown;
+}
+
+export interface Lifecycle {
+  /** Applies a transition or throws TransitionError (409) / NotFoundError (404). */
+  transition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc>;
+  /** Same, but returns null where `transition` would throw. */
+  tryTransition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc | null>;
+  /** Ends a bot (ENDED or FATAL) with a reason, if it is not terminal yet. */
+  end(botId: string, status: 'ENDED' | 'FATAL', reason: EndReason, message?: string): Promise<BotDoc | null>;
+  event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;
+}
+
+export function createLifecycle(repo: BotRepository, effects: TerminalEffects): Lifecycle {
+  const recordEvent: Lifecycle['event'] = (botId, type, fields = {}) =>
+    repo.appendEvent(botId, { type, at: new Date(), ...fields });
+
+  const tryTransition: Lifecycle['tryTransition'] = async (botId, to, request) => {
+    const endReason = isTerminal(to) ? request.reason : undefined;
+    const updated = await repo.transition(botId, to, { endReason, set: request.set });
+    if (!updated) return null;
+    await repo.appendEvent(botId, {
+      type: 'status',
+      status: to,
+      reason: endReason ?? request.reason,
+      message: request.message,
+      data: { source: request.source, version: updated.statusVersion, ...(request.data as object) },
+      at: new Date(),
+    });
+    if (isTerminal(to)) {
+      logger.info('bot ended', { botId, status: to, endReason, source: request.source });
+      await Promise.all([effects.withdraw(botId), effects.publishEnded(botId), effects.forgetLiveState(botId)]);
+    }
+    return updated;
+  };
+
+  return {
+    tryTransition,
+    async transition(botId, to, request) {
+      const updated = await tryTransition(botId, to, request);
+      if (updated) return updated;
+      const current = await repo.findById(botId);
+      if (!current) throw new NotFoundError(`bot ${botId} not found`);
+      throw new TransitionError(`cannot move a bot from ${current.status} to ${to}`, { from: current.status, to });
+    },
+    end: (botId, status, reason, message) => tryTransition(botId, status, { reason, message, source: 'fleet' }),
+    event: recordEvent,
+  };
+}

@@ -1,0 +1,83 @@
+import { BotDoc, BotEventDoc, MetadataEntry } from './models';
+
+export function metadataToRecord(entries: MetadataEntry[] | undefined): Record<string, string> {
+  return Object.fromEntries((entries ?? []).map(({ key, value }) => [key, value]));
+}
+
+export function metadataFromRecord(record: Record<string, string> | undefined): MetadataEntry[] {
+  return Object.entries(record ?? {}).map(([key, value]) => ({ key, value }));
+}
+
+/**
+ * The one mapper from bot documents to what leaves the process. Client JSON never carries the meeting
+ * password; only the bot's own config does.
+ */
+export interface BotJson {
+  id: string;
+  status: string;
+  meeting: Omit<BotDoc['meeting'], 'password'>;
+  displayName: string;
+  imageUrl: string | null;
+  joinAt: string | null;
+  platform: string | null;
+  platformIdentifier: string | null;
+  queuePosition: number | null;
+  createdAt: string;
+  deployedAt: string | null;
+  endedAt: string | null;
+  endReason: string | null;
+  lastHeartbeatAt: string | null;
+  metadata: Record<string, string>;
+  recordingUrl: string | null;
+}
+
+const iso = (date?: Date | null) => (date ? new Date(date).toISOString() : null);
+
+export function toBotJson(bot: BotDoc, queuePosition: number | null = null): BotJson {
+  const { password: _password, ...meeting } = bot.meeting;
+  return {
+    id: String(bot._id),
+    status: bot.status,
+    meeting,
+    displayName: bot.displayName,
+    imageUrl: bot.imageUrl ?? null,
+    joinAt: iso(bot.joinAt),
+    platform: bot.platform ?? null,
+    platformIdentifier: bot.platformIdentifier ?? null,
+    queuePosition: bot.status === 'QUEUED' ? queuePosition : null,
+    createdAt: iso(bot.createdAt)!,
+    deployedAt: iso(bot.deployedAt),
+    endedAt: iso(bot.endedAt),
+    endReason: bot.endReason ?? null,
+    lastHeartbeatAt: iso(bot.lastHeartbeatAt),
+    metadata: metadataToRecord(bot.metadata),
+    recordingUrl: null,
+  };
+}
+
+/** What a bot container reads from GET /api/bots/:id/config (PRODUCT.md section 5). */
+export function toBotConfig(bot: BotDoc, heartbeatIntervalMs: number) {
+  return {
+    id: String(bot._id),
+    meeting: bot.meeting,
+    displayName: bot.displayName,
+    imageUrl: bot.imageUrl ?? null,
+    automaticLeave: bot.automaticLeave ?? {},
+    maxDurationMs: bot.maxDurationMs ?? null,
+    recording: bot.recording,
+    heartbeatIntervalMs,
+    metadata: metadataToRecord(bot.metadata),
+  };
+}
+
+export function toEventJson(event: BotEventDoc) {
+  return {
+    id: String(event._id),
+    type: event.type,
+    status: event.status ?? null,
+    reason: event.reason ?? null,
+    message: event.message ?? null,
+    data: typeof event.data === 'string' ? JSON.parse(event.data) : (event.data ?? null),
+    at: iso(event.at),
+  };
+}

@@ -1,0 +1,189 @@
+import { Connection, Model, Schema, Types } from 'mongoose';
+import { BOT_STATUSES, BotStatus, END_REASONS, EndReason, MeetingPlatform } from '../domain/bot.lifecycle';
+
+/** MongoDB documents. Every query the API and the sweeps make has an index below. */
+
+export interface MeetingDoc {
+  platform: MeetingPlatform;
+  url?: string;
+  meetingId?: string;
+  password?: string;
+  organizerId?: string;
+  tenantId?: string;
+}
+
+export interface MetadataEntry {
+  key: string;
+  value: string;
+}
+
+export interface AttemptDoc {
+  platform: string;
+  outcome: 'assigned' | 'deploying' | 'deployed' | 'failed' | 'timed-out';
+  reason?: string;
+  at: Date;
+}
+
+export interface BotDoc {
+  _id: Types.ObjectId;
+  ownerId: string;
+  status: BotStatus;
+  meeting: MeetingDoc;
+  displayName: string;
+  imageUrl?: string;
+  joinAt?: Date;
+  maxDurationMs?: number;
+  recording: boolean;
+  automaticLeave?: Record<string, number>;
+  callbackUrl?: string;
+  /** Stored as pairs: MongoDB-compatible servers such as FerretDB refuse keys with dots ("sim.durationMs"). */
+  metadata: MetadataEntry[];
+  /** Deployment platform of the current or last attempt, null before placement. */
+  platform: string | null;
+  platformIdentifier: string | null;
+  /** Platforms this bot must not be offered again (deploy failed or its queue wait timed out). */
+  excludedPlatforms: string[];
+  attempts: AttemptDoc[];
+  createdAt: Date;
+  queuedAt?: Date;
+  /** When the fleet claimed the bot for a deploy (QUEUED → DEPLOYING); DEPLOY_TIMEOUT counts from here. */
+  deployingAt?: Date;
+  deployedAt?: Date;
+  endedAt?: Date;
+  endReason?: EndReason;
+  lastHeartbeatAt?: Date;
+  leaveRequestedAt?: Date;
+  recordingKey?: string;
+  /** Incremented on every status change; orders webhooks and events per bot. */
+  statusVersion: number;
+}
+
+export interface BotEventDoc {
+  _id: Types.ObjectId;
+  botId: Types.ObjectId;
+  type: string;
+  status?: BotStatus;
+  reason?: string;
+  message?: string;
+  data?: unknown;
+  at: Date;
+}
+
+export interface ApiKeyDoc {
+  _id: Types.ObjectId;
+  hash: string;
+  owner: string;
+  createdAt: Date;
+}
+
+export interface IdempotencyDoc {
+  _id: Types.ObjectId;
+  owner: string;
+  key: string;
+  requestHash: string;
+  botId: Types.ObjectId;
+  createdAt: Date;
+}
+
+const botSchema = new Schema<BotDoc>(
+  {
+    ownerId: { type: String, required: true },
+    status: { type: String, enum: BOT_STATUSES, required: true },
+    meeting: { type: Schema.Types.Mixed, required: true },
+    displayName: { type: String, required: true },
+    imageUrl: String,
+    joinAt: Date,
+    maxDurationMs: Number,
+    recording: { type: Boolean, default: false },
+    automaticLeave: Schema.Types.Mixed,
+    callbackUrl: String,
+    metadata: { type: [new Schema({ key: String, value: String }, { _id: false })], default: [] },
+    platform: { type: String, default: null },
+    platformIdentifier: { type: String, default: null },
+    excludedPlatforms: { type: [String], default: [] },
+    attempts: {
+      type: [new Schema({ platform: String, outcome: String, reason: String, at: Date }, { _id: false })],
+      default: [],
+    },
+    createdAt: { type: Date, required: true },
+    queuedAt: Date,
+    deployingAt: Date,
+    deployedAt: Date,
+    endedAt: Date,
+    endReason: { type: String, enum: END_REASONS },
+    lastHeartbeatAt: Date,
+    leaveRequestedAt: Date,
+    recordingKey: String,
+    statusVersion: { type: Number, default: 0 },
+  },
+  { collection: 'bots', versionKey: false, minimize: false },
+);
+// Client listing, newest first, per owner and optional filters.
+botSchema.index({ ownerId: 1, _id: -1 });
+botSchema.index({ ownerId: 1, status: 1, _id: -1 });
+botSchema.index({ ownerId: 1, platform: 1, _id: -1 });
+// Sweeps: bots in a status since a time (deploy timeout, leave grace) and live bots per platform.
+botSchema.index({ status: 1, deployingAt: 1 });
+botSchema.index({ status: 1, leaveRequestedAt: 1 });
+botSchema.index({ platform: 1, status: 1 });
+
+const botEventSchema = new Schema<BotEventDoc>(
+  {
+    botId: { type: Schema.Types.ObjectId, required: true },
+    type: { type: String, required: true },
+    status: String,
+    reason: String,
+    message: String,
+    data: String,
+    at: { type: Date, required: true },
+  },
+  { collection: 'bot_events', versionKey: false },
+);
+botEventSchema.index({ botId: 1, _id: 1 });
+
+const apiKeySchema = new Schema<ApiKeyDoc>(
+  {
+    hash: { type: String, required: true, unique: true },
+    owner: { type: String, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { collection: 'api_keys', versionKey: false },
+);
+
+const idempotencySchema = new Schema<IdempotencyDoc>(
+  {
+    owner: { type: String, required: true },
+    key: { type: String, required: true },
+    requestHash: { type: String, required: true },
+    botId: { type: Schema.Types.ObjectId, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { collection: 'idempotency_keys', versionKey: false },
+);
+idempotencySchema.index({ owner: 1, key: 1 }, { unique: true });
+
+export interface Models {
+  Bot: Model<BotDoc>;
+  BotEvent: Model<BotEventDoc>;
+  ApiKey: Model<ApiKeyDoc>;
+  Idempotency: Model<IdempotencyDoc>;
+}
+
+/** Registers the models on a connection and makes sure their collections and indexes exist. */
+export async function createModels(connection: Connection): Promise<Models> {
+  const models: Models = {
+    Bot: connection.model<BotDoc>('Bot', botSchema),
+    BotEvent: connection.model<BotEventDoc>('BotEvent', botEventSchema),
+    ApiKey: connection.model<ApiKeyDoc>('ApiKey', apiKeySchema),
+    Idempotency: connection.model<IdempotencyDoc>('Idempotency', idempotencySchema),
+  };
+  for (const model of Object.values(models) as Model<unknown>[]) {
+    await model.createCollection().catch(ignoreAlreadyExists);
+    await model.createIndexes();
+  }
+  return models;
+}
+
+function ignoreAlreadyExists(error: { code?: number; codeName?: string }): void {
+  if (error.code !== 48 && error.codeName !== 'NamespaceExists') throw error;
+}

@@ -1,0 +1,18 @@
+import { Processor, Worker, WorkerOptions } from 'bullmq';
+import { Logger } from '../src/logger';
+import { OccupyContext } from '../src/placement/occupy';
+import { Placement } from '../src/placement/placement.service';
+import { Lifecycle } from '../src/services/lifecycle.service';
+import { Queues } from '../queues/queues';
+
+/** What every worker group gets from the fleet. `makeWorker` opens a Worker on its own connection. */
+export interface WorkerDeps {
+  queues: Queues;
+  placement: Placement;
+  lifecycle: Lifecycle;
+  occupyContext: Omit<OccupyContext, 'settings' | 'platform' | 'log'>;
+  log: Logger;
+  dispatchTickMs: number;
+  lockDurationMs: number;
+  makeWorker<T>(name: string, processor: Processor<T>, options: Partial<WorkerOptions>): Worker<T>;
+}
