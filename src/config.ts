@@ -78,6 +78,8 @@ export interface Config {
   sweepIntervalMs: number;
   slotRecoveryIntervalMs: number;
   leaveGraceMs: number;
+  /** BullMQ lock of a held bot: a crashed worker's bots are adopted by another within about 1.5× this. */
+  workerLockDurationMs: number;
   ghcrOrg?: string;
   s3: { endpoint?: string; accessKey?: string; secretKey?: string; bucketName?: string; region: string };
   k8s?: KubernetesSettings;
@@ -119,6 +121,7 @@ const baseSchema = Joi.object({
   SWEEP_INTERVAL_MS: positiveInt.default(30000),
   SLOT_RECOVERY_INTERVAL_MS: positiveInt.default(300000),
   LEAVE_GRACE_MS: nonNegativeInt.default(60000),
+  WORKER_LOCK_DURATION_MS: Joi.number().integer().min(1000).default(30000),
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
   S3_ENDPOINT: url,
@@ -272,6 +275,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     sweepIntervalMs: base.SWEEP_INTERVAL_MS,
     slotRecoveryIntervalMs: base.SLOT_RECOVERY_INTERVAL_MS,
     leaveGraceMs: base.LEAVE_GRACE_MS,
+    workerLockDurationMs: base.WORKER_LOCK_DURATION_MS,
     ghcrOrg: base.GHCR_ORG,
     s3: {
       endpoint: base.S3_ENDPOINT,

@@ -58,7 +58,6 @@ export interface FleetUrls {
 }
 
 const DISPATCH_TICK_MS = 1000;
-const LOCK_DURATION_MS = 30_000;
 
 /** `shutdown` may already hold closers (peers this process started); the fleet's close before them. */
 export async function startFleet(
@@ -154,7 +153,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     lifecycle,
     log: logger,
     dispatchTickMs: DISPATCH_TICK_MS,
-    lockDurationMs: LOCK_DURATION_MS,
+    lockDurationMs: config.workerLockDurationMs,
     occupyContext: {
       repo,
       lifecycle,

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { Redis } from 'ioredis';
@@ -18,8 +19,15 @@ export interface PlatformDeps {
 
 type Factory = (settings: PlatformSettings, deps: PlatformDeps) => Platform;
 
-/** The sim bot built next to this file: dist/src/platforms → dist/scripts/sim-bot.js. */
-export const DEFAULT_LOCAL_BOT_COMMAND = `"${process.execPath}" "${path.resolve(__dirname, '../../scripts/sim-bot.js')}"`;
+/**
+ * The compiled sim bot: next to this file when running from dist/, or in dist/ when this file runs from
+ * source (the tests).
+ */
+const simBotScript = [
+  path.resolve(__dirname, '../../scripts/sim-bot.js'),
+  path.resolve(__dirname, '../../dist/scripts/sim-bot.js'),
+].find((candidate) => existsSync(candidate));
+export const DEFAULT_LOCAL_BOT_COMMAND = `"${process.execPath}" "${simBotScript ?? 'dist/scripts/sim-bot.js'}"`;
 
 const notYet = (kind: string): Factory => () => {
   throw new ConfigError(`PLATFORM_PRIORITY: the ${kind} adapter is not part of this build yet`);

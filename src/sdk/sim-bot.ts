@@ -25,14 +25,19 @@ export async function runSimBot(client: BotClient, signal: AbortSignal): Promise
   const heartbeats = startHeartbeats(client, config.heartbeatIntervalMs, () => {
     if (behavior !== 'ignore-leave') leave.abort();
   });
+  // A bot resumed after its fleet process died is already past some statuses: a 409 there is fine.
+  const advance = (status: 'JOINING_CALL' | 'IN_CALL') =>
+    client.reportStatus(status).catch((error) => {
+      if (!(error instanceof BotApiError && error.status === 409)) throw error;
+    });
   try {
-    await client.reportStatus('JOINING_CALL');
+    await advance('JOINING_CALL');
     if (behavior === 'fail-join') {
       await client.reportStatus('FATAL', { reason: 'BOT_ERROR', message: 'simulated join failure' });
       return 'failed';
     }
     if (behavior === 'crash') return 'crashed';
-    await client.reportStatus('IN_CALL');
+    await advance('IN_CALL');
     if (behavior === 'hang') {
       heartbeats.stop();
       await sleep(2 ** 31 - 1, signal);
@@ -41,7 +46,9 @@ export async function runSimBot(client: BotClient, signal: AbortSignal): Promise
     await sleep(durationMs, leave.signal);
     if (signal.aborted) return 'stopped';
     const asked = leave.signal.aborted;
-    await client.reportStatus('LEAVING');
+    await client.reportStatus('LEAVING').catch((error) => {
+      if (!(error instanceof BotApiError && error.status === 409)) throw error;
+    });
     await client.reportStatus('ENDED');
     return asked ? 'left' : 'completed';
   } catch (error) {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { logger } from '../../logger';
 import { BotClient } from '../../sdk/bot-client';
 import { runSimBot } from '../../sdk/sim-bot';
-import { ContainerStatus, Deployment, DeploySpec, Platform } from '../platform';
+import { ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
 
 /**
  * `sim`: a load-testing platform. Its "containers" are entries in a Redis hash (the simulated host, shared
@@ -16,16 +16,35 @@ export interface SimPlatformOptions {
   prefix: string;
 }
 
+/**
+ * The simulated host's keys. `deploys` counts creations per container name (a second one would be a double
+ * deploy); `inflight`/`inflightPeak` count deploy calls running at once; `fault` injects failures:
+ * `fail` (transient error), `fail-permanent`, or `delay:<ms>` (a slow deploy).
+ */
 export function simHostKeys(prefix: string, name: string) {
-  return { containers: `${prefix}:sim:${name}:containers`, peak: `${prefix}:sim:${name}:peak` };
+  const base = `${prefix}:sim:${name}`;
+  return {
+    containers: `${base}:containers`,
+    peak: `${base}:peak`,
+    deploys: `${base}:deploys`,
+    inflight: `${base}:inflight`,
+    inflightPeak: `${base}:inflight-peak`,
+    fault: `${base}:fault`,
+  };
 }
 
 const CREATE = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 local held = redis.call('HLEN', KEYS[1])
 if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
 return held`;
+
+const ENTER = `
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n`;
 
 export function createSimPlatform(options: SimPlatformOptions): Platform {
   const keys = simHostKeys(options.prefix, options.name);
@@ -48,7 +67,13 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
   return {
     name: options.name,
     async deploy(spec: DeploySpec): Promise<Deployment> {
-      await options.redis.eval(CREATE, 2, keys.containers, keys.peak, spec.name, JSON.stringify(spec.env));
+      await options.redis.eval(ENTER, 2, keys.inflight, keys.inflightPeak);
+      try {
+        await injectFault(await options.redis.get(keys.fault));
+        await options.redis.eval(CREATE, 3, keys.containers, keys.peak, keys.deploys, spec.name, JSON.stringify(spec.env));
+      } finally {
+        await options.redis.decr(keys.inflight);
+      }
       const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
       run(spec.name, env);
       return { identifier: spec.name, state: 'running' };
@@ -70,4 +95,12 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       for (const controller of running.values()) controller.abort();
     },
   };
+}
+
+async function injectFault(fault: string | null): Promise<void> {
+  if (!fault) return;
+  if (fault === 'fail') throw new PlatformError('simulated transient deploy failure', true);
+  if (fault === 'fail-permanent') throw new PlatformError('simulated permanent deploy failure', false);
+  const delay = /^delay:(\d+)$/.exec(fault);
+  if (delay) await new Promise((resolve) => setTimeout(resolve, Number(delay[1])));
 }

@@ -1,0 +1,59 @@
+import { deploymentName, DeploySpec, Platform } from '../src/platforms/platform';
+import { waitFor } from './support/fleet';
+
+/**
+ * The battery every platform adapter passes (STYLE rule 9). `setup` gives a fresh adapter and a way to make
+ * a deploy spec for a new bot that the fleet knows (its container talks to a real API).
+ */
+export interface ContractSubject {
+  platform: Platform;
+  newSpec(): Promise<DeploySpec>;
+  /** How many containers the platform itself says exist for `name` (0 or 1 unless it double-deployed). */
+  containersNamed(name: string): Promise<number>;
+}
+
+export function runPlatformContract(label: string, setup: () => Promise<ContractSubject>) {
+  describe(`${label} platform contract`, () => {
+    let subject: ContractSubject;
+    beforeAll(async () => {
+      subject = await setup();
+    });
+
+    it('deploys, reports running, stops, and reports gone', async () => {
+      const spec = await subject.newSpec();
+      const deployment = await subject.platform.deploy(spec);
+      expect(deployment.identifier).toBeTruthy();
+      await waitFor(async () => (await subject.platform.status(deployment.identifier)).state === 'running', 'running');
+      await subject.platform.stop(deployment.identifier);
+      expect((await subject.platform.status(deployment.identifier)).state).toBe('gone');
+      expect(await subject.containersNamed(spec.name)).toBe(0);
+    });
+
+    it('deploy is idempotent per name: a second call returns the same container', async () => {
+      const spec = await subject.newSpec();
+      const first = await subject.platform.deploy(spec);
+      const second = await subject.platform.deploy(spec);
+      expect(second.identifier).toBe(first.identifier);
+      expect(await subject.containersNamed(spec.name)).toBe(1);
+      await subject.platform.stop(first.identifier);
+    });
+
+    it('adopt finds a running container by name and never starts one', async () => {
+      const spec = await subject.newSpec();
+      expect(await subject.platform.adopt(spec.name)).toBeNull();
+      expect(await subject.containersNamed(spec.name)).toBe(0);
+      const deployment = await subject.platform.deploy(spec);
+      expect((await subject.platform.adopt(spec.name))?.identifier).toBe(deployment.identifier);
+      await subject.platform.stop(deployment.identifier);
+      expect(await subject.platform.adopt(spec.name)).toBeNull();
+    });
+
+    it('stopping a gone container succeeds', async () => {
+      const spec = await subject.newSpec();
+      const deployment = await subject.platform.deploy(spec);
+      await subject.platform.stop(deployment.identifier);
+      await expect(subject.platform.stop(deployment.identifier)).resolves.toBeUndefined();
+      expect(deploymentName('abc', 'x')).toBe('mb-abc-x');
+    });
+  });
+}

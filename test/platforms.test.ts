@@ -1,0 +1,103 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config';
+import { botEnv } from '../src/fleet';
+import { createLocalPlatform } from '../src/platforms/local/local.platform';
+import { deploymentName } from '../src/platforms/platform';
+import { DEFAULT_LOCAL_BOT_COMMAND } from '../src/platforms/registry';
+import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
+import { runPlatformContract } from './platform-contract';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+
+/** Every adapter runs the contract; each one's quirks are tested below it. Bots talk to a real API. */
+let t: TestFleet;
+beforeAll(async () => {
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+});
+afterAll(() => t.close());
+
+async function newBotSpec(platform: string) {
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } },
+  });
+  const botId = created.body.id as string;
+  const config = loadConfig(t.env);
+  return { botId, name: deploymentName(botId, platform), meetingPlatform: 'zoom' as const, env: botEnv(config, botId) };
+}
+
+function pidAlive(pid: number) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('local', () => {
+  const runDir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-local-'));
+  const make = () => createLocalPlatform({ name: 'local', command: DEFAULT_LOCAL_BOT_COMMAND, runDir, stopGraceMs: 2000 });
+
+  runPlatformContract('local', async () => {
+    const platform = make();
+    return {
+      platform,
+      newSpec: () => newBotSpec('local'),
+      containersNamed: async (name) => ((await platform.adopt(name)) ? 1 : 0),
+    };
+  });
+
+  it('runs the sim bot as a real process that talks to the API, and it outlives its adapter', async () => {
+    const spec = await newBotSpec('local');
+    const first = make();
+    const deployment = await first.deploy(spec);
+    await waitFor(async () => (await t.request('GET', `/api/bots/${spec.botId}`)).body.status === 'IN_CALL', 'IN_CALL');
+    await first.close();
+    expect(pidAlive(Number(deployment.identifier))).toBe(true);
+    // a second fleet process adopts it by name and stops it
+    const second = make();
+    const adopted = await second.adopt(spec.name);
+    expect(adopted?.identifier).toBe(deployment.identifier);
+    await second.stop(adopted!.identifier);
+    expect(pidAlive(Number(deployment.identifier))).toBe(false);
+    expect(readdirSync(runDir).filter((f) => f === `${spec.name}.pid`)).toEqual([]);
+  });
+});
+
+describe('sim', () => {
+  runPlatformContract('sim', async () => {
+    const platform = createSimPlatform({ name: 'sim', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
+    return {
+      platform,
+      newSpec: () => newBotSpec('sim'),
+      containersNamed: async (name) => (await t.fleet.redis.hexists(keys.containers, name)) as number,
+    };
+  });
+
+  it('a container whose process died is adopted and its bot resumed by another process', async () => {
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-x');
+    const spec = await newBotSpec('sim-x');
+    const first = createSimPlatform({ name: 'sim-x', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    await first.deploy(spec);
+    await waitFor(async () => (await t.request('GET', `/api/bots/${spec.botId}`)).body.status === 'IN_CALL', 'IN_CALL');
+    await first.close(); // its process "dies"; the container stays on the host
+    expect(await t.fleet.redis.hexists(keys.containers, spec.name)).toBe(1);
+    const second = createSimPlatform({ name: 'sim-x', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    expect(await second.adopt(spec.name)).not.toBeNull();
+    expect(await t.fleet.redis.hget(keys.deploys, spec.name)).toBe('1');
+    await second.stop(spec.name);
+    expect(await t.fleet.redis.hexists(keys.containers, spec.name)).toBe(0);
+  });
+
+  it('injects deploy faults for fallback tests', async () => {
+    const platform = createSimPlatform({ name: 'sim-f', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-f');
+    await t.fleet.redis.set(keys.fault, 'fail');
+    await expect(platform.deploy(await newBotSpec('sim-f'))).rejects.toMatchObject({ transient: true });
+    await t.fleet.redis.set(keys.fault, 'fail-permanent');
+    await expect(platform.deploy(await newBotSpec('sim-f'))).rejects.toMatchObject({ transient: false });
+    expect(await t.fleet.redis.hlen(keys.containers)).toBe(0);
+  });
+});

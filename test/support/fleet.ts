@@ -1,0 +1,176 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import IORedis from 'ioredis';
+import mongoose from 'mongoose';
+import { loadConfig } from '../../src/config';
+import { Fleet, FleetRoles, startFleet } from '../../src/fleet';
+import { createLogger, setLogger } from '../../src/logger';
+import { freePort } from '../../src/peers';
+import { PEERS_ENV, PEERS_FILE, PeerUrls } from './peers-file';
+
+/** Test helpers: a fleet per test file on its own Redis prefix and database, plus HTTP and wait helpers. */
+
+export function peerUrls(): PeerUrls {
+  return JSON.parse(readFileSync(process.env[PEERS_ENV] ?? PEERS_FILE, 'utf8'));
+}
+
+export function uniqueName(label: string): string {
+  return `${label}_${randomBytes(4).toString('hex')}`;
+}
+
+/** A database URI on the shared server whose name always contains "test" (refused otherwise). */
+export function testDatabaseUri(mongodbUri: string, dbName: string): string {
+  if (!dbName.includes('test')) throw new Error(`refusing to use database "${dbName}" without "test" in its name`);
+  const url = new URL(mongodbUri);
+  url.pathname = `/${dbName}`;
+  return url.toString();
+}
+
+export interface TestFleet {
+  fleet: Fleet;
+  url: string;
+  env: Record<string, string>;
+  urls: PeerUrls;
+  apiKey: string;
+  request(method: string, path: string, options?: RequestOptions): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  rawBody?: string;
+  headers?: Record<string, string>;
+  /** API key or bot token; defaults to the fleet's API key. Pass null for no credentials. */
+  auth?: string | null;
+}
+
+export async function baseEnv(overrides: Record<string, string> = {}): Promise<Record<string, string>> {
+  const port = await freePort();
+  return {
+    PORT: String(port),
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    REDIS_PREFIX: uniqueName('mbtest'),
+    BOT_TOKEN_SECRET: 'test-secret-0123456789abcdef',
+    LOG_LEVEL: 'warn',
+    PLATFORM_PRIORITY: 'sim',
+    HEARTBEAT_INTERVAL_MS: '500',
+    ...overrides,
+  };
+}
+
+export async function startTestFleet(
+  overrides: Record<string, string> = {},
+  roles: FleetRoles = { api: true, workers: true },
+): Promise<TestFleet> {
+  const peers = peerUrls();
+  const env = await baseEnv(overrides);
+  const dbName = overrides.__DB ?? uniqueName('meeboter_test');
+  const urls = { redisUrl: env.REDIS_URL ?? peers.redisUrl, mongodbUri: testDatabaseUri(peers.mongodbUri, dbName) };
+  env.REDIS_URL = urls.redisUrl;
+  env.MONGODB_URI = urls.mongodbUri;
+  setLogger(createLogger({ level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' }));
+  const fleet = await startFleet(loadConfig(env), urls, roles);
+  const apiKey = await fleet.apiKeys.create('owner-a');
+  const url = `http://127.0.0.1:${fleet.port ?? env.PORT}`;
+  return {
+    fleet,
+    url,
+    env,
+    urls,
+    apiKey,
+    request: (method, route, options = {}) => httpRequest(url, method, route, { auth: apiKey, ...options }),
+    async close() {
+      await fleet.shutdown.close();
+      await cleanup(urls, env.REDIS_PREFIX);
+    },
+  };
+}
+
+export async function httpRequest(base: string, method: string, route: string, options: RequestOptions = {}) {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.auth) headers.authorization = `Bearer ${options.auth}`;
+  let body: string | undefined = options.rawBody;
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers['content-type'] = 'application/json';
+  } else if (body !== undefined) headers['content-type'] ??= 'application/json';
+  const response = await fetch(base + route, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed as any };
+}
+
+/** Drops the test database and every Redis key under the prefix. */
+export async function cleanup(urls: PeerUrls, prefix: string): Promise<void> {
+  const connection = await mongoose.createConnection(urls.mongodbUri).asPromise();
+  await connection.dropDatabase().catch(() => undefined);
+  await connection.close();
+  const redis = new IORedis(urls.redisUrl);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await redis.quit();
+}
+
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value as T;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A fleet process of its own (`node dist/src/main.js <role>`), for multi-process and SIGKILL tests. */
+export interface FleetProcess {
+  child: ChildProcess;
+  output(): string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<string, string>): FleetProcess {
+  let output = '';
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/src/main.js'), role], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  return {
+    child,
+    output: () => output,
+    kill: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill(signal);
+      }),
+  };
+}
+
+export const meetings = {
+  zoom: { platform: 'zoom', meetingId: '123456789' },
+  meet: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },
+};
