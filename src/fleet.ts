@@ -23,6 +23,7 @@ import { createApiKeys, ApiKeys } from './services/api-keys.service';
 import { BotsService, createBotsService } from './services/bots.service';
 import { createLifecycle, Lifecycle } from './services/lifecycle.service';
 import { createBotRepository, BotRepository } from './store/bot.repository';
+import { createDocLocks } from './store/doc-locks';
 import { createLiveState } from './store/live-state';
 import { createModels, Models } from './store/models';
 
@@ -73,7 +74,7 @@ export async function startFleet(
     const mongo = await createMongo(urls.mongodbUri);
     shutdown.add('mongodb', () => mongo.close());
     const models = await createModels(mongo);
-    const repo = createBotRepository(models);
+    const repo = createBotRepository(models, createDocLocks(redis, prefix));
     const globalQueue = createGlobalQueue(redis, prefix);
     const liveState = createLiveState(redis, prefix);
     const queues = await createQueues(redis, prefix, config.platforms);
@@ -131,13 +132,13 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   const prefix = config.redisPrefix;
   const subscriber = createRedis(redisUrl, 'subscriber');
   const endSignals = await createEndSignals({
+    redis: fleet.redis,
     subscriber,
     prefix,
-    findEnded: async (ids) =>
-      (await repo.findManyByIds(ids, { status: 1 }))
-        .filter((bot) => isTerminal(bot.status))
-        .map((bot) => String(bot._id))
-        .concat(ids.filter((id) => !/^[0-9a-f]{24}$/.test(id))),
+    hasEnded: async (botId) => {
+      const bot = await repo.findById(botId);
+      return !bot || isTerminal(bot.status);
+    },
   });
   shutdown.add('end-signals', () => endSignals.close());
 

@@ -67,11 +67,6 @@ export function canTransition(from: BotStatus, to: BotStatus): boolean {
   return BOT_STATUSES.indexOf(to) > BOT_STATUSES.indexOf(from);
 }
 
-/** Every status from which `to` may be reached; used as the guard of an atomic conditional update. */
-export function statusesAllowedBefore(to: BotStatus): BotStatus[] {
-  return BOT_STATUSES.filter((from) => canTransition(from, to));
-}
-
 /** Throws the domain error the API answers with 409. */
 export function assertTransition(from: BotStatus, to: BotStatus): void {
   if (!canTransition(from, to)) {

@@ -3,14 +3,23 @@ import { logger } from '../logger';
 
 /**
  * How a process holding a bot on a platform learns that the bot has ended, wherever that happened.
- * Redis pub/sub makes it prompt; because pub/sub drops messages while a subscriber is away, each process also
- * asks the database about the bots it holds every `pollMs`, so a lost message only delays the release.
+ * Redis pub/sub makes it prompt. Pub/sub drops messages while a subscriber is away, so ended bots are also
+ * kept for a day in a sorted set that each process checks for the bots it holds every `pollMs` (one
+ * ZMSCORE), and, rarely, the database is asked directly, for an end whose announcement never happened.
  */
 export const endedChannel = (prefix: string) => `${prefix}:bot-ended`;
+const endedSet = (prefix: string) => `${prefix}:ended`;
+const KEEP_ENDED_MS = 24 * 3600 * 1000;
 
 /** Announces that a bot ended; any process may call it, it needs no subscriber. */
 export async function publishEnded(publisher: Redis, prefix: string, botId: string): Promise<void> {
-  await publisher.publish(endedChannel(prefix), botId);
+  const now = Date.now();
+  await publisher
+    .multi()
+    .zadd(endedSet(prefix), now, botId)
+    .zremrangebyscore(endedSet(prefix), '-inf', now - KEEP_ENDED_MS)
+    .publish(endedChannel(prefix), botId)
+    .exec();
 }
 
 export interface EndSignals {
@@ -20,12 +29,15 @@ export interface EndSignals {
 }
 
 export interface EndSignalOptions {
+  /** For reading the ended set. */
+  redis: Redis;
   /** A connection this module may put into subscriber mode; it is closed by close(). */
   subscriber: Redis;
   prefix: string;
-  /** Returns the ids among `botIds` whose bots are terminal (or gone). */
-  findEnded(botIds: string[]): Promise<string[]>;
+  /** Asks the database: is this bot terminal (or gone)? */
+  hasEnded(botId: string): Promise<boolean>;
   pollMs?: number;
+  databasePollMs?: number;
 }
 
 export async function createEndSignals(options: EndSignalOptions): Promise<EndSignals> {
@@ -41,16 +53,30 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
   await options.subscriber.subscribe(channel);
   options.subscriber.on('message', (_channel, botId) => wake(botId));
 
-  const poll = async () => {
-    const ids = [...waiters.keys()];
-    for (let i = 0; i < ids.length; i += 500) {
-      for (const botId of await options.findEnded(ids.slice(i, i + 500))) wake(botId);
+  const endedInRedis = async (ids: string[]) => {
+    const ended: string[] = [];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      const scores = await options.redis.zmscore(endedSet(options.prefix), ...chunk);
+      chunk.forEach((id, index) => scores[index] !== null && ended.push(id));
     }
+    return ended;
   };
-  const timer = setInterval(() => {
-    poll().catch((error) => logger.warn('end-signal poll failed', { error: String(error) }));
-  }, options.pollMs ?? 5000);
-  timer.unref();
+  const pollRedis = async () => {
+    const ids = [...waiters.keys()];
+    if (ids.length) for (const botId of await endedInRedis(ids)) wake(botId);
+  };
+  const pollDatabase = async () => {
+    for (const botId of [...waiters.keys()]) if (await options.hasEnded(botId)) wake(botId);
+  };
+  const every = (ms: number, poll: () => Promise<void>) => {
+    const timer = setInterval(() => {
+      poll().catch((error) => logger.warn('end-signal poll failed', { error: String(error) }));
+    }, ms);
+    timer.unref();
+    return timer;
+  };
+  const timers = [every(options.pollMs ?? 2000, pollRedis), every(options.databasePollMs ?? 60_000, pollDatabase)];
 
   return {
     waitForEnd(botId, signal) {
@@ -68,14 +94,13 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
         if (!waiters.has(botId)) waiters.set(botId, new Set());
         waiters.get(botId)!.add(done);
         // The bot may have ended before we subscribed to its end.
-        options
-          .findEnded([botId])
+        endedInRedis([botId])
           .then((ended) => ended.length && wake(botId))
           .catch(() => undefined);
       });
     },
     async close() {
-      clearInterval(timer);
+      timers.forEach(clearInterval);
       await options.subscriber.quit().catch(() => undefined);
     },
   };

@@ -1,26 +1,40 @@
 import { Redis } from 'ioredis';
 
 /**
- * The global FIFO queue of bots waiting for any platform to free capacity (PRODUCT.md I4).
- * Two sorted sets that always change together (MULTI): `order` ranks bots by creation time, so a bot handed
- * back after a failed attempt keeps its place; `since` holds when it last entered, for the queue timeout.
+ * The global FIFO queue of bots waiting for any platform to free capacity (PRODUCT.md I4), kept entirely in
+ * Redis so the dispatcher never reads the database:
+ * - `order` ranks bots by creation time, so a bot handed back after a failed attempt keeps its place;
+ * - `since` holds when it last entered, for GLOBAL_QUEUE_TIMEOUT_MS;
+ * - `excluded` lists, per bot, the platforms it must not be offered again (failed or timed out there);
+ * - `inflight` marks an assignment between "job added" and "removed from the queue", so a dispatcher that
+ *   dies in between is finished by the next run instead of assigning the bot twice.
  */
 export interface GlobalQueue {
   /** Adds the bot if absent. Returns true when it was added. */
   add(botId: string, createdAtMs: number, nowMs?: number): Promise<boolean>;
   remove(botId: string): Promise<void>;
+  /** Removes the bot and everything kept about it (it ended). */
+  forget(botId: string): Promise<void>;
   /** Bot ids in FIFO order, from `offset`. */
   head(offset: number, count: number): Promise<string[]>;
   /** 1-based position, or null when the bot is not queued. */
   position(botId: string): Promise<number | null>;
   /** Bots that entered the queue at or before `beforeMs`. */
   waitingSince(beforeMs: number, count: number): Promise<string[]>;
+  exclude(botId: string, platform: string): Promise<void>;
+  excludedOf(botIds: string[]): Promise<string[][]>;
+  markInflight(botId: string, platform: string): Promise<void>;
+  /** Removes the bot from the queue and clears its in-flight mark, in one step. */
+  completeAssignment(botId: string): Promise<void>;
+  inflight(): Promise<Record<string, string>>;
   stats(): Promise<{ length: number; oldestQueuedAt: string | null }>;
 }
 
 export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const order = `${prefix}:gq:order`;
   const since = `${prefix}:gq:since`;
+  const excluded = `${prefix}:gq:excluded`;
+  const inflight = `${prefix}:gq:inflight`;
   return {
     async add(botId, createdAtMs, nowMs = Date.now()) {
       const result = await redis.multi().zadd(order, 'NX', createdAtMs, botId).zadd(since, 'NX', nowMs, botId).exec();
@@ -29,12 +43,31 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
     async remove(botId) {
       await redis.multi().zrem(order, botId).zrem(since, botId).exec();
     },
+    async forget(botId) {
+      await redis.multi().zrem(order, botId).zrem(since, botId).hdel(excluded, botId).hdel(inflight, botId).exec();
+    },
     head: (offset, count) => redis.zrange(order, offset, offset + count - 1),
     async position(botId) {
       const rank = await redis.zrank(order, botId);
       return rank === null ? null : rank + 1;
     },
     waitingSince: (beforeMs, count) => redis.zrangebyscore(since, '-inf', beforeMs, 'LIMIT', 0, count),
+    async exclude(botId, platform) {
+      const current = JSON.parse((await redis.hget(excluded, botId)) ?? '[]') as string[];
+      if (!current.includes(platform)) await redis.hset(excluded, botId, JSON.stringify([...current, platform]));
+    },
+    async excludedOf(botIds) {
+      if (botIds.length === 0) return [];
+      const values = await redis.hmget(excluded, ...botIds);
+      return values.map((value) => (value ? (JSON.parse(value) as string[]) : []));
+    },
+    async markInflight(botId, platform) {
+      await redis.hset(inflight, botId, platform);
+    },
+    async completeAssignment(botId) {
+      await redis.multi().zrem(order, botId).zrem(since, botId).hdel(inflight, botId).exec();
+    },
+    inflight: () => redis.hgetall(inflight),
     async stats() {
       const [length, oldest] = await Promise.all([redis.zcard(order), redis.zrange(since, 0, 0, 'WITHSCORES')]);
       return { length, oldestQueuedAt: oldest.length ? new Date(Number(oldest[1])).toISOString() : null };

@@ -1,5 +1,5 @@
 import { PlatformSettings } from '../config';
-import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
+import { isTerminal, LIVE_STATUSES, MeetingPlatform } from '../domain/bot.lifecycle';
 import { Logger } from '../logger';
 import { deploymentName, Deployment, Platform, PlatformError } from '../platforms/platform';
 import { withRetries } from '../retry';
@@ -46,8 +46,8 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const name = deploymentName(job.botId, settings.name);
   const log = ctx.log.child({ botId: job.botId, platform: settings.name });
   const bot = await repo.findById(job.botId);
-  if (!bot || bot.platform !== settings.name) {
-    // Cancelled and withdrawn, or handed on: if an earlier run of this job deployed, make sure it is gone.
+  if (!bot || (bot.status !== 'QUEUED' && bot.platform !== settings.name && !isTerminal(bot.status))) {
+    // Gone, or moved on to another platform: if an earlier run of this job deployed, make sure it is gone.
     await stopIfAny(ctx, name, log);
     return 'not-ours';
   }
@@ -65,10 +65,11 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     // The atomic QUEUED → DEPLOYING claim: a bot cancelled while queued can never get past this line.
     const claimed = await lifecycle.tryTransition(job.botId, 'DEPLOYING', {
       source: 'fleet',
-      set: { deployingAt: new Date() },
+      set: { platform: settings.name, platformIdentifier: null, deployingAt: new Date() },
       data: { platform: settings.name },
     });
     if (!claimed) return 'ended-before-deploy';
+    bot.status = claimed.status;
   } else if (LIVE_STATUSES.includes(bot.status)) {
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);
@@ -78,12 +79,13 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     }
     if (deployment) {
       log.info('adopted running container', { identifier: deployment.identifier });
+      await lifecycle.event(job.botId, 'attempt.adopted', { data: { platform: settings.name, identifier: deployment.identifier } });
       if (!bot.platformIdentifier) await repo.update(job.botId, { platformIdentifier: deployment.identifier });
     }
   }
 
   if (!deployment) {
-    const result = await deployOnce(ctx, job, name, log);
+    const result = await deployOnce(ctx, job, name, bot.meeting.platform, log);
     if (result === 'failed') return 'handed-back';
     deployment = result;
   }
@@ -96,14 +98,18 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   return 'released';
 }
 
-async function deployOnce(ctx: OccupyContext, job: OccupyJob, name: string, log: Logger): Promise<Deployment | 'failed'> {
+async function deployOnce(
+  ctx: OccupyContext,
+  job: OccupyJob,
+  name: string,
+  meetingPlatform: MeetingPlatform,
+  log: Logger,
+): Promise<Deployment | 'failed'> {
   const { settings, platform, lifecycle, repo } = ctx;
   const release = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
   try {
-    await lifecycle.event(job.botId, 'attempt.deploying', { data: { platform: settings.name } });
-    const bot = await repo.findById(job.botId);
-    const spec = { botId: job.botId, name, meetingPlatform: bot!.meeting.platform, env: ctx.botEnv(job.botId) };
+    const spec = { botId: job.botId, name, meetingPlatform, env: ctx.botEnv(job.botId) };
     deployment = await withRetries(
       () => platform.deploy(spec),
       { attempts: DEPLOY_RETRIES, isRetryable: (error) => error instanceof PlatformError && error.transient },

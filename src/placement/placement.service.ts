@@ -10,7 +10,8 @@ import { GlobalQueue } from './global-queue';
 /**
  * Placement (PRODUCT.md section 7). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
  * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
- * free capacity by adding an occupy job to that platform's queue. Capacity is counted as the platform
+ * free capacity by adding an occupy job to that platform's queue. It reads and writes Redis only, so its
+ * cost does not grow with the number of bots in the database. Capacity is counted as the platform
  * queue's unfinished jobs, and only the dispatcher adds them, so a platform never holds more jobs than its
  * limit; BullMQ global concurrency (= limit) guards the same bound a second time.
  */
@@ -79,6 +80,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
     const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at: new Date() });
     if (!bot) return;
+    await globalQueue.exclude(botId, platform);
     await deps.lifecycle().event(botId, `attempt.${outcome}`, { reason, data: { platform } });
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
     await globalQueue.add(botId, bot.createdAt.getTime());
@@ -90,7 +92,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
     const expired = await globalQueue.waitingSince(now - deps.globalQueueTimeoutMs, BATCH);
     for (const botId of expired) {
       await deps.lifecycle().end(botId, 'FATAL', 'QUEUE_TIMEOUT', `queued longer than ${deps.globalQueueTimeoutMs} ms`);
-      await globalQueue.remove(botId);
+      await globalQueue.forget(botId);
     }
     return expired.length;
   };
@@ -114,60 +116,60 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return count;
   };
 
-  const assign = async (bot: BotDoc, platform: string, skipped: string[]) => {
-    const botId = String(bot._id);
-    // Record the choice first: a dispatcher re-run after a crash then finishes this assignment
-    // instead of choosing again.
-    await repo.recordAttempt(botId, { platform, outcome: 'assigned', at: new Date() }, { assignTo: platform });
+  /** Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. */
+  const assign = async (botId: string, platform: string) => {
+    await globalQueue.markInflight(botId, platform);
     await queueOf(platform).add('occupy', { botId, platform }, { jobId: occupyJobId(botId, platform) });
-    await globalQueue.remove(botId);
-    await deps.lifecycle().event(botId, 'attempt.assigned', { data: { platform, skippedFull: skipped } });
+    await globalQueue.completeAssignment(botId);
+  };
+
+  const finishInterruptedAssignments = async () => {
+    for (const [botId, platform] of Object.entries(await globalQueue.inflight())) {
+      // The job id is deterministic and finished jobs are kept, so adding again never makes a second job.
+      if (queues.platforms.has(platform)) await assign(botId, platform);
+      else await globalQueue.completeAssignment(botId);
+    }
   };
 
   const dispatch: Placement['dispatch'] = async () => {
     const now = Date.now();
+    await finishInterruptedAssignments();
     const expired = await expireGlobal(now);
     const timedOut = await expirePlatformWaits(now);
     let placed = 0;
     const free = await freeCapacity();
+    const totalFree = () => [...free.values()].reduce((sum, n) => sum + n, 0);
+    const assigned: Array<{ botId: string; platform: string; skippedFull: string[] }> = [];
     let offset = 0;
-    while ([...free.values()].some((n) => n > 0) && offset < MAX_SCAN) {
-      const ids = await globalQueue.head(offset, BATCH);
+    while (totalFree() > 0 && offset < MAX_SCAN) {
+      const ids = await globalQueue.head(offset, Math.min(BATCH, totalFree() * 2));
       if (ids.length === 0) break;
-      const bots = new Map(
-        (await repo.findManyByIds(ids, { status: 1, excludedPlatforms: 1, platform: 1, createdAt: 1 })).map((b) => [
-          String(b._id),
-          b,
-        ]),
-      );
+      const excluded = await globalQueue.excludedOf(ids);
       let kept = 0;
-      for (const botId of ids) {
-        const bot = bots.get(botId);
-        if (!bot || bot.status !== 'QUEUED') {
-          await globalQueue.remove(botId); // ended, or already moved on by another path
-          continue;
-        }
-        if (bot.platform && (await queueOf(bot.platform)?.getJob(occupyJobId(botId, bot.platform)))) {
-          await globalQueue.remove(botId); // assigned by a run that died before removing it from the queue
-          continue;
-        }
-        const eligible = deps.platforms.filter((p) => !bot.excludedPlatforms?.includes(p.name));
+      for (const [index, botId] of ids.entries()) {
+        const eligible = deps.platforms.filter((p) => !excluded[index].includes(p.name));
         if (eligible.length === 0) {
           await deps.lifecycle().end(botId, 'FATAL', 'DEPLOY_FAILED', 'every platform failed or timed out for this bot');
+          await globalQueue.forget(botId);
           continue;
         }
         const target = eligible.find((p) => (free.get(p.name) ?? 0) > 0);
         if (!target) {
-          kept++;
+          kept++; // waits for one of its own platforms; younger bots may still fit elsewhere
           continue;
         }
-        const skipped = eligible.slice(0, eligible.indexOf(target)).map((p) => p.name);
-        await assign(bot, target.name, skipped);
+        await assign(botId, target.name);
         free.set(target.name, free.get(target.name)! - 1);
+        assigned.push({ botId, platform: target.name, skippedFull: eligible.slice(0, eligible.indexOf(target)).map((p) => p.name) });
         placed++;
+        if (totalFree() === 0) break;
       }
       offset += kept;
     }
+    const at = new Date();
+    await repo.appendEvents(
+      assigned.map(({ botId, platform, skippedFull }) => ({ botId, type: 'attempt.assigned', at, data: { platform, skippedFull } })),
+    );
     return { placed, expired, timedOut };
   };
 
@@ -181,7 +183,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
       await queues.schedule.add('schedule', { botId }, { jobId: botId, delay });
     },
     async withdraw(botId) {
-      await globalQueue.remove(botId);
+      await globalQueue.forget(botId);
       await (await queues.schedule.getJob(botId))?.remove().catch(() => undefined);
       for (const settings of deps.platforms) {
         const job = await queueOf(settings.name).getJob(occupyJobId(botId, settings.name));

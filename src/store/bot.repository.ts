@@ -1,12 +1,12 @@
-import { QueryFilter, Types } from 'mongoose';
-import { BotStatus, EndReason, isTerminal, statusesAllowedBefore } from '../domain/bot.lifecycle';
+import { QueryFilter, Types, UpdateQuery } from 'mongoose';
+import { BotStatus, canTransition, EndReason, isTerminal } from '../domain/bot.lifecycle';
+import { DocLocks } from './doc-locks';
 import { AttemptDoc, BotDoc, BotEventDoc, Models } from './models';
 
 /** Bot documents and their events. Every status change is one conditional update, so concurrent writers agree. */
 export interface BotRepository {
   insert(bot: BotDoc): Promise<BotDoc>;
   findById(id: string): Promise<BotDoc | null>;
-  findManyByIds(ids: string[], projection?: Record<string, 0 | 1>): Promise<BotDoc[]>;
   findForOwner(ownerId: string, id: string): Promise<BotDoc | null>;
   list(ownerId: string, filter: ListFilter): Promise<BotDoc[]>;
   /**
@@ -15,14 +15,13 @@ export interface BotRepository {
    */
   transition(id: string, to: BotStatus, change?: TransitionChange): Promise<BotDoc | null>;
   update(id: string, set: Partial<BotDoc>, onlyIfStatus?: BotStatus[]): Promise<BotDoc | null>;
-  /** Appends an attempt; `assignTo` also records the platform the bot was just assigned to. */
-  recordAttempt(id: string, attempt: AttemptDoc, options?: { assignTo?: string }): Promise<void>;
   /**
    * The fleet's one backward move: a bot whose attempt on `platform` failed or timed out before any
    * container ran goes back to QUEUED, with that platform excluded from its later attempts.
    */
   requeue(id: string, platform: string, attempt: AttemptDoc): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
+  appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
   remove(id: string): Promise<void>;
 }
@@ -45,15 +44,24 @@ export function isObjectId(id: string): boolean {
   return /^[0-9a-f]{24}$/i.test(id);
 }
 
-export function createBotRepository({ Bot, BotEvent }: Models): BotRepository {
+/**
+ * Writes to one bot document are serialised through `locks`, and every guarded write is "read by _id, check,
+ * write by _id" under that lock. Both are for FerretDB v1, which neither applies an update atomically nor
+ * uses any index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
+ */
+export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks): BotRepository {
+  const guardedUpdate = (id: string, allowed: (bot: BotDoc) => boolean, update: UpdateQuery<BotDoc>) =>
+    locks.withLock(id, async () => {
+      const current = await Bot.findById(id).lean<BotDoc>();
+      if (!current || !allowed(current)) return null;
+      return Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
+    });
   return {
     async insert(bot) {
       await Bot.collection.insertOne(bot as never);
       return bot;
     },
     findById: (id) => (isObjectId(id) ? Bot.findById(id).lean<BotDoc>() : Promise.resolve(null)),
-    findManyByIds: (ids, projection) =>
-      Bot.find({ _id: { $in: ids.filter(isObjectId) } }, projection).lean<BotDoc[]>(),
     findForOwner: (ownerId, id) =>
       isObjectId(id) ? Bot.findOne({ _id: id, ownerId }).lean<BotDoc>() : Promise.resolve(null),
     list(ownerId, { status, platform, limit, before }) {
@@ -71,45 +79,41 @@ export function createBotRepository({ Bot, BotEvent }: Models): BotRepository {
         set.endedAt = at;
         if (change.endReason) set.endReason = change.endReason;
       }
-      return Bot.findOneAndUpdate(
-        { _id: id, status: { $in: statusesAllowedBefore(to) } },
-        { $set: set, $inc: { statusVersion: 1 } },
-        { returnDocument: 'after' },
-      ).lean<BotDoc>();
+      return guardedUpdate(id, (bot) => canTransition(bot.status, to), { $set: set, $inc: { statusVersion: 1 } });
     },
     update(id, set, onlyIfStatus) {
-      const query: QueryFilter<BotDoc> = { _id: id };
-      if (onlyIfStatus) query.status = { $in: onlyIfStatus };
-      return Bot.findOneAndUpdate(query, { $set: set }, { returnDocument: 'after' }).lean<BotDoc>();
-    },
-    async recordAttempt(id, attempt, options = {}) {
-      const update: Record<string, unknown> = { $push: { attempts: attempt } };
-      if (options.assignTo) update.$set = { platform: options.assignTo };
-      await Bot.updateOne({ _id: id }, update);
+      return guardedUpdate(id, (bot) => !onlyIfStatus || onlyIfStatus.includes(bot.status), { $set: set });
     },
     requeue(id, platform, attempt) {
-      return Bot.findOneAndUpdate(
-        { _id: id, platform, status: { $in: ['QUEUED', 'DEPLOYING'] } },
+      return guardedUpdate(
+        id,
+        (bot) => (bot.platform === platform || bot.platform === null) && ['QUEUED', 'DEPLOYING'].includes(bot.status),
         {
           $set: { status: 'QUEUED', platform: null, platformIdentifier: null, queuedAt: attempt.at },
           $push: { attempts: attempt },
           $addToSet: { excludedPlatforms: platform },
           $inc: { statusVersion: 1 },
         },
-        { returnDocument: 'after' },
-      ).lean<BotDoc>();
+      );
     },
-    async appendEvent(botId, { data, ...event }) {
-      // Event data is the bot's free-form JSON; kept as text since its keys may hold dots or dollars.
-      const stored = { _id: new Types.ObjectId(), botId: new Types.ObjectId(botId), ...event } as Record<string, unknown>;
-      if (data !== undefined) stored.data = JSON.stringify(data);
-      await BotEvent.collection.insertOne(stored as never);
+    async appendEvent(botId, event) {
+      await BotEvent.collection.insertOne(toStoredEvent({ ...event, botId }) as never);
+    },
+    async appendEvents(events) {
+      if (events.length) await BotEvent.collection.insertMany(events.map(toStoredEvent) as never[]);
     },
     events: (botId, limit) =>
-      BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ _id: 1 }).limit(limit).lean<BotEventDoc[]>(),
+      BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>(),
     async remove(id) {
       await Bot.deleteOne({ _id: id });
       await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
     },
   };
+}
+
+/** Event data is free-form JSON from bots; it is stored as text since its keys may hold dots or dollars. */
+function toStoredEvent({ botId, data, ...event }: Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }) {
+  const stored: Record<string, unknown> = { _id: new Types.ObjectId(), botId: new Types.ObjectId(botId), ...event };
+  if (data !== undefined) stored.data = JSON.stringify(data);
+  return stored;
 }

@@ -18,7 +18,8 @@ export interface SimPlatformOptions {
 
 /**
  * The simulated host's keys. `deploys` counts creations per container name (a second one would be a double
- * deploy); `inflight`/`inflightPeak` count deploy calls running at once; `fault` injects failures:
+ * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once;
+ * `fault` injects failures:
  * `fail` (transient error), `fail-permanent`, or `delay:<ms>` (a slow deploy).
  */
 export function simHostKeys(prefix: string, name: string) {
@@ -29,6 +30,7 @@ export function simHostKeys(prefix: string, name: string) {
     deploys: `${base}:deploys`,
     inflight: `${base}:inflight`,
     inflightPeak: `${base}:inflight-peak`,
+    calls: `${base}:deploy-calls`,
     fault: `${base}:fault`,
   };
 }
@@ -56,7 +58,9 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     running.set(name, controller);
     const client = BotClient.fromEnv(env, controller.signal);
     runSimBot(client, controller.signal)
-      .catch((error) => logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) }))
+      .catch((error) => {
+        if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
+      })
       .finally(async () => {
         running.delete(name);
         // The bot's program ended, so its container is gone, unless a stop() is already removing it.
@@ -67,7 +71,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
   return {
     name: options.name,
     async deploy(spec: DeploySpec): Promise<Deployment> {
-      await options.redis.eval(ENTER, 2, keys.inflight, keys.inflightPeak);
+      await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
       try {
         await injectFault(await options.redis.get(keys.fault));
         await options.redis.eval(CREATE, 3, keys.containers, keys.peak, keys.deploys, spec.name, JSON.stringify(spec.env));

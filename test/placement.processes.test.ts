@@ -1,0 +1,197 @@
+import { simHostKeys } from '../src/platforms/sim/sim.platform';
+import { platformQueueName } from '../queues/queue-names';
+import { Queue } from 'bullmq';
+import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+
+/**
+ * Placement invariants with several OS processes: the API runs in this process, worker groups in two
+ * (or more) `node dist/src/main.js worker` processes, all on one Redis and one database.
+ */
+jest.setTimeout(240_000);
+
+interface Run {
+  t: TestFleet;
+  workers: FleetProcess[];
+  limits: Record<string, number>;
+  samples: Record<string, number[]>;
+  stopSampling(): void;
+  spawnWorker(): FleetProcess;
+}
+
+async function startRun(limits: Record<string, number>, extraEnv: Record<string, string> = {}): Promise<Run> {
+  const names = Object.keys(limits);
+  const env: Record<string, string> = {
+    PLATFORM_PRIORITY: names.join(','),
+    GLOBAL_QUEUE_TIMEOUT_MS: '600000',
+    WORKER_LOCK_DURATION_MS: '2000',
+    ...Object.fromEntries(names.map((name) => [`${name.toUpperCase().replace(/-/g, '_')}_BOT_LIMIT`, String(limits[name])])),
+    ...extraEnv,
+  };
+  const t = await startTestFleet(env, { api: true, workers: false });
+  const workerEnv = { ...t.env, PORT: '0' };
+  const spawnWorker = () => spawnFleetProcess('worker', workerEnv);
+  const workers = [spawnWorker(), spawnWorker()];
+
+  // The platforms' own count (containers on the sim host) and BullMQ's active count, sampled throughout.
+  const samples: Record<string, number[]> = Object.fromEntries(names.flatMap((n) => [[n, []], [`${n}:active`, []]]));
+  const queues = names.map((name) => new Queue(platformQueueName(name), { connection: t.fleet.redis, prefix: t.env.REDIS_PREFIX }));
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      for (const [i, name] of names.entries()) {
+        samples[name].push(await t.fleet.redis.hlen(simHostKeys(t.env.REDIS_PREFIX, name).containers));
+        samples[`${name}:active`].push(await queues[i].getActiveCount());
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  return {
+    t,
+    workers,
+    limits,
+    samples,
+    spawnWorker,
+    stopSampling: () => {
+      sampling = false;
+      void loop.then(() => Promise.all(queues.map((q) => q.close())));
+    },
+  };
+}
+
+async function endRun(run: Run) {
+  run.stopSampling();
+  if (process.env.KEEP_WORKER_LOGS) {
+    run.workers.forEach((w, i) => require('fs').writeFileSync(`/tmp/worker-${i}.log`, w.output()));
+  }
+  await Promise.all(run.workers.map((w) => w.kill('SIGTERM')));
+  await run.t.close();
+}
+
+async function createBots(t: TestFleet, count: number, metadata: Record<string, string>) {
+  const results = await Promise.all(
+    Array.from({ length: count }, () => t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata } })),
+  );
+  expect(results.every((r) => r.status === 201)).toBe(true);
+  return results.map((r) => r.body.id as string);
+}
+
+async function waitAllEnded(t: TestFleet, ids: string[], timeoutMs = 180_000) {
+  await waitFor(
+    async () => (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) === ids.length,
+    `all ${ids.length} bots to end`,
+    timeoutMs,
+    1000,
+  ).catch(async (error) => {
+    const stuck = await t.fleet.models.Bot.aggregate([
+      { $match: { _id: { $in: ids.map((id) => new (require('mongoose').Types.ObjectId)(id)) } } },
+      { $group: { _id: { status: '$status', platform: '$platform' }, n: { $sum: 1 } } },
+    ]);
+    const platforms = await t.fleet.placement.stats();
+    const stuckBots = await t.fleet.models.Bot.find({ _id: { $in: ids }, status: { $nin: ['ENDED', 'FATAL', 'QUEUED'] } }).limit(4).lean();
+    for (const bot of stuckBots) {
+      const events = await t.fleet.repo.events(String(bot._id), 100);
+      require('fs').appendFileSync('/tmp/stuck.log', `${bot._id} ${bot.status} ${bot.platform}\n` + events.map((e) => `  ${e.at.toISOString()} ${e.type} ${e.status ?? ''} ${e.data ?? ''}`).join('\n') + '\n');
+    }
+    throw new Error(`${error.message}; bots: ${JSON.stringify(stuck)}; platforms: ${JSON.stringify(platforms)}`);
+  });
+  return t.fleet.models.Bot.find({ _id: { $in: ids } }).lean();
+}
+
+/** Per bot, how many containers the sim hosts created for it, summed over platforms. */
+async function deploysPerBot(t: TestFleet, platforms: string[]) {
+  const counts = new Map<string, number>();
+  for (const name of platforms) {
+    const hash = await t.fleet.redis.hgetall(simHostKeys(t.env.REDIS_PREFIX, name).deploys);
+    for (const [container, n] of Object.entries(hash)) {
+      const botId = container.split('-')[1];
+      counts.set(botId, (counts.get(botId) ?? 0) + Number(n));
+    }
+  }
+  return counts;
+}
+
+async function peaks(t: TestFleet, platforms: string[]) {
+  const out: Record<string, number> = {};
+  for (const name of platforms) out[name] = Number(await t.fleet.redis.get(simHostKeys(t.env.REDIS_PREFIX, name).peak));
+  return out;
+}
+
+it('300 concurrent bots on three platforms (limits 3, 5, 7) with 2 worker processes: limits hold, each deployed once, FIFO, none lost', async () => {
+  const run = await startRun({ 'sim-a': 3, 'sim-b': 5, 'sim-c': 7 });
+  try {
+    const ids = await createBots(run.t, 300, { 'sim.durationMs': '150' });
+    const allQueuedAt = new Date();
+    const bots = await waitAllEnded(run.t, ids);
+    run.stopSampling();
+
+    expect(bots.filter((b) => b.status === 'ENDED' && b.endReason === 'COMPLETED')).toHaveLength(300);
+    const platforms = Object.keys(run.limits);
+    const peak = await peaks(run.t, platforms);
+    for (const name of platforms) {
+      expect([name, peak[name]]).toEqual([name, run.limits[name]]); // reached, never exceeded
+      expect([name, Math.max(...run.samples[name])]).toEqual([name, expect.any(Number)]);
+      expect(Math.max(...run.samples[name])).toBeLessThanOrEqual(run.limits[name]);
+      expect(Math.max(...run.samples[`${name}:active`])).toBeLessThanOrEqual(run.limits[name]);
+    }
+    const deploys = await deploysPerBot(run.t, platforms);
+    expect(ids.filter((id) => deploys.get(id) !== 1)).toEqual([]);
+
+    // FIFO: bots assigned after every create had queued were placed in global-queue order (creation order).
+    const assigned = await run.t.fleet.models.BotEvent.find({ type: 'attempt.assigned', botId: { $in: ids } }).lean();
+    const assignedAt = new Map(assigned.map((e) => [String(e.botId), e.at.getTime()]));
+    const late = bots
+      .filter((b) => assignedAt.get(String(b._id))! > allQueuedAt.getTime())
+      .sort((x, y) => x.createdAt.getTime() - y.createdAt.getTime() || (String(x._id) < String(y._id) ? -1 : 1));
+    expect(late.length).toBeGreaterThan(200);
+    const outOfOrder = late.filter((b, i) => i > 0 && assignedAt.get(String(b._id))! < assignedAt.get(String(late[i - 1]._id))!);
+    expect(outOfOrder.map((b) => String(b._id))).toEqual([]);
+  } finally {
+    await endRun(run);
+  }
+});
+
+it('a worker holding live bots is SIGKILLed and replaced: no double deploy, limits hold, every bot completes', async () => {
+  const run = await startRun({ 'sim-a': 4, 'sim-b': 6 });
+  try {
+    const ids = await createBots(run.t, 40, { 'sim.durationMs': '2500' });
+    await waitFor(
+      async () => (await run.t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: 'IN_CALL' })) >= 8,
+      'bots in call',
+    );
+    await run.workers[0].kill('SIGKILL');
+    run.workers.push(run.spawnWorker());
+    const bots = await waitAllEnded(run.t, ids);
+    run.stopSampling();
+
+    expect(bots.map((b) => `${b.status}/${b.endReason}`).filter((s) => s !== 'ENDED/COMPLETED')).toEqual([]);
+    const platforms = Object.keys(run.limits);
+    const peak = await peaks(run.t, platforms);
+    for (const name of platforms) {
+      expect(peak[name]).toBeLessThanOrEqual(run.limits[name]);
+      expect(Math.max(...run.samples[name])).toBeLessThanOrEqual(run.limits[name]);
+      expect(Math.max(...run.samples[`${name}:active`])).toBeLessThanOrEqual(run.limits[name]);
+    }
+    const deploys = await deploysPerBot(run.t, platforms);
+    expect(ids.filter((id) => deploys.get(id) !== 1)).toEqual([]);
+    // the kill mattered: some bots were taken over by the surviving or the new worker
+    const adopted = await run.t.fleet.models.BotEvent.countDocuments({ type: 'attempt.adopted', botId: { $in: ids } });
+    expect(adopted).toBeGreaterThan(0);
+  } finally {
+    await endRun(run);
+  }
+});
+
+it('no more than DEPLOYMENT_QUEUE_MAX_CONCURRENT deploys run at once across 2 processes', async () => {
+  const run = await startRun({ sim: 30 }, { DEPLOYMENT_QUEUE_MAX_CONCURRENT: '2' });
+  try {
+    await run.t.fleet.redis.set(simHostKeys(run.t.env.REDIS_PREFIX, 'sim').fault, 'delay:250');
+    const ids = await createBots(run.t, 16, { 'sim.durationMs': '100' });
+    const bots = await waitAllEnded(run.t, ids);
+    expect(bots.every((b) => b.endReason === 'COMPLETED')).toBe(true);
+    const keys = simHostKeys(run.t.env.REDIS_PREFIX, 'sim');
+    expect(Number(await run.t.fleet.redis.get(keys.inflightPeak))).toBe(2);
+    expect(Number(await run.t.fleet.redis.get(keys.calls))).toBe(16);
+  } finally {
+    await endRun(run);
+  }
+});
