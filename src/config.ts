@@ -183,11 +183,10 @@ function validate(schema: Joi.ObjectSchema, env: Env): Parsed {
   const { value, error } = schema.validate(env, { convert: true, abortEarly: true });
   if (error) {
     const detail = error.details[0];
-    const variable = detail.path.join('.') || String(detail.context?.peers ?? detail.context?.label ?? '');
-    const message = detail.type === 'object.missing'
-      ? `one of ${(detail.context?.peers as string[]).join(' or ')} is required`
-      : detail.message.replace(/^"[^"]*" /, '');
-    throw new ConfigError(`${variable}: ${message}`);
+    if (detail.type === 'object.missing') {
+      throw new ConfigError(`${(detail.context?.peers as string[]).join(' or ')}: one of them is required`);
+    }
+    throw new ConfigError(`${detail.path.join('.')}: ${detail.message.replace(/^"[^"]*" /, '')}`);
   }
   return value;
 }

@@ -78,10 +78,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
   };
 
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
-    const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at: new Date() });
+    const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
     if (!bot) return;
     await globalQueue.exclude(botId, platform);
-    await deps.lifecycle().event(botId, `attempt.${outcome}`, { reason, data: { platform } });
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
     await globalQueue.add(botId, bot.createdAt.getTime());
     await kick(`hand-back from ${platform}`);

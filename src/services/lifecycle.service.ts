@@ -30,6 +30,11 @@ export interface Lifecycle {
   transition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc>;
   /** Same, but returns null where `transition` would throw. */
   tryTransition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc | null>;
+  /**
+   * The fleet's one backward move, DEPLOYING (or QUEUED) → QUEUED, for a bot whose attempt on `platform`
+   * failed or timed out before any container ran. Returns null when the bot has moved on meanwhile.
+   */
+  requeue(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<BotDoc | null>;
   /** Ends a bot (ENDED or FATAL) with a reason, if it is not terminal yet. */
   end(botId: string, status: 'ENDED' | 'FATAL', reason: EndReason, message?: string): Promise<BotDoc | null>;
   event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;
@@ -66,6 +71,16 @@ export function createLifecycle(repo: BotRepository, effects: TerminalEffects): 
       const current = await repo.findById(botId);
       if (!current) throw new NotFoundError(`bot ${botId} not found`);
       throw new TransitionError(`cannot move a bot from ${current.status} to ${to}`, { from: current.status, to });
+    },
+    async requeue(botId, platform, outcome, reason) {
+      const at = new Date();
+      const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at });
+      if (!bot) return null;
+      await repo.appendEvents([
+        { botId, type: `attempt.${outcome}`, reason, at, data: { platform } },
+        { botId, type: 'status', status: 'QUEUED', reason, at, data: { source: 'fleet', version: bot.statusVersion } },
+      ]);
+      return bot;
     },
     end: (botId, status, reason, message) => tryTransition(botId, status, { reason, message, source: 'fleet' }),
     event: recordEvent,

@@ -1,0 +1,64 @@
+import { ConfigError, loadConfig } from '../src/config';
+
+/** loadConfig is pure: plain objects in, a frozen config or one ConfigError naming the variable out. */
+const fails = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+it('has the seed defaults with no configuration at all', () => {
+  const config = loadConfig({});
+  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000 }]);
+  expect(config).toMatchObject({
+    port: 3000,
+    globalQueueTimeoutMs: 600000,
+    deploymentQueueMaxConcurrent: 4,
+    heartbeatTimeoutMs: 300000,
+    heartbeatIntervalMs: 30000,
+    deployTimeoutMs: 900000,
+    sweepIntervalMs: 30000,
+    slotRecoveryIntervalMs: 300000,
+    leaveGraceMs: 60000,
+    publicUrl: 'http://127.0.0.1:3000',
+    s3: { region: 'us-east-1' },
+  });
+  expect(Object.isFrozen(config)).toBe(true);
+  expect(Object.isFrozen(config.platforms[0])).toBe(true);
+});
+
+it('names the bad variable', () => {
+  expect(fails({ PORT: 'abc' })).toBe('PORT: must be a number');
+  expect(fails({ GLOBAL_QUEUE_TIMEOUT_MS: '0' })).toBe('GLOBAL_QUEUE_TIMEOUT_MS: must be greater than or equal to 1');
+  expect(fails({ LOCAL_BOT_LIMIT: '-3' })).toMatch(/^LOCAL_BOT_LIMIT: /);
+  expect(fails({ REDIS_URL: 'http://x' })).toMatch(/^REDIS_URL: /);
+  expect(fails({ PLATFORM_PRIORITY: 'local,nomad' })).toMatch(/^PLATFORM_PRIORITY: unknown platform "nomad"/);
+  expect(fails({ PLATFORM_PRIORITY: 'local,local' })).toBe('PLATFORM_PRIORITY: "local" is listed twice');
+  expect(fails({ WORKER_PLATFORMS: 'aws' })).toBe('WORKER_PLATFORMS: "aws" is not in PLATFORM_PRIORITY');
+});
+
+it('demands a platform\'s variables only when it is enabled', () => {
+  expect(() => loadConfig({ PLATFORM_PRIORITY: 'local' })).not.toThrow();
+  expect(fails({ PLATFORM_PRIORITY: 'aws', AWS_BOT_LIMIT: '50' })).toBe('AWS_REGION: is required');
+  expect(fails({ PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3' })).toBe('COOLIFY_API_URL: is required');
+  expect(fails({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '80' })).toBe('K8S_IMAGE_REGISTRY or GHCR_ORG: one of them is required');
+  const k8s = loadConfig({ PLATFORM_PRIORITY: 'k8s,local', K8S_BOT_LIMIT: '80', GHCR_ORG: 'Payme-Works' });
+  expect(k8s.k8s).toMatchObject({ namespace: 'meeboter', imageRegistry: 'ghcr.io/Payme-Works', cpuRequest: '500m', imagePullLockEnabled: true });
+  expect(k8s.platforms.map((p) => `${p.name}:${p.limit}:${p.queueTimeoutMs}`)).toEqual(['k8s:80:60000', 'local:5:30000']);
+});
+
+it('supports several sim platforms, each with its own limit and timeout', () => {
+  const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a, sim-b', SIM_A_BOT_LIMIT: '3', SIM_B_QUEUE_TIMEOUT_MS: '10' });
+  expect(config.platforms).toEqual([
+    { name: 'sim-a', kind: 'sim', limit: 3, queueTimeoutMs: 30000 },
+    { name: 'sim-b', kind: 'sim', limit: 1000, queueTimeoutMs: 10 },
+  ]);
+});
+
+it('treats empty strings as unset', () => {
+  expect(loadConfig({ PORT: '', PLATFORM_PRIORITY: '' }).port).toBe(3000);
+});

@@ -1,0 +1,143 @@
+import { simHostKeys } from '../src/platforms/sim/sim.platform';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+
+/**
+ * Ordered fallback and queueing (PRODUCT.md I3, I4) in one fleet process with its workers: full platforms
+ * are skipped at once, failing ones after their retries, slow ones after their queue timeout; the global
+ * queue times out; cancelled queued bots are never deployed; every attempt is in the bot's events.
+ */
+jest.setTimeout(120_000);
+
+const fleets: TestFleet[] = [];
+afterEach(async () => {
+  await Promise.all(fleets.splice(0).map((t) => t.close()));
+});
+
+async function fleet(env: Record<string, string>, workerPlatforms?: string) {
+  const t = await startTestFleet({ GLOBAL_QUEUE_TIMEOUT_MS: '600000', ...env, ...(workerPlatforms ? { WORKER_PLATFORMS: workerPlatforms } : {}) });
+  fleets.push(t);
+  return t;
+}
+
+const createBot = async (t: TestFleet, metadata: Record<string, string> = { 'sim.durationMs': '60000' }) => {
+  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata } });
+  expect(res.status).toBe(201);
+  return res.body.id as string;
+};
+
+const bot = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
+const events = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
+const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
+  waitFor(async () => {
+    const current = await bot(t, id);
+    return statuses.includes(current.status) ? current : null;
+  }, `bot ${id} to reach ${statuses.join('/')}`);
+
+it('skips a full platform at once and records it', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_BOT_LIMIT: '1', SIM_B_BOT_LIMIT: '5' });
+  const first = await createBot(t);
+  expect((await waitStatus(t, first, ['IN_CALL'])).platform).toBe('sim-a');
+  const second = await createBot(t);
+  expect((await waitStatus(t, second, ['IN_CALL'])).platform).toBe('sim-b');
+  const assigned = (await events(t, second)).filter((e) => e.type === 'attempt.assigned');
+  expect(assigned).toEqual([expect.objectContaining({ data: { platform: 'sim-b', skippedFull: ['sim-a'] } })]);
+});
+
+it('moves on from a platform whose deploys fail, after its retries', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b' });
+  const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
+  await t.fleet.redis.set(keysA.fault, 'fail');
+  const id = await createBot(t);
+  const running = await waitStatus(t, id, ['IN_CALL']);
+  expect(running.platform).toBe('sim-b');
+  expect(Number(await t.fleet.redis.get(keysA.calls))).toBe(3); // the transient failure was retried, then given up
+  expect(await t.fleet.redis.hlen(keysA.containers)).toBe(0);
+  const types = (await events(t, id)).map((e) => (e.type === 'status' ? e.status : `${e.type}:${e.data?.platform ?? ''}`));
+  expect(types).toEqual([
+    'QUEUED',
+    'attempt.assigned:sim-a',
+    'DEPLOYING',
+    'attempt.failed:sim-a',
+    'QUEUED',
+    'attempt.assigned:sim-b',
+    'DEPLOYING',
+    'attempt.deployed:sim-b',
+    'JOINING_CALL',
+    'IN_CALL',
+  ]);
+});
+
+it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim' });
+  await t.fleet.redis.set(simHostKeys(t.env.REDIS_PREFIX, 'sim').fault, 'fail-permanent');
+  const id = await createBot(t);
+  const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
+  expect(ended).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_FAILED' });
+  expect(Number(await t.fleet.redis.get(simHostKeys(t.env.REDIS_PREFIX, 'sim').calls))).toBe(1);
+});
+
+it('a bot waiting for a platform longer than its queue timeout moves on to the next', async () => {
+  // No worker runs sim-a's group, so a bot assigned there never starts deploying.
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_QUEUE_TIMEOUT_MS: '1000' }, 'sim-b');
+  const id = await createBot(t);
+  const running = await waitStatus(t, id, ['IN_CALL']);
+  expect(running.platform).toBe('sim-b');
+  const attempts = (await events(t, id)).filter((e) => e.type.startsWith('attempt.'));
+  expect(attempts.map((e) => `${e.type}:${e.data.platform}`)).toEqual([
+    'attempt.assigned:sim-a',
+    'attempt.timed-out:sim-a',
+    'attempt.assigned:sim-b',
+    'attempt.deployed:sim-b',
+  ]);
+  expect(await t.fleet.redis.hlen(simHostKeys(t.env.REDIS_PREFIX, 'sim-a').deploys)).toBe(0);
+});
+
+it('a bot queued past GLOBAL_QUEUE_TIMEOUT_MS is FATAL with QUEUE_TIMEOUT, and shows its position meanwhile', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1', GLOBAL_QUEUE_TIMEOUT_MS: '2000' });
+  const holder = await createBot(t);
+  await waitStatus(t, holder, ['IN_CALL']);
+  const waiting = await createBot(t);
+  const queued = await bot(t, waiting);
+  expect(queued).toMatchObject({ status: 'QUEUED', queuePosition: 1 });
+  const platforms = (await t.request('GET', '/api/platforms')).body;
+  expect(platforms.platforms[0]).toMatchObject({ name: 'sim', limit: 1, active: 1 });
+  expect(platforms.globalQueue.length).toBe(1);
+  const ended = await waitStatus(t, waiting, ['FATAL']);
+  expect(ended.endReason).toBe('QUEUE_TIMEOUT');
+  expect(await t.fleet.redis.hexists(simHostKeys(t.env.REDIS_PREFIX, 'sim').deploys, `mb-${waiting}-sim`)).toBe(0);
+});
+
+it('cancelled queued bots are never deployed; the others are placed oldest first', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
+  const holder = await createBot(t, { 'sim.durationMs': '1500' });
+  await waitStatus(t, holder, ['IN_CALL']);
+  const queued: string[] = [];
+  for (let i = 0; i < 5; i++) queued.push(await createBot(t, { 'sim.durationMs': '100' }));
+  const cancelled = [queued[0], queued[2], queued[4]];
+  for (const id of cancelled) {
+    const res = await t.request('DELETE', `/api/bots/${id}`);
+    expect(res.body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
+  }
+  for (const id of [holder, queued[1], queued[3]]) expect((await waitStatus(t, id, ['ENDED'])).endReason).toBe('COMPLETED');
+  const deploys = await t.fleet.redis.hgetall(simHostKeys(t.env.REDIS_PREFIX, 'sim').deploys);
+  for (const id of cancelled) {
+    expect(deploys[`mb-${id}-sim`]).toBeUndefined();
+    expect((await events(t, id)).map((e) => e.type)).not.toContain('attempt.deployed');
+  }
+  const deployedAt = async (id: string) => new Date((await bot(t, id)).deployedAt).getTime();
+  expect(await deployedAt(queued[1])).toBeLessThan(await deployedAt(queued[3]));
+});
+
+it('DELETE of a running bot stops its container and frees the capacity for the next one', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
+  const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
+  const first = await createBot(t);
+  await waitStatus(t, first, ['IN_CALL']);
+  const second = await createBot(t);
+  expect((await bot(t, second)).status).toBe('QUEUED');
+  await t.request('DELETE', `/api/bots/${first}`);
+  await waitFor(async () => (await t.fleet.redis.hexists(keys.containers, `mb-${first}-sim`)) === 0, 'container stopped');
+  await waitStatus(t, second, ['IN_CALL']);
+  expect((await events(t, first)).map((e) => e.type)).toContain('container.stopped');
+  expect(Number(await t.fleet.redis.get(keys.peak))).toBe(1);
+});
