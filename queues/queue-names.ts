@@ -4,7 +4,10 @@
  */
 export const DISPATCH_QUEUE = 'dispatch';
 export const SCHEDULE_QUEUE = 'schedule';
+export const SWEEPS_QUEUE = 'sweeps';
+export const WEBHOOKS_QUEUE = 'webhooks';
 export const platformQueueName = (platform: string) => `platform-${platform}`;
+export const reconcileQueueName = (platform: string) => `reconcile-${platform}`;
 
 export interface JobPayloads {
   /** Run the dispatcher: place the oldest queued bots on platforms with free capacity. */
@@ -13,7 +16,19 @@ export interface JobPayloads {
   schedule: { botId: string };
   /** One bot's stay on one platform: deploy, hold the capacity while it runs, stop, release. */
   occupy: { botId: string; platform: string };
+  /** A health sweep; the job name says which. */
+  sweep: Record<string, never>;
+  /** Compare one platform's containers with the bots the fleet believes are on it. */
+  reconcile: { platform: string };
+  /** Deliver the pending webhook events of one bot, oldest first. */
+  webhook: { botId: string };
 }
+
+/** Health sweeps, each a job scheduler with this id and job name, run every SWEEP_INTERVAL_MS. */
+export const SWEEP_NAMES = ['heartbeat-expiry', 'deploy-timeout', 'leave-grace'] as const;
+export type SweepName = (typeof SWEEP_NAMES)[number];
+export const reconcileSchedulerId = (platform: string) => `reconcile-${platform}`;
+export const webhookJobId = (botId: string) => `wh.${botId}`;
 
 /** Job ids are deterministic so that retries and duplicate producers never create a second job. */
 export const occupyJobId = (botId: string, platform: string) => `${botId}.${platform}`;

@@ -1,7 +1,15 @@
 import { DefaultJobOptions, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { logger } from '../src/logger';
-import { DISPATCH_QUEUE, JobPayloads, platformQueueName, SCHEDULE_QUEUE } from './queue-names';
+import {
+  DISPATCH_QUEUE,
+  JobPayloads,
+  platformQueueName,
+  reconcileQueueName,
+  SCHEDULE_QUEUE,
+  SWEEPS_QUEUE,
+  WEBHOOKS_QUEUE,
+} from './queue-names';
 
 /**
  * The only place that constructs BullMQ queues. `createQueues` opens one Queue per name on a shared
@@ -10,11 +18,17 @@ import { DISPATCH_QUEUE, JobPayloads, platformQueueName, SCHEDULE_QUEUE } from '
 export type DispatchQueue = Queue<JobPayloads['dispatch']>;
 export type ScheduleQueue = Queue<JobPayloads['schedule']>;
 export type PlatformQueue = Queue<JobPayloads['occupy']>;
+export type SweepsQueue = Queue<JobPayloads['sweep']>;
+export type ReconcileQueue = Queue<JobPayloads['reconcile']>;
+export type WebhooksQueue = Queue<JobPayloads['webhook']>;
 
 export interface Queues {
   dispatch: DispatchQueue;
   schedule: ScheduleQueue;
   platforms: Map<string, PlatformQueue>;
+  sweeps: SweepsQueue;
+  reconcile: Map<string, ReconcileQueue>;
+  webhooks: WebhooksQueue;
   all(): Queue[];
   close(): Promise<void>;
 }
@@ -40,6 +54,24 @@ export const scheduleJobOptions: DefaultJobOptions = {
   backoff: { type: 'exponential', delay: 1000 },
 };
 
+/** Sweeps run again at the next interval; a failed run is not retried. */
+export const sweepJobOptions: DefaultJobOptions = {
+  removeOnComplete: { count: 100 },
+  removeOnFail: { count: 100 },
+  attempts: 1,
+};
+
+/**
+ * Webhook deliveries retry with capped exponential backoff (see webhooks/delivery.ts) until the pending
+ * event is 24 h old; the job id is per bot, so one bot's events go out one at a time, in order.
+ */
+export const webhookJobOptions: DefaultJobOptions = {
+  removeOnComplete: true,
+  removeOnFail: { count: 1000 },
+  attempts: 1000,
+  backoff: { type: 'webhook' },
+};
+
 /**
  * An occupy job lives as long as its bot holds the platform. Finished jobs are kept for a day so their
  * deterministic ids stay taken: a late duplicate add is then a no-op instead of a second deploy.
@@ -60,20 +92,27 @@ export async function createQueues(connection: Redis, prefix: string, platforms:
   };
   const dispatch = open<JobPayloads['dispatch']>(DISPATCH_QUEUE, dispatchJobOptions);
   const schedule = open<JobPayloads['schedule']>(SCHEDULE_QUEUE, scheduleJobOptions);
+  const sweeps = open<JobPayloads['sweep']>(SWEEPS_QUEUE, sweepJobOptions);
+  const webhooks = open<JobPayloads['webhook']>(WEBHOOKS_QUEUE, webhookJobOptions);
   const platformQueues = new Map<string, PlatformQueue>();
+  const reconcile = new Map<string, ReconcileQueue>();
   for (const platform of platforms) {
     platformQueues.set(platform.name, open<JobPayloads['occupy']>(platformQueueName(platform.name), occupyJobOptions));
+    reconcile.set(platform.name, open<JobPayloads['reconcile']>(reconcileQueueName(platform.name), sweepJobOptions));
   }
   // Global concurrency lives in Redis, so it holds across every worker process: one dispatcher at a time,
   // and never more active occupy jobs on a platform than its bot limit.
   await dispatch.setGlobalConcurrency(1);
   for (const platform of platforms) await platformQueues.get(platform.name)!.setGlobalConcurrency(platform.limit);
 
-  const all = () => [dispatch, schedule, ...platformQueues.values()] as Queue[];
+  const all = () => [dispatch, schedule, sweeps, webhooks, ...platformQueues.values(), ...reconcile.values()] as Queue[];
   return {
     dispatch,
     schedule,
     platforms: platformQueues,
+    sweeps,
+    reconcile,
+    webhooks,
     all,
     close: async () => {
       await Promise.all(all().map((queue) => queue.close()));

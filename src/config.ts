@@ -80,6 +80,8 @@ export interface Config {
   leaveGraceMs: number;
   /** BullMQ lock of a held bot: a crashed worker's bots are adopted by another within about 1.5× this. */
   workerLockDurationMs: number;
+  /** A SCHEDULED bot enters the global queue this long before its joinAt. */
+  scheduleLeadMs: number;
   ghcrOrg?: string;
   s3: { endpoint?: string; accessKey?: string; secretKey?: string; bucketName?: string; region: string };
   k8s?: KubernetesSettings;
@@ -122,6 +124,7 @@ const baseSchema = Joi.object({
   SLOT_RECOVERY_INTERVAL_MS: positiveInt.default(300000),
   LEAVE_GRACE_MS: nonNegativeInt.default(60000),
   WORKER_LOCK_DURATION_MS: Joi.number().integer().min(1000).default(30000),
+  SCHEDULE_LEAD_MS: nonNegativeInt.default(60000),
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
   S3_ENDPOINT: url,
@@ -275,6 +278,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     slotRecoveryIntervalMs: base.SLOT_RECOVERY_INTERVAL_MS,
     leaveGraceMs: base.LEAVE_GRACE_MS,
     workerLockDurationMs: base.WORKER_LOCK_DURATION_MS,
+    scheduleLeadMs: base.SCHEDULE_LEAD_MS,
     ghcrOrg: base.GHCR_ORG,
     s3: {
       endpoint: base.S3_ENDPOINT,

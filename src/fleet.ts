@@ -5,6 +5,8 @@ import { Connection } from 'mongoose';
 import { createQueues, Queues } from '../queues/queues';
 import { startDispatchWorker } from '../workers/dispatch.worker';
 import { startPlatformWorker } from '../workers/platform.worker';
+import { startReconcileWorker } from '../workers/reconcile.worker';
+import { startSweepsWorker } from '../workers/sweeps.worker';
 import { startScheduleWorker } from '../workers/schedule.worker';
 import { WorkerDeps } from '../workers/worker-deps';
 import { createApp } from './api/app';
@@ -24,7 +26,7 @@ import { BotsService, createBotsService } from './services/bots.service';
 import { createLifecycle, Lifecycle } from './services/lifecycle.service';
 import { createBotRepository, BotRepository } from './store/bot.repository';
 import { createDocLocks } from './store/doc-locks';
-import { createLiveState } from './store/live-state';
+import { createLiveState, LiveState } from './store/live-state';
 import { createModels, Models } from './store/models';
 
 /**
@@ -44,6 +46,7 @@ export interface Fleet {
   apiKeys: ApiKeys;
   placement: Placement;
   lifecycle: Lifecycle;
+  liveState: LiveState;
   queues: Queues;
   redis: Redis;
   mongo: Connection;
@@ -84,7 +87,9 @@ export async function startFleet(
     const lifecycle = createLifecycle(repo, {
       withdraw: (botId) => placement.withdraw(botId),
       publishEnded: (botId) => publishEnded(redis, prefix, botId),
-      forgetLiveState: (botId) => liveState.forget(botId),
+      statusChanged: (botId, status, bySelf) => liveState.statusChanged(botId, status, bySelf),
+      lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
+      notify: async () => undefined,
     });
     placement = createPlacement({
       platforms: config.platforms,
@@ -93,6 +98,7 @@ export async function startFleet(
       repo,
       lifecycle: () => lifecycle,
       globalQueueTimeoutMs: config.globalQueueTimeoutMs,
+      scheduleLeadMs: config.scheduleLeadMs,
     });
     const apiKeys = createApiKeys(models);
     if (config.bootstrapApiKey) await apiKeys.ensure(config.bootstrapApiKey, 'admin');
@@ -103,8 +109,9 @@ export async function startFleet(
       placement,
       liveState,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
+      leaveGraceMs: config.leaveGraceMs,
     });
-    const fleet: Fleet = { config, models, repo, bots, apiKeys, placement, lifecycle, queues, redis, mongo, shutdown };
+    const fleet: Fleet = { config, models, repo, bots, apiKeys, placement, lifecycle, liveState, queues, redis, mongo, shutdown };
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
     if (roles.api) {
@@ -163,6 +170,9 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
       endSignals,
       botEnv: (botId) => botEnv(config, botId),
     },
+    countRun: async (name) => {
+      await fleet.redis.incr(`${prefix}:sweeps:${name}:runs`);
+    },
     makeWorker(name, processor, options) {
       const worker = new Worker(name, processor, {
         connection: { url: redisUrl, maxRetriesPerRequest: null },
@@ -176,9 +186,16 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   };
   await startDispatchWorker(deps);
   startScheduleWorker(deps);
+  await startSweepsWorker(
+    deps,
+    { liveState: fleet.liveState, repo, lifecycle, heartbeatTimeoutMs: config.heartbeatTimeoutMs, deployTimeoutMs: config.deployTimeoutMs },
+    config.sweepIntervalMs,
+  );
   for (const settings of config.platforms) {
     const platform = platforms.get(settings.name);
-    if (platform) startPlatformWorker(deps, settings, platform);
+    if (!platform) continue;
+    startPlatformWorker(deps, settings, platform);
+    await startReconcileWorker(deps, settings, platform, config.sweepIntervalMs);
   }
   shutdown.add('workers', () => Promise.all(workers.map((worker) => worker.close())));
   logger.info('workers started', { platforms: [...platforms.keys()] });

@@ -15,4 +15,6 @@ export interface WorkerDeps {
   dispatchTickMs: number;
   lockDurationMs: number;
   makeWorker<T>(name: string, processor: Processor<T>, options: Partial<WorkerOptions>): Worker<T>;
+  /** Counts one run of a periodic job (`<prefix>:sweeps:<name>:runs`), for operators and tests. */
+  countRun(name: string): Promise<void>;
 }

@@ -26,6 +26,12 @@ export interface Deployment {
   state: 'starting' | 'running';
 }
 
+export interface ListedContainer {
+  identifier: string;
+  /** The bot it runs, when the platform can tell (from the deterministic name or a label). */
+  botId: string | null;
+}
+
 export type ContainerState = 'starting' | 'running' | 'gone';
 
 export interface ContainerStatus {
@@ -62,6 +68,8 @@ export interface Platform {
   adopt(name: string): Promise<Deployment | null>;
   /** Current state of a container; `gone` once the platform confirms it no longer runs. */
   status(identifier: string): Promise<ContainerStatus>;
+  /** Every container of this fleet the platform holds now, running or starting (for reconciliation). */
+  list(): Promise<ListedContainer[]>;
   /** Stops a container and resolves once the platform confirms it is gone. Stopping a gone one succeeds. */
   stop(identifier: string): Promise<void>;
   /** Releases the adapter's own clients and timers. Containers keep running. */
@@ -70,4 +78,9 @@ export interface Platform {
 
 export function deploymentName(botId: string, platform: string): string {
   return `mb-${botId}-${platform}`;
+}
+
+/** The bot id in a name made by deploymentName(), or null for a name that is not ours. */
+export function botIdOfDeployment(name: string): string | null {
+  return /^mb-([0-9a-f]{24})-/.exec(name)?.[1] ?? null;
 }

@@ -37,6 +37,7 @@ export interface BotsServiceDeps {
   placement: Placement;
   liveState: LiveState;
   heartbeatIntervalMs: number;
+  leaveGraceMs: number;
 }
 
 const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
@@ -78,6 +79,7 @@ export function createBotsService(deps: BotsServiceDeps) {
       createdAt: now,
       queuedAt: scheduled ? undefined : now,
       statusVersion: 0,
+      statusChangedAt: now,
     };
     try {
       await repo.insert(doc);
@@ -163,11 +165,9 @@ export function createBotsService(deps: BotsServiceDeps) {
         const ended = await lifecycle.tryTransition(botId, 'ENDED', { reason: 'CANCELLED', source: 'client' });
         return present(ended ?? (await ownBot(owner, botId)));
       }
-      await liveState.requestLeave(botId);
-      const leaving = await lifecycle.transition(botId, 'LEAVING', {
-        source: 'client',
-        set: { leaveRequestedAt: new Date() },
-      });
+      const now = new Date();
+      const leaving = await lifecycle.transition(botId, 'LEAVING', { source: 'client', set: { leaveRequestedAt: now } });
+      await liveState.requestLeave(botId, now.getTime() + deps.leaveGraceMs);
       return present(leaving);
     },
 

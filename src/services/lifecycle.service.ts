@@ -6,15 +6,20 @@ import { BotDoc } from '../store/models';
 
 /**
  * Every status change of every bot goes through here, whoever asks (the bot, a client, a worker, a sweep):
- * one conditional update decides, the change is recorded as an event, and a terminal status triggers the
- * release (queue withdrawal and the end signal that makes the holder stop the container).
+ * one guarded update decides and records the event in the same locked step, the Redis due-sets follow, and a
+ * terminal status triggers the release (queue withdrawal and the end signal that makes the holder stop the
+ * container).
  */
-export interface TerminalEffects {
+export interface LifecycleEffects {
   /** Removes a bot from every queue it may wait in. */
   withdraw(botId: string): Promise<void>;
   /** Tells the process holding the bot's platform capacity to stop its container. */
   publishEnded(botId: string): Promise<void>;
-  forgetLiveState(botId: string): Promise<void>;
+  /** Keeps the sweeps' due-sets in step (and forgets the bot once terminal). */
+  statusChanged(botId: string, status: BotStatus, bySelf: boolean): Promise<void>;
+  lastHeartbeat(botId: string): Promise<Date | null>;
+  /** Announces a status change to the bot's callbackUrl, if it has one. */
+  notify(bot: BotDoc): Promise<void>;
 }
 
 export interface TransitionRequest {
@@ -40,26 +45,29 @@ export interface Lifecycle {
   event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;
 }
 
-export function createLifecycle(repo: BotRepository, effects: TerminalEffects): Lifecycle {
+export function createLifecycle(repo: BotRepository, effects: LifecycleEffects): Lifecycle {
   const recordEvent: Lifecycle['event'] = (botId, type, fields = {}) =>
     repo.appendEvent(botId, { type, at: new Date(), ...fields });
 
   const tryTransition: Lifecycle['tryTransition'] = async (botId, to, request) => {
-    const endReason = isTerminal(to) ? request.reason : undefined;
-    const updated = await repo.transition(botId, to, { endReason, set: request.set });
-    if (!updated) return null;
-    await repo.appendEvent(botId, {
-      type: 'status',
-      status: to,
-      reason: endReason ?? request.reason,
-      message: request.message,
-      data: { source: request.source, version: updated.statusVersion, ...(request.data as object) },
-      at: new Date(),
-    });
-    if (isTerminal(to)) {
-      logger.info('bot ended', { botId, status: to, endReason, source: request.source });
-      await Promise.all([effects.withdraw(botId), effects.publishEnded(botId), effects.forgetLiveState(botId)]);
+    const terminal = isTerminal(to);
+    const set = { ...request.set };
+    if (terminal) {
+      const heartbeat = await effects.lastHeartbeat(botId);
+      if (heartbeat) set.lastHeartbeatAt = heartbeat;
     }
+    const updated = await repo.transition(botId, to, {
+      endReason: terminal ? request.reason : undefined,
+      set,
+      event: { reason: request.reason, message: request.message, data: { source: request.source, ...(request.data as object) } },
+    });
+    if (!updated) return null;
+    await effects.statusChanged(botId, to, request.source === 'bot');
+    if (terminal) {
+      logger.info('bot ended', { botId, status: to, endReason: updated.endReason, source: request.source });
+      await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
+    }
+    await effects.notify(updated);
     return updated;
   };
 
@@ -74,12 +82,11 @@ export function createLifecycle(repo: BotRepository, effects: TerminalEffects): 
     },
     async requeue(botId, platform, outcome, reason) {
       const at = new Date();
+      await recordEvent(botId, `attempt.${outcome}`, { reason, data: { platform } });
       const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at });
       if (!bot) return null;
-      await repo.appendEvents([
-        { botId, type: `attempt.${outcome}`, reason, at, data: { platform } },
-        { botId, type: 'status', status: 'QUEUED', reason, at, data: { source: 'fleet', version: bot.statusVersion } },
-      ]);
+      await effects.statusChanged(botId, 'QUEUED', false);
+      await effects.notify(bot);
       return bot;
     },
     end: (botId, status, reason, message) => tryTransition(botId, status, { reason, message, source: 'fleet' }),

@@ -37,7 +37,8 @@ export interface ListFilter {
 export interface TransitionChange {
   endReason?: EndReason;
   set?: Partial<BotDoc>;
-  at?: Date;
+  /** What the status event records besides the status; written in the same locked step. */
+  event?: { reason?: string; message?: string; data?: Record<string, unknown> };
 }
 
 export function isObjectId(id: string): boolean {
@@ -56,6 +57,29 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
       if (!current || !allowed(current)) return null;
       return Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
     });
+  /**
+   * A status change and its event, in one locked step. Event times per bot strictly increase, so the event
+   * list orders them the way they happened even when they come from several processes.
+   */
+  const statusChange = (
+    id: string,
+    allowed: (bot: BotDoc) => boolean,
+    build: (at: Date) => { update: UpdateQuery<BotDoc>; event: { status: BotStatus; reason?: string; message?: string; data?: Record<string, unknown> } },
+  ) =>
+    locks.withLock(id, async () => {
+      const current = await Bot.findById(id).lean<BotDoc>();
+      if (!current || !allowed(current)) return null;
+      const previous = current.statusChangedAt?.getTime() ?? 0;
+      const at = new Date(Math.max(Date.now(), previous + 1));
+      const { update, event } = build(at);
+      const updated = await Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
+      if (updated) {
+        await BotEvent.collection.insertOne(
+          toStoredEvent({ botId: id, type: 'status', at, ...event, data: { ...event.data, version: updated.statusVersion } }) as never,
+        );
+      }
+      return updated;
+    });
   return {
     async insert(bot) {
       await Bot.collection.insertOne(bot as never);
@@ -73,27 +97,31 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
     },
     async transition(id, to, change = {}) {
       if (!isObjectId(id)) return null;
-      const at = change.at ?? new Date();
-      const set: Partial<BotDoc> = { ...change.set, status: to };
-      if (isTerminal(to)) {
-        set.endedAt = at;
-        if (change.endReason) set.endReason = change.endReason;
-      }
-      return guardedUpdate(id, (bot) => canTransition(bot.status, to), { $set: set, $inc: { statusVersion: 1 } });
+      return statusChange(id, (bot) => canTransition(bot.status, to), (at) => {
+        const set: Partial<BotDoc> = { ...change.set, status: to, statusChangedAt: at };
+        if (isTerminal(to)) {
+          set.endedAt = at;
+          if (change.endReason) set.endReason = change.endReason;
+        }
+        return { update: { $set: set, $inc: { statusVersion: 1 } }, event: { status: to, ...change.event } };
+      });
     },
     update(id, set, onlyIfStatus) {
       return guardedUpdate(id, (bot) => !onlyIfStatus || onlyIfStatus.includes(bot.status), { $set: set });
     },
     requeue(id, platform, attempt) {
-      return guardedUpdate(
+      return statusChange(
         id,
         (bot) => (bot.platform === platform || bot.platform === null) && ['QUEUED', 'DEPLOYING'].includes(bot.status),
-        {
-          $set: { status: 'QUEUED', platform: null, platformIdentifier: null, queuedAt: attempt.at },
-          $push: { attempts: attempt },
-          $addToSet: { excludedPlatforms: platform },
-          $inc: { statusVersion: 1 },
-        },
+        (at) => ({
+          update: {
+            $set: { status: 'QUEUED', platform: null, platformIdentifier: null, queuedAt: at, statusChangedAt: at },
+            $push: { attempts: attempt },
+            $addToSet: { excludedPlatforms: platform },
+            $inc: { statusVersion: 1 },
+          },
+          event: { status: 'QUEUED', reason: attempt.reason, data: { source: 'fleet' } },
+        }),
       );
     },
     async appendEvent(botId, event) {

@@ -1,34 +1,70 @@
 import { Redis } from 'ioredis';
+import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 
 /**
- * Fast per-bot state kept in Redis rather than MongoDB: last heartbeat times (one sorted set, so the expiry
- * sweep reads only the expired range) and the set of bots asked to leave (read on every heartbeat).
+ * Fast per-bot state kept in Redis rather than MongoDB, shaped for the sweeps: each is a sorted set scored
+ * by the time something is due, so a sweep reads only the range that is due, never the live bots.
+ * - `heartbeats`: last sign of life (heartbeat or status report) of each live bot;
+ * - `deploying`: when each DEPLOYING bot was claimed (DEPLOY_TIMEOUT_MS counts from there);
+ * - `leave-deadlines`: when each bot asked to leave must be gone (LEAVE_GRACE_MS);
+ * - `leaving`: the set of bots asked to leave, read on every heartbeat.
  */
 export interface LiveState {
   /** Records a heartbeat and answers whether the bot should leave: one round trip. */
   heartbeat(botId: string, nowMs?: number): Promise<{ shouldLeave: boolean }>;
   lastHeartbeat(botId: string): Promise<Date | null>;
-  requestLeave(botId: string): Promise<void>;
+  /** Keeps the due-sets in step with a status change; any status report also counts as a sign of life. */
+  statusChanged(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): Promise<void>;
+  requestLeave(botId: string, deadlineMs: number): Promise<void>;
   forget(botId: string): Promise<void>;
+  /** Bots whose entry in a due-set is at or before `nowMs`, oldest first. */
+  due(set: DueSet, nowMs: number, count: number): Promise<string[]>;
+  /** Removes the bot's entry if it is still due at `dueBefore` (a fresh heartbeat meanwhile is kept). */
+  clear(set: DueSet, botId: string, dueBefore: number): Promise<void>;
 }
 
+const CLEAR_IF_DUE = `
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0`;
+
+export type DueSet = 'heartbeats' | 'deploying' | 'leave-deadlines';
+
 export function createLiveState(redis: Redis, prefix: string): LiveState {
-  const heartbeats = `${prefix}:heartbeats`;
+  const key = (set: DueSet) => `${prefix}:${set}`;
   const leaving = `${prefix}:leaving`;
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const result = await redis.multi().zadd(heartbeats, nowMs, botId).sismember(leaving, botId).exec();
+      const result = await redis.multi().zadd(key('heartbeats'), nowMs, botId).sismember(leaving, botId).exec();
       return { shouldLeave: result?.[1]?.[1] === 1 };
     },
     async lastHeartbeat(botId) {
-      const score = await redis.zscore(heartbeats, botId);
+      const score = await redis.zscore(key('heartbeats'), botId);
       return score === null ? null : new Date(Number(score));
     },
-    async requestLeave(botId) {
-      await redis.sadd(leaving, botId);
+    async statusChanged(botId, status, bySelf, nowMs = Date.now()) {
+      if (isTerminal(status)) return this.forget(botId);
+      const batch = redis.multi();
+      if (status === 'DEPLOYING') batch.zadd(key('deploying'), nowMs, botId);
+      else batch.zrem(key('deploying'), botId);
+      if (bySelf) batch.zadd(key('heartbeats'), nowMs, botId);
+      await batch.exec();
+    },
+    async requestLeave(botId, deadlineMs) {
+      await redis.multi().sadd(leaving, botId).zadd(key('leave-deadlines'), deadlineMs, botId).exec();
     },
     async forget(botId) {
-      await redis.multi().zrem(heartbeats, botId).srem(leaving, botId).exec();
+      await redis
+        .multi()
+        .zrem(key('heartbeats'), botId)
+        .zrem(key('deploying'), botId)
+        .zrem(key('leave-deadlines'), botId)
+        .srem(leaving, botId)
+        .exec();
+    },
+    due: (set, nowMs, count) => redis.zrangebyscore(key(set), '-inf', nowMs, 'LIMIT', 0, count),
+    async clear(set, botId, dueBefore) {
+      await redis.eval(CLEAR_IF_DUE, 1, key(set), botId, dueBefore);
     },
   };
 }

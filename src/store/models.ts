@@ -56,6 +56,7 @@ export interface BotDoc {
   recordingKey?: string;
   /** Incremented on every status change; orders webhooks and events per bot. */
   statusVersion: number;
+  statusChangedAt?: Date;
 }
 
 export interface BotEventDoc {
@@ -115,6 +116,7 @@ const botSchema = new Schema<BotDoc>(
     leaveRequestedAt: Date,
     recordingKey: String,
     statusVersion: { type: Number, default: 0 },
+    statusChangedAt: Date,
   },
   { collection: 'bots', versionKey: false, minimize: false },
 );

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
+import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
 
 /**
  * `local`: one child process per bot, running LOCAL_BOT_COMMAND with the bot env. Each process gets its own
@@ -59,6 +59,15 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
     },
     async status(identifier): Promise<ContainerStatus> {
       return { state: isAlive(Number(identifier)) ? 'running' : 'gone' };
+    },
+    async list() {
+      const containers = [];
+      for (const file of readdirSync(options.runDir).filter((f) => f.endsWith('.pid'))) {
+        const name = file.slice(0, -4);
+        const deployment = await adopt(name);
+        if (deployment) containers.push({ identifier: deployment.identifier, botId: botIdOfDeployment(name) });
+      }
+      return containers;
     },
     async stop(identifier) {
       const pid = Number(identifier);

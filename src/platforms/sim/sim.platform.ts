@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { logger } from '../../logger';
 import { BotClient } from '../../sdk/bot-client';
 import { runSimBot } from '../../sdk/sim-bot';
-import { ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
+import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
 
 /**
  * `sim`: a load-testing platform. Its "containers" are entries in a Redis hash (the simulated host, shared
@@ -90,6 +90,10 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     },
     async status(identifier): Promise<ContainerStatus> {
       return { state: (await options.redis.hexists(keys.containers, identifier)) ? 'running' : 'gone' };
+    },
+    async list() {
+      const names = await options.redis.hkeys(keys.containers);
+      return names.map((name) => ({ identifier: name, botId: botIdOfDeployment(name) }));
     },
     async stop(identifier) {
       running.get(identifier)?.abort();

@@ -1,0 +1,114 @@
+import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
+import { logger } from '../logger';
+import { Platform } from '../platforms/platform';
+import { Lifecycle } from '../services/lifecycle.service';
+import { BotRepository } from '../store/bot.repository';
+import { DueSet, LiveState } from '../store/live-state';
+
+/**
+ * The health sweeps (PRODUCT.md I6). Each reads only the entries of a Redis due-set whose time has come, so
+ * its cost follows the bots it acts on, not the bots alive. Each returns what it read and what it did, which
+ * is also how the tests check that cost.
+ */
+export interface SweepDeps {
+  liveState: LiveState;
+  repo: BotRepository;
+  lifecycle: Lifecycle;
+  heartbeatTimeoutMs: number;
+  deployTimeoutMs: number;
+}
+
+export interface SweepResult {
+  /** Bot ids read from the due-set. */
+  read: number;
+  /** Bots moved to a terminal status. */
+  acted: number;
+}
+
+const BATCH = 500;
+
+/** Reads due entries in batches; `act` returns true when it ended the bot, false to drop a stale entry. */
+async function sweepDue(
+  deps: SweepDeps,
+  set: DueSet,
+  dueBefore: number,
+  act: (botId: string) => Promise<boolean>,
+): Promise<SweepResult> {
+  const result: SweepResult = { read: 0, acted: 0 };
+  for (;;) {
+    const ids = await deps.liveState.due(set, dueBefore, BATCH);
+    result.read += ids.length;
+    for (const botId of ids) {
+      if (await act(botId)) result.acted++;
+      // Handled either way; an entry refreshed meanwhile (a heartbeat just arrived) stays.
+      await deps.liveState.clear(set, botId, dueBefore);
+    }
+    if (ids.length < BATCH) return result;
+  }
+}
+
+/** A live bot silent for HEARTBEAT_TIMEOUT_MS becomes FATAL HEARTBEAT_TIMEOUT; its holder then stops it. */
+export function sweepHeartbeats(deps: SweepDeps, now = Date.now()): Promise<SweepResult> {
+  return sweepDue(deps, 'heartbeats', now - deps.heartbeatTimeoutMs, async (botId) => {
+    const bot = await deps.repo.findById(botId);
+    if (!bot || !LIVE_STATUSES.includes(bot.status)) return false;
+    if (bot.status === 'LEAVING' && bot.leaveRequestedAt) return false; // the leave grace decides
+    const ended = await deps.lifecycle.end(botId, 'FATAL', 'HEARTBEAT_TIMEOUT', `no heartbeat for ${deps.heartbeatTimeoutMs} ms`);
+    return ended !== null;
+  });
+}
+
+/** A bot DEPLOYING for longer than DEPLOY_TIMEOUT_MS becomes FATAL DEPLOY_TIMEOUT. */
+export function sweepDeployTimeouts(deps: SweepDeps, now = Date.now()): Promise<SweepResult> {
+  return sweepDue(deps, 'deploying', now - deps.deployTimeoutMs, async (botId) => {
+    const bot = await deps.repo.findById(botId);
+    if (bot?.status !== 'DEPLOYING') return false;
+    return (await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_TIMEOUT', `deploying for over ${deps.deployTimeoutMs} ms`)) !== null;
+  });
+}
+
+/** A bot asked to leave that is still around after LEAVE_GRACE_MS is ended (LEFT) and its container stopped. */
+export function sweepLeaveGrace(deps: SweepDeps, now = Date.now()): Promise<SweepResult> {
+  return sweepDue(deps, 'leave-deadlines', now, async (botId) => {
+    const bot = await deps.repo.findById(botId);
+    if (!bot || isTerminal(bot.status)) return false;
+    return (await deps.lifecycle.end(botId, 'ENDED', 'LEFT', 'did not leave within the grace period')) !== null;
+  });
+}
+
+export interface ReconcileDeps {
+  repo: BotRepository;
+  lifecycle: Lifecycle;
+  platform: Platform;
+  /** Bots whose occupy job is active on this platform: the ones the fleet believes are on it. */
+  heldBotIds(): Promise<string[]>;
+  /** A container younger than this is not declared lost (it may not be visible yet). */
+  settleMs: number;
+}
+
+/**
+ * Reconciliation compares the platform's own view with ours, so it necessarily costs one look per container:
+ * a live bot whose container is gone becomes FATAL CONTAINER_LOST; a container whose bot has ended is stopped.
+ */
+export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): Promise<SweepResult & { stopped: number }> {
+  const result = { read: 0, acted: 0, stopped: 0 };
+  for (const botId of await deps.heldBotIds()) {
+    result.read++;
+    const bot = await deps.repo.findById(botId);
+    if (!bot || !LIVE_STATUSES.includes(bot.status) || bot.platform !== deps.platform.name) continue;
+    if (!bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
+    const { state, detail } = await deps.platform.status(bot.platformIdentifier);
+    if (state !== 'gone') continue;
+    const ended = await deps.lifecycle.end(botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
+    if (ended) result.acted++;
+  }
+  for (const container of await deps.platform.list()) {
+    result.read++;
+    const bot = container.botId ? await deps.repo.findById(container.botId) : null;
+    if (bot && !isTerminal(bot.status)) continue;
+    logger.warn('stopping a container whose bot has ended', { botId: container.botId, identifier: container.identifier });
+    await deps.platform.stop(container.identifier);
+    result.stopped++;
+  }
+  return result;
+}
