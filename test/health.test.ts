@@ -1,0 +1,184 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Types } from 'mongoose';
+import { sweepHeartbeats } from '../src/health/sweeps';
+import { createLiveState } from '../src/store/live-state';
+import { meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
+
+/**
+ * Self-healing (PRODUCT.md I6): silent bots are FATAL and stopped, lost containers are noticed, bots asked
+ * to leave are made to, scheduled bots wait for their time, and each sweep runs once per interval.
+ */
+jest.setTimeout(120_000);
+
+const fleets: TestFleet[] = [];
+afterEach(async () => {
+  await Promise.all(fleets.splice(0).map((t) => t.close()));
+});
+
+async function localFleet(env: Record<string, string> = {}) {
+  const t = await startTestFleet({
+    PLATFORM_PRIORITY: 'local',
+    LOCAL_RUN_DIR: mkdtempSync(path.join(os.tmpdir(), 'meeboter-health-')),
+    HEARTBEAT_INTERVAL_MS: '200',
+    HEARTBEAT_TIMEOUT_MS: '60000',
+    SWEEP_INTERVAL_MS: '400',
+    ...env,
+  });
+  fleets.push(t);
+  return t;
+}
+
+const create = async (t: TestFleet, metadata: Record<string, string>, extra: Record<string, unknown> = {}) => {
+  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata, ...extra } });
+  expect(res.status).toBe(201);
+  return res.body.id as string;
+};
+const get = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
+const waitFor_ = (t: TestFleet, id: string, statuses: string[]) =>
+  waitFor(async () => {
+    const bot = await get(t, id);
+    return statuses.includes(bot.status) ? bot : null;
+  }, `bot ${id} to reach ${statuses.join('/')}`);
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+it('a hanging bot becomes FATAL HEARTBEAT_TIMEOUT and its process is stopped', async () => {
+  const t = await localFleet({ HEARTBEAT_TIMEOUT_MS: '1500' });
+  const id = await create(t, { 'sim.behavior': 'hang' });
+  const inCall = await waitFor_(t, id, ['IN_CALL']);
+  const pid = Number(inCall.platformIdentifier);
+  expect(alive(pid)).toBe(true);
+  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  expect(ended).toMatchObject({ status: 'FATAL', endReason: 'HEARTBEAT_TIMEOUT' });
+  // not before its time: the last heartbeat is at least the timeout before the end
+  expect(new Date(ended.endedAt).getTime() - new Date(ended.lastHeartbeatAt).getTime()).toBeGreaterThanOrEqual(1500);
+  await waitFor(() => !alive(pid), 'the bot process to be gone');
+  await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
+});
+
+it('a crashed bot is found by reconciliation: FATAL CONTAINER_LOST, capacity freed', async () => {
+  const t = await localFleet();
+  const id = await create(t, { 'sim.behavior': 'crash' });
+  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  expect(ended).toMatchObject({ status: 'FATAL', endReason: 'CONTAINER_LOST' });
+  await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
+});
+
+it('a bot that ignores /leave is ENDED LEFT after the grace and its process stopped', async () => {
+  const t = await localFleet({ LEAVE_GRACE_MS: '1000' });
+  const id = await create(t, { 'sim.behavior': 'ignore-leave', 'sim.durationMs': '600000' });
+  const inCall = await waitFor_(t, id, ['IN_CALL']);
+  const leaving = await t.request('POST', `/api/bots/${id}/leave`);
+  expect(leaving.body.status).toBe('LEAVING');
+  const ended = await waitFor_(t, id, ['ENDED', 'FATAL']);
+  expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
+  await waitFor(() => !alive(Number(inCall.platformIdentifier)), 'the bot process to be gone');
+});
+
+it('a bot that does leave when asked ends LEFT by itself', async () => {
+  const t = await localFleet();
+  const id = await create(t, { 'sim.durationMs': '600000' });
+  await waitFor_(t, id, ['IN_CALL']);
+  await t.request('POST', `/api/bots/${id}/leave`);
+  const ended = await waitFor_(t, id, ['ENDED', 'FATAL']);
+  expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
+  const sources = (await t.request('GET', `/api/bots/${id}/events`)).body.data
+    .filter((e: any) => e.type === 'status' && e.status === 'ENDED')
+    .map((e: any) => e.data.source);
+  expect(sources).toEqual(['bot']);
+});
+
+it('a bot DEPLOYING longer than DEPLOY_TIMEOUT_MS becomes FATAL DEPLOY_TIMEOUT', async () => {
+  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', DEPLOY_TIMEOUT_MS: '800', SWEEP_INTERVAL_MS: '300' });
+  fleets.push(t);
+  await t.fleet.redis.set(`${t.env.REDIS_PREFIX}:sim:sim:fault`, 'delay:4000');
+  const id = await create(t, {});
+  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  expect(ended).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_TIMEOUT' });
+  // the slow deploy still finishes; its container is then stopped because the bot has ended
+  await waitFor(async () => (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:containers`)) === 0 &&
+    (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:deploys`)) === 1, 'the late container to be stopped');
+});
+
+it('a SCHEDULED bot is queued at its join time, not before', async () => {
+  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', SCHEDULE_LEAD_MS: '0' });
+  fleets.push(t);
+  const joinAt = new Date(Date.now() + 1500);
+  const id = await create(t, { 'sim.durationMs': '100' }, { joinAt: joinAt.toISOString() });
+  expect((await get(t, id)).status).toBe('SCHEDULED');
+  const ended = await waitFor_(t, id, ['ENDED']);
+  expect(new Date(ended.deployedAt).getTime()).toBeGreaterThanOrEqual(joinAt.getTime());
+  const statuses = (await t.request('GET', `/api/bots/${id}/events`)).body.data
+    .filter((e: any) => e.type === 'status')
+    .map((e: any) => e.status);
+  expect(statuses.slice(0, 3)).toEqual(['SCHEDULED', 'QUEUED', 'DEPLOYING']);
+});
+
+it('with 2 worker processes each sweep runs once per interval', async () => {
+  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', SWEEP_INTERVAL_MS: '250' }, { api: true, workers: false });
+  fleets.push(t);
+  const workers = [spawnFleetProcess('worker', { ...t.env, PORT: '0' }), spawnFleetProcess('worker', { ...t.env, PORT: '0' })];
+  try {
+    const runs = (name: string) => t.fleet.redis.get(`${t.env.REDIS_PREFIX}:sweeps:${name}:runs`).then(Number);
+    await waitFor(async () => (await runs('heartbeat-expiry')) > 0, 'the first sweep');
+    const start = Date.now();
+    const before = await Promise.all(['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'reconcile-sim'].map(runs));
+    await sleep(4000);
+    const after = await Promise.all(['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'reconcile-sim'].map(runs));
+    const intervals = (Date.now() - start) / 250;
+    after.forEach((count, i) => {
+      const ran = count - before[i];
+      expect(ran).toBeGreaterThan(intervals / 3); // it keeps running
+      expect(ran).toBeLessThanOrEqual(intervals + 2); // but once per interval, not once per process
+    });
+  } finally {
+    await Promise.all(workers.map((w) => w.kill()));
+  }
+});
+
+it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10', async () => {
+  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', HEARTBEAT_TIMEOUT_MS: '60000' }, { api: true, workers: false });
+  fleets.push(t);
+  const now = Date.now();
+  const docs = Array.from({ length: 20_000 }, (_, i) => ({
+    _id: new Types.ObjectId(),
+    ownerId: 'sweep-owner',
+    status: 'IN_CALL',
+    meeting: meetings.zoom,
+    displayName: 'Meeboter',
+    recording: false,
+    metadata: [],
+    platform: 'sim',
+    platformIdentifier: `c${i}`,
+    excludedPlatforms: [],
+    attempts: [],
+    createdAt: new Date(now),
+    statusVersion: 3,
+  }));
+  for (let i = 0; i < docs.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(docs.slice(i, i + 2000) as never[]);
+  const liveState = createLiveState(t.fleet.redis, t.env.REDIS_PREFIX);
+  const expired = new Set(docs.slice(0, 10).map((d) => String(d._id)));
+  const batch = t.fleet.redis.pipeline();
+  for (const doc of docs) batch.zadd(`${t.env.REDIS_PREFIX}:heartbeats`, expired.has(String(doc._id)) ? now - 120_000 : now, String(doc._id));
+  await batch.exec();
+
+  const read: string[] = [];
+  const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
+  const result = await sweepHeartbeats({ liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 }, now);
+
+  expect(result).toEqual({ read: 10, acted: 10 });
+  expect(new Set(read)).toEqual(expired);
+  const fatal = await Promise.all([...expired].map((id) => t.fleet.repo.findById(id)));
+  expect(fatal.map((b) => `${b?.status}/${b?.endReason}`)).toEqual(Array(10).fill('FATAL/HEARTBEAT_TIMEOUT'));
+  expect(await t.fleet.redis.zcard(`${t.env.REDIS_PREFIX}:heartbeats`)).toBe(19_990);
+  // a second sweep finds nothing
+  expect(await sweepHeartbeats({ liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 }, now)).toEqual({ read: 0, acted: 0 });
+});
