@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import Joi from 'joi';
 
 /**
@@ -82,6 +82,12 @@ export interface Config {
   workerLockDurationMs: number;
   /** A SCHEDULED bot enters the global queue this long before its joinAt. */
   scheduleLeadMs: number;
+  webhooks: {
+    /** Signs every delivery; defaults to a key derived from BOT_TOKEN_SECRET. */
+    secret: string;
+    ratePerSecond: number;
+    retryBaseMs: number;
+  };
   ghcrOrg?: string;
   s3: { endpoint?: string; accessKey?: string; secretKey?: string; bucketName?: string; region: string };
   k8s?: KubernetesSettings;
@@ -125,6 +131,9 @@ const baseSchema = Joi.object({
   LEAVE_GRACE_MS: nonNegativeInt.default(60000),
   WORKER_LOCK_DURATION_MS: Joi.number().integer().min(1000).default(30000),
   SCHEDULE_LEAD_MS: nonNegativeInt.default(60000),
+  WEBHOOK_SECRET: Joi.string().min(16),
+  WEBHOOK_RATE_PER_SECOND: positiveInt.default(10),
+  WEBHOOK_RETRY_BASE_MS: positiveInt.default(1000),
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
   S3_ENDPOINT: url,
@@ -279,6 +288,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     leaveGraceMs: base.LEAVE_GRACE_MS,
     workerLockDurationMs: base.WORKER_LOCK_DURATION_MS,
     scheduleLeadMs: base.SCHEDULE_LEAD_MS,
+    webhooks: { secret: '', ratePerSecond: base.WEBHOOK_RATE_PER_SECOND, retryBaseMs: base.WEBHOOK_RETRY_BASE_MS },
     ghcrOrg: base.GHCR_ORG,
     s3: {
       endpoint: base.S3_ENDPOINT,
@@ -288,6 +298,9 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       region: base.S3_REGION,
     },
   };
+
+  config.webhooks.secret =
+    base.WEBHOOK_SECRET ?? createHmac('sha256', config.botTokenSecret).update('meeboter-webhooks').digest('hex');
 
   if (kinds.has('k8s')) {
     const k = validate(k8sSchema, env);

@@ -7,6 +7,7 @@ import { startDispatchWorker } from '../workers/dispatch.worker';
 import { startPlatformWorker } from '../workers/platform.worker';
 import { startReconcileWorker } from '../workers/reconcile.worker';
 import { startSweepsWorker } from '../workers/sweeps.worker';
+import { startWebhookWorker } from '../workers/webhook.worker';
 import { startScheduleWorker } from '../workers/schedule.worker';
 import { WorkerDeps } from '../workers/worker-deps';
 import { createApp } from './api/app';
@@ -28,6 +29,7 @@ import { createBotRepository, BotRepository } from './store/bot.repository';
 import { createDocLocks } from './store/doc-locks';
 import { createLiveState, LiveState } from './store/live-state';
 import { createModels, Models } from './store/models';
+import { createWebhookOutbox, WebhookOutbox } from './webhooks/webhook-outbox';
 
 /**
  * Wires one fleet process: the API, the worker groups, or both (`npm start`). Every role shares Redis and
@@ -47,6 +49,7 @@ export interface Fleet {
   placement: Placement;
   lifecycle: Lifecycle;
   liveState: LiveState;
+  outbox: WebhookOutbox;
   queues: Queues;
   redis: Redis;
   mongo: Connection;
@@ -83,13 +86,14 @@ export async function startFleet(
     const queues = await createQueues(redis, prefix, config.platforms);
     shutdown.add('queues', () => queues.close());
 
+    const outbox = createWebhookOutbox(redis, prefix, queues.webhooks);
     let placement: Placement;
     const lifecycle = createLifecycle(repo, {
       withdraw: (botId) => placement.withdraw(botId),
       publishEnded: (botId) => publishEnded(redis, prefix, botId),
       statusChanged: (botId, status, bySelf) => liveState.statusChanged(botId, status, bySelf),
       lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
-      notify: async () => undefined,
+      notify: (bot) => outbox.enqueue(bot),
     });
     placement = createPlacement({
       platforms: config.platforms,
@@ -111,7 +115,21 @@ export async function startFleet(
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaveGraceMs: config.leaveGraceMs,
     });
-    const fleet: Fleet = { config, models, repo, bots, apiKeys, placement, lifecycle, liveState, queues, redis, mongo, shutdown };
+    const fleet: Fleet = {
+      config,
+      models,
+      repo,
+      bots,
+      apiKeys,
+      placement,
+      lifecycle,
+      liveState,
+      outbox,
+      queues,
+      redis,
+      mongo,
+      shutdown,
+    };
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
     if (roles.api) {
@@ -190,6 +208,18 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     deps,
     { liveState: fleet.liveState, repo, lifecycle, heartbeatTimeoutMs: config.heartbeatTimeoutMs, deployTimeoutMs: config.deployTimeoutMs },
     config.sweepIntervalMs,
+  );
+  startWebhookWorker(
+    deps,
+    {
+      outbox: fleet.outbox,
+      redis: fleet.redis,
+      prefix,
+      secret: config.webhooks.secret,
+      ratePerSecond: config.webhooks.ratePerSecond,
+      recordEvent: (botId, type, data) => lifecycle.event(botId, type, { data }),
+    },
+    config.webhooks.retryBaseMs,
   );
   for (const settings of config.platforms) {
     const platform = platforms.get(settings.name);

@@ -1,0 +1,78 @@
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+
+/**
+ * Signed webhooks from their own queue: a real HTTP receiver on 127.0.0.1 that fails its first two requests.
+ */
+jest.setTimeout(60_000);
+
+interface Received {
+  eventId: string;
+  timestamp: string;
+  signature: string;
+  body: string;
+  answered: number;
+}
+
+let t: TestFleet;
+let server: http.Server;
+const received: Received[] = [];
+let failuresLeft = 2;
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      const answered = failuresLeft-- > 0 ? 503 : 200;
+      received.push({
+        eventId: String(req.headers['x-meeboter-event-id']),
+        timestamp: String(req.headers['x-meeboter-timestamp']),
+        signature: String(req.headers['x-meeboter-signature']),
+        body,
+        answered,
+      });
+      res.writeHead(answered).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t = await startTestFleet({
+    PLATFORM_PRIORITY: 'sim',
+    WEBHOOK_SECRET: 'whsec-test-0123456789abcdef',
+    WEBHOOK_RETRY_BASE_MS: '100',
+  });
+});
+afterAll(async () => {
+  await t.close();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+it('delivers every status change, signed, in order, retrying a failing receiver with the same event id', async () => {
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, callbackUrl: url, metadata: { 'sim.durationMs': '200' } },
+  });
+  const id = created.body.id;
+  await waitFor(async () => (await t.request('GET', `/api/bots/${id}`)).body.status === 'ENDED', 'the bot to end');
+  await waitFor(() => received.filter((r) => r.answered === 200).some((r) => JSON.parse(r.body).data.bot.status === 'ENDED'), 'the ENDED webhook');
+
+  // the first event was refused twice and accepted on the third try, with the same id each time
+  expect(received.slice(0, 3).map((r) => r.answered)).toEqual([503, 503, 200]);
+  expect(new Set(received.slice(0, 3).map((r) => r.eventId)).size).toBe(1);
+  expect(received.slice(0, 3).map((r) => r.body)).toEqual(Array(3).fill(received[0].body));
+
+  // every delivery verifies against the shared secret, over "<timestamp>.<body>"
+  for (const r of received) {
+    const expected = createHmac('sha256', 'whsec-test-0123456789abcdef').update(`${r.timestamp}.${r.body}`).digest('hex');
+    expect(r.signature).toBe(`t=${r.timestamp},v1=${expected}`);
+  }
+
+  // accepted events: one per status change, in the bot's order, each once
+  const accepted = received.filter((r) => r.answered === 200).map((r) => JSON.parse(r.body));
+  expect(accepted.map((e) => e.data.bot.status)).toEqual(['DEPLOYING', 'JOINING_CALL', 'IN_CALL', 'LEAVING', 'ENDED']);
+  expect(accepted.map((e) => e.id)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
+  expect(accepted.every((e) => e.type === 'bot.status' && e.data.bot.id === id && !('password' in e.data.bot.meeting))).toBe(true);
+});
