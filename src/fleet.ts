@@ -135,13 +135,13 @@ export async function startFleet(
     if (roles.api) {
       const app = createApp({ config, bots, apiKeys, placement, queues: queues.all(), redis, mongo });
       const server = http.createServer(app);
+      const inFlight = countRequestsInFlight(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, resolve);
       });
       server.keepAliveTimeout = 65_000;
-      shutdown.add('http', () => new Promise((resolve) => server.close(() => resolve(undefined))));
-      shutdown.add('http-idle', () => server.closeIdleConnections());
+      shutdown.add('http', () => closeServer(server, inFlight));
       fleet.server = server;
       fleet.port = (server.address() as { port: number }).port;
     }
@@ -248,4 +248,30 @@ export function botEnv(config: Config, botId: string): Record<string, string> {
   };
   for (const [key, value] of Object.entries(optional)) if (value) env[key] = value;
   return env;
+}
+
+/** Counts requests being served, so shutdown can wait for exactly those. */
+function countRequestsInFlight(server: http.Server): () => number {
+  let count = 0;
+  server.on('request', (_req, res) => {
+    count++;
+    res.once('close', () => count--);
+  });
+  return () => count;
+}
+
+/**
+ * Stops accepting connections, lets the requests in flight finish (10 s at most), then closes the
+ * keep-alive connections that bots and clients hold open.
+ */
+function closeServer(server: http.Server, inFlight: () => number): Promise<void> {
+  return new Promise((resolve) => {
+    const deadline = Date.now() + 10_000;
+    server.close(() => resolve());
+    const check = setInterval(() => {
+      if (inFlight() > 0 && Date.now() < deadline) return;
+      clearInterval(check);
+      server.closeAllConnections();
+    }, 20);
+  });
 }

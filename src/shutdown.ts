@@ -18,7 +18,9 @@ export function createShutdown(): Shutdown {
       closing ??= (async () => {
         for (const { name, closer } of closers.reverse()) {
           try {
+            const started = Date.now();
             await closer();
+            logger.debug('closed', { what: name, ms: Date.now() - started });
           } catch (error) {
             logger.warn('error while closing', { what: name, error: String(error) });
           }
