@@ -60,7 +60,8 @@ describe('local', () => {
     const adopted = await second.adopt(spec.name);
     expect(adopted?.identifier).toBe(deployment.identifier);
     await second.stop(adopted!.identifier);
-    expect(pidAlive(Number(deployment.identifier))).toBe(false);
+    // stop() returns once the process has exited; the zombie is reaped by its parent (this process) soon after
+    await waitFor(() => !pidAlive(Number(deployment.identifier)), 'the process to be reaped');
     expect(readdirSync(runDir).filter((f) => f === `${spec.name}.pid`)).toEqual([]);
   });
 });

@@ -31,17 +31,27 @@ export function simHostKeys(prefix: string, name: string) {
     inflight: `${base}:inflight`,
     inflightPeak: `${base}:inflight-peak`,
     calls: `${base}:deploy-calls`,
+    /** Redis-clock milliseconds of each container's creation and stop, for the benchmark's latencies. */
+    createdAt: `${base}:created-at`,
+    stoppedAt: `${base}:stopped-at`,
     fault: `${base}:fault`,
   };
 }
 
-const CREATE = `
+const NOW_MS = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
+
+const CREATE = `${NOW_MS}
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+redis.call('HSET', KEYS[4], ARGV[1], now)
 local held = redis.call('HLEN', KEYS[1])
 if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
 return held`;
+
+const REMOVE = `${NOW_MS}
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], now) end
+return 0`;
 
 const ENTER = `
 local n = redis.call('INCR', KEYS[1])
@@ -51,6 +61,7 @@ return n`;
 export function createSimPlatform(options: SimPlatformOptions): Platform {
   const keys = simHostKeys(options.prefix, options.name);
   const running = new Map<string, AbortController>();
+  const remove = (name: string) => options.redis.eval(REMOVE, 2, keys.containers, keys.stoppedAt, name);
 
   const run = (name: string, env: Record<string, string>) => {
     if (running.has(name)) return;
@@ -64,7 +75,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       .finally(async () => {
         running.delete(name);
         // The bot's program ended, so its container is gone, unless a stop() is already removing it.
-        if (!controller.signal.aborted) await options.redis.hdel(keys.containers, name).catch(() => undefined);
+        if (!controller.signal.aborted) await remove(name).catch(() => undefined);
       });
   };
 
@@ -74,7 +85,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
       try {
         await injectFault(await options.redis.get(keys.fault));
-        await options.redis.eval(CREATE, 3, keys.containers, keys.peak, keys.deploys, spec.name, JSON.stringify(spec.env));
+        await options.redis.eval(CREATE, 4, keys.containers, keys.peak, keys.deploys, keys.createdAt, spec.name, JSON.stringify(spec.env));
       } finally {
         await options.redis.decr(keys.inflight);
       }
@@ -97,7 +108,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     },
     async stop(identifier) {
       running.get(identifier)?.abort();
-      await options.redis.hdel(keys.containers, identifier);
+      await remove(identifier);
     },
     async close() {
       for (const controller of running.values()) controller.abort();

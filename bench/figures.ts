@@ -1,0 +1,274 @@
+import { Queue, Worker } from 'bullmq';
+import IORedis from 'ioredis';
+import { botToken } from '../src/auth/bot-token';
+import { loadConfig } from '../src/config';
+import { startFleet } from '../src/fleet';
+import { sweepHeartbeats } from '../src/health/sweeps';
+import { freePort } from '../src/peers';
+import { simHostKeys } from '../src/platforms/sim/sim.platform';
+import {
+  api,
+  bareExpressScript,
+  benchEnv,
+  BenchEnv,
+  dropBenchData,
+  load,
+  Peers,
+  percentile,
+  sleep,
+  startFleetProcess,
+  startProcess,
+  waitReady,
+  waitUntil,
+} from './support';
+
+/** One measurement of each figure; run.ts repeats them and reports median and spread. */
+
+export interface Sizes {
+  seconds: number;
+  sweepLarge: number;
+  capacityBots: number;
+  rssBots: number;
+  placeBots: number;
+}
+
+const HANG = { 'sim.behavior': 'hang' };
+const zoom = { platform: 'zoom', meetingId: '1' };
+
+async function withFleet<T>(peers: Peers, overrides: Record<string, string>, fn: (bench: BenchEnv, redis: IORedis) => Promise<T>) {
+  const bench = await benchEnv(peers, overrides);
+  const apiProc = startFleetProcess('api', bench);
+  const workerProc = startFleetProcess('worker', bench);
+  const redis = new IORedis(peers.redisUrl);
+  try {
+    await waitReady(bench.url);
+    return await fn(bench, redis);
+  } finally {
+    await Promise.all([apiProc.stop(), workerProc.stop()]);
+    await redis.quit();
+    await dropBenchData(peers, bench);
+  }
+}
+
+/** Sends `rate` creates per second for `seconds`, returning when each was sent (epoch ms) by bot id. */
+async function paceCreates(url: string, rate: number, seconds: number, metadata: Record<string, string>) {
+  const sentAt = new Map<string, number>();
+  const pending: Promise<void>[] = [];
+  const start = Date.now();
+  const total = rate * seconds;
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - Date.now();
+    if (wait > 0) await sleep(wait);
+    const sent = Date.now();
+    pending.push(api(url, 'POST', '/api/bots', { meeting: zoom, metadata }).then((res) => void sentAt.set(res.body.id, sent)));
+  }
+  await Promise.all(pending);
+  return sentAt;
+}
+
+async function createdAtByBot(redis: IORedis, prefix: string, platform = 'sim') {
+  const raw = await redis.hgetall(simHostKeys(prefix, platform).createdAt);
+  return new Map(Object.entries(raw).map(([name, ms]) => [name.split('-')[1], Number(ms)]));
+}
+
+/** P1: create → deploy call latency at a steady 200 creates/s. */
+export async function p1CreateToDeploy(peers: Peers, sizes: Sizes) {
+  return withFleet(peers, {}, async (bench, redis) => {
+    const sentAt = await paceCreates(bench.url, 200, sizes.seconds, HANG);
+    const keys = simHostKeys(bench.prefix, 'sim');
+    await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= sentAt.size, 'every deploy call');
+    const deployed = await createdAtByBot(redis, bench.prefix);
+    const latencies = [...sentAt].map(([id, sent]) => deployed.get(id)! - sent);
+    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  });
+}
+
+/** P1 and P5 peer: raw BullMQ add → processor start latency at a steady 200 jobs/s. */
+export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
+  const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
+  const prefix = `mbbench_raw_${Date.now()}`;
+  const queue = new Queue('raw', { connection, prefix });
+  const latencies: number[] = [];
+  const worker = new Worker('raw', async (job) => void latencies.push(Date.now() - job.data.t), {
+    connection: new IORedis(peers.redisUrl, { maxRetriesPerRequest: null }),
+    prefix,
+    concurrency: 50,
+  });
+  await worker.waitUntilReady();
+  const total = 200 * sizes.seconds;
+  const start = Date.now();
+  for (let i = 0; i < total; i++) {
+    const wait = start + i * 5 - Date.now();
+    if (wait > 0) await sleep(wait);
+    await queue.add('j', { t: Date.now() }, { removeOnComplete: true });
+  }
+  await waitUntil(async () => latencies.length >= total, 'raw jobs');
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await connection.quit();
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/** P2: sustained creates/s end to end (API + worker, one process each) until the deploy call. */
+export async function p2Throughput(peers: Peers, sizes: Sizes) {
+  return withFleet(peers, {}, async (bench, redis) => {
+    const start = Date.now();
+    const result = await load({
+      url: `${bench.url}/api/bots`,
+      headers: { authorization: `Bearer ${bench.env.BOOTSTRAP_API_KEY}` },
+      body: JSON.stringify({ meeting: zoom, metadata: HANG }),
+      seconds: sizes.seconds,
+    });
+    const keys = simHostKeys(bench.prefix, 'sim');
+    await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= result.ok, 'every deploy call');
+    const last = Math.max(...(await createdAtByBot(redis, bench.prefix)).values());
+    return { perSecond: result.ok / ((last - start) / 1000), apiPerSecond: result.requestsPerSecond, errors: result.errors };
+  });
+}
+
+/** Peer of P2 and P3: a bare Express JSON POST handler under the same load. */
+export async function bareExpress(sizes: Sizes) {
+  const port = await freePort();
+  const server = startProcess(bareExpressScript(), [], { PORT: String(port) });
+  try {
+    await waitUntil(async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
+      } catch {
+        return false;
+      }
+    }, 'bare express');
+    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });
+    return { perSecond: result.requestsPerSecond };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** P3: heartbeats/s with per-bot auth, API process alone. */
+export async function p3Heartbeats(peers: Peers, sizes: Sizes) {
+  const bench = await benchEnv(peers, {});
+  const apiProc = startFleetProcess('api', bench);
+  try {
+    await waitReady(bench.url);
+    const bot = await api(bench.url, 'POST', '/api/bots', { meeting: zoom });
+    const result = await load({
+      url: `${bench.url}/api/bots/${bot.body.id}/heartbeat`,
+      headers: { authorization: `Bearer ${botToken(bench.env.BOT_TOKEN_SECRET, bot.body.id)}` },
+      body: '{}',
+      seconds: sizes.seconds,
+    });
+    return { perSecond: result.requestsPerSecond, errors: result.errors };
+  } finally {
+    await apiProc.stop();
+    await dropBenchData(peers, bench);
+  }
+}
+
+/** P4: heartbeat-expiry sweep time with `live` bots of which 100 expired. */
+export async function p4Sweep(peers: Peers, live: number) {
+  const bench = await benchEnv(peers, {});
+  const config = loadConfig(bench.env);
+  const fleet = await startFleet(config, { redisUrl: peers.redisUrl, mongodbUri: bench.env.MONGODB_URI }, { api: false, workers: false });
+  try {
+    const now = Date.now();
+    const expired: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const created = await fleet.bots.create('bench', { meeting: zoom as never, displayName: 'b', recording: false, metadata: {} });
+      await fleet.models.Bot.updateOne({ _id: created.bot.id }, { $set: { status: 'IN_CALL' } });
+      expired.push(created.bot.id);
+    }
+    const key = `${bench.prefix}:heartbeats`;
+    for (let i = 0; i < live; i += 10_000) {
+      const batch = fleet.redis.pipeline();
+      for (let j = i; j < Math.min(live, i + 10_000); j++) batch.zadd(key, now, `live-${j}`);
+      await batch.exec();
+    }
+    for (const id of expired) await fleet.redis.zadd(key, now - 10 * config.heartbeatTimeoutMs, id);
+    const started = process.hrtime.bigint();
+    const result = await sweepHeartbeats(
+      { liveState: fleet.liveState, repo: fleet.repo, lifecycle: fleet.lifecycle, heartbeatTimeoutMs: config.heartbeatTimeoutMs, deployTimeoutMs: 1 },
+      now,
+    );
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if (result.acted !== 100) throw new Error(`sweep acted on ${result.acted}, expected 100`);
+    return { ms };
+  } finally {
+    await fleet.shutdown.close();
+    await dropBenchData(peers, bench);
+  }
+}
+
+/** P5: capacity freed (container stopped) → next queued bot's deploy call, on a platform with limit 1. */
+export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
+  return withFleet(peers, { SIM_BOT_LIMIT: '1' }, async (bench, redis) => {
+    const ids: string[] = [];
+    for (let i = 0; i < sizes.capacityBots; i++) {
+      ids.push((await api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: { 'sim.durationMs': '20' } })).body.id);
+    }
+    const keys = simHostKeys(bench.prefix, 'sim');
+    await waitUntil(async () => (await redis.hlen(keys.stoppedAt)) >= ids.length, 'every bot to end');
+    const created = Object.entries(await redis.hgetall(keys.createdAt)).sort((a, b) => Number(a[1]) - Number(b[1]));
+    const stopped = await redis.hgetall(keys.stoppedAt);
+    const latencies = created.slice(1).map(([, at], i) => Number(at) - Number(stopped[created[i][0]]));
+    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  });
+}
+
+/** P6: worker RSS per live sim bot. */
+export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
+  const bench = await benchEnv(peers, {});
+  const apiProc = startFleetProcess('api', bench);
+  const workerProc = startFleetProcess('worker', bench);
+  const redis = new IORedis(peers.redisUrl);
+  try {
+    await waitReady(bench.url);
+    await sleep(1000);
+    const before = workerProc.rssKb();
+    const keys = simHostKeys(bench.prefix, 'sim');
+    for (let i = 0; i < sizes.rssBots; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, sizes.rssBots - i) }, () => api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
+      );
+    }
+    await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
+    await sleep(2000);
+    const after = workerProc.rssKb();
+    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024 };
+  } finally {
+    await Promise.all([apiProc.stop(), workerProc.stop()]);
+    await redis.quit();
+    await dropBenchData(peers, bench);
+  }
+}
+
+/** P7: placing N queued bots once N occupying bots are cancelled at once. */
+export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
+  const n = sizes.placeBots;
+  return withFleet(peers, { SIM_BOT_LIMIT: String(n) }, async (bench, redis) => {
+    const create = async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i += 50) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(50, n - i) }, () => api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
+        );
+        ids.push(...batch.map((r) => r.body.id));
+      }
+      return ids;
+    };
+    const keys = simHostKeys(bench.prefix, 'sim');
+    const holders = await create();
+    await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= n, 'holders to be deployed');
+    const queued = await create();
+    const start = Date.now();
+    for (let i = 0; i < holders.length; i += 50) {
+      await Promise.all(holders.slice(i, i + 50).map((id) => api(bench.url, 'DELETE', `/api/bots/${id}`)));
+    }
+    await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= 2 * n, 'queued bots to be deployed');
+    const deployed = await createdAtByBot(redis, bench.prefix);
+    const last = Math.max(...queued.map((id) => deployed.get(id)!));
+    return { perSecond: n / ((last - start) / 1000) };
+  });
+}

@@ -1,0 +1,173 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import IORedis from 'ioredis';
+import mongoose from 'mongoose';
+import { freePort } from '../src/peers';
+
+/** Helpers for the benchmark: isolated fleets (own Redis prefix and database), processes, load, stats. */
+
+export interface Peers {
+  redisUrl: string;
+  mongodbUri: string;
+}
+
+export interface Sample {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+export function summarize(runs: number[]): Sample {
+  const sorted = [...runs].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1], runs };
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 300_000, everyMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(everyMs);
+  }
+  throw new Error(`benchmark timed out waiting for ${what}`);
+}
+
+export interface BenchEnv {
+  env: Record<string, string>;
+  prefix: string;
+  url: string;
+}
+
+export async function benchEnv(peers: Peers, overrides: Record<string, string>): Promise<BenchEnv> {
+  const port = await freePort();
+  const prefix = `mbbench_${randomBytes(3).toString('hex')}`;
+  const db = new URL(peers.mongodbUri);
+  db.pathname = `/${prefix}_test`;
+  const env = {
+    PORT: String(port),
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    REDIS_URL: peers.redisUrl,
+    MONGODB_URI: db.toString(),
+    REDIS_PREFIX: prefix,
+    BOT_TOKEN_SECRET: 'bench-secret-0123456789abcdef',
+    BOOTSTRAP_API_KEY: 'bench-api-key-0123456789abcdef',
+    LOG_LEVEL: 'error',
+    PLATFORM_PRIORITY: 'sim',
+    SIM_BOT_LIMIT: '100000',
+    HEARTBEAT_INTERVAL_MS: '30000',
+    ...overrides,
+  };
+  return { env, prefix, url: env.PUBLIC_URL };
+}
+
+export async function dropBenchData(peers: Peers, bench: BenchEnv): Promise<void> {
+  const connection = await mongoose.createConnection(bench.env.MONGODB_URI).asPromise();
+  await connection.dropDatabase().catch(() => undefined);
+  await connection.close();
+  const redis = new IORedis(peers.redisUrl);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${bench.prefix}:*`, 'COUNT', 1000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await redis.quit();
+}
+
+const MAIN = path.resolve(__dirname, '../src/main.js');
+
+export interface Proc {
+  child: ChildProcess;
+  rssKb(): number;
+  stop(): Promise<void>;
+}
+
+export function startProcess(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Proc {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return {
+    child,
+    rssKb: () => {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+      }),
+  };
+}
+
+export const startFleetProcess = (role: 'api' | 'worker' | 'all', bench: BenchEnv, nodeArgs: string[] = []) =>
+  startProcess(MAIN, [role], role === 'worker' ? { ...bench.env, PORT: '0' } : bench.env, nodeArgs);
+
+export async function waitReady(url: string) {
+  await waitUntil(async () => {
+    try {
+      return (await fetch(`${url}/readyz`)).ok;
+    } catch {
+      return false;
+    }
+  }, `${url} to be ready`, 60_000);
+}
+
+export function bareExpressScript(): string {
+  const script = path.resolve(__dirname, 'bare-express.js');
+  if (!existsSync(script)) throw new Error(`missing ${script}: run npm run build`);
+  return script;
+}
+
+export interface LoadResult {
+  requestsPerSecond: number;
+  ok: number;
+  errors: number;
+}
+
+/** autocannon with a fixed shape for every HTTP figure: 1 worker, `connections` connections, `seconds` long. */
+export async function load(options: {
+  url: string;
+  method?: 'POST' | 'GET';
+  headers?: Record<string, string>;
+  body?: string;
+  connections?: number;
+  seconds: number;
+}): Promise<LoadResult> {
+  const result = await autocannon({
+    url: options.url,
+    method: options.method ?? 'POST',
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.body,
+    connections: options.connections ?? 50,
+    duration: options.seconds,
+  });
+  return {
+    requestsPerSecond: result.requests.average,
+    ok: result['2xx'],
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+export async function api(url: string, method: string, route: string, body?: unknown, key = 'bench-api-key-0123456789abcdef') {
+  const response = await fetch(url + route, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as any };
+}
