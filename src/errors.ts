@@ -39,6 +39,12 @@ export class ConflictError extends AppError {
 /** The bot lifecycle refused a transition (PRODUCT.md section 6). */
 export class TransitionError extends ConflictError {
   override readonly code = 'ILLEGAL_TRANSITION';
+  constructor(
+    readonly from: string,
+    readonly to: string,
+  ) {
+    super(`cannot move a bot from ${from} to ${to}`, { from, to });
+  }
 }
 
 export class IdempotencyConflictError extends ConflictError {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Worker, WaitingError } from 'bullmq';
 import { PlatformSettings } from '../src/config';
 import { occupy } from '../src/placement/occupy';
@@ -13,6 +14,8 @@ import { WorkerDeps } from './worker-deps';
  */
 export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings, platform: Platform): Worker {
   const stopping = new AbortController();
+  // Every held bot listens on this one signal: thousands of listeners are expected, not a leak.
+  setMaxListeners(0, stopping.signal);
   const worker = deps.makeWorker<JobPayloads['occupy']>(
     platformQueueName(settings.name),
     async (job, token) => {

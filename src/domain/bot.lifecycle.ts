@@ -70,7 +70,7 @@ export function canTransition(from: BotStatus, to: BotStatus): boolean {
 /** Throws the domain error the API answers with 409. */
 export function assertTransition(from: BotStatus, to: BotStatus): void {
   if (!canTransition(from, to)) {
-    throw new TransitionError(`cannot move a bot from ${from} to ${to}`, { from, to });
+    throw new TransitionError(from, to);
   }
 }
 

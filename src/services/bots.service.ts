@@ -8,7 +8,7 @@ import {
   LIVE_STATUSES,
   MeetingPlatform,
 } from '../domain/bot.lifecycle';
-import { GoneError, IdempotencyConflictError, NotFoundError, UnavailableError } from '../errors';
+import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError } from '../errors';
 import { logger } from '../logger';
 import { Placement } from '../placement/placement.service';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
@@ -186,18 +186,23 @@ export function createBotsService(deps: BotsServiceDeps) {
       botId: string,
       report: { status: BotStatus; reason?: EndReason; message?: string; recordingKey?: string },
     ) {
-      const bot = await repo.findById(botId);
-      if (!bot) throw new NotFoundError(`bot ${botId} not found`);
-      if (bot.status === report.status && !isTerminal(bot.status)) return { status: bot.status }; // a retried report
-      const reason = report.reason ?? defaultEndReason(report.status, Boolean(bot.leaveRequestedAt));
       const set: Partial<BotDoc> = report.recordingKey ? { recordingKey: report.recordingKey } : {};
-      const updated = await lifecycle.transition(botId, report.status, {
-        reason,
-        message: report.message,
-        set,
-        source: 'bot',
-      });
-      return { status: updated.status };
+      try {
+        const updated = await lifecycle.transition(botId, report.status, {
+          // decided under the bot's lock, from the bot as it is then: LEFT only if a client asked it to leave
+          reason: report.reason ?? ((current) => defaultEndReason(report.status, Boolean(current.leaveRequestedAt))),
+          message: report.message,
+          set,
+          source: 'bot',
+        });
+        return { status: updated.status };
+      } catch (error) {
+        // A retried report of the live status the bot already has is answered, not refused.
+        if (error instanceof TransitionError && error.from === report.status && !isTerminal(report.status)) {
+          return { status: report.status };
+        }
+        throw error;
+      }
     },
 
     async reportEvent(botId: string, event: { type: string; at?: Date; data?: unknown }) {

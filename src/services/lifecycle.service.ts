@@ -23,7 +23,8 @@ export interface LifecycleEffects {
 }
 
 export interface TransitionRequest {
-  reason?: EndReason;
+  /** The end reason of a terminal move; a function decides it from the bot as it is just before the move. */
+  reason?: EndReason | ((current: BotDoc) => EndReason | undefined);
   message?: string;
   set?: Partial<BotDoc>;
   source: 'bot' | 'client' | 'fleet';
@@ -59,7 +60,11 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     const updated = await repo.transition(botId, to, {
       endReason: terminal ? request.reason : undefined,
       set,
-      event: { reason: request.reason, message: request.message, data: { source: request.source, ...(request.data as object) } },
+      event: {
+        reason: typeof request.reason === 'string' ? request.reason : undefined,
+        message: request.message,
+        data: { source: request.source, ...(request.data as object) },
+      },
     });
     if (!updated) return null;
     await effects.statusChanged(botId, to, request.source === 'bot');
@@ -78,7 +83,7 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
       if (updated) return updated;
       const current = await repo.findById(botId);
       if (!current) throw new NotFoundError(`bot ${botId} not found`);
-      throw new TransitionError(`cannot move a bot from ${current.status} to ${to}`, { from: current.status, to });
+      throw new TransitionError(current.status, to);
     },
     async requeue(botId, platform, outcome, reason) {
       const at = new Date();

@@ -35,7 +35,8 @@ export interface ListFilter {
 }
 
 export interface TransitionChange {
-  endReason?: EndReason;
+  /** The end reason of a terminal move, or a function of the bot as it is just before the move. */
+  endReason?: EndReason | ((current: BotDoc) => EndReason | undefined);
   set?: Partial<BotDoc>;
   /** What the status event records besides the status; written in the same locked step. */
   event?: { reason?: string; message?: string; data?: Record<string, unknown> };
@@ -64,14 +65,14 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
   const statusChange = (
     id: string,
     allowed: (bot: BotDoc) => boolean,
-    build: (at: Date) => { update: UpdateQuery<BotDoc>; event: { status: BotStatus; reason?: string; message?: string; data?: Record<string, unknown> } },
+    build: (at: Date, current: BotDoc) => { update: UpdateQuery<BotDoc>; event: { status: BotStatus; reason?: string; message?: string; data?: Record<string, unknown> } },
   ) =>
     locks.withLock(id, async () => {
       const current = await Bot.findById(id).lean<BotDoc>();
       if (!current || !allowed(current)) return null;
       const previous = current.statusChangedAt?.getTime() ?? 0;
       const at = new Date(Math.max(Date.now(), previous + 1));
-      const { update, event } = build(at);
+      const { update, event } = build(at, current);
       const updated = await Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
       if (updated) {
         await BotEvent.collection.insertOne(
@@ -97,17 +98,23 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
     },
     async transition(id, to, change = {}) {
       if (!isObjectId(id)) return null;
-      return statusChange(id, (bot) => canTransition(bot.status, to), (at) => {
+      return statusChange(id, (bot) => canTransition(bot.status, to), (at, current) => {
         const set: Partial<BotDoc> = { ...change.set, status: to, statusChangedAt: at };
         if (isTerminal(to)) {
           set.endedAt = at;
-          if (change.endReason) set.endReason = change.endReason;
+          const endReason = typeof change.endReason === 'function' ? change.endReason(current) : change.endReason;
+          if (endReason) set.endReason = endReason;
         }
-        return { update: { $set: set, $inc: { statusVersion: 1 } }, event: { status: to, ...change.event } };
+        const event = { status: to, ...change.event, reason: change.event?.reason ?? set.endReason };
+        return { update: { $set: set, $inc: { statusVersion: 1 } }, event };
       });
     },
     update(id, set, onlyIfStatus) {
-      return guardedUpdate(id, (bot) => !onlyIfStatus || onlyIfStatus.includes(bot.status), { $set: set });
+      if (!onlyIfStatus) {
+        // No guard to check: one write by _id, still under the lock so it cannot interleave with a guarded one.
+        return locks.withLock(id, () => Bot.findByIdAndUpdate(id, { $set: set }, { returnDocument: 'after' }).lean<BotDoc>());
+      }
+      return guardedUpdate(id, (bot) => onlyIfStatus.includes(bot.status), { $set: set });
     },
     requeue(id, platform, attempt) {
       return statusChange(

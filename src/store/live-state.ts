@@ -35,7 +35,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
   const leaving = `${prefix}:leaving`;
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const result = await redis.multi().zadd(key('heartbeats'), nowMs, botId).sismember(leaving, botId).exec();
+      const result = await redis.pipeline().zadd(key('heartbeats'), nowMs, botId).sismember(leaving, botId).exec();
       return { shouldLeave: result?.[1]?.[1] === 1 };
     },
     async lastHeartbeat(botId) {

@@ -1,0 +1,141 @@
+/**
+ * `npm run bench [-- --quick]`: the orchestrator's cost, each figure beside its peer measured in the same run
+ * on the same machine, with the sim platform (no platform latency), real Redis and the MongoDB peer.
+ * Prints one table and writes bench/results/latest.json. See BENCHMARKS.md.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startFerretDb, startRedis, StartedPeer } from '../src/peers';
+import * as figures from './figures';
+import { Peers, Sample, summarize } from './support';
+
+interface Row {
+  id: string;
+  figure: string;
+  unit: string;
+  value: Sample;
+  peer?: { name: string; value: Sample };
+  /** value / peer, or the figure's own ratio (P4). */
+  ratio?: number;
+  target: string;
+  meets: boolean | null;
+}
+
+const quick = process.argv.includes('--quick');
+const reps = quick ? 1 : 3;
+const sizes: figures.Sizes = quick
+  ? { seconds: 2, sweepLarge: 20_000, capacityBots: 15, rssBots: 300, placeBots: 50 }
+  : { seconds: 10, sweepLarge: 100_000, capacityBots: 100, rssBots: 10_000, placeBots: 1_000 };
+
+async function repeat<T>(label: string, fn: () => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  for (let i = 0; i < reps; i++) {
+    process.stderr.write(`bench: ${label} (${i + 1}/${reps})\n`);
+    results.push(await fn());
+  }
+  return results;
+}
+
+const pick = <T>(results: T[], get: (r: T) => number) => summarize(results.map(get));
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+async function peersForBench(): Promise<{ peers: Peers; started: StartedPeer[]; description: string }> {
+  const started: StartedPeer[] = [];
+  // tmpfs when there is one: the benchmark measures the orchestrator, not the disk
+  const base = mkdtempSync(path.join(os.platform() === 'linux' ? '/dev/shm' : os.tmpdir(), 'meeboter-bench-'));
+  let redisUrl = process.env.REDIS_URL;
+  if (!redisUrl) {
+    const redis = await startRedis(path.join(base, 'redis'));
+    started.push(redis);
+    redisUrl = redis.url;
+  }
+  let mongodbUri = process.env.MONGODB_URI;
+  if (!mongodbUri) {
+    const ferret = await startFerretDb(path.join(base, 'ferretdb'));
+    started.push(ferret);
+    mongodbUri = ferret.url;
+  }
+  const description = `${process.env.REDIS_URL ? 'REDIS_URL' : 'redis-server (started)'}, ${
+    process.env.MONGODB_URI ? 'MONGODB_URI' : 'FerretDB v1 SQLite on tmpfs (started)'
+  }`;
+  return { peers: { redisUrl, mongodbUri }, started, description };
+}
+
+async function main() {
+  const startedAt = Date.now();
+  const { peers, started, description } = await peersForBench();
+  const rows: Row[] = [];
+  try {
+    const raw = await repeat('raw BullMQ latency', () => figures.rawBullmqLatency(peers, sizes));
+    const bare = await repeat('bare Express', () => figures.bareExpress(sizes));
+    const rawP50 = pick(raw, (r) => r.p50);
+    const rawP99 = pick(raw, (r) => r.p99);
+    const bareRps = pick(bare, (r) => r.perSecond);
+
+    const p1 = await repeat('P1 create → deploy call', () => figures.p1CreateToDeploy(peers, sizes));
+    const p1p50 = pick(p1, (r) => r.p50);
+    const p1p99 = pick(p1, (r) => r.p99);
+    rows.push(
+      { id: 'P1 p50', figure: 'create → deploy call at 200/s, p50', unit: 'ms', value: p1p50, peer: { name: 'raw BullMQ add → start p50', value: rawP50 }, ratio: p1p50.median / rawP50.median, target: '≤ 3× peer', meets: p1p50.median <= 3 * rawP50.median },
+      { id: 'P1 p99', figure: 'create → deploy call at 200/s, p99', unit: 'ms', value: p1p99, peer: { name: 'raw BullMQ add → start p99', value: rawP99 }, ratio: p1p99.median / rawP99.median, target: '≤ 3× peer', meets: p1p99.median <= 3 * rawP99.median },
+    );
+
+    const p2 = await repeat('P2 creates/s end to end', () => figures.p2Throughput(peers, sizes));
+    const p2rate = pick(p2, (r) => r.perSecond);
+    rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
+
+    const p3 = await repeat('P3 heartbeats/s', () => figures.p3Heartbeats(peers, sizes));
+    const p3rate = pick(p3, (r) => r.perSecond);
+    rows.push({ id: 'P3', figure: 'heartbeats/s with per-bot auth', unit: '/s', value: p3rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3rate.median / bareRps.median, target: '≥ 60% of peer', meets: p3rate.median >= 0.6 * bareRps.median });
+
+    const small = await repeat('P4 sweep, 1,000 live', () => figures.p4Sweep(peers, 1_000));
+    const large = await repeat(`P4 sweep, ${sizes.sweepLarge} live`, () => figures.p4Sweep(peers, sizes.sweepLarge));
+    const smallMs = pick(small, (r) => r.ms);
+    const largeMs = pick(large, (r) => r.ms);
+    rows.push({ id: 'P4', figure: `heartbeat sweep, ${sizes.sweepLarge.toLocaleString('en')} vs 1,000 live, 100 expired`, unit: 'ms', value: largeMs, peer: { name: 'same sweep, 1,000 live', value: smallMs }, ratio: largeMs.median / smallMs.median, target: 'ratio ≤ 2', meets: largeMs.median / smallMs.median <= 2 });
+
+    const p5 = await repeat('P5 capacity freed → deploy', () => figures.p5CapacityToDeploy(peers, sizes));
+    const p5p50 = pick(p5, (r) => r.p50);
+    const p5p99 = pick(p5, (r) => r.p99);
+    rows.push(
+      { id: 'P5 p50', figure: 'capacity freed → next deploy call, p50', unit: 'ms', value: p5p50, peer: { name: 'raw BullMQ add → start p50', value: rawP50 }, ratio: p5p50.median / rawP50.median, target: '≤ 3× peer', meets: p5p50.median <= 3 * rawP50.median },
+      { id: 'P5 p99', figure: 'capacity freed → next deploy call, p99', unit: 'ms', value: p5p99, peer: { name: 'raw BullMQ add → start p99', value: rawP99 }, ratio: p5p99.median / rawP99.median, target: '≤ 3× peer', meets: p5p99.median <= 3 * rawP99.median },
+    );
+
+    const p6 = await repeat('P6 RSS per live bot', () => figures.p6RssPerBot(peers, sizes));
+    const p6bytes = pick(p6, (r) => r.bytesPerBot);
+    rows.push({ id: 'P6', figure: `worker RSS per live sim bot at ${sizes.rssBots.toLocaleString('en')} bots`, unit: 'bytes', value: p6bytes, target: '≤ 4 KB', meets: p6bytes.median <= 4096 });
+
+    const p7 = await repeat('P7 place queued bots', () => figures.p7PlaceQueued(peers, sizes));
+    const p7rate = pick(p7, (r) => r.perSecond);
+    rows.push({ id: 'P7', figure: `placing ${sizes.placeBots.toLocaleString('en')} queued bots once capacity frees`, unit: 'bots/s', value: p7rate, peer: { name: 'P2 creates/s', value: p2rate }, ratio: p7rate.median / p2rate.median, target: '≥ 90% of P2', meets: p7rate.median >= 0.9 * p2rate.median });
+  } finally {
+    await Promise.all(started.map((peer) => peer.stop()));
+  }
+
+  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` };
+  const report = { mode: quick ? 'quick' : 'full', repetitions: reps, sizes, peers: description, machine, at: new Date().toISOString(), seconds: round((Date.now() - startedAt) / 1000, 1), rows };
+  mkdirSync(path.resolve(__dirname, '../../bench/results'), { recursive: true });
+  writeFileSync(path.resolve(__dirname, '../../bench/results/latest.json'), JSON.stringify(report, null, 2));
+  printTable(rows);
+  process.stdout.write(`\n${report.mode} run, ${reps} repetition(s), ${report.seconds} s, peers: ${description}; written to bench/results/latest.json\n`);
+}
+
+function printTable(rows: Row[]) {
+  const fmt = (s: Sample) => `${round(s.median)} [${round(s.min)}–${round(s.max)}]`;
+  const lines = [['id', 'figure', 'median [min–max]', 'unit', 'peer', 'peer median [min–max]', 'ratio', 'target', 'meets']];
+  for (const row of rows) {
+    lines.push([row.id, row.figure, fmt(row.value), row.unit, row.peer?.name ?? '—', row.peer ? fmt(row.peer.value) : '—', row.ratio === undefined ? '—' : String(round(row.ratio)), row.target, row.meets === null ? '—' : row.meets ? 'yes' : 'NO']);
+  }
+  const widths = lines[0].map((_, col) => Math.max(...lines.map((line) => line[col].length)));
+  for (const [i, line] of lines.entries()) {
+    process.stdout.write(line.map((cell, col) => cell.padEnd(widths[col])).join(' | ') + '\n');
+    if (i === 0) process.stdout.write(widths.map((w) => '-'.repeat(w)).join('-|-') + '\n');
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
