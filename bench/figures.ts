@@ -90,8 +90,9 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   const prefix = `mbbench_raw_${Date.now()}`;
   const queue = new Queue('raw', { connection, prefix });
   const latencies: number[] = [];
+  const workerConnection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const worker = new Worker('raw', async (job) => void latencies.push(Date.now() - job.data.t), {
-    connection: new IORedis(peers.redisUrl, { maxRetriesPerRequest: null }),
+    connection: workerConnection,
     prefix,
     concurrency: 50,
   });
@@ -108,6 +109,7 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   await queue.obliterate({ force: true });
   await queue.close();
   await connection.quit();
+  await workerConnection.quit();
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 

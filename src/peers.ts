@@ -1,4 +1,4 @@
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -121,7 +121,23 @@ export async function startFerretDb(dataDir: string, port?: number): Promise<Sta
   };
 }
 
-/** `redis-cli ping` style check used before starting our own. */
-export function hasCommand(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
+/** Starts a redis-server and a FerretDB under `baseDir` for whichever URL is not given. */
+export async function startMissingPeers(
+  baseDir: string,
+  given: { redisUrl?: string; mongodbUri?: string },
+): Promise<{ redisUrl: string; mongodbUri: string; started: StartedPeer[] }> {
+  const started: StartedPeer[] = [];
+  let redisUrl = given.redisUrl;
+  if (!redisUrl) {
+    const redis = await startRedis(path.join(baseDir, 'redis'));
+    started.push(redis);
+    redisUrl = redis.url;
+  }
+  let mongodbUri = given.mongodbUri;
+  if (!mongodbUri) {
+    const ferret = await startFerretDb(path.join(baseDir, 'ferretdb'));
+    started.push(ferret);
+    mongodbUri = ferret.url;
+  }
+  return { redisUrl, mongodbUri, started };
 }

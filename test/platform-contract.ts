@@ -1,4 +1,4 @@
-import { deploymentName, DeploySpec, Platform } from '../src/platforms/platform';
+import { botIdOfDeployment, DeploySpec, Platform } from '../src/platforms/platform';
 import { waitFor } from './support/fleet';
 
 /**
@@ -48,12 +48,21 @@ export function runPlatformContract(label: string, setup: () => Promise<Contract
       expect(await subject.platform.adopt(spec.name)).toBeNull();
     });
 
+    it('lists its containers with the bot each one runs', async () => {
+      const spec = await subject.newSpec();
+      const deployment = await subject.platform.deploy(spec);
+      const listed = await subject.platform.list();
+      expect(listed).toContainEqual({ identifier: deployment.identifier, botId: spec.botId });
+      expect(botIdOfDeployment(spec.name)).toBe(spec.botId);
+      await subject.platform.stop(deployment.identifier);
+      expect((await subject.platform.list()).map((c) => c.identifier)).not.toContain(deployment.identifier);
+    });
+
     it('stopping a gone container succeeds', async () => {
       const spec = await subject.newSpec();
       const deployment = await subject.platform.deploy(spec);
       await subject.platform.stop(deployment.identifier);
       await expect(subject.platform.stop(deployment.identifier)).resolves.toBeUndefined();
-      expect(deploymentName('abc', 'x')).toBe('mb-abc-x');
     });
   });
 }

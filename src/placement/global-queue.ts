@@ -12,7 +12,6 @@ import { Redis } from 'ioredis';
 export interface GlobalQueue {
   /** Adds the bot if absent. Returns true when it was added. */
   add(botId: string, createdAtMs: number, nowMs?: number): Promise<boolean>;
-  remove(botId: string): Promise<void>;
   /** Removes the bot and everything kept about it (it ended). */
   forget(botId: string): Promise<void>;
   /** Bot ids in FIFO order, from `offset`. */
@@ -39,9 +38,6 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
     async add(botId, createdAtMs, nowMs = Date.now()) {
       const result = await redis.multi().zadd(order, 'NX', createdAtMs, botId).zadd(since, 'NX', nowMs, botId).exec();
       return result?.[0]?.[1] === 1;
-    },
-    async remove(botId) {
-      await redis.multi().zrem(order, botId).zrem(since, botId).exec();
     },
     async forget(botId) {
       await redis.multi().zrem(order, botId).zrem(since, botId).hdel(excluded, botId).hdel(inflight, botId).exec();

@@ -14,7 +14,8 @@ export interface BotRepository {
    * or null when the bot does not exist or its current status does not allow the move.
    */
   transition(id: string, to: BotStatus, change?: TransitionChange): Promise<BotDoc | null>;
-  update(id: string, set: Partial<BotDoc>, onlyIfStatus?: BotStatus[]): Promise<BotDoc | null>;
+  /** Sets fields with no status guard (identifiers, timestamps). */
+  update(id: string, set: Partial<BotDoc>): Promise<BotDoc | null>;
   /**
    * The fleet's one backward move: a bot whose attempt on `platform` failed or timed out before any
    * container ran goes back to QUEUED, with that platform excluded from its later attempts.
@@ -109,12 +110,9 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
         return { update: { $set: set, $inc: { statusVersion: 1 } }, event };
       });
     },
-    update(id, set, onlyIfStatus) {
-      if (!onlyIfStatus) {
-        // No guard to check: one write by _id, still under the lock so it cannot interleave with a guarded one.
-        return locks.withLock(id, () => Bot.findByIdAndUpdate(id, { $set: set }, { returnDocument: 'after' }).lean<BotDoc>());
-      }
-      return guardedUpdate(id, (bot) => onlyIfStatus.includes(bot.status), { $set: set });
+    update(id, set) {
+      // One write by _id, under the lock so it cannot interleave with a guarded change of the same bot.
+      return locks.withLock(id, () => Bot.findByIdAndUpdate(id, { $set: set }, { returnDocument: 'after' }).lean<BotDoc>());
     },
     requeue(id, platform, attempt) {
       return statusChange(

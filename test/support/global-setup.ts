@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startFerretDb, startRedis, StartedPeer } from '../../src/peers';
+import { startMissingPeers, StartedPeer } from '../../src/peers';
 import { PEERS_ENV, PEERS_FILE, PeerUrls } from './peers-file';
 
 /**
@@ -10,19 +10,10 @@ import { PEERS_ENV, PEERS_FILE, PeerUrls } from './peers-file';
  */
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-test-'));
-  const started: StartedPeer[] = [];
-  let redisUrl = process.env.REDIS_URL;
-  if (!redisUrl) {
-    const redis = await startRedis(path.join(dir, 'redis'));
-    started.push(redis);
-    redisUrl = redis.url;
-  }
-  let mongodbUri = process.env.MONGODB_URI;
-  if (!mongodbUri) {
-    const ferret = await startFerretDb(path.join(dir, 'ferretdb'));
-    started.push(ferret);
-    mongodbUri = ferret.url;
-  }
+  const { redisUrl, mongodbUri, started } = await startMissingPeers(dir, {
+    redisUrl: process.env.REDIS_URL,
+    mongodbUri: process.env.MONGODB_URI,
+  });
   const urls: PeerUrls = { redisUrl, mongodbUri };
   writeFileSync(PEERS_FILE, JSON.stringify(urls));
   process.env[PEERS_ENV] = PEERS_FILE;
