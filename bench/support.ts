@@ -65,6 +65,8 @@ export async function benchEnv(peers: Peers, overrides: Record<string, string>):
     LOG_LEVEL: 'error',
     PLATFORM_PRIORITY: 'sim',
     SIM_BOT_LIMIT: '100000',
+    // P1 offers more creates than FerretDB lets us deploy; bots must wait in line, not time out of it
+    SIM_QUEUE_TIMEOUT_MS: '3600000',
     HEARTBEAT_INTERVAL_MS: '30000',
     ...overrides,
   };

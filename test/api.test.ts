@@ -9,7 +9,7 @@ let t: TestFleet;
 let otherKey: string;
 
 beforeAll(async () => {
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ADMIN_API_KEY: 'admin-key-0123456789abcdef' }, { api: true, workers: false });
   otherKey = await t.fleet.apiKeys.create('owner-b');
 });
 afterAll(() => t.close());
@@ -294,6 +294,21 @@ describe('idempotent create', () => {
     expect(stored).toBe(1);
     const queued = await t.fleet.redis.zrange(`${t.env.REDIS_PREFIX}:gq:order`, 0, -1);
     expect(queued.filter((id) => id === results[0].body.id)).toHaveLength(1);
+  });
+});
+
+describe('Bull Board', () => {
+  it('is behind ADMIN_API_KEY and shows every queue', async () => {
+    expect((await t.request('GET', '/admin/queues', { auth: null })).status).toBe(401);
+    expect((await t.request('GET', '/admin/queues', { auth: t.apiKey })).status).toBe(401);
+    const basic = Buffer.from('admin:admin-key-0123456789abcdef').toString('base64');
+    const page = await t.request('GET', '/admin/queues', { auth: null, headers: { authorization: `Basic ${basic}` } });
+    expect(page.status).toBe(200);
+    const queues = await t.request('GET', '/admin/queues/api/queues', { auth: 'admin-key-0123456789abcdef' });
+    expect(queues.status).toBe(200);
+    expect(queues.body.queues.map((q: { name: string }) => q.name).sort()).toEqual(
+      ['dispatch', 'platform-sim', 'reconcile-sim', 'schedule', 'sweeps', 'webhooks'],
+    );
   });
 });
 

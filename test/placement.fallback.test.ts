@@ -141,3 +141,19 @@ it('DELETE of a running bot stops its container and frees the capacity for the n
   expect((await events(t, first)).map((e) => e.type)).toContain('container.stopped');
   expect(Number(await t.fleet.redis.get(keys.peak))).toBe(1);
 });
+
+it('a bot that only timed out everywhere keeps waiting, until the global queue timeout', async () => {
+  // sim-a has no worker (its waits time out); sim-b's deploys fail. Slow is not broken: the bot is offered to
+  // sim-a again rather than failed, and the global queue timeout, counted from its first queueing, ends it.
+  const t = await fleet(
+    { PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_QUEUE_TIMEOUT_MS: '300', GLOBAL_QUEUE_TIMEOUT_MS: '3000' },
+    'sim-b',
+  );
+  await t.fleet.redis.set(simHostKeys(t.env.REDIS_PREFIX, 'sim-b').fault, 'fail-permanent');
+  const id = await createBot(t);
+  const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
+  expect(ended.endReason).toBe('QUEUE_TIMEOUT');
+  const attempts = (await events(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
+  expect(attempts.filter((a) => a === 'attempt.timed-out:sim-a').length).toBeGreaterThanOrEqual(2);
+  expect(attempts.filter((a) => a === 'attempt.failed:sim-b')).toHaveLength(1);
+});

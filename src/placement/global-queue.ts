@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
  * Redis so the dispatcher never reads the database:
  * - `order` ranks bots by creation time, so a bot handed back after a failed attempt keeps its place;
  * - `since` holds when it last entered, for GLOBAL_QUEUE_TIMEOUT_MS;
- * - `excluded` lists, per bot, the platforms it must not be offered again (failed or timed out there);
+ * - `excluded` records, per bot, the platforms it must not be offered again and why (`failed` or
+ *   `timed-out`); a bot whose every platform only timed out may start over (see the dispatcher);
  * - `inflight` marks an assignment between "job added" and "removed from the queue", so a dispatcher that
  *   dies in between is finished by the next run instead of assigning the bot twice.
  */
@@ -20,14 +21,20 @@ export interface GlobalQueue {
   position(botId: string): Promise<number | null>;
   /** Bots that entered the queue at or before `beforeMs`. */
   waitingSince(beforeMs: number, count: number): Promise<string[]>;
-  exclude(botId: string, platform: string): Promise<void>;
-  excludedOf(botIds: string[]): Promise<string[][]>;
+  exclude(botId: string, platform: string, why: ExclusionReason): Promise<void>;
+  excludedOf(botIds: string[]): Promise<Exclusions[]>;
+  /** Forgets the bot's `timed-out` exclusions, keeping the `failed` ones. */
+  forgiveTimeouts(botId: string): Promise<void>;
   markInflight(botId: string, platform: string): Promise<void>;
   /** Removes the bot from the queue and clears its in-flight mark, in one step. */
   completeAssignment(botId: string): Promise<void>;
   inflight(): Promise<Record<string, string>>;
   stats(): Promise<{ length: number; oldestQueuedAt: string | null }>;
 }
+
+export type ExclusionReason = 'failed' | 'timed-out';
+/** Platform name → why the bot must not be offered to it again. */
+export type Exclusions = Record<string, ExclusionReason>;
 
 export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const order = `${prefix}:gq:order`;
@@ -48,14 +55,19 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
       return rank === null ? null : rank + 1;
     },
     waitingSince: (beforeMs, count) => redis.zrangebyscore(since, '-inf', beforeMs, 'LIMIT', 0, count),
-    async exclude(botId, platform) {
-      const current = JSON.parse((await redis.hget(excluded, botId)) ?? '[]') as string[];
-      if (!current.includes(platform)) await redis.hset(excluded, botId, JSON.stringify([...current, platform]));
+    async exclude(botId, platform, why) {
+      const current = JSON.parse((await redis.hget(excluded, botId)) ?? '{}') as Exclusions;
+      await redis.hset(excluded, botId, JSON.stringify({ ...current, [platform]: why }));
     },
     async excludedOf(botIds) {
       if (botIds.length === 0) return [];
       const values = await redis.hmget(excluded, ...botIds);
-      return values.map((value) => (value ? (JSON.parse(value) as string[]) : []));
+      return values.map((value) => (value ? (JSON.parse(value) as Exclusions) : {}));
+    },
+    async forgiveTimeouts(botId) {
+      const current = JSON.parse((await redis.hget(excluded, botId)) ?? '{}') as Exclusions;
+      const failedOnly = Object.fromEntries(Object.entries(current).filter(([, why]) => why === 'failed'));
+      await redis.hset(excluded, botId, JSON.stringify(failedOnly));
     },
     async markInflight(botId, platform) {
       await redis.hset(inflight, botId, platform);

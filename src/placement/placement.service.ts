@@ -80,9 +80,11 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
     const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
     if (!bot) return;
-    await globalQueue.exclude(botId, platform);
+    await globalQueue.exclude(botId, platform, outcome);
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
-    await globalQueue.add(botId, bot.createdAt.getTime());
+    // Its place in line is its creation; its queue timeout counts from when it was first queued, so a bot
+    // bouncing between slow platforms cannot wait forever.
+    await globalQueue.add(botId, bot.createdAt.getTime(), (bot.queuedAt ?? bot.createdAt).getTime());
     await kick(`hand-back from ${platform}`);
   };
 
@@ -133,8 +135,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const dispatch: Placement['dispatch'] = async () => {
     const now = Date.now();
     await finishInterruptedAssignments();
-    const expired = await expireGlobal(now);
+    // Platform waits first: a bot they hand back is then in the global queue when its own timeout is checked.
     const timedOut = await expirePlatformWaits(now);
+    const expired = await expireGlobal(now);
     let placed = 0;
     const free = await freeCapacity();
     const totalFree = () => [...free.values()].reduce((sum, n) => sum + n, 0);
@@ -146,11 +149,17 @@ export function createPlacement(deps: PlacementDeps): Placement {
       const excluded = await globalQueue.excludedOf(ids);
       let kept = 0;
       for (const [index, botId] of ids.entries()) {
-        const eligible = deps.platforms.filter((p) => !excluded[index].includes(p.name));
+        let eligible = deps.platforms.filter((p) => !excluded[index][p.name]);
         if (eligible.length === 0) {
-          await deps.lifecycle().end(botId, 'FATAL', 'DEPLOY_FAILED', 'every platform failed or timed out for this bot');
-          await globalQueue.forget(botId);
-          continue;
+          // Slow is not broken: a bot that only timed out somewhere starts over on those platforms and
+          // waits for capacity like any queued bot (GLOBAL_QUEUE_TIMEOUT_MS still applies).
+          eligible = deps.platforms.filter((p) => excluded[index][p.name] !== 'failed');
+          if (eligible.length === 0) {
+            await deps.lifecycle().end(botId, 'FATAL', 'DEPLOY_FAILED', 'the deploy failed on every platform');
+            await globalQueue.forget(botId);
+            continue;
+          }
+          await globalQueue.forgiveTimeouts(botId);
         }
         const target = eligible.find((p) => (free.get(p.name) ?? 0) > 0);
         if (!target) {

@@ -120,7 +120,7 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
         (bot) => (bot.platform === platform || bot.platform === null) && ['QUEUED', 'DEPLOYING'].includes(bot.status),
         (at) => ({
           update: {
-            $set: { status: 'QUEUED', platform: null, platformIdentifier: null, queuedAt: at, statusChangedAt: at },
+            $set: { status: 'QUEUED', platform: null, platformIdentifier: null, statusChangedAt: at },
             $push: { attempts: attempt },
             $addToSet: { excludedPlatforms: platform },
             $inc: { statusVersion: 1 },
