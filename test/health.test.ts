@@ -36,7 +36,7 @@ const create = async (t: TestFleet, metadata: Record<string, string>, extra: Rec
   return res.body.id as string;
 };
 const get = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const waitFor_ = (t: TestFleet, id: string, statuses: string[]) =>
+const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
   waitFor(async () => {
     const bot = await get(t, id);
     return statuses.includes(bot.status) ? bot : null;
@@ -53,10 +53,10 @@ const alive = (pid: number) => {
 it('a hanging bot becomes FATAL HEARTBEAT_TIMEOUT and its process is stopped', async () => {
   const t = await localFleet({ HEARTBEAT_TIMEOUT_MS: '1500' });
   const id = await create(t, { 'sim.behavior': 'hang' });
-  const inCall = await waitFor_(t, id, ['IN_CALL']);
+  const inCall = await waitStatus(t, id, ['IN_CALL']);
   const pid = Number(inCall.platformIdentifier);
   expect(alive(pid)).toBe(true);
-  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'HEARTBEAT_TIMEOUT' });
   // not before its time: the last heartbeat is at least the timeout before the end
   expect(new Date(ended.endedAt).getTime() - new Date(ended.lastHeartbeatAt).getTime()).toBeGreaterThanOrEqual(1500);
@@ -67,7 +67,7 @@ it('a hanging bot becomes FATAL HEARTBEAT_TIMEOUT and its process is stopped', a
 it('a crashed bot is found by reconciliation: FATAL CONTAINER_LOST, capacity freed', async () => {
   const t = await localFleet();
   const id = await create(t, { 'sim.behavior': 'crash' });
-  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'CONTAINER_LOST' });
   await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
 });
@@ -75,10 +75,10 @@ it('a crashed bot is found by reconciliation: FATAL CONTAINER_LOST, capacity fre
 it('a bot that ignores /leave is ENDED LEFT after the grace and its process stopped', async () => {
   const t = await localFleet({ LEAVE_GRACE_MS: '1000' });
   const id = await create(t, { 'sim.behavior': 'ignore-leave', 'sim.durationMs': '600000' });
-  const inCall = await waitFor_(t, id, ['IN_CALL']);
+  const inCall = await waitStatus(t, id, ['IN_CALL']);
   const leaving = await t.request('POST', `/api/bots/${id}/leave`);
   expect(leaving.body.status).toBe('LEAVING');
-  const ended = await waitFor_(t, id, ['ENDED', 'FATAL']);
+  const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
   expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
   await waitFor(() => !alive(Number(inCall.platformIdentifier)), 'the bot process to be gone');
 });
@@ -86,9 +86,9 @@ it('a bot that ignores /leave is ENDED LEFT after the grace and its process stop
 it('a bot that does leave when asked ends LEFT by itself', async () => {
   const t = await localFleet();
   const id = await create(t, { 'sim.durationMs': '600000' });
-  await waitFor_(t, id, ['IN_CALL']);
+  await waitStatus(t, id, ['IN_CALL']);
   await t.request('POST', `/api/bots/${id}/leave`);
-  const ended = await waitFor_(t, id, ['ENDED', 'FATAL']);
+  const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
   expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
   const sources = (await t.request('GET', `/api/bots/${id}/events`)).body.data
     .filter((e: any) => e.type === 'status' && e.status === 'ENDED')
@@ -101,7 +101,7 @@ it('a bot DEPLOYING longer than DEPLOY_TIMEOUT_MS becomes FATAL DEPLOY_TIMEOUT',
   fleets.push(t);
   await t.fleet.redis.set(`${t.env.REDIS_PREFIX}:sim:sim:fault`, 'delay:4000');
   const id = await create(t, {});
-  const ended = await waitFor_(t, id, ['FATAL', 'ENDED']);
+  const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_TIMEOUT' });
   // the slow deploy still finishes; its container is then stopped because the bot has ended
   await waitFor(async () => (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:containers`)) === 0 &&
@@ -114,7 +114,7 @@ it('a SCHEDULED bot is queued at its join time, not before', async () => {
   const joinAt = new Date(Date.now() + 1500);
   const id = await create(t, { 'sim.durationMs': '100' }, { joinAt: joinAt.toISOString() });
   expect((await get(t, id)).status).toBe('SCHEDULED');
-  const ended = await waitFor_(t, id, ['ENDED']);
+  const ended = await waitStatus(t, id, ['ENDED']);
   expect(new Date(ended.deployedAt).getTime()).toBeGreaterThanOrEqual(joinAt.getTime());
   const statuses = (await t.request('GET', `/api/bots/${id}/events`)).body.data
     .filter((e: any) => e.type === 'status')

@@ -69,7 +69,6 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       data: { platform: settings.name },
     });
     if (!claimed) return 'ended-before-deploy';
-    bot.status = claimed.status;
   } else if (LIVE_STATUSES.includes(bot.status)) {
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);
