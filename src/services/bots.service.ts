@@ -125,9 +125,10 @@ export function createBotsService(deps: BotsServiceDeps) {
         if (record.requestHash !== requestHash) {
           throw new IdempotencyConflictError('this Idempotency-Key was used with a different request body');
         }
-        // The first request may still be inserting: finishing its insert is idempotent (same bot id).
-        const { bot } = await insertAndPlace(owner, record.botId, input);
-        return { bot: await present(bot), created: false };
+        // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
+        // whichever request's insert lands is the one that answers 201.
+        const { bot, created } = await insertAndPlace(owner, record.botId, input);
+        return { bot: await present(bot), created };
       }
       throw new UnavailableError('could not settle the Idempotency-Key; retry');
     },
