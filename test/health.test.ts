@@ -59,7 +59,14 @@ it('a hanging bot becomes FATAL HEARTBEAT_TIMEOUT and its process is stopped', a
   const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'HEARTBEAT_TIMEOUT' });
   // not before its time: the last heartbeat is at least the timeout before the end
-  expect(new Date(ended.endedAt).getTime() - new Date(ended.lastHeartbeatAt).getTime()).toBeGreaterThanOrEqual(1500);
+  const deadline = new Date(ended.lastHeartbeatAt).getTime() + 1500;
+  expect(new Date(ended.endedAt).getTime()).toBeGreaterThanOrEqual(deadline);
+  // and within one sweep interval of it: the first heartbeat sweep that started after the deadline ended it
+  const runs = await t.fleet.queues.sweeps.getJobs(['completed'], 0, -1);
+  const afterDeadline = runs
+    .filter((job) => job.name === 'heartbeat-expiry' && job.processedOn! >= deadline)
+    .sort((a, b) => a.processedOn! - b.processedOn!);
+  expect(afterDeadline[0]?.returnvalue).toEqual({ read: 1, acted: 1 });
   await waitFor(() => !alive(pid), 'the bot process to be gone');
   await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
 });
