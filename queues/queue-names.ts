@@ -32,4 +32,5 @@ export const webhookJobId = (botId: string) => `wh.${botId}`;
 
 /** Job ids are deterministic so that retries and duplicate producers never create a second job. */
 export const occupyJobId = (botId: string, platform: string) => `${botId}.${platform}`;
+export const botIdOfOccupyJob = (jobId: string) => jobId.slice(0, jobId.indexOf('.'));
 export const DISPATCH_TICK_SCHEDULER_ID = 'dispatch-tick';

@@ -2,7 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Types } from 'mongoose';
-import { sweepHeartbeats } from '../src/health/sweeps';
+import { reconcilePlatform, sweepHeartbeats } from '../src/health/sweeps';
+import { deploymentName } from '../src/platforms/platform';
+import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { createLiveState } from '../src/store/live-state';
 import { meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
 
@@ -195,4 +197,52 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   expect(await t.fleet.redis.zcard(`${t.env.REDIS_PREFIX}:heartbeats`)).toBe(19_990);
   // a second sweep finds nothing
   expect(await sweepHeartbeats({ liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 }, now)).toEqual({ read: 0, acted: 0 });
+});
+
+it('reconciliation of 2,000 held bots reads only where the platform and the fleet disagree', async () => {
+  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+  fleets.push(t);
+  const now = Date.now();
+  const botDoc = (status: string, minutesAgo: number) => ({
+    _id: new Types.ObjectId(),
+    ownerId: 'reconcile-owner',
+    status,
+    meeting: meetings.zoom,
+    displayName: 'Meeboter',
+    recording: false,
+    metadata: [],
+    platform: 'sim',
+    excludedPlatforms: [],
+    attempts: [],
+    createdAt: new Date(now - minutesAgo * 60_000),
+    deployedAt: new Date(now - minutesAgo * 60_000),
+    statusVersion: 3,
+  });
+  const withName = <T extends { _id: Types.ObjectId }>(doc: T) => ({ ...doc, platformIdentifier: deploymentName(String(doc._id), 'sim') });
+  const healthy = Array.from({ length: 1_997 }, () => String(new Types.ObjectId())); // held and listed: never read
+  const lost = Array.from({ length: 3 }, () => withName(botDoc('IN_CALL', 5))); // held, container gone
+  const ended = withName(botDoc('ENDED', 5)); // container left behind by an ended bot
+  const awaitingAdoption = withName(botDoc('IN_CALL', 5)); // listed, not held: its worker died a moment ago
+  const unknown = String(new Types.ObjectId()); // a container with no bot at all
+  await t.fleet.models.Bot.collection.insertMany([...lost, ended, awaitingAdoption] as never[]);
+
+  const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
+  const listedBots = [...healthy, String(ended._id), String(awaitingAdoption._id), unknown];
+  await t.fleet.redis.hset(keys.containers, Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), '{}'])));
+
+  const sim = createSimPlatform({ name: 'sim', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+  const read: string[] = [];
+  const statusCalls: string[] = [];
+  const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
+  const platform = { ...sim, status: (identifier: string) => (statusCalls.push(identifier), sim.status(identifier)) };
+  const held = [...healthy, ...lost.map((b) => String(b._id))];
+  const reconcile = () => reconcilePlatform({ repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: async () => held }, now);
+
+  expect(await reconcile()).toEqual({ read: 6, acted: 3, stopped: 2 });
+  expect(new Set(read)).toEqual(new Set([...lost.map((b) => String(b._id)), String(ended._id), String(awaitingAdoption._id), unknown]));
+  expect(statusCalls.sort()).toEqual(lost.map((b) => b.platformIdentifier).sort());
+  const lostNow = await Promise.all(lost.map((b) => t.fleet.repo.findById(String(b._id))));
+  expect(lostNow.map((b) => `${b?.status}/${b?.endReason}`)).toEqual(Array(3).fill('FATAL/CONTAINER_LOST'));
+  expect(await t.fleet.redis.hlen(keys.containers)).toBe(1_998); // the ended bot's and the unknown container are gone
+  expect(await t.fleet.redis.hexists(keys.containers, awaitingAdoption.platformIdentifier)).toBe(1);
 });

@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import { PlatformSettings } from '../src/config';
 import { reconcilePlatform } from '../src/health/sweeps';
 import { Platform } from '../src/platforms/platform';
-import { JobPayloads, reconcileQueueName, reconcileSchedulerId } from '../queues/queue-names';
+import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 
 /** Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes. */
@@ -26,7 +26,7 @@ export async function startReconcileWorker(
         lifecycle: deps.lifecycle,
         platform,
         settleMs: intervalMs,
-        heldBotIds: async () => (await occupyQueue.getActive()).map((job) => job.data.botId),
+        heldBotIds: async () => (await occupyQueue.getRanges(['active'])).map(botIdOfOccupyJob), // ids, not job bodies
       });
       await deps.countRun(reconcileSchedulerId(settings.name));
       if (result.acted || result.stopped) deps.log.info('reconciliation acted', { platform: settings.name, ...result });

@@ -87,25 +87,37 @@ export interface ReconcileDeps {
 }
 
 /**
- * Reconciliation compares the platform's own view with ours, so it necessarily costs one look per container:
- * a live bot whose container is gone becomes FATAL CONTAINER_LOST; a container whose bot has ended is stopped.
+ * Reconciliation compares the platform's own list of containers (one call) with the bots the fleet holds on
+ * it, and reads the database only where the two disagree, so its cost follows the discrepancies, not the
+ * number of live bots: a held bot whose container is not listed becomes FATAL CONTAINER_LOST once the
+ * platform confirms it is gone; a listed container whose bot is not held is stopped if its bot has ended.
  */
 export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): Promise<SweepResult & { stopped: number }> {
   const result = { read: 0, acted: 0, stopped: 0 };
-  for (const botId of await deps.heldBotIds()) {
+  // Held first: a bot placed after this read is not held here, and its container is then left alone below
+  // because its bot is live.
+  const held = new Set(await deps.heldBotIds());
+  const containers = await deps.platform.list();
+  const listed = new Set(containers.map((container) => container.botId));
+
+  for (const botId of held) {
+    if (listed.has(botId)) continue;
     result.read++;
     const bot = await deps.repo.findById(botId);
     if (!bot || !LIVE_STATUSES.includes(bot.status) || bot.platform !== deps.platform.name) continue;
+    // Not deployed yet, or too recently to be listed.
     if (!bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
     const { state, detail } = await deps.platform.status(bot.platformIdentifier);
     if (state !== 'gone') continue;
     const ended = await deps.lifecycle.end(botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
     if (ended) result.acted++;
   }
-  for (const container of await deps.platform.list()) {
+
+  for (const container of containers) {
+    if (container.botId && held.has(container.botId)) continue;
     result.read++;
     const bot = container.botId ? await deps.repo.findById(container.botId) : null;
-    if (bot && !isTerminal(bot.status)) continue;
+    if (bot && !isTerminal(bot.status)) continue; // e.g. waiting to be adopted after its worker died
     logger.warn('stopping a container whose bot has ended', { botId: container.botId, identifier: container.identifier });
     await deps.platform.stop(container.identifier);
     result.stopped++;
