@@ -5,7 +5,9 @@ import { logger } from '../logger';
  * How a process holding a bot on a platform learns that the bot has ended, wherever that happened.
  * Redis pub/sub makes it prompt. Pub/sub drops messages while a subscriber is away, so ended bots are also
  * kept for a day in a sorted set that each process checks for the bots it holds every `pollMs` (one
- * ZMSCORE), and, rarely, the database is asked directly, for an end whose announcement never happened.
+ * ZMSCORE per 1,000 bots), and, rarely, the database is asked directly, for an end whose announcement never
+ * happened. That last check reads at most `databaseBatch` bots per `databasePollMs`, taking the held bots in
+ * turn, so its load on the database stays fixed however many bots a process holds.
  */
 export const endedChannel = (prefix: string) => `${prefix}:bot-ended`;
 const endedSet = (prefix: string) => `${prefix}:ended`;
@@ -38,6 +40,7 @@ export interface EndSignalOptions {
   hasEnded(botId: string): Promise<boolean>;
   pollMs?: number;
   databasePollMs?: number;
+  databaseBatch?: number;
 }
 
 export async function createEndSignals(options: EndSignalOptions): Promise<EndSignals> {
@@ -66,17 +69,35 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
     const ids = [...waiters.keys()];
     if (ids.length) for (const botId of await endedInRedis(ids)) wake(botId);
   };
+  let databaseTurn = 0;
   const pollDatabase = async () => {
-    for (const botId of [...waiters.keys()]) if (await options.hasEnded(botId)) wake(botId);
+    const ids = [...waiters.keys()];
+    const batch = Math.min(ids.length, options.databaseBatch ?? 200);
+    for (let i = 0; i < batch; i++) {
+      const botId = ids[(databaseTurn + i) % ids.length];
+      if (waiters.has(botId) && (await options.hasEnded(botId))) wake(botId);
+    }
+    databaseTurn = ids.length ? (databaseTurn + batch) % ids.length : 0;
   };
+  // Each poll is scheduled after the previous one finished: a slow database must not pile polls up.
+  let closed = false;
+  const timers = new Set<NodeJS.Timeout>();
   const every = (ms: number, poll: () => Promise<void>) => {
-    const timer = setInterval(() => {
-      poll().catch((error) => logger.warn('end-signal poll failed', { error: String(error) }));
-    }, ms);
-    timer.unref();
-    return timer;
+    const next = () => {
+      if (closed) return;
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        poll()
+          .catch((error) => logger.warn('end-signal poll failed', { error: String(error) }))
+          .finally(next);
+      }, ms);
+      timer.unref();
+      timers.add(timer);
+    };
+    next();
   };
-  const timers = [every(options.pollMs ?? 2000, pollRedis), every(options.databasePollMs ?? 60_000, pollDatabase)];
+  every(options.pollMs ?? 2000, pollRedis);
+  every(options.databasePollMs ?? 60_000, pollDatabase);
 
   return {
     waitForEnd(botId, signal) {
@@ -100,7 +121,8 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
       });
     },
     async close() {
-      timers.forEach(clearInterval);
+      closed = true;
+      timers.forEach(clearTimeout);
       await options.subscriber.quit().catch(() => undefined);
     },
   };
