@@ -28,7 +28,7 @@ const reps = quick ? 1 : 3;
 const heavyReps = 1;
 const sizes: figures.Sizes = quick
   ? { seconds: 2, sweepLarge: 20_000, capacityBots: 15, rssBots: 300, placeBots: 50 }
-  : { seconds: 3, sweepLarge: 100_000, capacityBots: 40, rssBots: 1_000, placeBots: 150 };
+  : { seconds: 3, sweepLarge: 100_000, capacityBots: 40, rssBots: 10_000, placeBots: 1_000 };
 
 async function repeat<T>(label: string, fn: () => Promise<T>, times = reps): Promise<T[]> {
   const results: T[] = [];

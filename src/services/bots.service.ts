@@ -14,7 +14,7 @@ import { Placement } from '../placement/placement.service';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
-import { BotDoc, Models } from '../store/models';
+import { BotDoc, idempotencyRecordId, Models } from '../store/models';
 import { Lifecycle } from './lifecycle.service';
 
 /** What clients and bots can ask of the fleet; the API's routes are thin wrappers around these. */
@@ -63,7 +63,7 @@ export function createBotsService(deps: BotsServiceDeps) {
   };
 
   /** Inserts the bot (if absent) and hands it to placement; undoes the insert if placement is unreachable. */
-  const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput) => {
+  const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput, idempotencyKey?: string) => {
     const now = new Date();
     const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
     const doc: BotDoc = {
@@ -94,7 +94,8 @@ export function createBotsService(deps: BotsServiceDeps) {
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);
-      await Idempotency.deleteOne({ owner, botId }).catch(() => undefined);
+      // only the record that points at this bot (a rare path, so the filter beyond _id is affordable)
+      if (idempotencyKey) await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }
     return { bot: doc, created: true };
@@ -107,16 +108,17 @@ export function createBotsService(deps: BotsServiceDeps) {
         return { bot: await present(bot), created: true };
       }
       const requestHash = createHash('sha256').update(stableJson(input)).digest('hex');
+      const recordId = idempotencyRecordId(owner, idempotencyKey);
       for (let round = 0; round < 3; round++) {
         const botId = new Types.ObjectId();
         try {
-          await Idempotency.create({ owner, key: idempotencyKey, requestHash, botId, createdAt: new Date() });
-          const { bot, created } = await insertAndPlace(owner, botId, input);
+          await Idempotency.create({ _id: recordId, owner, key: idempotencyKey, requestHash, botId, createdAt: new Date() });
+          const { bot, created } = await insertAndPlace(owner, botId, input, idempotencyKey);
           return { bot: await present(bot), created };
         } catch (error) {
           if ((error as { code?: number }).code !== 11000) throw error;
         }
-        const record = await Idempotency.findOne({ owner, key: idempotencyKey }).lean();
+        const record = await Idempotency.findById(recordId).lean();
         if (!record) continue; // removed after a failed placement: try again
         if (Date.now() - record.createdAt.getTime() > IDEMPOTENCY_WINDOW_MS) {
           await Idempotency.deleteOne({ _id: record._id });
@@ -127,7 +129,7 @@ export function createBotsService(deps: BotsServiceDeps) {
         }
         // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
         // whichever request's insert lands is the one that answers 201.
-        const { bot, created } = await insertAndPlace(owner, record.botId, input);
+        const { bot, created } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
         return { bot: await present(bot), created };
       }
       throw new UnavailableError('could not settle the Idempotency-Key; retry');

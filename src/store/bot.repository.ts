@@ -88,8 +88,11 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
       return bot;
     },
     findById: (id) => (isObjectId(id) ? Bot.findById(id).lean<BotDoc>() : Promise.resolve(null)),
-    findForOwner: (ownerId, id) =>
-      isObjectId(id) ? Bot.findOne({ _id: id, ownerId }).lean<BotDoc>() : Promise.resolve(null),
+    // By _id alone, then the owner in code: FerretDB v1 scans the collection for any filter but {_id}.
+    async findForOwner(ownerId, id) {
+      const bot = isObjectId(id) ? await Bot.findById(id).lean<BotDoc>() : null;
+      return bot?.ownerId === ownerId ? bot : null;
+    },
     list(ownerId, { status, platform, limit, before }) {
       const query: QueryFilter<BotDoc> = { ownerId };
       if (status) query.status = status;

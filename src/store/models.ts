@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Connection, Model, Schema, Types } from 'mongoose';
 import { BOT_STATUSES, BotStatus, END_REASONS, EndReason, MeetingPlatform } from '../domain/bot.lifecycle';
 
@@ -78,7 +79,8 @@ export interface ApiKeyDoc {
 }
 
 export interface IdempotencyDoc {
-  _id: Types.ObjectId;
+  /** idempotencyRecordId(owner, key): lookups go by _id, the one filter every MongoDB-compatible server indexes. */
+  _id: string;
   owner: string;
   key: string;
   requestHash: string;
@@ -154,6 +156,7 @@ const apiKeySchema = new Schema<ApiKeyDoc>(
 
 const idempotencySchema = new Schema<IdempotencyDoc>(
   {
+    _id: { type: String, required: true },
     owner: { type: String, required: true },
     key: { type: String, required: true },
     requestHash: { type: String, required: true },
@@ -162,7 +165,10 @@ const idempotencySchema = new Schema<IdempotencyDoc>(
   },
   { collection: 'idempotency_keys', versionKey: false },
 );
-idempotencySchema.index({ owner: 1, key: 1 }, { unique: true });
+
+/** One record per (owner, Idempotency-Key); a hash so keys of any length and charset fit an _id. */
+export const idempotencyRecordId = (owner: string, key: string) =>
+  createHash('sha256').update(owner).update('\0').update(key).digest('hex');
 
 export interface Models {
   Bot: Model<BotDoc>;
