@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import os from 'node:os';
 import Joi from 'joi';
 
 /**
@@ -72,6 +73,17 @@ export interface Config {
   localRunDir?: string;
   /** Prefix of every Redis key (BullMQ and ours); lets several fleets or test runs share one Redis. */
   redisPrefix: string;
+  /**
+   * Identity stamped on every container this fleet starts (label, tag, pid file); list(), adoption and
+   * reconciliation only ever consider containers carrying it. FLEET_ID, defaulting to REDIS_PREFIX.
+   */
+  fleetId: string;
+  /** Which machine this process is, for platforms whose containers live on one host (`local`). */
+  localHostId: string;
+  /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
+  simHost: string;
+  /** SIGTERM ends the process within this long, even with Redis or MongoDB unreachable. */
+  shutdownTimeoutMs: number;
   heartbeatTimeoutMs: number;
   heartbeatIntervalMs: number;
   deployTimeoutMs: number;
@@ -102,6 +114,7 @@ export class ConfigError extends Error {
 const positiveInt = Joi.number().integer().min(1);
 const nonNegativeInt = Joi.number().integer().min(0);
 const url = Joi.string().uri({ scheme: ['http', 'https'] });
+const FLEET_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const csv = Joi.string().pattern(/^[^,\s]+(\s*,\s*[^,\s]+)*$/);
 
 /** Variables every process reads. Empty strings count as unset. */
@@ -123,6 +136,11 @@ const baseSchema = Joi.object({
   LOCAL_BOT_COMMAND: Joi.string(),
   LOCAL_RUN_DIR: Joi.string(),
   REDIS_PREFIX: Joi.string().pattern(/^[A-Za-z0-9_-]+$/).default('meeboter'),
+  // A valid Kubernetes label value and ECS tag value, since every container carries it.
+  FLEET_ID: Joi.string().pattern(FLEET_ID_PATTERN),
+  LOCAL_HOST_ID: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
+  SIM_HOST: Joi.string().pattern(/^[A-Za-z0-9_-]+$/),
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(30000),
   HEARTBEAT_TIMEOUT_MS: positiveInt.default(300000),
   HEARTBEAT_INTERVAL_MS: positiveInt.default(30000),
   DEPLOY_TIMEOUT_MS: positiveInt.default(900000),
@@ -263,6 +281,9 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
   if (unknownWorker) throw new ConfigError(`WORKER_PLATFORMS: "${unknownWorker}" is not in PLATFORM_PRIORITY`);
 
   const kinds = new Set(platforms.map((platform) => platform.kind));
+  if (!base.FLEET_ID && !FLEET_ID_PATTERN.test(base.REDIS_PREFIX)) {
+    throw new ConfigError(`FLEET_ID: required, since REDIS_PREFIX "${base.REDIS_PREFIX}" cannot label containers`);
+  }
   const config: Config = {
     port: base.PORT,
     publicUrl: base.PUBLIC_URL ?? `http://127.0.0.1:${base.PORT}`,
@@ -280,6 +301,10 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     localBotCommand: base.LOCAL_BOT_COMMAND,
     localRunDir: base.LOCAL_RUN_DIR,
     redisPrefix: base.REDIS_PREFIX,
+    fleetId: base.FLEET_ID ?? base.REDIS_PREFIX,
+    localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
+    simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
+    shutdownTimeoutMs: base.SHUTDOWN_TIMEOUT_MS,
     heartbeatTimeoutMs: base.HEARTBEAT_TIMEOUT_MS,
     heartbeatIntervalMs: base.HEARTBEAT_INTERVAL_MS,
     deployTimeoutMs: base.DEPLOY_TIMEOUT_MS,

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Config, ConfigError, loadConfig } from './config';
 import { startFleet } from './fleet';
 import { createLogger, logger, setLogger } from './logger';
+import { assertPlatformsBuilt } from './platforms/registry';
 import { isPortOpen, startFerretDb, startRedis, StartedPeer } from './peers';
 import { createShutdown, installSignalHandlers } from './shutdown';
 
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError(`role: expected all, api or worker, got "${role}"`);
   const config = loadConfig(process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
+  assertPlatformsBuilt(config);
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
   }

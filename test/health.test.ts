@@ -6,7 +6,7 @@ import { reconcilePlatform, sweepHeartbeats } from '../src/health/sweeps';
 import { deploymentName } from '../src/platforms/platform';
 import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { createLiveState } from '../src/store/live-state';
-import { meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
+import { meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
 
 /**
  * Self-healing (PRODUCT.md I6): silent bots are FATAL and stopped, lost containers are noticed, bots asked
@@ -56,7 +56,7 @@ it('a hanging bot becomes FATAL HEARTBEAT_TIMEOUT and its process is stopped', a
   const t = await localFleet({ HEARTBEAT_TIMEOUT_MS: '1500' });
   const id = await create(t, { 'sim.behavior': 'hang' });
   const inCall = await waitStatus(t, id, ['IN_CALL']);
-  const pid = Number(inCall.platformIdentifier);
+  const pid = pidOf(inCall.platformIdentifier);
   expect(alive(pid)).toBe(true);
   const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'HEARTBEAT_TIMEOUT' });
@@ -96,7 +96,7 @@ it('a bot that ignores /leave is ENDED LEFT after the grace and its process stop
   expect(leaving.body.status).toBe('LEAVING');
   const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
   expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
-  await waitFor(() => !alive(Number(inCall.platformIdentifier)), 'the bot process to be gone');
+  await waitFor(() => !alive(pidOf(inCall.platformIdentifier)), 'the bot process to be gone');
 });
 
 it('a bot that does leave when asked ends LEFT by itself', async () => {
@@ -229,8 +229,9 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
   const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
   const listedBots = [...healthy, String(ended._id), String(awaitingAdoption._id), unknown];
   await t.fleet.redis.hset(keys.containers, Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), '{}'])));
+  await t.fleet.redis.hset(keys.owners, Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), t.env.REDIS_PREFIX])));
 
-  const sim = createSimPlatform({ name: 'sim', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+  const sim = createSimPlatform({ name: 'sim', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX });
   const read: string[] = [];
   const statusCalls: string[] = [];
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };

@@ -10,6 +10,8 @@ export interface ContractSubject {
   newSpec(): Promise<DeploySpec>;
   /** How many containers the platform itself says exist for `name` (0 or 1 unless it double-deployed). */
   containersNamed(name: string): Promise<number>;
+  /** An adapter of the same kind on the same host, namespace or account, configured for another fleet. */
+  otherFleet: Platform;
 }
 
 export function runPlatformContract(label: string, setup: () => Promise<ContractSubject>) {
@@ -56,6 +58,26 @@ export function runPlatformContract(label: string, setup: () => Promise<Contract
       expect(botIdOfDeployment(spec.name)).toBe(spec.botId);
       await subject.platform.stop(deployment.identifier);
       expect((await subject.platform.list()).map((c) => c.identifier)).not.toContain(deployment.identifier);
+    });
+
+    it("sees, adopts and judges only its own fleet's containers", async () => {
+      const ours = await subject.newSpec();
+      const theirs = await subject.newSpec();
+      const mine = await subject.platform.deploy(ours);
+      const other = await subject.otherFleet.deploy(theirs);
+      const identifiers = async (platform: Platform) => (await platform.list()).map((c) => c.identifier);
+      expect(await identifiers(subject.otherFleet)).not.toContain(mine.identifier);
+      expect(await identifiers(subject.platform)).not.toContain(other.identifier);
+      expect(await identifiers(subject.platform)).toContain(mine.identifier);
+      expect(await subject.otherFleet.adopt(ours.name)).toBeNull();
+      expect(await subject.platform.adopt(theirs.name)).toBeNull();
+      // Neither fleet's stop reaches the other's container.
+      await subject.otherFleet.stop(mine.identifier).catch(() => undefined);
+      expect((await subject.platform.status(mine.identifier)).state).toBe('running');
+      await subject.platform.stop(mine.identifier);
+      expect((await subject.otherFleet.status(other.identifier)).state).toBe('running');
+      await subject.otherFleet.stop(other.identifier);
+      expect(await subject.containersNamed(theirs.name)).toBe(0);
     });
 
     it('stopping a gone container succeeds', async () => {

@@ -37,14 +37,27 @@ function pidAlive(pid: number) {
 
 describe('local', () => {
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-local-'));
-  const make = () => createLocalPlatform({ name: 'local', command: DEFAULT_LOCAL_BOT_COMMAND, runDir, stopGraceMs: 2000 });
+  const make = (fleetId = t.env.REDIS_PREFIX) =>
+    createLocalPlatform({
+      name: 'local',
+      command: DEFAULT_LOCAL_BOT_COMMAND,
+      runDir,
+      stopGraceMs: 2000,
+      fleetId,
+      hostId: 'host-a',
+      redis: t.fleet.redis,
+      prefix: t.env.REDIS_PREFIX,
+    });
 
   runPlatformContract('local', async () => {
     const platform = make();
+    const otherFleet = make('another-fleet');
     return {
       platform,
+      otherFleet,
       newSpec: () => newBotSpec('local'),
-      containersNamed: async (name) => ((await platform.adopt(name)) ? 1 : 0),
+      // Every fleet's processes: a double deploy by either would show.
+      containersNamed: async (name) => ((await platform.adopt(name)) || (await otherFleet.adopt(name)) ? 1 : 0),
     };
   });
 
@@ -54,24 +67,29 @@ describe('local', () => {
     const deployment = await first.deploy(spec);
     await waitFor(async () => (await t.request('GET', `/api/bots/${spec.botId}`)).body.status === 'IN_CALL', 'IN_CALL');
     await first.close();
-    expect(pidAlive(Number(deployment.identifier))).toBe(true);
+    const pid = Number(deployment.identifier.split('@')[0]);
+    expect(pidAlive(pid)).toBe(true);
     // a second fleet process adopts it by name and stops it
     const second = make();
     const adopted = await second.adopt(spec.name);
     expect(adopted?.identifier).toBe(deployment.identifier);
     await second.stop(adopted!.identifier);
     // stop() returns once the process has exited; the zombie is reaped by its parent (this process) soon after
-    await waitFor(() => !pidAlive(Number(deployment.identifier)), 'the process to be reaped');
+    await waitFor(() => !pidAlive(pid), 'the process to be reaped');
     expect(readdirSync(runDir).filter((f) => f === `${spec.name}.pid`)).toEqual([]);
   });
 });
 
 describe('sim', () => {
+  const sim = (name: string, fleetId = t.env.REDIS_PREFIX) =>
+    createSimPlatform({ name, redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId });
+
   runPlatformContract('sim', async () => {
-    const platform = createSimPlatform({ name: 'sim', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const platform = sim('sim');
     const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
     return {
       platform,
+      otherFleet: sim('sim', 'another-fleet'),
       newSpec: () => newBotSpec('sim'),
       containersNamed: async (name) => (await t.fleet.redis.hexists(keys.containers, name)) as number,
     };
@@ -80,12 +98,12 @@ describe('sim', () => {
   it('a container whose process died is adopted and its bot resumed by another process', async () => {
     const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-x');
     const spec = await newBotSpec('sim-x');
-    const first = createSimPlatform({ name: 'sim-x', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const first = sim('sim-x');
     await first.deploy(spec);
     await waitFor(async () => (await t.request('GET', `/api/bots/${spec.botId}`)).body.status === 'IN_CALL', 'IN_CALL');
     await first.close(); // its process "dies"; the container stays on the host
     expect(await t.fleet.redis.hexists(keys.containers, spec.name)).toBe(1);
-    const second = createSimPlatform({ name: 'sim-x', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const second = sim('sim-x');
     expect(await second.adopt(spec.name)).not.toBeNull();
     expect(await t.fleet.redis.hget(keys.deploys, spec.name)).toBe('1');
     await second.stop(spec.name);
@@ -93,7 +111,7 @@ describe('sim', () => {
   });
 
   it('injects deploy faults for fallback tests', async () => {
-    const platform = createSimPlatform({ name: 'sim-f', redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX });
+    const platform = sim('sim-f');
     const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-f');
     await t.fleet.redis.set(keys.fault, 'fail');
     await expect(platform.deploy(await newBotSpec('sim-f'))).rejects.toMatchObject({ transient: true });

@@ -1,4 +1,4 @@
-import { baseEnv, cleanup, httpRequest, peerUrls, spawnFleetProcess, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+import { baseEnv, cleanup, httpRequest, peerUrls, pidOf, spawnFleetProcess, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
 /**
  * What a newcomer sees: `node dist/src/main.js` with the embedded defaults (PLATFORM_PRIORITY=local, the sim
@@ -30,7 +30,7 @@ it('runs a local sim bot through DEPLOYING → JOINING_CALL → IN_CALL → ENDE
       return res.body.status === 'ENDED' ? res.body : null;
     }, 'the bot to end');
     expect(ended).toMatchObject({ platform: 'local', endReason: 'COMPLETED' });
-    const pid = Number(ended.platformIdentifier);
+    const pid = pidOf(ended.platformIdentifier);
     expect(pid).toBeGreaterThan(0);
     await waitFor(() => {
       try {
@@ -55,4 +55,12 @@ it('stops at startup with one line naming a bad variable', async () => {
   const code = await new Promise((resolve) => fleet.child.once('exit', resolve));
   expect(code).toBe(1);
   expect(fleet.output().trim()).toBe('configuration error: K8S_BOT_LIMIT: is required');
+});
+
+it('an API-only process stops at startup when an enabled platform is not part of this build', async () => {
+  const env = await baseEnv({ PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '2', K8S_IMAGE_REGISTRY: 'registry.example' });
+  const fleet = spawnFleetProcess('api', env);
+  const code = await new Promise((resolve) => fleet.child.once('exit', resolve));
+  expect(code).toBe(1);
+  expect(fleet.output().trim()).toBe('configuration error: PLATFORM_PRIORITY: the k8s adapter is not part of this build yet');
 });

@@ -73,13 +73,21 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);
     if (!deployment && bot.platformIdentifier) {
-      await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone`);
-      return 'released';
+      const { state } = await platform.status(bot.platformIdentifier);
+      if (state === 'gone') {
+        await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone`);
+        return 'released';
+      }
+      deployment = { identifier: bot.platformIdentifier, state: state === 'elsewhere' ? 'elsewhere' : 'running' };
     }
     if (deployment) {
-      log.info('adopted running container', { identifier: deployment.identifier });
-      await lifecycle.event(job.botId, 'attempt.adopted', { data: { platform: settings.name, identifier: deployment.identifier } });
-      if (!bot.platformIdentifier) await repo.update(job.botId, { platformIdentifier: deployment.identifier });
+      log.info('adopted running container', { identifier: deployment.identifier, state: deployment.state });
+      await lifecycle.event(job.botId, 'attempt.adopted', {
+        data: { platform: settings.name, identifier: deployment.identifier, state: deployment.state },
+      });
+      if (!bot.platformIdentifier && deployment.state !== 'elsewhere') {
+        await repo.update(job.botId, { platformIdentifier: deployment.identifier });
+      }
     }
   }
 
@@ -91,6 +99,11 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
 
   const outcome = await ctx.endSignals.waitForEnd(job.botId, job.signal);
   if (outcome === 'aborted') return 'shutting-down';
+  if (deployment.state === 'elsewhere') {
+    // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
+    log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
+    return 'released';
+  }
   await withRetries(() => platform.stop(deployment!.identifier), { attempts: STOP_RETRIES, isRetryable: () => true });
   await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier: deployment.identifier } });
   log.info('container stopped, capacity released', { identifier: deployment.identifier });
@@ -131,7 +144,7 @@ async function deployOnce(
 
 async function stopIfAny(ctx: OccupyContext, name: string, log: Logger): Promise<void> {
   const leftover = await ctx.platform.adopt(name);
-  if (!leftover) return;
+  if (!leftover || leftover.state === 'elsewhere') return;
   log.warn('stopping a container left by an earlier run', { identifier: leftover.identifier });
   await withRetries(() => ctx.platform.stop(leftover.identifier), { attempts: STOP_RETRIES, isRetryable: () => true });
 }

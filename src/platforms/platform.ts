@@ -6,6 +6,10 @@ import { MeetingPlatform } from '../domain/bot.lifecycle';
  * Idempotency contract: `deploy` with the same `name` never starts a second container (Kubernetes: a Job
  * of that name; ECS: the RunTask clientToken; local: a pid file of that name). The fleet calls `adopt`
  * first when it may already have deployed, so a re-run after a crash takes over the running container.
+ *
+ * Fleet scope: every container an adapter starts carries its fleet's id (FLEET_ID), and `adopt`, `list`,
+ * `status` and `stop` never act on a container of another fleet, so fleets sharing a host, namespace or
+ * cluster never judge or stop each other's bots.
  */
 export interface DeploySpec {
   botId: string;
@@ -23,7 +27,7 @@ export interface Deployment {
    * `running`: the container is up. `starting`: accepted, still coming up (a pod pulling its image, a pool
    * slot starting); the bot's own status reports and the reconciliation sweep follow it from there.
    */
-  state: 'starting' | 'running';
+  state: 'starting' | 'running' | 'elsewhere';
 }
 
 export interface ListedContainer {
@@ -32,7 +36,11 @@ export interface ListedContainer {
   botId: string | null;
 }
 
-export type ContainerState = 'starting' | 'running' | 'gone';
+/**
+ * `elsewhere`: the container lives on another host of a host-bound platform (`local`), which alone may judge
+ * or stop it; this process can neither confirm nor deny that it runs.
+ */
+export type ContainerState = 'starting' | 'running' | 'gone' | 'elsewhere';
 
 export interface ContainerStatus {
   state: ContainerState;
@@ -58,7 +66,8 @@ export interface Platform {
   readonly name: string;
   /**
    * Starts the container for one bot attempt, or returns the one already started under `spec.name`.
-   * Returns as soon as the platform accepted it; it must not wait for a slow start.
+   * Returns as soon as the platform accepted it; it must not wait for a slow start. `elsewhere` means an
+   * earlier attempt started it on another host, which holds it.
    */
   deploy(spec: DeploySpec): Promise<Deployment>;
   /**

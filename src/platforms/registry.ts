@@ -29,28 +29,37 @@ const simBotScript = [
 ].find((candidate) => existsSync(candidate));
 export const DEFAULT_LOCAL_BOT_COMMAND = `"${process.execPath}" "${simBotScript ?? 'dist/scripts/sim-bot.js'}"`;
 
-const notYet = (kind: string): Factory => () => {
-  throw new ConfigError(`PLATFORM_PRIORITY: the ${kind} adapter is not part of this build yet`);
-};
-
-const FACTORIES: Record<PlatformKind, Factory> = {
-  local: (settings, { config, prefix }) =>
+/** null: the kind is known to configuration but its adapter is not part of this build. */
+const FACTORIES: Record<PlatformKind, Factory | null> = {
+  local: (settings, { config, redis, prefix }) =>
     createLocalPlatform({
       name: settings.name,
       command: config.localBotCommand ?? DEFAULT_LOCAL_BOT_COMMAND,
       runDir: config.localRunDir ?? path.join(os.tmpdir(), `meeboter-${prefix}-local`),
+      fleetId: config.fleetId,
+      hostId: config.localHostId,
+      redis,
+      prefix,
     }),
-  sim: (settings, { redis, prefix }) => createSimPlatform({ name: settings.name, redis, prefix }),
-  k8s: notYet('k8s'),
-  aws: notYet('aws'),
-  coolify: notYet('coolify'),
+  sim: (settings, { config, redis }) =>
+    createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
+  k8s: null,
+  aws: null,
+  coolify: null,
 };
 
+/** Stops startup of any role (an API-only process builds no adapter) when an enabled platform is not built. */
+export function assertPlatformsBuilt(config: Config): void {
+  const missing = config.platforms.find((settings) => !FACTORIES[settings.kind]);
+  if (missing) throw new ConfigError(`PLATFORM_PRIORITY: the ${missing.kind} adapter is not part of this build yet`);
+}
+
 export function createPlatforms(deps: PlatformDeps, names?: string[]): Map<string, Platform> {
+  assertPlatformsBuilt(deps.config);
   const platforms = new Map<string, Platform>();
   for (const settings of deps.config.platforms) {
     if (names && !names.includes(settings.name)) continue;
-    platforms.set(settings.name, FACTORIES[settings.kind](settings, deps));
+    platforms.set(settings.name, FACTORIES[settings.kind]!(settings, deps));
   }
   return platforms;
 }

@@ -171,6 +171,9 @@ export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<st
   };
 }
 
+/** The process id in a `local` deployment identifier (`<pid>@<host>`). */
+export const pidOf = (identifier: string) => Number(identifier.split('@')[0]);
+
 export const meetings = {
   zoom: { platform: 'zoom', meetingId: '123456789' },
   meet: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },

@@ -1,38 +1,80 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
 
 /**
  * `local`: one child process per bot, running LOCAL_BOT_COMMAND with the bot env. Each process gets its own
  * process group and a pid file named after the deployment, so it outlives a crashed fleet process and the
- * next one can adopt or stop it. Output goes to `<runDir>/<name>.log`.
+ * next one on the same host can adopt or stop it. Output goes to `<runDir>/<name>.log`.
+ *
+ * Processes exist only on the machine that started them, so a deployment belongs to a host: its identifier
+ * is `<pid>@<host>`, and before spawning, the host is recorded in Redis under the deployment name. A worker
+ * on another host answers `elsewhere` for it and never judges or stops it; only its own host does. The pid
+ * file also names the fleet, so fleets sharing a run directory never see each other's processes.
  */
 export interface LocalPlatformOptions {
   name: string;
   command: string;
   runDir: string;
+  fleetId: string;
+  hostId: string;
+  redis: Redis;
+  /** Namespace of the host records (the fleet's Redis prefix). */
+  prefix: string;
   /** Grace between SIGTERM and SIGKILL. */
   stopGraceMs?: number;
+  /** How long stop() waits after SIGKILL for the whole process group to be gone. */
+  killWaitMs?: number;
+}
+
+interface PidFile {
+  pid: number;
+  fleet: string;
+  host: string;
 }
 
 export function createLocalPlatform(options: LocalPlatformOptions): Platform {
   mkdirSync(options.runDir, { recursive: true });
   const pidFile = (name: string) => path.join(options.runDir, `${name}.pid`);
+  const hostsKey = `${options.prefix}:local:${options.name}:hosts`;
   const grace = options.stopGraceMs ?? 5000;
-  /** pid → deployment name, for removing pid files on stop; adopt() also clears stale files. */
-  const names = new Map<string, string>();
+  const killWait = options.killWaitMs ?? 10_000;
+  const identifierOf = (pid: number) => `${pid}@${options.hostId}`;
+
+  const readPidFile = (name: string): PidFile | null => {
+    try {
+      const parsed = JSON.parse(readFileSync(pidFile(name), 'utf8')) as PidFile;
+      return parsed.fleet === options.fleetId ? parsed : null;
+    } catch {
+      return null;
+    }
+  };
+
+  /** This host's running process for `name`, clearing a stale pid file on the way. */
+  const adoptHere = (name: string): Deployment | null => {
+    const file = readPidFile(name);
+    if (!file) return null;
+    if (groupAlive(file.pid)) return { identifier: identifierOf(file.pid), state: 'running' };
+    rmSync(pidFile(name), { force: true });
+    return null;
+  };
 
   const adopt = async (name: string): Promise<Deployment | null> => {
-    const file = pidFile(name);
-    if (!existsSync(file)) return null;
-    const pid = Number(readFileSync(file, 'utf8'));
-    if (isAlive(pid)) {
-      names.set(String(pid), name);
-      return { identifier: String(pid), state: 'running' };
-    }
-    rmSync(file, { force: true });
+    const here = adoptHere(name);
+    if (here) return here;
+    const host = await options.redis.hget(hostsKey, name);
+    if (host && host !== options.hostId) return { identifier: `?@${host}`, state: 'elsewhere' };
     return null;
+  };
+
+  /** Deployment names of every pid file in the run directory, any fleet's: readPidFile() keeps only ours. */
+  const pidFileNames = () => readdirSync(options.runDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4));
+
+  const parse = (identifier: string) => {
+    const at = identifier.lastIndexOf('@');
+    return { pid: Number(identifier.slice(0, at)), host: identifier.slice(at + 1) };
   };
 
   return {
@@ -41,6 +83,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
     async deploy(spec: DeploySpec) {
       const existing = await adopt(spec.name);
       if (existing) return existing;
+      // Claimed for this host before anything runs: a re-run on another host then answers `elsewhere`.
+      await options.redis.hset(hostsKey, spec.name, options.hostId);
       const log = openSync(path.join(options.runDir, `${spec.name}.log`), 'a');
       try {
         const child = spawn('/bin/sh', ['-c', options.command], {
@@ -49,55 +93,100 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
           env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...spec.env },
         });
         if (!child.pid) throw new PlatformError(`could not start "${options.command}"`, false);
-        writeFileSync(pidFile(spec.name), String(child.pid));
-        names.set(String(child.pid), spec.name);
+        const record: PidFile = { pid: child.pid, fleet: options.fleetId, host: options.hostId };
+        writeFileSync(pidFile(spec.name), JSON.stringify(record));
         child.unref();
-        return { identifier: String(child.pid), state: 'running' };
+        return { identifier: identifierOf(child.pid), state: 'running' };
       } finally {
         closeSync(log);
       }
     },
     async status(identifier): Promise<ContainerStatus> {
-      return { state: isAlive(Number(identifier)) ? 'running' : 'gone' };
+      const { pid, host } = parse(identifier);
+      if (host !== options.hostId) return { state: 'elsewhere', detail: `runs on host ${host}` };
+      return { state: groupAlive(pid) ? 'running' : 'gone' };
     },
     async list() {
       const containers = [];
-      for (const file of readdirSync(options.runDir).filter((f) => f.endsWith('.pid'))) {
-        const name = file.slice(0, -4);
-        const deployment = await adopt(name);
+      for (const name of pidFileNames()) {
+        const deployment = adoptHere(name);
         if (deployment) containers.push({ identifier: deployment.identifier, botId: botIdOfDeployment(name) });
       }
       return containers;
     },
     async stop(identifier) {
-      const pid = Number(identifier);
+      const { pid, host } = parse(identifier);
+      // Another host's process is stopped by that host's own reconciliation once its bot has ended.
+      if (host !== options.hostId) return;
+      // Only a process of this fleet, found through its own pid file; anything else is not ours to signal.
+      const name = pidFileNames().find((candidate) => readPidFile(candidate)?.pid === pid);
+      if (!name) return;
       signalGroup(pid, 'SIGTERM');
-      const deadline = Date.now() + grace;
-      while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-      if (isAlive(pid)) signalGroup(pid, 'SIGKILL');
-      while (isAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 20));
-      const name = names.get(identifier);
-      if (name) rmSync(pidFile(name), { force: true });
-      names.delete(identifier);
+      await waitUntil(() => !groupAlive(pid), grace);
+      if (groupAlive(pid)) {
+        signalGroup(pid, 'SIGKILL');
+        await waitUntil(() => !groupAlive(pid), killWait);
+        if (groupAlive(pid)) throw new PlatformError(`process group ${pid} survived SIGKILL for ${killWait} ms`, true);
+      }
+      rmSync(pidFile(name), { force: true });
+      await options.redis.hdel(hostsKey, name);
     },
     async close() {},
   };
 }
 
-function isAlive(pid: number): boolean {
+async function waitUntil(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
+/**
+ * True while any process of the group led by `pid` runs: the bot's command may have children of its own,
+ * and capacity is only free once every one of them has exited. Zombies hold nothing and do not count.
+ */
+function groupAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(-pid, 0);
+  } catch {
+    return processAlive(pid);
+  }
+  return groupMembers(pid).some((member) => processAlive(member));
+}
+
+function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {
     return false;
   }
-  // A child of ours that exited but was not reaped yet is a zombie: it holds nothing.
+  return !isZombie(pid);
+}
+
+function isZombie(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
   } catch {
-    return true;
+    return false;
   }
+}
+
+/** Members of process group `pgid`, read from /proc (field 5 of /proc/<pid>/stat is the group). */
+function groupMembers(pgid: number): number[] {
+  if (!existsSync('/proc')) return [pgid];
+  const members: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) members.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return members;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
