@@ -30,6 +30,8 @@ export interface Queues {
   reconcile: Map<string, ReconcileQueue>;
   webhooks: WebhooksQueue;
   all(): Queue[];
+  /** Sets the global concurrency limits (kept in Redis: set again after Redis lost its data). */
+  applyLimits(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -102,8 +104,11 @@ export async function createQueues(connection: Redis, prefix: string, platforms:
   }
   // Global concurrency lives in Redis, so it holds across every worker process: one dispatcher at a time,
   // and never more active occupy jobs on a platform than its bot limit.
-  await dispatch.setGlobalConcurrency(1);
-  for (const platform of platforms) await platformQueues.get(platform.name)!.setGlobalConcurrency(platform.limit);
+  const applyLimits = async () => {
+    await dispatch.setGlobalConcurrency(1);
+    for (const platform of platforms) await platformQueues.get(platform.name)!.setGlobalConcurrency(platform.limit);
+  };
+  await applyLimits();
 
   const all = () => [dispatch, schedule, sweeps, webhooks, ...platformQueues.values(), ...reconcile.values()] as Queue[];
   return {
@@ -114,6 +119,7 @@ export async function createQueues(connection: Redis, prefix: string, platforms:
     reconcile,
     webhooks,
     all,
+    applyLimits,
     close: async () => {
       await Promise.all(all().map((queue) => queue.close()));
     },

@@ -18,8 +18,9 @@ import { isTerminal } from './domain/bot.lifecycle';
 import { logger } from './logger';
 import { createDeploySlots } from './placement/deploy-slots';
 import { createEndSignals, publishEnded } from './placement/end-signals';
-import { createGlobalQueue } from './placement/global-queue';
+import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
+import { createRecovery } from './placement/recovery';
 import { createPlatforms } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
@@ -49,6 +50,7 @@ export interface Fleet {
   placement: Placement;
   lifecycle: Lifecycle;
   liveState: LiveState;
+  globalQueue: GlobalQueue;
   outbox: WebhookOutbox;
   queues: Queues;
   redis: Redis;
@@ -124,6 +126,7 @@ export async function startFleet(
       placement,
       lifecycle,
       liveState,
+      globalQueue,
       outbox,
       queues,
       redis,
@@ -173,6 +176,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent);
 
   const workers: Worker[] = [];
+  const schedulers: Array<() => Promise<unknown>> = [];
   const deps: WorkerDeps = {
     queues,
     placement,
@@ -190,6 +194,10 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     },
     countRun: async (name) => {
       await fleet.redis.incr(`${prefix}:sweeps:${name}:runs`);
+    },
+    async keepScheduled(upsert) {
+      schedulers.push(upsert);
+      await upsert();
     },
     makeWorker(name, processor, options) {
       const worker = new Worker(name, processor, {
@@ -229,6 +237,44 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   }
   shutdown.add('workers', () => Promise.all(workers.map((worker) => worker.close())));
   logger.info('workers started', { platforms: [...platforms.keys()] });
+
+  const recovery = createRecovery({
+    redis: fleet.redis,
+    prefix,
+    repo,
+    globalQueue: fleet.globalQueue,
+    liveState: fleet.liveState,
+    queues,
+    placement,
+    leaveGraceMs: config.leaveGraceMs,
+    restoreQueues: async () => {
+      await queues.applyLimits();
+      for (const upsert of schedulers) await upsert();
+    },
+    log: logger,
+  });
+  shutdown.add('recovery', everyInterval(config.sweepIntervalMs, (first) => recovery.runExclusive(config.sweepIntervalMs, first)));
+}
+
+/**
+ * Runs `task` now and then every `intervalMs`, each run after the previous one finished; returns the stopper.
+ * A plain timer, not a BullMQ scheduler, so it keeps running after Redis lost its data.
+ */
+function everyInterval(intervalMs: number, task: (first: boolean) => Promise<unknown>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const run = (first: boolean) => {
+    task(first)
+      .catch((error) => logger.warn('recovery pass failed', { error: String(error) }))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(() => run(false), intervalMs);
+      });
+  };
+  run(true);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
 
 /** The environment every bot container gets (PRODUCT.md section 5). */

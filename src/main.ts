@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Config, ConfigError, loadConfig } from './config';
 import { startFleet } from './fleet';
+import { withKeptBotTokenSecret } from './kept-secret';
 import { createLogger, logger, setLogger } from './logger';
 import { assertPlatformsBuilt } from './platforms/registry';
 import { isPortOpen, startFerretDb, startRedis, StartedPeer } from './peers';
@@ -21,7 +22,7 @@ async function resolvePeers(config: Config, dataDir: string) {
       redisUrl = 'redis://127.0.0.1:6379';
       logger.info('using Redis found on 127.0.0.1:6379');
     } else {
-      const peer = await startRedis(path.join(dataDir, 'redis'), 6379);
+      const peer = await startRedis(path.join(dataDir, 'redis'), 6379, true);
       started.push(peer);
       redisUrl = peer.url;
       logger.info(`using ${peer.description}`);
@@ -45,16 +46,17 @@ async function resolvePeers(config: Config, dataDir: string) {
 async function main(): Promise<void> {
   const role = (process.argv[2] ?? 'all') as Role;
   if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError(`role: expected all, api or worker, got "${role}"`);
-  const config = loadConfig(process.env);
+  const dataDir = path.resolve('.data');
+  const config = loadConfig(role === 'all' ? withKeptBotTokenSecret(process.env, dataDir) : process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
   assertPlatformsBuilt(config);
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
   }
-  const { redisUrl, mongodbUri, started } = await resolvePeers(config, path.resolve('.data'));
+  const { redisUrl, mongodbUri, started } = await resolvePeers(config, dataDir);
   const shutdown = createShutdown();
   for (const peer of started) shutdown.add('peer', () => peer.stop());
-  installSignalHandlers(shutdown);
+  installSignalHandlers(shutdown, config.shutdownTimeoutMs);
   const fleet = await startFleet(config, { redisUrl, mongodbUri }, { api: role !== 'worker', workers: role !== 'api' }, shutdown);
   logger.info('meeboter started', {
     role,

@@ -73,20 +73,27 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
-export async function startRedis(dataDir: string, port?: number): Promise<StartedPeer> {
+/**
+ * `durable`: an append-only file in `dataDir`, fsynced every second, so the embedded default keeps its queues
+ * across restarts (tests run without persistence).
+ */
+export async function startRedis(dataDir: string, port?: number, durable = false): Promise<StartedPeer> {
   const binary = findBinary('redis-server');
   if (!binary) throw new Error('redis-server not found: install it (apt-get install redis-server) or set REDIS_URL');
   const listenPort = port ?? (await freePort());
   mkdirSync(dataDir, { recursive: true });
   const child = spawn(
     binary,
-    ['--port', String(listenPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dataDir],
+    [
+      '--port', String(listenPort), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '',
+      ...(durable ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']),
+    ],
     { stdio: 'ignore' },
   );
   await waitForPort(listenPort, child, 'redis-server');
   return {
     url: `redis://127.0.0.1:${listenPort}`,
-    description: `redis-server on 127.0.0.1:${listenPort} (started by meeboter)`,
+    description: `redis-server on 127.0.0.1:${listenPort}${durable ? `, append-only file in ${dataDir}` : ''} (started by meeboter)`,
     stop: stopper(child),
   };
 }

@@ -7,16 +7,20 @@ import { logger } from './logger';
 export interface Shutdown {
   add(name: string, closer: () => Promise<unknown> | unknown): void;
   close(): Promise<void>;
+  /** The closers that have not finished yet, in the order they will run (for the deadline's log line). */
+  unfinished(): string[];
 }
 
 export function createShutdown(): Shutdown {
   const closers: Array<{ name: string; closer: () => Promise<unknown> | unknown }> = [];
   let closing: Promise<void> | undefined;
+  const finished = new Set<string>();
   return {
     add: (name, closer) => closers.push({ name, closer }),
+    unfinished: () => [...closers].reverse().map(({ name }) => name).filter((name) => !finished.has(name)),
     close() {
       closing ??= (async () => {
-        for (const { name, closer } of closers.reverse()) {
+        for (const { name, closer } of [...closers].reverse()) {
           try {
             const started = Date.now();
             await closer();
@@ -24,6 +28,7 @@ export function createShutdown(): Shutdown {
           } catch (error) {
             logger.warn('error while closing', { what: name, error: String(error) });
           }
+          finished.add(name);
         }
       })();
       return closing;
@@ -31,8 +36,17 @@ export function createShutdown(): Shutdown {
   };
 }
 
-/** Graceful on the first SIGTERM/SIGINT; a second signal exits at once (PRODUCT.md section 2). */
-export function installSignalHandlers(shutdown: Shutdown, exit: (code: number) => void = process.exit): void {
+/**
+ * Graceful on the first SIGTERM/SIGINT; a second signal exits at once (PRODUCT.md section 2). A graceful close
+ * that has not finished after `deadlineMs` (Redis or MongoDB unreachable, say) is cut short: the process
+ * exits 1 naming what did not close. Nothing is lost by that: bots whose jobs were not handed back are
+ * adopted by the next worker once their lock expires, and recovery rebuilds what Redis did not keep.
+ */
+export function installSignalHandlers(
+  shutdown: Shutdown,
+  deadlineMs: number,
+  exit: (code: number) => void = process.exit,
+): void {
   let received = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     received++;
@@ -40,8 +54,16 @@ export function installSignalHandlers(shutdown: Shutdown, exit: (code: number) =
       logger.warn('second signal, exiting now', { signal });
       return exit(130);
     }
-    logger.info('shutting down gracefully', { signal });
-    shutdown.close().then(() => exit(0), () => exit(1));
+    logger.info('shutting down gracefully', { signal, deadlineMs });
+    const deadline = setTimeout(() => {
+      logger.error('shutdown deadline passed, exiting now', { deadlineMs, unfinished: shutdown.unfinished() });
+      exit(1);
+    }, deadlineMs);
+    deadline.unref();
+    shutdown.close().then(
+      () => exit(0),
+      () => exit(1),
+    );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

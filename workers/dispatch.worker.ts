@@ -5,10 +5,12 @@ import { WorkerDeps } from './worker-deps';
 /** The dispatcher: one run at a time across all processes (the queue's global concurrency is 1). */
 export async function startDispatchWorker(deps: WorkerDeps): Promise<Worker> {
   // A tick re-runs the dispatcher even if every wake-up was missed, and drives the queue timeouts.
-  await deps.queues.dispatch.upsertJobScheduler(
-    DISPATCH_TICK_SCHEDULER_ID,
-    { every: deps.dispatchTickMs },
-    { name: 'dispatch', data: { reason: 'tick' } },
+  await deps.keepScheduled(() =>
+    deps.queues.dispatch.upsertJobScheduler(
+      DISPATCH_TICK_SCHEDULER_ID,
+      { every: deps.dispatchTickMs },
+      { name: 'dispatch', data: { reason: 'tick' } },
+    ),
   );
   return deps.makeWorker<JobPayloads['dispatch']>(DISPATCH_QUEUE, () => deps.placement.dispatch(), { concurrency: 1 });
 }

@@ -13,10 +13,12 @@ export async function startReconcileWorker(
   intervalMs: number,
 ): Promise<Worker> {
   const queue = deps.queues.reconcile.get(settings.name)!;
-  await queue.upsertJobScheduler(reconcileSchedulerId(settings.name), { every: intervalMs }, {
-    name: 'reconcile',
-    data: { platform: settings.name },
-  });
+  await deps.keepScheduled(() =>
+    queue.upsertJobScheduler(reconcileSchedulerId(settings.name), { every: intervalMs }, {
+      name: 'reconcile',
+      data: { platform: settings.name },
+    }),
+  );
   const occupyQueue = deps.queues.platforms.get(settings.name)!;
   return deps.makeWorker<JobPayloads['reconcile']>(
     reconcileQueueName(settings.name),

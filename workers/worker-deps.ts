@@ -17,4 +17,9 @@ export interface WorkerDeps {
   makeWorker<T>(name: string, processor: Processor<T>, options: Partial<WorkerOptions>): Worker<T>;
   /** Counts one run of a periodic job (`<prefix>:sweeps:<name>:runs`), for operators and tests. */
   countRun(name: string): Promise<void>;
+  /**
+   * Upserts a job scheduler now and remembers it, so recovery can put it back after Redis lost its data
+   * (schedulers live in Redis only).
+   */
+  keepScheduled(upsert: () => Promise<unknown>): Promise<void>;
 }

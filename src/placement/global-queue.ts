@@ -30,6 +30,14 @@ export interface GlobalQueue {
   completeAssignment(botId: string): Promise<void>;
   inflight(): Promise<Record<string, string>>;
   stats(): Promise<{ length: number; oldestQueuedAt: string | null }>;
+  /** Per bot id: whether the queue holds it (waiting, or in the middle of an assignment). */
+  holds(botIds: string[]): Promise<boolean[]>;
+  /**
+   * Whether the queue has been rebuilt from the durable record since Redis last lost its data. The mark
+   * lives in Redis, so a flush or failover removes it, and the dispatcher waits until recovery sets it again.
+   */
+  isRebuilt(): Promise<boolean>;
+  markRebuilt(): Promise<void>;
 }
 
 export type ExclusionReason = 'failed' | 'timed-out';
@@ -41,6 +49,7 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const since = `${prefix}:gq:since`;
   const excluded = `${prefix}:gq:excluded`;
   const inflight = `${prefix}:gq:inflight`;
+  const rebuilt = `${prefix}:gq:rebuilt`;
   return {
     async add(botId, createdAtMs, nowMs = Date.now()) {
       const result = await redis.multi().zadd(order, 'NX', createdAtMs, botId).zadd(since, 'NX', nowMs, botId).exec();
@@ -76,6 +85,17 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
       await redis.multi().zrem(order, botId).zrem(since, botId).hdel(inflight, botId).exec();
     },
     inflight: () => redis.hgetall(inflight),
+    async holds(botIds) {
+      if (botIds.length === 0) return [];
+      const batch = redis.pipeline();
+      for (const botId of botIds) batch.zscore(order, botId).hexists(inflight, botId);
+      const replies = (await batch.exec()) ?? [];
+      return botIds.map((_, i) => replies[2 * i]?.[1] !== null || replies[2 * i + 1]?.[1] === 1);
+    },
+    isRebuilt: async () => (await redis.exists(rebuilt)) === 1,
+    async markRebuilt() {
+      await redis.set(rebuilt, new Date().toISOString());
+    },
     async stats() {
       const [length, oldest] = await Promise.all([redis.zcard(order), redis.zrange(since, 0, 0, 'WITHSCORES')]);
       return { length, oldestQueuedAt: oldest.length ? new Date(Number(oldest[1])).toISOString() : null };

@@ -133,6 +133,8 @@ export function createPlacement(deps: PlacementDeps): Placement {
   };
 
   const dispatch: Placement['dispatch'] = async () => {
+    // After Redis lost its data, recovered bots take their capacity back before anyone new is placed.
+    if (!(await globalQueue.isRebuilt())) return { placed: 0, expired: 0, timedOut: 0 };
     const now = Date.now();
     await finishInterruptedAssignments();
     // Platform waits first: a bot they hand back is then in the global queue when its own timeout is checked.

@@ -1,7 +1,8 @@
 /**
  * A small typed client for bot images (PRODUCT.md section 5). It reads BOT_ID, MILO_URL and MILO_AUTH_TOKEN,
- * retries network errors, 429 and 5xx with backoff and jitter, and never retries an answer that will not
- * change (401, 404, 409, 410).
+ * retries network errors, 429 and 5xx with backoff and jitter for up to `retryForMs` (two minutes by default,
+ * so a report survives a restart of the fleet), and never retries an answer that will not change (401, 404,
+ * 409, 410).
  */
 export type ReportableStatus = 'JOINING_CALL' | 'IN_WAITING_ROOM' | 'IN_CALL' | 'LEAVING' | 'ENDED' | 'FATAL';
 
@@ -17,6 +18,9 @@ export interface BotConfig {
   metadata: Record<string, string>;
 }
 
+/** A request the fleet does not answer within this is retried like a network error. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
 export class BotApiError extends Error {
   override name = 'BotApiError';
   constructor(readonly status: number, message: string) {
@@ -28,8 +32,8 @@ export interface BotClientOptions {
   baseUrl: string;
   botId: string;
   token: string;
-  /** Tries per call for retryable failures. */
-  attempts?: number;
+  /** How long one call keeps retrying retryable failures before it gives up. */
+  retryForMs?: number;
   signal?: AbortSignal;
 }
 
@@ -50,8 +54,9 @@ export class BotClient {
     return this.call('GET', 'config');
   }
 
+  /** One try: the next beat is the retry. */
   heartbeat(): Promise<{ shouldLeave: boolean }> {
-    return this.call('POST', 'heartbeat', {});
+    return this.call('POST', 'heartbeat', {}, 0);
   }
 
   reportStatus(status: ReportableStatus, extra: { reason?: string; message?: string; recordingKey?: string } = {}) {
@@ -62,9 +67,9 @@ export class BotClient {
     return this.call('POST', 'events', { type, at: new Date().toISOString(), data });
   }
 
-  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, retryForMs = this.options.retryForMs): Promise<T> {
     const { baseUrl, botId, token } = this.options;
-    const attempts = this.options.attempts ?? 5;
+    const giveUpAt = Date.now() + (retryForMs ?? 120_000);
     for (let attempt = 1; ; attempt++) {
       let status = 0;
       let message = '';
@@ -73,7 +78,9 @@ export class BotClient {
           method,
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: this.options.signal,
+          signal: this.options.signal
+            ? AbortSignal.any([this.options.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
+            : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
         const text = await response.text();
         if (response.ok) return (text ? JSON.parse(text) : {}) as T;
@@ -84,8 +91,9 @@ export class BotClient {
         message = String(error);
       }
       const retryable = status === 0 || status === 429 || status >= 500;
-      if (!retryable || attempt >= attempts) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
-      await sleep(Math.random() * Math.min(5000, 100 * 2 ** attempt), this.options.signal);
+      if (!retryable || Date.now() >= giveUpAt) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
+      const backoff = Math.min(5000, 100 * 2 ** attempt);
+      await sleep(Math.min(backoff / 2 + Math.random() * (backoff / 2), giveUpAt - Date.now()), this.options.signal);
     }
   }
 }

@@ -82,6 +82,8 @@ export function createBotsService(deps: BotsServiceDeps) {
       statusChangedAt: now,
     };
     try {
+      // Marked first: any bot document that exists and has not ended is then in the live index.
+      await repo.markLive(String(botId), now);
       await repo.insert(doc);
     } catch (error) {
       if ((error as { code?: number }).code === 11000) return { bot: (await repo.findById(String(botId)))!, created: false };

@@ -71,6 +71,8 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     if (terminal) {
       logger.info('bot ended', { botId, status: to, endReason: updated.endReason, source: request.source });
       await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
+      // Best effort: a bot left in the live index is dropped by the next recovery pass.
+      await repo.unmarkLive(botId).catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
     }
     await effects.notify(updated);
     return updated;

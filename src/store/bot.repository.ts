@@ -25,6 +25,11 @@ export interface BotRepository {
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
   remove(id: string): Promise<void>;
+  /** The live index (see LiveBotDoc): marked before a new bot is placed, unmarked once it has ended. */
+  markLive(id: string, createdAt: Date): Promise<void>;
+  unmarkLive(id: string): Promise<void>;
+  /** Every bot in the live index, oldest first. */
+  liveBots(): Promise<Array<{ id: string; createdAt: Date }>>;
 }
 
 export interface ListFilter {
@@ -52,7 +57,7 @@ export function isObjectId(id: string): boolean {
  * write by _id" under that lock. Both are for FerretDB v1, which neither applies an update atomically nor
  * uses any index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
  */
-export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks): BotRepository {
+export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: DocLocks): BotRepository {
   const guardedUpdate = (id: string, allowed: (bot: BotDoc) => boolean, update: UpdateQuery<BotDoc>) =>
     locks.withLock(id, async () => {
       const current = await Bot.findById(id).lean<BotDoc>();
@@ -143,6 +148,23 @@ export function createBotRepository({ Bot, BotEvent }: Models, locks: DocLocks):
     async remove(id) {
       await Bot.deleteOne({ _id: id });
       await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
+      await LiveBot.deleteOne({ _id: id });
+    },
+    async markLive(id, createdAt) {
+      try {
+        await LiveBot.collection.insertOne({ _id: new Types.ObjectId(id), createdAt });
+      } catch (error) {
+        if ((error as { code?: number }).code !== 11000) throw error; // marked already: a replayed create
+      }
+    },
+    async unmarkLive(id) {
+      await LiveBot.collection.deleteOne({ _id: new Types.ObjectId(id) });
+    },
+    async liveBots() {
+      const docs = await LiveBot.collection.find({}).toArray();
+      return docs
+        .map((doc) => ({ id: String(doc._id), createdAt: doc.createdAt as Date }))
+        .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1));
     },
   };
 }

@@ -71,6 +71,16 @@ export interface BotEventDoc {
   at: Date;
 }
 
+/**
+ * One small document per bot that has not ended, removed when it ends: the index recovery reads to rebuild
+ * Redis from, so its cost follows the live bots, not every bot ever made (FerretDB uses no secondary index,
+ * so "bots by status" would scan them all).
+ */
+export interface LiveBotDoc {
+  _id: Types.ObjectId;
+  createdAt: Date;
+}
+
 export interface ApiKeyDoc {
   _id: Types.ObjectId;
   hash: string;
@@ -145,6 +155,11 @@ const botEventSchema = new Schema<BotEventDoc>(
 );
 botEventSchema.index({ botId: 1, _id: 1 });
 
+const liveBotSchema = new Schema<LiveBotDoc>(
+  { createdAt: { type: Date, required: true } },
+  { collection: 'live_bots', versionKey: false },
+);
+
 const apiKeySchema = new Schema<ApiKeyDoc>(
   {
     hash: { type: String, required: true, unique: true },
@@ -173,6 +188,7 @@ export const idempotencyRecordId = (owner: string, key: string) =>
 export interface Models {
   Bot: Model<BotDoc>;
   BotEvent: Model<BotEventDoc>;
+  LiveBot: Model<LiveBotDoc>;
   ApiKey: Model<ApiKeyDoc>;
   Idempotency: Model<IdempotencyDoc>;
 }
@@ -182,6 +198,7 @@ export async function createModels(connection: Connection): Promise<Models> {
   const models: Models = {
     Bot: connection.model<BotDoc>('Bot', botSchema),
     BotEvent: connection.model<BotEventDoc>('BotEvent', botEventSchema),
+    LiveBot: connection.model<LiveBotDoc>('LiveBot', liveBotSchema),
     ApiKey: connection.model<ApiKeyDoc>('ApiKey', apiKeySchema),
     Idempotency: connection.model<IdempotencyDoc>('Idempotency', idempotencySchema),
   };

@@ -151,9 +151,10 @@ export interface FleetProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<string, string>): FleetProcess {
+export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<string, string>, cwd?: string): FleetProcess {
   let output = '';
   const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/src/main.js'), role], {
+    cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

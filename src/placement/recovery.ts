@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
+import { Logger } from '../logger';
+import { BotRepository } from '../store/bot.repository';
+import { LiveState } from '../store/live-state';
+import { BotDoc } from '../store/models';
+import { occupyJobId } from '../../queues/queue-names';
+import { Queues } from '../../queues/queues';
+import { GlobalQueue } from './global-queue';
+import { Placement } from './placement.service';
+
+/**
+ * Rebuilds Redis (the working state) from MongoDB (the durable record) for every bot that has not ended:
+ * once when a fleet starts and then every interval, by one process at a time (a Redis lock that outlives a
+ * flush of everything else). It reads the live index, asks Redis in pipelines which of those bots it still
+ * tracks, and reads the bot document only for the ones it does not, so a pass costs a round trip per 500
+ * live bots when nothing is missing. A bot Redis lost:
+ * - QUEUED: back into the global queue at its original place (creation order), with its queue-timeout clock
+ *   (`queuedAt`) and the platforms its earlier attempts excluded;
+ * - on a platform (DEPLOYING … LEAVING): its occupy job is added again, so the platform's capacity counts it
+ *   and the job adopts the container by its deterministic name (or ends the bot CONTAINER_LOST when the
+ *   platform confirms it is gone; never deploys a second one), with its deadlines re-armed from now;
+ * - SCHEDULED: its schedule job is made again.
+ * Until a pass has completed since Redis lost its data, the dispatcher places nobody (see GlobalQueue
+ * `isRebuilt`), so recovered bots take their capacity before new ones do.
+ */
+export interface RecoveryDeps {
+  redis: Redis;
+  prefix: string;
+  repo: BotRepository;
+  globalQueue: GlobalQueue;
+  liveState: LiveState;
+  queues: Queues;
+  placement: Placement;
+  leaveGraceMs: number;
+  /** Puts back what lives only in Redis and every process sets at startup: job schedulers, global limits. */
+  restoreQueues(): Promise<void>;
+  log: Logger;
+}
+
+export interface RecoveryResult {
+  /** Bots in the live index. */
+  live: number;
+  /** Bot documents read (only for bots Redis did not track). */
+  read: number;
+  requeued: number;
+  reheld: number;
+  rescheduled: number;
+  /** Live-index entries of bots that ended or never got a document. */
+  dropped: number;
+}
+
+const CHUNK = 500;
+/** A live-index entry this old without a bot document is a create that died half-way. */
+const ORPHAN_AFTER_MS = 60_000;
+const UNFINISHED_JOB_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'];
+
+export function createRecovery(deps: RecoveryDeps) {
+  const { repo, globalQueue, liveState, queues } = deps;
+  const lockKey = `${deps.prefix}:recovery:lock`;
+
+  const occupyJobUnfinished = async (botId: string, platform: string) => {
+    const queue = queues.platforms.get(platform);
+    if (!queue) return false;
+    return UNFINISHED_JOB_STATES.includes(await queue.getJobState(occupyJobId(botId, platform)));
+  };
+
+  const requeue = async (bot: BotDoc) => {
+    const botId = String(bot._id);
+    for (const platform of queues.platforms.keys()) {
+      if (await occupyJobUnfinished(botId, platform)) return false; // assigned, waiting for that platform
+    }
+    for (const attempt of bot.attempts ?? []) {
+      if (attempt.outcome === 'failed' || attempt.outcome === 'timed-out') {
+        await globalQueue.exclude(botId, attempt.platform, attempt.outcome);
+      }
+    }
+    return globalQueue.add(botId, bot.createdAt.getTime(), (bot.queuedAt ?? bot.createdAt).getTime());
+  };
+
+  const rehold = async (bot: BotDoc) => {
+    const botId = String(bot._id);
+    const platform = bot.platform;
+    const queue = platform ? queues.platforms.get(platform) : undefined;
+    if (!platform || !queue) {
+      deps.log.warn('a live bot is on a platform this fleet no longer runs; heartbeat expiry will end it', { botId, platform });
+      await liveState.statusChanged(botId, bot.status, true);
+      return false;
+    }
+    if (await occupyJobUnfinished(botId, platform)) return false;
+    const jobId = occupyJobId(botId, platform);
+    await (await queue.getJob(jobId))?.remove(); // a finished job of that id would make the add a no-op
+    await queue.add('occupy', { botId, platform }, { jobId });
+    await liveState.statusChanged(botId, bot.status, true);
+    if (bot.status === 'LEAVING' && bot.leaveRequestedAt) await liveState.requestLeave(botId, Date.now() + deps.leaveGraceMs);
+    return true;
+  };
+
+  const reschedule = async (bot: BotDoc) => {
+    const botId = String(bot._id);
+    const state = await queues.schedule.getJobState(botId);
+    if (UNFINISHED_JOB_STATES.includes(state)) return false;
+    await (await queues.schedule.getJob(botId))?.remove();
+    await deps.placement.schedule(botId, bot.joinAt ?? new Date());
+    return true;
+  };
+
+  /** One pass. `restarted`: the fleet has just started, so every kept deadline counts from now. */
+  const recover = async (restarted: boolean): Promise<RecoveryResult> => {
+    const result: RecoveryResult = { live: 0, read: 0, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 };
+    const wasRebuilt = await globalQueue.isRebuilt();
+    if (!wasRebuilt) await deps.restoreQueues();
+    const live = await repo.liveBots();
+    result.live = live.length;
+    for (let i = 0; i < live.length; i += CHUNK) {
+      const ids = live.slice(i, i + CHUNK).map((entry) => entry.id);
+      if (restarted) await liveState.restartDeadlines(ids);
+      const [queued, tracked] = await Promise.all([globalQueue.holds(ids), liveState.tracks(ids)]);
+      for (const [index, botId] of ids.entries()) {
+        if (queued[index] || tracked[index]) continue;
+        result.read++;
+        const bot = await repo.findById(botId);
+        if (!bot) {
+          if (Date.now() - live[i + index].createdAt.getTime() > ORPHAN_AFTER_MS) {
+            await repo.unmarkLive(botId);
+            result.dropped++;
+          }
+          continue;
+        }
+        if (isTerminal(bot.status)) {
+          await repo.unmarkLive(botId);
+          result.dropped++;
+        } else if (bot.status === 'QUEUED') {
+          if (await requeue(bot)) result.requeued++;
+        } else if (bot.status === 'SCHEDULED') {
+          if (await reschedule(bot)) result.rescheduled++;
+        } else if (LIVE_STATUSES.includes(bot.status)) {
+          if (await rehold(bot)) result.reheld++;
+        }
+      }
+    }
+    await globalQueue.markRebuilt();
+    if (result.requeued || !wasRebuilt) await deps.placement.kick('recovery');
+    if (result.requeued || result.reheld || result.rescheduled || result.dropped) {
+      deps.log.info('recovery rebuilt working state from the database', { ...result });
+    }
+    return result;
+  };
+
+  return {
+    recover,
+    /**
+     * Runs a pass unless another process ran one less than `intervalMs` ago (or is running one). Returns
+     * null when it did not run.
+     */
+    async runExclusive(intervalMs: number, restarted = false): Promise<RecoveryResult | null> {
+      const token = randomBytes(8).toString('hex');
+      if ((await deps.redis.set(lockKey, token, 'PX', intervalMs, 'NX')) !== 'OK') return null;
+      const result = await recover(restarted);
+      await deps.redis.incr(`${deps.prefix}:sweeps:recovery:runs`);
+      return result;
+    },
+  };
+}
+
+export type Recovery = ReturnType<typeof createRecovery>;

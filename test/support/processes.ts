@@ -1,0 +1,53 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** What /proc says about processes, for tests that count bot processes or kill a process's children. */
+
+function stat(pid: number): { ppid: number; pgid: number } | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z') return null; // a zombie holds nothing
+    return { ppid: Number(fields[1]), pgid: Number(fields[2]) };
+  } catch {
+    return null;
+  }
+}
+
+const pids = () => readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
+
+/** Children of `parent` whose command name (/proc/<pid>/comm) is `comm`. */
+export function childrenNamed(parent: number, comm: string): number[] {
+  return pids().filter((pid) => {
+    try {
+      return stat(pid)?.ppid === parent && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Live bot processes of the given bots, as bot id → the process groups running it (one group per
+ * deployment: the `sh -c` wrapper and the bot share one). Read from each process's environment (BOT_ID).
+ */
+export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<number>> {
+  const groups = new Map<string, Set<number>>();
+  for (const pid of pids()) {
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    } catch {
+      continue;
+    }
+    const botId = /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1];
+    const info = botId && botIds.has(botId) ? stat(pid) : null;
+    if (!botId || !info) continue;
+    if (!groups.has(botId)) groups.set(botId, new Set());
+    groups.get(botId)!.add(info.pgid);
+  }
+  return groups;
+}
+
+export function isAlive(pid: number): boolean {
+  return stat(pid) !== null;
+}
