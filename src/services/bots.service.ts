@@ -8,13 +8,14 @@ import {
   LIVE_STATUSES,
   MeetingPlatform,
 } from '../domain/bot.lifecycle';
-import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError } from '../errors';
+import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
 import { logger } from '../logger';
 import { Placement } from '../placement/placement.service';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc, idempotencyRecordId, Models } from '../store/models';
+import { DestinationCheck } from '../webhooks/destination';
 import { Lifecycle } from './lifecycle.service';
 
 /** What clients and bots can ask of the fleet; the API's routes are thin wrappers around these. */
@@ -36,6 +37,7 @@ export interface BotsServiceDeps {
   lifecycle: Lifecycle;
   placement: Placement;
   liveState: LiveState;
+  checkDestination: DestinationCheck;
   heartbeatIntervalMs: number;
   leaveGraceMs: number;
 }
@@ -54,6 +56,15 @@ export function createBotsService(deps: BotsServiceDeps) {
     const json = toBotJson(bot, position);
     if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt)) json.lastHeartbeatAt = heartbeat.toISOString();
     return json;
+  };
+
+  /** A callbackUrl the fleet may not call is a 400 naming it, before anything is written. */
+  const assertCallbackAllowed = async (callbackUrl: string | undefined) => {
+    if (!callbackUrl) return;
+    const destination = await deps.checkDestination(callbackUrl);
+    if (!destination.allowed) {
+      throw new ValidationError(`callbackUrl ${destination.reason}`, [{ path: 'callbackUrl', message: destination.reason }]);
+    }
   };
 
   const ownBot = async (owner: string, botId: string) => {
@@ -103,6 +114,7 @@ export function createBotsService(deps: BotsServiceDeps) {
 
   return {
     async create(owner: string, input: CreateBotInput, idempotencyKey?: string) {
+      await assertCallbackAllowed(input.callbackUrl);
       if (!idempotencyKey) {
         const { bot } = await insertAndPlace(owner, new Types.ObjectId(), input);
         return { bot: await present(bot), created: true };
