@@ -67,6 +67,14 @@ export function createBotsService(deps: BotsServiceDeps) {
     }
   };
 
+  /** The bot a bot token speaks for, while it lives: once it has ended its token is refused with 410. */
+  const liveBot = async (botId: string) => {
+    const bot = await repo.findById(botId);
+    if (!bot) throw new NotFoundError(`bot ${botId} not found`);
+    if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
+    return bot;
+  };
+
   const ownBot = async (owner: string, botId: string) => {
     const bot = await repo.findForOwner(owner, botId);
     if (!bot) throw new NotFoundError(`bot ${botId} not found`);
@@ -189,13 +197,15 @@ export function createBotsService(deps: BotsServiceDeps) {
     // ---- bot side ----
 
     async config(botId: string) {
-      const bot = await repo.findById(botId);
-      if (!bot) throw new NotFoundError(`bot ${botId} not found`);
-      if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
-      return toBotConfig(bot, deps.heartbeatIntervalMs);
+      return toBotConfig(await liveBot(botId), deps.heartbeatIntervalMs);
     },
 
-    heartbeat: (botId: string) => liveState.heartbeat(botId),
+    /** One Redis round trip: a bot that ended within the last 24 h is refused from Redis alone. */
+    async heartbeat(botId: string) {
+      const beat = await liveState.heartbeat(botId);
+      if (beat.ended) throw new GoneError(`bot ${botId} has ended`);
+      return { shouldLeave: beat.shouldLeave };
+    },
 
     async reportStatus(
       botId: string,
@@ -212,16 +222,16 @@ export function createBotsService(deps: BotsServiceDeps) {
         });
         return { status: updated.status };
       } catch (error) {
+        if (!(error instanceof TransitionError)) throw error;
         // A retried report of the live status the bot already has is answered, not refused.
-        if (error instanceof TransitionError && error.from === report.status && !isTerminal(report.status)) {
-          return { status: report.status };
-        }
+        if (error.from === report.status && !isTerminal(report.status)) return { status: report.status };
+        if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
         throw error;
       }
     },
 
     async reportEvent(botId: string, event: { type: string; at?: Date; data?: unknown }) {
-      if (!(await repo.findById(botId))) throw new NotFoundError(`bot ${botId} not found`);
+      await liveBot(botId);
       await repo.appendEvent(botId, { type: `bot.${event.type}`, at: event.at ?? new Date(), data: event.data });
       return { ok: true };
     },
