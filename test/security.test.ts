@@ -6,6 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROUTES } from '../src/api/routes';
 import { botToken } from '../src/auth/bot-token';
+import { sweepHeartbeats } from '../src/health/sweeps';
+import { endedSet } from '../src/store/live-state';
 import {
   baseEnv,
   cleanup,
@@ -221,6 +223,23 @@ describe('bot routes', () => {
     // a refused heartbeat records nothing
     expect(await t.fleet.liveState.lastHeartbeat(id)).toBeNull();
   });
+
+  it('answer a heartbeat replayed after the 24 h window, which leaves nothing the heartbeat sweep keeps', async () => {
+    const id = await newBot();
+    const token = tokenOf(id);
+    await api('DELETE', `/api/bots/${id}`);
+    // as if the bot had ended 25 h ago: the next end prunes it from the ended set
+    await t.fleet.redis.zadd(endedSet(t.env.REDIS_PREFIX), Date.now() - 25 * 3600_000, id);
+    await api('DELETE', `/api/bots/${await newBot()}`);
+    expect((await api('POST', `/api/bots/${id}/heartbeat`, { auth: token })).status).toBe(200);
+    for (const route of botRoutes.filter((r) => !r.path.endsWith('/heartbeat'))) {
+      expect([route.key, (await api(route.method, route.at(id), { auth: token, body: route.sample.body })).status]).toEqual([route.key, 410]);
+    }
+    const sweepDeps = { liveState: t.fleet.liveState, repo: t.fleet.repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 1, deployTimeoutMs: 1 };
+    await sweepHeartbeats(sweepDeps, Date.now() + 1000);
+    expect(await t.fleet.liveState.lastHeartbeat(id)).toBeNull();
+    expect((await api('GET', `/api/bots/${id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
+  });
 });
 
 describe('bodies', () => {
@@ -239,6 +258,12 @@ describe('bodies', () => {
       const { id, auth } = await callerFor(route);
       const charset = await api(route.method, route.at(id), { auth, rawBody: '{}', headers: { 'content-type': 'application/json; charset=koi8-r' } });
       expect([route.key, charset.status]).toEqual([route.key, 415]);
+      // an empty body is no body: the route's own validation answers
+      const empty = await api(route.method, route.at(id), { auth, rawBody: '', headers: { 'content-type': 'text/plain' } });
+      expect([route.key, empty.status, empty.body.error.code]).toEqual([route.key, 400, 'VALIDATION_FAILED']);
+      // credentials come first: without them the type of the body is never looked at
+      const anonymous = await api(route.method, route.at(id), { auth: null, rawBody: 'x', headers: { 'content-type': 'text/plain' } });
+      expect([route.key, anonymous.status]).toEqual([route.key, 401]);
     }
   });
 

@@ -2,6 +2,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { webhookJobId } from '../queues/queue-names';
 import { createDestinationCheck, Destination } from '../src/webhooks/destination';
+import { postToAddresses } from '../src/webhooks/webhook-delivery';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
@@ -101,6 +102,19 @@ describe('the destination rule', () => {
     expect(refusedWith(await byRange('http://127.0.0.2/'))).toContain('a loopback address');
     expect(refusedWith(await byRange('http://192.168.1.1/'))).toContain('a private address');
   });
+});
+
+it('a delivery connects to the addresses that were checked, never to a new DNS answer', async () => {
+  const receiver = await startReceiver();
+  try {
+    // `.invalid` never resolves: the request can only arrive through the checked address it was given
+    const url = new URL(receiver.url('pinned.invalid'));
+    const status = await postToAddresses(url, [{ address: '127.0.0.1', family: 4 }], { 'content-type': 'application/json' }, '{"pinned":true}', 10_000);
+    expect(status).toBe(200);
+    expect(receiver.hits.map((hit) => hit.body)).toEqual(['{"pinned":true}']);
+  } finally {
+    await receiver.close();
+  }
 });
 
 describe('at creation', () => {

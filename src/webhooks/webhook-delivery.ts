@@ -52,10 +52,11 @@ async function waitForToken(deps: DeliveryDeps, host: string): Promise<void> {
 }
 
 /**
- * POSTs to the addresses the destination check approved, never to a fresh DNS answer, so a host cannot
- * pass the check and then resolve elsewhere. Redirects are answers like any other: never followed.
+ * POSTs to `url` at the addresses the destination check approved, never at a fresh DNS answer, so a host
+ * cannot pass the check and then resolve elsewhere (TLS still verifies the URL's host name). Resolves with
+ * the status code; a redirect is an answer like any other, never followed.
  */
-function post(url: URL, addresses: ResolvedAddress[], headers: Record<string, string>, body: string, timeoutMs: number): Promise<number> {
+export function postToAddresses(url: URL, addresses: ResolvedAddress[], headers: Record<string, string>, body: string, timeoutMs: number): Promise<number> {
   const pinned: LookupFunction = (_host, options, callback) => {
     if (options.all) callback(null, addresses);
     else callback(null, addresses[0].address, addresses[0].family);
@@ -108,7 +109,7 @@ export async function deliverPending(deps: DeliveryDeps, botId: string): Promise
       'x-meeboter-timestamp': String(timestamp),
       'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
     };
-    const status = await post(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
+    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
     if (status < 200 || status >= 300) {
       throw new Error(`webhook ${event.id} answered HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`);
     }
