@@ -269,8 +269,12 @@ function webhookAllowList(value: string | undefined): Pick<Config['webhooks'], '
     }
     const [address, prefix] = entry.split('/');
     const family = isIP(address);
-    if (!family) allowedHosts.push(entry.toLowerCase());
-    else allowedRanges.push({ address, prefix: prefix ? Number(prefix) : family === 4 ? 32 : 128, family: family === 4 ? 'ipv4' : 'ipv6' });
+    if (!family) {
+      allowedHosts.push(entry.toLowerCase());
+      continue;
+    }
+    const single = family === 4 ? 32 : 128; // a bare address is a range of one
+    allowedRanges.push({ address, prefix: prefix ? Number(prefix) : single, family: family === 4 ? 'ipv4' : 'ipv6' });
   }
   return { allowedHosts, allowedRanges };
 }

@@ -5,7 +5,7 @@ import type { ApiContext } from './api-context';
 import { errorHandler } from './http';
 import { createRouter } from './routes';
 
-/** The Express app: the route table (which parses JSON bodies where a route takes one), Bull Board, and the one error handler. */
+/** The Express app: the route table (which reads JSON bodies where a route takes one), Bull Board, the one error handler. */
 export function createApp(ctx: ApiContext): Express {
   const app = express();
   app.disable('x-powered-by');

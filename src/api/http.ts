@@ -59,7 +59,8 @@ const JSON_TYPES = ['application/json', 'application/*+json'];
  * empty body counts as none. Routes that take no body never read it, whatever its type.
  */
 export function jsonBody(): RequestHandler[] {
-  const hasBody = (req: Request) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+  const hasBody = (req: Request) =>
+    req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
   return [
     (req, _res, next) => {
       if (hasBody(req) && !req.is(JSON_TYPES)) {

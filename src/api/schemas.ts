@@ -1,5 +1,11 @@
 import Joi from 'joi';
-import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, END_REASONS, MEETING_PLATFORMS, MeetingPlatform } from '../domain/bot.lifecycle';
+import {
+  BOT_REPORTABLE_STATUSES,
+  BOT_STATUSES,
+  END_REASONS,
+  MEETING_PLATFORMS,
+  MeetingPlatform,
+} from '../domain/bot.lifecycle';
 import { checkMeetingUrl } from '../domain/meeting-url';
 import { ValidationError } from '../errors';
 
@@ -36,7 +42,9 @@ const meeting = Joi.object({
   // The platform may be left out when the url tells it; joining by id alone needs it named.
   .custom((value: { platform?: MeetingPlatform; url?: string }, helpers) => {
     if (value.platform) return value;
-    if (!value.url) return helpers.error('any.required', {}, helpers.state.localize!([...helpers.state.path!, 'platform']));
+    if (!value.url) {
+      return helpers.error('any.required', {}, helpers.state.localize!([...helpers.state.path!, 'platform']));
+    }
     // the url passed its own check above, so it names a platform
     return { ...value, platform: (checkMeetingUrl(value.url) as { platform: MeetingPlatform }).platform };
   })

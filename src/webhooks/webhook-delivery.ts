@@ -4,7 +4,7 @@ import { LookupFunction } from 'node:net';
 import { Redis } from 'ioredis';
 import { logger } from '../logger';
 import { DestinationCheck, ResolvedAddress } from './destination';
-import { signWebhook, WebhookOutbox } from './webhook-outbox';
+import { signWebhook, WebhookEvent, WebhookOutbox } from './webhook-outbox';
 
 /**
  * Delivers one bot's pending webhook events, oldest first. A failure throws, so BullMQ retries the job with
@@ -56,7 +56,13 @@ async function waitForToken(deps: DeliveryDeps, host: string): Promise<void> {
  * cannot pass the check and then resolve elsewhere (TLS still verifies the URL's host name). Resolves with
  * the status code; a redirect is an answer like any other, never followed.
  */
-export function postToAddresses(url: URL, addresses: ResolvedAddress[], headers: Record<string, string>, body: string, timeoutMs: number): Promise<number> {
+export function postToAddresses(
+  url: URL,
+  addresses: ResolvedAddress[],
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+): Promise<number> {
   const pinned: LookupFunction = (_host, options, callback) => {
     if (options.all) callback(null, addresses);
     else callback(null, addresses[0].address, addresses[0].family);
@@ -80,22 +86,22 @@ export function postToAddresses(url: URL, addresses: ResolvedAddress[], headers:
 
 export async function deliverPending(deps: DeliveryDeps, botId: string): Promise<number> {
   let delivered = 0;
-  const abandon = async (eventId: string, reason: string) => {
-    logger.warn('webhook abandoned', { botId, eventId, reason });
-    await deps.recordEvent(botId, 'webhook.abandoned', { reason, data: { eventId } });
+  const abandon = async (event: WebhookEvent, reason: string) => {
+    logger.warn('webhook abandoned', { botId, eventId: event.id, reason });
+    await deps.recordEvent(botId, 'webhook.abandoned', { reason, data: { eventId: event.id } });
+    await deps.outbox.done(botId, event);
   };
   for (let pending = await deps.outbox.next(botId); pending; pending = await deps.outbox.next(botId)) {
     const { event } = pending;
     if (Date.now() - Date.parse(event.createdAt) > WEBHOOK_MAX_AGE_MS) {
-      await abandon(event.id, 'undelivered after 24 h');
-      await deps.outbox.done(botId, event);
+      await abandon(event, 'undelivered after 24 h');
       continue;
     }
     const destination = await deps.checkDestination(pending.url);
     if (!destination.allowed) {
+      // a host that does not resolve now may later: that is a failed delivery, retried like any other
       if (destination.unresolved) throw new Error(`webhook ${event.id}: callbackUrl ${destination.reason}`);
-      await abandon(event.id, `callbackUrl ${destination.reason}`);
-      await deps.outbox.done(botId, event);
+      await abandon(event, `callbackUrl ${destination.reason}`);
       continue;
     }
     await waitForToken(deps, destination.url.host);
@@ -111,7 +117,8 @@ export async function deliverPending(deps: DeliveryDeps, botId: string): Promise
     };
     const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
     if (status < 200 || status >= 300) {
-      throw new Error(`webhook ${event.id} answered HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`);
+      const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+      throw new Error(`webhook ${event.id} answered HTTP ${status}${redirect}`);
     }
     await deps.outbox.done(botId, event);
     delivered++;
