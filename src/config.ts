@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import os from 'node:os';
 import Joi from 'joi';
 
@@ -51,6 +52,13 @@ export interface CoolifySettings {
   destinationUuid: string;
 }
 
+/** An IP network written as address and prefix length (`10.0.0.0/8`; a bare address is a network of one). */
+export interface AddressRange {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
 export interface Config {
   port: number;
   publicUrl: string;
@@ -99,6 +107,12 @@ export interface Config {
     secret: string;
     ratePerSecond: number;
     retryBaseMs: number;
+    /**
+     * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to a loopback, private, link-local,
+     * unspecified or multicast address (development receivers, a trusted internal service).
+     */
+    allowedHosts: string[];
+    allowedRanges: AddressRange[];
   };
   ghcrOrg?: string;
   s3: { endpoint?: string; accessKey?: string; secretKey?: string; bucketName?: string; region: string };
@@ -152,6 +166,7 @@ const baseSchema = Joi.object({
   WEBHOOK_SECRET: Joi.string().min(16),
   WEBHOOK_RATE_PER_SECOND: positiveInt.default(10),
   WEBHOOK_RETRY_BASE_MS: positiveInt.default(1000),
+  WEBHOOK_ALLOWED_HOSTS: csv,
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
   S3_ENDPOINT: url,
@@ -205,6 +220,8 @@ const coolifySchema = Joi.object({
   COOLIFY_DESTINATION_UUID: Joi.string().required(),
   GHCR_ORG: Joi.string().required(),
 }).unknown(true);
+
+const allowListEntry = Joi.alternatives(Joi.string().ip({ cidr: 'optional' }), Joi.string().hostname());
 
 type Env = Record<string, string | undefined>;
 type Parsed = Record<string, any>;
@@ -260,6 +277,26 @@ function platformSettings(name: string, env: Env, base: Parsed): PlatformSetting
   return { name, kind, limit: parsed[`${prefix}_BOT_LIMIT`], queueTimeoutMs: parsed[`${prefix}_QUEUE_TIMEOUT_MS`] };
 }
 
+/** WEBHOOK_ALLOWED_HOSTS: a comma list of host names (matched exactly, any case) and IP addresses or CIDR ranges. */
+function webhookAllowList(value: string | undefined): Pick<Config['webhooks'], 'allowedHosts' | 'allowedRanges'> {
+  const allowedHosts: string[] = [];
+  const allowedRanges: AddressRange[] = [];
+  for (const entry of value ? splitCsv(value) : []) {
+    if (allowListEntry.validate(entry).error) {
+      throw new ConfigError(`WEBHOOK_ALLOWED_HOSTS: "${entry}" is neither a host name nor an IP address or CIDR range`);
+    }
+    const [address, prefix] = entry.split('/');
+    const family = isIP(address);
+    if (!family) {
+      allowedHosts.push(entry.toLowerCase());
+      continue;
+    }
+    const single = family === 4 ? 32 : 128; // a bare address is a range of one
+    allowedRanges.push({ address, prefix: prefix ? Number(prefix) : single, family: family === 4 ? 'ipv4' : 'ipv6' });
+  }
+  return { allowedHosts, allowedRanges };
+}
+
 function pick(source: Parsed, ...keys: string[]): Env {
   const out: Env = {};
   for (const key of keys) if (source[key] !== undefined) out[key] = String(source[key]);
@@ -313,7 +350,12 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     leaveGraceMs: base.LEAVE_GRACE_MS,
     workerLockDurationMs: base.WORKER_LOCK_DURATION_MS,
     scheduleLeadMs: base.SCHEDULE_LEAD_MS,
-    webhooks: { secret: '', ratePerSecond: base.WEBHOOK_RATE_PER_SECOND, retryBaseMs: base.WEBHOOK_RETRY_BASE_MS },
+    webhooks: {
+      secret: '',
+      ratePerSecond: base.WEBHOOK_RATE_PER_SECOND,
+      retryBaseMs: base.WEBHOOK_RETRY_BASE_MS,
+      ...webhookAllowList(base.WEBHOOK_ALLOWED_HOSTS),
+    },
     ghcrOrg: base.GHCR_ORG,
     s3: {
       endpoint: base.S3_ENDPOINT,

@@ -62,6 +62,12 @@ export class PayloadTooLargeError extends AppError {
   override readonly status = 413;
 }
 
+/** A request body that is not JSON, on a route that reads one. */
+export class UnsupportedMediaTypeError extends AppError {
+  override readonly code = 'UNSUPPORTED_MEDIA_TYPE';
+  override readonly status = 415;
+}
+
 export class UnavailableError extends AppError {
   override readonly code = 'UNAVAILABLE';
   override readonly status = 503;

@@ -30,6 +30,7 @@ import { createBotRepository, BotRepository } from './store/bot.repository';
 import { createDocLocks } from './store/doc-locks';
 import { createLiveState, LiveState } from './store/live-state';
 import { createModels, Models } from './store/models';
+import { createDestinationCheck } from './webhooks/destination';
 import { createWebhookOutbox, WebhookOutbox } from './webhooks/webhook-outbox';
 
 /**
@@ -114,6 +115,7 @@ export async function startFleet(
       lifecycle,
       placement,
       liveState,
+      checkDestination: createDestinationCheck(config.webhooks),
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaveGraceMs: config.leaveGraceMs,
     });
@@ -225,7 +227,8 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
       prefix,
       secret: config.webhooks.secret,
       ratePerSecond: config.webhooks.ratePerSecond,
-      recordEvent: (botId, type, data) => lifecycle.event(botId, type, { data }),
+      checkDestination: createDestinationCheck(config.webhooks),
+      recordEvent: lifecycle.event,
     },
     config.webhooks.retryBaseMs,
   );

@@ -180,6 +180,9 @@ describe('validation', () => {
     ['teams id without organizer', { meeting: { platform: 'microsoft-teams', meetingId: '1', tenantId: 't' } }, 'meeting.organizerId'],
     ['teams id without tenant', { meeting: { platform: 'microsoft-teams', meetingId: '1', organizerId: 'o' } }, 'meeting.tenantId'],
     ['bad meeting url', { meeting: { platform: 'google-meet', url: 'ftp://x' } }, 'meeting.url'],
+    ['meeting url of another platform', { meeting: { platform: 'zoom', url: 'https://meet.google.com/abc-defg-hij' } }, 'meeting.url'],
+    ['meeting url of no known platform', { meeting: { url: 'https://example.com/meeting/123456789' } }, 'meeting.url'],
+    ['neither platform nor url', { meeting: { meetingId: '123456789' } }, 'meeting.platform'],
     ['display name too long', { meeting: meetings.zoom, displayName: 'x'.repeat(101) }, 'displayName'],
     ['joinAt not a date', { meeting: meetings.zoom, joinAt: 'tomorrow' }, 'joinAt'],
     ['maxDurationMs negative', { meeting: meetings.zoom, maxDurationMs: -1 }, 'maxDurationMs'],
@@ -205,6 +208,34 @@ describe('validation', () => {
     expect(res.body.error.message).toContain(path);
     expect(JSON.stringify(res.body)).not.toMatch(/at .*\.(js|ts):\d+/);
     expect((await t.request('GET', '/api/bots', { auth: owner })).body.data).toHaveLength(0);
+  });
+
+  it.each([
+    ['https://meet.google.com/abc-defg-hij', 'google-meet'],
+    ['https://teams.live.com/meet/9876543210123?p=AbCdEf', 'microsoft-teams'],
+    ['https://us02web.zoom.us/j/98765432101?pwd=x', 'zoom'],
+  ])('infers the platform of %s when it is left out', async (url, platform) => {
+    const res = await create({ meeting: { url } });
+    expect(res.status).toBe(201);
+    expect(res.body.meeting).toEqual({ platform, url });
+  });
+
+  it('answers 415 for a body that is not JSON and writes nothing', async () => {
+    const owner = await t.fleet.apiKeys.create('owner-415');
+    const res = await t.request('POST', '/api/bots', {
+      auth: owner,
+      rawBody: JSON.stringify({ meeting: meetings.zoom }),
+      headers: { 'content-type': 'text/plain' },
+    });
+    expect(res.status).toBe(415);
+    expect(res.body.error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect((await t.request('GET', '/api/bots', { auth: owner })).body.data).toHaveLength(0);
+    const vendorJson = await t.request('POST', '/api/bots', {
+      auth: owner,
+      rawBody: JSON.stringify({ meeting: meetings.zoom }),
+      headers: { 'content-type': 'application/vnd.meeboter+json; charset=utf-8' },
+    });
+    expect(vendorJson.status).toBe(201);
   });
 
   it('rejects bad list queries and malformed JSON', async () => {

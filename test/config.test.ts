@@ -62,3 +62,18 @@ it('supports several sim platforms, each with its own limit and timeout', () => 
 it('treats empty strings as unset', () => {
   expect(loadConfig({ PORT: '', PLATFORM_PRIORITY: '' }).port).toBe(3000);
 });
+
+it('reads WEBHOOK_ALLOWED_HOSTS as host names and address ranges', () => {
+  expect(loadConfig({}).webhooks).toMatchObject({ allowedHosts: [], allowedRanges: [] });
+  const config = loadConfig({ WEBHOOK_ALLOWED_HOSTS: 'Hooks.Internal.Example, localhost,127.0.0.1, 10.0.0.0/8,fd00::/8' });
+  expect(config.webhooks.allowedHosts).toEqual(['hooks.internal.example', 'localhost']);
+  expect(config.webhooks.allowedRanges).toEqual([
+    { address: '127.0.0.1', prefix: 32, family: 'ipv4' },
+    { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+    { address: 'fd00::', prefix: 8, family: 'ipv6' },
+  ]);
+  expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'localhost,10.0.0.0/33' })).toBe(
+    'WEBHOOK_ALLOWED_HOSTS: "10.0.0.0/33" is neither a host name nor an IP address or CIDR range',
+  );
+  expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'http://localhost' })).toMatch(/^WEBHOOK_ALLOWED_HOSTS: "http:\/\/localhost" is neither/);
+});

@@ -21,11 +21,17 @@ const report = (id: string, token: string, status: string) =>
 const table = BOT_STATUSES.flatMap((from) => BOT_REPORTABLE_STATUSES.map((to) => [from, to] as [BotStatus, BotStatus]));
 
 describe('every transition a bot can report', () => {
-  it.each(table.filter(([from, to]) => !canTransition(from, to) && from !== to))('%s → %s is refused with 409', async (from, to) => {
+  // A bot that has ended has no more say: its token is refused with 410 before the lifecycle is asked.
+  it.each(table.filter(([from, to]) => !canTransition(from, to) && from !== to))('%s → %s is refused with 409 (410 once ended)', async (from, to) => {
     const { id, token } = await botAt(from);
     const res = await report(id, token, to);
-    expect(res.status).toBe(409);
-    expect(res.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { from, to } });
+    if (isTerminal(from)) {
+      expect(res.status).toBe(410);
+      expect(res.body.error.code).toBe('GONE');
+    } else {
+      expect(res.status).toBe(409);
+      expect(res.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { from, to } });
+    }
     expect((await t.fleet.repo.findById(id))!.status).toBe(from);
   });
 
@@ -42,7 +48,7 @@ describe('every transition a bot can report', () => {
     const { id, token } = await botAt('IN_CALL');
     expect((await report(id, token, 'IN_CALL')).status).toBe(200);
     expect((await report(id, token, 'ENDED')).status).toBe(200);
-    expect((await report(id, token, 'ENDED')).status).toBe(409);
+    expect((await report(id, token, 'ENDED')).status).toBe(410);
   });
 });
 
@@ -50,7 +56,7 @@ it('20 concurrent conflicting reports leave one consistent history', async () =>
   const { id, token } = await botAt('JOINING_CALL');
   const choices: BotStatus[] = ['IN_WAITING_ROOM', 'IN_CALL', 'LEAVING', 'ENDED', 'FATAL'];
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => report(id, token, choices[i % choices.length])));
-  expect(results.every((r) => r.status === 200 || r.status === 409)).toBe(true);
+  expect(results.every((r) => [200, 409, 410].includes(r.status))).toBe(true);
 
   const bot = (await t.fleet.repo.findById(id))!;
   const history = (await t.fleet.repo.events(id, 1000)).filter((e) => e.type === 'status' && e.data);

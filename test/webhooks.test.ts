@@ -42,6 +42,8 @@ beforeAll(async () => {
     PLATFORM_PRIORITY: 'sim',
     WEBHOOK_SECRET: 'whsec-test-0123456789abcdef',
     WEBHOOK_RETRY_BASE_MS: '100',
+    // the receiver is on loopback, which only an explicit allow list opens
+    WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
   });
 });
 afterAll(async () => {

@@ -1,5 +1,5 @@
-import { NextFunction, Request, RequestHandler, Response } from 'express';
-import { AppError, PayloadTooLargeError, UnauthorizedError, ValidationError } from '../errors';
+import express, { NextFunction, Request, RequestHandler, Response } from 'express';
+import { AppError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../errors';
 import { logger } from '../logger';
 import type { ApiContext } from './api-context';
 
@@ -42,12 +42,34 @@ function toAppError(error: unknown): AppError {
   const typed = error as { type?: string; status?: number; message?: string };
   if (typed?.type === 'entity.too.large') return new PayloadTooLargeError('request body is larger than 64 KB');
   if (typed?.type === 'entity.parse.failed') return new ValidationError('request body is not valid JSON');
+  // an unsupported charset or Content-Encoding
+  if (typed?.status === 415) return new UnsupportedMediaTypeError(typed.message ?? 'unsupported body encoding');
   if (typed?.status === 400) return new ValidationError(typed.message ?? 'bad request');
   return new AppError('internal error');
 }
 
 function safeMessage(error: AppError): string {
   return error.code === 'INTERNAL' ? 'internal error' : error.message;
+}
+
+const JSON_TYPES = ['application/json', 'application/*+json'];
+
+/**
+ * For routes that read a body: a body that is not JSON is a 415, a JSON one is parsed (64 KB at most). An
+ * empty body counts as none. Routes that take no body never read it, whatever its type.
+ */
+export function jsonBody(): RequestHandler[] {
+  const hasBody = (req: Request) =>
+    req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+  return [
+    (req, _res, next) => {
+      if (hasBody(req) && !req.is(JSON_TYPES)) {
+        return next(new UnsupportedMediaTypeError('the request body must be JSON (Content-Type: application/json)'));
+      }
+      next();
+    },
+    express.json({ limit: '64kb', type: JSON_TYPES }),
+  ];
 }
 
 /** Reads a bearer token from `Authorization`, or the named fallback header. */

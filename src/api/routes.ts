@@ -14,35 +14,41 @@ import { platformsHandler } from './handlers/platforms.handler';
 import { poolStatsHandler } from './handlers/pool-stats.handler';
 import { reportEventHandler } from './handlers/report-event.handler';
 import { statusReportHandler } from './handlers/status-report.handler';
-import { clientAuth, Handler, route } from './http';
+import { clientAuth, Handler, jsonBody, route } from './http';
 
 type Method = 'get' | 'post' | 'delete';
 type Guard = 'none' | 'client' | 'bot';
+/** `json`: the route reads a JSON body (anything else is a 415); `none`: any body is ignored. */
+type Body = 'json' | 'none';
 
 /**
  * Every route of the API in one table. Order matters where paths overlap (pool-stats before :id); the bot
  * routes come first because heartbeats are by far the most frequent request.
  */
-export const ROUTES: ReadonlyArray<[Method, string, Guard, Handler]> = [
-  ['post', '/api/bots/:id/heartbeat', 'bot', heartbeatHandler],
-  ['post', '/api/bots/:id/status', 'bot', statusReportHandler],
-  ['get', '/api/bots/:id/config', 'bot', botConfigHandler],
-  ['post', '/api/bots/:id/events', 'bot', reportEventHandler],
-  ['get', '/healthz', 'none', healthHandler],
-  ['get', '/readyz', 'none', readyHandler],
-  ['get', '/api/platforms', 'client', platformsHandler],
-  ['get', '/api/bots/pool-stats', 'client', poolStatsHandler],
-  ['post', '/api/bots', 'client', createBotHandler],
-  ['get', '/api/bots', 'client', listBotsHandler],
-  ['get', '/api/bots/:id', 'client', getBotHandler],
-  ['delete', '/api/bots/:id', 'client', cancelBotHandler],
-  ['post', '/api/bots/:id/leave', 'client', leaveBotHandler],
-  ['get', '/api/bots/:id/events', 'client', botEventsHandler],
+export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
+  ['post', '/api/bots/:id/heartbeat', 'bot', 'none', heartbeatHandler],
+  ['post', '/api/bots/:id/status', 'bot', 'json', statusReportHandler],
+  ['get', '/api/bots/:id/config', 'bot', 'none', botConfigHandler],
+  ['post', '/api/bots/:id/events', 'bot', 'json', reportEventHandler],
+  ['get', '/healthz', 'none', 'none', healthHandler],
+  ['get', '/readyz', 'none', 'none', readyHandler],
+  ['get', '/api/platforms', 'client', 'none', platformsHandler],
+  ['get', '/api/bots/pool-stats', 'client', 'none', poolStatsHandler],
+  ['post', '/api/bots', 'client', 'json', createBotHandler],
+  ['get', '/api/bots', 'client', 'none', listBotsHandler],
+  ['get', '/api/bots/:id', 'client', 'none', getBotHandler],
+  ['delete', '/api/bots/:id', 'client', 'none', cancelBotHandler],
+  ['post', '/api/bots/:id/leave', 'client', 'none', leaveBotHandler],
+  ['get', '/api/bots/:id/events', 'client', 'none', botEventsHandler],
 ];
 
 export function createRouter(ctx: ApiContext): Router {
   const router = Router();
   const guards: Record<Guard, RequestHandler[]> = { none: [], client: [clientAuth(ctx)], bot: [botAuth(ctx)] };
-  for (const [method, path, guard, handler] of ROUTES) router[method](path, ...guards[guard], route(handler, ctx));
+  const bodies: Record<Body, RequestHandler[]> = { json: jsonBody(), none: [] };
+  // credentials first: a body is read only for a caller who may use the route
+  for (const [method, path, guard, body, handler] of ROUTES) {
+    router[method](path, ...guards[guard], ...bodies[body], route(handler, ctx));
+  }
   return router;
 }

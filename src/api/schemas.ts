@@ -1,5 +1,12 @@
 import Joi from 'joi';
-import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, END_REASONS, MEETING_PLATFORMS } from '../domain/bot.lifecycle';
+import {
+  BOT_REPORTABLE_STATUSES,
+  BOT_STATUSES,
+  END_REASONS,
+  MEETING_PLATFORMS,
+  MeetingPlatform,
+} from '../domain/bot.lifecycle';
+import { checkMeetingUrl } from '../domain/meeting-url';
 import { ValidationError } from '../errors';
 
 /** Joi schemas for every input of the API. `validate` turns the first failure into a 400 naming its path. */
@@ -10,21 +17,38 @@ const timeoutMs = Joi.number().integer().min(0).max(24 * 3600 * 1000);
 /** Required when the meeting is on one of `platforms` and has no url (Zoom and Teams can join by id). */
 const requiredWithoutUrlOn = (schema: Joi.StringSchema, platforms: string[]) =>
   schema.when('platform', {
-    is: Joi.valid(...platforms),
+    is: Joi.valid(...platforms).required(), // `is` matches an absent platform unless required
     then: Joi.when('url', { not: Joi.exist(), then: Joi.required() }),
   });
 
+/** A link of one of the accepted forms (src/domain/meeting-url.ts), of the platform named beside it if any. */
+const meetingUrl = Joi.string()
+  .max(2048)
+  .custom((url: string, helpers) => {
+    const named = (helpers.state.ancestors[0] as { platform?: unknown }).platform;
+    const check = checkMeetingUrl(url, MEETING_PLATFORMS.find((platform) => platform === named));
+    return 'problem' in check ? helpers.message({ custom: check.problem }) : url;
+  });
+
 const meeting = Joi.object({
-  platform: Joi.string()
-    .valid(...MEETING_PLATFORMS)
-    .required(),
+  platform: Joi.string().valid(...MEETING_PLATFORMS),
   // Google Meet joins by url only.
-  url: httpUrl.when('platform', { is: 'google-meet', then: Joi.required() }),
+  url: meetingUrl.when('platform', { is: 'google-meet', then: Joi.required() }),
   meetingId: requiredWithoutUrlOn(Joi.string().max(256), ['zoom', 'microsoft-teams']),
   password: Joi.string().max(256),
   organizerId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
   tenantId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
-}).required();
+})
+  // The platform may be left out when the url tells it; joining by id alone needs it named.
+  .custom((value: { platform?: MeetingPlatform; url?: string }, helpers) => {
+    if (value.platform) return value;
+    if (!value.url) {
+      return helpers.error('any.required', {}, helpers.state.localize!([...helpers.state.path!, 'platform']));
+    }
+    // the url passed its own check above, so it names a platform
+    return { ...value, platform: (checkMeetingUrl(value.url) as { platform: MeetingPlatform }).platform };
+  })
+  .required();
 
 export const createBotSchema = Joi.object({
   meeting,

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { logger } from '../logger';
+import { endedSet } from '../store/live-state';
 
 /**
  * How a process holding a bot on a platform learns that the bot has ended, wherever that happened.
@@ -10,7 +11,6 @@ import { logger } from '../logger';
  * turn, so its load on the database stays fixed however many bots a process holds.
  */
 export const endedChannel = (prefix: string) => `${prefix}:bot-ended`;
-const endedSet = (prefix: string) => `${prefix}:ended`;
 const KEEP_ENDED_MS = 24 * 3600 * 1000;
 
 /** Announces that a bot ended; any process may call it, it needs no subscriber. */

@@ -52,7 +52,8 @@ export async function runSimBot(client: BotClient, signal: AbortSignal): Promise
     await client.reportStatus('ENDED');
     return asked ? 'left' : 'completed';
   } catch (error) {
-    if (error instanceof BotApiError && error.status === 409) return 'gone'; // ended by the fleet meanwhile
+    // ended by the fleet meanwhile: a transition it refuses (409), or its token refused since it ended (410)
+    if (error instanceof BotApiError && (error.status === 409 || error.status === 410)) return 'gone';
     throw error;
   } finally {
     heartbeats.stop();

@@ -8,13 +8,14 @@ import {
   LIVE_STATUSES,
   MeetingPlatform,
 } from '../domain/bot.lifecycle';
-import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError } from '../errors';
+import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
 import { logger } from '../logger';
 import { Placement } from '../placement/placement.service';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc, idempotencyRecordId, Models } from '../store/models';
+import { DestinationCheck } from '../webhooks/destination';
 import { Lifecycle } from './lifecycle.service';
 
 /** What clients and bots can ask of the fleet; the API's routes are thin wrappers around these. */
@@ -36,6 +37,7 @@ export interface BotsServiceDeps {
   lifecycle: Lifecycle;
   placement: Placement;
   liveState: LiveState;
+  checkDestination: DestinationCheck;
   heartbeatIntervalMs: number;
   leaveGraceMs: number;
 }
@@ -54,6 +56,23 @@ export function createBotsService(deps: BotsServiceDeps) {
     const json = toBotJson(bot, position);
     if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt)) json.lastHeartbeatAt = heartbeat.toISOString();
     return json;
+  };
+
+  /** A callbackUrl the fleet may not call is a 400 naming it, before anything is written. */
+  const assertCallbackAllowed = async (callbackUrl: string | undefined) => {
+    if (!callbackUrl) return;
+    const destination = await deps.checkDestination(callbackUrl);
+    if (!destination.allowed) {
+      throw new ValidationError(`callbackUrl ${destination.reason}`, [{ path: 'callbackUrl', message: destination.reason }]);
+    }
+  };
+
+  /** The bot a bot token speaks for, while it lives: once it has ended its token is refused with 410. */
+  const liveBot = async (botId: string) => {
+    const bot = await repo.findById(botId);
+    if (!bot) throw new NotFoundError(`bot ${botId} not found`);
+    if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
+    return bot;
   };
 
   const ownBot = async (owner: string, botId: string) => {
@@ -105,6 +124,7 @@ export function createBotsService(deps: BotsServiceDeps) {
 
   return {
     async create(owner: string, input: CreateBotInput, idempotencyKey?: string) {
+      await assertCallbackAllowed(input.callbackUrl);
       if (!idempotencyKey) {
         const { bot } = await insertAndPlace(owner, new Types.ObjectId(), input);
         return { bot: await present(bot), created: true };
@@ -179,13 +199,15 @@ export function createBotsService(deps: BotsServiceDeps) {
     // ---- bot side ----
 
     async config(botId: string) {
-      const bot = await repo.findById(botId);
-      if (!bot) throw new NotFoundError(`bot ${botId} not found`);
-      if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
-      return toBotConfig(bot, deps.heartbeatIntervalMs);
+      return toBotConfig(await liveBot(botId), deps.heartbeatIntervalMs);
     },
 
-    heartbeat: (botId: string) => liveState.heartbeat(botId),
+    /** One Redis round trip: a bot that ended within the last 24 h is refused from Redis alone. */
+    async heartbeat(botId: string) {
+      const beat = await liveState.heartbeat(botId);
+      if (beat.ended) throw new GoneError(`bot ${botId} has ended`);
+      return { shouldLeave: beat.shouldLeave };
+    },
 
     async reportStatus(
       botId: string,
@@ -202,16 +224,16 @@ export function createBotsService(deps: BotsServiceDeps) {
         });
         return { status: updated.status };
       } catch (error) {
+        if (!(error instanceof TransitionError)) throw error;
         // A retried report of the live status the bot already has is answered, not refused.
-        if (error instanceof TransitionError && error.from === report.status && !isTerminal(report.status)) {
-          return { status: report.status };
-        }
+        if (error.from === report.status && !isTerminal(report.status)) return { status: report.status };
+        if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
         throw error;
       }
     },
 
     async reportEvent(botId: string, event: { type: string; at?: Date; data?: unknown }) {
-      if (!(await repo.findById(botId))) throw new NotFoundError(`bot ${botId} not found`);
+      await liveBot(botId);
       await repo.appendEvent(botId, { type: `bot.${event.type}`, at: event.at ?? new Date(), data: event.data });
       return { ok: true };
     },

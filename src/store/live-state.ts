@@ -7,11 +7,16 @@ import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
  * - `heartbeats`: last sign of life (heartbeat or status report) of each live bot;
  * - `deploying`: when each DEPLOYING bot was claimed (DEPLOY_TIMEOUT_MS counts from there);
  * - `leave-deadlines`: when each bot asked to leave must be gone (LEAVE_GRACE_MS);
- * - `leaving`: the set of bots asked to leave, read on every heartbeat.
+ * - `leaving`: the set of bots asked to leave, read on every heartbeat;
+ * - `ended`: bots that ended in the last 24 h (written by placement/end-signals.ts), so that a heartbeat with
+ *   an ended bot's token is refused without a database read.
  */
 export interface LiveState {
-  /** Records a heartbeat and answers whether the bot should leave: one round trip. */
-  heartbeat(botId: string, nowMs?: number): Promise<{ shouldLeave: boolean }>;
+  /**
+   * Records a heartbeat and answers whether the bot should leave, in one round trip; a bot that ended (in
+   * the last 24 h) records nothing and is answered `ended`.
+   */
+  heartbeat(botId: string, nowMs?: number): Promise<{ ended: boolean; shouldLeave: boolean }>;
   lastHeartbeat(botId: string): Promise<Date | null>;
   /** Keeps the due-sets in step with a status change; any status report also counts as a sign of life. */
   statusChanged(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): Promise<void>;
@@ -27,6 +32,14 @@ export interface LiveState {
   restartDeadlines(botIds: string[], nowMs?: number): Promise<void>;
 }
 
+/** Ended bots, scored by when they ended. */
+export const endedSet = (prefix: string) => `${prefix}:ended`;
+
+const HEARTBEAT = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return redis.call('SISMEMBER', KEYS[3], ARGV[1])`;
+
 const CLEAR_IF_DUE = `
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
@@ -39,8 +52,8 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
   const leaving = `${prefix}:leaving`;
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const result = await redis.pipeline().zadd(key('heartbeats'), nowMs, botId).sismember(leaving, botId).exec();
-      return { shouldLeave: result?.[1]?.[1] === 1 };
+      const answer = await redis.eval(HEARTBEAT, 3, endedSet(prefix), key('heartbeats'), leaving, botId, nowMs);
+      return { ended: answer === -1, shouldLeave: answer === 1 };
     },
     async lastHeartbeat(botId) {
       const score = await redis.zscore(key('heartbeats'), botId);

@@ -1,12 +1,17 @@
+import http from 'node:http';
+import https from 'node:https';
+import { LookupFunction } from 'node:net';
 import { Redis } from 'ioredis';
 import { logger } from '../logger';
-import { signWebhook, WebhookOutbox } from './webhook-outbox';
+import { DestinationCheck, ResolvedAddress } from './destination';
+import { signWebhook, WebhookEvent, WebhookOutbox } from './webhook-outbox';
 
 /**
  * Delivers one bot's pending webhook events, oldest first. A failure throws, so BullMQ retries the job with
  * capped exponential backoff; the event stays at the head, so later events wait behind it (order per bot).
- * An event still undelivered after 24 h is abandoned and recorded. Each destination host gets at most
- * `ratePerSecond` requests per second across all processes.
+ * Each event's destination is checked again before it is sent (destination.ts): a refused one is abandoned
+ * at once, with the reason in the bot's events; so is an event still undelivered after 24 h. Each
+ * destination host gets at most `ratePerSecond` requests per second across all processes.
  */
 export interface DeliveryDeps {
   outbox: WebhookOutbox;
@@ -14,8 +19,9 @@ export interface DeliveryDeps {
   prefix: string;
   secret: string;
   ratePerSecond: number;
+  checkDestination: DestinationCheck;
   timeoutMs?: number;
-  recordEvent(botId: string, type: string, data: unknown): Promise<void>;
+  recordEvent(botId: string, type: string, fields: { reason: string; data: unknown }): Promise<void>;
 }
 
 export const WEBHOOK_MAX_AGE_MS = 24 * 3600 * 1000;
@@ -45,33 +51,75 @@ async function waitForToken(deps: DeliveryDeps, host: string): Promise<void> {
   }
 }
 
+/**
+ * POSTs to `url` at the addresses the destination check approved, never at a fresh DNS answer, so a host
+ * cannot pass the check and then resolve elsewhere (TLS still verifies the URL's host name). Resolves with
+ * the status code; a redirect is an answer like any other, never followed.
+ */
+export function postToAddresses(
+  url: URL,
+  addresses: ResolvedAddress[],
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+): Promise<number> {
+  const pinned: LookupFunction = (_host, options, callback) => {
+    if (options.all) callback(null, addresses);
+    else callback(null, addresses[0].address, addresses[0].family);
+  };
+  const request = url.protocol === 'https:' ? https.request : http.request;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      // no shared agent: a pooled connection would skip the lookup above
+      { method: 'POST', headers, lookup: pinned, agent: false, signal: AbortSignal.timeout(timeoutMs) },
+      (res) => {
+        res.on('error', reject);
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.resume();
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 export async function deliverPending(deps: DeliveryDeps, botId: string): Promise<number> {
   let delivered = 0;
+  const abandon = async (event: WebhookEvent, reason: string) => {
+    logger.warn('webhook abandoned', { botId, eventId: event.id, reason });
+    await deps.recordEvent(botId, 'webhook.abandoned', { reason, data: { eventId: event.id } });
+    await deps.outbox.done(botId, event);
+  };
   for (let pending = await deps.outbox.next(botId); pending; pending = await deps.outbox.next(botId)) {
-    const { url, event } = pending;
+    const { event } = pending;
     if (Date.now() - Date.parse(event.createdAt) > WEBHOOK_MAX_AGE_MS) {
-      logger.warn('webhook abandoned after 24 h', { botId, eventId: event.id });
-      await deps.recordEvent(botId, 'webhook.abandoned', { eventId: event.id });
-      await deps.outbox.done(botId, event);
+      await abandon(event, 'undelivered after 24 h');
       continue;
     }
-    await waitForToken(deps, new URL(url).host);
+    const destination = await deps.checkDestination(pending.url);
+    if (!destination.allowed) {
+      // a host that does not resolve now may later: that is a failed delivery, retried like any other
+      if (destination.unresolved) throw new Error(`webhook ${event.id}: callbackUrl ${destination.reason}`);
+      await abandon(event, `callbackUrl ${destination.reason}`);
+      continue;
+    }
+    await waitForToken(deps, destination.url.host);
     const body = JSON.stringify(event);
     const timestamp = Math.floor(Date.now() / 1000);
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'user-agent': 'meeboter-webhooks',
-        'x-meeboter-event-id': event.id,
-        'x-meeboter-timestamp': String(timestamp),
-        'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
-      },
-      body,
-      signal: AbortSignal.timeout(deps.timeoutMs ?? 10_000),
-    });
-    await response.arrayBuffer().catch(() => undefined);
-    if (!response.ok) throw new Error(`webhook ${event.id} answered HTTP ${response.status}`);
+    const headers = {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'user-agent': 'meeboter-webhooks',
+      'x-meeboter-event-id': event.id,
+      'x-meeboter-timestamp': String(timestamp),
+      'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
+    };
+    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
+    if (status < 200 || status >= 300) {
+      const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+      throw new Error(`webhook ${event.id} answered HTTP ${status}${redirect}`);
+    }
     await deps.outbox.done(botId, event);
     delivered++;
   }

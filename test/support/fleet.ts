@@ -60,9 +60,15 @@ export async function baseEnv(overrides: Record<string, string> = {}): Promise<R
   };
 }
 
+export interface TestFleetOptions {
+  /** Receives every log line of this process, at debug level (for tests that read the logs). */
+  log?: (line: string) => void;
+}
+
 export async function startTestFleet(
   overrides: Record<string, string> = {},
   roles: FleetRoles = { api: true, workers: true },
+  options: TestFleetOptions = {},
 ): Promise<TestFleet> {
   const peers = peerUrls();
   const env = await baseEnv(overrides);
@@ -70,7 +76,11 @@ export async function startTestFleet(
   const urls = { redisUrl: env.REDIS_URL ?? peers.redisUrl, mongodbUri: testDatabaseUri(peers.mongodbUri, dbName) };
   env.REDIS_URL = urls.redisUrl;
   env.MONGODB_URI = urls.mongodbUri;
-  setLogger(createLogger({ level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' }));
+  setLogger(
+    options.log
+      ? createLogger({ level: 'debug', write: options.log })
+      : createLogger({ level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' }),
+  );
   const fleet = await startFleet(loadConfig(env), urls, roles);
   const apiKey = await fleet.apiKeys.create('owner-a');
   const url = `http://127.0.0.1:${fleet.port ?? env.PORT}`;
