@@ -84,6 +84,13 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   expect(await recovery.recover(false)).toEqual({ live: 10, read: 1, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 });
   expect(read).toEqual([String(scheduled._id)]);
 
+  // When a fleet starts, the deadlines it finds count from then (its bots could not report while it was down).
+  const inCall = String(onPlatform[0]._id);
+  await t.fleet.redis.zadd(`${t.env.REDIS_PREFIX}:heartbeats`, now - 600_000, inCall);
+  const beforeRestart = Date.now();
+  await recovery.recover(true);
+  expect((await t.fleet.liveState.lastHeartbeat(inCall))!.getTime()).toBeGreaterThanOrEqual(beforeRestart);
+
   // Rebuilt: the dispatcher places again, honouring the restored exclusion.
   expect((await t.fleet.placement.dispatch()).placed).toBe(7);
   expect(await t.fleet.queues.platforms.get('sim-b')!.getJobState(occupyJobId(String(queued[1]._id), 'sim-b'))).toBe('waiting');

@@ -17,7 +17,7 @@ jest.setTimeout(300_000);
 const API_KEY = 'restart-test-key-0123456789';
 const EMBEDDED_PORTS = [6379, 27017];
 
-async function runScenario(options: { flushRedis: boolean }) {
+async function runScenario(options: { flushRedis: boolean; machineRestart?: boolean }) {
   for (const port of EMBEDDED_PORTS) {
     // The embedded default uses (or starts) these ports; a server already there would be used instead.
     expect({ port, inUse: await isPortOpen(port) }).toEqual({ port, inUse: false });
@@ -87,19 +87,28 @@ async function runScenario(options: { flushRedis: boolean }) {
     await fleet.kill('SIGKILL');
     for (const pid of peers) process.kill(pid, 'SIGKILL');
     await waitFor(() => peers.every((pid) => !isAlive(pid)), 'Redis and FerretDB to be gone');
-    expect(botProcessGroups(new Set(botIds.slice(0, 3))).size).toBe(3); // the bots live on
+    const inCall = botProcessGroups(new Set(botIds.slice(0, 3)));
+    expect(inCall.size).toBe(3); // the bots live on...
+    if (options.machineRestart) {
+      // ...unless the machine restarted: then they are gone too.
+      for (const groups of inCall.values()) for (const pgid of groups) process.kill(-pgid, 'SIGKILL');
+      await waitFor(() => botProcessGroups(new Set(botIds)).size === 0, 'the bot processes to be gone');
+    }
 
     fleet = await start();
     const ended = await waitFor(async () => {
       const bots = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}`)).body));
       return bots.every((bot) => bot.status === 'ENDED' || bot.status === 'FATAL') ? bots : null;
     }, 'every bot to end', 180_000);
-    expect(ended.map((bot) => bot.endReason)).toEqual(Array(6).fill('COMPLETED'));
+    const lost = options.machineRestart ? ['FATAL/CONTAINER_LOST'] : ['ENDED/COMPLETED'];
+    expect(ended.map((bot) => `${bot.status}/${bot.endReason}`)).toEqual([...Array(3).fill(lost[0]), ...Array(3).fill('ENDED/COMPLETED')]);
 
     const events = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}/events`)).body.data));
     // Deployed once each: the first three were adopted after the restart, never started again.
     expect(events.map((list: Array<{ type: string }>) => list.filter((e) => e.type === 'attempt.deployed').length)).toEqual(Array(6).fill(1));
-    for (const list of events.slice(0, 3)) expect(list.map((e: { type: string }) => e.type)).toContain('attempt.adopted');
+    if (!options.machineRestart) {
+      for (const list of events.slice(0, 3)) expect(list.map((e: { type: string }) => e.type)).toContain('attempt.adopted');
+    }
     // The queued ones were placed in the order they were created.
     const assignedAt = events.slice(3).map((list: Array<{ type: string; at: string }>) => Date.parse(list.find((e) => e.type === 'attempt.assigned')!.at));
     expect([...assignedAt].sort((a, b) => a - b)).toEqual(assignedAt);
@@ -119,4 +128,8 @@ it('a SIGKILLed embedded fleet, its Redis and its FerretDB: restarted, every bot
 
 it('the same with Redis wiped (FLUSHALL) before the kill: rebuilt from MongoDB', async () => {
   await runScenario({ flushRedis: true });
+});
+
+it('a machine restart (bot processes gone too): the lost bots end CONTAINER_LOST, the queued ones complete', async () => {
+  await runScenario({ flushRedis: false, machineRestart: true });
 });
