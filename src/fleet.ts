@@ -256,24 +256,24 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     },
     log: logger,
   });
-  shutdown.add('recovery', everyInterval(config.sweepIntervalMs, (first) => recovery.runExclusive(config.sweepIntervalMs, first)));
+  shutdown.add('recovery', everyInterval(config.sweepIntervalMs, () => recovery.runExclusive(config.sweepIntervalMs)));
 }
 
 /**
  * Runs `task` now and then every `intervalMs`, each run after the previous one finished; returns the stopper.
  * A plain timer, not a BullMQ scheduler, so it keeps running after Redis lost its data.
  */
-function everyInterval(intervalMs: number, task: (first: boolean) => Promise<unknown>): () => void {
+function everyInterval(intervalMs: number, task: () => Promise<unknown>): () => void {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const run = (first: boolean) => {
-    task(first)
+  const run = () => {
+    task()
       .catch((error) => logger.warn('recovery pass failed', { error: String(error) }))
       .finally(() => {
-        if (!stopped) timer = setTimeout(() => run(false), intervalMs);
+        if (!stopped) timer = setTimeout(run, intervalMs);
       });
   };
-  run(true);
+  run();
   return () => {
     stopped = true;
     clearTimeout(timer);

@@ -2,7 +2,7 @@ import { Types } from 'mongoose';
 import { occupyJobId } from '../queues/queue-names';
 import { createLogger } from '../src/logger';
 import { createRecovery } from '../src/placement/recovery';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * Recovery rebuilds Redis' view of the live bots from MongoDB at a cost that follows the live bots: here
@@ -13,6 +13,20 @@ beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim,sim-b' }, { api: true, workers: false });
 });
 afterAll(() => t.close());
+
+const makeRecovery = (repo = t.fleet.repo) =>
+  createRecovery({
+    redis: t.fleet.redis,
+    prefix: t.env.REDIS_PREFIX,
+    repo,
+    globalQueue: t.fleet.globalQueue,
+    liveState: t.fleet.liveState,
+    queues: t.fleet.queues,
+    placement: t.fleet.placement,
+    leaveGraceMs: 60_000,
+    restoreQueues: async () => undefined,
+    log: createLogger({ level: 'error' }),
+  });
 
 it('reads only the live bots Redis does not track, and puts each back where it was', async () => {
   const now = Date.now();
@@ -52,19 +66,7 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   expect(await t.fleet.placement.dispatch()).toEqual({ placed: 0, expired: 0, timedOut: 0 });
 
   const read: string[] = [];
-  const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
-  const recovery = createRecovery({
-    redis: t.fleet.redis,
-    prefix: t.env.REDIS_PREFIX,
-    repo,
-    globalQueue: t.fleet.globalQueue,
-    liveState: t.fleet.liveState,
-    queues: t.fleet.queues,
-    placement: t.fleet.placement,
-    leaveGraceMs: 60_000,
-    restoreQueues: async () => undefined,
-    log: createLogger({ level: 'error' }),
-  });
+  const recovery = makeRecovery({ ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) });
 
   expect(await recovery.recover(false)).toEqual({ live: 11, read: 10, requeued: 6, reheld: 2, rescheduled: 1, dropped: 1 });
   expect(new Set(read)).toEqual(new Set(live.map((bot) => String(bot._id))));
@@ -94,4 +96,27 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   // Rebuilt: the dispatcher places again, honouring the restored exclusion.
   expect((await t.fleet.placement.dispatch()).placed).toBe(7);
   expect(await t.fleet.queues.platforms.get('sim-b')!.getJobState(occupyJobId(String(queued[1]._id), 'sim-b'))).toBe('waiting');
+});
+
+it('runs one pass per interval across callers, and restarts deadlines only after the whole fleet was down', async () => {
+  const interval = 2000;
+  const recovery = makeRecovery();
+  const botId = String(new Types.ObjectId());
+  await t.fleet.repo.markLive(botId, new Date());
+  const heartbeats = `${t.env.REDIS_PREFIX}:heartbeats`;
+  const stale = Date.now() - 600_000;
+  const lock = `${t.env.REDIS_PREFIX}:recovery:lock`;
+
+  // No worker ran for a while: the first pass restarts the deadline it finds.
+  await t.fleet.redis.zadd(heartbeats, stale, botId);
+  expect(await recovery.runExclusive(interval)).not.toBeNull();
+  expect(Number(await t.fleet.redis.zscore(heartbeats, botId))).toBeGreaterThan(stale);
+  // Another caller within the interval does not run a pass.
+  expect(await recovery.runExclusive(interval)).toBeNull();
+
+  // Once the interval has passed, the next caller runs one; the fleet was running, so deadlines stay.
+  await t.fleet.redis.zadd(heartbeats, stale, botId);
+  await waitFor(async () => (await t.fleet.redis.pttl(lock)) < 0, 'the interval to pass', 10_000, 50);
+  expect(await recovery.runExclusive(interval)).not.toBeNull();
+  expect(Number(await t.fleet.redis.zscore(heartbeats, botId))).toBe(stale);
 });

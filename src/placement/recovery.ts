@@ -59,6 +59,8 @@ const UNFINISHED_JOB_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'w
 export function createRecovery(deps: RecoveryDeps) {
   const { repo, globalQueue, liveState, queues } = deps;
   const lockKey = `${deps.prefix}:recovery:lock`;
+  const workersAliveKey = `${deps.prefix}:recovery:workers-alive`;
+  const restartedKey = `${deps.prefix}:recovery:fleet-restarted`;
 
   const occupyJobUnfinished = async (botId: string, platform: string) => {
     const queue = queues.platforms.get(platform);
@@ -151,13 +153,18 @@ export function createRecovery(deps: RecoveryDeps) {
   return {
     recover,
     /**
-     * Runs a pass unless another process ran one less than `intervalMs` ago (or is running one). Returns
-     * null when it did not run.
+     * Called by every worker process every `intervalMs`: runs a pass unless another process ran one less than
+     * `intervalMs` ago (or is running one); returns null when it did not run. When no worker of the fleet
+     * called it for three intervals, the fleet was down, and the next pass (whichever process runs it)
+     * restarts the deadlines its bots could not keep while nobody answered them.
      */
-    async runExclusive(intervalMs: number, restarted = false): Promise<RecoveryResult | null> {
+    async runExclusive(intervalMs: number): Promise<RecoveryResult | null> {
+      const fleetWasDown = (await deps.redis.set(workersAliveKey, '1', 'PX', intervalMs * 3, 'NX')) === 'OK';
+      if (fleetWasDown) await deps.redis.set(restartedKey, '1');
+      else await deps.redis.pexpire(workersAliveKey, intervalMs * 3);
       const token = randomBytes(8).toString('hex');
       if ((await deps.redis.set(lockKey, token, 'PX', intervalMs, 'NX')) !== 'OK') return null;
-      const result = await recover(restarted);
+      const result = await recover((await deps.redis.getdel(restartedKey)) !== null);
       await deps.redis.incr(`${deps.prefix}:sweeps:recovery:runs`);
       return result;
     },
