@@ -2,45 +2,75 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Models } from '../store/models';
 
 /**
- * Client API keys. Only a SHA-256 of each key is stored (keys are 256 random bits, so a fast hash is
- * enough); a short in-process cache keeps authentication off the database on hot paths.
+ * Client API keys. Only a SHA-256 of each key is stored, as the record's id (keys are 256 random bits, so a
+ * fast hash is enough); the first 12 hex digits of it name a key for listing and revoking without showing
+ * it. A short in-process cache keeps authentication off the database on hot paths, so a revoked key stops
+ * working in every process within CACHE_MS.
  */
+export interface ApiKeyInfo {
+  /** The first 12 hex digits of the key's SHA-256. */
+  id: string;
+  owner: string;
+  createdAt: Date;
+}
+
 export interface ApiKeys {
   create(owner: string): Promise<string>;
   /** Returns the key's owner, or null for an unknown key. */
   authenticate(key: string): Promise<string | null>;
   /** Makes sure `key` exists for `owner` (BOOTSTRAP_API_KEY). */
   ensure(key: string, owner: string): Promise<void>;
+  list(): Promise<ApiKeyInfo[]>;
+  /** Revokes the one key whose id starts with `id`; returns it, or null when none or several match. */
+  revoke(id: string): Promise<ApiKeyInfo | null>;
 }
 
-const CACHE_MS = 30_000;
+export const API_KEY_CACHE_MS = 30_000;
+const ID_LENGTH = 12;
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
 export function createApiKeys({ ApiKey }: Models): ApiKeys {
   const cache = new Map<string, { owner: string | null; until: number }>();
+  const info = (doc: { _id: string; owner: string; createdAt: Date }): ApiKeyInfo => ({
+    id: doc._id.slice(0, ID_LENGTH),
+    owner: doc.owner,
+    createdAt: doc.createdAt,
+  });
   return {
     async create(owner) {
       const key = 'mbk_' + randomBytes(32).toString('base64url');
-      await ApiKey.create({ hash: hash(key), owner, createdAt: new Date() });
+      await ApiKey.create({ _id: hash(key), owner, createdAt: new Date() });
       return key;
     },
     async authenticate(key) {
       const digest = hash(key);
       const cached = cache.get(digest);
       if (cached && cached.until > Date.now()) return cached.owner;
-      const found = await ApiKey.findOne({ hash: digest }).lean();
+      const found = await ApiKey.findById(digest).lean();
       const owner = found?.owner ?? null;
       if (cache.size > 10_000) cache.clear();
       // Unknown keys are cached briefly too, so a client hammering with a bad key costs no queries.
-      cache.set(digest, { owner, until: Date.now() + (owner ? CACHE_MS : 2000) });
+      cache.set(digest, { owner, until: Date.now() + (owner ? API_KEY_CACHE_MS : 2000) });
       return owner;
     },
     async ensure(key, owner) {
-      await ApiKey.updateOne(
-        { hash: hash(key) },
-        { $setOnInsert: { hash: hash(key), owner, createdAt: new Date() } },
-        { upsert: true },
-      );
+      try {
+        await ApiKey.create({ _id: hash(key), owner, createdAt: new Date() });
+      } catch (error) {
+        if ((error as { code?: number }).code !== 11000) throw error; // it exists already
+      }
+    },
+    async list() {
+      const docs = await ApiKey.find({}).sort({ createdAt: 1 }).lean();
+      return docs.map(info);
+    },
+    async revoke(id) {
+      if (!/^[0-9a-f]{4,64}$/.test(id)) return null;
+      const matches = (await ApiKey.find({}).lean()).filter((doc) => doc._id.startsWith(id));
+      if (matches.length !== 1) return null;
+      await ApiKey.deleteOne({ _id: matches[0]._id });
+      cache.delete(matches[0]._id);
+      return info(matches[0]);
     },
   };
 }

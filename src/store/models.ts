@@ -82,8 +82,8 @@ export interface LiveBotDoc {
 }
 
 export interface ApiKeyDoc {
-  _id: Types.ObjectId;
-  hash: string;
+  /** SHA-256 of the key: lookups go by _id, the one filter every MongoDB-compatible server indexes. */
+  _id: string;
   owner: string;
   createdAt: Date;
 }
@@ -162,7 +162,7 @@ const liveBotSchema = new Schema<LiveBotDoc>(
 
 const apiKeySchema = new Schema<ApiKeyDoc>(
   {
-    hash: { type: String, required: true, unique: true },
+    _id: { type: String, required: true },
     owner: { type: String, required: true },
     createdAt: { type: Date, required: true },
   },
