@@ -20,6 +20,7 @@ import { createDeploySlots } from './placement/deploy-slots';
 import { createEndSignals, publishEnded } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
+import { createPlatformControls } from './placement/platform-controls';
 import { createRecovery } from './placement/recovery';
 import { createPlatforms } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
@@ -102,6 +103,7 @@ export async function startFleet(
       platforms: config.platforms,
       queues,
       globalQueue,
+      controls: createPlatformControls(redis, prefix),
       repo,
       lifecycle: () => lifecycle,
       globalQueueTimeoutMs: config.globalQueueTimeoutMs,

@@ -117,6 +117,7 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'GET /healthz': {},
   'GET /readyz': {},
   'GET /api/platforms': {},
+  'PATCH /api/platforms/:name': { body: { draining: false } },
   'GET /api/bots/pool-stats': {},
   'POST /api/bots': { body: { meeting: meetings.zoom } },
   'GET /api/bots': {},
@@ -133,14 +134,15 @@ const routes = ROUTES.map(([method, routePath, guard, body]) => ({
   guard,
   takesBody: body === 'json',
   sample: SAMPLES[`${method.toUpperCase()} ${routePath}`] ?? {},
-  at: (id: string) => routePath.replace(':id', id),
+  at: (id: string) => routePath.replace(':id', id).replace(':name', 'sim'),
 }));
 const clientRoutes = routes.filter((r) => r.guard === 'client');
 const botRoutes = routes.filter((r) => r.guard === 'bot');
+const adminRoutes = routes.filter((r) => r.guard === 'admin');
 
 it('covers every route of the route table, and only those', () => {
   expect(routes.map((r) => r.key).sort()).toEqual(Object.keys(SAMPLES).sort());
-  expect(new Set(routes.map((r) => r.guard))).toEqual(new Set(['none', 'client', 'bot']));
+  expect(new Set(routes.map((r) => r.guard))).toEqual(new Set(['none', 'client', 'bot', 'admin']));
 });
 
 describe('client routes', () => {
@@ -245,7 +247,8 @@ describe('bot routes', () => {
 describe('bodies', () => {
   const callerFor = async (route: (typeof routes)[number]) => {
     const id = await newBot();
-    return { id, auth: route.guard === 'bot' ? tokenOf(id) : route.guard === 'client' ? t.apiKey : null };
+    const auth = { bot: tokenOf(id), client: t.apiKey, admin: ADMIN_API_KEY, none: null }[route.guard];
+    return { id, auth };
   };
 
   it('that are not JSON get 415 on every route that reads a body', async () => {
@@ -329,6 +332,25 @@ describe('the admin surface', () => {
     expect((await api('GET', '/admin/queues/api/queues', { auth: ADMIN_API_KEY })).status).toBe(200);
   });
 
+  it('admin routes of the API answer 401 to anything but the admin key', async () => {
+    const token = tokenOf(await newBot());
+    expect(adminRoutes.length).toBeGreaterThan(0);
+    for (const route of adminRoutes) {
+      for (const [label, options] of [
+        ['none', { auth: null }],
+        ['API key', { auth: t.apiKey }],
+        ['bootstrap API key', { auth: BOOTSTRAP_API_KEY }],
+        ['bot token', { auth: token }],
+        ['admin key with a character more', { auth: `${ADMIN_API_KEY}x` }],
+      ] as Array<[string, RequestOptions]>) {
+        const res = await api(route.method, route.at('x'), { ...options, body: route.sample.body });
+        expect([route.key, label, res.status]).toEqual([route.key, label, 401]);
+      }
+      const res = await api(route.method, route.at('x'), { auth: ADMIN_API_KEY, body: route.sample.body });
+      expect([route.key, res.status]).toEqual([route.key, 200]);
+    }
+  });
+
   it('is not served at all without ADMIN_API_KEY, whatever is presented; there is no /metrics', async () => {
     const bare = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false }, { log: (line) => logLines.push(line) });
     try {
@@ -336,6 +358,12 @@ describe('the admin surface', () => {
         for (const auth of [null, ADMIN_API_KEY, bare.apiKey]) {
           const res = await call(bare.url, method, route, { auth });
           expect([route, res.status]).toEqual([route, 404]);
+        }
+      }
+      for (const route of adminRoutes) {
+        for (const auth of [null, ADMIN_API_KEY, bare.apiKey]) {
+          const res = await call(bare.url, route.method, route.at('x'), { auth, body: route.sample.body });
+          expect([route.key, res.status]).toEqual([route.key, 404]);
         }
       }
       expect((await call(bare.url, 'GET', '/metrics', { auth: null })).status).toBe(404);

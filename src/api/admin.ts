@@ -27,6 +27,13 @@ export function createAdminRouter(ctx: ApiContext): Router {
   return router;
 }
 
+/** Guards the admin routes of the route table: the admin key, or 404 when admin routes are off. */
+export function adminGuard(ctx: ApiContext): RequestHandler {
+  const adminKey = ctx.config.adminApiKey;
+  if (!adminKey) return (_req, _res, next) => next(new NotFoundError('admin routes are off: set ADMIN_API_KEY'));
+  return adminAuth(adminKey);
+}
+
 function adminAuth(adminKey: string): RequestHandler {
   const expected = Buffer.from(adminKey);
   const matches = (given?: string) => {

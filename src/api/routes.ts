@@ -1,4 +1,5 @@
 import { RequestHandler, Router } from 'express';
+import { adminGuard } from './admin';
 import type { ApiContext } from './api-context';
 import { botAuth } from './bot-auth';
 import { botConfigHandler } from './handlers/bot-config.handler';
@@ -10,14 +11,14 @@ import { healthHandler, readyHandler } from './handlers/health.handler';
 import { heartbeatHandler } from './handlers/heartbeat.handler';
 import { leaveBotHandler } from './handlers/leave-bot.handler';
 import { listBotsHandler } from './handlers/list-bots.handler';
-import { platformsHandler } from './handlers/platforms.handler';
+import { platformsHandler, updatePlatformHandler } from './handlers/platforms.handler';
 import { poolStatsHandler } from './handlers/pool-stats.handler';
 import { reportEventHandler } from './handlers/report-event.handler';
 import { statusReportHandler } from './handlers/status-report.handler';
 import { clientAuth, Handler, jsonBody, route } from './http';
 
-type Method = 'get' | 'post' | 'delete';
-type Guard = 'none' | 'client' | 'bot';
+type Method = 'get' | 'post' | 'patch' | 'delete';
+type Guard = 'none' | 'client' | 'bot' | 'admin';
 /** `json`: the route reads a JSON body (anything else is a 415); `none`: any body is ignored. */
 type Body = 'json' | 'none';
 
@@ -33,6 +34,7 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
   ['get', '/healthz', 'none', 'none', healthHandler],
   ['get', '/readyz', 'none', 'none', readyHandler],
   ['get', '/api/platforms', 'client', 'none', platformsHandler],
+  ['patch', '/api/platforms/:name', 'admin', 'json', updatePlatformHandler],
   ['get', '/api/bots/pool-stats', 'client', 'none', poolStatsHandler],
   ['post', '/api/bots', 'client', 'json', createBotHandler],
   ['get', '/api/bots', 'client', 'none', listBotsHandler],
@@ -44,7 +46,12 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
 
 export function createRouter(ctx: ApiContext): Router {
   const router = Router();
-  const guards: Record<Guard, RequestHandler[]> = { none: [], client: [clientAuth(ctx)], bot: [botAuth(ctx)] };
+  const guards: Record<Guard, RequestHandler[]> = {
+    none: [],
+    client: [clientAuth(ctx)],
+    bot: [botAuth(ctx)],
+    admin: [adminGuard(ctx)],
+  };
   const bodies: Record<Body, RequestHandler[]> = { json: jsonBody(), none: [] };
   // credentials first: a body is read only for a caller who may use the route
   for (const [method, path, guard, body, handler] of ROUTES) {

@@ -91,7 +91,16 @@ export const botEventSchema = Joi.object({
   data: Joi.any(),
 });
 
-export const emptyBodySchema = Joi.object({}).unknown(true);
+/** PATCH /api/platforms/:name: at least one field; the limit no higher than the configured `ceiling`. */
+export const platformControlSchema = (ceiling: number) =>
+  Joi.object({
+    limit: Joi.number().integer().min(1).max(ceiling).allow(null)
+      .messages({ 'number.max': `must be at most the configured limit ({{#limit}}); raise it in the configuration` }),
+    draining: Joi.boolean(),
+  })
+    .or('limit', 'draining')
+    .required();
+
 
 export function validate<T>(schema: Joi.Schema, input: unknown, where = 'body'): T {
   const { value, error } = schema.validate(input ?? {}, { abortEarly: false, convert: true, stripUnknown: false });

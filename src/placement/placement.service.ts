@@ -6,6 +6,7 @@ import { BotDoc } from '../store/models';
 import { occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
+import { PlatformControls } from './platform-controls';
 
 /**
  * Placement (PRODUCT.md section 7). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
@@ -37,6 +38,11 @@ export interface Placement {
   /** One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. */
   dispatch(): Promise<{ placed: number; expired: number; timedOut: number }>;
   stats(): Promise<{ platforms: PlatformStats[]; globalQueue: { length: number; oldestQueuedAt: string | null } }>;
+  /**
+   * Changes a platform's limit (at most the configured one; null restores it) or draining state at runtime,
+   * for every process; returns its stats, or null for a platform this fleet does not run.
+   */
+  control(platform: string, change: { limit?: number | null; draining?: boolean }): Promise<PlatformStats | null>;
   /** Hands a bot back to the global queue after a failed or timed-out attempt on `platform`. */
   handBack(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<void>;
 }
@@ -45,6 +51,7 @@ export interface PlacementDeps {
   platforms: readonly PlatformSettings[];
   queues: Queues;
   globalQueue: GlobalQueue;
+  controls: PlatformControls;
   repo: BotRepository;
   lifecycle: () => Lifecycle;
   globalQueueTimeoutMs: number;
@@ -69,10 +76,25 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return Object.values(counts).reduce((sum, n) => sum + n, 0);
   };
 
+  /** The limit and draining state in force now: the configured limit, lowered or drained by an operator. */
+  const inForce = async () => {
+    const controls = await deps.controls.all();
+    return new Map(
+      deps.platforms.map((p) => {
+        const control = controls.get(p.name) ?? {};
+        return [p.name, { limit: Math.min(p.limit, control.limit ?? p.limit), draining: control.draining ?? false }];
+      }),
+    );
+  };
+
   const freeCapacity = async () => {
     const free = new Map<string, number>();
+    const now = await inForce();
     await Promise.all(
-      deps.platforms.map(async (p) => free.set(p.name, Math.max(0, p.limit - (await occupied(p.name))))),
+      deps.platforms.map(async (p) => {
+        const { limit, draining } = now.get(p.name)!;
+        free.set(p.name, draining ? 0 : Math.max(0, limit - (await occupied(p.name))));
+      }),
     );
     return free;
   };
@@ -130,6 +152,25 @@ export function createPlacement(deps: PlacementDeps): Placement {
       if (queues.platforms.has(platform)) await assign(botId, platform);
       else await globalQueue.completeAssignment(botId);
     }
+  };
+
+  const stats: Placement['stats'] = async () => {
+    const now = await inForce();
+    const platforms = await Promise.all(
+      deps.platforms.map(async (p) => {
+        const counts = await queueOf(p.name).getJobCounts('active', 'wait', 'delayed', 'prioritized');
+        return {
+          name: p.name,
+          enabled: true,
+          limit: now.get(p.name)!.limit,
+          active: counts.active,
+          queued: counts.wait + counts.delayed + counts.prioritized,
+          queueTimeoutMs: p.queueTimeoutMs,
+          draining: now.get(p.name)!.draining,
+        };
+      }),
+    );
+    return { platforms, globalQueue: await globalQueue.stats() };
   };
 
   const dispatch: Placement['dispatch'] = async () => {
@@ -205,22 +246,12 @@ export function createPlacement(deps: PlacementDeps): Placement {
     kick,
     dispatch,
     handBack,
-    async stats() {
-      const platforms = await Promise.all(
-        deps.platforms.map(async (p) => {
-          const counts = await queueOf(p.name).getJobCounts('active', 'wait', 'delayed', 'prioritized');
-          return {
-            name: p.name,
-            enabled: true,
-            limit: p.limit,
-            active: counts.active,
-            queued: counts.wait + counts.delayed + counts.prioritized,
-            queueTimeoutMs: p.queueTimeoutMs,
-            draining: await queueOf(p.name).isPaused(),
-          };
-        }),
-      );
-      return { platforms, globalQueue: await globalQueue.stats() };
+    stats,
+    async control(platform, change) {
+      if (!queues.platforms.has(platform)) return null;
+      await deps.controls.update(platform, change);
+      await kick(`platform ${platform} changed`);
+      return (await stats()).platforms.find((p) => p.name === platform)!;
     },
   };
 }
