@@ -37,8 +37,12 @@ export interface Placement {
   /** One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. */
   dispatch(): Promise<{ placed: number; expired: number; timedOut: number }>;
   stats(): Promise<{ platforms: PlatformStats[]; globalQueue: { length: number; oldestQueuedAt: string | null } }>;
-  /** Hands a bot back to the global queue after a failed or timed-out attempt on `platform`. */
-  handBack(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<void>;
+  /**
+   * Hands a bot back to the global queue after an attempt on `platform` that failed, timed out, or found the
+   * platform full. A failed or timed-out platform is excluded for the bot (see the dispatcher); a full one
+   * is not: it is offered nothing for FULL_BACKOFF_MS, so the bot moves on at once.
+   */
+  handBack(botId: string, platform: string, outcome: AttemptOutcome, reason: string): Promise<void>;
 }
 
 export interface PlacementDeps {
@@ -52,7 +56,11 @@ export interface PlacementDeps {
   scheduleLeadMs?: number;
 }
 
+export type AttemptOutcome = 'failed' | 'timed-out' | 'full';
+
 const BATCH = 100;
+/** How long a platform that answered "no capacity" is offered no bots before it is asked again. */
+const FULL_BACKOFF_MS = 10_000;
 /** How far down the global queue one run looks for bots that fit the free platforms. */
 const MAX_SCAN = 1000;
 
@@ -71,16 +79,20 @@ export function createPlacement(deps: PlacementDeps): Placement {
 
   const freeCapacity = async () => {
     const free = new Map<string, number>();
+    const full = await globalQueue.fullPlatforms(deps.platforms.map((p) => p.name));
     await Promise.all(
-      deps.platforms.map(async (p) => free.set(p.name, Math.max(0, p.limit - (await occupied(p.name))))),
+      deps.platforms.map(async (p) =>
+        free.set(p.name, full.has(p.name) ? 0 : Math.max(0, p.limit - (await occupied(p.name)))),
+      ),
     );
     return free;
   };
 
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
+    if (outcome === 'full') await globalQueue.markFull(platform, FULL_BACKOFF_MS);
     const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
     if (!bot) return;
-    await globalQueue.exclude(botId, platform, outcome);
+    if (outcome !== 'full') await globalQueue.exclude(botId, platform, outcome);
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
     // Its place in line is its creation; its queue timeout counts from when it was first queued, so a bot
     // bouncing between slow platforms cannot wait forever.
@@ -117,10 +129,18 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return count;
   };
 
-  /** Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. */
+  /**
+   * Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. A bot
+   * may come back to a platform it was handed back from (it was full, or it timed out everywhere): the
+   * finished job of that earlier attempt keeps the id taken, so it is removed first. Only a finished job
+   * is: one still waiting or active is this very assignment, made before a crash.
+   */
   const assign = async (botId: string, platform: string) => {
     await globalQueue.markInflight(botId, platform);
-    await queueOf(platform).add('occupy', { botId, platform }, { jobId: occupyJobId(botId, platform) });
+    const jobId = occupyJobId(botId, platform);
+    const state = await queueOf(platform).getJobState(jobId);
+    if (state === 'completed' || state === 'failed') await queueOf(platform).remove(jobId);
+    await queueOf(platform).add('occupy', { botId, platform }, { jobId });
     await globalQueue.completeAssignment(botId);
   };
 
