@@ -13,9 +13,11 @@ import {
   DescribeRouteTablesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
+  DescribeVpcAttributeCommand,
   DescribeVpcsCommand,
   EC2Client,
   ModifySubnetAttributeCommand,
+  ModifyVpcAttributeCommand,
   ResourceType,
   RevokeSecurityGroupIngressCommand,
 } from '@aws-sdk/client-ec2';
@@ -42,6 +44,16 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     async () => (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'tag:Name', Values: [name] }] }))).Vpcs?.[0]?.VpcId,
     async () => (await ec2.send(new CreateVpcCommand({ CidrBlock: VPC_CIDR, TagSpecifications: tags('vpc', name) }))).Vpc!.VpcId!,
   );
+
+  // DNS hostnames as in a default VPC: the tasks' network interfaces get DNS names.
+  const dnsHostnames = vpcId
+    ? (await ec2.send(new DescribeVpcAttributeCommand({ VpcId: vpcId, Attribute: 'enableDnsHostnames' }))).EnableDnsHostnames?.Value
+    : true;
+  if (vpcId && !dnsHostnames) {
+    await step.update(`VPC ${name}: DNS hostnames`, () =>
+      ec2.send(new ModifyVpcAttributeCommand({ VpcId: vpcId, EnableDnsHostnames: { Value: true } })),
+    );
+  }
 
   const zones = (await ec2.send(new DescribeAvailabilityZonesCommand({ Filters: [{ Name: 'state', Values: ['available'] }] })))
     .AvailabilityZones!.map((zone) => zone.ZoneName!)
