@@ -158,7 +158,7 @@ async function awaitStart(
     if (Date.now() >= deadline) break;
     const pause = Math.min(deadline - Date.now(), pauseMs / 2 + Math.random() * pauseMs);
     pauseMs = Math.min(pauseMs * 2, START_POLL_MAX_MS);
-    const waited = await ctx.endSignals.waitForEnd(job.botId, AbortSignal.any([job.signal, AbortSignal.timeout(Math.max(1, pause))]));
+    const waited = await ctx.endSignals.waitForEnd(job.botId, AbortSignal.any([job.signal, AbortSignal.timeout(Math.max(1, Math.round(pause)))]));
     if (waited === 'ended') return 'ended';
     if (job.signal.aborted) return 'aborted';
   }

@@ -1,5 +1,6 @@
 import { DescribeTasksCommand, ECSClient, ListTasksCommand, Task } from '@aws-sdk/client-ecs';
 import { setupAws } from '../../src/platforms/aws/aws-setup';
+import { BotClient } from '../../src/sdk/bot-client';
 import { EcsFaultProxy, startEcsFaultProxy } from './ecs-fault-proxy';
 import { awsSdkEnv, Moto, startMoto } from './moto';
 
@@ -57,4 +58,84 @@ export async function startAwsPeer(region = 'eu-west-1'): Promise<AwsPeer> {
 export function overridesOf(task: Task): Record<string, string> {
   const environment = task.overrides?.containerOverrides?.[0]?.environment ?? [];
   return Object.fromEntries(environment.map((entry) => [entry.name!, entry.value!]));
+}
+
+/**
+ * Moto runs no code in its tasks, so the test plays each bot: every `intervalMs` it lists moto's tasks with
+ * desiredStatus RUNNING (one sample of how many there are), and for each new task that reads RUNNING through
+ * the proxy (a task held in PROVISIONING runs nothing) it takes BOT_ID, MILO_URL and MILO_AUTH_TOKEN from the
+ * task's overrides and reports JOINING_CALL → IN_CALL → ENDED through the bot SDK, staying IN_CALL for
+ * `inCallMs` (Infinity: until the fleet ends it).
+ */
+export interface BotPlayer {
+  /** Task ARN → the env it was played with. */
+  played: Map<string, Record<string, string>>;
+  /** RUNNING task counts, one per interval. */
+  samples: number[];
+  errors: string[];
+  stop(): Promise<void>;
+}
+
+export function playBots(peer: AwsPeer, options: { inCallMs?: number; intervalMs?: number } = {}): BotPlayer {
+  const inCallMs = options.inCallMs ?? 200;
+  const cluster = peer.env.AWS_ECS_CLUSTER;
+  const viaProxy = new ECSClient({
+    region: peer.region,
+    endpoint: peer.proxy.url,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
+  const played = new Map<string, Record<string, string>>();
+  const samples: number[] = [];
+  const errors: string[] = [];
+  const plays: Promise<void>[] = [];
+  const stopping = new AbortController();
+  let running = true;
+
+  const play = async (env: Record<string, string>) => {
+    const client = BotClient.fromEnv(env, stopping.signal);
+    try {
+      await client.reportStatus('JOINING_CALL');
+      await client.reportStatus('IN_CALL');
+      if (inCallMs === Infinity) return;
+      await new Promise((resolve) => setTimeout(resolve, inCallMs));
+      await client.reportStatus('ENDED');
+    } catch (error) {
+      if (!stopping.signal.aborted) errors.push(`${env.BOT_ID}: ${String(error)}`);
+    }
+  };
+
+  const loop = (async () => {
+    while (running) {
+      try {
+        const arns = (await peer.ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }))).taskArns ?? [];
+        samples.push(arns.length);
+        const fresh = arns.filter((arn) => !played.has(arn));
+        for (let i = 0; i < fresh.length; i += 100) {
+          const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100) }));
+          for (const task of answer.tasks ?? []) {
+            if (task.lastStatus !== 'RUNNING' || played.has(task.taskArn!)) continue;
+            const env = overridesOf(task);
+            played.set(task.taskArn!, env);
+            plays.push(play(env));
+          }
+        }
+      } catch (error) {
+        errors.push(`player: ${String(error)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
+    }
+  })();
+
+  return {
+    played,
+    samples,
+    errors,
+    async stop() {
+      running = false;
+      await loop;
+      stopping.abort();
+      await Promise.all(plays);
+      viaProxy.destroy();
+    },
+  };
 }
