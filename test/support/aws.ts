@@ -13,6 +13,7 @@ export interface AwsPeer {
   moto: Moto;
   proxy: EcsFaultProxy;
   region: string;
+  cluster: string;
   /** The fleet's AWS_* variables and the SDK's own, pointing at the proxy. */
   env: Record<string, string>;
   /** Straight to moto, past the proxy. */
@@ -35,6 +36,7 @@ export async function startAwsPeer(region = 'eu-west-1'): Promise<AwsPeer> {
     moto,
     proxy,
     region,
+    cluster,
     env: { ...Object.fromEntries(env), ...sdkEnv },
     ecs,
     async tasks(desiredStatus, startedBy) {
@@ -76,9 +78,12 @@ export interface BotPlayer {
   stop(): Promise<void>;
 }
 
-export function playBots(peer: AwsPeer, options: { inCallMs?: number; intervalMs?: number } = {}): BotPlayer {
+/** Where the bots' tasks are: moto (`ecs`), and the proxy that shows them as the fleet sees them. */
+export type BotStage = Pick<AwsPeer, 'ecs' | 'region' | 'cluster'> & { proxy: { url: string } };
+
+export function playBots(peer: BotStage, options: { inCallMs?: number; intervalMs?: number } = {}): BotPlayer {
   const inCallMs = options.inCallMs ?? 200;
-  const cluster = peer.env.AWS_ECS_CLUSTER;
+  const cluster = peer.cluster;
   const viaProxy = new ECSClient({
     region: peer.region,
     endpoint: peer.proxy.url,
