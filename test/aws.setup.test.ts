@@ -90,8 +90,12 @@ it('creates everything, then changes nothing, and prints variables that make PLA
       return ['ENDED', 'FATAL'].includes(bot.status) && bot;
     }, 'the bot to end');
     expect(ended).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'aws' });
-    const arns = (await ecs.send(new ListTasksCommand({ cluster: 'meeboter-bots', desiredStatus: 'STOPPED' }))).taskArns!;
-    const [task] = (await ecs.send(new DescribeTasksCommand({ cluster: 'meeboter-bots', tasks: arns }))).tasks!;
+    // Its holder stops the task right after the bot's end.
+    const arns = await waitFor(async () => {
+      const stopped = (await ecs.send(new ListTasksCommand({ cluster: 'meeboter-bots', desiredStatus: 'STOPPED' }))).taskArns!;
+      return stopped.length > 0 && stopped;
+    }, 'the task to be stopped');
+    const [task] = (await ecs.send(new DescribeTasksCommand({ cluster: 'meeboter-bots', tasks: arns, include: ['TAGS'] }))).tasks!;
     expect(task.taskDefinitionArn).toMatch(/task-definition\/meeboter-zoom-bot:1$/);
   } finally {
     await player.stop();

@@ -2,7 +2,7 @@ import { PlatformSettings } from '../config';
 import { logger } from '../logger';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
-import { BotDoc } from '../store/models';
+import { AttemptDoc, BotDoc } from '../store/models';
 import { occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
@@ -42,7 +42,7 @@ export interface Placement {
    * platform full. A failed or timed-out platform is excluded for the bot (see the dispatcher); a full one
    * is not: it is offered nothing for FULL_BACKOFF_MS, so the bot moves on at once.
    */
-  handBack(botId: string, platform: string, outcome: AttemptOutcome, reason: string): Promise<void>;
+  handBack(botId: string, platform: string, outcome: AttemptDoc['outcome'], reason: string): Promise<void>;
 }
 
 export interface PlacementDeps {
@@ -55,8 +55,6 @@ export interface PlacementDeps {
   /** Scheduled bots are queued this long before their join time, so the container is up when it matters. */
   scheduleLeadMs?: number;
 }
-
-export type AttemptOutcome = 'failed' | 'timed-out' | 'full';
 
 const BATCH = 100;
 /** How long a platform that answered "no capacity" is offered no bots before it is asked again. */

@@ -116,7 +116,9 @@ export function playBots(peer: BotStage, options: { inCallMs?: number; intervalM
         samples.push(arns.length);
         const fresh = arns.filter((arn) => !played.has(arn));
         for (let i = 0; i < fresh.length; i += 100) {
-          const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100) }));
+          // Always with TAGS: moto keeps "include TAGS" in one dict shared by all requests, so a concurrent
+          // DescribeTasks without it strips the tags from the fleet's own answer.
+          const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100), include: ['TAGS'] }));
           for (const task of answer.tasks ?? []) {
             if (task.lastStatus !== 'RUNNING' || played.has(task.taskArn!)) continue;
             const env = overridesOf(task);

@@ -38,7 +38,7 @@ export interface AwsSetupResult {
   env: Array<[string, string]>;
 }
 
-export const AWS_SETUP_NAMES = {
+const AWS_SETUP_NAMES = {
   cluster: 'meeboter-bots',
   network: 'meeboter-bots',
   logGroup: '/ecs/meeboter-bots',

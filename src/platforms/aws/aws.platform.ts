@@ -169,7 +169,9 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
     },
     async stop(identifier) {
       const task = await reader.read(identifier);
-      if (!ours(task) || task.lastStatus === 'STOPPED') return;
+      if (!task || task.lastStatus === 'STOPPED') return;
+      // Loudly, not silently: a stop that quietly did nothing would free capacity while the task runs.
+      if (!ours(task)) throw new PlatformError(`task ${identifier} does not carry ${FLEET_TAG}=${fleetId}: not stopped`, false);
       if (task.desiredStatus !== 'STOPPED') {
         try {
           await client.send(new StopTaskCommand({ cluster, task: identifier, reason: STOP_REASON }));

@@ -13,7 +13,7 @@ export interface TaskReader {
 /** One DescribeTasks call: the tasks ECS knows among `arns` (unknown ones are left out). */
 export type DescribeBatch = (arns: string[]) => Promise<Task[]>;
 
-export const DESCRIBE_BATCH = 100;
+const DESCRIBE_BATCH = 100;
 
 export function createTaskReader(describe: DescribeBatch): TaskReader {
   let pending = new Map<string, Array<{ resolve(task: Task | undefined): void; reject(error: unknown): void }>>();
