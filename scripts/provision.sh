@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need on a fresh Debian machine with Node 20 and Go:
-# redis-server (Debian), FerretDB v1 (built from the Go module proxy) and the npm dependencies.
-# Idempotent: a second run only checks.
+# redis-server (Debian), FerretDB v1 (built from the Go module proxy), moto server (PyPI, in .venv-moto, the
+# AWS peer of the aws platform's tests) and the npm dependencies. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +36,22 @@ if [ "$("$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2
   rm -rf "$work"
 fi
 
+MOTO_VERSION=5.2.5
+MOTO_VENV=.venv-moto
+if [ "$("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+  echo "provision: installing moto[server] $MOTO_VERSION into $MOTO_VENV"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  rm -rf "$MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "provision: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-echo "provision: redis-server $(redis-server --version | awk '{print $3}'), ferretdb $("$GOBIN_DIR/ferretdb" --version 2>/dev/null | head -1 | awk '{print $2}'), node $(node --version)"
+echo "provision: redis-server $(redis-server --version | awk '{print $3}'), ferretdb $("$GOBIN_DIR/ferretdb" --version 2>/dev/null | head -1 | awk '{print $2}'), moto $MOTO_VERSION, node $(node --version)"

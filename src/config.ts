@@ -20,6 +20,11 @@ export interface PlatformSettings {
   kind: PlatformKind;
   limit: number;
   queueTimeoutMs: number;
+  /**
+   * How long a deployed container may stay `starting` (a task provisioning, a pod pulling its image) before
+   * it is stopped and the bot moves on to the next platform. `<NAME>_START_TIMEOUT_MS`.
+   */
+  startTimeoutMs: number;
 }
 
 export interface KubernetesSettings {
@@ -34,13 +39,25 @@ export interface KubernetesSettings {
   imagePullLockEnabled: boolean;
 }
 
+/**
+ * How one RunTask places a task: on one capacity provider (a one-entry capacityProviderStrategy) or with a
+ * plain launch type (for clusters without capacity providers).
+ */
+export type AwsLaunchOption = { capacityProvider: string } | { launchType: 'FARGATE' };
+
 export interface AwsSettings {
   region: string;
   cluster: string;
   subnets: string[];
   securityGroups: string[];
   assignPublicIp: boolean;
+  /** Task definition family (latest revision), family:revision or ARN, per meeting platform. */
   taskDefinitions: { 'google-meet': string; 'microsoft-teams': string; zoom: string };
+  /**
+   * Tried in this order: when ECS answers that one has no capacity, the next is tried at once; when the
+   * last has none, the platform is full for now. AWS_ECS_CAPACITY_PROVIDERS or AWS_ECS_LAUNCH_TYPE.
+   */
+  launchOptions: AwsLaunchOption[];
 }
 
 export interface CoolifySettings {
@@ -208,7 +225,14 @@ const awsSchema = Joi.object({
   AWS_ECS_TASK_DEF_GOOGLE_MEET: Joi.string().required(),
   AWS_ECS_TASK_DEF_MICROSOFT_TEAMS: Joi.string().required(),
   AWS_ECS_TASK_DEF_ZOOM: Joi.string().required(),
-}).unknown(true);
+  AWS_ECS_CAPACITY_PROVIDERS: csv,
+  AWS_ECS_LAUNCH_TYPE: Joi.string().valid('FARGATE'),
+})
+  .nand('AWS_ECS_CAPACITY_PROVIDERS', 'AWS_ECS_LAUNCH_TYPE')
+  .unknown(true);
+
+/** Fargate Spot first (cheaper), on-demand Fargate when Spot has no capacity. */
+const DEFAULT_CAPACITY_PROVIDERS = 'FARGATE_SPOT,FARGATE';
 
 const coolifySchema = Joi.object({
   COOLIFY_BOT_LIMIT: positiveInt.required(),
@@ -232,6 +256,9 @@ function validate(schema: Joi.ObjectSchema, env: Env): Parsed {
     const detail = error.details[0];
     if (detail.type === 'object.missing') {
       throw new ConfigError(`${(detail.context?.peers as string[]).join(' or ')}: one of them is required`);
+    }
+    if (detail.type === 'object.nand') {
+      throw new ConfigError(`${detail.context?.main}: cannot be combined with ${(detail.context?.peers as string[]).join(', ')}`);
     }
     throw new ConfigError(`${detail.path.join('.')}: ${detail.message.replace(/^"[^"]*" /, '')}`);
   }
@@ -272,9 +299,16 @@ function platformSettings(name: string, env: Env, base: Parsed): PlatformSetting
   const schema = Joi.object({
     [`${prefix}_BOT_LIMIT`]: fallback?.limit ? positiveInt.default(fallback.limit) : positiveInt.required(),
     [`${prefix}_QUEUE_TIMEOUT_MS`]: positiveInt.default(fallback?.timeout ?? 60000),
+    [`${prefix}_START_TIMEOUT_MS`]: positiveInt.default(DEFAULT_START_TIMEOUT_MS),
   }).unknown(true);
   const parsed = validate(schema, { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
-  return { name, kind, limit: parsed[`${prefix}_BOT_LIMIT`], queueTimeoutMs: parsed[`${prefix}_QUEUE_TIMEOUT_MS`] };
+  return {
+    name,
+    kind,
+    limit: parsed[`${prefix}_BOT_LIMIT`],
+    queueTimeoutMs: parsed[`${prefix}_QUEUE_TIMEOUT_MS`],
+    startTimeoutMs: parsed[`${prefix}_START_TIMEOUT_MS`],
+  };
 }
 
 /** WEBHOOK_ALLOWED_HOSTS: a comma list of host names (matched exactly, any case) and IP addresses or CIDR ranges. */
@@ -296,6 +330,9 @@ function webhookAllowList(value: string | undefined): Pick<Config['webhooks'], '
   }
   return { allowedHosts, allowedRanges };
 }
+
+/** Fargate takes up to a minute or two to start a task with a large image; five minutes is a stuck one. */
+const DEFAULT_START_TIMEOUT_MS = 300_000;
 
 function pick(source: Parsed, ...keys: string[]): Env {
   const out: Env = {};
@@ -397,6 +434,9 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
         'microsoft-teams': a.AWS_ECS_TASK_DEF_MICROSOFT_TEAMS,
         zoom: a.AWS_ECS_TASK_DEF_ZOOM,
       },
+      launchOptions: a.AWS_ECS_LAUNCH_TYPE
+        ? [{ launchType: a.AWS_ECS_LAUNCH_TYPE }]
+        : splitCsv(a.AWS_ECS_CAPACITY_PROVIDERS ?? DEFAULT_CAPACITY_PROVIDERS).map((capacityProvider) => ({ capacityProvider })),
     };
   }
   if (kinds.has('coolify')) {

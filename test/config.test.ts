@@ -13,7 +13,7 @@ const fails = (env: Record<string, string>) => {
 
 it('has the seed defaults with no configuration at all', () => {
   const config = loadConfig({});
-  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000 }]);
+  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000, startTimeoutMs: 300000 }]);
   expect(config).toMatchObject({
     port: 3000,
     globalQueueTimeoutMs: 600000,
@@ -54,9 +54,43 @@ it('demands a platform\'s variables only when it is enabled', () => {
 it('supports several sim platforms, each with its own limit and timeout', () => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a, sim-b', SIM_A_BOT_LIMIT: '3', SIM_B_QUEUE_TIMEOUT_MS: '10' });
   expect(config.platforms).toEqual([
-    { name: 'sim-a', kind: 'sim', limit: 3, queueTimeoutMs: 30000 },
-    { name: 'sim-b', kind: 'sim', limit: 1000, queueTimeoutMs: 10 },
+    { name: 'sim-a', kind: 'sim', limit: 3, queueTimeoutMs: 30000, startTimeoutMs: 300000 },
+    { name: 'sim-b', kind: 'sim', limit: 1000, queueTimeoutMs: 10, startTimeoutMs: 300000 },
   ]);
+});
+
+it('reads the seed\'s AWS variables, a start timeout, and Fargate Spot then on-demand Fargate by default', () => {
+  const seed = {
+    PLATFORM_PRIORITY: 'aws',
+    AWS_REGION: 'us-east-2',
+    AWS_ECS_CLUSTER: 'meeboter-bots',
+    AWS_ECS_SUBNETS: 'subnet-a, subnet-b',
+    AWS_ECS_SECURITY_GROUPS: 'sg-x',
+    AWS_ECS_TASK_DEF_GOOGLE_MEET: 'meeboter-google-meet-bot',
+    AWS_ECS_TASK_DEF_MICROSOFT_TEAMS: 'meeboter-microsoft-teams-bot',
+    AWS_ECS_TASK_DEF_ZOOM: 'meeboter-zoom-bot',
+    AWS_BOT_LIMIT: '50',
+  };
+  const config = loadConfig({ ...seed, AWS_START_TIMEOUT_MS: '120000' });
+  expect(config.platforms).toEqual([{ name: 'aws', kind: 'aws', limit: 50, queueTimeoutMs: 30000, startTimeoutMs: 120000 }]);
+  expect(config.aws).toEqual({
+    region: 'us-east-2',
+    cluster: 'meeboter-bots',
+    subnets: ['subnet-a', 'subnet-b'],
+    securityGroups: ['sg-x'],
+    assignPublicIp: true,
+    taskDefinitions: { 'google-meet': 'meeboter-google-meet-bot', 'microsoft-teams': 'meeboter-microsoft-teams-bot', zoom: 'meeboter-zoom-bot' },
+    launchOptions: [{ capacityProvider: 'FARGATE_SPOT' }, { capacityProvider: 'FARGATE' }],
+  });
+  expect(loadConfig({ ...seed, AWS_ECS_CAPACITY_PROVIDERS: 'FARGATE' }).aws!.launchOptions).toEqual([{ capacityProvider: 'FARGATE' }]);
+  expect(loadConfig({ ...seed, AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!.launchOptions).toEqual([{ launchType: 'FARGATE' }]);
+  expect(loadConfig({ ...seed, AWS_ECS_ASSIGN_PUBLIC_IP: 'false' }).aws!.assignPublicIp).toBe(false);
+  expect(fails({ ...seed, AWS_ECS_LAUNCH_TYPE: 'EC2' })).toMatch(/^AWS_ECS_LAUNCH_TYPE: must be \[FARGATE\]/);
+  expect(fails({ ...seed, AWS_ECS_LAUNCH_TYPE: 'FARGATE', AWS_ECS_CAPACITY_PROVIDERS: 'FARGATE' })).toBe(
+    'AWS_ECS_CAPACITY_PROVIDERS: cannot be combined with AWS_ECS_LAUNCH_TYPE',
+  );
+  expect(fails({ ...seed, AWS_ECS_SUBNETS: '' })).toBe('AWS_ECS_SUBNETS: is required');
+  expect(fails({ ...seed, AWS_START_TIMEOUT_MS: '0' })).toMatch(/^AWS_START_TIMEOUT_MS: /);
 });
 
 it('treats empty strings as unset', () => {

@@ -38,7 +38,11 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
     },
   );
   worker.on('completed', () => void deps.placement.kick(`capacity freed on ${settings.name}`).catch(() => undefined));
-  worker.on('failed', () => void deps.placement.kick(`job failed on ${settings.name}`).catch(() => undefined));
+  worker.on('failed', (job, error) => {
+    // BullMQ retries it (the re-run adopts the container); the cause is worth an operator's eye.
+    deps.log.warn('occupy job failed', { platform: settings.name, botId: job?.data.botId, error: String(error) });
+    void deps.placement.kick(`job failed on ${settings.name}`).catch(() => undefined);
+  });
   const close = worker.close.bind(worker);
   worker.close = async (force?: boolean) => {
     stopping.abort();

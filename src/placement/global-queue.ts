@@ -8,7 +8,9 @@ import { Redis } from 'ioredis';
  * - `excluded` records, per bot, the platforms it must not be offered again and why (`failed` or
  *   `timed-out`); a bot whose every platform only timed out may start over (see the dispatcher);
  * - `inflight` marks an assignment between "job added" and "removed from the queue", so a dispatcher that
- *   dies in between is finished by the next run instead of assigning the bot twice.
+ *   dies in between is finished by the next run instead of assigning the bot twice;
+ * - `full:<platform>` says a platform answered "no capacity" a moment ago (it expires by itself), so the
+ *   dispatcher offers it nothing until then although our own count shows room.
  */
 export interface GlobalQueue {
   /** Adds the bot if absent. Returns true when it was added. */
@@ -29,6 +31,10 @@ export interface GlobalQueue {
   /** Removes the bot from the queue and clears its in-flight mark, in one step. */
   completeAssignment(botId: string): Promise<void>;
   inflight(): Promise<Record<string, string>>;
+  /** The platform said it has no room: offer it nothing for `forMs`. */
+  markFull(platform: string, forMs: number): Promise<void>;
+  /** Which of `platforms` are marked full now. */
+  fullPlatforms(platforms: string[]): Promise<Set<string>>;
   stats(): Promise<{ length: number; oldestQueuedAt: string | null }>;
   /** Per bot id: whether the queue holds it (waiting, or in the middle of an assignment). */
   holds(botIds: string[]): Promise<boolean[]>;
@@ -95,6 +101,14 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
     isRebuilt: async () => (await redis.exists(rebuilt)) === 1,
     async markRebuilt() {
       await redis.set(rebuilt, new Date().toISOString());
+    },
+    async markFull(platform, forMs) {
+      await redis.set(`${prefix}:gq:full:${platform}`, '1', 'PX', forMs);
+    },
+    async fullPlatforms(platforms) {
+      if (platforms.length === 0) return new Set();
+      const marks = await redis.mget(...platforms.map((platform) => `${prefix}:gq:full:${platform}`));
+      return new Set(platforms.filter((_, index) => marks[index] !== null));
     },
     async stats() {
       const [length, oldest] = await Promise.all([redis.zcard(order), redis.zrange(since, 0, 0, 'WITHSCORES')]);

@@ -1,10 +1,11 @@
 import { PlatformSettings } from '../config';
-import { isTerminal, LIVE_STATUSES, MeetingPlatform } from '../domain/bot.lifecycle';
+import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
 import { Logger } from '../logger';
 import { deploymentName, Deployment, Platform, PlatformError } from '../platforms/platform';
 import { withRetries } from '../retry';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
+import { BotDoc } from '../store/models';
 import { DeploySlots } from './deploy-slots';
 import { EndSignals } from './end-signals';
 import { Placement } from './placement.service';
@@ -40,6 +41,9 @@ export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' |
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
+/** Polling a starting container: the first pause, doubling up to the last, each with jitter. */
+const START_POLL_FIRST_MS = 500;
+const START_POLL_MAX_MS = 5000;
 
 export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<OccupyOutcome> {
   const { settings, platform, repo, lifecycle } = ctx;
@@ -73,12 +77,12 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);
     if (!deployment && bot.platformIdentifier) {
-      const { state } = await platform.status(bot.platformIdentifier);
+      const { state, detail } = await platform.status(bot.platformIdentifier);
       if (state === 'gone') {
-        await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone`);
+        await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
         return 'released';
       }
-      deployment = { identifier: bot.platformIdentifier, state: state === 'elsewhere' ? 'elsewhere' : 'running' };
+      deployment = { identifier: bot.platformIdentifier, state };
     }
     if (deployment) {
       log.info('adopted running container', { identifier: deployment.identifier, state: deployment.state });
@@ -92,49 +96,118 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   }
 
   if (!deployment) {
-    const result = await deployOnce(ctx, job, name, bot.meeting.platform, log);
-    if (result === 'failed') return 'handed-back';
+    const result = await deployOnce(ctx, job, name, bot, log);
+    if (result === 'handed-back') return 'handed-back';
     deployment = result;
   }
 
-  const outcome = await ctx.endSignals.waitForEnd(job.botId, job.signal);
+  let outcome: 'ended' | 'aborted' | 'started' = 'started';
+  if (deployment.state === 'starting') {
+    const started = await awaitStart(ctx, job, deployment.identifier, bot.deployedAt?.getTime() ?? Date.now(), log);
+    if (started === 'handed-back') return 'handed-back';
+    outcome = started;
+  }
+  if (outcome === 'started') outcome = await ctx.endSignals.waitForEnd(job.botId, job.signal);
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
     // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
     log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
     return 'released';
   }
-  await withRetries(() => platform.stop(deployment!.identifier), { attempts: STOP_RETRIES, isRetryable: () => true });
-  await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier: deployment.identifier } });
-  log.info('container stopped, capacity released', { identifier: deployment.identifier });
+  const identifier = deployment.identifier;
+  await stopContainer(ctx, identifier);
+  // How it ended (exit code, the platform's stop reason), for operators reading the bot's events.
+  const { detail } = await platform.status(identifier).catch(() => ({ detail: undefined }));
+  await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail } });
+  log.info('container stopped, capacity released', { identifier });
   return 'released';
+}
+
+const stopContainer = (ctx: OccupyContext, identifier: string) =>
+  withRetries(() => ctx.platform.stop(identifier), { attempts: STOP_RETRIES, isRetryable: () => true });
+
+/**
+ * Starting is bounded (PRODUCT.md section 8): a container the platform accepted but still reports
+ * `starting` is polled, with growing jittered pauses that also listen for the bot's end, until it runs or
+ * the platform's start timeout (counted from the deploy) passes. Then it is stopped and the bot handed back
+ * to the next platform with that reason; one that stopped before it ever ran is a failed attempt. Only this
+ * job waits: no HTTP request, and the job's BullMQ lock is renewed as for any held bot.
+ */
+async function awaitStart(
+  ctx: OccupyContext,
+  job: OccupyJob,
+  identifier: string,
+  deployedAtMs: number,
+  log: Logger,
+): Promise<'started' | 'ended' | 'aborted' | 'handed-back'> {
+  const { settings, platform } = ctx;
+  const deadline = deployedAtMs + settings.startTimeoutMs;
+  let pauseMs = START_POLL_FIRST_MS;
+  let detail: string | undefined;
+  for (;;) {
+    const status = await platform.status(identifier).catch((error: unknown) => {
+      log.warn('status of a starting container failed; asking again', { identifier, error: String(error) });
+      return null;
+    });
+    if (status && status.state !== 'starting') {
+      if (status.state !== 'gone') return 'started';
+      await ctx.placement.handBack(job.botId, settings.name, 'failed', `container ${identifier} stopped before it ran${status.detail ? `: ${status.detail}` : ''}`);
+      return 'handed-back';
+    }
+    detail = status?.detail ?? detail;
+    if (Date.now() >= deadline) break;
+    const pause = Math.min(deadline - Date.now(), pauseMs / 2 + Math.random() * pauseMs);
+    pauseMs = Math.min(pauseMs * 2, START_POLL_MAX_MS);
+    const waited = await ctx.endSignals.waitForEnd(job.botId, AbortSignal.any([job.signal, AbortSignal.timeout(Math.max(1, Math.round(pause)))]));
+    if (waited === 'ended') return 'ended';
+    if (job.signal.aborted) return 'aborted';
+  }
+  // A bot that already reports progress runs, whatever the platform still says.
+  const bot = await ctx.repo.findById(job.botId);
+  if (bot?.status !== 'DEPLOYING') return bot && !isTerminal(bot.status) ? 'started' : 'ended';
+  const reason = `still starting after ${settings.startTimeoutMs} ms${detail ? ` (${detail})` : ''}`;
+  log.warn('container did not start in time; stopping it and moving on', { identifier, reason });
+  await stopContainer(ctx, identifier);
+  await ctx.lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail: reason } });
+  await ctx.placement.handBack(job.botId, settings.name, 'timed-out', reason);
+  return 'handed-back';
 }
 
 async function deployOnce(
   ctx: OccupyContext,
   job: OccupyJob,
   name: string,
-  meetingPlatform: MeetingPlatform,
+  bot: BotDoc,
   log: Logger,
-): Promise<Deployment | 'failed'> {
+): Promise<Deployment | 'handed-back'> {
   const { settings, platform, lifecycle, repo } = ctx;
   const release = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
+  const deployedAt = new Date();
   try {
-    const spec = { botId: job.botId, name, meetingPlatform, env: ctx.botEnv(job.botId) };
+    const spec = {
+      botId: job.botId,
+      name,
+      attempt: bot.attempts?.length ?? 0,
+      meetingPlatform: bot.meeting.platform,
+      env: ctx.botEnv(job.botId),
+    };
     deployment = await withRetries(
       () => platform.deploy(spec),
       { attempts: DEPLOY_RETRIES, isRetryable: (error) => error instanceof PlatformError && error.transient },
     );
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    log.warn('deploy failed, moving on', { reason });
-    await ctx.placement.handBack(job.botId, settings.name, 'failed', reason);
-    return 'failed';
+    // Full is not failed: the bot moves on at once and may come back here when there is room.
+    const full = error instanceof PlatformError && error.full;
+    log.warn(full ? 'platform full, moving on' : 'deploy failed, moving on', { reason });
+    await ctx.placement.handBack(job.botId, settings.name, full ? 'full' : 'failed', reason);
+    return 'handed-back';
   } finally {
     await release();
   }
-  await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt: new Date() });
+  bot.deployedAt = deployedAt;
+  await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt });
   await lifecycle.event(job.botId, 'attempt.deployed', {
     data: { platform: settings.name, identifier: deployment.identifier, state: deployment.state },
   });

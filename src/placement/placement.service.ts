@@ -2,7 +2,7 @@ import { PlatformSettings } from '../config';
 import { logger } from '../logger';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
-import { BotDoc } from '../store/models';
+import { AttemptDoc, BotDoc } from '../store/models';
 import { occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
@@ -43,8 +43,12 @@ export interface Placement {
    * for every process; returns its stats, or null for a platform this fleet does not run.
    */
   control(platform: string, change: { limit?: number | null; draining?: boolean }): Promise<PlatformStats | null>;
-  /** Hands a bot back to the global queue after a failed or timed-out attempt on `platform`. */
-  handBack(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<void>;
+  /**
+   * Hands a bot back to the global queue after an attempt on `platform` that failed, timed out, or found the
+   * platform full. A failed or timed-out platform is excluded for the bot (see the dispatcher); a full one
+   * is not: it is offered nothing for FULL_BACKOFF_MS, so the bot moves on at once.
+   */
+  handBack(botId: string, platform: string, outcome: AttemptDoc['outcome'], reason: string): Promise<void>;
 }
 
 export interface PlacementDeps {
@@ -60,6 +64,8 @@ export interface PlacementDeps {
 }
 
 const BATCH = 100;
+/** How long a platform that answered "no capacity" is offered no bots before it is asked again. */
+const FULL_BACKOFF_MS = 10_000;
 /** How far down the global queue one run looks for bots that fit the free platforms. */
 const MAX_SCAN = 1000;
 
@@ -89,20 +95,21 @@ export function createPlacement(deps: PlacementDeps): Placement {
 
   const freeCapacity = async () => {
     const free = new Map<string, number>();
-    const now = await inForce();
+    const [now, full] = await Promise.all([inForce(), globalQueue.fullPlatforms(deps.platforms.map((p) => p.name))]);
     await Promise.all(
       deps.platforms.map(async (p) => {
         const { limit, draining } = now.get(p.name)!;
-        free.set(p.name, draining ? 0 : Math.max(0, limit - (await occupied(p.name))));
+        free.set(p.name, draining || full.has(p.name) ? 0 : Math.max(0, limit - (await occupied(p.name))));
       }),
     );
     return free;
   };
 
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
+    if (outcome === 'full') await globalQueue.markFull(platform, FULL_BACKOFF_MS);
     const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
     if (!bot) return;
-    await globalQueue.exclude(botId, platform, outcome);
+    if (outcome !== 'full') await globalQueue.exclude(botId, platform, outcome);
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
     // Its place in line is its creation; its queue timeout counts from when it was first queued, so a bot
     // bouncing between slow platforms cannot wait forever.
@@ -139,10 +146,18 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return count;
   };
 
-  /** Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. */
+  /**
+   * Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. A bot
+   * may come back to a platform it was handed back from (it was full, or it timed out everywhere): the
+   * finished job of that earlier attempt keeps the id taken, so it is removed first. Only a finished job
+   * is: one still waiting or active is this very assignment, made before a crash.
+   */
   const assign = async (botId: string, platform: string) => {
     await globalQueue.markInflight(botId, platform);
-    await queueOf(platform).add('occupy', { botId, platform }, { jobId: occupyJobId(botId, platform) });
+    const jobId = occupyJobId(botId, platform);
+    const state = await queueOf(platform).getJobState(jobId);
+    if (state === 'completed' || state === 'failed') await queueOf(platform).remove(jobId);
+    await queueOf(platform).add('occupy', { botId, platform }, { jobId });
     await globalQueue.completeAssignment(botId);
   };
 

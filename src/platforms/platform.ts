@@ -13,8 +13,13 @@ import { MeetingPlatform } from '../domain/bot.lifecycle';
  */
 export interface DeploySpec {
   botId: string;
-  /** Deterministic per bot attempt: `mb-<botId>-<platform>`. */
+  /** Deterministic per bot and platform: `mb-<botId>-<platform>`. */
   name: string;
+  /**
+   * How many placement attempts the bot had before this one. With `name` it identifies the attempt, for
+   * platforms whose idempotency key must change when a bot comes back to them (the ECS clientToken).
+   */
+  attempt: number;
   meetingPlatform: MeetingPlatform;
   /** PRODUCT.md section 5: BOT_ID, MILO_URL, MILO_AUTH_TOKEN, S3_*, NODE_ENV. */
   env: Record<string, string>;
@@ -54,7 +59,10 @@ export class PlatformError extends Error {
   constructor(
     message: string,
     readonly transient: boolean,
-    /** Set when the platform said it has no room (ECS `failures[]` with RESOURCE, a full pool). */
+    /**
+     * Set when the platform said it has no room right now (ECS `failures[]` with RESOURCE, a full pool, a
+     * quota): the bot moves on at once and the platform is not marked failed for it.
+     */
     readonly full = false,
   ) {
     super(message);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { Redis } from 'ioredis';
 import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
+import { createAwsPlatform } from './aws/aws.platform';
 import { createLocalPlatform } from './local/local.platform';
 import { Platform } from './platform';
 import { createSimPlatform } from './sim/sim.platform';
@@ -44,7 +45,7 @@ const FACTORIES: Record<PlatformKind, Factory | null> = {
   sim: (settings, { config, redis }) =>
     createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
   k8s: null,
-  aws: null,
+  aws: (settings, { config }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId: config.fleetId }),
   coolify: null,
 };
 

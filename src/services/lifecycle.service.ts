@@ -2,7 +2,7 @@ import { BotStatus, EndReason, isTerminal } from '../domain/bot.lifecycle';
 import { NotFoundError, TransitionError } from '../errors';
 import { logger } from '../logger';
 import { BotRepository } from '../store/bot.repository';
-import { BotDoc } from '../store/models';
+import { AttemptDoc, BotDoc } from '../store/models';
 
 /**
  * Every status change of every bot goes through here, whoever asks (the bot, a client, a worker, a sweep):
@@ -38,9 +38,10 @@ export interface Lifecycle {
   tryTransition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc | null>;
   /**
    * The fleet's one backward move, DEPLOYING (or QUEUED) → QUEUED, for a bot whose attempt on `platform`
-   * failed or timed out before any container ran. Returns null when the bot has moved on meanwhile.
+   * failed, timed out or found it full before any container ran. Returns null when the bot has moved on
+   * meanwhile.
    */
-  requeue(botId: string, platform: string, outcome: 'failed' | 'timed-out', reason: string): Promise<BotDoc | null>;
+  requeue(botId: string, platform: string, outcome: AttemptDoc['outcome'], reason: string): Promise<BotDoc | null>;
   /** Ends a bot (ENDED or FATAL) with a reason, if it is not terminal yet. */
   end(botId: string, status: 'ENDED' | 'FATAL', reason: EndReason, message?: string): Promise<BotDoc | null>;
   event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;

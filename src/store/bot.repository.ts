@@ -17,8 +17,8 @@ export interface BotRepository {
   /** Sets fields with no status guard (identifiers, timestamps). */
   update(id: string, set: Partial<BotDoc>): Promise<BotDoc | null>;
   /**
-   * The fleet's one backward move: a bot whose attempt on `platform` failed or timed out before any
-   * container ran goes back to QUEUED, with that platform excluded from its later attempts.
+   * The fleet's one backward move: a bot whose attempt on `platform` failed, timed out or found it full
+   * before any container ran goes back to QUEUED; a failed or timed-out platform is recorded as excluded.
    */
   requeue(id: string, platform: string, attempt: AttemptDoc): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
@@ -130,7 +130,7 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
           update: {
             $set: { status: 'QUEUED', platform: null, platformIdentifier: null, statusChangedAt: at },
             $push: { attempts: attempt },
-            $addToSet: { excludedPlatforms: platform },
+            ...(attempt.outcome === 'full' ? {} : { $addToSet: { excludedPlatforms: platform } }),
             $inc: { statusVersion: 1 },
           },
           event: { status: 'QUEUED', reason: attempt.reason, data: { source: 'fleet' } },

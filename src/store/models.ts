@@ -20,7 +20,7 @@ export interface MetadataEntry {
 
 export interface AttemptDoc {
   platform: string;
-  outcome: 'assigned' | 'deploying' | 'deployed' | 'failed' | 'timed-out';
+  outcome: 'failed' | 'timed-out' | 'full';
   reason?: string;
   at: Date;
 }
