@@ -21,6 +21,7 @@ import { createEndSignals, publishEnded } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
+import { createRecordingLinks } from './recordings/recording-links';
 import { createRecovery } from './placement/recovery';
 import { createPlatforms } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
@@ -118,6 +119,7 @@ export async function startFleet(
       placement,
       liveState,
       checkDestination: createDestinationCheck(config.webhooks),
+      recordingLinks: createRecordingLinks(config.s3),
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaveGraceMs: config.leaveGraceMs,
     });

@@ -125,6 +125,7 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'DELETE /api/bots/:id': {},
   'POST /api/bots/:id/leave': {},
   'GET /api/bots/:id/events': {},
+  'GET /api/bots/:id/recording': {},
 };
 
 const routes = ROUTES.map(([method, routePath, guard, body]) => ({

@@ -13,6 +13,7 @@ import { leaveBotHandler } from './handlers/leave-bot.handler';
 import { listBotsHandler } from './handlers/list-bots.handler';
 import { platformsHandler, updatePlatformHandler } from './handlers/platforms.handler';
 import { poolStatsHandler } from './handlers/pool-stats.handler';
+import { recordingHandler } from './handlers/recording.handler';
 import { reportEventHandler } from './handlers/report-event.handler';
 import { statusReportHandler } from './handlers/status-report.handler';
 import { clientAuth, Handler, jsonBody, route } from './http';
@@ -42,6 +43,7 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
   ['delete', '/api/bots/:id', 'client', 'none', cancelBotHandler],
   ['post', '/api/bots/:id/leave', 'client', 'none', leaveBotHandler],
   ['get', '/api/bots/:id/events', 'client', 'none', botEventsHandler],
+  ['get', '/api/bots/:id/recording', 'client', 'none', recordingHandler],
 ];
 
 export function createRouter(ctx: ApiContext): Router {

@@ -4,7 +4,7 @@ import { BotApiError, BotClient, sleep, startHeartbeats } from './bot-client';
  * The sim bot: speaks the bot protocol without a browser, for development, tests and load tests.
  * Behaviour comes from config metadata: `sim.durationMs` (time IN_CALL, default 10000) and `sim.behavior`:
  * normal | fail-join (reports FATAL) | crash (stops silently) | hang (stops heartbeating, keeps running) |
- * ignore-leave (does not leave when asked).
+ * ignore-leave (does not leave when asked); `sim.recordingKey` is reported with ENDED.
  */
 export type SimOutcome = 'completed' | 'left' | 'failed' | 'crashed' | 'hung' | 'gone' | 'stopped';
 
@@ -49,7 +49,9 @@ export async function runSimBot(client: BotClient, signal: AbortSignal): Promise
     await client.reportStatus('LEAVING').catch((error) => {
       if (!(error instanceof BotApiError && error.status === 409)) throw error;
     });
-    await client.reportStatus('ENDED');
+    // `sim.recordingKey`: as if the bot had uploaded its recording under that key.
+    const recordingKey = config.metadata['sim.recordingKey'];
+    await client.reportStatus('ENDED', recordingKey ? { recordingKey } : {});
     return asked ? 'left' : 'completed';
   } catch (error) {
     // ended by the fleet meanwhile: a transition it refuses (409), or its token refused since it ended (410)

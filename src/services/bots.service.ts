@@ -15,6 +15,7 @@ import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../stor
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc, idempotencyRecordId, Models } from '../store/models';
+import { RecordingLinks } from '../recordings/recording-links';
 import { DestinationCheck } from '../webhooks/destination';
 import { Lifecycle } from './lifecycle.service';
 
@@ -38,6 +39,8 @@ export interface BotsServiceDeps {
   placement: Placement;
   liveState: LiveState;
   checkDestination: DestinationCheck;
+  /** Null when no S3 bucket is configured. */
+  recordingLinks: RecordingLinks | null;
   heartbeatIntervalMs: number;
   leaveGraceMs: number;
 }
@@ -49,11 +52,13 @@ export function createBotsService(deps: BotsServiceDeps) {
   const { Idempotency } = deps.models;
 
   const present = async (bot: BotDoc) => {
-    const [position, heartbeat] = await Promise.all([
+    const [position, heartbeat, recording] = await Promise.all([
       bot.status === 'QUEUED' ? placement.position(String(bot._id)) : Promise.resolve(null),
       LIVE_STATUSES.includes(bot.status) ? liveState.lastHeartbeat(String(bot._id)) : Promise.resolve(null),
+      bot.recordingKey && deps.recordingLinks ? deps.recordingLinks.link(bot.recordingKey) : Promise.resolve(null),
     ]);
     const json = toBotJson(bot, position);
+    json.recordingUrl = recording?.url ?? null;
     if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt)) json.lastHeartbeatAt = heartbeat.toISOString();
     return json;
   };
@@ -168,6 +173,14 @@ export function createBotsService(deps: BotsServiceDeps) {
         data: await Promise.all(page.map(present)),
         nextCursor: bots.length > filter.limit ? String(page[page.length - 1]._id) : null,
       };
+    },
+
+    /** A short-lived link to the recording the bot reported; 404 while there is none. */
+    async recording(owner: string, botId: string) {
+      const bot = await ownBot(owner, botId);
+      if (!bot.recordingKey) throw new NotFoundError(`bot ${botId} has no recording`);
+      if (!deps.recordingLinks) throw new NotFoundError('recordings are off: set S3_BUCKET_NAME');
+      return deps.recordingLinks.link(bot.recordingKey);
     },
 
     async events(owner: string, botId: string) {

@@ -28,6 +28,7 @@ export interface BotJson {
   endReason: string | null;
   lastHeartbeatAt: string | null;
   metadata: Record<string, string>;
+  /** A short-lived link to the recording, filled in by the bots service where recordings are configured. */
   recordingUrl: string | null;
 }
 

@@ -1,0 +1,62 @@
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { awsSdkEnv, Moto, startMoto } from './support/moto';
+
+/** Recordings: the bot reports its object's key, its owner gets a short-lived presigned link (moto's S3). */
+jest.setTimeout(120_000);
+
+let moto: Moto;
+let t: TestFleet;
+const BUCKET = 'meeboter-recordings';
+
+beforeAll(async () => {
+  moto = await startMoto();
+  const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.url, forcePathStyle: true, credentials });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'calls/weekly.webm', Body: 'the recording itself' }));
+  s3.destroy();
+  t = await startTestFleet({
+    PLATFORM_PRIORITY: 'sim',
+    S3_ENDPOINT: moto.url,
+    S3_ACCESS_KEY: 'testing',
+    S3_SECRET_KEY: 'testing',
+    S3_BUCKET_NAME: BUCKET,
+    // nothing of the machine's own AWS configuration
+    AWS_CONFIG_FILE: awsSdkEnv(moto.url).AWS_CONFIG_FILE,
+  });
+});
+afterAll(async () => {
+  await t.close();
+  await moto.stop();
+});
+
+const endedBot = async (metadata: Record<string, string>) => {
+  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200', ...metadata } } });
+  return waitFor(async () => {
+    const bot = (await t.request('GET', `/api/bots/${created.body.id}`)).body;
+    return bot.status === 'ENDED' ? bot : null;
+  }, 'the bot to end');
+};
+
+it('links the owner to the recording the bot reported, and moto serves it from that link', async () => {
+  const bot = await endedBot({ 'sim.recordingKey': 'calls/weekly.webm' });
+  expect(bot.recordingUrl).toMatch(new RegExp(`^${moto.url}/${BUCKET}/calls/weekly\\.webm\\?.*X-Amz-Signature=`));
+  const answer = await t.request('GET', `/api/bots/${bot.id}/recording`);
+  expect(answer.status).toBe(200);
+  expect(Date.parse(answer.body.expiresAt)).toBeGreaterThan(Date.now());
+  const download = await fetch(answer.body.url);
+  expect(download.status).toBe(200);
+  expect(await download.text()).toBe('the recording itself');
+  // short-lived: fifteen minutes (moto serves it without checking the signature; S3 checks both)
+  expect(new URL(answer.body.url).searchParams.get('X-Amz-Expires')).toBe('900');
+});
+
+it('is a 404 for another owner and for a bot without a recording', async () => {
+  const bot = await endedBot({ 'sim.recordingKey': 'calls/weekly.webm' });
+  const other = await t.fleet.apiKeys.create('recording-other-owner');
+  expect((await t.request('GET', `/api/bots/${bot.id}/recording`, { auth: other })).status).toBe(404);
+  const plain = await endedBot({});
+  expect(plain.recordingUrl).toBeNull();
+  expect((await t.request('GET', `/api/bots/${plain.id}/recording`)).status).toBe(404);
+});
