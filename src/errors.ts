@@ -68,6 +68,18 @@ export class UnsupportedMediaTypeError extends AppError {
   override readonly status = 415;
 }
 
+/** Too many requests; `retryAfterSeconds` becomes the Retry-After header. */
+export class RateLimitedError extends AppError {
+  override readonly code = 'RATE_LIMITED';
+  override readonly status = 429;
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message, { retryAfterSeconds });
+  }
+}
+
 export class UnavailableError extends AppError {
   override readonly code = 'UNAVAILABLE';
   override readonly status = 503;

@@ -1,5 +1,5 @@
 import express, { NextFunction, Request, RequestHandler, Response } from 'express';
-import { AppError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../errors';
+import { AppError, PayloadTooLargeError, RateLimitedError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../errors';
 import { logger } from '../logger';
 import type { ApiContext } from './api-context';
 
@@ -14,6 +14,8 @@ export interface HandlerResult {
 
 export interface Caller {
   owner?: string;
+  /** The API key's id (see api-keys.service), for its rate limit. */
+  keyId?: string;
   botId?: string;
 }
 
@@ -29,6 +31,7 @@ export function route(handler: Handler, ctx: ApiContext): RequestHandler {
 
 export function errorHandler(error: unknown, req: Request, res: Response, _next: NextFunction): void {
   const known = toAppError(error);
+  if (known instanceof RateLimitedError) res.setHeader('Retry-After', String(known.retryAfterSeconds));
   if (known.status >= 500) {
     logger.error('request failed', { method: req.method, path: req.path, error: String(error) });
   }
@@ -86,9 +89,9 @@ export function clientAuth(ctx: ApiContext): RequestHandler {
     if (!key) return next(new UnauthorizedError('an API key is required (Authorization: Bearer <key>)'));
     ctx.apiKeys
       .authenticate(key)
-      .then((owner) => {
-        if (!owner) return next(new UnauthorizedError('unknown API key'));
-        res.locals.caller = { owner } satisfies Caller;
+      .then((found) => {
+        if (!found) return next(new UnauthorizedError('unknown API key'));
+        res.locals.caller = { owner: found.owner, keyId: found.keyId } satisfies Caller;
         next();
       })
       .catch(next);

@@ -1,5 +1,6 @@
 import { RequestHandler, Router } from 'express';
 import { adminGuard } from './admin';
+import { clientRateLimit } from './rate-limit';
 import type { ApiContext } from './api-context';
 import { botAuth } from './bot-auth';
 import { botConfigHandler } from './handlers/bot-config.handler';
@@ -50,7 +51,7 @@ export function createRouter(ctx: ApiContext): Router {
   const router = Router();
   const guards: Record<Guard, RequestHandler[]> = {
     none: [],
-    client: [clientAuth(ctx)],
+    client: [clientAuth(ctx), clientRateLimit(ctx.redis, ctx.config.redisPrefix, ctx.config.apiRateLimitPerMinute)],
     bot: [botAuth(ctx)],
     admin: [adminGuard(ctx)],
   };

@@ -16,8 +16,8 @@ export interface ApiKeyInfo {
 
 export interface ApiKeys {
   create(owner: string): Promise<string>;
-  /** Returns the key's owner, or null for an unknown key. */
-  authenticate(key: string): Promise<string | null>;
+  /** The key's owner and id, or null for an unknown key. */
+  authenticate(key: string): Promise<{ owner: string; keyId: string } | null>;
   /** Makes sure `key` exists for `owner` (BOOTSTRAP_API_KEY). */
   ensure(key: string, owner: string): Promise<void>;
   list(): Promise<ApiKeyInfo[]>;
@@ -44,14 +44,15 @@ export function createApiKeys({ ApiKey }: Models): ApiKeys {
     },
     async authenticate(key) {
       const digest = hash(key);
+      const known = (owner: string | null) => (owner ? { owner, keyId: digest.slice(0, ID_LENGTH) } : null);
       const cached = cache.get(digest);
-      if (cached && cached.until > Date.now()) return cached.owner;
+      if (cached && cached.until > Date.now()) return known(cached.owner);
       const found = await ApiKey.findById(digest).lean();
       const owner = found?.owner ?? null;
       if (cache.size > 10_000) cache.clear();
       // Unknown keys are cached briefly too, so a client hammering with a bad key costs no queries.
       cache.set(digest, { owner, until: Date.now() + (owner ? API_KEY_CACHE_MS : 2000) });
-      return owner;
+      return known(owner);
     },
     async ensure(key, owner) {
       try {

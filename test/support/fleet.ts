@@ -56,6 +56,8 @@ export async function baseEnv(overrides: Record<string, string> = {}): Promise<R
     LOG_LEVEL: 'warn',
     PLATFORM_PRIORITY: 'sim',
     HEARTBEAT_INTERVAL_MS: '500',
+    // Tests poll hard; test/rate-limit.test.ts sets its own limit.
+    API_RATE_LIMIT_PER_MINUTE: '0',
     ...overrides,
   };
 }
