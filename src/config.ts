@@ -107,6 +107,8 @@ export interface Config {
   localHostId: string;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
   simHost: string;
+  /** Where a worker-only process serves /metrics (the API serves it on PORT); none when unset. */
+  metricsPort?: number;
   /** Client requests per API key per minute, across all API processes; 0 turns the limit off. */
   apiRateLimitPerMinute: number;
   /** SIGTERM ends the process within this long, even with Redis or MongoDB unreachable. */
@@ -175,6 +177,7 @@ const baseSchema = Joi.object({
   SIM_HOST: Joi.string().pattern(/^[A-Za-z0-9_-]+$/),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30000),
   API_RATE_LIMIT_PER_MINUTE: nonNegativeInt.default(6000),
+  METRICS_PORT: Joi.number().port(),
   HEARTBEAT_TIMEOUT_MS: positiveInt.default(300000),
   HEARTBEAT_INTERVAL_MS: positiveInt.default(30000),
   DEPLOY_TIMEOUT_MS: positiveInt.default(900000),
@@ -383,6 +386,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
     shutdownTimeoutMs: base.SHUTDOWN_TIMEOUT_MS,
     apiRateLimitPerMinute: base.API_RATE_LIMIT_PER_MINUTE,
+    metricsPort: base.METRICS_PORT,
     heartbeatTimeoutMs: base.HEARTBEAT_TIMEOUT_MS,
     heartbeatIntervalMs: base.HEARTBEAT_INTERVAL_MS,
     deployTimeoutMs: base.DEPLOY_TIMEOUT_MS,

@@ -16,6 +16,7 @@ import { Config } from './config';
 import { createMongo, createRedis } from './connections';
 import { isTerminal } from './domain/bot.lifecycle';
 import { logger } from './logger';
+import { fleetGauges, scrape } from './metrics';
 import { createDeploySlots } from './placement/deploy-slots';
 import { createEndSignals, publishEnded } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
@@ -61,6 +62,8 @@ export interface Fleet {
   server?: http.Server;
   /** The port the API listens on (useful with PORT=0). */
   port?: number;
+  /** The port a worker-only process serves /metrics on. */
+  metricsPort?: number;
   shutdown: Shutdown;
 }
 
@@ -141,6 +144,7 @@ export async function startFleet(
     };
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
+    if (!roles.api && config.metricsPort !== undefined) await serveWorkerMetrics(fleet, config.metricsPort);
     if (roles.api) {
       const app = createApp({ config, bots, apiKeys, placement, queues: queues.all(), redis, mongo });
       const server = http.createServer(app);
@@ -301,6 +305,24 @@ export function botEnv(config: Config, botId: string): Record<string, string> {
   };
   for (const [key, value] of Object.entries(optional)) if (value) env[key] = value;
   return env;
+}
+
+/** A worker-only process has no API: it serves its own /metrics on METRICS_PORT. */
+async function serveWorkerMetrics(fleet: Fleet, port: number): Promise<void> {
+  const gauges = fleetGauges(fleet.placement);
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics') return res.writeHead(404).end();
+    scrape(gauges).then(
+      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, resolve);
+  });
+  fleet.shutdown.add('metrics-http', () => new Promise((resolve) => server.close(resolve)));
+  fleet.metricsPort = (server.address() as { port: number }).port;
 }
 
 /** Counts requests being served, so shutdown can wait for exactly those. */

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Config, ConfigError, loadConfig } from './config';
 import { startFleet } from './fleet';
 import { withKeptBotTokenSecret } from './kept-secret';
+import { labelProcess } from './metrics';
 import { createLogger, logger, setLogger } from './logger';
 import { assertPlatformsBuilt } from './platforms/registry';
 import { isPortOpen, startFerretDb, startRedis, StartedPeer } from './peers';
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
   const dataDir = path.resolve('.data');
   const config = loadConfig(role === 'all' ? withKeptBotTokenSecret(process.env, dataDir) : process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
+  labelProcess({ role });
   assertPlatformsBuilt(config);
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');

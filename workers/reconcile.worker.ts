@@ -3,6 +3,7 @@ import { PlatformSettings } from '../src/config';
 import { reconcilePlatform } from '../src/health/sweeps';
 import { Platform } from '../src/platforms/platform';
 import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId } from '../queues/queue-names';
+import { timedSweep } from '../src/metrics';
 import { WorkerDeps } from './worker-deps';
 
 /** Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes. */
@@ -23,13 +24,13 @@ export async function startReconcileWorker(
   return deps.makeWorker<JobPayloads['reconcile']>(
     reconcileQueueName(settings.name),
     async () => {
-      const result = await reconcilePlatform({
+      const result = await timedSweep(reconcileSchedulerId(settings.name), () => reconcilePlatform({
         repo: deps.occupyContext.repo,
         lifecycle: deps.lifecycle,
         platform,
         settleMs: intervalMs,
         heldBotIds: async () => (await occupyQueue.getRanges(['active'])).map(botIdOfOccupyJob), // ids, not job bodies
-      });
+      }));
       await deps.countRun(reconcileSchedulerId(settings.name));
       if (result.acted || result.stopped) deps.log.info('reconciliation acted', { platform: settings.name, ...result });
       return result;

@@ -1,6 +1,7 @@
 import { Worker } from 'bullmq';
 import { SweepDeps, sweepDeployTimeouts, sweepHeartbeats, sweepLeaveGrace, SweepResult } from '../src/health/sweeps';
 import { JobPayloads, SWEEP_NAMES, SweepName, SWEEPS_QUEUE } from '../queues/queue-names';
+import { metrics, timedSweep } from '../src/metrics';
 import { WorkerDeps } from './worker-deps';
 
 const SWEEPS: Record<SweepName, (deps: SweepDeps) => Promise<SweepResult>> = {
@@ -22,7 +23,8 @@ export async function startSweepsWorker(deps: WorkerDeps, sweepDeps: SweepDeps, 
     async (job) => {
       const sweep = SWEEPS[job.name as SweepName];
       if (!sweep) return { skipped: job.name };
-      const result = await sweep(sweepDeps);
+      const result = await timedSweep(job.name, () => sweep(sweepDeps));
+      if (job.name === 'heartbeat-expiry') metrics.heartbeatsExpired.inc(result.acted);
       await deps.countRun(job.name);
       if (result.acted) deps.log.info('sweep acted', { sweep: job.name, ...result });
       return result;

@@ -2,6 +2,7 @@ import { PlatformSettings } from '../config';
 import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
 import { Logger } from '../logger';
 import { deploymentName, Deployment, Platform, PlatformError } from '../platforms/platform';
+import { metrics, secondsSince } from '../metrics';
 import { withRetries } from '../retry';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
@@ -73,6 +74,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       data: { platform: settings.name },
     });
     if (!claimed) return 'ended-before-deploy';
+    metrics.queueWaitSeconds.observe({ platform: settings.name }, secondsSince(bot.queuedAt ?? bot.createdAt));
   } else if (LIVE_STATUSES.includes(bot.status)) {
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);
@@ -193,7 +195,10 @@ async function deployOnce(
       env: ctx.botEnv(job.botId),
     };
     deployment = await withRetries(
-      () => platform.deploy(spec),
+      () => {
+        metrics.deployAttempts.inc({ platform: settings.name });
+        return platform.deploy(spec);
+      },
       { attempts: DEPLOY_RETRIES, isRetryable: (error) => error instanceof PlatformError && error.transient },
     );
   } catch (error) {
@@ -207,6 +212,7 @@ async function deployOnce(
     await release();
   }
   bot.deployedAt = deployedAt;
+  metrics.createToDeploySeconds.observe({ platform: settings.name }, secondsSince(bot.createdAt, deployedAt.getTime()));
   await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt });
   await lifecycle.event(job.botId, 'attempt.deployed', {
     data: { platform: settings.name, identifier: deployment.identifier, state: deployment.state },

@@ -1,5 +1,6 @@
 import { PlatformSettings } from '../config';
 import { logger } from '../logger';
+import { metrics } from '../metrics';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
@@ -106,6 +107,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
   };
 
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
+    metrics.deployFailures.inc({ platform, outcome });
     if (outcome === 'full') await globalQueue.markFull(platform, FULL_BACKOFF_MS);
     const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
     if (!bot) return;

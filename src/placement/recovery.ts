@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
 import { Logger } from '../logger';
+import { timedSweep } from '../metrics';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc } from '../store/models';
@@ -164,7 +165,8 @@ export function createRecovery(deps: RecoveryDeps) {
       else await deps.redis.pexpire(workersAliveKey, intervalMs * 3);
       const token = randomBytes(8).toString('hex');
       if ((await deps.redis.set(lockKey, token, 'PX', intervalMs, 'NX')) !== 'OK') return null;
-      const result = await recover((await deps.redis.getdel(restartedKey)) !== null);
+      const restarted = (await deps.redis.getdel(restartedKey)) !== null;
+      const result = await timedSweep('recovery', () => recover(restarted));
       await deps.redis.incr(`${deps.prefix}:sweeps:recovery:runs`);
       return result;
     },

@@ -10,6 +10,7 @@ import {
 } from '../domain/bot.lifecycle';
 import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
 import { logger } from '../logger';
+import { metrics } from '../metrics';
 import { Placement } from '../placement/placement.service';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
 import { BotRepository } from '../store/bot.repository';
@@ -218,6 +219,7 @@ export function createBotsService(deps: BotsServiceDeps) {
     /** One Redis round trip: a bot that ended within the last 24 h is refused from Redis alone. */
     async heartbeat(botId: string) {
       const beat = await liveState.heartbeat(botId);
+      metrics.heartbeats.inc();
       if (beat.ended) throw new GoneError(`bot ${botId} has ended`);
       return { shouldLeave: beat.shouldLeave };
     },

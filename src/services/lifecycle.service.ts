@@ -1,6 +1,7 @@
 import { BotStatus, EndReason, isTerminal } from '../domain/bot.lifecycle';
 import { NotFoundError, TransitionError } from '../errors';
 import { logger } from '../logger';
+import { metrics, secondsSince } from '../metrics';
 import { BotRepository } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
 
@@ -69,7 +70,9 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     });
     if (!updated) return null;
     await effects.statusChanged(botId, to, request.source === 'bot');
+    if (to === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(updated.createdAt));
     if (terminal) {
+      metrics.botEnds.inc({ status: to, reason: updated.endReason ?? 'none' });
       logger.info('bot ended', { botId, status: to, endReason: updated.endReason, source: request.source });
       await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
       // Best effort: a bot left in the live index is dropped by the next recovery pass.

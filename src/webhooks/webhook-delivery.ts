@@ -3,6 +3,7 @@ import https from 'node:https';
 import { LookupFunction } from 'node:net';
 import { Redis } from 'ioredis';
 import { logger } from '../logger';
+import { metrics } from '../metrics';
 import { DestinationCheck, ResolvedAddress } from './destination';
 import { signWebhook, WebhookEvent, WebhookOutbox } from './webhook-outbox';
 
@@ -87,6 +88,7 @@ export function postToAddresses(
 export async function deliverPending(deps: DeliveryDeps, botId: string): Promise<number> {
   let delivered = 0;
   const abandon = async (event: WebhookEvent, reason: string) => {
+    metrics.webhookDeliveries.inc({ outcome: 'abandoned' });
     logger.warn('webhook abandoned', { botId, eventId: event.id, reason });
     await deps.recordEvent(botId, 'webhook.abandoned', { reason, data: { eventId: event.id } });
     await deps.outbox.done(botId, event);
@@ -115,12 +117,19 @@ export async function deliverPending(deps: DeliveryDeps, botId: string): Promise
       'x-meeboter-timestamp': String(timestamp),
       'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
     };
-    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
+    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000).catch(
+      (error: unknown) => {
+        metrics.webhookDeliveries.inc({ outcome: 'failed' });
+        throw error;
+      },
+    );
     if (status < 200 || status >= 300) {
+      metrics.webhookDeliveries.inc({ outcome: 'failed' });
       const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
       throw new Error(`webhook ${event.id} answered HTTP ${status}${redirect}`);
     }
     await deps.outbox.done(botId, event);
+    metrics.webhookDeliveries.inc({ outcome: 'delivered' });
     delivered++;
   }
   return delivered;
