@@ -192,12 +192,7 @@ async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: Reg
   } catch (error) {
     if ((error as { name?: string }).name !== 'ClientException') throw error;
   }
-  if (!current || current.status === 'INACTIVE') {
-    await step.ensure(`task definition ${family}`, async () => undefined, async () =>
-      (await ecs.send(new RegisterTaskDefinitionCommand(wanted))).taskDefinition!.taskDefinitionArn!,
-    );
-    return family;
-  }
+  const existing = current?.status === 'ACTIVE' ? current : undefined;
   const summary = (definition: { cpu?: string; memory?: string; networkMode?: string; requiresCompatibilities?: string[]; executionRoleArn?: string; taskRoleArn?: string; containerDefinitions?: ContainerDefinition[] }) =>
     JSON.stringify([
       definition.cpu,
@@ -208,10 +203,8 @@ async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: Reg
       definition.taskRoleArn,
       (definition.containerDefinitions ?? []).map((c) => [c.name, c.image, c.essential, c.memory, c.logConfiguration?.logDriver, c.logConfiguration?.options]),
     ]);
-  if (summary(current) === summary(wanted)) {
-    await step.ensure(`task definition ${family}`, async () => current.taskDefinitionArn, async () => '');
-  } else {
-    await step.update(`task definition ${family}: new revision`, () => ecs.send(new RegisterTaskDefinitionCommand(wanted)));
-  }
+  const register = async () => (await ecs.send(new RegisterTaskDefinitionCommand(wanted))).taskDefinition!.taskDefinitionArn!;
+  if (existing && summary(existing) !== summary(wanted)) await step.update(`task definition ${family}: new revision`, register);
+  else await step.ensure(`task definition ${family}`, async () => existing?.taskDefinitionArn, register);
   return family;
 }

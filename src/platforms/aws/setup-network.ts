@@ -16,6 +16,7 @@ import {
   DescribeVpcAttributeCommand,
   DescribeVpcsCommand,
   EC2Client,
+  Filter,
   ModifySubnetAttributeCommand,
   ModifyVpcAttributeCommand,
   ResourceType,
@@ -45,6 +46,10 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     async () => (await ec2.send(new CreateVpcCommand({ CidrBlock: VPC_CIDR, TagSpecifications: tags('vpc', name) }))).Vpc!.VpcId!,
   );
 
+  /** What a Describe call finds in our VPC with one more filter; nothing while the VPC does not exist. */
+  const inVpc = async <T>(key: string, value: string, describe: (filters: Filter[]) => Promise<T | undefined>) =>
+    vpcId ? describe([{ Name: 'vpc-id', Values: [vpcId] }, { Name: key, Values: [value] }]) : undefined;
+
   // DNS hostnames as in a default VPC: the tasks' network interfaces get DNS names.
   const dnsHostnames = vpcId
     ? (await ec2.send(new DescribeVpcAttributeCommand({ VpcId: vpcId, Attribute: 'enableDnsHostnames' }))).EnableDnsHostnames?.Value
@@ -62,11 +67,8 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
   const subnetIds: string[] = [];
   for (const [index, cidr] of SUBNET_CIDRS.entries()) {
     const subnetName = `${name}-public-${index + 1}`;
-    const findSubnet = async () =>
-      vpcId
-        ? (await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'tag:Name', Values: [subnetName] }] })))
-            .Subnets?.[0]
-        : undefined;
+    const findSubnet = () =>
+      inVpc('tag:Name', subnetName, async (Filters) => (await ec2.send(new DescribeSubnetsCommand({ Filters }))).Subnets?.[0]);
     const subnetId = await step.ensure(
       `subnet ${subnetName} (${zones[index % zones.length]})`,
       async () => (await findSubnet())?.SubnetId,
@@ -103,11 +105,8 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
   );
 
   const routeTableName = `${name}-public`;
-  const findRouteTable = async () =>
-    vpcId
-      ? (await ec2.send(new DescribeRouteTablesCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'tag:Name', Values: [routeTableName] }] })))
-          .RouteTables?.[0]
-      : undefined;
+  const findRouteTable = () =>
+    inVpc('tag:Name', routeTableName, async (Filters) => (await ec2.send(new DescribeRouteTablesCommand({ Filters }))).RouteTables?.[0]);
   const routeTableId = await step.ensure(
     `route table ${routeTableName}`,
     async () => (await findRouteTable())?.RouteTableId,
@@ -127,11 +126,8 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     }
   }
 
-  const findGroup = async () =>
-    vpcId
-      ? (await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'group-name', Values: [name] }] })))
-          .SecurityGroups?.[0]
-      : undefined;
+  const findGroup = () =>
+    inVpc('group-name', name, async (Filters) => (await ec2.send(new DescribeSecurityGroupsCommand({ Filters }))).SecurityGroups?.[0]);
   const securityGroupId = await step.ensure(
     `security group ${name} (outbound only)`,
     async () => (await findGroup())?.GroupId,
