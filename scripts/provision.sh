@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need on a fresh Debian machine with Node 20 and Go:
-# redis-server (Debian), FerretDB v1 (built from the Go module proxy), moto server (PyPI, in .venv-moto, the
+# redis-server and the docker-compose client (Debian), FerretDB v1 (built from the Go module proxy), moto server (PyPI, in .venv-moto, the
 # AWS peer of the aws platform's tests) and the npm dependencies. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# The compose file is checked with the Compose client in the tests (no Docker engine is needed or started).
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  echo "provision: installing docker-compose (the client, to check docker-compose.yml)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null
 fi
 
 if [ "$("$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2}')" != "$FERRETDB_BUILD" ]; then
