@@ -1,12 +1,14 @@
+import pino from 'pino';
+
 /**
- * The one logger: one JSON line per event on stdout, `{time, level, msg, ...scope, ...meta}`.
- * Scopes (`botId`, `platform`, `jobId`) come from `child()`. Values under keys that look secret are masked,
- * so a token passed by mistake never reaches the log.
+ * The one logger: pino, one JSON line per event on stdout, `{level, time, ...scope, ...meta, msg}` with the
+ * level as a word and the time in ISO 8601. Scopes (`botId`, `platform`, `role`) come from `child()`. Values
+ * under keys that look secret are masked before pino sees them, so a token passed by mistake never reaches
+ * the log; an Error keeps its stack (5xx answers are logged with it).
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogMeta = Record<string, unknown>;
 
-const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const SECRET_KEY = /(token|secret|password|authorization|api[-_]?key)/i;
 
 export interface Logger {
@@ -19,31 +21,57 @@ export interface Logger {
 
 export interface LoggerOptions {
   level?: LogLevel;
+  /** Where lines go (without their newline); stdout by default. */
   write?: (line: string) => void;
 }
 
+/** The pino instance behind a Logger, for pino-http, which logs requests through it. */
+const PINO = Symbol('pino');
+type PinoBacked = Logger & { [PINO]: pino.Logger };
+
 export function createLogger(options: LoggerOptions = {}, scope: LogMeta = {}): Logger {
-  const threshold = LEVELS[options.level ?? 'info'];
-  const write = options.write ?? ((line: string) => process.stdout.write(line + '\n'));
-  const emit = (level: LogLevel, msg: string, meta?: LogMeta) => {
-    if (LEVELS[level] < threshold) return;
-    const record = { time: new Date().toISOString(), level, msg, ...scope, ...(meta ? redact(meta) : {}) };
-    write(JSON.stringify(record));
+  const destination = options.write
+    ? { write: (chunk: string) => options.write!(chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk) }
+    : pino.destination({ sync: true });
+  const root = pino(
+    {
+      level: options.level ?? 'info',
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // what pino-http adds: credentials in request headers never reach the log
+      redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers["x-milo-token"]', 'req.headers.cookie'], censor: '[redacted]' },
+    },
+    destination,
+  );
+  return wrap(root.child(redact(scope)));
+}
+
+function wrap(instance: pino.Logger): PinoBacked {
+  const emit = (level: LogLevel) => (msg: string, meta?: LogMeta) => {
+    if (meta) instance[level](redact(meta), msg);
+    else instance[level](msg);
   };
   return {
-    debug: (msg, meta) => emit('debug', msg, meta),
-    info: (msg, meta) => emit('info', msg, meta),
-    warn: (msg, meta) => emit('warn', msg, meta),
-    error: (msg, meta) => emit('error', msg, meta),
-    child: (extra) => createLogger(options, { ...scope, ...redact(extra) }),
+    [PINO]: instance,
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+    child: (extra) => wrap(instance.child(redact(extra))),
   };
+}
+
+/** The pino instance of a logger made here (pino-http needs one). */
+export function pinoOf(log: Logger): pino.Logger {
+  return (log as PinoBacked)[PINO];
 }
 
 function redact(meta: LogMeta): LogMeta {
   const out: LogMeta = {};
   for (const [key, value] of Object.entries(meta)) {
     if (SECRET_KEY.test(key)) out[key] = '[redacted]';
-    else if (value instanceof Error) out[key] = { name: value.name, message: value.message };
+    else if (value instanceof Error) out[key] = { name: value.name, message: value.message, stack: value.stack };
     else out[key] = value;
   }
   return out;

@@ -1,10 +1,31 @@
+import { randomUUID } from 'node:crypto';
 import express, { Express, RequestHandler } from 'express';
+import { pinoHttp } from 'pino-http';
+import { logger, pinoOf } from '../logger';
 import { NotFoundError } from '../errors';
 import { createAdminRouter } from './admin';
 import type { ApiContext } from './api-context';
 import { errorHandler } from './http';
 import { createRouter } from './routes';
 import { fleetGauges, metrics, scrape } from '../metrics';
+
+/**
+ * pino-http: a request id for every request (the caller's `X-Request-Id` if it is a plausible one, else a
+ * new UUID), answered in `X-Request-Id` and in every error body, and a per-request log line at debug level
+ * (answers of 5xx are logged by the error handler, with their stack).
+ */
+function requestIds(): RequestHandler {
+  return pinoHttp({
+    logger: pinoOf(logger),
+    genReqId: (req, res) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && /^[\w.:-]{1,100}$/.test(given) ? given : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    customLogLevel: () => 'debug',
+  });
+}
 
 /** Counts every request by method, route pattern (never the path itself: it holds ids) and status. */
 const countRequests: RequestHandler = (req, res, next) => {
@@ -23,6 +44,7 @@ export function createApp(ctx: ApiContext): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(requestIds());
   app.use(countRequests);
   const fleet = fleetGauges(ctx.placement);
   app.get('/metrics', (_req, res, next) => {

@@ -33,10 +33,15 @@ export function errorHandler(error: unknown, req: Request, res: Response, _next:
   const known = toAppError(error);
   if (known instanceof RateLimitedError) res.setHeader('Retry-After', String(known.retryAfterSeconds));
   if (known.status >= 500) {
-    logger.error('request failed', { method: req.method, path: req.path, error: String(error) });
+    logger.error('request failed', { method: req.method, path: req.path, requestId: req.id, error: error instanceof Error ? error : String(error) });
   }
   res.status(known.status).json({
-    error: { code: known.code, message: known.status >= 500 ? safeMessage(known) : known.message, details: known.details ?? null },
+    error: {
+      code: known.code,
+      message: known.status >= 500 ? safeMessage(known) : known.message,
+      details: known.details ?? null,
+      requestId: req.id ?? null,
+    },
   });
 }
 
