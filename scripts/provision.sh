@@ -25,6 +25,14 @@ if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null
 fi
 
+# The fleet page's test drives Debian's chromium with playwright-core.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "provision: installing chromium (for the fleet page's browser test)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ "$("$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2}')" != "$FERRETDB_BUILD" ]; then
   echo "provision: building FerretDB $FERRETDB_BUILD (first time takes a minute or two)"
   # `go install` of the module panics at startup without build/version/version.txt, which the published

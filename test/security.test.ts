@@ -312,6 +312,8 @@ describe('the admin surface', () => {
     ['GET', '/admin/queues/api/queues'],
     ['GET', '/admin/queues/api/redis/stats'],
     ['PUT', '/admin/queues/api/queues/dispatch/pause'],
+    ['GET', '/ui'],
+    ['GET', '/ui/fleet.json'],
   ];
 
   it('is closed without the admin key: no credentials, API keys, bot tokens and wrong passwords are 401', async () => {

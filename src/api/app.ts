@@ -7,6 +7,7 @@ import { createAdminRouter } from './admin';
 import type { ApiContext } from './api-context';
 import { errorHandler } from './http';
 import { createRouter } from './routes';
+import { createFleetPage } from './ui/fleet-page';
 import { fleetGauges, metrics, scrape } from '../metrics';
 
 /**
@@ -54,6 +55,7 @@ export function createApp(ctx: ApiContext): Express {
   });
   app.use(createRouter(ctx));
   app.use(createAdminRouter(ctx));
+  app.use(createFleetPage(ctx));
   app.use((req, _res, next) => next(new NotFoundError(`no route for ${req.method} ${req.path}`)));
   app.use(errorHandler);
   return app;

@@ -35,6 +35,8 @@ export interface Placement {
   /** Removes a bot from the global queue, the schedule and any platform queue it still waits in. */
   withdraw(botId: string): Promise<void>;
   position(botId: string): Promise<number | null>;
+  /** The first `count` bot ids of the global queue, in order. */
+  queueHead(count: number): Promise<string[]>;
   kick(reason: string): Promise<void>;
   /** One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. */
   dispatch(): Promise<{ placed: number; expired: number; timedOut: number }>;
@@ -260,6 +262,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
       }
     },
     position: (botId) => globalQueue.position(botId),
+    queueHead: (count) => globalQueue.head(0, count),
     kick,
     dispatch,
     handBack,

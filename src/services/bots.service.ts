@@ -184,6 +184,18 @@ export function createBotsService(deps: BotsServiceDeps) {
       return deps.recordingLinks.link(bot.recordingKey);
     },
 
+    /** What the operator's fleet page shows of the newest bots, whoever owns them. */
+    async recentForOperator(limit: number) {
+      return (await repo.recent(limit)).map((bot) => ({
+        id: String(bot._id),
+        status: bot.status,
+        platform: bot.platform,
+        meetingPlatform: bot.meeting.platform,
+        createdAt: bot.createdAt.toISOString(),
+        endReason: bot.endReason ?? null,
+      }));
+    },
+
     async events(owner: string, botId: string) {
       await ownBot(owner, botId);
       return { data: (await repo.events(botId, 1000)).map(toEventJson) };

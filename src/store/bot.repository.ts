@@ -9,6 +9,8 @@ export interface BotRepository {
   findById(id: string): Promise<BotDoc | null>;
   findForOwner(ownerId: string, id: string): Promise<BotDoc | null>;
   list(ownerId: string, filter: ListFilter): Promise<BotDoc[]>;
+  /** The newest bots of every owner (the operator's fleet page). */
+  recent(limit: number): Promise<BotDoc[]>;
   /**
    * Moves a bot to `to` if the lifecycle allows it from its current status. Returns the updated document,
    * or null when the bot does not exist or its current status does not allow the move.
@@ -98,6 +100,7 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
       const bot = isObjectId(id) ? await Bot.findById(id).lean<BotDoc>() : null;
       return bot?.ownerId === ownerId ? bot : null;
     },
+    recent: (limit) => Bot.find({}).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>(),
     list(ownerId, { status, platform, limit, before }) {
       const query: QueryFilter<BotDoc> = { ownerId };
       if (status) query.status = status;
