@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { freePort } from '../src/peers';
 import { meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
@@ -68,4 +70,15 @@ it('a worker-only process serves its own /metrics, labelled with its role', asyn
   } finally {
     await worker.kill('SIGTERM');
   }
+});
+
+it('the Grafana dashboard in deploy/ queries only metrics this fleet serves', async () => {
+  const dashboard = JSON.parse(readFileSync(path.resolve(__dirname, '../deploy/grafana/meeboter-dashboard.json'), 'utf8'));
+  const served = new Set((await scrape(`${t.url}/metrics`)).map((f) => f.name));
+  const queried = new Set<string>();
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets) for (const name of target.expr.match(/meeboter_[a-z_]+/g) ?? []) queried.add(name.replace(/_bucket$/, ''));
+  }
+  expect(queried.size).toBeGreaterThanOrEqual(12);
+  expect([...queried].filter((name) => !served.has(name))).toEqual([]);
 });
