@@ -128,8 +128,11 @@ async function deployOnce(
     );
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    log.warn('deploy failed, moving on', { reason });
-    await ctx.placement.handBack(job.botId, settings.name, 'failed', reason);
+    // Full is not failed (PRODUCT.md section 8): the bot moves on at once and, like after a wait that timed
+    // out, may be offered this platform again once every other one was tried.
+    const outcome = error instanceof PlatformError && error.full ? 'timed-out' : 'failed';
+    log.warn('deploy failed, moving on', { reason, outcome });
+    await ctx.placement.handBack(job.botId, settings.name, outcome, reason);
     return 'failed';
   } finally {
     await release();
