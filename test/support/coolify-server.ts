@@ -84,6 +84,8 @@ export class CoolifyServer {
   readonly deployments = new Map<string, FakeDeployment>();
   readonly requests: Array<{ method: string; path: string; status: number }> = [];
   failDeployments = 0;
+  /** Deployments that finished while the application's previous container still ran. */
+  replacedRunning = 0;
   readonly failApplications = new Set<string>();
   delayMs = 0;
   stageMs = 30;
@@ -312,6 +314,8 @@ export class CoolifyServer {
           return;
         }
         deployment.status = 'finished';
+        // A deployment replaces a container that still runs: for the pool, a second bot on one slot.
+        if (app.running && !app.running.signal.aborted) this.replacedRunning++;
         app.running?.abort();
         app.running = new AbortController();
         app.status = 'running:unknown';
