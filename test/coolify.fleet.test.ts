@@ -42,6 +42,18 @@ const waitStatus = (id: string, statuses: string[], timeoutMs?: number) =>
     const bot = await get(id);
     return statuses.includes(bot.status) ? bot : null;
   }, `bot ${id} to reach ${statuses.join('/')}`, timeoutMs);
+/**
+ * IN_CALL and deployed: a bot in a slot may report IN_CALL before the adapter's next poll saw its deployment
+ * finish, which is when the fleet records the identifier.
+ */
+const waitInCall = (id: string) =>
+  waitFor(async () => {
+    const bot = await get(id);
+    return bot.status === 'IN_CALL' && bot.platformIdentifier && bot;
+  }, `bot ${id} to be IN_CALL and deployed`);
+/** The application of the slot a bot runs in (its identifier is `<deployment name>@<slot>`). */
+const slotApplication = (bot: { platformIdentifier: string }) =>
+  [...coolify.applications.values()].find((app) => app.name === bot.platformIdentifier.split('@')[1])!;
 const allIdle = () =>
   waitFor(async () => {
     const all = await records();
@@ -72,10 +84,9 @@ beforeAll(async () => {
 
 it('completed: the bot runs in a slot with its own env, and the slot is IDLE after it ended', async () => {
   const id = await create({ 'sim.durationMs': '1000' });
-  const inCall = await waitStatus(id, ['IN_CALL']);
+  const inCall = await waitInCall(id);
   expect(inCall).toMatchObject({ platform: 'coolify', platformIdentifier: expect.stringMatching(new RegExp(`^mb-${id}-coolify@mb-slot-`)) });
-  const stats = await poolStatsMatchRecords();
-  expect(stats.busy).toBe(1);
+  expect((await poolStatsMatchRecords()).busy).toBe(1);
   expect((await waitStatus(id, ['ENDED', 'FATAL'])).endReason).toBe('COMPLETED');
   await allIdle();
   expect((await poolStatsMatchRecords()).busy).toBe(0);
@@ -83,11 +94,10 @@ it('completed: the bot runs in a slot with its own env, and the slot is IDLE aft
 
 it('cancelled: DELETE of a bot in a slot stops the slot and returns it to the pool', async () => {
   const id = await create({ 'sim.durationMs': '600000' });
-  const inCall = await waitStatus(id, ['IN_CALL']);
+  const inCall = await waitInCall(id);
   await t.request('DELETE', `/api/bots/${id}`);
   await allIdle();
-  const slot = inCall.platformIdentifier.split('@')[1];
-  expect([...coolify.applications.values()].find((a) => a.name === slot)?.status).toBe('exited:unhealthy');
+  expect(slotApplication(inCall).status).toBe('exited:unhealthy');
 });
 
 it('left: a bot asked to leave ends LEFT and its slot is IDLE', async () => {
@@ -106,9 +116,8 @@ it('heartbeat expiry: a hanging bot is FATAL HEARTBEAT_TIMEOUT and its slot is I
 
 it('container lost: a slot whose container died is found by reconciliation, the bot is FATAL CONTAINER_LOST, the slot IDLE', async () => {
   const id = await create({ 'sim.durationMs': '600000' });
-  const inCall = await waitStatus(id, ['IN_CALL']);
-  const slot = inCall.platformIdentifier.split('@')[1];
-  coolify.crash([...coolify.applications.values()].find((a) => a.name === slot)!.uuid);
+  const inCall = await waitInCall(id);
+  coolify.crash(slotApplication(inCall).uuid);
   expect((await waitStatus(id, ['ENDED', 'FATAL'])).endReason).toBe('CONTAINER_LOST');
   await allIdle();
 });
