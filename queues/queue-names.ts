@@ -20,6 +20,8 @@ export interface JobPayloads {
   sweep: Record<string, never>;
   /** Compare one platform's containers with the bots the fleet believes are on it. */
   reconcile: { platform: string };
+  /** A platform's periodic upkeep (Coolify: slot recovery), on the platform's reconcile queue. */
+  upkeep: { platform: string };
   /** Deliver the pending webhook events of one bot, oldest first. */
   webhook: { botId: string };
 }
@@ -28,6 +30,8 @@ export interface JobPayloads {
 export const SWEEP_NAMES = ['heartbeat-expiry', 'deploy-timeout', 'leave-grace'] as const;
 export type SweepName = (typeof SWEEP_NAMES)[number];
 export const reconcileSchedulerId = (platform: string) => `reconcile-${platform}`;
+/** Also the job name and the run counter (`<prefix>:sweeps:<id>:runs`), e.g. `slot-recovery-coolify`. */
+export const upkeepSchedulerId = (platform: string, upkeep: string) => `${upkeep}-${platform}`;
 export const webhookJobId = (botId: string) => `wh.${botId}`;
 
 /** Job ids are deterministic so that retries and duplicate producers never create a second job. */

@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import Joi from 'joi';
+import { MEETING_PLATFORMS, MeetingPlatform } from './domain/bot.lifecycle';
 
 /**
  * The one place that reads configuration. `loadConfig(env)` is pure: it validates every variable once,
@@ -67,6 +68,19 @@ export interface CoolifySettings {
   serverUuid: string;
   environmentName: string;
   destinationUuid: string;
+  /** Slot images: `ghcr.io/<GHCR_ORG>/meeboter-<meeting-platform>-bot:<imageTag>`. */
+  ghcrOrg: string;
+  imageTag: string;
+  /** Meeting platforms the pool keeps warm slots for (COOLIFY_MEETING_PLATFORMS). */
+  meetingPlatforms: MeetingPlatform[];
+  /** Idle slots kept warm per meeting platform in `meetingPlatforms`, within COOLIFY_BOT_LIMIT. */
+  minIdleSlots: number;
+  /** A slot whose deployment has not finished this long after it was taken fails its start. */
+  startTimeoutMs: number;
+  /** How often a starting slot's deployment record is read (jittered ±20 %). */
+  pollIntervalMs: number;
+  /** Failed starts or stops in a row after which slot recovery deletes and replaces a slot. */
+  maxSlotFailures: number;
 }
 
 /** An IP network written as address and prefix length (`10.0.0.0/8`; a bare address is a network of one). */
@@ -248,6 +262,14 @@ const coolifySchema = Joi.object({
   COOLIFY_SERVER_UUID: Joi.string().required(),
   COOLIFY_ENVIRONMENT_NAME: Joi.string().default('production'),
   COOLIFY_DESTINATION_UUID: Joi.string().required(),
+  COOLIFY_IMAGE_TAG: Joi.string().default('latest'),
+  COOLIFY_MEETING_PLATFORMS: Joi.string()
+    .pattern(new RegExp(`^(${MEETING_PLATFORMS.join('|')})(\\s*,\\s*(${MEETING_PLATFORMS.join('|')}))*$`))
+    .default(MEETING_PLATFORMS.join(',')),
+  COOLIFY_MIN_IDLE_SLOTS: nonNegativeInt.default(1),
+  COOLIFY_START_TIMEOUT_MS: positiveInt.default(600000),
+  COOLIFY_POLL_INTERVAL_MS: positiveInt.default(5000),
+  COOLIFY_SLOT_MAX_FAILURES: positiveInt.default(3),
   GHCR_ORG: Joi.string().required(),
 }).unknown(true);
 
@@ -456,6 +478,13 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       serverUuid: c.COOLIFY_SERVER_UUID,
       environmentName: c.COOLIFY_ENVIRONMENT_NAME,
       destinationUuid: c.COOLIFY_DESTINATION_UUID,
+      ghcrOrg: c.GHCR_ORG,
+      imageTag: c.COOLIFY_IMAGE_TAG,
+      meetingPlatforms: [...new Set(splitCsv(c.COOLIFY_MEETING_PLATFORMS))] as MeetingPlatform[],
+      minIdleSlots: c.COOLIFY_MIN_IDLE_SLOTS,
+      startTimeoutMs: c.COOLIFY_START_TIMEOUT_MS,
+      pollIntervalMs: c.COOLIFY_POLL_INTERVAL_MS,
+      maxSlotFailures: c.COOLIFY_SLOT_MAX_FAILURES,
     };
   }
   return deepFreeze(config);

@@ -24,7 +24,7 @@ import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
 import { createRecordingLinks } from './recordings/recording-links';
 import { createRecovery } from './placement/recovery';
-import { createPlatforms } from './platforms/registry';
+import { createPlatforms, createPoolStatsReader } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
 import { BotsService, createBotsService } from './services/bots.service';
@@ -146,7 +146,8 @@ export async function startFleet(
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
     if (!roles.api && config.metricsPort !== undefined) await serveWorkerMetrics(fleet, config.metricsPort);
     if (roles.api) {
-      const app = createApp({ config, bots, apiKeys, placement, queues: queues.all(), redis, mongo });
+      const poolStats = createPoolStatsReader(config, mongo) ?? undefined;
+      const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo });
       const server = http.createServer(app);
       const inFlight = countRequestsInFlight(server);
       await new Promise<void>((resolve, reject) => {
@@ -182,7 +183,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
 
   const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
   shutdown.add('platform-redis', () => platformRedis.quit());
-  const platforms = createPlatforms({ config, redis: platformRedis, prefix }, config.workerPlatforms);
+  const platforms = createPlatforms({ config, redis: platformRedis, prefix, mongo: fleet.mongo }, config.workerPlatforms);
   const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent);
 
   const workers: Worker[] = [];

@@ -1,12 +1,16 @@
 import { Worker } from 'bullmq';
 import { PlatformSettings } from '../src/config';
+import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { reconcilePlatform } from '../src/health/sweeps';
 import { Platform } from '../src/platforms/platform';
-import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId } from '../queues/queue-names';
 import { timedSweep } from '../src/metrics';
+import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 
-/** Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes. */
+/**
+ * Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes; and
+ * on the same queue the platform's upkeep (Coolify: slot recovery) once per its own interval.
+ */
 export async function startReconcileWorker(
   deps: WorkerDeps,
   settings: PlatformSettings,
@@ -20,12 +24,30 @@ export async function startReconcileWorker(
       data: { platform: settings.name },
     }),
   );
+  const upkeep = platform.upkeep;
+  const upkeepId = upkeep ? upkeepSchedulerId(settings.name, upkeep.name) : null;
+  if (upkeep && upkeepId) {
+    await deps.keepScheduled(() =>
+      queue.upsertJobScheduler(upkeepId, { every: upkeep.intervalMs }, { name: upkeepId, data: { platform: settings.name } }),
+    );
+  }
+  const { repo } = deps.occupyContext;
+  const holdsBot = async (botId: string) => {
+    const bot = await repo.findById(botId);
+    return !!bot && LIVE_STATUSES.includes(bot.status) && bot.platform === settings.name;
+  };
   const occupyQueue = deps.queues.platforms.get(settings.name)!;
-  return deps.makeWorker<JobPayloads['reconcile']>(
+  return deps.makeWorker<JobPayloads['reconcile'] | JobPayloads['upkeep']>(
     reconcileQueueName(settings.name),
-    async () => {
+    async (job) => {
+      if (upkeep && job.name === upkeepId) {
+        const result = await timedSweep(upkeepId, () => upkeep.run({ holdsBot }));
+        await deps.countRun(upkeepId);
+        if (Object.values(result).some(Boolean)) deps.log.info('platform upkeep acted', { platform: settings.name, upkeep: upkeep.name, ...result });
+        return result;
+      }
       const result = await timedSweep(reconcileSchedulerId(settings.name), () => reconcilePlatform({
-        repo: deps.occupyContext.repo,
+        repo,
         lifecycle: deps.lifecycle,
         platform,
         settleMs: intervalMs,

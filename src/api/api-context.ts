@@ -2,6 +2,7 @@ import { Connection } from 'mongoose';
 import { Redis } from 'ioredis';
 import { Config } from '../config';
 import { Placement } from '../placement/placement.service';
+import { PoolStats } from '../platforms/platform';
 import { ApiKeys } from '../services/api-keys.service';
 import { BotsService } from '../services/bots.service';
 import { Queue } from 'bullmq';
@@ -12,6 +13,8 @@ export interface ApiContext {
   bots: BotsService;
   apiKeys: ApiKeys;
   placement: Placement;
+  /** The slot pool's counts, when a pool platform (coolify) is enabled. */
+  poolStats?: () => Promise<PoolStats>;
   queues: Queue[];
   redis: Redis;
   mongo: Connection;

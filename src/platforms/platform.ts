@@ -69,13 +69,42 @@ export class PlatformError extends Error {
   }
 }
 
+/** Counts of a pool platform's slots (GET /api/bots/pool-stats). */
+export interface PoolCounts {
+  total: number;
+  idle: number;
+  starting: number;
+  busy: number;
+  error: number;
+}
+
+export type PoolStats = PoolCounts & { byMeetingPlatform: Record<string, PoolCounts> };
+
+/** What a platform's upkeep may ask the fleet. */
+export interface UpkeepContext {
+  /** True while the bot is live on this platform (not ended, not gone, not moved elsewhere). */
+  holdsBot(botId: string): Promise<boolean>;
+}
+
+/** Periodic work a platform needs besides reconciliation (Coolify: slot recovery). */
+export interface PlatformUpkeep {
+  /** Names the job scheduler and its run counter. */
+  name: string;
+  /** Runs once per interval across all fleet processes. */
+  intervalMs: number;
+  /** One pass; returns counts of what it did, for logs and tests. */
+  run(ctx: UpkeepContext): Promise<Record<string, number>>;
+}
+
 export interface Platform {
   /** Name in PLATFORM_PRIORITY. */
   readonly name: string;
   /**
    * Starts the container for one bot attempt, or returns the one already started under `spec.name`.
-   * Returns as soon as the platform accepted it; it must not wait for a slow start. `elsewhere` means an
-   * earlier attempt started it on another host, which holds it.
+   * Returns as soon as the platform accepted it, or, where only following the start tells success from
+   * failure (a Coolify slot's deployment), once it started, bounded by the platform's own start timeout.
+   * It runs inside the occupy job, never inside an HTTP request. `elsewhere` means an earlier attempt
+   * started it on another host, which holds it.
    */
   deploy(spec: DeploySpec): Promise<Deployment>;
   /**
@@ -89,6 +118,8 @@ export interface Platform {
   list(): Promise<ListedContainer[]>;
   /** Stops a container and resolves once the platform confirms it is gone. Stopping a gone one succeeds. */
   stop(identifier: string): Promise<void>;
+  /** Periodic upkeep, for platforms that need one. */
+  readonly upkeep?: PlatformUpkeep;
   /** Releases the adapter's own clients and timers. Containers keep running. */
   close(): Promise<void>;
 }

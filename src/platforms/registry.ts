@@ -2,8 +2,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { Redis } from 'ioredis';
+import { Connection } from 'mongoose';
 import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
 import { createAwsPlatform } from './aws/aws.platform';
+import { createCoolifyPlatform } from './coolify/coolify.platform';
+import { createSlotStats } from './coolify/slot.records';
 import { createLocalPlatform } from './local/local.platform';
 import { Platform } from './platform';
 import { createSimPlatform } from './sim/sim.platform';
@@ -16,6 +19,8 @@ export interface PlatformDeps {
   config: Config;
   redis: Redis;
   prefix: string;
+  /** For adapters that keep durable records (the Coolify slot pool). */
+  mongo: Connection;
 }
 
 type Factory = (settings: PlatformSettings, deps: PlatformDeps) => Platform;
@@ -46,7 +51,17 @@ const FACTORIES: Record<PlatformKind, Factory | null> = {
     createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
   k8s: null,
   aws: (settings, { config }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId: config.fleetId }),
-  coolify: null,
+  coolify: (settings, { config, redis, prefix, mongo }) =>
+    createCoolifyPlatform({
+      name: settings.name,
+      settings: config.coolify!,
+      limit: settings.limit,
+      fleetId: config.fleetId,
+      redis,
+      prefix,
+      mongo,
+      recoveryIntervalMs: config.slotRecoveryIntervalMs,
+    }),
 };
 
 /** Stops startup of any role (an API-only process builds no adapter) when an enabled platform is not built. */
@@ -63,4 +78,12 @@ export function createPlatforms(deps: PlatformDeps, names?: string[]): Map<strin
     platforms.set(settings.name, FACTORIES[settings.kind]!(settings, deps));
   }
   return platforms;
+}
+
+/**
+ * Reads the slot pool for GET /api/bots/pool-stats without building an adapter (the API process builds
+ * none); null when no pool platform is enabled.
+ */
+export function createPoolStatsReader(config: Config, mongo: Connection) {
+  return config.coolify ? createSlotStats(mongo, config.fleetId) : null;
 }

@@ -1,0 +1,212 @@
+import { loadConfig } from '../src/config';
+import { MeetingPlatform } from '../src/domain/bot.lifecycle';
+import { botEnv } from '../src/fleet';
+import { createCoolifyPlatform } from '../src/platforms/coolify/coolify.platform';
+import { createSlotRecords } from '../src/platforms/coolify/slot.records';
+import { botIdOfDeployment, deploymentName, Platform, PlatformError } from '../src/platforms/platform';
+import { CoolifyServer, startCoolifyServer } from './support/coolify-server';
+import { COOLIFY_TOKEN, coolifySettings, imageOf } from './support/coolify';
+import { runPlatformContract } from './platform-contract';
+import { meetings, startTestFleet, TestFleet } from './support/fleet';
+
+/**
+ * The Coolify adapter against the Coolify API test server: the shared contract, then the pool's own rules
+ * (LRU acquire of the bot's own image, full is not failed, the wire-format traps, slot recovery).
+ */
+jest.setTimeout(120_000);
+
+let t: TestFleet;
+let coolify: CoolifyServer;
+beforeAll(async () => {
+  coolify = await startCoolifyServer({ token: COOLIFY_TOKEN });
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+});
+afterAll(async () => {
+  await t.close();
+  await coolify.close();
+});
+
+let fleets = 0;
+/** An adapter of its own fleet (own slots) unless `fleetId` names one. */
+function make(options: { fleetId?: string; limit?: number; settings?: Parameters<typeof coolifySettings>[1] } = {}): Platform {
+  return createCoolifyPlatform({
+    name: 'coolify',
+    settings: coolifySettings(coolify, options.settings),
+    limit: options.limit ?? 5,
+    fleetId: options.fleetId ?? `${t.env.REDIS_PREFIX}-f${++fleets}`,
+    redis: t.fleet.redis,
+    prefix: t.env.REDIS_PREFIX,
+    mongo: t.fleet.mongo,
+    recoveryIntervalMs: 60_000,
+  });
+}
+
+async function newSpec(meetingPlatform: MeetingPlatform = 'zoom') {
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetingPlatform === 'zoom' ? meetings.zoom : meetings.meet, metadata: { 'sim.durationMs': '600000' } },
+  });
+  const botId = created.body.id as string;
+  return { botId, name: deploymentName(botId, 'coolify'), attempt: 0, meetingPlatform, env: botEnv(loadConfig(t.env), botId) };
+}
+
+const appOf = (slot: string) => [...coolify.applications.values()].find((app) => app.name === slot)!;
+const slotOf = (identifier: string) => identifier.slice(identifier.lastIndexOf('@') + 1);
+
+runPlatformContract('coolify', async () => {
+  const fleetId = `${t.env.REDIS_PREFIX}-contract`;
+  return {
+    platform: make({ fleetId }),
+    otherFleet: make({ fleetId: 'another-fleet' }),
+    newSpec: () => newSpec(),
+    // Running containers of that bot on the Coolify server, whichever fleet started them.
+    containersNamed: async (name) => coolify.running().filter((app) => app.envs.get('BOT_ID') === botIdOfDeployment(name)).length,
+  };
+});
+
+describe('coolify slots', () => {
+  it("a bot gets its own meeting platform's image, the least recently used idle slot, and the bot env", async () => {
+    const platform = make({ limit: 4 });
+    const [zoomA, zoomB, meetA] = [await newSpec('zoom'), await newSpec('zoom'), await newSpec('google-meet')];
+    const a = await platform.deploy(zoomA);
+    const b = await platform.deploy(zoomB);
+    const m = await platform.deploy(meetA);
+    expect([imageOf(coolify, appOf(slotOf(a.identifier)).uuid), imageOf(coolify, appOf(slotOf(m.identifier)).uuid)]).toEqual(['zoom', 'google-meet']);
+    expect(appOf(slotOf(a.identifier)).fields.docker_registry_image_name).toBe('ghcr.io/payme-works/meeboter-zoom-bot');
+    expect(Object.fromEntries(appOf(slotOf(a.identifier)).envs)).toMatchObject({ BOT_ID: zoomA.botId, MILO_URL: t.env.PUBLIC_URL, NODE_ENV: 'production' });
+    // b's slot was used last, so a's is the least recently used once both are idle
+    await platform.stop(a.identifier);
+    await platform.stop(b.identifier);
+    const next = await platform.deploy(await newSpec('zoom'));
+    expect(slotOf(next.identifier)).toBe(slotOf(a.identifier));
+    // with a google-meet slot idle and room in the pool, a zoom bot gets a new zoom slot, never that one
+    await platform.stop(m.identifier);
+    const another = await platform.deploy(await newSpec('zoom'));
+    expect([slotOf(a.identifier), slotOf(m.identifier)]).not.toContain(slotOf(another.identifier));
+    expect(imageOf(coolify, appOf(slotOf(another.identifier)).uuid)).toBe('zoom');
+    for (const d of [next, another]) await platform.stop(d.identifier);
+  });
+
+  it('a full pool is "full" (the bot moves on at once); an idle slot of another image is re-imaged rather than left idle', async () => {
+    const platform = make({ limit: 2 });
+    const meet = await platform.deploy(await newSpec('google-meet'));
+    const zoom = await platform.deploy(await newSpec('zoom'));
+    const refused = await platform.deploy(await newSpec('zoom')).catch((error) => error);
+    expect(refused).toBeInstanceOf(PlatformError);
+    expect(refused).toMatchObject({ full: true, transient: false });
+    await platform.stop(meet.identifier);
+    const reimaged = await platform.deploy(await newSpec('zoom'));
+    expect(slotOf(reimaged.identifier)).toBe(slotOf(meet.identifier));
+    expect(imageOf(coolify, appOf(slotOf(reimaged.identifier)).uuid)).toBe('zoom');
+    for (const d of [zoom, reimaged]) await platform.stop(d.identifier);
+  });
+
+  it('a failed deployment puts the slot in ERROR with the reason and throws a non-transient error', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-failing`;
+    const platform = make({ fleetId });
+    coolify.failDeployments = 1;
+    const error = await platform.deploy(await newSpec()).catch((e) => e);
+    expect(error).toMatchObject({ transient: false, full: false });
+    expect(error.message).toMatch(/failed to start: deployment \w+ failed/);
+    const [record] = await createSlotRecords(t.fleet.mongo, fleetId).all();
+    expect(record).toMatchObject({ state: 'ERROR', deploymentName: null, botId: null, recoveryAttempts: 1 });
+    expect(record.lastError).toMatch(/deployment \w+ failed/);
+  });
+
+  it('speaks the wire format: POST for deploy and stop, JSON Accept, Bearer token, 429 honoured', async () => {
+    const platform = make();
+    coolify.fail({ method: 'POST', path: /^\/deploy$/, status: 429, retryAfterSeconds: 1, times: 1 });
+    const before = coolify.requests.length;
+    const deployment = await platform.deploy(await newSpec());
+    await platform.stop(deployment.identifier);
+    const calls = coolify.requests.slice(before);
+    expect(calls.filter((c) => c.path.startsWith('/api/v1/deploy?')).map((c) => `${c.method} ${c.status}`)).toEqual(['POST 429', 'POST 200']);
+    expect(calls.some((c) => c.path.endsWith('/stop') && c.method === 'POST' && c.status === 200)).toBe(true);
+    expect(calls.filter((c) => c.status >= 400 && c.status !== 429)).toEqual([]);
+    // what our server answers where those rules are broken
+    const raw = (path: string, init: RequestInit = {}) => fetch(coolify.url + path, init);
+    expect((await raw('/deploy?uuid=x', { headers: { authorization: `Bearer ${COOLIFY_TOKEN}`, accept: 'application/json' } })).status).toBe(405);
+    expect((await raw('/applications', { headers: { accept: 'application/json' } })).status).toBe(401);
+  });
+
+  it('slot recovery: a 500 or 429 from the application list deletes nothing and changes nothing', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-listfault`;
+    const platform = make({ fleetId, settings: { minIdleSlots: 1 } });
+    const held = await platform.deploy(await newSpec());
+    const records = createSlotRecords(t.fleet.mongo, fleetId);
+    const before = (await records.all()).map((r) => [r._id, r.state]);
+    const holdsBot = async () => false; // even with every bot gone, a failed list judges nothing
+    for (const status of [500, 429] as const) {
+      coolify.fail({ method: 'GET', path: /^\/applications$/, status, retryAfterSeconds: 1, times: 10 });
+      const start = coolify.requests.length;
+      await expect(platform.upkeep!.run({ holdsBot })).rejects.toThrow(String(status));
+      const calls = coolify.requests.slice(start);
+      expect(calls.filter((c) => c.method !== 'GET')).toEqual([]);
+      expect((await records.all()).map((r) => [r._id, r.state])).toEqual(before);
+      coolify.clearFaults();
+    }
+    expect((await platform.status(held.identifier)).state).toBe('running');
+    await platform.stop(held.identifier);
+  });
+
+  it('slot recovery heals an ERROR slot, keeps the minimum idle, and replaces a slot that keeps failing', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-recovery`;
+    const platform = make({ fleetId, settings: { minIdleSlots: 1, meetingPlatforms: ['zoom'], maxSlotFailures: 2 } });
+    const records = createSlotRecords(t.fleet.mongo, fleetId);
+    const holdsBot = async () => true;
+    expect(await platform.upkeep!.run({ holdsBot })).toMatchObject({ created: 1 });
+    const [warm] = await records.all();
+    expect(warm).toMatchObject({ state: 'IDLE', meetingPlatform: 'zoom' });
+
+    coolify.failApplications.add(warm.applicationUuid!);
+    await expect(platform.deploy(await newSpec())).rejects.toThrow(/failed to start/);
+    expect((await records.get(warm._id))?.state).toBe('ERROR');
+    // healed: back in the pool (and the minimum idle is met by it again)
+    expect(await platform.upkeep!.run({ holdsBot })).toMatchObject({ healed: 1, created: 0 });
+    expect(await records.get(warm._id)).toMatchObject({ state: 'IDLE', recoveryAttempts: 1 });
+    // second failure in a row: recovery deletes it and creates a replacement
+    await expect(platform.deploy(await newSpec())).rejects.toThrow(/failed to start/);
+    expect(await platform.upkeep!.run({ holdsBot })).toMatchObject({ replaced: 1, created: 1 });
+    expect(coolify.applications.has(warm.applicationUuid!)).toBe(false);
+    const after = await records.all();
+    expect(after.map((r) => r._id)).not.toContain(warm._id);
+    expect(after).toEqual([expect.objectContaining({ state: 'IDLE', meetingPlatform: 'zoom', recoveryAttempts: 0 })]);
+    // and the replacement starts bots
+    const ok = await platform.deploy(await newSpec());
+    expect(slotOf(ok.identifier)).toBe(after[0]._id);
+    await platform.stop(ok.identifier);
+  });
+
+  it('slot recovery repairs drift: an orphaned application of this fleet is deleted, a deleted one re-created, others untouched', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-drift`;
+    const platform = make({ fleetId, settings: { minIdleSlots: 1, meetingPlatforms: ['zoom'] } });
+    const records = createSlotRecords(t.fleet.mongo, fleetId);
+    await platform.upkeep!.run({ holdsBot: async () => true });
+    const [slot] = await records.all();
+    coolify.applications.delete(slot.applicationUuid!); // deleted in the Coolify UI
+    const orphan = { uuid: 'orphan-uuid-000', name: 'mb-slot-x', description: `meeboter-fleet=${fleetId} left over`, status: 'exited:unhealthy', fields: {}, envs: new Map(), created_at: '' };
+    const foreign = { ...orphan, uuid: 'foreign-uuid-00', description: 'meeboter-fleet=someone-else' };
+    coolify.applications.set(orphan.uuid, orphan);
+    coolify.applications.set(foreign.uuid, foreign);
+    expect(await platform.upkeep!.run({ holdsBot: async () => true })).toMatchObject({ orphansDeleted: 1, healed: 1 });
+    expect(coolify.applications.has(orphan.uuid)).toBe(false);
+    expect(coolify.applications.has(foreign.uuid)).toBe(true);
+    const healed = await records.get(slot._id);
+    expect(healed?.state).toBe('IDLE');
+    expect(coolify.applications.has(healed!.applicationUuid!)).toBe(true);
+  });
+
+  it('after Redis lost the pool, it is rebuilt from the slot records: a held slot stays held, idle ones are found', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-rebuild`;
+    const platform = make({ fleetId });
+    const spec = await newSpec();
+    const held = await platform.deploy(spec);
+    const idle = await platform.deploy(await newSpec());
+    await platform.stop(idle.identifier);
+    const keys = await t.fleet.redis.keys(`${t.env.REDIS_PREFIX}:coolify:${fleetId}:*`);
+    await t.fleet.redis.del(...keys);
+    expect((await platform.adopt(spec.name))?.identifier).toBe(held.identifier);
+    const again = await platform.deploy(await newSpec());
+    expect(slotOf(again.identifier)).toBe(slotOf(idle.identifier));
+    for (const d of [held, again]) await platform.stop(d.identifier);
+  });
+});

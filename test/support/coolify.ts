@@ -1,0 +1,58 @@
+import { CoolifySettings } from '../../src/config';
+import { BotClient } from '../../src/sdk/bot-client';
+import { runSimBot } from '../../src/sdk/sim-bot';
+import { CoolifyServer, startCoolifyServer } from './coolify-server';
+
+/** Shared set-up of the Coolify tests: the test server, and the env or settings that point a fleet at it. */
+export const COOLIFY_TOKEN = 'coolify-test-token-0123456789';
+
+/**
+ * A Coolify test server whose started applications run the sim bot with the env the slot received, as a
+ * bot image would (it ends when the application is stopped).
+ */
+export function startCoolifyWithBots(): Promise<CoolifyServer> {
+  return startCoolifyServer({
+    token: COOLIFY_TOKEN,
+    onRunning: (_app, env, signal) => {
+      if (!env.BOT_ID) return;
+      void runSimBot(BotClient.fromEnv(env, signal), signal).catch(() => undefined);
+    },
+  });
+}
+
+export function coolifyEnv(server: CoolifyServer, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    COOLIFY_API_URL: server.url,
+    COOLIFY_API_TOKEN: COOLIFY_TOKEN,
+    COOLIFY_PROJECT_UUID: 'project-uuid',
+    COOLIFY_SERVER_UUID: 'server-uuid',
+    COOLIFY_DESTINATION_UUID: 'destination-uuid',
+    COOLIFY_ENVIRONMENT_NAME: 'production',
+    COOLIFY_POLL_INTERVAL_MS: '50',
+    GHCR_ORG: 'Payme-Works',
+    ...extra,
+  };
+}
+
+export function coolifySettings(server: CoolifyServer, extra: Partial<CoolifySettings> = {}): CoolifySettings {
+  return {
+    apiUrl: server.url,
+    apiToken: COOLIFY_TOKEN,
+    projectUuid: 'project-uuid',
+    serverUuid: 'server-uuid',
+    environmentName: 'production',
+    destinationUuid: 'destination-uuid',
+    ghcrOrg: 'Payme-Works',
+    imageTag: 'latest',
+    meetingPlatforms: ['google-meet', 'zoom'],
+    minIdleSlots: 0,
+    startTimeoutMs: 60_000,
+    pollIntervalMs: 50,
+    maxSlotFailures: 2,
+    ...extra,
+  };
+}
+
+/** The meeting platform a slot application's image is for. */
+export const imageOf = (server: CoolifyServer, appUuid: string) =>
+  /meeboter-(.+)-bot$/.exec(String(server.applications.get(appUuid)?.fields.docker_registry_image_name))?.[1];
