@@ -8,7 +8,8 @@ import { deploymentName } from '../src/platforms/platform';
 import { DEFAULT_LOCAL_BOT_COMMAND } from '../src/platforms/registry';
 import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { runPlatformContract } from './platform-contract';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { meetings, pidOf, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { groupMembers } from './support/processes';
 
 /** Every adapter runs the contract; each one's quirks are tested below it. Bots talk to a real API. */
 let t: TestFleet;
@@ -77,6 +78,30 @@ describe('local', () => {
     // stop() returns once the process has exited; the zombie is reaped by its parent (this process) soon after
     await waitFor(() => !pidAlive(pid), 'the process to be reaped');
     expect(readdirSync(runDir).filter((f) => f === `${spec.name}.pid`)).toEqual([]);
+  });
+});
+
+describe('local stop', () => {
+  it('returns only once every process of the bot is gone, a child that ignores SIGTERM included', async () => {
+    const runDir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-local-group-'));
+    // The bot's command leaves a child that ignores SIGTERM; only the whole group's end frees the capacity.
+    const platform = createLocalPlatform({
+      name: 'local',
+      command: `(trap '' TERM; exec sleep 300) & sleep 300`,
+      runDir,
+      stopGraceMs: 500,
+      fleetId: t.env.REDIS_PREFIX,
+      hostId: 'host-a',
+      redis: t.fleet.redis,
+      prefix: t.env.REDIS_PREFIX,
+    });
+    const spec = await newBotSpec('local');
+    const deployment = await platform.deploy(spec);
+    const pgid = pidOf(deployment.identifier);
+    await waitFor(() => groupMembers(pgid).length >= 2, 'the bot and its child to run');
+    await platform.stop(deployment.identifier);
+    expect(groupMembers(pgid)).toEqual([]);
+    expect((await platform.status(deployment.identifier)).state).toBe('gone');
   });
 });
 

@@ -51,3 +51,8 @@ export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<n
 export function isAlive(pid: number): boolean {
   return stat(pid) !== null;
 }
+
+/** Live (non-zombie) processes of process group `pgid`. */
+export function groupMembers(pgid: number): number[] {
+  return pids().filter((pid) => stat(pid)?.pgid === pgid);
+}
