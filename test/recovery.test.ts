@@ -57,7 +57,9 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   const onPlatform = [doc('IN_CALL', 60, { platform: 'sim', platformIdentifier: 'x' }), doc('LEAVING', 60, { platform: 'sim-b', platformIdentifier: 'y', leaveRequestedAt: new Date(now) })];
   const scheduled = doc('SCHEDULED', 60, { joinAt: new Date(now + 3600_000), queuedAt: undefined });
   const endedButMarked = doc('ENDED', 60, { endReason: 'CANCELLED' });
-  const live = [...queued, ...onPlatform, scheduled, endedButMarked];
+  // Ended on its platform, but its container was not confirmed gone before Redis lost its data.
+  const endedOnPlatform = doc('ENDED', 60, { endReason: 'COMPLETED', platform: 'sim', platformIdentifier: 'z' });
+  const live = [...queued, ...onPlatform, scheduled, endedButMarked, endedOnPlatform];
   await t.fleet.models.Bot.collection.insertMany(live as never[]);
   for (const bot of live) await t.fleet.repo.markLive(String(bot._id), bot.createdAt);
 
@@ -68,12 +70,14 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   const read: string[] = [];
   const recovery = makeRecovery({ ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) });
 
-  expect(await recovery.recover(false)).toEqual({ live: 11, read: 10, requeued: 6, reheld: 2, rescheduled: 1, dropped: 1 });
+  expect(await recovery.recover(false)).toEqual({ live: 12, read: 11, requeued: 6, reheld: 3, rescheduled: 1, dropped: 1 });
   expect(new Set(read)).toEqual(new Set(live.map((bot) => String(bot._id))));
   // Queued again at their original places, ahead of the bot created just now, with the old exclusion.
   expect(await t.fleet.globalQueue.head(0, 10)).toEqual([...queued.map((bot) => String(bot._id)), created.body.id]);
   expect(await t.fleet.globalQueue.excludedOf([String(queued[1]._id)])).toEqual([{ sim: 'failed' }]);
-  // Held again on their platforms (the occupy job adopts the container), deadlines re-armed.
+  // Held again on their platforms (the occupy job adopts the container, or stops what is left of an ended
+  // one before its capacity counts as free), deadlines re-armed.
+  expect(await t.fleet.queues.platforms.get('sim')!.getJobState(occupyJobId(String(endedOnPlatform._id), 'sim'))).toBe('waiting');
   for (const bot of onPlatform) {
     expect(await t.fleet.queues.platforms.get(bot.platform!)!.getJobState(occupyJobId(String(bot._id), bot.platform!))).toBe('waiting');
     expect(await t.fleet.liveState.lastHeartbeat(String(bot._id))).not.toBeNull();
@@ -81,10 +85,11 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   expect(await t.fleet.queues.schedule.getJobState(String(scheduled._id))).toBe('delayed');
   expect((await t.fleet.repo.liveBots()).map((entry) => entry.id)).not.toContain(String(endedButMarked._id));
 
-  // A second pass finds nothing missing: only the scheduled bot (tracked by its job, not a due-set) is read.
+  // A second pass finds nothing missing: only the bots tracked by a job rather than a due-set are read (the
+  // scheduled one, and the ended one whose job has not stopped its container yet).
   read.length = 0;
-  expect(await recovery.recover(false)).toEqual({ live: 10, read: 1, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 });
-  expect(read).toEqual([String(scheduled._id)]);
+  expect(await recovery.recover(false)).toEqual({ live: 11, read: 2, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 });
+  expect(new Set(read)).toEqual(new Set([String(scheduled._id), String(endedOnPlatform._id)]));
 
   // When a fleet starts, the deadlines it finds count from then (its bots could not report while it was down).
   const inCall = String(onPlatform[0]._id);

@@ -50,6 +50,15 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const { settings, platform, repo, lifecycle } = ctx;
   const name = deploymentName(job.botId, settings.name);
   const log = ctx.log.child({ botId: job.botId, platform: settings.name });
+  /**
+   * Nothing of the bot occupies this platform any more: it leaves the live index, recovery's list of bots
+   * that may still hold capacity (a bot that ended is kept there until its container is confirmed gone, so
+   * a Redis wiped meanwhile cannot free capacity early).
+   */
+  const released = async <T extends OccupyOutcome>(outcome: T): Promise<T> => {
+    await repo.unmarkLive(job.botId).catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
+    return outcome;
+  };
   const bot = await repo.findById(job.botId);
   if (!bot || (bot.status !== 'QUEUED' && bot.platform !== settings.name && !isTerminal(bot.status))) {
     // Gone, or moved on to another platform: if an earlier run of this job deployed, make sure it is gone.
@@ -58,7 +67,8 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   }
   if (isTerminal(bot.status)) {
     await stopIfAny(ctx, name, log);
-    return 'ended-before-deploy';
+    // (ended on another platform: that platform's job releases it)
+    return bot.platform === settings.name || bot.platform === null ? released('ended-before-deploy') : 'ended-before-deploy';
   }
 
   let deployment: Deployment | null = null;
@@ -73,7 +83,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       set: { platform: settings.name, platformIdentifier: null, deployingAt: new Date() },
       data: { platform: settings.name },
     });
-    if (!claimed) return 'ended-before-deploy';
+    if (!claimed) return released('ended-before-deploy');
     metrics.queueWaitSeconds.observe({ platform: settings.name }, secondsSince(bot.queuedAt ?? bot.createdAt));
   } else if (LIVE_STATUSES.includes(bot.status)) {
     // A re-run after this job stalled or failed: take over what the earlier run started.
@@ -82,7 +92,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       const { state, detail } = await platform.status(bot.platformIdentifier);
       if (state === 'gone') {
         await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
-        return 'released';
+        return released('released');
       }
       deployment = { identifier: bot.platformIdentifier, state };
     }
@@ -114,7 +124,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   if (deployment.state === 'elsewhere') {
     // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
     log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
-    return 'released';
+    return released('released');
   }
   const identifier = deployment.identifier;
   await stopContainer(ctx, identifier);
@@ -122,7 +132,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const { detail } = await platform.status(identifier).catch(() => ({ detail: undefined }));
   await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail } });
   log.info('container stopped, capacity released', { identifier });
-  return 'released';
+  return released('released');
 }
 
 const stopContainer = (ctx: OccupyContext, identifier: string) =>

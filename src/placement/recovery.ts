@@ -22,7 +22,9 @@ import { Placement } from './placement.service';
  * - on a platform (DEPLOYING … LEAVING): its occupy job is added again, so the platform's capacity counts it
  *   and the job adopts the container by its deterministic name (or ends the bot CONTAINER_LOST when the
  *   platform confirms it is gone; never deploys a second one), with its deadlines re-armed from now;
- * - SCHEDULED: its schedule job is made again.
+ * - SCHEDULED: its schedule job is made again;
+ * - ended but still in the index (its container not confirmed gone): held again, so its job stops what is
+ *   left on the platform before the capacity counts as free.
  * Until a pass has completed since Redis lost its data, the dispatcher places nobody (see GlobalQueue
  * `isRebuilt`), so recovered bots take their capacity before new ones do.
  */
@@ -131,7 +133,11 @@ export function createRecovery(deps: RecoveryDeps) {
           }
           continue;
         }
-        if (isTerminal(bot.status)) {
+        if (isTerminal(bot.status) && bot.platform && queues.platforms.has(bot.platform)) {
+          // Ended, but not confirmed gone from its platform: held again, so its job stops what is left and
+          // only then frees the capacity (and unmarks it).
+          if (await rehold(bot)) result.reheld++;
+        } else if (isTerminal(bot.status)) {
           await repo.unmarkLive(botId);
           result.dropped++;
         } else if (bot.status === 'QUEUED') {

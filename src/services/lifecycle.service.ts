@@ -75,8 +75,11 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
       metrics.botEnds.inc({ status: to, reason: updated.endReason ?? 'none' });
       logger.info('bot ended', { botId, status: to, endReason: updated.endReason, source: request.source });
       await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
-      // Best effort: a bot left in the live index is dropped by the next recovery pass.
-      await repo.unmarkLive(botId).catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
+      // A bot never placed leaves the live index now; a placed one when its container is confirmed gone
+      // (occupy). Best effort: one left there is settled by the next recovery pass.
+      if (!updated.platform) {
+        await repo.unmarkLive(botId).catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
+      }
     }
     await effects.notify(updated);
     return updated;
