@@ -15,8 +15,9 @@ import { Placement } from './placement.service';
  * Rebuilds Redis (the working state) from MongoDB (the durable record) for every bot that has not ended:
  * once when a fleet starts and then every interval, by one process at a time (a Redis lock that outlives a
  * flush of everything else). It reads the live index, asks Redis in pipelines which of those bots it still
- * tracks, and reads the bot document only for the ones it does not, so a pass costs a round trip per 500
- * live bots when nothing is missing. A bot Redis lost:
+ * holds (in the global queue, or by an unfinished occupy or schedule job), and reads the bot document only
+ * for the ones it does not, so a pass costs two round trips per 500 live bots when nothing is missing. A bot
+ * Redis lost:
  * - QUEUED: back into the global queue at its original place (creation order), with its queue-timeout clock
  *   (`queuedAt`) and the platforms its earlier attempts excluded;
  * - on a platform (DEPLOYING … LEAVING): its occupy job is added again, so the platform's capacity counts it
@@ -71,6 +72,28 @@ export function createRecovery(deps: RecoveryDeps) {
     return UNFINISHED_JOB_STATES.includes(await queue.getJobState(occupyJobId(botId, platform)));
   };
 
+  /**
+   * Per bot: whether an unfinished job holds it (an occupy job on any platform, or its schedule job), read in
+   * one pipeline of job hashes. A heartbeat is no such sign: a running bot heartbeats again as soon as the
+   * API answers, whether or not anything holds its capacity.
+   */
+  const heldByJobs = async (botIds: string[]): Promise<boolean[]> => {
+    const keysOf = (botId: string) => [
+      ...[...queues.platforms].map(([platform, queue]) => queue.toKey(occupyJobId(botId, platform))),
+      queues.schedule.toKey(botId),
+    ];
+    const batch = deps.redis.pipeline();
+    for (const botId of botIds) for (const key of keysOf(botId)) batch.hmget(key, 'timestamp', 'finishedOn');
+    const replies = (await batch.exec()) ?? [];
+    const perBot = queues.platforms.size + 1;
+    return botIds.map((_, i) =>
+      replies.slice(i * perBot, (i + 1) * perBot).some(([, fields]) => {
+        const [timestamp, finishedOn] = fields as [string | null, string | null];
+        return timestamp !== null && finishedOn === null;
+      }),
+    );
+  };
+
   const requeue = async (bot: BotDoc) => {
     const botId = String(bot._id);
     for (const platform of queues.platforms.keys()) {
@@ -121,9 +144,9 @@ export function createRecovery(deps: RecoveryDeps) {
     for (let i = 0; i < live.length; i += CHUNK) {
       const ids = live.slice(i, i + CHUNK).map((entry) => entry.id);
       if (restarted) await liveState.restartDeadlines(ids);
-      const [queued, tracked] = await Promise.all([globalQueue.holds(ids), liveState.tracks(ids)]);
+      const [queued, held] = await Promise.all([globalQueue.holds(ids), heldByJobs(ids)]);
       for (const [index, botId] of ids.entries()) {
-        if (queued[index] || tracked[index]) continue;
+        if (queued[index] || held[index]) continue;
         result.read++;
         const bot = await repo.findById(botId);
         if (!bot) {

@@ -26,8 +26,6 @@ export interface LiveState {
   due(set: DueSet, nowMs: number, count: number): Promise<string[]>;
   /** Removes the bot's entry if it is still due at `dueBefore` (a fresh heartbeat meanwhile is kept). */
   clear(set: DueSet, botId: string, dueBefore: number): Promise<void>;
-  /** Per bot id: whether a heartbeat or deploy deadline is kept for it. */
-  tracks(botIds: string[]): Promise<boolean[]>;
   /** Moves the heartbeat and deploy deadlines these bots already have to count from `nowMs` (after a restart). */
   restartDeadlines(botIds: string[], nowMs?: number): Promise<void>;
 }
@@ -78,13 +76,6 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
         .zrem(key('leave-deadlines'), botId)
         .srem(leaving, botId)
         .exec();
-    },
-    async tracks(botIds) {
-      if (botIds.length === 0) return [];
-      const batch = redis.pipeline();
-      for (const botId of botIds) batch.zscore(key('heartbeats'), botId).zscore(key('deploying'), botId);
-      const replies = (await batch.exec()) ?? [];
-      return botIds.map((_, i) => replies[2 * i]?.[1] !== null || replies[2 * i + 1]?.[1] !== null);
     },
     async restartDeadlines(botIds, nowMs = Date.now()) {
       if (botIds.length === 0) return;
