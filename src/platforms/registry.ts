@@ -4,6 +4,8 @@ import os from 'node:os';
 import { Redis } from 'ioredis';
 import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
 import { createAwsPlatform } from './aws/aws.platform';
+import { createImagePullLock } from './k8s/image-pull-lock';
+import { createK8sPlatform } from './k8s/k8s.platform';
 import { createLocalPlatform } from './local/local.platform';
 import { Platform } from './platform';
 import { createSimPlatform } from './sim/sim.platform';
@@ -44,7 +46,14 @@ const FACTORIES: Record<PlatformKind, Factory | null> = {
     }),
   sim: (settings, { config, redis }) =>
     createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
-  k8s: null,
+  k8s: (settings, { config, redis, prefix }) =>
+    createK8sPlatform({
+      name: settings.name,
+      settings: config.k8s!,
+      fleetId: config.fleetId,
+      startTimeoutMs: settings.startTimeoutMs,
+      pullLock: config.k8s!.imagePullLockEnabled ? createImagePullLock({ redis, prefix, waitMs: settings.startTimeoutMs }) : undefined,
+    }),
   aws: (settings, { config }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId: config.fleetId }),
   coolify: null,
 };
