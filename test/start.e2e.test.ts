@@ -58,9 +58,18 @@ it('stops at startup with one line naming a bad variable', async () => {
 });
 
 it('an API-only process stops at startup when an enabled platform is not part of this build', async () => {
-  const env = await baseEnv({ PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '2', K8S_IMAGE_REGISTRY: 'registry.example' });
+  const env = await baseEnv({
+    PLATFORM_PRIORITY: 'local,coolify',
+    COOLIFY_BOT_LIMIT: '2',
+    COOLIFY_API_URL: 'http://127.0.0.1:9',
+    COOLIFY_API_TOKEN: 'token',
+    COOLIFY_PROJECT_UUID: 'p',
+    COOLIFY_SERVER_UUID: 's',
+    COOLIFY_DESTINATION_UUID: 'd',
+    GHCR_ORG: 'org',
+  });
   const fleet = spawnFleetProcess('api', env);
   const code = await new Promise((resolve) => fleet.child.once('exit', resolve));
   expect(code).toBe(1);
-  expect(fleet.output().trim()).toBe('configuration error: PLATFORM_PRIORITY: the k8s adapter is not part of this build yet');
+  expect(fleet.output().trim()).toBe('configuration error: PLATFORM_PRIORITY: the coolify adapter is not part of this build yet');
 });
