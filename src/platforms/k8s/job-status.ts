@@ -11,9 +11,7 @@ import { ContainerStatus } from '../platform';
 export function jobStatus(job: V1Job | undefined, pods: V1Pod[], events: CoreV1Event[] = []): ContainerStatus {
   if (!job) return { state: 'gone', detail: 'Kubernetes does not know the Job (deleted, or expired after it finished)' };
   const live = pods.filter((pod) => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed');
-  const finished = (job.status?.conditions ?? []).find(
-    (c) => c.status === 'True' && ['Complete', 'Failed', 'FailureTarget', 'SuccessCriteriaMet'].includes(c.type),
-  );
+  const finished = (job.status?.conditions ?? []).find((c) => c.status === 'True' && END_CONDITIONS.includes(c.type));
   const running = live.find((pod) => pod.status?.phase === 'Running' || pod.status?.phase === 'Unknown');
   if (running) return job.metadata?.deletionTimestamp || finished ? { state: 'running', detail: 'stopping' } : { state: 'running' };
   if (live.length) return { state: 'starting', detail: pendingDetail(live[0]) };
@@ -38,8 +36,12 @@ function pendingDetail(pod: V1Pod): string {
   return 'Pending';
 }
 
+/** Newer clusters set FailureTarget / SuccessCriteriaMet first and Failed / Complete once the pods ended. */
+const END_CONDITIONS = ['Failed', 'Complete', 'FailureTarget', 'SuccessCriteriaMet'];
+
 function conditionDetail(job: V1Job): string {
-  const condition = (job.status?.conditions ?? []).find((c) => c.status === 'True');
+  const conditions = (job.status?.conditions ?? []).filter((c) => c.status === 'True');
+  const condition = END_CONDITIONS.map((type) => conditions.find((c) => c.type === type)).find(Boolean);
   if (condition) return [condition.type, condition.reason, condition.message].filter(Boolean).join(': ');
   return job.metadata?.deletionTimestamp ? 'Job deleted' : '';
 }
