@@ -1,8 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BotPlayer, K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { BotPlayer } from './support/bot-player';
+import { K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
+import { attemptsOf as attempts, createBot, eventsOf as events, startTestFleet, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
 
 /**
  * The k8s platform inside a fleet (API and workers in this process) against a real control plane, with the
@@ -39,20 +40,6 @@ async function fleet(env: Record<string, string> = {}) {
   return t;
 }
 
-const createBot = async (t: TestFleet, extra: Record<string, unknown> = {}) => {
-  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' }, ...extra } });
-  expect(res.status).toBe(201);
-  return res.body.id as string;
-};
-const bot = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const events = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
-const attempts = async (t: TestFleet, id: string) =>
-  (await events(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
-const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
-  waitFor(async () => {
-    const current = await bot(t, id);
-    return statuses.includes(current.status) ? current : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`, 120_000);
 const jobsOf = async (id: string) =>
   (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/bot-id=${id}` })).items;
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { BatchV1Api, CoreV1Api, KubeConfig, V1Pod } from '@kubernetes/client-node';
-import { BotClient } from '../../src/sdk/bot-client';
+import { BotPlayer, PlayerOptions, startBotPlayer } from './bot-player';
 import { ControlPlane, startControlPlane } from './k8s-control-plane';
 
 /**
@@ -71,71 +71,17 @@ export async function startK8sPeer(): Promise<K8sPeer> {
 }
 
 /**
- * kwok runs no code in its pods, so the test plays each bot: every `intervalMs` it lists the namespace's
- * pods (one sample: how many Jobs have a pod that has not finished), and for each new Running pod it reads
- * the env the pod received (Secret included) and reports JOINING_CALL → IN_CALL → ENDED through the bot SDK,
- * staying IN_CALL for `inCallMs` (Infinity: until the fleet ends it).
+ * Plays the bots of the namespace's pods (bot-player.ts): each sample counts the Jobs that have a pod that has
+ * not finished, and a new Running pod is played with the env it received (Secret included).
  */
-export interface BotPlayer {
-  /** Pod name → the env it was played with. */
-  played: Map<string, Record<string, string>>;
-  /** Jobs with an unfinished pod, one count per interval. */
-  samples: number[];
-  errors: string[];
-  stop(): Promise<void>;
-}
-
-export function playBots(peer: K8sPeer, options: { inCallMs?: number; intervalMs?: number } = {}): BotPlayer {
-  const inCallMs = options.inCallMs ?? 200;
-  const played = new Map<string, Record<string, string>>();
-  const samples: number[] = [];
-  const errors: string[] = [];
-  const plays: Promise<void>[] = [];
-  const stopping = new AbortController();
-  let running = true;
-
-  const play = async (env: Record<string, string>) => {
-    const client = BotClient.fromEnv(env, stopping.signal);
-    try {
-      await client.reportStatus('JOINING_CALL');
-      await client.reportStatus('IN_CALL');
-      if (inCallMs === Infinity) return;
-      await new Promise((resolve) => setTimeout(resolve, inCallMs));
-      await client.reportStatus('ENDED');
-    } catch (error) {
-      if (!stopping.signal.aborted) errors.push(`${env.BOT_ID}: ${String(error)}`);
+export function playBots(peer: K8sPeer, options: PlayerOptions = {}): BotPlayer {
+  return startBotPlayer(async (played, play) => {
+    const pods = await peer.pods('app=meeboter-bot');
+    const live = pods.filter((pod) => !['Succeeded', 'Failed'].includes(pod.status?.phase ?? ''));
+    for (const pod of live) {
+      const name = pod.metadata!.name!;
+      if (pod.status?.phase === 'Running' && !pod.metadata?.deletionTimestamp && !played.has(name)) play(name, await peer.podEnv(pod));
     }
-  };
-
-  const loop = (async () => {
-    while (running) {
-      try {
-        const pods = await peer.pods('app=meeboter-bot');
-        const live = pods.filter((pod) => !['Succeeded', 'Failed'].includes(pod.status?.phase ?? ''));
-        samples.push(new Set(live.map((pod) => pod.metadata!.labels!['batch.kubernetes.io/job-name'])).size);
-        for (const pod of live) {
-          const name = pod.metadata!.name!;
-          if (pod.status?.phase !== 'Running' || pod.metadata?.deletionTimestamp || played.has(name)) continue;
-          const env = await peer.podEnv(pod);
-          played.set(name, env);
-          plays.push(play(env));
-        }
-      } catch (error) {
-        errors.push(`player: ${String(error)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
-    }
-  })();
-
-  return {
-    played,
-    samples,
-    errors,
-    async stop() {
-      running = false;
-      await loop;
-      stopping.abort();
-      await Promise.all(plays);
-    },
-  };
+    return new Set(live.map((pod) => pod.metadata!.labels!['batch.kubernetes.io/job-name'])).size;
+  }, options);
 }

@@ -31,6 +31,17 @@ const notDeleted = `    - key: '.metadata.deletionTimestamp'
 const expression = (key: string, operator: string, values?: string[]) =>
   `    - key: '${key}'\n      operator: '${operator}'${values ? `\n      values: [${values.map((v) => `'${v}'`).join(', ')}]` : ''}`;
 
+/** Every container of the pod in one state (a YAML block under `state:`). */
+const containerStatuses = (ready: boolean, state: string) => `      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: ${ready}
+        restartCount: 0
+        state:
+${state}
+      {{ end }}`;
+
 const running = `    statusTemplate: |
       {{ $now := Now }}
       conditions:
@@ -43,16 +54,7 @@ const running = `    statusTemplate: |
       - lastTransitionTime: {{ $now | Quote }}
         status: "True"
         type: ContainersReady
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
+${containerStatuses(true, '          running:\n            startedAt: {{ $now | Quote }}')}
       hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
       podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
       phase: Running
@@ -60,20 +62,7 @@ const running = `    statusTemplate: |
 
 const terminated = (phase: string, exitCode: number, reason: string) => `    statusTemplate: |
       {{ $now := Now }}
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          terminated:
-            exitCode: ${exitCode}
-            finishedAt: {{ $now | Quote }}
-            reason: ${reason}
-            startedAt: {{ $now | Quote }}
-      {{ end }}
+${containerStatuses(false, `          terminated:\n            exitCode: ${exitCode}\n            finishedAt: {{ $now | Quote }}\n            reason: ${reason}\n            startedAt: {{ $now | Quote }}`)}
       phase: ${phase}`;
 
 const pullFails = `    event:
@@ -86,17 +75,7 @@ const pullFails = `    event:
       - lastTransitionTime: {{ $now | Quote }}
         status: "True"
         type: PodScheduled
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        state:
-          waiting:
-            reason: ImagePullBackOff
-            message: {{ printf "Back-off pulling image %q" .image | Quote }}
-      {{ end }}
+${containerStatuses(false, '          waiting:\n            reason: ImagePullBackOff\n            message: {{ printf "Back-off pulling image %q" .image | Quote }}')}
       hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
       phase: Pending`;
 
