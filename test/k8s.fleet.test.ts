@@ -92,7 +92,9 @@ it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST'
   const job = (await waitStatus(t, id, ['IN_CALL'])).platformIdentifier as string;
   peer.plane.kubectl(['-n', NAMESPACE, 'delete', 'job', job]);
   expect(await waitStatus(t, id, ['FATAL', 'ENDED'])).toMatchObject({ status: 'FATAL', endReason: 'CONTAINER_LOST' });
-  const lost = (await events(t, id)).find((e) => e.type === 'status' && e.status === 'FATAL').message;
+  // The status event is written beside the bot's own update: wait for it too.
+  const fatal = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'status' && e.status === 'FATAL'), 'the FATAL event');
+  const lost = fatal.message;
   expect(lost).toMatch(new RegExp(`^container ${job} is gone: Kubernetes does not know the Job`));
   await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
   process.stdout.write(`k8s reconciliation: ${lost}\n`);
