@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need on a fresh Debian machine with Node 20 and Go:
-# redis-server and the docker-compose client (Debian), FerretDB v1 (built from the Go module proxy), moto server (PyPI, in .venv-moto, the
-# AWS peer of the aws platform's tests) and the npm dependencies. Idempotent: a second run only checks.
+# redis-server, chromium and the docker-compose client (Debian), FerretDB v1 (built from the Go module proxy),
+# moto server (PyPI, in .venv-moto, the AWS peer of the aws platform's tests), the Kubernetes control plane
+# of the k8s platform's tests (scripts/provision-k8s.sh) and the npm dependencies. Idempotent: a second run
+# only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +67,8 @@ if [ "$("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
+
+bash scripts/provision-k8s.sh
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "provision: npm ci"

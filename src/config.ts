@@ -30,7 +30,11 @@ export interface PlatformSettings {
 
 export interface KubernetesSettings {
   namespace: string;
-  kubeconfig?: string;
+  /**
+   * Where the client's cluster and credentials come from: the K8S_KUBECONFIG file; else the pod's own
+   * ServiceAccount when running in a cluster (KUBERNETES_SERVICE_HOST set); else the default kubeconfig.
+   */
+  credentials: { kubeconfig: string } | 'in-cluster' | 'default';
   imageRegistry: string;
   imageTag: string;
   cpuRequest: string;
@@ -38,6 +42,8 @@ export interface KubernetesSettings {
   memoryRequest: string;
   memoryLimit: string;
   imagePullLockEnabled: boolean;
+  /** The docker-registry Secret in the namespace that pulls the bot images (K8S_IMAGE_PULL_SECRET). */
+  imagePullSecret: string;
 }
 
 /**
@@ -230,6 +236,8 @@ const k8sSchema = Joi.object({
   K8S_BOT_MEMORY_REQUEST: Joi.string().default('1Gi'),
   K8S_BOT_MEMORY_LIMIT: Joi.string().default('2Gi'),
   K8S_IMAGE_PULL_LOCK_ENABLED: Joi.boolean().truthy('true').falsy('false').default(true),
+  K8S_IMAGE_PULL_SECRET: Joi.string().default('ghcr-secret'),
+  KUBERNETES_SERVICE_HOST: Joi.string(),
   GHCR_ORG: Joi.string(),
 })
   .or('K8S_IMAGE_REGISTRY', 'GHCR_ORG')
@@ -440,7 +448,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     const k = validate(k8sSchema, env);
     config.k8s = {
       namespace: k.K8S_NAMESPACE,
-      kubeconfig: k.K8S_KUBECONFIG,
+      credentials: k.K8S_KUBECONFIG ? { kubeconfig: k.K8S_KUBECONFIG } : k.KUBERNETES_SERVICE_HOST ? 'in-cluster' : 'default',
       // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit.
       imageRegistry: k.K8S_IMAGE_REGISTRY ?? `ghcr.io/${k.GHCR_ORG}`,
       imageTag: k.K8S_IMAGE_TAG,
@@ -449,6 +457,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       memoryRequest: k.K8S_BOT_MEMORY_REQUEST,
       memoryLimit: k.K8S_BOT_MEMORY_LIMIT,
       imagePullLockEnabled: k.K8S_IMAGE_PULL_LOCK_ENABLED,
+      imagePullSecret: k.K8S_IMAGE_PULL_SECRET,
     };
   }
   if (kinds.has('aws')) {

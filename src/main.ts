@@ -4,7 +4,6 @@ import { startFleet } from './fleet';
 import { withKeptBotTokenSecret } from './kept-secret';
 import { labelProcess } from './metrics';
 import { createLogger, logger, setLogger } from './logger';
-import { assertPlatformsBuilt } from './platforms/registry';
 import { isPortOpen, startFerretDb, startRedis, StartedPeer } from './peers';
 import { createShutdown, installSignalHandlers } from './shutdown';
 
@@ -51,7 +50,6 @@ async function main(): Promise<void> {
   const config = loadConfig(role === 'all' ? withKeptBotTokenSecret(process.env, dataDir) : process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
   labelProcess({ role });
-  assertPlatformsBuilt(config);
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
   }

@@ -2,8 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
-import { AwsPeer, BotPlayer, playBots, startAwsPeer } from './support/aws';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { AwsPeer, playBots, startAwsPeer } from './support/aws';
+import { BotPlayer } from './support/bot-player';
+import { attemptsOf as attempts, createBot, eventsOf as events, startTestFleet, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
 
 /**
  * The aws platform inside a fleet (API and workers in this process) against moto: full is not failed,
@@ -38,21 +39,6 @@ async function fleet(env: Record<string, string> = {}) {
   fleets.push(t);
   return t;
 }
-
-const createBot = async (t: TestFleet, extra: Record<string, unknown> = {}) => {
-  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' }, ...extra } });
-  expect(res.status).toBe(201);
-  return res.body.id as string;
-};
-const bot = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const events = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
-const attempts = async (t: TestFleet, id: string) =>
-  (await events(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
-const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
-  waitFor(async () => {
-    const current = await bot(t, id);
-    return statuses.includes(current.status) ? current : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`, 90_000);
 
 it('failures[] RESOURCE:MEMORY on every capacity provider sends the bot to local at once; aws is full, not failed', async () => {
   const t = await fleet();

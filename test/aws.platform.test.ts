@@ -31,7 +31,7 @@ const make = (fleetId = config().fleetId, settings = config().aws!) =>
 async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom'): Promise<DeploySpec> {
   const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } });
   const botId = created.body.id as string;
-  return { botId, name: deploymentName(botId, 'aws'), attempt: 0, meetingPlatform, env: botEnv(config(), botId) };
+  return { botId, name: deploymentName(botId, 'aws'), attempt: 0, meetingPlatform, maxDurationMs: null, env: botEnv(config(), botId) };
 }
 
 runPlatformContract('aws', async () => ({

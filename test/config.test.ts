@@ -51,6 +51,34 @@ it('demands a platform\'s variables only when it is enabled', () => {
   expect(k8s.platforms.map((p) => `${p.name}:${p.limit}:${p.queueTimeoutMs}`)).toEqual(['k8s:80:60000', 'local:5:30000']);
 });
 
+it('k8s: every seed variable, the pull secret, and where the credentials come from', () => {
+  const base = { PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '80', GHCR_ORG: 'Payme-Works' };
+  expect(loadConfig(base).k8s).toEqual({
+    namespace: 'meeboter',
+    credentials: 'default',
+    imageRegistry: 'ghcr.io/Payme-Works',
+    imageTag: 'latest',
+    cpuRequest: '500m',
+    cpuLimit: '1000m',
+    memoryRequest: '1Gi',
+    memoryLimit: '2Gi',
+    imagePullLockEnabled: true,
+    imagePullSecret: 'ghcr-secret',
+  });
+  expect(loadConfig({ ...base, KUBERNETES_SERVICE_HOST: '10.96.0.1' }).k8s!.credentials).toBe('in-cluster');
+  const set = loadConfig({
+    ...base, KUBERNETES_SERVICE_HOST: '10.96.0.1', K8S_KUBECONFIG: '/etc/kube/config', K8S_NAMESPACE: 'bots',
+    K8S_IMAGE_REGISTRY: 'registry.example/bots', K8S_IMAGE_TAG: 'v2', K8S_BOT_CPU_REQUEST: '150m', K8S_BOT_CPU_LIMIT: '2',
+    K8S_BOT_MEMORY_REQUEST: '512Mi', K8S_BOT_MEMORY_LIMIT: '3Gi', K8S_IMAGE_PULL_LOCK_ENABLED: 'false',
+    K8S_IMAGE_PULL_SECRET: 'regcred', K8S_QUEUE_TIMEOUT_MS: '5000', K8S_START_TIMEOUT_MS: '90000',
+  });
+  expect(set.k8s).toEqual({
+    namespace: 'bots', credentials: { kubeconfig: '/etc/kube/config' }, imageRegistry: 'registry.example/bots', imageTag: 'v2',
+    cpuRequest: '150m', cpuLimit: '2', memoryRequest: '512Mi', memoryLimit: '3Gi', imagePullLockEnabled: false, imagePullSecret: 'regcred',
+  });
+  expect(set.platforms[0]).toMatchObject({ queueTimeoutMs: 5000, startTimeoutMs: 90000 });
+});
+
 it('supports several sim platforms, each with its own limit and timeout', () => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a, sim-b', SIM_A_BOT_LIMIT: '3', SIM_B_QUEUE_TIMEOUT_MS: '10' });
   expect(config.platforms).toEqual([

@@ -46,7 +46,7 @@ async function newSpec(meetingPlatform: MeetingPlatform = 'zoom') {
     body: { meeting: meetingPlatform === 'zoom' ? meetings.zoom : meetings.meet, metadata: { 'sim.durationMs': '600000' } },
   });
   const botId = created.body.id as string;
-  return { botId, name: deploymentName(botId, 'coolify'), attempt: 0, meetingPlatform, env: botEnv(loadConfig(t.env), botId) };
+  return { botId, name: deploymentName(botId, 'coolify'), attempt: 0, meetingPlatform, maxDurationMs: null, env: botEnv(loadConfig(t.env), botId) };
 }
 
 const appOf = (slot: string) => [...coolify.applications.values()].find((app) => app.name === slot)!;

@@ -24,7 +24,7 @@ async function newBotSpec(platform: string) {
   });
   const botId = created.body.id as string;
   const config = loadConfig(t.env);
-  return { botId, name: deploymentName(botId, platform), attempt: 0, meetingPlatform: 'zoom' as const, env: botEnv(config, botId) };
+  return { botId, name: deploymentName(botId, platform), attempt: 0, meetingPlatform: 'zoom' as const, maxDurationMs: null, env: botEnv(config, botId) };
 }
 
 function pidAlive(pid: number) {

@@ -56,11 +56,3 @@ it('stops at startup with one line naming a bad variable', async () => {
   expect(code).toBe(1);
   expect(fleet.output().trim()).toBe('configuration error: K8S_BOT_LIMIT: is required');
 });
-
-it('an API-only process stops at startup when an enabled platform is not part of this build', async () => {
-  const env = await baseEnv({ PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '2', K8S_IMAGE_REGISTRY: 'registry.example' });
-  const fleet = spawnFleetProcess('api', env);
-  const code = await new Promise((resolve) => fleet.child.once('exit', resolve));
-  expect(code).toBe(1);
-  expect(fleet.output().trim()).toBe('configuration error: PLATFORM_PRIORITY: the k8s adapter is not part of this build yet');
-});

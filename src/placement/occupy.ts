@@ -202,6 +202,7 @@ async function deployOnce(
       name,
       attempt: bot.attempts?.length ?? 0,
       meetingPlatform: bot.meeting.platform,
+      maxDurationMs: bot.maxDurationMs ?? null,
       env: ctx.botEnv(job.botId),
     };
     deployment = await withRetries(

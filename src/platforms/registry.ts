@@ -7,6 +7,8 @@ import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
 import { createAwsPlatform } from './aws/aws.platform';
 import { createCoolifyPlatform } from './coolify/coolify.platform';
 import { createSlotStats } from './coolify/slot.records';
+import { createImagePullLock } from './k8s/image-pull-lock';
+import { createK8sPlatform } from './k8s/k8s.platform';
 import { createLocalPlatform } from './local/local.platform';
 import { Platform } from './platform';
 import { createSimPlatform } from './sim/sim.platform';
@@ -35,8 +37,7 @@ const simBotScript = [
 ].find((candidate) => existsSync(candidate));
 export const DEFAULT_LOCAL_BOT_COMMAND = `"${process.execPath}" "${simBotScript ?? 'dist/scripts/sim-bot.js'}"`;
 
-/** null: the kind is known to configuration but its adapter is not part of this build. */
-const FACTORIES: Record<PlatformKind, Factory | null> = {
+const FACTORIES: Record<PlatformKind, Factory> = {
   local: (settings, { config, redis, prefix }) =>
     createLocalPlatform({
       name: settings.name,
@@ -49,7 +50,14 @@ const FACTORIES: Record<PlatformKind, Factory | null> = {
     }),
   sim: (settings, { config, redis }) =>
     createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
-  k8s: null,
+  k8s: (settings, { config, redis, prefix }) =>
+    createK8sPlatform({
+      name: settings.name,
+      settings: config.k8s!,
+      fleetId: config.fleetId,
+      startTimeoutMs: settings.startTimeoutMs,
+      pullLock: config.k8s!.imagePullLockEnabled ? createImagePullLock({ redis, prefix, waitMs: settings.startTimeoutMs }) : undefined,
+    }),
   aws: (settings, { config }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId: config.fleetId }),
   coolify: (settings, { config, redis, prefix, mongo }) =>
     createCoolifyPlatform({
@@ -64,18 +72,11 @@ const FACTORIES: Record<PlatformKind, Factory | null> = {
     }),
 };
 
-/** Stops startup of any role (an API-only process builds no adapter) when an enabled platform is not built. */
-export function assertPlatformsBuilt(config: Config): void {
-  const missing = config.platforms.find((settings) => !FACTORIES[settings.kind]);
-  if (missing) throw new ConfigError(`PLATFORM_PRIORITY: the ${missing.kind} adapter is not part of this build yet`);
-}
-
 export function createPlatforms(deps: PlatformDeps, names?: string[]): Map<string, Platform> {
-  assertPlatformsBuilt(deps.config);
   const platforms = new Map<string, Platform>();
   for (const settings of deps.config.platforms) {
     if (names && !names.includes(settings.name)) continue;
-    platforms.set(settings.name, FACTORIES[settings.kind]!(settings, deps));
+    platforms.set(settings.name, FACTORIES[settings.kind](settings, deps));
   }
   return platforms;
 }

@@ -1,6 +1,6 @@
 import { DescribeTasksCommand, ECSClient, ListTasksCommand, Task } from '@aws-sdk/client-ecs';
 import { setupAws } from '../../src/platforms/aws/aws-setup';
-import { BotClient } from '../../src/sdk/bot-client';
+import { BotPlayer, PlayerOptions, startBotPlayer } from './bot-player';
 import { EcsFaultProxy, startEcsFaultProxy } from './ecs-fault-proxy';
 import { awsSdkEnv, Moto, startMoto } from './moto';
 
@@ -62,87 +62,30 @@ export function overridesOf(task: Task): Record<string, string> {
   return Object.fromEntries(environment.map((entry) => [entry.name!, entry.value!]));
 }
 
-/**
- * Moto runs no code in its tasks, so the test plays each bot: every `intervalMs` it lists moto's tasks with
- * desiredStatus RUNNING (one sample of how many there are), and for each new task that reads RUNNING through
- * the proxy (a task held in PROVISIONING runs nothing) it takes BOT_ID, MILO_URL and MILO_AUTH_TOKEN from the
- * task's overrides and reports JOINING_CALL → IN_CALL → ENDED through the bot SDK, staying IN_CALL for
- * `inCallMs` (Infinity: until the fleet ends it).
- */
-export interface BotPlayer {
-  /** Task ARN → the env it was played with. */
-  played: Map<string, Record<string, string>>;
-  /** RUNNING task counts, one per interval. */
-  samples: number[];
-  errors: string[];
-  stop(): Promise<void>;
-}
-
 /** Where the bots' tasks are: moto (`ecs`), and the proxy that shows them as the fleet sees them. */
 export type BotStage = Pick<AwsPeer, 'ecs' | 'region' | 'cluster'> & { proxy: { url: string } };
 
-export function playBots(peer: BotStage, options: { inCallMs?: number; intervalMs?: number } = {}): BotPlayer {
-  const inCallMs = options.inCallMs ?? 200;
+/**
+ * Plays the bots of moto's tasks (bot-player.ts): each sample counts the tasks with desiredStatus RUNNING,
+ * and a new task that reads RUNNING through the proxy (a task held in PROVISIONING runs nothing) is played
+ * with the env of its overrides.
+ */
+export function playBots(peer: BotStage, options: PlayerOptions = {}): BotPlayer {
   const cluster = peer.cluster;
   const viaProxy = new ECSClient({
     region: peer.region,
     endpoint: peer.proxy.url,
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
   });
-  const played = new Map<string, Record<string, string>>();
-  const samples: number[] = [];
-  const errors: string[] = [];
-  const plays: Promise<void>[] = [];
-  const stopping = new AbortController();
-  let running = true;
-
-  const play = async (env: Record<string, string>) => {
-    const client = BotClient.fromEnv(env, stopping.signal);
-    try {
-      await client.reportStatus('JOINING_CALL');
-      await client.reportStatus('IN_CALL');
-      if (inCallMs === Infinity) return;
-      await new Promise((resolve) => setTimeout(resolve, inCallMs));
-      await client.reportStatus('ENDED');
-    } catch (error) {
-      if (!stopping.signal.aborted) errors.push(`${env.BOT_ID}: ${String(error)}`);
+  return startBotPlayer(async (played, play) => {
+    const arns = (await peer.ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }))).taskArns ?? [];
+    const fresh = arns.filter((arn) => !played.has(arn));
+    for (let i = 0; i < fresh.length; i += 100) {
+      // Always with TAGS: moto keeps "include TAGS" in one dict shared by all requests, so a concurrent
+      // DescribeTasks without it strips the tags from the fleet's own answer.
+      const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100), include: ['TAGS'] }));
+      for (const task of answer.tasks ?? []) if (task.lastStatus === 'RUNNING') play(task.taskArn!, overridesOf(task));
     }
-  };
-
-  const loop = (async () => {
-    while (running) {
-      try {
-        const arns = (await peer.ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }))).taskArns ?? [];
-        samples.push(arns.length);
-        const fresh = arns.filter((arn) => !played.has(arn));
-        for (let i = 0; i < fresh.length; i += 100) {
-          // Always with TAGS: moto keeps "include TAGS" in one dict shared by all requests, so a concurrent
-          // DescribeTasks without it strips the tags from the fleet's own answer.
-          const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100), include: ['TAGS'] }));
-          for (const task of answer.tasks ?? []) {
-            if (task.lastStatus !== 'RUNNING' || played.has(task.taskArn!)) continue;
-            const env = overridesOf(task);
-            played.set(task.taskArn!, env);
-            plays.push(play(env));
-          }
-        }
-      } catch (error) {
-        errors.push(`player: ${String(error)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
-    }
-  })();
-
-  return {
-    played,
-    samples,
-    errors,
-    async stop() {
-      running = false;
-      await loop;
-      stopping.abort();
-      await Promise.all(plays);
-      viaProxy.destroy();
-    },
-  };
+    return arns.length;
+  }, options, () => viaProxy.destroy());
 }

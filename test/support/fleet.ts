@@ -191,3 +191,22 @@ export const meetings = {
   zoom: { platform: 'zoom', meetingId: '123456789' },
   meet: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },
 };
+
+/** A bot in a zoom meeting whose sim bot (on `local`) stays 60 s in the call; returns its id. */
+export async function createBot(t: TestFleet, extra: Record<string, unknown> = {}): Promise<string> {
+  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' }, ...extra } });
+  if (res.status !== 201) throw new Error(`POST /api/bots answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}
+
+/** A bot as its client sees it. */
+export const botOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
+export const eventsOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
+/** Its placement attempts, as `attempt.<what>:<platform>`. */
+export const attemptsOf = async (t: TestFleet, id: string) =>
+  (await eventsOf(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
+export const waitForStatus = (t: TestFleet, id: string, statuses: string[], timeoutMs = 120_000) =>
+  waitFor(async () => {
+    const current = await botOf(t, id);
+    return statuses.includes(current.status) ? current : null;
+  }, `bot ${id} to reach ${statuses.join('/')}`, timeoutMs);

@@ -1,0 +1,143 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BotPlayer } from './support/bot-player';
+import { K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
+import { attemptsOf as attempts, createBot, eventsOf as events, startTestFleet, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
+
+/**
+ * The k8s platform inside a fleet (API and workers in this process) against a real control plane, with the
+ * deploy/k8s ServiceAccount: a pod that cannot pull moves the bot on, a quota refusal is full (not failed),
+ * reconciliation works both ways, and the Role allows exactly the namespace's Jobs, pods, events and Secrets.
+ */
+jest.setTimeout(240_000);
+
+let peer: K8sPeer;
+let player: BotPlayer | undefined;
+const fleets: TestFleet[] = [];
+beforeAll(async () => {
+  peer = await startK8sPeer();
+}, 300_000);
+afterAll(() => peer?.close());
+afterEach(async () => {
+  await player?.stop();
+  player = undefined;
+  await Promise.all(fleets.splice(0).map((t) => t.close()));
+});
+
+/** k8s first, then local (the sim bot as a real process); each fleet has its own FLEET_ID, so its own Jobs. */
+async function fleet(env: Record<string, string> = {}) {
+  const t = await startTestFleet({
+    PLATFORM_PRIORITY: 'k8s,local',
+    K8S_BOT_LIMIT: '5',
+    K8S_IMAGE_PULL_LOCK_ENABLED: 'false',
+    LOCAL_RUN_DIR: mkdtempSync(path.join(os.tmpdir(), 'meeboter-k8s-')),
+    GLOBAL_QUEUE_TIMEOUT_MS: '600000',
+    ...peer.env,
+    ...env,
+  });
+  fleets.push(t);
+  return t;
+}
+
+const jobsOf = async (id: string) =>
+  (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/bot-id=${id}` })).items;
+
+it('ImagePullBackOff past the start timeout: the Job is deleted and the bot moves to local with the reason', async () => {
+  const t = await fleet({ K8S_IMAGE_TAG: 'pull-fails', K8S_START_TIMEOUT_MS: '4000' });
+  const id = await createBot(t);
+  expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('local');
+  expect(await attempts(t, id)).toEqual([
+    'attempt.assigned:k8s',
+    'attempt.deployed:k8s',
+    'attempt.timed-out:k8s',
+    'attempt.assigned:local',
+    'attempt.deployed:local',
+  ]);
+  const timedOut = (await events(t, id)).find((e) => e.type === 'attempt.timed-out');
+  expect(timedOut.reason).toMatch(/^still starting after 4000 ms \(ImagePullBackOff: Back-off pulling image "registry\.test\/meeboter\/meeboter-zoom-bot:pull-fails"\)$/);
+  await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'the Job and its pod to be gone');
+  process.stdout.write(`k8s ImagePullBackOff: ${timedOut.reason}\n`);
+});
+
+it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local at once, k8s full and not failed', async () => {
+  peer.plane.kubectl(['-n', NAMESPACE, 'apply', '-f', '-'], undefined,
+    'apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: test-pods}\nspec:\n  hard: {pods: "2"}\n');
+  try {
+    // The quota controller must have counted before the test relies on its refusals.
+    await waitFor(() => JSON.parse(peer.plane.kubectl(['-n', NAMESPACE, 'get', 'resourcequota', 'test-pods', '-o', 'json'])).status?.hard?.pods === '2', 'the quota to be active');
+    const t = await fleet();
+    const first = await createBot(t);
+    const second = await createBot(t);
+    for (const id of [first, second]) await waitFor(async () => (await peer.pods(`meeboter.io/bot-id=${id}`))[0]?.status?.phase === 'Running', 'a pod to run');
+    const third = await createBot(t);
+    expect((await waitStatus(t, third, ['IN_CALL'])).platform).toBe('local');
+    expect(await attempts(t, third)).toEqual(['attempt.assigned:k8s', 'attempt.full:k8s', 'attempt.assigned:local', 'attempt.deployed:local']);
+    const full = (await events(t, third)).find((e) => e.type === 'attempt.full');
+    expect(full.reason).toMatch(/exceeded quota: test-pods, requested: pods=1, used: pods=2, limited: pods=2/);
+    expect((await t.fleet.models.Bot.findById(third).lean())!.excludedPlatforms).toEqual([]);
+    expect(await jobsOf(third)).toEqual([]);
+    process.stdout.write(`k8s quota: third bot ${await attempts(t, third)}; reason: ${full.reason}\n`);
+    for (const id of [first, second, third]) await t.request('DELETE', `/api/bots/${id}`);
+    await waitFor(async () => (await peer.pods('app=meeboter-bot')).length === 0, 'the pods to be gone');
+  } finally {
+    peer.plane.kubectl(['-n', NAMESPACE, 'delete', 'resourcequota', 'test-pods']);
+  }
+});
+
+it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST', async () => {
+  const t = await fleet({ SWEEP_INTERVAL_MS: '500', PLATFORM_PRIORITY: 'k8s' });
+  player = playBots(peer, { inCallMs: Infinity });
+  const id = await createBot(t);
+  const job = (await waitStatus(t, id, ['IN_CALL'])).platformIdentifier as string;
+  peer.plane.kubectl(['-n', NAMESPACE, 'delete', 'job', job]);
+  expect(await waitStatus(t, id, ['FATAL', 'ENDED'])).toMatchObject({ status: 'FATAL', endReason: 'CONTAINER_LOST' });
+  // The status event is written beside the bot's own update: wait for it too.
+  const fatal = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'status' && e.status === 'FATAL'), 'the FATAL event');
+  const lost = fatal.message;
+  expect(lost).toMatch(new RegExp(`^container ${job} is gone: Kubernetes does not know the Job`));
+  await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
+  process.stdout.write(`k8s reconciliation: ${lost}\n`);
+});
+
+it('reconciliation: a Job of an ended bot is deleted', async () => {
+  const t = await fleet({ SWEEP_INTERVAL_MS: '500' });
+  const id = await createBot(t, { joinAt: new Date(Date.now() + 3600_000).toISOString() });
+  expect((await t.request('DELETE', `/api/bots/${id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
+  // A Job of this fleet for that bot, as an earlier crash might have left behind.
+  const labels = { app: 'meeboter-bot', 'meeboter.io/fleet': t.env.REDIS_PREFIX, 'meeboter.io/bot-id': id, 'meeboter.io/deployment': `mb-${id}-k8s`, 'meeboter.io/attempt': '0' };
+  await peer.batch.createNamespacedJob({
+    namespace: NAMESPACE,
+    body: {
+      metadata: { name: `mb-${id}-k8s-0`, labels },
+      spec: { backoffLimit: 0, template: { metadata: { labels }, spec: { restartPolicy: 'Never', containers: [{ name: 'bot', image: 'registry.test/x:1' }] } } },
+    },
+  });
+  await waitFor(async () => (await jobsOf(id)).length === 0, 'the leftover Job to be deleted');
+  await waitFor(async () => (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'its pod to be gone');
+});
+
+describe('the deploy/k8s ServiceAccount (kubectl auth can-i)', () => {
+  const canI = (...args: string[]) => {
+    try {
+      return peer.plane.kubectl(['auth', 'can-i', ...args], peer.serviceAccountKubeconfig).trim();
+    } catch (error) {
+      return String((error as { stdout?: string }).stdout ?? '').trim();
+    }
+  };
+
+  it('can do what the adapter does in its namespace, and no more', () => {
+    const allowed = [
+      ['create', 'jobs.batch'], ['get', 'jobs.batch'], ['list', 'jobs.batch'], ['patch', 'jobs.batch'], ['delete', 'jobs.batch'],
+      ['create', 'secrets'], ['list', 'pods'], ['list', 'events'],
+    ];
+    for (const [verb, resource] of allowed) expect(`${verb} ${resource}: ${canI(verb, resource, '-n', NAMESPACE)}`).toBe(`${verb} ${resource}: yes`);
+    const denied = [
+      ['list', 'nodes'], ['get', 'secrets', '-n', NAMESPACE], ['list', 'secrets', '-n', NAMESPACE], ['delete', 'pods', '-n', NAMESPACE],
+      ['create', 'jobs.batch', '-n', 'default'], ['list', 'pods', '-n', 'default'], ['list', 'jobs.batch', '-n', 'kube-system'],
+      ['create', 'namespaces'], ['update', 'roles.rbac.authorization.k8s.io', '-n', NAMESPACE],
+    ];
+    for (const args of denied) expect(`${args.join(' ')}: ${canI(...args)}`).toBe(`${args.join(' ')}: no`);
+    process.stdout.write(`k8s RBAC: ${allowed.length} verbs allowed in ${NAMESPACE}, ${denied.length} checks denied\n`);
+  });
+});
