@@ -88,13 +88,14 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     const deadline = Date.now() + podCreateWaitMs;
     for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
       const job = await unlessMissing('read Job', () => batch.readNamespacedJob({ name, namespace }));
-      const status = await statusOf(job, name);
-      const refused = status.detail?.startsWith('FailedCreate: ') ? status.detail : undefined;
-      if (refused && isQuotaRefusal(refused)) {
+      const pods = job ? await podsOf(name) : [];
+      if (!job || pods.length) return jobStatus(job, pods);
+      const status = jobStatus(job, pods, await eventsOf(name));
+      if (status.detail?.startsWith('FailedCreate: ') && isQuotaRefusal(status.detail)) {
         await remove(name);
-        throw new PlatformError(`Job ${name}: ${refused}`, false, true);
+        throw new PlatformError(`Job ${name}: ${status.detail}`, false, true);
       }
-      if (status.state !== 'starting' || status.detail !== 'Pending' || Date.now() >= deadline) return status;
+      if (Date.now() >= deadline) return status;
       await pause(wait);
     }
   };
