@@ -21,11 +21,6 @@ export class UnauthorizedError extends AppError {
   override readonly status = 401;
 }
 
-export class ForbiddenError extends AppError {
-  override readonly code = 'FORBIDDEN';
-  override readonly status = 403;
-}
-
 export class NotFoundError extends AppError {
   override readonly code = 'NOT_FOUND';
   override readonly status = 404;

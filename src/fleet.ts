@@ -24,6 +24,7 @@ import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
 import { createRecordingLinks } from './recordings/recording-links';
 import { createRecovery } from './placement/recovery';
+import { createWithdrawal } from './placement/withdrawal';
 import { createPlatforms, createPoolStatsReader } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
@@ -95,21 +96,20 @@ export async function startFleet(
     shutdown.add('queues', () => queues.close());
 
     const outbox = createWebhookOutbox(redis, prefix, queues.webhooks);
-    let placement: Placement;
     const lifecycle = createLifecycle(repo, {
-      withdraw: (botId) => placement.withdraw(botId),
+      withdraw: createWithdrawal(queues, globalQueue, config.platforms),
       publishEnded: (botId) => publishEnded(redis, prefix, botId),
       statusChanged: (botId, status, bySelf) => liveState.statusChanged(botId, status, bySelf),
       lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
       notify: (bot) => outbox.enqueue(bot),
     });
-    placement = createPlacement({
+    const placement = createPlacement({
       platforms: config.platforms,
       queues,
       globalQueue,
       controls: createPlatformControls(redis, prefix),
       repo,
-      lifecycle: () => lifecycle,
+      lifecycle,
       globalQueueTimeoutMs: config.globalQueueTimeoutMs,
       scheduleLeadMs: config.scheduleLeadMs,
     });

@@ -9,8 +9,6 @@
  *
  * This module is pure: no database, queue or HTTP import may appear here.
  */
-import { TransitionError } from '../errors';
-
 /** Forward order of the lifecycle; FATAL is reachable from any non-terminal status. */
 export const BOT_STATUSES = [
   'SCHEDULED',
@@ -65,13 +63,6 @@ export function canTransition(from: BotStatus, to: BotStatus): boolean {
   if (isTerminal(from)) return false;
   if (to === 'FATAL') return true;
   return BOT_STATUSES.indexOf(to) > BOT_STATUSES.indexOf(from);
-}
-
-/** Throws the domain error the API answers with 409. */
-export function assertTransition(from: BotStatus, to: BotStatus): void {
-  if (!canTransition(from, to)) {
-    throw new TransitionError(from, to);
-  }
 }
 
 /**

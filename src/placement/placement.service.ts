@@ -32,8 +32,6 @@ export interface Placement {
   enqueue(bot: Pick<BotDoc, '_id' | 'createdAt'>): Promise<void>;
   /** Places a SCHEDULED bot in the global queue shortly before `joinAt`. Idempotent. */
   schedule(botId: string, joinAt: Date): Promise<void>;
-  /** Removes a bot from the global queue, the schedule and any platform queue it still waits in. */
-  withdraw(botId: string): Promise<void>;
   position(botId: string): Promise<number | null>;
   /** The first `count` bot ids of the global queue, in order. */
   queueHead(count: number): Promise<string[]>;
@@ -60,7 +58,7 @@ export interface PlacementDeps {
   globalQueue: GlobalQueue;
   controls: PlatformControls;
   repo: BotRepository;
-  lifecycle: () => Lifecycle;
+  lifecycle: Lifecycle;
   globalQueueTimeoutMs: number;
   /** Scheduled bots are queued this long before their join time, so the container is up when it matters. */
   scheduleLeadMs?: number;
@@ -111,7 +109,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
     metrics.deployFailures.inc({ platform, outcome });
     if (outcome === 'full') await globalQueue.markFull(platform, FULL_BACKOFF_MS);
-    const bot = await deps.lifecycle().requeue(botId, platform, outcome, reason);
+    const bot = await deps.lifecycle.requeue(botId, platform, outcome, reason);
     if (!bot) return;
     if (outcome !== 'full') await globalQueue.exclude(botId, platform, outcome);
     logger.info('bot handed back to the global queue', { botId, platform, outcome, reason });
@@ -125,7 +123,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const expireGlobal = async (now: number) => {
     const expired = await globalQueue.waitingSince(now - deps.globalQueueTimeoutMs, BATCH);
     for (const botId of expired) {
-      await deps.lifecycle().end(botId, 'FATAL', 'QUEUE_TIMEOUT', `queued longer than ${deps.globalQueueTimeoutMs} ms`);
+      await deps.lifecycle.end(botId, 'FATAL', 'QUEUE_TIMEOUT', `queued longer than ${deps.globalQueueTimeoutMs} ms`);
       await globalQueue.forget(botId);
     }
     return expired.length;
@@ -217,7 +215,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
           // waits for capacity like any queued bot (GLOBAL_QUEUE_TIMEOUT_MS still applies).
           eligible = deps.platforms.filter((p) => excluded[index][p.name] !== 'failed');
           if (eligible.length === 0) {
-            await deps.lifecycle().end(botId, 'FATAL', 'DEPLOY_FAILED', 'the deploy failed on every platform');
+            await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_FAILED', 'the deploy failed on every platform');
             await globalQueue.forget(botId);
             continue;
           }
@@ -251,15 +249,6 @@ export function createPlacement(deps: PlacementDeps): Placement {
     async schedule(botId, joinAt) {
       const delay = Math.max(0, joinAt.getTime() - (deps.scheduleLeadMs ?? 60_000) - Date.now());
       await queues.schedule.add('schedule', { botId }, { jobId: botId, delay });
-    },
-    async withdraw(botId) {
-      await globalQueue.forget(botId);
-      await (await queues.schedule.getJob(botId))?.remove().catch(() => undefined);
-      for (const settings of deps.platforms) {
-        const job = await queueOf(settings.name).getJob(occupyJobId(botId, settings.name));
-        // Only a job that has not started can be removed; a started one stops its own container.
-        if (job && (await job.isWaiting())) await job.remove().catch(() => undefined);
-      }
     },
     position: (botId) => globalQueue.position(botId),
     queueHead: (count) => globalQueue.head(0, count),

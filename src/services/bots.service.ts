@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { Types } from 'mongoose';
 import {
   BotStatus,
-  defaultEndReason,
   EndReason,
   isTerminal,
   LIVE_STATUSES,
@@ -243,8 +242,8 @@ export function createBotsService(deps: BotsServiceDeps) {
       const set: Partial<BotDoc> = report.recordingKey ? { recordingKey: report.recordingKey } : {};
       try {
         const updated = await lifecycle.transition(botId, report.status, {
-          // decided under the bot's lock, from the bot as it is then: LEFT only if a client asked it to leave
-          reason: report.reason ?? ((current) => defaultEndReason(report.status, Boolean(current.leaveRequestedAt))),
+          // without a reason the lifecycle decides from the bot as it is: LEFT only if a client asked it to leave
+          reason: report.reason,
           message: report.message,
           set,
           source: 'bot',

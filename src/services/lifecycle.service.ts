@@ -1,5 +1,6 @@
 import { BotStatus, EndReason, isTerminal } from '../domain/bot.lifecycle';
-import { NotFoundError, TransitionError } from '../errors';
+import { TransitionRequest as DomainRequest } from '../domain/transition';
+import { NotFoundError } from '../errors';
 import { logger } from '../logger';
 import { metrics, secondsSince } from '../metrics';
 import { BotRepository } from '../store/bot.repository';
@@ -24,12 +25,12 @@ export interface LifecycleEffects {
 }
 
 export interface TransitionRequest {
-  /** The end reason of a terminal move; a function decides it from the bot as it is just before the move. */
-  reason?: EndReason | ((current: BotDoc) => EndReason | undefined);
+  /** The end reason of a terminal move (a bot's own report without one gets the lifecycle's default). */
+  reason?: EndReason;
   message?: string;
   set?: Partial<BotDoc>;
   source: 'bot' | 'client' | 'fleet';
-  data?: unknown;
+  data?: Record<string, unknown>;
 }
 
 export interface Lifecycle {
@@ -52,56 +53,54 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
   const recordEvent: Lifecycle['event'] = (botId, type, fields = {}) =>
     repo.appendEvent(botId, { type, at: new Date(), ...fields });
 
-  const tryTransition: Lifecycle['tryTransition'] = async (botId, to, request) => {
-    const terminal = isTerminal(to);
-    const set = { ...request.set };
-    if (terminal) {
-      const heartbeat = await effects.lastHeartbeat(botId);
-      if (heartbeat) set.lastHeartbeatAt = heartbeat;
-    }
-    const updated = await repo.transition(botId, to, {
-      endReason: terminal ? request.reason : undefined,
-      set,
-      event: {
-        reason: typeof request.reason === 'string' ? request.reason : undefined,
-        message: request.message,
-        data: { source: request.source, ...(request.data as object) },
-      },
-    });
-    if (!updated) return null;
-    await effects.statusChanged(botId, to, request.source === 'bot');
-    if (to === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(updated.createdAt));
-    if (terminal) {
-      metrics.botEnds.inc({ status: to, reason: updated.endReason ?? 'none' });
-      logger.info('bot ended', { botId, status: to, endReason: updated.endReason, source: request.source });
+  /** Applies the request and, once it is recorded, what follows from the new status. */
+  const apply = async (botId: string, request: DomainRequest) => {
+    const outcome = await repo.transition(botId, request);
+    if (!outcome || outcome.refused) return outcome;
+    const bot = outcome.bot;
+    await effects.statusChanged(botId, bot.status, request.kind === 'move' && request.source === 'bot');
+    if (bot.status === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(bot.createdAt));
+    if (isTerminal(bot.status)) {
+      metrics.botEnds.inc({ status: bot.status, reason: bot.endReason ?? 'none' });
+      logger.info('bot ended', { botId, status: bot.status, endReason: bot.endReason, source: request.kind === 'move' ? request.source : 'fleet' });
       await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
       // A bot never placed leaves the live index now; a placed one when its container is confirmed gone
       // (occupy). Best effort: one left there is settled by the next recovery pass.
-      if (!updated.platform) {
+      if (!bot.platform) {
         await repo.unmarkLive(botId).catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
       }
     }
-    await effects.notify(updated);
-    return updated;
+    await effects.notify(bot);
+    return outcome;
+  };
+
+  const move = async (botId: string, to: BotStatus, request: TransitionRequest) => {
+    const set = { ...request.set };
+    if (isTerminal(to)) {
+      const heartbeat = await effects.lastHeartbeat(botId);
+      if (heartbeat) set.lastHeartbeatAt = heartbeat;
+    }
+    return apply(botId, { kind: 'move', to, ...request, set });
+  };
+
+  const tryTransition: Lifecycle['tryTransition'] = async (botId, to, request) => {
+    const outcome = await move(botId, to, request);
+    return outcome && !outcome.refused ? outcome.bot : null;
   };
 
   return {
     tryTransition,
     async transition(botId, to, request) {
-      const updated = await tryTransition(botId, to, request);
-      if (updated) return updated;
-      const current = await repo.findById(botId);
-      if (!current) throw new NotFoundError(`bot ${botId} not found`);
-      throw new TransitionError(current.status, to);
+      const outcome = await move(botId, to, request);
+      if (!outcome) throw new NotFoundError(`bot ${botId} not found`);
+      if (outcome.refused) throw outcome.refused;
+      return outcome.bot;
     },
     async requeue(botId, platform, outcome, reason) {
       const at = new Date();
       await recordEvent(botId, `attempt.${outcome}`, { reason, data: { platform } });
-      const bot = await repo.requeue(botId, platform, { platform, outcome, reason, at });
-      if (!bot) return null;
-      await effects.statusChanged(botId, 'QUEUED', false);
-      await effects.notify(bot);
-      return bot;
+      const result = await apply(botId, { kind: 'requeue', platform, attempt: { platform, outcome, reason, at } });
+      return result && !result.refused ? result.bot : null;
     },
     end: (botId, status, reason, message) => tryTransition(botId, status, { reason, message, source: 'fleet' }),
     event: recordEvent,

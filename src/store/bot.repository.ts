@@ -1,9 +1,11 @@
 import { QueryFilter, Types, UpdateQuery } from 'mongoose';
-import { BotStatus, canTransition, EndReason, isTerminal } from '../domain/bot.lifecycle';
+import { BotStatus } from '../domain/bot.lifecycle';
+import { decideTransition, TransitionRequest } from '../domain/transition';
+import { TransitionError } from '../errors';
 import { DocLocks } from './doc-locks';
-import { AttemptDoc, BotDoc, BotEventDoc, Models } from './models';
+import { BotDoc, BotEventDoc, Models } from './models';
 
-/** Bot documents and their events. Every status change is one conditional update, so concurrent writers agree. */
+/** Bot documents and their events. Every status change is decided by the lifecycle's one rule (domain/transition.ts). */
 export interface BotRepository {
   insert(bot: BotDoc): Promise<BotDoc>;
   findById(id: string): Promise<BotDoc | null>;
@@ -12,17 +14,12 @@ export interface BotRepository {
   /** The newest bots of every owner (the operator's fleet page). */
   recent(limit: number): Promise<BotDoc[]>;
   /**
-   * Moves a bot to `to` if the lifecycle allows it from its current status. Returns the updated document,
-   * or null when the bot does not exist or its current status does not allow the move.
+   * Applies a lifecycle request (see domain/transition.ts) and records its status event, in one step per
+   * bot. Returns the updated bot, the refusal with the bot as it is, or null when there is no such bot.
    */
-  transition(id: string, to: BotStatus, change?: TransitionChange): Promise<BotDoc | null>;
+  transition(id: string, request: TransitionRequest): Promise<TransitionOutcome | null>;
   /** Sets fields with no status guard (identifiers, timestamps). */
   update(id: string, set: Partial<BotDoc>): Promise<BotDoc | null>;
-  /**
-   * The fleet's one backward move: a bot whose attempt on `platform` failed, timed out or found it full
-   * before any container ran goes back to QUEUED; a failed or timed-out platform is recorded as excluded.
-   */
-  requeue(id: string, platform: string, attempt: AttemptDoc): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
@@ -34,6 +31,8 @@ export interface BotRepository {
   liveBots(): Promise<Array<{ id: string; createdAt: Date }>>;
 }
 
+export type TransitionOutcome = { bot: BotDoc; refused?: undefined } | { bot: BotDoc; refused: TransitionError };
+
 export interface ListFilter {
   status?: BotStatus;
   platform?: string;
@@ -42,52 +41,27 @@ export interface ListFilter {
   before?: string;
 }
 
-export interface TransitionChange {
-  /** The end reason of a terminal move, or a function of the bot as it is just before the move. */
-  endReason?: EndReason | ((current: BotDoc) => EndReason | undefined);
-  set?: Partial<BotDoc>;
-  /** What the status event records besides the status; written in the same locked step. */
-  event?: { reason?: string; message?: string; data?: Record<string, unknown> };
-}
-
 export function isObjectId(id: string): boolean {
   return /^[0-9a-f]{24}$/i.test(id);
 }
 
 /**
- * Writes to one bot document are serialised through `locks`, and every guarded write is "read by _id, check,
- * write by _id" under that lock. Both are for FerretDB v1, which neither applies an update atomically nor
- * uses any index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
+ * Writes to one bot document are serialised through `locks`, and every write is "read by _id, decide, write
+ * by _id" under that lock. Both are for FerretDB v1, which neither applies an update atomically nor uses any
+ * index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
  */
 export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: DocLocks): BotRepository {
-  const guardedUpdate = (id: string, allowed: (bot: BotDoc) => boolean, update: UpdateQuery<BotDoc>) =>
-    locks.withLock(id, async () => {
+  /** The one write path: `decide` sees the bot as it is and returns the update to make (and its event), or a refusal. */
+  const write = (id: string, decide: (current: BotDoc) => Write | TransitionError) =>
+    locks.withLock(id, async (): Promise<TransitionOutcome | null> => {
       const current = await Bot.findById(id).lean<BotDoc>();
-      if (!current || !allowed(current)) return null;
-      return Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
-    });
-  /**
-   * A status change and its event, in one locked step. Event times per bot strictly increase, so the event
-   * list orders them the way they happened even when they come from several processes.
-   */
-  const statusChange = (
-    id: string,
-    allowed: (bot: BotDoc) => boolean,
-    build: (at: Date, current: BotDoc) => { update: UpdateQuery<BotDoc>; event: { status: BotStatus; reason?: string; message?: string; data?: Record<string, unknown> } },
-  ) =>
-    locks.withLock(id, async () => {
-      const current = await Bot.findById(id).lean<BotDoc>();
-      if (!current || !allowed(current)) return null;
-      const previous = current.statusChangedAt?.getTime() ?? 0;
-      const at = new Date(Math.max(Date.now(), previous + 1));
-      const { update, event } = build(at, current);
-      const updated = await Bot.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean<BotDoc>();
-      if (updated) {
-        await BotEvent.collection.insertOne(
-          toStoredEvent({ botId: id, type: 'status', at, ...event, data: { ...event.data, version: updated.statusVersion } }) as never,
-        );
-      }
-      return updated;
+      if (!current) return null;
+      const decision = decide(current);
+      if (decision instanceof TransitionError) return { bot: current, refused: decision };
+      const updated = await Bot.findByIdAndUpdate(id, decision.update, { returnDocument: 'after' }).lean<BotDoc>();
+      if (!updated) return null;
+      if (decision.event) await BotEvent.collection.insertOne(toStoredEvent({ botId: id, ...decision.event }) as never);
+      return { bot: updated };
     });
   return {
     async insert(bot) {
@@ -108,37 +82,19 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
       if (before) query._id = { $lt: new Types.ObjectId(before) };
       return Bot.find(query).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>();
     },
-    async transition(id, to, change = {}) {
+    async transition(id, request) {
       if (!isObjectId(id)) return null;
-      return statusChange(id, (bot) => canTransition(bot.status, to), (at, current) => {
-        const set: Partial<BotDoc> = { ...change.set, status: to, statusChangedAt: at };
-        if (isTerminal(to)) {
-          set.endedAt = at;
-          const endReason = typeof change.endReason === 'function' ? change.endReason(current) : change.endReason;
-          if (endReason) set.endReason = endReason;
-        }
-        const event = { status: to, ...change.event, reason: change.event?.reason ?? set.endReason };
-        return { update: { $set: set, $inc: { statusVersion: 1 } }, event };
+      return write(id, (current) => {
+        const change = decideTransition(current, request, Date.now());
+        if (change instanceof TransitionError) return change;
+        const update: UpdateQuery<BotDoc> = { $set: change.set as Partial<BotDoc> };
+        if (change.attempt) update.$push = { attempts: change.attempt };
+        if (change.exclude) update.$addToSet = { excludedPlatforms: change.exclude };
+        return { update, event: { type: 'status', at: change.set.statusChangedAt, ...change.event } };
       });
     },
-    update(id, set) {
-      // One write by _id, under the lock so it cannot interleave with a guarded change of the same bot.
-      return locks.withLock(id, () => Bot.findByIdAndUpdate(id, { $set: set }, { returnDocument: 'after' }).lean<BotDoc>());
-    },
-    requeue(id, platform, attempt) {
-      return statusChange(
-        id,
-        (bot) => (bot.platform === platform || bot.platform === null) && ['QUEUED', 'DEPLOYING'].includes(bot.status),
-        (at) => ({
-          update: {
-            $set: { status: 'QUEUED', platform: null, platformIdentifier: null, statusChangedAt: at },
-            $push: { attempts: attempt },
-            ...(attempt.outcome === 'full' ? {} : { $addToSet: { excludedPlatforms: platform } }),
-            $inc: { statusVersion: 1 },
-          },
-          event: { status: 'QUEUED', reason: attempt.reason, data: { source: 'fleet' } },
-        }),
-      );
+    async update(id, set) {
+      return (await write(id, () => ({ update: { $set: set } })))?.bot ?? null;
     },
     async appendEvent(botId, event) {
       await BotEvent.collection.insertOne(toStoredEvent({ ...event, botId }) as never);
@@ -170,6 +126,11 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
         .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1));
     },
   };
+}
+
+interface Write {
+  update: UpdateQuery<BotDoc>;
+  event?: Omit<BotEventDoc, '_id' | 'botId'>;
 }
 
 /** Event data is free-form JSON from bots; it is stored as text since its keys may hold dots or dollars. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Connection, Model, Schema, Types } from 'mongoose';
 import { BOT_STATUSES, BotStatus, END_REASONS, EndReason, MeetingPlatform } from '../domain/bot.lifecycle';
+import { Attempt } from '../domain/transition';
 
 /** MongoDB documents. Every query the API and the sweeps make has an index below. */
 
@@ -18,12 +19,7 @@ export interface MetadataEntry {
   value: string;
 }
 
-export interface AttemptDoc {
-  platform: string;
-  outcome: 'failed' | 'timed-out' | 'full';
-  reason?: string;
-  at: Date;
-}
+export type AttemptDoc = Attempt;
 
 export interface BotDoc {
   _id: Types.ObjectId;
