@@ -38,3 +38,8 @@ export const webhookJobId = (botId: string) => `wh.${botId}`;
 export const occupyJobId = (botId: string, platform: string) => `${botId}.${platform}`;
 export const botIdOfOccupyJob = (jobId: string) => jobId.slice(0, jobId.indexOf('.'));
 export const DISPATCH_TICK_SCHEDULER_ID = 'dispatch-tick';
+/**
+ * Wake-ups of the dispatcher share this deduplication id, so however many bots are created at once, at most
+ * one wake-up waits; the dispatcher clears it when a run starts, so a wake-up during a run is never lost.
+ */
+export const DISPATCH_WAKE_ID = 'wake';

@@ -96,3 +96,13 @@ it('fields the caller sets travel with the move, but cannot override the status 
   const change = decideTransition(bot('QUEUED'), move('DEPLOYING', { set: { platform: 'sim', status: 'IN_CALL', statusVersion: 99 } }), NOW) as StatusChange;
   expect(change.set).toMatchObject({ platform: 'sim', status: 'DEPLOYING', statusVersion: 4 });
 });
+
+it.each([
+  ['QUEUED', true],
+  ['SCHEDULED', false], // allowed forward, but not by the claim: only the global queue's bots are deployed
+  ['DEPLOYING', false], // claimed already (a re-run of the job adopts instead)
+  ['ENDED', false],
+] as const)('the deploy claim from %s succeeds: %s', (status, claimed) => {
+  const result = decideTransition(bot(status), move('DEPLOYING', { onlyFrom: 'QUEUED' }), NOW);
+  expect(result instanceof TransitionError).toBe(!claimed);
+});

@@ -33,6 +33,8 @@ export type TransitionRequest =
       message?: string;
       data?: Record<string, unknown>;
       set?: Record<string, unknown>;
+      /** Refuses the move unless the bot is in this status now (the fleet's QUEUED → DEPLOYING claim). */
+      onlyFrom?: BotStatus;
     }
   /**
    * The fleet's one backward move: a bot whose attempt on `platform` failed, timed out or found it full
@@ -73,7 +75,8 @@ export function decideTransition(current: BotState, request: TransitionRequest, 
     };
   }
   const { to } = request;
-  if (!canTransition(current.status, to)) return new TransitionError(current.status, to);
+  const expected = request.onlyFrom === undefined || request.onlyFrom === current.status;
+  if (!expected || !canTransition(current.status, to)) return new TransitionError(current.status, to);
   const set: StatusChange['set'] = { ...request.set, status: to, statusChangedAt: at, statusVersion };
   if (isTerminal(to)) {
     set.endedAt = at;

@@ -27,9 +27,9 @@ export interface GlobalQueue {
   excludedOf(botIds: string[]): Promise<Exclusions[]>;
   /** Forgets the bot's `timed-out` exclusions, keeping the `failed` ones. */
   forgiveTimeouts(botId: string): Promise<void>;
-  markInflight(botId: string, platform: string): Promise<void>;
-  /** Removes the bot from the queue and clears its in-flight mark, in one step. */
-  completeAssignment(botId: string): Promise<void>;
+  markInflight(assignments: Array<{ botId: string; platform: string }>): Promise<void>;
+  /** Removes the bots from the queue and clears their in-flight marks, in one step. */
+  completeAssignments(botIds: string[]): Promise<void>;
   inflight(): Promise<Record<string, string>>;
   /** The platform said it has no room: offer it nothing for `forMs`. */
   markFull(platform: string, forMs: number): Promise<void>;
@@ -84,11 +84,11 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
       const failedOnly = Object.fromEntries(Object.entries(current).filter(([, why]) => why === 'failed'));
       await redis.hset(excluded, botId, JSON.stringify(failedOnly));
     },
-    async markInflight(botId, platform) {
-      await redis.hset(inflight, botId, platform);
+    async markInflight(assignments) {
+      if (assignments.length) await redis.hset(inflight, Object.fromEntries(assignments.map(({ botId, platform }) => [botId, platform])));
     },
-    async completeAssignment(botId) {
-      await redis.multi().zrem(order, botId).zrem(since, botId).hdel(inflight, botId).exec();
+    async completeAssignments(botIds) {
+      if (botIds.length) await redis.multi().zrem(order, ...botIds).zrem(since, ...botIds).hdel(inflight, ...botIds).exec();
     },
     inflight: () => redis.hgetall(inflight),
     async holds(botIds) {

@@ -59,7 +59,11 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     await repo.unmarkLive(job.botId).catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
     return outcome;
   };
-  const bot = await repo.findById(job.botId);
+  // A fresh job claims the bot first (QUEUED → DEPLOYING, atomic), which also reads it: no read of its own
+  // before the deploy. A job past its platform's queue timeout only reads, to hand a queued bot back.
+  const timedOut = Date.now() - job.queuedAtMs > settings.queueTimeoutMs;
+  const claim = timedOut ? null : await lifecycle.claim(job.botId, settings.name);
+  const bot = timedOut ? await repo.findById(job.botId) : (claim?.bot ?? null);
   if (!bot || (bot.status !== 'QUEUED' && bot.platform !== settings.name && !isTerminal(bot.status))) {
     // Gone, or moved on to another platform: if an earlier run of this job deployed, make sure it is gone.
     await stopIfAny(ctx, name, log);
@@ -72,19 +76,11 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   }
 
   let deployment: Deployment | null = null;
-  if (bot.status === 'QUEUED') {
-    if (Date.now() - job.queuedAtMs > settings.queueTimeoutMs) {
-      await ctx.placement.handBack(job.botId, settings.name, 'timed-out', `waited over ${settings.queueTimeoutMs} ms`);
-      return 'handed-back';
-    }
-    // The atomic QUEUED → DEPLOYING claim: a bot cancelled while queued can never get past this line.
-    const claimed = await lifecycle.tryTransition(job.botId, 'DEPLOYING', {
-      source: 'fleet',
-      set: { platform: settings.name, platformIdentifier: null, deployingAt: new Date() },
-      data: { platform: settings.name },
-    });
-    if (!claimed) return released('ended-before-deploy');
+  if (claim?.claimed) {
     metrics.queueWaitSeconds.observe({ platform: settings.name }, secondsSince(bot.queuedAt ?? bot.createdAt));
+  } else if (bot.status === 'QUEUED') {
+    await ctx.placement.handBack(job.botId, settings.name, 'timed-out', `waited over ${settings.queueTimeoutMs} ms`);
+    return 'handed-back';
   } else if (LIVE_STATUSES.includes(bot.status)) {
     // A re-run after this job stalled or failed: take over what the earlier run started.
     deployment = await platform.adopt(name);

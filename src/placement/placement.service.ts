@@ -4,7 +4,7 @@ import { metrics } from '../metrics';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
-import { occupyJobId } from '../../queues/queue-names';
+import { DISPATCH_WAKE_ID, occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
 import { PlatformControls } from './platform-controls';
@@ -75,7 +75,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const queueOf = (platform: string) => queues.platforms.get(platform)!;
 
   const kick: Placement['kick'] = async (reason) => {
-    await queues.dispatch.add('dispatch', { reason });
+    await queues.dispatch.add('dispatch', { reason }, { deduplication: { id: DISPATCH_WAKE_ID } });
   };
 
   const occupied = async (platform: string) => {
@@ -149,25 +149,36 @@ export function createPlacement(deps: PlacementDeps): Placement {
   };
 
   /**
-   * Adds the occupy job, then takes the bot out of the queue; `inflight` covers a crash in between. A bot
-   * may come back to a platform it was handed back from (it was full, or it timed out everywhere): the
-   * finished job of that earlier attempt keeps the id taken, so it is removed first. Only a finished job
-   * is: one still waiting or active is this very assignment, made before a crash.
+   * Adds the occupy jobs, then takes the bots out of the queue, in a fixed number of round trips however many
+   * there are; `inflight` covers a crash in between. A bot may come back to a platform it was handed back
+   * from (it was full, or it timed out everywhere): the finished job of that earlier attempt keeps the id
+   * taken, so it is removed first. Only a finished job is: one still waiting or active is this very
+   * assignment, made before a crash.
    */
-  const assign = async (botId: string, platform: string) => {
-    await globalQueue.markInflight(botId, platform);
-    const jobId = occupyJobId(botId, platform);
-    const state = await queueOf(platform).getJobState(jobId);
-    if (state === 'completed' || state === 'failed') await queueOf(platform).remove(jobId);
-    await queueOf(platform).add('occupy', { botId, platform }, { jobId });
-    await globalQueue.completeAssignment(botId);
+  const assign = async (assignments: Array<{ botId: string; platform: string }>) => {
+    if (assignments.length === 0) return;
+    await globalQueue.markInflight(assignments);
+    const states = await Promise.all(assignments.map(({ botId, platform }) => queueOf(platform).getJobState(occupyJobId(botId, platform))));
+    await Promise.all(
+      assignments.map(({ botId, platform }, index) =>
+        states[index] === 'completed' || states[index] === 'failed' ? queueOf(platform).remove(occupyJobId(botId, platform)) : undefined,
+      ),
+    );
+    const byPlatform = new Map<string, Array<{ botId: string; platform: string }>>();
+    for (const assignment of assignments) byPlatform.set(assignment.platform, [...(byPlatform.get(assignment.platform) ?? []), assignment]);
+    await Promise.all(
+      [...byPlatform].map(([platform, list]) =>
+        queueOf(platform).addBulk(list.map((data) => ({ name: 'occupy', data, opts: { jobId: occupyJobId(data.botId, platform) } }))),
+      ),
+    );
+    await globalQueue.completeAssignments(assignments.map(({ botId }) => botId));
   };
 
   const finishInterruptedAssignments = async () => {
     for (const [botId, platform] of Object.entries(await globalQueue.inflight())) {
       // The job id is deterministic and finished jobs are kept, so adding again never makes a second job.
-      if (queues.platforms.has(platform)) await assign(botId, platform);
-      else await globalQueue.completeAssignment(botId);
+      if (queues.platforms.has(platform)) await assign([{ botId, platform }]);
+      else await globalQueue.completeAssignments([botId]);
     }
   };
 
@@ -207,6 +218,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
       const ids = await globalQueue.head(offset, Math.min(BATCH, totalFree() * 2));
       if (ids.length === 0) break;
       const excluded = await globalQueue.excludedOf(ids);
+      const round: Array<{ botId: string; platform: string }> = [];
       let kept = 0;
       for (const [index, botId] of ids.entries()) {
         let eligible = deps.platforms.filter((p) => !excluded[index][p.name]);
@@ -226,12 +238,13 @@ export function createPlacement(deps: PlacementDeps): Placement {
           kept++; // waits for one of its own platforms; younger bots may still fit elsewhere
           continue;
         }
-        await assign(botId, target.name);
         free.set(target.name, free.get(target.name)! - 1);
+        round.push({ botId, platform: target.name });
         assigned.push({ botId, platform: target.name, skippedFull: eligible.slice(0, eligible.indexOf(target)).map((p) => p.name) });
         placed++;
         if (totalFree() === 0) break;
       }
+      await assign(round);
       offset += kept;
     }
     const at = new Date();

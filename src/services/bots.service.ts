@@ -114,9 +114,10 @@ export function createBotsService(deps: BotsServiceDeps) {
       throw error;
     }
     try {
-      await repo.appendEvent(String(botId), { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
-      if (scheduled) await placement.schedule(String(botId), input.joinAt!);
-      else await placement.enqueue(doc);
+      await Promise.all([
+        repo.appendEvent(String(botId), { type: 'status', status: doc.status, at: now, data: { source: 'client' } }),
+        scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc),
+      ]);
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);

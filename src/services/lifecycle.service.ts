@@ -44,6 +44,11 @@ export interface Lifecycle {
    * meanwhile.
    */
   requeue(botId: string, platform: string, outcome: AttemptDoc['outcome'], reason: string): Promise<BotDoc | null>;
+  /**
+   * The atomic QUEUED → DEPLOYING claim before a deploy on `platform`: a bot cancelled while queued can never
+   * get past it. Returns the claimed bot, or the bot as it is when it was not QUEUED (null if there is none).
+   */
+  claim(botId: string, platform: string): Promise<{ claimed: boolean; bot: BotDoc } | null>;
   /** Ends a bot (ENDED or FATAL) with a reason, if it is not terminal yet. */
   end(botId: string, status: 'ENDED' | 'FATAL', reason: EndReason, message?: string): Promise<BotDoc | null>;
   event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;
@@ -101,6 +106,17 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
       await recordEvent(botId, `attempt.${outcome}`, { reason, data: { platform } });
       const result = await apply(botId, { kind: 'requeue', platform, attempt: { platform, outcome, reason, at } });
       return result && !result.refused ? result.bot : null;
+    },
+    async claim(botId, platform) {
+      const outcome = await apply(botId, {
+        kind: 'move',
+        to: 'DEPLOYING',
+        onlyFrom: 'QUEUED',
+        source: 'fleet',
+        set: { platform, platformIdentifier: null, deployingAt: new Date() },
+        data: { platform },
+      });
+      return outcome && { claimed: !outcome.refused, bot: outcome.bot };
     },
     end: (botId, status, reason, message) => tryTransition(botId, status, { reason, message, source: 'fleet' }),
     event: recordEvent,

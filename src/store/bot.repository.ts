@@ -1,8 +1,9 @@
-import { QueryFilter, Types, UpdateQuery } from 'mongoose';
+import { mongo, QueryFilter, Types, UpdateQuery } from 'mongoose';
 import { BotStatus } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
 import { DocLocks } from './doc-locks';
+import { createInsertBatcher } from './insert-batcher';
 import { BotDoc, BotEventDoc, Models } from './models';
 
 /** Bot documents and their events. Every status change is decided by the lifecycle's one rule (domain/transition.ts). */
@@ -51,6 +52,10 @@ export function isObjectId(id: string): boolean {
  * index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
  */
 export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: DocLocks): BotRepository {
+  // Inserts from concurrent requests and jobs share round trips (see insert-batcher.ts).
+  const botInserts = createInsertBatcher(Bot.collection as unknown as mongo.Collection);
+  const eventInserts = createInsertBatcher(BotEvent.collection as unknown as mongo.Collection);
+  const liveInserts = createInsertBatcher(LiveBot.collection as unknown as mongo.Collection);
   /** The one write path: `decide` sees the bot as it is and returns the update to make (and its event), or a refusal. */
   const write = (id: string, decide: (current: BotDoc) => Write | TransitionError) =>
     locks.withLock(id, async (): Promise<TransitionOutcome | null> => {
@@ -60,12 +65,12 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
       if (decision instanceof TransitionError) return { bot: current, refused: decision };
       const updated = await Bot.findByIdAndUpdate(id, decision.update, { returnDocument: 'after' }).lean<BotDoc>();
       if (!updated) return null;
-      if (decision.event) await BotEvent.collection.insertOne(toStoredEvent({ botId: id, ...decision.event }) as never);
+      if (decision.event) await eventInserts.insert(toStoredEvent({ botId: id, ...decision.event }));
       return { bot: updated };
     });
   return {
     async insert(bot) {
-      await Bot.collection.insertOne(bot as never);
+      await botInserts.insert(bot);
       return bot;
     },
     findById: (id) => (isObjectId(id) ? Bot.findById(id).lean<BotDoc>() : Promise.resolve(null)),
@@ -97,10 +102,10 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
       return (await write(id, () => ({ update: { $set: set } })))?.bot ?? null;
     },
     async appendEvent(botId, event) {
-      await BotEvent.collection.insertOne(toStoredEvent({ ...event, botId }) as never);
+      await eventInserts.insert(toStoredEvent({ ...event, botId }));
     },
     async appendEvents(events) {
-      if (events.length) await BotEvent.collection.insertMany(events.map(toStoredEvent) as never[]);
+      await Promise.all(events.map((event) => eventInserts.insert(toStoredEvent(event))));
     },
     events: (botId, limit) =>
       BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>(),
@@ -111,7 +116,7 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
     },
     async markLive(id, createdAt) {
       try {
-        await LiveBot.collection.insertOne({ _id: new Types.ObjectId(id), createdAt });
+        await liveInserts.insert({ _id: new Types.ObjectId(id), createdAt });
       } catch (error) {
         if ((error as { code?: number }).code !== 11000) throw error; // marked already: a replayed create
       }
