@@ -17,6 +17,7 @@ import {
   percentile,
   sleep,
   startFleetProcess,
+  startSimHostProcess,
   startProcess,
   waitReady,
   waitUntil,
@@ -222,7 +223,9 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
 
 /** P6: worker RSS per live sim bot. */
 export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
-  const bench = await benchEnv(peers, {});
+  // The sim bots run in a sim host process of their own, so the worker's growth is what holding costs it.
+  const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host' });
+  const simHostProc = startSimHostProcess(bench);
   const apiProc = startFleetProcess('api', bench);
   const workerProc = startFleetProcess('worker', bench);
   const redis = new IORedis(peers.redisUrl);
@@ -239,9 +242,9 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
     await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
     await sleep(2000);
     const after = workerProc.rssKb();
-    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024 };
+    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024, simHostRssMb: simHostProc.rssKb() / 1024 };
   } finally {
-    await Promise.all([apiProc.stop(), workerProc.stop()]);
+    await Promise.all([apiProc.stop(), workerProc.stop(), simHostProc.stop()]);
     await redis.quit();
     await dropBenchData(peers, bench);
   }

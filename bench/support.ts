@@ -121,6 +121,9 @@ export function startProcess(script: string, args: string[], env: Record<string,
 export const startFleetProcess = (role: 'api' | 'worker' | 'all', bench: BenchEnv, nodeArgs: string[] = []) =>
   startProcess(MAIN, [role], role === 'worker' ? { ...bench.env, PORT: '0' } : bench.env, nodeArgs);
 
+export const startSimHostProcess = (bench: BenchEnv) =>
+  startProcess(path.resolve(__dirname, '../scripts/sim-host.js'), [], { REDIS_URL: bench.env.REDIS_URL, SIM_HOST: bench.prefix });
+
 export async function waitReady(url: string) {
   await waitUntil(async () => {
     try {

@@ -127,6 +127,11 @@ export interface Config {
   localHostId: string;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
   simHost: string;
+  /**
+   * Where sim bots run: `in-process` (in the worker that deploys them) or `sim-host` (in a separate
+   * `npm run sim-host` process on the same simulated host, so the worker's memory is the fleet's own).
+   */
+  simRunner: 'in-process' | 'sim-host';
   /** Where a worker-only process serves /metrics (the API serves it on PORT); none when unset. */
   metricsPort?: number;
   /** Client requests per API key per minute, across all API processes; 0 turns the limit off. */
@@ -195,6 +200,7 @@ const baseSchema = Joi.object({
   FLEET_ID: Joi.string().pattern(FLEET_ID_PATTERN),
   LOCAL_HOST_ID: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
   SIM_HOST: Joi.string().pattern(/^[A-Za-z0-9_-]+$/),
+  SIM_RUNNER: Joi.string().valid('in-process', 'sim-host').default('in-process'),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30000),
   API_RATE_LIMIT_PER_MINUTE: nonNegativeInt.default(6000),
   METRICS_PORT: Joi.number().port(),
@@ -414,6 +420,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     fleetId: base.FLEET_ID ?? base.REDIS_PREFIX,
     localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
+    simRunner: base.SIM_RUNNER,
     shutdownTimeoutMs: base.SHUTDOWN_TIMEOUT_MS,
     apiRateLimitPerMinute: base.API_RATE_LIMIT_PER_MINUTE,
     metricsPort: base.METRICS_PORT,

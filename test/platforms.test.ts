@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -143,5 +144,53 @@ describe('sim', () => {
     await t.fleet.redis.set(keys.fault, 'fail-permanent');
     await expect(platform.deploy(await newBotSpec('sim-f'))).rejects.toMatchObject({ transient: false });
     expect(await t.fleet.redis.hlen(keys.containers)).toBe(0);
+  });
+});
+
+describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => {
+  const sim = (fleetId = t.env.REDIS_PREFIX) =>
+    createSimPlatform({ name: 'sim-h', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId, runner: 'sim-host' });
+  const keys = () => simHostKeys(t.env.REDIS_PREFIX, 'sim-h');
+  let simHost: ReturnType<typeof spawn>;
+  beforeAll(async () => {
+    simHost = spawn(process.execPath, ['dist/scripts/sim-host.js'], {
+      env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, SIM_PLATFORMS: 'sim-h' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => simHost.stdout!.once('data', () => resolve()));
+  });
+  afterAll(async () => {
+    simHost.kill('SIGTERM');
+    await new Promise((resolve) => simHost.once('exit', resolve));
+  });
+
+  runPlatformContract('sim on a sim host', async () => ({
+    platform: sim(),
+    otherFleet: sim('another-fleet'),
+    newSpec: () => newBotSpec('sim-h'),
+    containersNamed: async (name) => (await t.fleet.redis.hexists(keys().containers, name)) as number,
+  }));
+
+  it('the sim host process runs the bot to its end, and a stopped container stops its bot', async () => {
+    const platform = sim();
+    const short = await newBotSpec('sim-h');
+    const shortBot = await t.fleet.repo.update(short.botId, { metadata: [{ key: 'sim.durationMs', value: '300' }] });
+    expect(shortBot).not.toBeNull();
+    await platform.deploy(short);
+    // its program ended on the sim host: the bot reported ENDED and the host removed its container
+    await waitFor(async () => (await t.request('GET', `/api/bots/${short.botId}`)).body.status === 'ENDED', 'ENDED');
+    await waitFor(async () => (await t.fleet.redis.hexists(keys().containers, short.name)) === 0, 'container removed');
+
+    const long = await newBotSpec('sim-h');
+    await platform.deploy(long);
+    await waitFor(async () => (await t.request('GET', `/api/bots/${long.botId}`)).body.status === 'IN_CALL', 'IN_CALL');
+    await platform.stop(long.name);
+    // no more heartbeats from a stopped bot: its last one stays where it was
+    const heartbeatOf = () => t.fleet.liveState.lastHeartbeat(long.botId);
+    const interval = Number(t.env.HEARTBEAT_INTERVAL_MS ?? 1000);
+    await new Promise((resolve) => setTimeout(resolve, 3 * interval));
+    const last = await heartbeatOf();
+    await new Promise((resolve) => setTimeout(resolve, 3 * interval));
+    expect(await heartbeatOf()).toEqual(last);
   });
 });

@@ -49,7 +49,7 @@ const FACTORIES: Record<PlatformKind, Factory> = {
       prefix,
     }),
   sim: (settings, { config, redis }) =>
-    createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId }),
+    createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId, runner: config.simRunner }),
   k8s: (settings, { config, redis, prefix }) =>
     createK8sPlatform({
       name: settings.name,

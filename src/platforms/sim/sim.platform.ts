@@ -17,6 +17,8 @@ export interface SimPlatformOptions {
   /** The simulated host (a Redis namespace); several fleets may share one. */
   host: string;
   fleetId: string;
+  /** `sim-host`: bots run in a `npm run sim-host` process on the same host, not in this one. */
+  runner?: 'in-process' | 'sim-host';
 }
 
 /**
@@ -39,6 +41,9 @@ export function simHostKeys(host: string, name: string) {
     createdAt: `${base}:created-at`,
     stoppedAt: `${base}:stopped-at`,
     fault: `${base}:fault`,
+    /** For a separate sim host process: containers to start (a list) and to stop (a channel). */
+    starts: `${base}:starts`,
+    stops: `${base}:stops`,
   };
 }
 
@@ -65,29 +70,24 @@ local n = redis.call('INCR', KEYS[1])
 if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
 return n`;
 
+/** Runs the bots of a simulated host's containers: here, or by asking a sim host process to. */
+interface SimRunner {
+  start(name: string, env: Record<string, string>): Promise<void>;
+  stop(name: string): Promise<void>;
+  close(): void;
+}
+
 export function createSimPlatform(options: SimPlatformOptions): Platform {
   const keys = simHostKeys(options.host, options.name);
-  const running = new Map<string, AbortController>();
-  const remove = (name: string) =>
-    options.redis.eval(REMOVE, 3, keys.containers, keys.stoppedAt, keys.owners, name, options.fleetId);
   const ours = async (name: string) => (await options.redis.hget(keys.owners, name)) === options.fleetId;
-
-  const run = (name: string, env: Record<string, string>) => {
-    if (running.has(name)) return;
-    const controller = new AbortController();
-    running.set(name, controller);
-    const client = BotClient.fromEnv(env, controller.signal);
-    runSimBot(client, controller.signal)
-      .catch((error) => {
-        if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
-      })
-      .finally(async () => {
-        running.delete(name);
-        // The bot's program ended, so its container is gone, unless a stop() is already removing it.
-        if (!controller.signal.aborted) await remove(name).catch(() => undefined);
-      });
-  };
-
+  const runner: SimRunner =
+    options.runner === 'sim-host'
+      ? {
+          start: async (name) => void (await options.redis.rpush(keys.starts, name)),
+          stop: async (name) => void (await options.redis.publish(keys.stops, name)),
+          close: () => undefined,
+        }
+      : createInProcessRunner(options.redis, keys, options.fleetId);
   return {
     name: options.name,
     async deploy(spec: DeploySpec): Promise<Deployment> {
@@ -103,14 +103,14 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       }
       if (!(await ours(spec.name))) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
       const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
-      run(spec.name, env);
+      await runner.start(spec.name, env);
       return { identifier: spec.name, state: 'running' };
     },
     async adopt(name) {
       if (!(await ours(name))) return null;
       const stored = await options.redis.hget(keys.containers, name);
       if (!stored) return null;
-      run(name, JSON.parse(stored));
+      await runner.start(name, JSON.parse(stored));
       return { identifier: name, state: 'running' };
     },
     async status(identifier): Promise<ContainerStatus> {
@@ -123,11 +123,80 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
         .map(([name]) => ({ identifier: name, botId: botIdOfDeployment(name) }));
     },
     async stop(identifier) {
-      running.get(identifier)?.abort();
-      await remove(identifier);
+      await runner.stop(identifier);
+      await removeContainer(options.redis, keys, identifier, options.fleetId);
     },
     async close() {
+      runner.close();
+    },
+  };
+}
+
+const removeContainer = (redis: Redis, keys: SimHostKeys, name: string, fleetId: string) =>
+  redis.eval(REMOVE, 3, keys.containers, keys.stoppedAt, keys.owners, name, fleetId);
+
+type SimHostKeys = ReturnType<typeof simHostKeys>;
+
+/** Each bot as a promise in this process; a bot whose program ends removes its own container. */
+function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string): SimRunner & { running(): number } {
+  const running = new Map<string, AbortController>();
+  return {
+    async start(name, env) {
+      if (running.has(name)) return;
+      const controller = new AbortController();
+      running.set(name, controller);
+      const client = BotClient.fromEnv(env, controller.signal);
+      runSimBot(client, controller.signal)
+        .catch((error) => {
+          if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
+        })
+        .finally(async () => {
+          running.delete(name);
+          // The bot's program ended, so its container is gone, unless a stop() is already removing it.
+          if (!controller.signal.aborted) await removeContainer(redis, keys, name, fleetId).catch(() => undefined);
+        });
+    },
+    async stop(name) {
+      running.get(name)?.abort();
+    },
+    close() {
       for (const controller of running.values()) controller.abort();
+    },
+    running: () => running.size,
+  };
+}
+
+/**
+ * A sim host process (`npm run sim-host`): runs the bots of every container the `sim-host` runner of any
+ * fleet asks for on this simulated host and platform, and stops them when asked. Returns the stopper.
+ */
+export async function runSimHost(redis: Redis, subscriber: Redis, host: string, platformName: string): Promise<{ running(): number; close(): Promise<void> }> {
+  const keys = simHostKeys(host, platformName);
+  const runners = new Map<string, ReturnType<typeof createInProcessRunner>>();
+  const runnerOf = (fleetId: string) => {
+    if (!runners.has(fleetId)) runners.set(fleetId, createInProcessRunner(redis, keys, fleetId));
+    return runners.get(fleetId)!;
+  };
+  await subscriber.subscribe(keys.stops);
+  subscriber.on('message', (channel, name: string) => {
+    if (channel === keys.stops) for (const runner of runners.values()) void runner.stop(name);
+  });
+  let closed = false;
+  const loop = (async () => {
+    while (!closed) {
+      const popped = await redis.blpop(keys.starts, 1).catch(() => null);
+      if (!popped) continue;
+      const name = popped[1];
+      const [env, fleetId] = await Promise.all([redis.hget(keys.containers, name), redis.hget(keys.owners, name)]);
+      if (env && fleetId) await runnerOf(fleetId).start(name, JSON.parse(env));
+    }
+  })();
+  return {
+    running: () => [...runners.values()].reduce((sum, runner) => sum + runner.running(), 0),
+    async close() {
+      closed = true;
+      await loop;
+      for (const runner of runners.values()) runner.close();
     },
   };
 }
