@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import express, { Express, RequestHandler } from 'express';
 import { pinoHttp } from 'pino-http';
 import { logger, pinoOf } from '../logger';
@@ -11,21 +12,27 @@ import { createFleetPage } from './ui/fleet-page';
 import { fleetGauges, metrics, scrape } from '../metrics';
 
 /**
- * pino-http: a request id for every request (the caller's `X-Request-Id` if it is a plausible one, else a
- * new UUID), answered in `X-Request-Id` and in every error body, and a per-request log line at debug level
- * (answers of 5xx are logged by the error handler, with their stack).
+ * A request id for every request (the caller's `X-Request-Id` if it is a plausible one, else a new UUID),
+ * answered in `X-Request-Id` and in every error body. At debug level pino-http also logs a line per request
+ * (answers of 5xx are logged by the error handler, with their stack at any level); below it, pino-http is
+ * left out, since it builds a child logger around every request even when it logs nothing, a cost the
+ * heartbeat path pays thousands of times a second.
  */
 function requestIds(): RequestHandler {
-  return pinoHttp({
-    logger: pinoOf(logger),
-    genReqId: (req, res) => {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.:-]{1,100}$/.test(given) ? given : randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    customLogLevel: () => 'debug',
-  });
+  const assign = (req: IncomingMessage, res: ServerResponse) => {
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && /^[\w.:-]{1,100}$/.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', id);
+    return id;
+  };
+  const pinoLogger = pinoOf(logger);
+  if (!pinoLogger.isLevelEnabled('debug')) {
+    return (req, res, next) => {
+      req.id = assign(req, res);
+      next();
+    };
+  }
+  return pinoHttp({ logger: pinoLogger, genReqId: assign, customLogLevel: () => 'debug' });
 }
 
 /** Counts every request by method, route pattern (never the path itself: it holds ids) and status. */
