@@ -114,10 +114,13 @@ export function createBotsService(deps: BotsServiceDeps) {
       throw error;
     }
     try {
-      await Promise.all([
+      // Both settle before any undo below, so the undo never races a write still on its way.
+      const settled = await Promise.allSettled([
         repo.appendEvent(String(botId), { type: 'status', status: doc.status, at: now, data: { source: 'client' } }),
         scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc),
       ]);
+      const failed = settled.find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);
