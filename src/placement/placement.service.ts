@@ -164,11 +164,14 @@ export function createPlacement(deps: PlacementDeps): Placement {
         states[index] === 'completed' || states[index] === 'failed' ? queueOf(platform).remove(occupyJobId(botId, platform)) : undefined,
       ),
     );
-    const byPlatform = new Map<string, Array<{ botId: string; platform: string }>>();
-    for (const assignment of assignments) byPlatform.set(assignment.platform, [...(byPlatform.get(assignment.platform) ?? []), assignment]);
+    const platforms = [...new Set(assignments.map(({ platform }) => platform))];
     await Promise.all(
-      [...byPlatform].map(([platform, list]) =>
-        queueOf(platform).addBulk(list.map((data) => ({ name: 'occupy', data, opts: { jobId: occupyJobId(data.botId, platform) } }))),
+      platforms.map((platform) =>
+        queueOf(platform).addBulk(
+          assignments
+            .filter((data) => data.platform === platform)
+            .map((data) => ({ name: 'occupy', data, opts: { jobId: occupyJobId(data.botId, platform) } })),
+        ),
       ),
     );
     await globalQueue.completeAssignments(assignments.map(({ botId }) => botId));
