@@ -88,6 +88,16 @@ it('lists the variables it reads: every platform kind\'s, and those of the platf
   expect(configVariableNames(['sim-b'])).toContain('SIM_B_BOT_LIMIT');
 });
 
+it('signs webhooks with WEBHOOK_SECRET, else with a key derived from BOT_TOKEN_SECRET', () => {
+  const derived = (secret: string) => loadConfig({ BOT_TOKEN_SECRET: secret }).webhooks.secret;
+  expect(derived('bot-token-secret-0123456789')).toBe(derived('bot-token-secret-0123456789'));
+  expect(derived('bot-token-secret-0123456789')).not.toBe(derived('other-token-secret-0123456789'));
+  expect(derived('bot-token-secret-0123456789')).not.toBe('bot-token-secret-0123456789');
+  expect(loadConfig({ BOT_TOKEN_SECRET: 'bot-token-secret-0123456789', WEBHOOK_SECRET: 'webhook-secret-0123456789' }).webhooks.secret).toBe(
+    'webhook-secret-0123456789',
+  );
+});
+
 it('supports several sim platforms, each with its own limit and timeout', () => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a, sim-b', SIM_A_BOT_LIMIT: '3', SIM_B_QUEUE_TIMEOUT_MS: '10' });
   expect(config.platforms).toEqual([

@@ -119,10 +119,17 @@ describe('the API and worker Deployments', () => {
       const preStopSeconds = Number(container.lifecycle?.preStop?.exec?.command?.[1] ?? 0);
       expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(preStopSeconds * 1000 + shutdownMs);
       expect(pod.enableServiceLinks).toBe(false);
+      // the root filesystem is read-only; /tmp is an emptyDir
+      const tmp = container.volumeMounts.find((m: any) => m.mountPath === '/tmp');
+      expect(pod.volumes.find((v: any) => v.name === tmp?.name)?.emptyDir).toBeDefined();
     }
 
     const api = podOf('meeboter-api');
     expect(find('Deployment', 'meeboter-api').spec.replicas).toBeGreaterThanOrEqual(2);
+    // a rollout adds a new pod before it removes an old one; a drain takes one at a time
+    expect(find('Deployment', 'meeboter-api').spec.strategy.rollingUpdate).toMatchObject({ maxUnavailable: 0, maxSurge: 1 });
+    const budget = find('PodDisruptionBudget', 'meeboter-api').spec;
+    expect(budget).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: find('Deployment', 'meeboter-api').spec.selector.matchLabels } });
     expect(api.container.readinessProbe.httpGet.path).toBe('/readyz');
     expect(api.container.livenessProbe.httpGet.path).toBe('/healthz');
     expect(portNumber(api.container, api.container.readinessProbe.httpGet.port)).toBe(Number(envValue(api.container, 'PORT')));

@@ -27,6 +27,7 @@ it('compose: Redis append-only without eviction, data on volumes, roles api and 
   expect(command('redis')).toMatch(/--appendonly yes\b/);
   expect(command('redis')).toMatch(/--maxmemory-policy noeviction\b/);
   expect(services.redis.volumes.map((v: any) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(redis-data:)?\/data/));
+  expect(services.mongo.image).toMatch(/^mongo:\d/);
   expect(services.mongo.volumes.map((v: any) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(mongo-data:)?\/data\/db/));
   expect(command('api')).toBe('node dist/src/main.js api');
   expect(command('worker')).toBe('node dist/src/main.js worker');
