@@ -330,7 +330,8 @@ function platformKind(name: string): PlatformKind {
   );
 }
 
-function platformSettings(name: string, env: Env, base: Parsed): PlatformSettings {
+/** The variables of one platform named in PLATFORM_PRIORITY: `<NAME>_BOT_LIMIT`, `_QUEUE_TIMEOUT_MS`, `_START_TIMEOUT_MS`. */
+function platformSchema(name: string): Joi.ObjectSchema {
   const kind = platformKind(name);
   const prefix = envPrefix(name);
   const defaults: Record<string, { limit?: number; timeout: number }> = {
@@ -338,12 +339,17 @@ function platformSettings(name: string, env: Env, base: Parsed): PlatformSetting
     sim: { limit: 1000, timeout: 30000 },
   };
   const fallback = defaults[name] ?? (kind === 'sim' ? defaults.sim : undefined);
-  const schema = Joi.object({
+  return Joi.object({
     [`${prefix}_BOT_LIMIT`]: fallback?.limit ? positiveInt.default(fallback.limit) : positiveInt.required(),
     [`${prefix}_QUEUE_TIMEOUT_MS`]: positiveInt.default(fallback?.timeout ?? 60000),
     [`${prefix}_START_TIMEOUT_MS`]: positiveInt.default(DEFAULT_START_TIMEOUT_MS),
   }).unknown(true);
-  const parsed = validate(schema, { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
+}
+
+function platformSettings(name: string, env: Env, base: Parsed): PlatformSettings {
+  const kind = platformKind(name);
+  const prefix = envPrefix(name);
+  const parsed = validate(platformSchema(name), { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
   return {
     name,
     kind,
@@ -380,6 +386,17 @@ function pick(source: Parsed, ...keys: string[]): Env {
   const out: Env = {};
   for (const key of keys) if (source[key] !== undefined) out[key] = String(source[key]);
   return out;
+}
+
+/**
+ * Every variable loadConfig reads with these platforms in PLATFORM_PRIORITY (each platform kind's own
+ * variables included, enabled or not). The schemas ignore unknown names, so a misspelt variable in a
+ * deployment's environment would pass unnoticed; this is the list to check one against.
+ */
+export function configVariableNames(platformNames: readonly string[]): string[] {
+  const schemas = [baseSchema, k8sSchema, awsSchema, coolifySchema, ...platformNames.map(platformSchema)];
+  const names = new Set(schemas.flatMap((schema) => Object.keys(schema.describe().keys ?? {})));
+  return [...names].sort();
 }
 
 /** Parses and validates configuration; throws ConfigError whose message names the variable. */

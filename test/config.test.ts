@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from '../src/config';
+import { configVariableNames, ConfigError, loadConfig } from '../src/config';
 
 /** loadConfig is pure: plain objects in, a frozen config or one ConfigError naming the variable out. */
 const fails = (env: Record<string, string>) => {
@@ -77,6 +77,25 @@ it('k8s: every seed variable, the pull secret, and where the credentials come fr
     cpuRequest: '150m', cpuLimit: '2', memoryRequest: '512Mi', memoryLimit: '3Gi', imagePullLockEnabled: false, imagePullSecret: 'regcred',
   });
   expect(set.platforms[0]).toMatchObject({ queueTimeoutMs: 5000, startTimeoutMs: 90000 });
+});
+
+it('lists the variables it reads: every platform kind\'s, and those of the platforms named', () => {
+  const names = configVariableNames(['k8s', 'sim-a']);
+  for (const name of ['PORT', 'BOT_TOKEN_SECRET', 'METRICS_PORT', 'K8S_NAMESPACE', 'K8S_START_TIMEOUT_MS', 'SIM_A_BOT_LIMIT', 'SIM_A_QUEUE_TIMEOUT_MS', 'AWS_ECS_CLUSTER', 'COOLIFY_API_TOKEN']) {
+    expect(names).toContain(name);
+  }
+  expect(names).not.toContain('SIM_B_BOT_LIMIT');
+  expect(configVariableNames(['sim-b'])).toContain('SIM_B_BOT_LIMIT');
+});
+
+it('signs webhooks with WEBHOOK_SECRET, else with a key derived from BOT_TOKEN_SECRET', () => {
+  const derived = (secret: string) => loadConfig({ BOT_TOKEN_SECRET: secret }).webhooks.secret;
+  expect(derived('bot-token-secret-0123456789')).toBe(derived('bot-token-secret-0123456789'));
+  expect(derived('bot-token-secret-0123456789')).not.toBe(derived('other-token-secret-0123456789'));
+  expect(derived('bot-token-secret-0123456789')).not.toBe('bot-token-secret-0123456789');
+  expect(loadConfig({ BOT_TOKEN_SECRET: 'bot-token-secret-0123456789', WEBHOOK_SECRET: 'webhook-secret-0123456789' }).webhooks.secret).toBe(
+    'webhook-secret-0123456789',
+  );
 });
 
 it('supports several sim platforms, each with its own limit and timeout', () => {
