@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROUTES } from '../src/api/routes';
@@ -26,7 +28,8 @@ import { PeerUrls } from './support/peers-file';
  * says which bot each gets). Its examples, coverage, fuzzing and stateful phases run bounded (FUZZ_MAX_EXAMPLES
  * cases per operation and phase, default 50) with a fixed seed (FUZZ_SEED). It fails on any 5xx and on any answer
  * whose status code, content type or body the document does not describe, and when an operation never got a 2xx
- * answer (so the credentials and ids really reached the routes' logic).
+ * answer (so the credentials and ids really reached the routes' logic). Every generated callbackUrl is sent as
+ * this test's own webhook receiver (test/schemathesis-hooks.py), so the fleet delivers nothing off this machine.
  */
 jest.setTimeout(20 * 60_000);
 
@@ -40,11 +43,19 @@ const API_KEY = `fuzz-${randomBytes(12).toString('hex')}`;
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
 
 let fleet: FleetProcess;
+let sink: http.Server;
+let webhooks = 0;
 let env: Record<string, string>;
 let urls: PeerUrls;
 let url: string;
 
 beforeAll(async () => {
+  sink = http.createServer((req, res) => {
+    webhooks += 1;
+    req.resume();
+    req.on('end', () => res.end());
+  });
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
   const peers = peerUrls();
   env = await baseEnv({
     PLATFORM_PRIORITY: 'sim',
@@ -59,6 +70,8 @@ beforeAll(async () => {
     S3_SECRET_KEY: randomBytes(12).toString('hex'),
     // the bot asked to leave stays LEAVING for the whole run
     LEAVE_GRACE_MS: '3600000',
+    // the one webhook destination (see test/schemathesis-hooks.py)
+    WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
     LOG_LEVEL: 'error',
   });
   urls = { redisUrl: peers.redisUrl, mongodbUri: testDatabaseUri(peers.mongodbUri, uniqueName('meeboter_test_fuzz')) };
@@ -71,6 +84,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await fleet?.kill();
+  await new Promise((resolve) => sink?.close(resolve));
   if (urls) await cleanup(urls, env.REDIS_PREFIX);
 });
 
@@ -163,6 +177,8 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
     MEEBOTER_STATUS_BOT_TOKEN: botToken(env.BOT_TOKEN_SECRET, statusBot),
     MEEBOTER_CLIENT_BOT_ID: clientBot,
     MEEBOTER_LEAVE_BOT_ID: leaveBot,
+    MEEBOTER_WEBHOOK_SINK: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`,
+    SCHEMATHESIS_HOOKS: path.join(__dirname, 'schemathesis-hooks.py'),
   };
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
     let text = '';
@@ -179,7 +195,7 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
       `schemathesis ${run.schemathesis_version}, seed ${run.seed}, ${MAX_EXAMPLES} examples: ${run.operations.tested}/${run.operations.total} operations, ` +
         `${run.test_cases.generated} cases generated, ${run.test_cases.with_failures} with failures, ${run.errors.length} errors, ` +
         `${Math.round(run.running_time)} s; checks ${CHECKS.map((name) => `${name} ${figures.checks[name]?.passed ?? 0} passed / ${figures.checks[name]?.failed ?? 0} failed`).join(', ')}; ` +
-        `answers ${JSON.stringify(figures.answers)}\n`,
+        `webhooks received ${webhooks}; answers ${JSON.stringify(figures.answers)}\n`,
     );
     if (code !== 0) process.stdout.write(output);
     expect({ code, failures: run.failures, errors: run.errors }).toEqual({ code: 0, failures: [], errors: [] });
