@@ -53,7 +53,7 @@ export function joiToJsonSchema(schema: Schema, components: Components): JsonSch
   return convert(schema.describe() as Description, components, 'optional', '(root)');
 }
 
-/** Whether a key whose own schema is `description` must be present, given the presence its parent passes down. */
+/** A key's presence: its own flag, else what `prefs({presence})` of an ancestor says, else optional (Joi's rules). */
 function presenceOf(description: Description, inherited: Presence): Presence {
   return (description.flags?.presence as Presence | undefined) ?? inherited;
 }
@@ -250,7 +250,7 @@ function objectSchema(description: Description, components: Components, presence
     const properties: Record<string, JsonSchema> = {};
     const required: string[] = [];
     for (const [key, child] of Object.entries(description.keys)) {
-      const childPresence = presenceOf(child, presence === 'required' ? 'required' : 'optional');
+      const childPresence = presenceOf(child, presence);
       if (childPresence === 'forbidden') continue;
       const { whens, ...base } = child;
       properties[key] = convert(base, components, presence, `${where}.${key}`);
