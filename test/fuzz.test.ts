@@ -189,6 +189,7 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
     child.on('exit', (exitCode) => resolve({ code: exitCode, output: text }));
   });
   try {
+    if (!existsSync(path.join(reports, 'run.json'))) throw new Error(`schemathesis wrote no report (exit ${code}):\n${output}`);
     const run = JSON.parse(readFileSync(path.join(reports, 'run.json'), 'utf8'));
     const figures = readFigures(readFileSync(path.join(reports, 'events.ndjson'), 'utf8'));
     process.stdout.write(
