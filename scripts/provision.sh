@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the service and the tests need on a fresh Debian machine with Node 20 and Go:
 # redis-server, chromium and the docker-compose client (Debian), FerretDB v1 (built from the Go module proxy),
-# moto server (PyPI, in .venv-moto, the AWS peer of the aws platform's tests), the Kubernetes control plane
+# moto server and schemathesis (PyPI, in .venv-moto and .venv-schemathesis), the Kubernetes control plane
 # of the k8s platform's tests (scripts/provision-k8s.sh) and the npm dependencies. Idempotent: a second run
 # only checks.
 set -euo pipefail
@@ -54,19 +54,27 @@ if [ "$("$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2
   rm -rf "$work"
 fi
 
-MOTO_VERSION=5.2.5
-MOTO_VENV=.venv-moto
-if [ "$("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
-  echo "provision: installing moto[server] $MOTO_VERSION into $MOTO_VENV"
-  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+# Python tools of the tests, each pinned in its own venv: moto server (the AWS peer of the aws platform's tests)
+# and schemathesis (the fuzz of the OpenAPI document, test/fuzz.test.ts). A venv with the pinned version is
+# left as it is; any other is made anew.
+python_tool() { # <venv> <python module to ask for __version__> <version> <pip requirement>
+  local venv="$1" module="$2" version="$3" requirement="$4"
+  if [ "$("$venv/bin/python" -c "import $module; print($module.__version__)" 2>/dev/null)" != "$version" ]; then
+    echo "provision: installing $requirement into $venv"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+      SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement"
   fi
-  rm -rf "$MOTO_VENV"
-  python3 -m venv "$MOTO_VENV"
-  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-fi
+}
+MOTO_VERSION=5.2.5
+python_tool .venv-moto moto "$MOTO_VERSION" "moto[server]==$MOTO_VERSION"
+SCHEMATHESIS_VERSION=4.32.5
+python_tool .venv-schemathesis schemathesis "$SCHEMATHESIS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
 
 bash scripts/provision-k8s.sh
 
@@ -74,4 +82,4 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "provision: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-echo "provision: redis-server $(redis-server --version | awk '{print $3}'), ferretdb $("$GOBIN_DIR/ferretdb" --version 2>/dev/null | head -1 | awk '{print $2}'), moto $MOTO_VERSION, node $(node --version)"
+echo "provision: redis-server $(redis-server --version | awk '{print $3}'), ferretdb $("$GOBIN_DIR/ferretdb" --version 2>/dev/null | head -1 | awk '{print $2}'), moto $MOTO_VERSION, schemathesis $SCHEMATHESIS_VERSION, node $(node --version)"

@@ -197,6 +197,9 @@ describe('validation', () => {
       'metadata',
     ],
     ['unknown field', { meeting: meetings.zoom, colour: 'red' }, 'colour'],
+    // found by the fuzz: an empty key was reported with the path "" (test/fuzz.test.ts)
+    ['an empty key', { meeting: meetings.zoom, '': {} }, '[""]'],
+    ['a key that is not a plain name', { meeting: meetings.zoom, metadata: { 'sim.durationMs': 5 } }, 'metadata["sim.durationMs"]'],
   ];
 
   it.each(cases)('%s → 400 naming %s, nothing written', async (_name, body, path) => {

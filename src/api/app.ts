@@ -8,6 +8,7 @@ import { createAdminRouter } from './admin';
 import type { ApiContext } from './api-context';
 import { errorHandler } from './http';
 import { createRouter } from './routes';
+import { createDocsPage } from './ui/docs-page';
 import { createFleetPage } from './ui/fleet-page';
 import { fleetGauges, metrics, scrape } from '../metrics';
 
@@ -46,7 +47,8 @@ const countRequests: RequestHandler = (req, res, next) => {
 
 /**
  * The Express app: request counting, /metrics (Prometheus text; counts only, nothing secret, so it needs no
- * key), the route table (which reads JSON bodies where a route takes one), Bull Board, the one error handler.
+ * key), the OpenAPI document and its reference page (/api/openapi.json, /docs), the route table (which reads
+ * JSON bodies where a route takes one), Bull Board, the fleet page, the one error handler.
  */
 export function createApp(ctx: ApiContext): Express {
   const app = express();
@@ -60,6 +62,7 @@ export function createApp(ctx: ApiContext): Express {
       .then(({ contentType, body }) => res.type(contentType).send(body))
       .catch(next);
   });
+  app.use(createDocsPage(ctx.config));
   app.use(createRouter(ctx));
   app.use(createAdminRouter(ctx));
   app.use(createFleetPage(ctx));

@@ -24,6 +24,11 @@ const requiredWithoutUrlOn = (schema: Joi.StringSchema, platforms: string[]) =>
 /** A link of one of the accepted forms (src/domain/meeting-url.ts), of the platform named beside it if any. */
 const meetingUrl = Joi.string()
   .max(2048)
+  .description(
+    'An https:// meeting link without port or credentials (its query is kept): `https://meet.google.com/abc-defg-hij`; ' +
+      '`https://teams.microsoft.com/l/meetup-join/…` or `https://teams.live.com/meet/<id>`; `https://zoom.us/j/<9-11 digits>` ' +
+      'or `https://zoom.us/my/<name>` (also on `*.zoom.us`). It must be of `platform` when both are given.',
+  )
   .custom((url: string, helpers) => {
     const named = (helpers.state.ancestors[0] as { platform?: unknown }).platform;
     const check = checkMeetingUrl(url, MEETING_PLATFORMS.find((platform) => platform === named));
@@ -31,7 +36,7 @@ const meetingUrl = Joi.string()
   });
 
 const meeting = Joi.object({
-  platform: Joi.string().valid(...MEETING_PLATFORMS),
+  platform: Joi.string().valid(...MEETING_PLATFORMS).description('Required without `url`; inferred from `url` when left out'),
   // Google Meet joins by url only.
   url: meetingUrl.when('platform', { is: 'google-meet', then: Joi.required() }),
   meetingId: requiredWithoutUrlOn(Joi.string().max(256), ['zoom', 'microsoft-teams']),
@@ -39,7 +44,8 @@ const meeting = Joi.object({
   organizerId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
   tenantId: requiredWithoutUrlOn(Joi.string().max(256), ['microsoft-teams']),
 })
-  // The platform may be left out when the url tells it; joining by id alone needs it named.
+  // The platform may be left out when the url tells it; joining by id alone needs it named. (Not a when() on
+  // platform: url's own when() refers to platform, and Joi refuses the cycle.)
   .custom((value: { platform?: MeetingPlatform; url?: string }, helpers) => {
     if (value.platform) return value;
     if (!value.url) {
@@ -48,6 +54,8 @@ const meeting = Joi.object({
     // the url passed its own check above, so it names a platform
     return { ...value, platform: (checkMeetingUrl(value.url) as { platform: MeetingPlatform }).platform };
   })
+  // what the custom rule refuses, for the OpenAPI document (src/api/openapi/joi-json-schema.ts)
+  .meta({ jsonSchema: { anyOf: [{ required: ['platform'] }, { required: ['url'] }] } })
   .required();
 
 export const createBotSchema = Joi.object({
@@ -67,11 +75,14 @@ export const createBotSchema = Joi.object({
   metadata: Joi.object().pattern(Joi.string().max(100), Joi.string().max(1000)).max(16).default({}),
 });
 
+/** A bot's id, as in its URL (`/api/bots/:id`) and its JSON. */
+export const botIdSchema = Joi.string().hex().length(24).description('A bot id: 24 hex digits').example('6751c0a4e3b2f1a9c8d7e6f5');
+
 export const listBotsSchema = Joi.object({
   status: Joi.string().valid(...BOT_STATUSES),
   platform: Joi.string().max(64),
   limit: Joi.number().integer().min(1).max(100).default(20),
-  cursor: Joi.string().hex().length(24),
+  cursor: botIdSchema.description('`nextCursor` of the page before'),
 });
 
 export const idempotencyKeySchema = Joi.string().min(1).max(255);
@@ -86,7 +97,7 @@ export const statusReportSchema = Joi.object({
 });
 
 export const botEventSchema = Joi.object({
-  type: Joi.string().pattern(/^[a-z0-9_.-]+$/i).max(64).required(),
+  type: Joi.string().pattern(/^[a-zA-Z0-9_.-]+$/).max(64).required(),
   at: Joi.date().iso(),
   data: Joi.any(),
 });
@@ -102,11 +113,26 @@ export const platformControlSchema = (ceiling: number) =>
     .required();
 
 
+/**
+ * A field's path as a client reads it: `meeting.url`, `data[0]`, and keys that are not plain names quoted,
+ * `metadata["sim.durationMs"]` or `[""]` (an empty key), so that every path names exactly one field.
+ */
+export function fieldPath(path: ReadonlyArray<string | number>, where: string): string {
+  if (path.length === 0) return where;
+  return path
+    .map((part, index) => {
+      if (typeof part === 'number') return `[${part}]`;
+      if (/^[A-Za-z_$][\w$]*$/.test(part)) return index === 0 ? part : `.${part}`;
+      return `[${JSON.stringify(part)}]`;
+    })
+    .join('');
+}
+
 export function validate<T>(schema: Joi.Schema, input: unknown, where = 'body'): T {
   const { value, error } = schema.validate(input ?? {}, { abortEarly: false, convert: true, stripUnknown: false });
   if (error) {
     const details = error.details.map((detail) => ({
-      path: detail.path.length ? detail.path.join('.') : where,
+      path: fieldPath(detail.path, where),
       message: detail.message.replace(/^"[^"]*" /, ''),
     }));
     throw new ValidationError(`${where === 'body' ? '' : where + ': '}${details[0].path} ${details[0].message}`, details);
