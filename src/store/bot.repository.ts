@@ -56,13 +56,19 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
   const botInserts = createInsertBatcher(Bot.collection as unknown as mongo.Collection);
   const eventInserts = createInsertBatcher(BotEvent.collection as unknown as mongo.Collection);
   const liveInserts = createInsertBatcher(LiveBot.collection as unknown as mongo.Collection);
-  /** The one write path: `decide` sees the bot as it is and returns the update to make (and its event), or a refusal. */
-  const write = (id: string, decide: (current: BotDoc) => Write | TransitionError) =>
+  /**
+   * The one write path. A function `decide` sees the bot as it is and returns the update to make (and its
+   * event), or a refusal; an update that depends on nothing is written without that read.
+   */
+  const write = (id: string, decide: Write | ((current: BotDoc) => Write | TransitionError)) =>
     locks.withLock(id, async (): Promise<TransitionOutcome | null> => {
-      const current = await Bot.findById(id).lean<BotDoc>();
-      if (!current) return null;
-      const decision = decide(current);
-      if (decision instanceof TransitionError) return { bot: current, refused: decision };
+      let decision: Write | TransitionError = decide as Write;
+      if (typeof decide === 'function') {
+        const current = await Bot.findById(id).lean<BotDoc>();
+        if (!current) return null;
+        decision = decide(current);
+        if (decision instanceof TransitionError) return { bot: current, refused: decision };
+      }
       const updated = await Bot.findByIdAndUpdate(id, decision.update, { returnDocument: 'after' }).lean<BotDoc>();
       if (!updated) return null;
       if (decision.event) await eventInserts.insert(toStoredEvent({ botId: id, ...decision.event }));
@@ -99,7 +105,7 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
       });
     },
     async update(id, set) {
-      return (await write(id, () => ({ update: { $set: set } })))?.bot ?? null;
+      return (await write(id, { update: { $set: set } }))?.bot ?? null;
     },
     async appendEvent(botId, event) {
       await eventInserts.insert(toStoredEvent({ ...event, botId }));
