@@ -1,4 +1,5 @@
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { botToken } from '../src/auth/bot-token';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 import { awsSdkEnv, Moto, startMoto } from './support/moto';
 
@@ -59,4 +60,17 @@ it('is a 404 for another owner and for a bot without a recording', async () => {
   const plain = await endedBot({});
   expect(plain.recordingUrl).toBeNull();
   expect((await t.request('GET', `/api/bots/${plain.id}/recording`)).status).toBe(404);
+});
+
+it('keeps a recordingKey sent with a repeat of the status the bot already has', async () => {
+  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } });
+  const id = created.body.id as string;
+  await waitFor(async () => (await t.request('GET', `/api/bots/${id}`)).body.status === 'IN_CALL', 'IN_CALL');
+  const repeat = await t.request('POST', `/api/bots/${id}/status`, {
+    auth: botToken(t.env.BOT_TOKEN_SECRET, id),
+    body: { status: 'IN_CALL', recordingKey: 'calls/weekly.webm' },
+  });
+  expect(repeat.status).toBe(200);
+  expect((await t.request('GET', `/api/bots/${id}`)).body.recordingUrl).toMatch(/calls\/weekly\.webm/);
+  await t.request('DELETE', `/api/bots/${id}`);
 });

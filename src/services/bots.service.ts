@@ -255,8 +255,12 @@ export function createBotsService(deps: BotsServiceDeps) {
         return { status: updated.status };
       } catch (error) {
         if (!(error instanceof TransitionError)) throw error;
-        // A retried report of the live status the bot already has is answered, not refused.
-        if (error.from === report.status && !isTerminal(report.status)) return { status: report.status };
+        // A retried report of the live status the bot already has is answered, not refused; what it carries
+        // besides the status (a recording key) is kept.
+        if (error.from === report.status && !isTerminal(report.status)) {
+          if (report.recordingKey) await repo.update(botId, { recordingKey: report.recordingKey });
+          return { status: report.status };
+        }
         if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
         throw error;
       }
