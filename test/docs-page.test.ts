@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Browser, chromium } from 'playwright-core';
+import { Browser } from 'playwright-core';
 import { ROUTES } from '../src/api/routes';
+import { launchChromium } from './support/browser';
 import { startTestFleet, TestFleet } from './support/fleet';
 
 /**
@@ -18,10 +19,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

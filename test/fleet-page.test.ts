@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Browser, chromium } from 'playwright-core';
+import { Browser } from 'playwright-core';
+import { launchChromium } from './support/browser';
 import { meetings, startTestFleet, TestFleet } from './support/fleet';
 
 /**
@@ -17,10 +18,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '3', ADMIN_API_KEY: ADMIN });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
