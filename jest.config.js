@@ -19,4 +19,7 @@ module.exports = {
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   testTimeout: 120000,
+  // A test that fails with a peer down can leave a client reconnecting; the failure must end the run, not
+  // keep jest waiting for that handle until CI's deadline (it did once: 75 minutes).
+  forceExit: true,
 };

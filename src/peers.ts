@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,14 +16,52 @@ export interface StartedPeer {
   stop(): Promise<void>;
 }
 
+/**
+ * A free loopback port from below the kernel's ephemeral range. Ports from inside it (what `listen(0)` gives)
+ * are also handed out as the local end of outgoing connections, so a peer stopped and started again on its
+ * port could find it taken by a client socket (or by a client reconnecting to it, which on loopback can
+ * connect to itself) and fail to listen. Below the range only a deliberate bind can take it; ports handed
+ * out once by this process are not handed out again.
+ */
 export async function freePort(): Promise<number> {
+  const low = ephemeralRangeStart();
+  for (let attempt = 0; low > PORTS_FROM + 100 && attempt < 50; attempt++) {
+    const port = PORTS_FROM + Math.floor(Math.random() * (low - PORTS_FROM));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  return listenOn(0);
+}
+
+const PORTS_FROM = 10000;
+const handedOut = new Set<number>();
+
+function ephemeralRangeStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0; // not Linux: fall back to a port the kernel picks
+  }
+}
+
+async function canListen(port: number): Promise<boolean> {
+  return listenOn(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+function listenOn(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
+    server.listen(port, '127.0.0.1', () => {
+      const { port: bound } = server.address() as net.AddressInfo;
+      server.close(() => resolve(bound));
     });
   });
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startRedis, StartedPeer } from '../src/peers';
@@ -21,6 +21,10 @@ afterAll(async () => {
 it('goes unready when Redis stops and ready when it returns', async () => {
   expect((await t.request('GET', '/readyz', { auth: null })).status).toBe(200);
   const port = Number(new URL(redis.url).port);
+  // Redis comes back on this port below; one from the ephemeral range could meanwhile be the local end of a
+  // client's connection (its own reconnects included), and Redis would then fail to listen.
+  const ephemeralStart = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+  expect(port).toBeLessThan(ephemeralStart);
   await redis.stop();
   const down = await waitFor(async () => {
     const res = await t.request('GET', '/readyz', { auth: null });
