@@ -3,7 +3,7 @@ import IORedis from 'ioredis';
 import { botToken } from '../src/auth/bot-token';
 import { loadConfig } from '../src/config';
 import { startFleet } from '../src/fleet';
-import { sweepHeartbeats } from '../src/health/sweeps';
+import { sweepHeartbeats } from '../workers/sweeps';
 import { freePort } from '../src/peers';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import {

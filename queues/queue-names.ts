@@ -38,6 +38,28 @@ export const webhookJobId = (botId: string) => `wh.${botId}`;
 export const occupyJobId = (botId: string, platform: string) => `${botId}.${platform}`;
 export const botIdOfOccupyJob = (jobId: string) => jobId.slice(0, jobId.indexOf('.'));
 export const DISPATCH_TICK_SCHEDULER_ID = 'dispatch-tick';
+
+/** The jobs producers add, each with its name and id in one place (their options are the queue's defaults). */
+export const occupyJob = (botId: string, platform: string) => ({
+  name: 'occupy',
+  data: { botId, platform } satisfies JobPayloads['occupy'],
+  opts: { jobId: occupyJobId(botId, platform) },
+});
+export const webhookJob = (botId: string) => ({
+  name: 'webhook',
+  data: { botId } satisfies JobPayloads['webhook'],
+  opts: { jobId: webhookJobId(botId) },
+});
+export const scheduleJob = (botId: string, delayMs: number) => ({
+  name: 'schedule',
+  data: { botId } satisfies JobPayloads['schedule'],
+  opts: { jobId: botId, delay: delayMs },
+});
+export const dispatchWakeJob = (reason: string) => ({
+  name: 'dispatch',
+  data: { reason } satisfies JobPayloads['dispatch'],
+  opts: { deduplication: { id: DISPATCH_WAKE_ID } },
+});
 /**
  * Wake-ups of the dispatcher share this deduplication id, so however many bots are created at once, at most
  * one wake-up waits; the dispatcher clears it when a run starts, so a wake-up during a run is never lost.

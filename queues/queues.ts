@@ -64,7 +64,7 @@ export const sweepJobOptions: DefaultJobOptions = {
 };
 
 /**
- * Webhook deliveries retry with capped exponential backoff (see webhooks/delivery.ts) until the pending
+ * Webhook deliveries retry with capped exponential backoff (see workers/webhook-delivery.ts) until the pending
  * event is 24 h old; the job id is per bot, so one bot's events go out one at a time, in order.
  */
 export const webhookJobOptions: DefaultJobOptions = {

@@ -27,7 +27,7 @@ export function createRedis(url: string, role: RedisRole, name: string = role): 
 export async function createMongo(uri: string): Promise<Connection> {
   const connection = mongoose.createConnection(uri, {
     serverSelectionTimeoutMS: 5000,
-    // FerretDB and small deployments: indexes are created explicitly by syncIndexes at startup.
+    // Indexes are created once at startup (createModels), not by mongoose on first use of each model.
     autoIndex: false,
     autoCreate: false,
   });

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Types } from 'mongoose';
-import { reconcilePlatform, sweepHeartbeats } from '../src/health/sweeps';
+import { reconcilePlatform, sweepHeartbeats } from '../workers/sweeps';
 import { deploymentName } from '../src/platforms/platform';
 import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { createLiveState } from '../src/store/live-state';

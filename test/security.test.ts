@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROUTES } from '../src/api/routes';
 import { botToken } from '../src/auth/bot-token';
-import { sweepHeartbeats } from '../src/health/sweeps';
+import { sweepHeartbeats } from '../workers/sweeps';
 import { endedSet } from '../src/store/live-state';
 import {
   baseEnv,

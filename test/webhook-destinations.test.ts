@@ -2,7 +2,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { webhookJobId } from '../queues/queue-names';
 import { createDestinationCheck, Destination } from '../src/webhooks/destination';
-import { postToAddresses } from '../src/webhooks/webhook-delivery';
+import { postToAddresses } from '../workers/webhook-delivery';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**

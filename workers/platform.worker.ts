@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Worker, WaitingError } from 'bullmq';
 import { PlatformSettings } from '../src/config';
-import { occupy } from '../src/placement/occupy';
+import { occupy } from './occupy';
 import { Platform } from '../src/platforms/platform';
 import { JobPayloads, platformQueueName } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';

@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import { PlatformSettings } from '../src/config';
 import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
-import { reconcilePlatform } from '../src/health/sweeps';
+import { reconcilePlatform } from './sweeps';
 import { Platform } from '../src/platforms/platform';
 import { timedSweep } from '../src/metrics';
 import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';

@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import { SweepDeps, sweepDeployTimeouts, sweepHeartbeats, sweepLeaveGrace, SweepResult } from '../src/health/sweeps';
+import { SweepDeps, sweepDeployTimeouts, sweepHeartbeats, sweepLeaveGrace, SweepResult } from './sweeps';
 import { JobPayloads, SWEEP_NAMES, SweepName, SWEEPS_QUEUE } from '../queues/queue-names';
 import { metrics, timedSweep } from '../src/metrics';
 import { WorkerDeps } from './worker-deps';

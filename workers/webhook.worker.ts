@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import { deliverPending, DeliveryDeps, webhookBackoff } from '../src/webhooks/webhook-delivery';
+import { deliverPending, DeliveryDeps, webhookBackoff } from './webhook-delivery';
 import { JobPayloads, WEBHOOKS_QUEUE } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 

@@ -1,6 +1,6 @@
 import { Processor, Worker, WorkerOptions } from 'bullmq';
 import { Logger } from '../src/logger';
-import { OccupyContext } from '../src/placement/occupy';
+import { OccupyContext } from './occupy';
 import { Placement } from '../src/placement/placement.service';
 import { Lifecycle } from '../src/services/lifecycle.service';
 import { Queues } from '../queues/queues';

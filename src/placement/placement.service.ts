@@ -4,7 +4,7 @@ import { metrics } from '../metrics';
 import { Lifecycle } from '../services/lifecycle.service';
 import { BotRepository } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
-import { DISPATCH_WAKE_ID, occupyJobId } from '../../queues/queue-names';
+import { dispatchWakeJob, occupyJob, occupyJobId, scheduleJob } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
 import { PlatformControls } from './platform-controls';
@@ -75,7 +75,8 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const queueOf = (platform: string) => queues.platforms.get(platform)!;
 
   const kick: Placement['kick'] = async (reason) => {
-    await queues.dispatch.add('dispatch', { reason }, { deduplication: { id: DISPATCH_WAKE_ID } });
+    const { name, data, opts } = dispatchWakeJob(reason);
+    await queues.dispatch.add(name, data, opts);
   };
 
   const occupied = async (platform: string) => {
@@ -170,7 +171,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
         queueOf(platform).addBulk(
           assignments
             .filter((data) => data.platform === platform)
-            .map((data) => ({ name: 'occupy', data, opts: { jobId: occupyJobId(data.botId, platform) } })),
+            .map(({ botId }) => occupyJob(botId, platform)),
         ),
       ),
     );
@@ -264,7 +265,8 @@ export function createPlacement(deps: PlacementDeps): Placement {
     },
     async schedule(botId, joinAt) {
       const delay = Math.max(0, joinAt.getTime() - (deps.scheduleLeadMs ?? 60_000) - Date.now());
-      await queues.schedule.add('schedule', { botId }, { jobId: botId, delay });
+      const { name, data, opts } = scheduleJob(botId, delay);
+      await queues.schedule.add(name, data, opts);
     },
     position: (botId) => globalQueue.position(botId),
     queueHead: (count) => globalQueue.head(0, count),

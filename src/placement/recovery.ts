@@ -6,7 +6,7 @@ import { timedSweep } from '../metrics';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc } from '../store/models';
-import { occupyJobId } from '../../queues/queue-names';
+import { occupyJob, occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
 import { Placement } from './placement.service';
@@ -119,7 +119,8 @@ export function createRecovery(deps: RecoveryDeps) {
     if (await occupyJobUnfinished(botId, platform)) return false;
     const jobId = occupyJobId(botId, platform);
     await (await queue.getJob(jobId))?.remove(); // a finished job of that id would make the add a no-op
-    await queue.add('occupy', { botId, platform }, { jobId });
+    const { name, data, opts } = occupyJob(botId, platform);
+    await queue.add(name, data, opts);
     await liveState.statusChanged(botId, bot.status, true);
     if (bot.status === 'LEAVING' && bot.leaveRequestedAt) await liveState.requestLeave(botId, Date.now() + deps.leaveGraceMs);
     return true;

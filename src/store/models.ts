@@ -132,10 +132,7 @@ const botSchema = new Schema<BotDoc>(
 botSchema.index({ ownerId: 1, _id: -1 });
 botSchema.index({ ownerId: 1, status: 1, _id: -1 });
 botSchema.index({ ownerId: 1, platform: 1, _id: -1 });
-// Sweeps: bots in a status since a time (deploy timeout, leave grace) and live bots per platform.
-botSchema.index({ status: 1, deployingAt: 1 });
-botSchema.index({ status: 1, leaveRequestedAt: 1 });
-botSchema.index({ platform: 1, status: 1 });
+// The sweeps read Redis due-sets and recovery the live index, so no other query reaches this collection.
 
 const botEventSchema = new Schema<BotEventDoc>(
   {
@@ -149,7 +146,8 @@ const botEventSchema = new Schema<BotEventDoc>(
   },
   { collection: 'bot_events', versionKey: false },
 );
-botEventSchema.index({ botId: 1, _id: 1 });
+// A bot's events in the order they happened (repository `events`).
+botEventSchema.index({ botId: 1, at: 1, _id: 1 });
 
 const liveBotSchema = new Schema<LiveBotDoc>(
   { createdAt: { type: Date, required: true } },

@@ -9,7 +9,7 @@ import type { AddressRange } from '../config';
  * resolves to must be public: not loopback, link-local, private, unspecified or multicast, unless the
  * operator allowed the host by name or the address by range (WEBHOOK_ALLOWED_HOSTS). The check runs when the
  * bot is created and again before each delivery, since DNS answers can change; a delivery then connects only
- * to the addresses checked (see webhook-delivery.ts), so a second DNS answer never comes into play.
+ * to the addresses checked (see workers/webhook-delivery.ts), so a second DNS answer never comes into play.
  */
 export interface ResolvedAddress {
   address: string;

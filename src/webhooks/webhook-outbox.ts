@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { webhookJobId } from '../../queues/queue-names';
+import { webhookJob } from '../../queues/queue-names';
 import { WebhooksQueue } from '../../queues/queues';
 import { toBotJson } from '../store/bot.mapper';
 import { BotDoc } from '../store/models';
@@ -37,7 +37,8 @@ export interface WebhookOutbox {
 export function createWebhookOutbox(redis: Redis, prefix: string, queue: WebhooksQueue): WebhookOutbox {
   const key = (botId: string) => `${prefix}:webhooks:${botId}`;
   const wake = async (botId: string) => {
-    await queue.add('webhook', { botId }, { jobId: webhookJobId(botId) });
+    const { name, data, opts } = webhookJob(botId);
+    await queue.add(name, data, opts);
   };
   return {
     async enqueue(bot) {

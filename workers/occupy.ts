@@ -1,15 +1,15 @@
-import { PlatformSettings } from '../config';
-import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
-import { Logger } from '../logger';
-import { deploymentName, Deployment, Platform, PlatformError } from '../platforms/platform';
-import { metrics, secondsSince } from '../metrics';
-import { withRetries } from '../retry';
-import { Lifecycle } from '../services/lifecycle.service';
-import { BotRepository } from '../store/bot.repository';
-import { BotDoc } from '../store/models';
-import { DeploySlots } from './deploy-slots';
-import { EndSignals } from './end-signals';
-import { Placement } from './placement.service';
+import { PlatformSettings } from '../src/config';
+import { isTerminal, LIVE_STATUSES } from '../src/domain/bot.lifecycle';
+import { Logger } from '../src/logger';
+import { deploymentName, Deployment, Platform, PlatformError } from '../src/platforms/platform';
+import { metrics, secondsSince } from '../src/metrics';
+import { withRetries } from '../src/retry';
+import { Lifecycle } from '../src/services/lifecycle.service';
+import { BotRepository } from '../src/store/bot.repository';
+import { BotDoc } from '../src/store/models';
+import { DeploySlots } from '../src/placement/deploy-slots';
+import { EndSignals } from '../src/placement/end-signals';
+import { Placement } from '../src/placement/placement.service';
 
 /**
  * One bot's stay on one platform, run as a BullMQ job that stays active for as long as the bot occupies the

@@ -2,10 +2,10 @@ import http from 'node:http';
 import https from 'node:https';
 import { LookupFunction } from 'node:net';
 import { Redis } from 'ioredis';
-import { logger } from '../logger';
-import { metrics } from '../metrics';
-import { DestinationCheck, ResolvedAddress } from './destination';
-import { signWebhook, WebhookEvent, WebhookOutbox } from './webhook-outbox';
+import { logger } from '../src/logger';
+import { metrics } from '../src/metrics';
+import { DestinationCheck, ResolvedAddress } from '../src/webhooks/destination';
+import { signWebhook, WebhookEvent, WebhookOutbox } from '../src/webhooks/webhook-outbox';
 
 /**
  * Delivers one bot's pending webhook events, oldest first. A failure throws, so BullMQ retries the job with

@@ -1,9 +1,9 @@
-import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
-import { logger } from '../logger';
-import { Platform } from '../platforms/platform';
-import { Lifecycle } from '../services/lifecycle.service';
-import { BotRepository } from '../store/bot.repository';
-import { DueSet, LiveState } from '../store/live-state';
+import { isTerminal, LIVE_STATUSES } from '../src/domain/bot.lifecycle';
+import { logger } from '../src/logger';
+import { Platform } from '../src/platforms/platform';
+import { Lifecycle } from '../src/services/lifecycle.service';
+import { BotRepository } from '../src/store/bot.repository';
+import { DueSet, LiveState } from '../src/store/live-state';
 
 /**
  * The health sweeps (PRODUCT.md I6). Each reads only the entries of a Redis due-set whose time has come, so
