@@ -50,15 +50,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const { settings, platform, repo, lifecycle } = ctx;
   const name = deploymentName(job.botId, settings.name);
   const log = ctx.log.child({ botId: job.botId, platform: settings.name });
-  /**
-   * Nothing of the bot occupies this platform any more: it leaves the live index, recovery's list of bots
-   * that may still hold capacity (a bot that ended is kept there until its container is confirmed gone, so
-   * a Redis wiped meanwhile cannot free capacity early).
-   */
-  const released = async <T extends OccupyOutcome>(outcome: T): Promise<T> => {
-    await repo.unmarkLive(job.botId).catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
-    return outcome;
-  };
+  const released = <T extends OccupyOutcome>(outcome: T) => release(ctx, job.botId, log, outcome);
   // A fresh job claims the bot first (QUEUED → DEPLOYING, atomic), which also reads it: no read of its own
   // before the deploy. A job past its platform's queue timeout only reads, to hand a queued bot back.
   const timedOut = Date.now() - job.queuedAtMs > settings.queueTimeoutMs;
@@ -109,9 +101,26 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     deployment = result;
   }
 
+  // Returned, not awaited: this function's frame, with the bot document, is not kept for the whole call.
+  return hold(ctx, job, deployment, bot.deployedAt?.getTime() ?? Date.now(), log);
+}
+
+/**
+ * Nothing of the bot occupies this platform any more: it leaves the live index, recovery's list of bots
+ * that may still hold capacity (a bot that ended is kept there until its container is confirmed gone, so
+ * a Redis wiped meanwhile cannot free capacity early).
+ */
+async function release<T extends OccupyOutcome>(ctx: OccupyContext, botId: string, log: Logger, outcome: T): Promise<T> {
+  await ctx.repo.unmarkLive(botId).catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
+  return outcome;
+}
+
+/** Waits for a deployed bot to start and then to end, stops its container and releases the platform. */
+async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, deployedAtMs: number, log: Logger): Promise<OccupyOutcome> {
+  const { settings, platform, lifecycle } = ctx;
   let outcome: 'ended' | 'aborted' | 'started' = 'started';
   if (deployment.state === 'starting') {
-    const started = await awaitStart(ctx, job, deployment.identifier, bot.deployedAt?.getTime() ?? Date.now(), log);
+    const started = await awaitStart(ctx, job, deployment.identifier, deployedAtMs, log);
     if (started === 'handed-back') return 'handed-back';
     outcome = started;
   }
@@ -120,7 +129,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   if (deployment.state === 'elsewhere') {
     // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
     log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
-    return released('released');
+    return release(ctx, job.botId, log, 'released');
   }
   const identifier = deployment.identifier;
   await stopContainer(ctx, identifier);
@@ -128,7 +137,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const { detail } = await platform.status(identifier).catch(() => ({ detail: undefined }));
   await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail } });
   log.info('container stopped, capacity released', { identifier });
-  return released('released');
+  return release(ctx, job.botId, log, 'released');
 }
 
 const stopContainer = (ctx: OccupyContext, identifier: string) =>

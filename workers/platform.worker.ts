@@ -16,11 +16,12 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
   const stopping = new AbortController();
   // Every held bot listens on this one signal: thousands of listeners are expected, not a leak.
   setMaxListeners(0, stopping.signal);
+  const log = deps.log.child({ worker: settings.name });
   const worker = deps.makeWorker<JobPayloads['occupy']>(
     platformQueueName(settings.name),
     async (job, token) => {
       const outcome = await occupy(
-        { ...deps.occupyContext, settings, platform, log: deps.log.child({ worker: settings.name }) },
+        { ...deps.occupyContext, settings, platform, log },
         { botId: job.data.botId, queuedAtMs: job.timestamp, signal: stopping.signal },
       );
       if (outcome === 'shutting-down') {
