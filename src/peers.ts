@@ -27,17 +27,17 @@ export async function freePort(): Promise<number> {
   const low = ephemeralRangeStart();
   for (let attempt = 0; low > PORTS_FROM + 100 && attempt < 50; attempt++) {
     const port = PORTS_FROM + Math.floor(Math.random() * (low - PORTS_FROM));
-    if (handedOut.has(port)) continue;
-    if (await canListen(port)) {
-      handedOut.add(port);
-      return port;
-    }
+    if (handedOut.has(port) || WELL_KNOWN.has(port)) continue;
+    handedOut.add(port); // before the await: concurrent callers never get the same port
+    if (await canListen(port)) return port;
   }
   return listenOn(0);
 }
 
 const PORTS_FROM = 10000;
 const handedOut = new Set<number>();
+/** The embedded default's own ports (Redis, MongoDB) and the S3 endpoint tests name: expected to be free. */
+const WELL_KNOWN = new Set([6379, 27017, 9000]);
 
 function ephemeralRangeStart(): number {
   try {

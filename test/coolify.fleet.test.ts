@@ -20,8 +20,9 @@ beforeAll(async () => {
     ...coolifyEnv(coolify, { COOLIFY_MEETING_PLATFORMS: 'zoom', COOLIFY_MIN_IDLE_SLOTS: '1', COOLIFY_SLOT_MAX_FAILURES: '5' }),
     SLOT_RECOVERY_INTERVAL_MS: '1000',
     SWEEP_INTERVAL_MS: '300',
-    HEARTBEAT_TIMEOUT_MS: '4000',
-    DEPLOY_TIMEOUT_MS: '8000',
+    // The bots run in this jest process: a pause of it must not look like a silent bot.
+    HEARTBEAT_TIMEOUT_MS: '10000',
+    DEPLOY_TIMEOUT_MS: '16000',
     LEAVE_GRACE_MS: '1000',
   });
 });
@@ -143,7 +144,7 @@ it('deploy failure: the slot goes ERROR, the bot falls back to sim with the reas
 });
 
 it('deploy timeout: a bot whose slot is still starting at DEPLOY_TIMEOUT_MS is FATAL, and the slot is IDLE once its start ends', async () => {
-  coolify.stageMs = 6000; // each deployment stage: the start takes 12 s, the deploy timeout is 8 s
+  coolify.stageMs = 12000; // each deployment stage: the start takes 24 s, the deploy timeout is 16 s
   try {
     const id = await create({ 'sim.durationMs': '600000' });
     await waitStatus(id, ['DEPLOYING']);

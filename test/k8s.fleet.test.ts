@@ -44,7 +44,7 @@ const jobsOf = async (id: string) =>
   (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/bot-id=${id}` })).items;
 
 it('ImagePullBackOff past the start timeout: the Job is deleted and the bot moves to local with the reason', async () => {
-  const t = await fleet({ K8S_IMAGE_TAG: 'pull-fails', K8S_START_TIMEOUT_MS: '4000' });
+  const t = await fleet({ K8S_IMAGE_TAG: 'pull-fails', K8S_START_TIMEOUT_MS: '12000' });
   const id = await createBot(t);
   expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('local');
   expect(await attempts(t, id)).toEqual([
@@ -55,7 +55,7 @@ it('ImagePullBackOff past the start timeout: the Job is deleted and the bot move
     'attempt.deployed:local',
   ]);
   const timedOut = (await events(t, id)).find((e) => e.type === 'attempt.timed-out');
-  expect(timedOut.reason).toMatch(/^still starting after 4000 ms \(ImagePullBackOff: Back-off pulling image "registry\.test\/meeboter\/meeboter-zoom-bot:pull-fails"\)$/);
+  expect(timedOut.reason).toMatch(/^still starting after 12000 ms \(ImagePullBackOff: Back-off pulling image "registry\.test\/meeboter\/meeboter-zoom-bot:pull-fails"\)$/);
   await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'the Job and its pod to be gone');
   process.stdout.write(`k8s ImagePullBackOff: ${timedOut.reason}\n`);
 });

@@ -50,10 +50,21 @@ it('reconciliation on either host never touches the other host’s bots; a host 
   const hostB = spawnFleetProcess('worker', { ...t.env, LOG_LEVEL: 'info', LOCAL_RUN_DIR: hostDir('host-b'), LOCAL_HOST_ID: 'host-b', WORKER_LOCK_DURATION_MS: '2000' });
   workers.push(hostB);
   await waitFor(() => hostB.output().includes('workers started'), 'host B to start');
-  // Host A paused for a moment (well within its lock) so that host B takes the next bots.
-  hostA.child.kill('SIGSTOP');
-  const onB = await createInCall(3, 'host-b');
-  hostA.child.kill('SIGCONT');
+  // Host A paused for a moment (well within its lock) so that host B takes the next bots. Not while a
+  // dispatcher run is active, which might be A's: the dispatcher runs one at a time, and a paused run would
+  // hold it until its lock expired.
+  let onB: string[];
+  try {
+    for (;;) {
+      hostA.child.kill('SIGSTOP');
+      if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) break;
+      hostA.child.kill('SIGCONT');
+      await sleep(50);
+    }
+    onB = await createInCall(3, 'host-b');
+  } finally {
+    hostA.child.kill('SIGCONT');
+  }
 
   const all = new Set([...onA, ...onB]);
   const reconcileStart = await counter('reconcile-local');

@@ -93,7 +93,8 @@ it('a bot waiting for a platform longer than its queue timeout moves on to the n
 });
 
 it('a bot queued past GLOBAL_QUEUE_TIMEOUT_MS is FATAL with QUEUE_TIMEOUT, and shows its position meanwhile', async () => {
-  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1', GLOBAL_QUEUE_TIMEOUT_MS: '2000' });
+  // (long enough for the checks below to see it still queued, on a slow machine)
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1', GLOBAL_QUEUE_TIMEOUT_MS: '6000' });
   const holder = await createBot(t);
   await waitStatus(t, holder, ['IN_CALL']);
   const waiting = await createBot(t);
@@ -109,7 +110,7 @@ it('a bot queued past GLOBAL_QUEUE_TIMEOUT_MS is FATAL with QUEUE_TIMEOUT, and s
 
 it('cancelled queued bots are never deployed; the others are placed oldest first', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
-  const holder = await createBot(t, { 'sim.durationMs': '1500' });
+  const holder = await createBot(t, { 'sim.durationMs': '8000' }); // in call until every cancel is in
   await waitStatus(t, holder, ['IN_CALL']);
   const queued: string[] = [];
   for (let i = 0; i < 5; i++) queued.push(await createBot(t, { 'sim.durationMs': '100' }));
@@ -146,7 +147,7 @@ it('a bot that only timed out everywhere keeps waiting, until the global queue t
   // sim-a has no worker (its waits time out); sim-b's deploys fail. Slow is not broken: the bot is offered to
   // sim-a again rather than failed, and the global queue timeout, counted from its first queueing, ends it.
   const t = await fleet(
-    { PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_QUEUE_TIMEOUT_MS: '300', GLOBAL_QUEUE_TIMEOUT_MS: '3000' },
+    { PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_QUEUE_TIMEOUT_MS: '300', GLOBAL_QUEUE_TIMEOUT_MS: '8000' },
     'sim-b',
   );
   await t.fleet.redis.set(simHostKeys(t.env.REDIS_PREFIX, 'sim-b').fault, 'fail-permanent');

@@ -38,7 +38,7 @@ it('refuses callers without the admin key, unknown platforms and limits above th
 
 it('a limit lowered from 5 to 2 under load: nobody is stopped, and no bot is placed until fewer than 2 occupy it', async () => {
   const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
-  const ids = await createBots(12, 2500);
+  const ids = await createBots(12, 8000); // the first five still in call when the limit is lowered
   await waitFor(async () => (await t.fleet.redis.hlen(keys.containers)) === 5, 'five bots on the platform');
   const lowered = await patch({ limit: 2 });
   expect(lowered.status).toBe(200);

@@ -60,7 +60,7 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
   try {
     fleet = await start();
     // In call long enough to outlive the restart, one after another so each frees capacity on its own.
-    for (const durationMs of [20_000, 23_000, 26_000, 3_000, 3_000, 3_000]) {
+    for (const durationMs of [60_000, 63_000, 66_000, 3_000, 3_000, 3_000]) {
       const created = await api('POST', '/api/bots', {
         meeting: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },
         metadata: { 'sim.durationMs': String(durationMs) },
@@ -104,12 +104,12 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
     expect(ended.map((bot) => `${bot.status}/${bot.endReason}`)).toEqual([...Array(3).fill(lost[0]), ...Array(3).fill('ENDED/COMPLETED')]);
 
     const events = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}/events`)).body.data));
-    // Deployed once each: the first three were adopted after the restart (or ended meanwhile), never started again.
+    // Deployed once each: the first three were adopted after the restart, never started again.
     expect(events.map((list: Array<{ type: string }>) => list.filter((e) => e.type === 'attempt.deployed').length)).toEqual(Array(6).fill(1));
     if (!options.machineRestart) {
-      // (one whose call ended while the fleet was down has nothing left to adopt, on a slow machine)
+      // (their calls outlast the restart by far, even on a slow machine)
       const adopted = events.slice(0, 3).filter((list: Array<{ type: string }>) => list.some((e) => e.type === 'attempt.adopted'));
-      expect(adopted.length).toBeGreaterThanOrEqual(1);
+      expect(adopted).toHaveLength(3);
     }
     // The queued ones were placed in the order they were created.
     const assignedAt = events.slice(3).map((list: Array<{ type: string; at: string }>) => Date.parse(list.find((e) => e.type === 'attempt.assigned')!.at));
@@ -119,7 +119,11 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
   } finally {
     sampling = false;
     await sampler;
+    // The embedded peers are closed last; a fleet cut short by its deadline would leave them on 6379/27017
+    // for the next scenario.
+    const leftovers = fleet?.child.pid ? [...childrenNamed(fleet.child.pid, 'redis-server'), ...childrenNamed(fleet.child.pid, 'ferretdb')] : [];
     await fleet?.kill('SIGTERM');
+    for (const pid of leftovers.filter(isAlive)) process.kill(pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 }

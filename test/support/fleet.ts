@@ -175,11 +175,14 @@ export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<st
   return {
     child,
     output: () => output,
+    // A process that does not exit after its graceful deadline (stopped, or stuck on a peer that is gone)
+    // is killed, so a failed test never leaves it behind for the next file.
     kill: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill(signal);
+        if (signal !== 'SIGKILL') setTimeout(() => child.kill('SIGKILL'), 45_000).unref();
       }),
   };
 }

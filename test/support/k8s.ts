@@ -38,7 +38,7 @@ export async function startK8sPeer(): Promise<K8sPeer> {
     const batch = kc.makeApiClient(BatchV1Api);
     const core = kc.makeApiClient(CoreV1Api);
     // Pods can only be made once the controller-manager created the namespace's default ServiceAccount.
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 120_000;
     while (!(await core.readNamespacedServiceAccount({ name: 'default', namespace: NAMESPACE }).catch(() => null))) {
       if (Date.now() > deadline) throw new Error('the default ServiceAccount did not appear');
       await new Promise((resolve) => setTimeout(resolve, 250));

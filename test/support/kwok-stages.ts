@@ -7,7 +7,8 @@
  * - by a label the test puts on a Running pod, for how it ends: `kwok.test/outcome=succeed` (exit 0) or
  *   `fail` (exit 1); without it the pod runs until its Job is deleted, as a bot runs until it ends.
  */
-export const SLOW_PULL_MS = 4000;
+// Long enough that a test sees the pull lock held before the pod runs, on a slow machine too.
+export const SLOW_PULL_MS = 10000;
 export const OUTCOME_LABEL = 'kwok.test/outcome';
 
 const image = '.spec.containers[0].image';
