@@ -11,20 +11,21 @@ import { startWebhookWorker } from '../workers/webhook.worker';
 import { startScheduleWorker } from '../workers/schedule.worker';
 import { WorkerDeps } from '../workers/worker-deps';
 import { createApp } from './api/app';
-import { botToken } from './auth/bot-token';
 import { Config } from './config';
 import { createMongo, createRedis } from './connections';
 import { isTerminal } from './domain/bot.lifecycle';
 import { logger } from './logger';
-import { fleetGauges, scrape } from './metrics';
+import { fleetGauges, metricsOnlyHandler } from './metrics';
+import { serveHttp } from './http-server';
 import { createDeploySlots } from './placement/deploy-slots';
 import { createEndSignals, publishEnded } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
 import { createRecordingLinks } from './recordings/recording-links';
-import { createRecovery } from './placement/recovery';
+import { createRecovery, runRecoveryEvery } from './placement/recovery';
 import { createWithdrawal } from './placement/withdrawal';
+import { botEnv } from './platforms/bot-env';
 import { createPlatforms, createPoolStatsReader } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
@@ -144,20 +145,18 @@ export async function startFleet(
     };
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
-    if (!roles.api && config.metricsPort !== undefined) await serveWorkerMetrics(fleet, config.metricsPort);
+    if (!roles.api && config.metricsPort !== undefined) {
+      const served = await serveHttp(metricsOnlyHandler(fleetGauges(placement)), config.metricsPort);
+      shutdown.add('metrics-http', served.close);
+      fleet.metricsPort = served.port;
+    }
     if (roles.api) {
       const poolStats = createPoolStatsReader(config, mongo) ?? undefined;
       const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo });
-      const server = http.createServer(app);
-      const inFlight = countRequestsInFlight(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, resolve);
-      });
-      server.keepAliveTimeout = 65_000;
-      shutdown.add('http', () => closeServer(server, inFlight));
-      fleet.server = server;
-      fleet.port = (server.address() as { port: number }).port;
+      const served = await serveHttp(app, config.port);
+      shutdown.add('http', served.close);
+      fleet.server = served.server;
+      fleet.port = served.port;
     }
     return fleet;
   } catch (error) {
@@ -265,89 +264,5 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     },
     log: logger,
   });
-  shutdown.add('recovery', everyInterval(config.sweepIntervalMs, () => recovery.runExclusive(config.sweepIntervalMs)));
-}
-
-/**
- * Runs `task` now and then every `intervalMs`, each run after the previous one finished; returns the stopper.
- * A plain timer, not a BullMQ scheduler, so it keeps running after Redis lost its data.
- */
-function everyInterval(intervalMs: number, task: () => Promise<unknown>): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const run = () => {
-    task()
-      .catch((error) => logger.warn('recovery pass failed', { error: String(error) }))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(run, intervalMs);
-      });
-  };
-  run();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
-}
-
-/** The environment every bot container gets (PRODUCT.md section 5). */
-export function botEnv(config: Config, botId: string): Record<string, string> {
-  const env: Record<string, string> = {
-    BOT_ID: botId,
-    MILO_URL: config.publicUrl,
-    MILO_AUTH_TOKEN: botToken(config.botTokenSecret, botId),
-    NODE_ENV: 'production',
-    S3_REGION: config.s3.region,
-  };
-  const optional: Record<string, string | undefined> = {
-    S3_ENDPOINT: config.s3.endpoint,
-    S3_ACCESS_KEY: config.s3.accessKey,
-    S3_SECRET_KEY: config.s3.secretKey,
-    S3_BUCKET_NAME: config.s3.bucketName,
-  };
-  for (const [key, value] of Object.entries(optional)) if (value) env[key] = value;
-  return env;
-}
-
-/** A worker-only process has no API: it serves its own /metrics on METRICS_PORT. */
-async function serveWorkerMetrics(fleet: Fleet, port: number): Promise<void> {
-  const gauges = fleetGauges(fleet.placement);
-  const server = http.createServer((req, res) => {
-    if (req.url !== '/metrics') return res.writeHead(404).end();
-    scrape(gauges).then(
-      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
-      () => res.writeHead(500).end(),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, resolve);
-  });
-  fleet.shutdown.add('metrics-http', () => new Promise((resolve) => server.close(resolve)));
-  fleet.metricsPort = (server.address() as { port: number }).port;
-}
-
-/** Counts requests being served, so shutdown can wait for exactly those. */
-function countRequestsInFlight(server: http.Server): () => number {
-  let count = 0;
-  server.on('request', (_req, res) => {
-    count++;
-    res.once('close', () => count--);
-  });
-  return () => count;
-}
-
-/**
- * Stops accepting connections, lets the requests in flight finish (10 s at most), then closes the
- * keep-alive connections that bots and clients hold open.
- */
-function closeServer(server: http.Server, inFlight: () => number): Promise<void> {
-  return new Promise((resolve) => {
-    const deadline = Date.now() + 10_000;
-    server.close(() => resolve());
-    const check = setInterval(() => {
-      if (inFlight() > 0 && Date.now() < deadline) return;
-      clearInterval(check);
-      server.closeAllConnections();
-    }, 20);
-  });
+  shutdown.add('recovery', runRecoveryEvery(recovery, config.sweepIntervalMs, logger));
 }

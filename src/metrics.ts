@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
@@ -147,4 +148,15 @@ export async function scrape(fleet: Registry): Promise<{ contentType: string; bo
   const merged = Registry.merge([metricsRegistry, fleet]);
   merged.setDefaultLabels(processLabels);
   return { contentType: merged.contentType, body: await merged.metrics() };
+}
+
+/** A worker-only process has no API: it answers /metrics alone, on METRICS_PORT. */
+export function metricsOnlyHandler(fleet: Registry): http.RequestListener {
+  return (req, res) => {
+    if (req.url !== '/metrics') return void res.writeHead(404).end();
+    scrape(fleet).then(
+      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
+  };
 }

@@ -1,7 +1,7 @@
 import { StopTaskCommand } from '@aws-sdk/client-ecs';
 import { botToken } from '../src/auth/bot-token';
 import { loadConfig } from '../src/config';
-import { botEnv } from '../src/fleet';
+import { botEnv } from '../src/platforms/bot-env';
 import { createAwsPlatform } from '../src/platforms/aws/aws.platform';
 import { deploymentName, DeploySpec, Platform, PlatformError } from '../src/platforms/platform';
 import { runPlatformContract } from './platform-contract';

@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config';
 import { MeetingPlatform } from '../src/domain/bot.lifecycle';
-import { botEnv } from '../src/fleet';
+import { botEnv } from '../src/platforms/bot-env';
 import { createCoolifyPlatform } from '../src/platforms/coolify/coolify.platform';
 import { createSlotRecords } from '../src/platforms/coolify/slot.records';
 import { botIdOfDeployment, deploymentName, Platform, PlatformError } from '../src/platforms/platform';

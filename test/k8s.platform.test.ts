@@ -1,6 +1,6 @@
 import { botToken } from '../src/auth/bot-token';
 import { loadConfig } from '../src/config';
-import { botEnv } from '../src/fleet';
+import { botEnv } from '../src/platforms/bot-env';
 import { createK8sPlatform } from '../src/platforms/k8s/k8s.platform';
 import { deploymentName, DeploySpec, Platform } from '../src/platforms/platform';
 import { runPlatformContract } from './platform-contract';

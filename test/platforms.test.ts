@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
-import { botEnv } from '../src/fleet';
+import { botEnv } from '../src/platforms/bot-env';
 import { createLocalPlatform } from '../src/platforms/local/local.platform';
 import { deploymentName } from '../src/platforms/platform';
 import { DEFAULT_LOCAL_BOT_COMMAND } from '../src/platforms/registry';

@@ -204,3 +204,25 @@ export function createRecovery(deps: RecoveryDeps) {
 }
 
 export type Recovery = ReturnType<typeof createRecovery>;
+
+/**
+ * Runs a recovery pass now and then every `intervalMs`, each after the previous one finished; returns the
+ * stopper. A plain timer, not a BullMQ scheduler, so it keeps running after Redis lost its data.
+ */
+export function runRecoveryEvery(recovery: Recovery, intervalMs: number, log: Logger): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const run = () => {
+    recovery
+      .runExclusive(intervalMs)
+      .catch((error) => log.warn('recovery pass failed', { error: String(error) }))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(run, intervalMs);
+      });
+  };
+  run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

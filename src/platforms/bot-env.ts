@@ -1,0 +1,21 @@
+import { botToken } from '../auth/bot-token';
+import { Config } from '../config';
+
+/** The environment every bot container gets, on every platform (PRODUCT.md section 5). */
+export function botEnv(config: Config, botId: string): Record<string, string> {
+  const env: Record<string, string> = {
+    BOT_ID: botId,
+    MILO_URL: config.publicUrl,
+    MILO_AUTH_TOKEN: botToken(config.botTokenSecret, botId),
+    NODE_ENV: 'production',
+    S3_REGION: config.s3.region,
+  };
+  const optional: Record<string, string | undefined> = {
+    S3_ENDPOINT: config.s3.endpoint,
+    S3_ACCESS_KEY: config.s3.accessKey,
+    S3_SECRET_KEY: config.s3.secretKey,
+    S3_BUCKET_NAME: config.s3.bucketName,
+  };
+  for (const [key, value] of Object.entries(optional)) if (value) env[key] = value;
+  return env;
+}
