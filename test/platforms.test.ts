@@ -157,11 +157,16 @@ describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => 
       env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, SIM_PLATFORMS: 'sim-h' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    await new Promise<void>((resolve) => simHost.stdout!.once('data', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      simHost.stdout!.once('data', () => resolve());
+      simHost.once('exit', (code) => reject(new Error(`the sim host exited (${code}) before it was ready`)));
+    });
   });
   afterAll(async () => {
+    if (simHost.exitCode !== null || simHost.signalCode !== null) return;
+    const exited = new Promise((resolve) => simHost.once('exit', resolve));
     simHost.kill('SIGTERM');
-    await new Promise((resolve) => simHost.once('exit', resolve));
+    await exited;
   });
 
   runPlatformContract('sim on a sim host', async () => ({

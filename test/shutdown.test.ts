@@ -16,14 +16,20 @@ it('a worker whose Redis has gone exits after SIGTERM, naming what did not close
     LOG_LEVEL: 'info',
   });
   const worker = spawnFleetProcess('worker', env);
-  await waitFor(() => worker.output().includes('workers started'), 'the worker to start');
-  await redis.stop();
-  const exited = new Promise<number | null>((resolve) => worker.child.once('exit', resolve));
-  worker.child.kill('SIGTERM');
-  let code: number | null | undefined;
-  void exited.then((value) => (code = value));
-  await waitFor(() => code !== undefined, 'the worker to exit', 60_000);
-  expect(code).toBe(1);
-  expect(worker.output()).toContain('shutdown deadline passed');
-  await cleanup({ redisUrl: peerUrls().redisUrl, mongodbUri: env.MONGODB_URI }, env.REDIS_PREFIX);
+  try {
+    await waitFor(() => worker.output().includes('workers started'), 'the worker to start');
+    await redis.stop();
+    const exited = new Promise<number | null>((resolve) => worker.child.once('exit', resolve));
+    worker.child.kill('SIGTERM');
+    let code: number | null | undefined;
+    void exited.then((value) => (code = value));
+    await waitFor(() => code !== undefined, 'the worker to exit', 60_000);
+    expect(code).toBe(1);
+    expect(worker.output()).toContain('shutdown deadline passed');
+  } finally {
+    // A failed run leaves neither process for the next test file.
+    if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
+    await redis.stop();
+    await cleanup({ redisUrl: peerUrls().redisUrl, mongodbUri: env.MONGODB_URI }, env.REDIS_PREFIX);
+  }
 });
