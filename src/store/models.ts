@@ -3,7 +3,7 @@ import { Connection, Model, Schema, Types } from 'mongoose';
 import { BOT_STATUSES, BotStatus, END_REASONS, EndReason, MeetingPlatform } from '../domain/bot.lifecycle';
 import { Attempt } from '../domain/transition';
 
-/** MongoDB documents. Every query the API and the sweeps make has an index below. */
+/** MongoDB documents. Every query the API makes has an index below (the sweeps read Redis, not these). */
 
 export interface MeetingDoc {
   platform: MeetingPlatform;
