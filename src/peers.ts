@@ -39,7 +39,8 @@ const handedOut = new Set<number>();
 /** The embedded default's own ports (Redis, MongoDB) and the S3 endpoint tests name: expected to be free. */
 const WELL_KNOWN = new Set([6379, 27017, 9000]);
 
-function ephemeralRangeStart(): number {
+/** The first port of the kernel's ephemeral range (0 where it cannot be read). */
+export function ephemeralRangeStart(): number {
   try {
     return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
   } catch {

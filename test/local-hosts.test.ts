@@ -55,12 +55,12 @@ it('reconciliation on either host never touches the other host’s bots; a host 
   // hold it until its lock expired.
   let onB: string[];
   try {
-    for (;;) {
+    await waitFor(async () => {
       hostA.child.kill('SIGSTOP');
-      if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) break;
+      if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) return true;
       hostA.child.kill('SIGCONT');
-      await sleep(50);
-    }
+      return false;
+    }, 'a moment with no dispatcher run active, to pause host A in');
     onB = await createInCall(3, 'host-b');
   } finally {
     hostA.child.kill('SIGCONT');
