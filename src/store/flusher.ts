@@ -185,6 +185,14 @@ async function write(
     if (entry.kind === 'insert') created.add(entry.botId);
     if ((latest.get(entry.botId)?.version ?? 0) < entry.version) latest.set(entry.botId, entry);
   }
+  // In any order: nothing is acknowledged before all of it is written, and each write is idempotent.
+  await insertAll(
+    events,
+    entries
+      .filter((entry) => entry.event !== undefined)
+      .map((entry) => ({ ...entry.event, _id: eventId(entry.botId, entry.version), botId: entry.botId, version: entry.version, at: entry.at })),
+  );
+
   // The bot's id is the `_id`, whatever the document says.
   const fields = ({ doc: { _id, ...doc }, version, at }: Entry) => ({ ...doc, changeVersion: version, changedAt: at });
 
@@ -204,13 +212,6 @@ async function write(
       ),
     );
   }
-
-  await insertAll(
-    events,
-    entries
-      .filter((entry) => entry.event !== undefined)
-      .map((entry) => ({ ...entry.event, _id: eventId(entry.botId, entry.version), botId: entry.botId, version: entry.version, at: entry.at })),
-  );
 }
 
 interface PartitionState {
