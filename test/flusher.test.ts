@@ -9,7 +9,7 @@ import { createLogger, setLogger } from '../src/logger';
 import { startFerretDb } from '../src/peers';
 import { BotChanges, changesKey, createBotChanges } from '../src/store/bot-changes';
 import { BotRecord, createFlusher, eventId, Flusher } from '../src/store/flusher';
-import { cleanup, peerUrls, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
 /**
  * The flusher against the real peers: what MongoDB ends up holding after batches, a flusher process killed
@@ -226,7 +226,10 @@ async function writtenUnacknowledged(peers: Peers): Promise<{ bots: number; even
     });
     const created = entries.filter((entry) => entry.kind === 'insert').map((entry) => entry.botId);
     written.bots += await peers.bots.countDocuments({ _id: { $in: created } });
-    written.events += await peers.events.countDocuments({ _id: { $in: entries.map((entry) => eventId(entry.botId, entry.version)) } });
+    // by bot and version, not by `_id`: this must see a replayed event however its `_id` is made
+    const unacknowledged = new Set(entries.map((entry) => `${entry.botId}:${entry.version}`));
+    const stored = await peers.events.find({ botId: { $in: [...new Set(entries.map((entry) => entry.botId))] } }).toArray();
+    written.events += stored.filter((event) => unacknowledged.has(`${event.botId}:${event.version}`)).length;
   }
   return written;
 }
@@ -236,16 +239,25 @@ it('a flusher process killed mid-batch: the next one replays its batch, nothing 
   const first = spawnFlusher(peers);
   await waitFor(() => first.output().includes('flusher started'), 'the first flusher process to start');
 
-  const botIds = botIdsFor(600);
-  const appending = advance(peers.changes, botIds, 5);
+  // Bots made before it runs get updates in the same batches as new bots: a batch writes events, then new
+  // bots, then updates, and there is room to stop it after the new bots.
+  const earlier = botIdsFor(300);
+  await advance(peers.changes, earlier, 1);
+  const appending = Promise.all([advance(peers.changes, earlier, 4), advance(peers.changes, botIdsFor(300), 5)]);
+  // Frozen, then given time for what it had sent to land: if it holds a written, unacknowledged batch now,
+  // it still does when killed.
   await waitFor(
     async () => {
+      first.child.kill('SIGSTOP');
+      await sleep(200);
       const written = await writtenUnacknowledged(peers);
-      return written.bots > 0 && written.events > 0;
+      if (written.bots > 0 && written.events > 0) return true;
+      first.child.kill('SIGCONT');
+      return false;
     },
-    'the flusher to have written new bots and events of a batch it has not acknowledged',
+    'the flusher to be stopped holding new bots and events it wrote and did not acknowledge',
     120_000,
-    5,
+    50,
   );
   const exited = new Promise((resolve) => first.child.once('exit', resolve));
   first.child.kill('SIGKILL');
@@ -254,7 +266,7 @@ it('a flusher process killed mid-batch: the next one replays its batch, nothing 
   const replayed = await writtenUnacknowledged(peers);
   expect(replayed.bots).toBeGreaterThan(0);
   expect(replayed.events).toBeGreaterThan(0);
-  const latest = await appending;
+  const latest = new Map([...(await appending).flatMap((map) => [...map])]);
 
   const second = spawnFlusher(peers);
   try {
