@@ -7,8 +7,8 @@ import { Connection, mongo } from 'mongoose';
 import { createMongo, createRedis } from '../src/connections';
 import { createLogger, setLogger } from '../src/logger';
 import { startFerretDb } from '../src/peers';
-import { BotChanges, changesKey, createBotChanges } from '../src/store/bot-changes';
-import { BotRecord, createFlusher, eventId, Flusher } from '../src/store/flusher';
+import { BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
+import { BotRecord, createFlusher, eventId, Flusher, leaseKey } from '../src/store/flusher';
 import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
 /**
@@ -189,6 +189,39 @@ it('a batch inserts each new bot once with its latest document, and sends at mos
   expect(updated).toEqual([99, 99, 99, 3]);
   expect(inserted.reduce((sum, n) => sum + n, 0)).toBe(300);
   await expectRecorded(peers, latest);
+});
+
+const heldBy = async (flusher: Flusher) => (await flusher.status()).partitions.filter((p) => p.held).map((p) => p.partition);
+
+it('each partition has one writer; a lease taken away stops its writes until the lease is free again', async () => {
+  const peers = await peersOfOwn();
+  const a = flusherOn(peers);
+  const b = flusherOn(peers);
+  await waitFor(async () => (await heldBy(a)).length + (await heldBy(b)).length === 4, 'the four partitions to be held');
+  const [heldByA, heldByB] = [await heldBy(a), await heldBy(b)];
+  expect([...heldByA, ...heldByB].sort()).toEqual([0, 1, 2, 3]);
+  const botIds = botIdsFor(100);
+  await advance(peers.changes, botIds, 2);
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+
+  // The one that closes lets go; the other takes its partitions.
+  await a.close();
+  await waitFor(async () => (await heldBy(b)).length === 4, 'the other flusher to hold every partition');
+
+  // Someone else holds partition 0 now: b stops writing it, and its changes wait in the stream.
+  await peers.redis.set(leaseKey(peers.prefix, 0), 'someone else', 'PX', 60_000);
+  await waitFor(async () => !(await heldBy(b)).includes(0), 'the flusher to notice its lease is gone');
+  const inZero = botIds.filter((botId) => partitionOf(botId, 4) === 0);
+  await advance(peers.changes, botIds, 1);
+  const status = await b.status();
+  expect(status.partitions[0]).toMatchObject({ held: false, backlog: inZero.length });
+  expect(await peers.bots.countDocuments({ _id: { $in: inZero }, changeVersion: 3 })).toBe(0);
+
+  await peers.redis.del(leaseKey(peers.prefix, 0));
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  expect(await heldBy(b)).toEqual([0, 1, 2, 3]);
+  await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 3])));
+  await b.close();
 });
 
 interface FlusherProcess {

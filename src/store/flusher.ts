@@ -272,7 +272,11 @@ export function createFlusher(options: FlusherOptions): Flusher {
         | [0]
         | [1, RawEntry[]]
         | [2, string];
-      if (answer[0] === 0) return;
+      if (answer[0] === 0) {
+        // expired or taken before a renewal noticed
+        state.held = false;
+        return;
+      }
       if (answer[0] === 2) {
         await blocking[partition].xread('BLOCK', blockMs, 'STREAMS', stream, answer[1]);
         continue;
