@@ -1,0 +1,192 @@
+import { Redis } from 'ioredis';
+
+/**
+ * Redis decides, MongoDB records in batches: each bot's live document lives in a Redis hash with a version,
+ * and every accepted change is appended, in the same script, to one of a few partition streams that a
+ * flusher (./flusher.ts) writes to MongoDB. A change is decided in TypeScript on the version read and
+ * accepted only if no other change came in between (optimistic concurrency), so Redis, which runs one script
+ * at a time, is the only arbiter and MongoDB never needs a conditional update (FerretDB's are not atomic,
+ * see doc-locks.ts).
+ *
+ * Keys: `<prefix>:bot:<id>` (hash: version, doc as JSON, at) and `<prefix>:changes:<partition>` (stream).
+ */
+export interface BotChanges {
+  readonly partitions: number;
+  /** The live document and its version, in one round trip; null if the bot was never created. */
+  read<T>(botId: string): Promise<Live<T> | null>;
+  /**
+   * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
+   * change to the bot's partition stream; otherwise answers the version found.
+   */
+  apply(botId: string, expectedVersion: number, doc: unknown, event?: object): Promise<Applied | Conflict>;
+  /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
+  update<T>(botId: string, decide: (current: Live<T> | null) => Change<T> | Refusal): Promise<Updated<T> | Refusal>;
+  /**
+   * Resolves true once MongoDB holds every change up to the marks (`'now'`: every change applied before the
+   * call), false if that takes longer than `timeoutMs`; for reading one's own writes from MongoDB.
+   */
+  waitFlushed(marks: Mark[] | 'now', timeoutMs: number): Promise<boolean>;
+}
+
+export interface Live<T> {
+  doc: T;
+  version: number;
+  /** When the version was set, in ms by Redis's clock. */
+  at: number;
+}
+
+export interface Change<T> {
+  doc: T;
+  /** Recorded as one event of this version (see flusher.ts for its `_id`). */
+  event?: object;
+}
+
+export interface Refusal {
+  refused: string;
+}
+
+/** A position in a partition stream: a change's own entry, or the end of the stream at some moment. */
+export interface Mark {
+  partition: number;
+  id: string;
+}
+
+export interface Applied {
+  version: number;
+  at: number;
+  mark: Mark;
+}
+
+export interface Conflict {
+  conflict: { version: number };
+}
+
+export type Updated<T> = Applied & { doc: T };
+
+export class UpdateConflictError extends Error {
+  constructor(botId: string, attempts: number) {
+    super(`bot ${botId} changed under ${attempts} attempts in a row`);
+  }
+}
+
+export const botKey = (prefix: string, botId: string) => `${prefix}:bot:${botId}`;
+export const changesKey = (prefix: string, partition: number) => `${prefix}:changes:${partition}`;
+/** The last entry of the partition stream that MongoDB holds, with every entry before it (set by the flusher). */
+export const flushedKey = (prefix: string, partition: number) => `${prefix}:flushed:${partition}`;
+
+/** Stream ids are `<ms>-<seq>`; compared as numbers, not as strings. */
+export function compareIds(a: string, b: string): number {
+  const [aMs, aSeq] = a.split('-').map(Number);
+  const [bMs, bSeq] = b.split('-').map(Number);
+  return aMs - bMs || aSeq - bSeq;
+}
+
+/** FNV-1a: stable across processes and releases, so a bot always lands in the same partition. */
+export function partitionOf(botId: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < botId.length; i++) {
+    hash ^= botId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % partitions;
+}
+
+/**
+ * KEYS: bot hash, partition stream. ARGV: botId, expected version, doc JSON, event JSON or ''.
+ * The time comes from Redis so that versions and times agree across processes with skewed clocks.
+ */
+const APPLY = `
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current ~= tonumber(ARGV[2]) then return {0, current} end
+local now = redis.call('TIME')
+local at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
+local version = string.format('%d', current + 1)
+redis.call('HSET', KEYS[1], 'version', version, 'doc', ARGV[3], 'at', at)
+local kind = 'snapshot'
+if current == 0 then kind = 'insert' end
+local id
+if ARGV[4] == '' then
+  id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3])
+else
+  id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3], 'event', ARGV[4])
+end
+return {1, version, at, id}`;
+
+/**
+ * The last entry id of each stream in KEYS, in one round trip. The flusher trims what it has written, so an
+ * empty stream ('0-0') has nothing left to wait for.
+ */
+const MARKS = `
+local ids = {}
+for i, key in ipairs(KEYS) do
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  ids[i] = last and last[1] or '0-0'
+end
+return ids`;
+
+export interface BotChangesOptions {
+  /** Number of partition streams (and so of flushers writing at once); every process must agree. */
+  partitions?: number;
+  maxAttempts?: number;
+}
+
+const FLUSH_POLL_MS = 20;
+
+export function createBotChanges(redis: Redis, prefix: string, options: BotChangesOptions = {}): BotChanges {
+  const partitions = options.partitions ?? 4;
+  const maxAttempts = options.maxAttempts ?? 50;
+
+  const streamEnds = async (): Promise<Mark[]> => {
+    const keys = Array.from({ length: partitions }, (_, partition) => changesKey(prefix, partition));
+    const ids = (await redis.eval(MARKS, keys.length, ...keys)) as string[];
+    return ids.map((id, partition) => ({ partition, id }));
+  };
+
+  const changes: BotChanges = {
+    partitions,
+    async read<T>(botId: string) {
+      const [version, doc, at] = await redis.hmget(botKey(prefix, botId), 'version', 'doc', 'at');
+      if (version === null || doc === null) return null;
+      return { doc: JSON.parse(doc) as T, version: Number(version), at: Number(at) };
+    },
+    async apply(botId, expectedVersion, doc, event) {
+      const partition = partitionOf(botId, partitions);
+      const answer = (await redis.eval(
+        APPLY,
+        2,
+        botKey(prefix, botId),
+        changesKey(prefix, partition),
+        botId,
+        expectedVersion,
+        JSON.stringify(doc),
+        event === undefined ? '' : JSON.stringify(event),
+      )) as [number, number] | [number, string, string, string];
+      if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
+      const [, version, at, id] = answer as [number, string, string, string];
+      return { version: Number(version), at: Number(at), mark: { partition, id } };
+    },
+    async update<T>(botId: string, decide: (current: Live<T> | null) => Change<T> | Refusal) {
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        const current = await changes.read<T>(botId);
+        const decision = decide(current);
+        if ('refused' in decision) return decision;
+        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event);
+        if (!('conflict' in result)) return { ...result, doc: decision.doc };
+      }
+      throw new UpdateConflictError(botId, maxAttempts);
+    },
+    async waitFlushed(marks, timeoutMs) {
+      let waiting = (marks === 'now' ? await streamEnds() : marks).filter((mark) => mark.id !== '0-0');
+      const deadline = Date.now() + timeoutMs;
+      while (waiting.length > 0) {
+        const flushed = await redis.mget(waiting.map((mark) => flushedKey(prefix, mark.partition)));
+        waiting = waiting.filter((mark, i) => compareIds(flushed[i] ?? '0-0', mark.id) < 0);
+        if (waiting.length === 0) break;
+        if (Date.now() >= deadline) return false;
+        await new Promise((resolve) => setTimeout(resolve, FLUSH_POLL_MS));
+      }
+      return true;
+    },
+  };
+  return changes;
+}

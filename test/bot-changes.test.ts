@@ -1,0 +1,85 @@
+import { Redis } from 'ioredis';
+import { createRedis } from '../src/connections';
+import { changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
+import { cleanup, peerUrls, testDatabaseUri, uniqueName } from './support/fleet';
+
+/** Changes decided in Redis: one version at a time, on the real Redis of the run. */
+const prefix = uniqueName('mbtest_changes');
+const connections: Redis[] = [];
+const connect = () => {
+  const redis = createRedis(peerUrls().redisUrl, 'worker', 'test');
+  connections.push(redis);
+  return redis;
+};
+afterAll(async () => {
+  await Promise.all(connections.map((redis) => redis.quit()));
+  // no database of its own: cleanup drops one that was never made
+  await cleanup({ ...peerUrls(), mongodbUri: testDatabaseUri(peerUrls().mongodbUri, uniqueName('meeboter_test_changes')) }, prefix);
+});
+
+interface Tagged {
+  tags: number[];
+}
+
+it('20 concurrent conflicting updates of one bot give versions 1..20 in order, none lost', async () => {
+  // Four connections, so that reads and applies of different callers really interleave.
+  const writers = Array.from({ length: 4 }, () => createBotChanges(connect(), prefix));
+  const botId = uniqueName('bot');
+  let decisions = 0;
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, n) =>
+      writers[n % 4].update<Tagged>(botId, (current) => {
+        decisions++;
+        return { doc: { tags: [...(current?.doc.tags ?? []), n] }, event: { type: 'tagged', n } };
+      }),
+    ),
+  );
+
+  const versions = results.map((result) => ('version' in result ? result.version : 0));
+  expect([...versions].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  // Conflicts did happen, and were retried: otherwise this test would prove nothing.
+  expect(decisions).toBeGreaterThan(20);
+
+  const live = await writers[0].read<Tagged>(botId);
+  expect(live!.version).toBe(20);
+  expect([...live!.doc.tags].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+
+  // The stream holds each version once, in order, each built on the one before.
+  const entries = await connections[0].xrange(changesKey(prefix, partitionOf(botId, 4)), '-', '+');
+  const mine = entries
+    .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])))
+    .filter((fields) => fields.bot === botId);
+  expect(mine.map((fields) => Number(fields.version))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  expect(mine.map((fields) => fields.kind)).toEqual(['insert', ...Array(19).fill('snapshot')]);
+  mine.forEach((fields, i) => {
+    const tags = JSON.parse(fields.doc).tags as number[];
+    expect(tags).toHaveLength(i + 1);
+    if (i > 0) expect(tags.slice(0, i)).toEqual(JSON.parse(mine[i - 1].doc).tags);
+    expect(JSON.parse(fields.event).n).toBe(tags[i]);
+  });
+});
+
+it('a create finds the bot existing; a refusal writes nothing', async () => {
+  const changes = createBotChanges(connect(), prefix);
+  const botId = uniqueName('bot');
+  const created = await changes.apply(botId, 0, { n: 1 });
+  expect(created).toMatchObject({ version: 1, mark: { partition: partitionOf(botId, 4) } });
+  expect(await changes.apply(botId, 0, { n: 2 })).toEqual({ conflict: { version: 1 } });
+  expect(await changes.apply(botId, 5, { n: 2 })).toEqual({ conflict: { version: 1 } });
+
+  const refused = await changes.update<{ n: number }>(botId, (current) => (current!.doc.n === 1 ? { refused: 'already one' } : { doc: { n: 1 } }));
+  expect(refused).toEqual({ refused: 'already one' });
+  const live = await changes.read<{ n: number }>(botId);
+  expect(live).toMatchObject({ version: 1, doc: { n: 1 } });
+  // Redis's clock, in ms
+  expect(Math.abs(live!.at - Number((await connections[0].time())[0]) * 1000)).toBeLessThan(60_000);
+  expect(await changes.read(uniqueName('bot'))).toBeNull();
+});
+
+it('partitions are stable and spread the bots', () => {
+  const counts = [0, 0, 0, 0];
+  for (let i = 0; i < 1000; i++) counts[partitionOf(`bot-${i}`, 4)]++;
+  expect(counts.every((count) => count > 150)).toBe(true);
+  // FNV-1a of "a" is 0xe40c292c: the hash every process and release must agree on
+  expect(partitionOf('a', 1000)).toBe(0xe40c292c % 1000);
+});

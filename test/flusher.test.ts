@@ -1,0 +1,352 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { Connection, mongo } from 'mongoose';
+import { createMongo, createRedis } from '../src/connections';
+import { createLogger, setLogger } from '../src/logger';
+import { startFerretDb } from '../src/peers';
+import { BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
+import { BotRecord, createFlusher, eventId, Flusher, leaseKey } from '../src/store/flusher';
+import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+
+/**
+ * The flusher against the real peers: what MongoDB ends up holding after batches, a flusher process killed
+ * mid-batch and MongoDB going away for a while. Every bot must end up stored once at its latest version, with
+ * exactly one event per version.
+ */
+jest.setTimeout(300_000);
+
+const logs: string[] = [];
+setLogger(createLogger({ level: 'info', write: (line) => logs.push(line) }));
+
+interface Peers {
+  prefix: string;
+  redisUrl: string;
+  mongodbUri: string;
+  redis: Redis;
+  connection: Connection;
+  changes: BotChanges;
+  bots: mongo.Collection<BotRecord>;
+  events: mongo.Collection;
+  close(): Promise<void>;
+}
+
+const open: Peers[] = [];
+afterAll(async () => {
+  for (const peers of open) await peers.close();
+});
+
+/** Its own Redis prefix and database, on the run's peers or on the given MongoDB server. */
+async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4): Promise<Peers> {
+  const prefix = uniqueName('mbtest_flusher');
+  const redisUrl = peerUrls().redisUrl;
+  const mongodbUri = testDatabaseUri(server, uniqueName('meeboter_test_flusher'));
+  const redis = createRedis(redisUrl, 'worker', 'test');
+  const connection = await createMongo(mongodbUri);
+  // as at startup (syncIndexes): partitions writing at once must not race to create them
+  await connection.db!.createCollection('bots');
+  await connection.db!.createCollection('bot_events');
+  const peers: Peers = {
+    prefix,
+    redisUrl,
+    mongodbUri,
+    redis,
+    connection,
+    changes: createBotChanges(redis, prefix, { partitions }),
+    bots: connection.db!.collection<BotRecord>('bots'),
+    events: connection.db!.collection('bot_events'),
+    async close() {
+      await cleanup({ redisUrl, mongodbUri }, prefix).catch(() => undefined);
+      await connection.close();
+      await redis.quit();
+    },
+  };
+  open.push(peers);
+  return peers;
+}
+
+const flusherOn = (peers: Peers, extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number } = {}): Flusher =>
+  createFlusher({
+    redis: peers.redis,
+    prefix: peers.prefix,
+    bots: peers.bots,
+    events: peers.events,
+    partitions: peers.changes.partitions,
+    leaseMs: 3000,
+    ...extra,
+  });
+
+interface Step {
+  step: number;
+  label: string;
+  meeting: { platform: string; meetingId: string };
+}
+
+/**
+ * Takes each bot `steps` versions further (creating it first if need be), each version with one event; the
+ * bots concurrently, each bot's versions in order. Answers each bot's latest version.
+ */
+async function advance(changes: BotChanges, botIds: string[], steps: number): Promise<Map<string, number>> {
+  const latest = new Map<string, number>();
+  await Promise.all(
+    botIds.map(async (botId) => {
+      for (let i = 0; i < steps; i++) {
+        const result = await changes.update<Step>(botId, (current) => {
+          const step = (current?.doc.step ?? 0) + 1;
+          return {
+            doc: { step, label: `bot ${botId} at ${step}`, meeting: { platform: 'zoom', meetingId: String(100000000 + step) } },
+            event: { type: step === 1 ? 'created' : 'stepped', step },
+          };
+        });
+        if ('refused' in result) throw new Error(result.refused);
+        latest.set(botId, result.version);
+      }
+    }),
+  );
+  return latest;
+}
+
+const botIdsFor = (count: number) => Array.from({ length: count }, () => new mongo.ObjectId().toHexString());
+
+/** MongoDB holds each bot once at its latest version, and exactly one event for each of its versions. */
+async function expectRecorded(peers: Peers, latest: Map<string, number>): Promise<void> {
+  const bots = await peers.bots.find({}).toArray();
+  expect(bots).toHaveLength(latest.size);
+  const wrong = bots.filter((bot) => bot.changeVersion !== latest.get(bot._id) || bot.step !== bot.changeVersion);
+  expect(wrong).toEqual([]);
+
+  const events = await peers.events.find({}).toArray();
+  const total = [...latest.values()].reduce((sum, version) => sum + version, 0);
+  expect(events).toHaveLength(total);
+  const versions = new Map<string, number[]>();
+  for (const event of events) {
+    expect(event._id).toEqual(eventId(event.botId, event.version));
+    expect(event.step).toBe(event.version);
+    versions.set(event.botId, [...(versions.get(event.botId) ?? []), event.version]);
+  }
+  for (const [botId, version] of latest) {
+    expect([botId, (versions.get(botId) ?? []).sort((a, b) => a - b)]).toEqual([botId, Array.from({ length: version }, (_, i) => i + 1)]);
+  }
+}
+
+/** Nothing left in the streams, nothing delivered and unacknowledged. */
+async function expectDrained(peers: Peers): Promise<void> {
+  for (let partition = 0; partition < peers.changes.partitions; partition++) {
+    const stream = changesKey(peers.prefix, partition);
+    expect(await peers.redis.xlen(stream)).toBe(0);
+    const [pending] = (await peers.redis.xpending(stream, 'flusher')) as [number];
+    expect(pending).toBe(0);
+  }
+}
+
+it('300 bots created and changed while it runs: each stored once at its latest version, one event per version', async () => {
+  const peers = await peersOfOwn();
+  const flusher = flusherOn(peers);
+  const latest = await advance(peers.changes, botIdsFor(300), 4);
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  await expectRecorded(peers, latest);
+  await expectDrained(peers);
+  const status = await flusher.status();
+  expect(status.lagging).toBe(false);
+  expect(status.partitions.every((partition) => partition.held && partition.backlog === 0 && partition.lastFlushAt)).toBe(true);
+  await flusher.close();
+  // released: nobody holds a partition
+  expect(await peers.redis.keys(`${peers.prefix}:flusher-lease:*`)).toEqual([]);
+});
+
+it('a batch inserts each new bot once with its latest document, and sends at most 99 updates a command', async () => {
+  // one partition, so that one batch holds every bot
+  const peers = await peersOfOwn(peerUrls().mongodbUri, 1);
+  const inserted: number[] = [];
+  const updated: number[] = [];
+  const counted = {
+    insertMany: (docs: BotRecord[], options: mongo.BulkWriteOptions) => {
+      inserted.push(docs.length);
+      return peers.bots.insertMany(docs, options);
+    },
+    bulkWrite: (operations: mongo.AnyBulkWriteOperation<BotRecord>[], options: mongo.BulkWriteOptions) => {
+      updated.push(operations.length);
+      return peers.bots.bulkWrite(operations, options);
+    },
+  } as unknown as mongo.Collection<BotRecord>;
+
+  // All made before a flusher runs, so that one batch holds all three versions of every bot.
+  const botIds = botIdsFor(300);
+  await advance(peers.changes, botIds, 3);
+  let flusher = flusherOn(peers, { bots: counted, batchSize: 2000 });
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  await flusher.close();
+  expect(inserted.reduce((sum, n) => sum + n, 0)).toBe(300);
+  expect(updated).toEqual([]);
+
+  // One snapshot of each of the 300 stored bots in one batch: 300 updates, split for FerretDB.
+  const latest = await advance(peers.changes, botIds, 1);
+  flusher = flusherOn(peers, { bots: counted, batchSize: 2000 });
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  await flusher.close();
+  expect(updated).toEqual([99, 99, 99, 3]);
+  expect(inserted.reduce((sum, n) => sum + n, 0)).toBe(300);
+  await expectRecorded(peers, latest);
+});
+
+const heldBy = async (flusher: Flusher) => (await flusher.status()).partitions.filter((p) => p.held).map((p) => p.partition);
+
+it('each partition has one writer; a lease taken away stops its writes until the lease is free again', async () => {
+  const peers = await peersOfOwn();
+  const a = flusherOn(peers);
+  const b = flusherOn(peers);
+  await waitFor(async () => (await heldBy(a)).length + (await heldBy(b)).length === 4, 'the four partitions to be held');
+  const [heldByA, heldByB] = [await heldBy(a), await heldBy(b)];
+  expect([...heldByA, ...heldByB].sort()).toEqual([0, 1, 2, 3]);
+  const botIds = botIdsFor(100);
+  await advance(peers.changes, botIds, 2);
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+
+  // The one that closes lets go; the other takes its partitions.
+  await a.close();
+  await waitFor(async () => (await heldBy(b)).length === 4, 'the other flusher to hold every partition');
+
+  // Someone else holds partition 0 now: b stops writing it, and its changes wait in the stream.
+  await peers.redis.set(leaseKey(peers.prefix, 0), 'someone else', 'PX', 60_000);
+  await waitFor(async () => !(await heldBy(b)).includes(0), 'the flusher to notice its lease is gone');
+  const inZero = botIds.filter((botId) => partitionOf(botId, 4) === 0);
+  await advance(peers.changes, botIds, 1);
+  const status = await b.status();
+  expect(status.partitions[0]).toMatchObject({ held: false, backlog: inZero.length });
+  expect(await peers.bots.countDocuments({ _id: { $in: inZero }, changeVersion: 3 })).toBe(0);
+
+  await peers.redis.del(leaseKey(peers.prefix, 0));
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  expect(await heldBy(b)).toEqual([0, 1, 2, 3]);
+  await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 3])));
+  await b.close();
+});
+
+interface FlusherProcess {
+  child: ChildProcess;
+  output(): string;
+}
+
+function spawnFlusher(peers: Peers): FlusherProcess {
+  const script = path.resolve(__dirname, '../dist/test/support/flusher-process.js');
+  if (!existsSync(script)) throw new Error(`${script} is missing: run npm run build first`);
+  let output = '';
+  const child = spawn(process.execPath, [script], {
+    env: { PATH: process.env.PATH ?? '', REDIS_URL: peers.redisUrl, MONGODB_URI: peers.mongodbUri, PREFIX: peers.prefix, LEASE_MS: '3000', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  return { child, output: () => output };
+}
+
+/**
+ * How many writes MongoDB already holds of the entries a flusher has read and not acknowledged (new bots
+ * stored, events stored): more than 0 means it was stopped between writing a batch and acknowledging it.
+ */
+async function writtenUnacknowledged(peers: Peers): Promise<{ bots: number; events: number }> {
+  const written = { bots: 0, events: 0 };
+  for (let partition = 0; partition < peers.changes.partitions; partition++) {
+    const stream = changesKey(peers.prefix, partition);
+    const [count, first, last] = (await peers.redis.xpending(stream, 'flusher')) as [number, string, string];
+    if (count === 0) continue;
+    // read in order and acknowledged a batch at a time: everything from first to last is unacknowledged
+    const entries = (await peers.redis.xrange(stream, first, last)).map(([, fields]) => {
+      const f = Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]));
+      return { botId: f.bot, version: Number(f.version), kind: f.kind };
+    });
+    const created = entries.filter((entry) => entry.kind === 'insert').map((entry) => entry.botId);
+    written.bots += await peers.bots.countDocuments({ _id: { $in: created } });
+    // by bot and version, not by `_id`: this must see a replayed event however its `_id` is made
+    const unacknowledged = new Set(entries.map((entry) => `${entry.botId}:${entry.version}`));
+    const stored = await peers.events.find({ botId: { $in: [...new Set(entries.map((entry) => entry.botId))] } }).toArray();
+    written.events += stored.filter((event) => unacknowledged.has(`${event.botId}:${event.version}`)).length;
+  }
+  return written;
+}
+
+it('a flusher process killed mid-batch: the next one replays its batch, nothing lost, nothing twice', async () => {
+  const peers = await peersOfOwn();
+  const first = spawnFlusher(peers);
+  await waitFor(() => first.output().includes('flusher started'), 'the first flusher process to start');
+
+  // Bots made before it runs get updates in the same batches as new bots: a batch writes events, then new
+  // bots, then updates, and there is room to stop it after the new bots.
+  const earlier = botIdsFor(300);
+  await advance(peers.changes, earlier, 1);
+  const appending = Promise.all([advance(peers.changes, earlier, 4), advance(peers.changes, botIdsFor(300), 5)]);
+  // Frozen, then given time for what it had sent to land: if it holds a written, unacknowledged batch now,
+  // it still does when killed.
+  await waitFor(
+    async () => {
+      first.child.kill('SIGSTOP');
+      await sleep(200);
+      const written = await writtenUnacknowledged(peers);
+      if (written.bots > 0 && written.events > 0) return true;
+      first.child.kill('SIGCONT');
+      return false;
+    },
+    'the flusher to be stopped holding new bots and events it wrote and did not acknowledge',
+    120_000,
+    50,
+  );
+  const exited = new Promise((resolve) => first.child.once('exit', resolve));
+  first.child.kill('SIGKILL');
+  await exited;
+  // Dead holding entries written but not acknowledged: their replay must not store a bot or an event twice.
+  const replayed = await writtenUnacknowledged(peers);
+  expect(replayed.bots).toBeGreaterThan(0);
+  expect(replayed.events).toBeGreaterThan(0);
+  const latest = new Map([...(await appending).flatMap((map) => [...map])]);
+
+  const second = spawnFlusher(peers);
+  try {
+    expect(await peers.changes.waitFlushed('now', 180_000)).toBe(true);
+    await expectRecorded(peers, latest);
+    await expectDrained(peers);
+  } finally {
+    second.child.kill('SIGTERM');
+    await new Promise((resolve) => second.child.once('exit', resolve));
+  }
+  expect(second.output()).not.toMatch(/"level":"error"/);
+});
+
+it('MongoDB away for a while: reports lagging with the error, acknowledges nothing, catches up when it returns', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-flusher-ferretdb-'));
+  let ferret = await startFerretDb(dir);
+  const port = Number(new URL(ferret.url).port);
+  const peers = await peersOfOwn(ferret.url);
+  const flusher = flusherOn(peers);
+  try {
+    const botIds = botIdsFor(100);
+    await advance(peers.changes, botIds, 1);
+    expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+
+    await ferret.stop();
+    await advance(peers.changes, botIds, 2);
+    const lagging = await waitFor(async () => {
+      const status = await flusher.status();
+      return status.lagging ? status : null;
+    }, 'the flusher to report lagging');
+    expect(lagging.partitions.some((partition) => partition.held && partition.lastError && partition.lastErrorAt)).toBe(true);
+    // Nothing written, so nothing acknowledged or trimmed: all 200 changes made while it was away are there.
+    expect(lagging.partitions.reduce((sum, partition) => sum + partition.backlog, 0)).toBe(200);
+    expect(await peers.changes.waitFlushed('now', 0)).toBe(false);
+
+    ferret = await startFerretDb(dir, port);
+    expect(await peers.changes.waitFlushed('now', 180_000)).toBe(true);
+    const status = await flusher.status();
+    expect(status.lagging).toBe(false);
+    expect(status.partitions.every((partition) => partition.lastError === undefined && partition.backlog === 0)).toBe(true);
+    await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 3])));
+    await expectDrained(peers);
+    expect(logs.some((line) => line.includes('flush failed, retrying'))).toBe(true);
+  } finally {
+    await flusher.close();
+    await peers.close();
+    open.splice(open.indexOf(peers), 1);
+    await ferret.stop();
+  }
+});
