@@ -181,7 +181,7 @@ export async function p4Sweep(peers: Peers, live: number) {
     const expired: string[] = [];
     for (let i = 0; i < 100; i++) {
       const created = await fleet.bots.create('bench', { meeting: zoom as never, displayName: 'b', recording: false, metadata: {} });
-      await fleet.models.Bot.updateOne({ _id: created.bot.id }, { $set: { status: 'IN_CALL' } });
+      await fleet.repo.update(created.bot.id, { status: 'IN_CALL' });
       expired.push(created.bot.id);
     }
     const key = `${bench.prefix}:heartbeats`;

@@ -31,8 +31,9 @@ import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
 import { BotsService, createBotsService } from './services/bots.service';
 import { createLifecycle, Lifecycle } from './services/lifecycle.service';
-import { createBotRepository, BotRepository } from './store/bot.repository';
-import { createDocLocks } from './store/doc-locks';
+import { createBotChanges } from './store/bot-changes';
+import { botRecordCodec, createBotRepository, BotRepository } from './store/bot.repository';
+import { createFlusher, Flusher } from './store/flusher';
 import { createLiveState, LiveState } from './store/live-state';
 import { createModels, Models } from './store/models';
 import { createDestinationCheck } from './webhooks/destination';
@@ -51,6 +52,8 @@ export interface Fleet {
   config: Config;
   models: Models;
   repo: BotRepository;
+  /** Writes the bots' changes to MongoDB; every process runs one, each partition has one writer at a time. */
+  flusher: Flusher;
   bots: BotsService;
   apiKeys: ApiKeys;
   placement: Placement;
@@ -90,7 +93,19 @@ export async function startFleet(
     const mongo = await createMongo(urls.mongodbUri);
     shutdown.add('mongodb', () => mongo.close());
     const models = await createModels(mongo);
-    const repo = createBotRepository(models, createDocLocks(redis, prefix));
+    const changes = createBotChanges(redis, prefix);
+    const repo = createBotRepository(models, changes);
+    // Added before every role's closers, so it closes after them: their last changes are written first.
+    const flusher = createFlusher({
+      redis,
+      prefix,
+      bots: models.Bot.collection as never,
+      events: models.BotEvent.collection as never,
+      live: models.LiveBot.collection as never,
+      partitions: changes.partitions,
+      codec: botRecordCodec,
+    });
+    shutdown.add('flusher', () => flusher.close());
     const globalQueue = createGlobalQueue(redis, prefix);
     const liveState = createLiveState(redis, prefix);
     const queues = await createQueues(redis, prefix, config.platforms);
@@ -131,6 +146,7 @@ export async function startFleet(
       config,
       models,
       repo,
+      flusher,
       bots,
       apiKeys,
       placement,
@@ -152,7 +168,7 @@ export async function startFleet(
     }
     if (roles.api) {
       const poolStats = createPoolStatsReader(config, mongo) ?? undefined;
-      const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo });
+      const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo, flusher });
       const served = await serveHttp(app, config.port);
       shutdown.add('http', served.close);
       fleet.server = served.server;

@@ -114,7 +114,7 @@ const botIdsFor = (count: number) => Array.from({ length: count }, () => new mon
 async function expectRecorded(peers: Peers, latest: Map<string, number>): Promise<void> {
   const bots = await peers.bots.find({}).toArray();
   expect(bots).toHaveLength(latest.size);
-  const wrong = bots.filter((bot) => bot.changeVersion !== latest.get(bot._id) || bot.step !== bot.changeVersion);
+  const wrong = bots.filter((bot) => bot.changeVersion !== latest.get(String(bot._id)) || bot.step !== bot.changeVersion);
   expect(wrong).toEqual([]);
 
   const events = await peers.events.find({}).toArray();

@@ -11,7 +11,7 @@ afterAll(() => t.close());
 
 async function botAt(status: BotStatus) {
   const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
-  await t.fleet.models.Bot.updateOne({ _id: id }, { $set: { status } });
+  await t.fleet.repo.update(id, { status });
   return { id, token: botToken(t.env.BOT_TOKEN_SECRET, id) };
 }
 

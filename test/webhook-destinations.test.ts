@@ -251,7 +251,7 @@ describe('checked again at delivery', () => {
     const fleets = await splitFleets({}, async (api) => {
       const created = await api.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200' } } });
       id = created.body.id;
-      await api.fleet.models.Bot.updateOne({ _id: id }, { $set: { callbackUrl: 'http://no-such-host.invalid/hook' } });
+      await api.fleet.repo.update(id, { callbackUrl: 'http://no-such-host.invalid/hook' });
     });
     const { api } = fleets;
     try {

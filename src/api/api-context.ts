@@ -6,6 +6,7 @@ import { PoolStats } from '../platforms/platform';
 import { ApiKeys } from '../services/api-keys.service';
 import { BotsService } from '../services/bots.service';
 import { Queue } from 'bullmq';
+import { Flusher } from '../store/flusher';
 
 /** What the HTTP layer may use: services, plus the raw connections only for readiness checks. */
 export interface ApiContext {
@@ -18,4 +19,6 @@ export interface ApiContext {
   queues: Queue[];
   redis: Redis;
   mongo: Connection;
+  /** Whether the bots' changes reach MongoDB (readiness reports it). */
+  flusher: Pick<Flusher, 'status'>;
 }

@@ -144,7 +144,9 @@ export const readyResponseSchema = answer(
     checks: Joi.object({
       redis: text.description('`ok`, or `unavailable: <why>`'),
       mongodb: text.description('`ok`, or `unavailable: <why>`'),
+      flusher: text.description('`ok`, or `lagging: <why>` while MongoDB refuses the bot changes this process writes'),
     }),
+    unflushedChanges: Joi.number().integer().min(0).allow(null).description('Bot changes not in MongoDB yet (null: Redis does not answer)'),
   }),
 );
 

@@ -106,21 +106,14 @@ export function createBotsService(deps: BotsServiceDeps) {
       statusChangedAt: now,
     };
     try {
-      // Marked first: any bot document that exists and has not ended is then in the live index.
-      await repo.markLive(String(botId), now);
-      await repo.insert(doc);
+      // The flusher marks it in the live index as it writes the new bot (see BotRepository.insert).
+      await repo.insert(doc, { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
     } catch (error) {
       if ((error as { code?: number }).code === 11000) return { bot: (await repo.findById(String(botId)))!, created: false };
       throw error;
     }
     try {
-      // Both settle before any undo below, so the undo never races a write still on its way.
-      const settled = await Promise.allSettled([
-        repo.appendEvent(String(botId), { type: 'status', status: doc.status, at: now, data: { source: 'client' } }),
-        scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc),
-      ]);
-      const failed = settled.find((result) => result.status === 'rejected');
-      if (failed) throw failed.reason;
+      await (scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc));
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);

@@ -5,8 +5,8 @@ import { Redis } from 'ioredis';
  * and every accepted change is appended, in the same script, to one of a few partition streams that a
  * flusher (./flusher.ts) writes to MongoDB. A change is decided in TypeScript on the version read and
  * accepted only if no other change came in between (optimistic concurrency), so Redis, which runs one script
- * at a time, is the only arbiter and MongoDB never needs a conditional update (FerretDB's are not atomic,
- * see doc-locks.ts).
+ * at a time, is the only arbiter and MongoDB never needs a conditional update (FerretDB applies one as an
+ * unlocked read-then-write, so two of them at once can both pass).
  *
  * Keys: `<prefix>:bot:<id>` (hash: version, doc as JSON, at) and `<prefix>:changes:<partition>` (stream).
  */
@@ -18,7 +18,21 @@ export interface BotChanges {
    * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
    * change to the bot's partition stream; otherwise answers the version found.
    */
-  apply(botId: string, expectedVersion: number, doc: unknown, event?: object): Promise<Applied | Conflict>;
+  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number): Promise<Applied | Conflict>;
+  /**
+   * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
+   * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
+   */
+  seed(botId: string, version: number, doc: unknown): Promise<boolean>;
+  /**
+   * Appends records that are not versions of a bot to its partition stream, in one round trip: an event
+   * (with its `_id` chosen here, so a replay writes it once), or a live-index mark or unmark.
+   */
+  append(records: StreamRecord[]): Promise<void>;
+  /** Drops the bot from Redis (an undone create); changes already in its stream still reach MongoDB. */
+  forget(botId: string): Promise<void>;
+  /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
+  readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
   update<T>(botId: string, decide: (current: Live<T> | null) => Change<T> | Refusal): Promise<Updated<T> | Refusal>;
   /**
@@ -39,7 +53,14 @@ export interface Change<T> {
   doc: T;
   /** Recorded as one event of this version (see flusher.ts for its `_id`). */
   event?: object;
+  /** Lets Redis forget the bot this long after the change (an ended bot); otherwise it is kept. */
+  expireMs?: number;
 }
+
+export type StreamRecord =
+  | { botId: string; kind: 'event'; event: { _id: string } & Record<string, unknown> }
+  | { botId: string; kind: 'live'; createdAt: Date }
+  | { botId: string; kind: 'unlive' };
 
 export interface Refusal {
   refused: string;
@@ -92,18 +113,21 @@ export function partitionOf(botId: string, partitions: number): number {
 }
 
 /**
- * KEYS: bot hash, partition stream. ARGV: botId, expected version, doc JSON, event JSON or ''.
- * The time comes from Redis so that versions and times agree across processes with skewed clocks.
+ * KEYS: bot hash, partition stream. ARGV: botId, expected version, doc JSON, event JSON or '', ms to expire
+ * after (0: never). The time comes from Redis so that versions and times agree across processes with
+ * skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
  */
 const APPLY = `
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local stored = redis.call('HGET', KEYS[1], 'version')
+local current = tonumber(stored or '0')
 if current ~= tonumber(ARGV[2]) then return {0, current} end
 local now = redis.call('TIME')
 local at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
 local version = string.format('%d', current + 1)
 redis.call('HSET', KEYS[1], 'version', version, 'doc', ARGV[3], 'at', at)
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) else redis.call('PERSIST', KEYS[1]) end
 local kind = 'snapshot'
-if current == 0 then kind = 'insert' end
+if not stored then kind = 'insert' end
 local id
 if ARGV[4] == '' then
   id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3])
@@ -111,6 +135,12 @@ else
   id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3], 'event', ARGV[4])
 end
 return {1, version, at, id}`;
+
+/** KEYS: bot hash. ARGV: version, doc JSON, at. */
+const SEED = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2], 'at', ARGV[3])
+return 1`;
 
 /**
  * The last entry id of each stream in KEYS, in one round trip. The flusher trims what it has written, so an
@@ -149,7 +179,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       if (version === null || doc === null) return null;
       return { doc: JSON.parse(doc) as T, version: Number(version), at: Number(at) };
     },
-    async apply(botId, expectedVersion, doc, event) {
+    async apply(botId, expectedVersion, doc, event, expireMs = 0) {
       const partition = partitionOf(botId, partitions);
       const answer = (await redis.eval(
         APPLY,
@@ -160,17 +190,45 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         expectedVersion,
         JSON.stringify(doc),
         event === undefined ? '' : JSON.stringify(event),
+        Math.max(0, Math.floor(expireMs)),
       )) as [number, number] | [number, string, string, string];
       if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
       const [, version, at, id] = answer as [number, string, string, string];
       return { version: Number(version), at: Number(at), mark: { partition, id } };
+    },
+    async seed(botId, version, doc) {
+      return (await redis.eval(SEED, 1, botKey(prefix, botId), version, JSON.stringify(doc), Date.now())) === 1;
+    },
+    async append(records) {
+      if (records.length === 0) return;
+      const batch = redis.pipeline();
+      for (const record of records) {
+        const stream = changesKey(prefix, partitionOf(record.botId, partitions));
+        if (record.kind === 'event') batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'event', 'event', JSON.stringify(record.event));
+        else if (record.kind === 'live') batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'live', 'at', record.createdAt.getTime());
+        else batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'unlive');
+      }
+      for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
+    },
+    async forget(botId) {
+      await redis.del(botKey(prefix, botId));
+    },
+    async readMany<T>(botIds: string[]) {
+      if (botIds.length === 0) return [];
+      const batch = redis.pipeline();
+      for (const botId of botIds) batch.hget(botKey(prefix, botId), 'doc');
+      const replies = (await batch.exec()) ?? [];
+      return replies.map(([error, doc]) => {
+        if (error) throw error;
+        return doc === null ? null : (JSON.parse(doc as string) as T);
+      });
     },
     async update<T>(botId: string, decide: (current: Live<T> | null) => Change<T> | Refusal) {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         const current = await changes.read<T>(botId);
         const decision = decide(current);
         if ('refused' in decision) return decision;
-        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event);
+        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event, decision.expireMs);
         if (!('conflict' in result)) return { ...result, doc: decision.doc };
       }
       throw new UpdateConflictError(botId, maxAttempts);

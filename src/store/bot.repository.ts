@@ -1,14 +1,23 @@
-import { mongo, QueryFilter, Types, UpdateQuery } from 'mongoose';
-import { BotStatus } from '../domain/bot.lifecycle';
+import { mongo, QueryFilter, Types } from 'mongoose';
+import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
-import { DocLocks } from './doc-locks';
-import { createInsertBatcher } from './insert-batcher';
+import { BotChanges, Change, Live } from './bot-changes';
+import { RecordCodec } from './flusher';
 import { BotDoc, BotEventDoc, Models } from './models';
 
-/** Bot documents and their events. Every status change is decided by the lifecycle's one rule (domain/transition.ts). */
+/**
+ * Bot documents and their events. A bot's document lives in Redis while it is live (bot-changes.ts), where
+ * every change is decided; MongoDB receives the changes in batches from the flusher (flusher.ts). Reads of
+ * one bot answer from Redis first, so a client always reads its own writes; lists and event histories come
+ * from MongoDB once it holds every change made before the read.
+ */
 export interface BotRepository {
-  insert(bot: BotDoc): Promise<BotDoc>;
+  /**
+   * Creates the bot, records `event` as its first and (unless it has ended) marks it in the live index, in one
+   * Redis step; a bot of that id already there rejects with code 11000.
+   */
+  insert(bot: BotDoc, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc>;
   findById(id: string): Promise<BotDoc | null>;
   findForOwner(ownerId: string, id: string): Promise<BotDoc | null>;
   list(ownerId: string, filter: ListFilter): Promise<BotDoc[]>;
@@ -24,6 +33,7 @@ export interface BotRepository {
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
+  /** Undoes a create whose placement failed: the bot is gone from Redis and MongoDB. */
   remove(id: string): Promise<void>;
   /** The live index (see LiveBotDoc): marked before a new bot is placed, unmarked once it has ended. */
   markLive(id: string, createdAt: Date): Promise<void>;
@@ -42,93 +52,178 @@ export interface ListFilter {
   before?: string;
 }
 
+export interface BotRepositoryOptions {
+  /** How long a list or event history waits for MongoDB to hold the changes made before it (then reads anyway). */
+  readYourWritesMs?: number;
+  /** How long Redis keeps an ended bot's document (its reads and late reports need no MongoDB read meanwhile). */
+  keepEndedMs?: number;
+}
+
 export function isObjectId(id: string): boolean {
   return /^[0-9a-f]{24}$/i.test(id);
 }
 
-/**
- * Writes to one bot document are serialised through `locks`, and every write is "read by _id, decide, write
- * by _id" under that lock. Both are for FerretDB v1, which neither applies an update atomically nor uses any
- * index but `_id` (a filter with any other field scans the whole collection); see doc-locks.ts.
- */
-export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: DocLocks): BotRepository {
-  // Inserts from concurrent requests and jobs share round trips (see insert-batcher.ts).
-  const botInserts = createInsertBatcher(Bot.collection as unknown as mongo.Collection);
-  const eventInserts = createInsertBatcher(BotEvent.collection as unknown as mongo.Collection);
-  const liveInserts = createInsertBatcher(LiveBot.collection as unknown as mongo.Collection);
+/** A bot's document as JSON (Redis, the change streams) and back. */
+const DATE_FIELDS = [
+  'joinAt',
+  'createdAt',
+  'queuedAt',
+  'deployingAt',
+  'deployedAt',
+  'endedAt',
+  'lastHeartbeatAt',
+  'leaveRequestedAt',
+  'statusChangedAt',
+] as const;
+
+type BotJsonDoc = Record<string, unknown>;
+
+export function botFromJson(json: BotJsonDoc): BotDoc {
+  const bot: Record<string, unknown> = { ...json, _id: new Types.ObjectId(json._id as string) };
+  for (const field of DATE_FIELDS) if (typeof json[field] === 'string') bot[field] = new Date(json[field] as string);
+  bot.attempts = ((json.attempts as Array<Record<string, unknown>>) ?? []).map((attempt) => ({ ...attempt, at: new Date(attempt.at as string) }));
+  return bot as unknown as BotDoc;
+}
+
+const botToJson = (bot: BotDoc) => JSON.parse(JSON.stringify(bot)) as BotJsonDoc;
+
+/** How the flusher stores bots and their status events: ObjectIds and dates, as the rest of MongoDB has them. */
+export const botRecordCodec: RecordCodec = {
+  id: (botId) => new Types.ObjectId(botId),
+  bot: (doc) => botFromJson(doc) as unknown as mongo.Document,
+  event: ({ _id, at, ...event }) => ({
+    ...event,
+    ...(typeof _id === 'string' ? { _id: new Types.ObjectId(_id) } : {}),
+    ...(typeof at === 'string' ? { at: new Date(at) } : {}),
+  }),
+  liveSince: (doc) => (isTerminal(doc.status as BotStatus) ? null : new Date(doc.createdAt as string)),
+};
+
+/** A MongoDB record of a bot without the flusher's bookkeeping, and the version it was written at. */
+function fromRecord(record: (BotDoc & { changeVersion?: number; changedAt?: Date }) | null) {
+  if (!record) return null;
+  const { changeVersion, changedAt: _changedAt, ...bot } = record;
+  return { bot: bot as BotDoc, version: changeVersion ?? 0 };
+}
+
+const NOT_THERE = { refused: 'not there' } as const;
+
+export function createBotRepository(
+  { Bot, BotEvent, LiveBot }: Models,
+  changes: BotChanges,
+  { readYourWritesMs = 5_000, keepEndedMs = 24 * 3600 * 1000 }: BotRepositoryOptions = {},
+): BotRepository {
+  const readStored = async (id: string) => fromRecord(await Bot.findById(id).lean<BotDoc & { changeVersion?: number }>());
+
   /**
-   * The one write path. A function `decide` sees the bot as it is and returns the update to make (and its
-   * event), or a refusal; an update that depends on nothing is written without that read.
+   * The one write path: `decide` sees the bot as it is and returns the next document (and its event) or a
+   * refusal. Redis applies it only over the version decided on, else it is decided again. A bot Redis does
+   * not hold (it lost its data, or forgot an ended bot) is first put back from MongoDB.
    */
-  const write = (id: string, decide: Write | ((current: BotDoc) => Write | TransitionError)) =>
-    locks.withLock(id, async (): Promise<TransitionOutcome | null> => {
-      let decision: Write | TransitionError = decide as Write;
-      if (typeof decide === 'function') {
-        const current = await Bot.findById(id).lean<BotDoc>();
-        if (!current) return null;
-        decision = decide(current);
-        if (decision instanceof TransitionError) return { bot: current, refused: decision };
+  const write = async (
+    id: string,
+    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'> } | TransitionError,
+  ): Promise<TransitionOutcome | null> => {
+    let refusal: { bot: BotDoc; refused: TransitionError } | undefined;
+    const decideLive = (live: Live<BotJsonDoc> | null): Change<BotJsonDoc> | { refused: string } => {
+      if (!live) return NOT_THERE;
+      const current = botFromJson(live.doc);
+      const decision = decide(current);
+      if (decision instanceof TransitionError) {
+        refusal = { bot: current, refused: decision };
+        return { refused: decision.message };
       }
-      const updated = await Bot.findByIdAndUpdate(id, decision.update, { returnDocument: 'after' }).lean<BotDoc>();
-      if (!updated) return null;
-      if (decision.event) await eventInserts.insert(toStoredEvent({ botId: id, ...decision.event }));
-      return { bot: updated };
+      const event = decision.event && withTextData(decision.event);
+      return { doc: botToJson(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined };
+    };
+    for (let round = 0; round < 2; round++) {
+      const result = await changes.update<BotJsonDoc>(id, decideLive);
+      if (!('refused' in result)) return { bot: botFromJson(result.doc) };
+      if (refusal) return refusal;
+      const stored = await readStored(id);
+      if (!stored) return null;
+      await changes.seed(id, stored.version, botToJson(stored.bot));
+    }
+    return null;
+  };
+
+  const findById = async (id: string): Promise<BotDoc | null> => {
+    if (!isObjectId(id)) return null;
+    const live = await changes.read<BotJsonDoc>(id);
+    return live ? botFromJson(live.doc) : ((await readStored(id))?.bot ?? null);
+  };
+
+  /** Waits (bounded) until MongoDB holds every change made so far, then lays Redis's newer documents over. */
+  const fromMongo = async (query: () => Promise<BotDoc[]>) => {
+    await changes.waitFlushed('now', readYourWritesMs);
+    const stored = await query();
+    const live = await changes.readMany<BotJsonDoc>(stored.map((bot) => String(bot._id)));
+    return stored.map((bot, i) => {
+      const liveDoc = live[i];
+      return liveDoc ? botFromJson(liveDoc) : fromRecord(bot)!.bot;
     });
+  };
+
   return {
-    async insert(bot) {
-      await botInserts.insert(bot);
+    async insert(bot, event) {
+      const id = String(bot._id);
+      const result = await changes.apply(id, 0, botToJson(bot), event && withTextData(event));
+      if ('conflict' in result) throw Object.assign(new Error(`bot ${id} exists already`), { code: 11000 });
       return bot;
     },
-    findById: (id) => (isObjectId(id) ? Bot.findById(id).lean<BotDoc>() : Promise.resolve(null)),
-    // By _id alone, then the owner in code: FerretDB v1 scans the collection for any filter but {_id}.
+    findById,
     async findForOwner(ownerId, id) {
-      const bot = isObjectId(id) ? await Bot.findById(id).lean<BotDoc>() : null;
+      const bot = await findById(id);
       return bot?.ownerId === ownerId ? bot : null;
     },
-    recent: (limit) => Bot.find({}).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>(),
+    recent: (limit) => fromMongo(() => Bot.find({}).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>()),
     list(ownerId, { status, platform, limit, before }) {
       const query: QueryFilter<BotDoc> = { ownerId };
       if (status) query.status = status;
       if (platform) query.platform = platform;
       if (before) query._id = { $lt: new Types.ObjectId(before) };
-      return Bot.find(query).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>();
+      return fromMongo(() => Bot.find(query).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>());
     },
     async transition(id, request) {
       if (!isObjectId(id)) return null;
       return write(id, (current) => {
         const change = decideTransition(current, request, Date.now());
         if (change instanceof TransitionError) return change;
-        const update: UpdateQuery<BotDoc> = { $set: change.set as Partial<BotDoc> };
-        if (change.attempt) update.$push = { attempts: change.attempt };
-        if (change.exclude) update.$addToSet = { excludedPlatforms: change.exclude };
-        return { update, event: { type: 'status', at: change.set.statusChangedAt, ...change.event } };
+        const next: BotDoc = { ...current, ...(change.set as Partial<BotDoc>) };
+        if (change.attempt) next.attempts = [...(current.attempts ?? []), change.attempt];
+        if (change.exclude && !current.excludedPlatforms.includes(change.exclude)) {
+          next.excludedPlatforms = [...current.excludedPlatforms, change.exclude];
+        }
+        return { next, event: { type: 'status', at: change.set.statusChangedAt, ...change.event } };
       });
     },
     async update(id, set) {
-      return (await write(id, { update: { $set: set } }))?.bot ?? null;
+      if (!isObjectId(id)) return null;
+      return (await write(id, (current) => ({ next: { ...current, ...set } })))?.bot ?? null;
     },
     async appendEvent(botId, event) {
-      await eventInserts.insert(toStoredEvent({ ...event, botId }));
+      await changes.append([{ botId, kind: 'event', event: toStoredEvent(event) }]);
     },
     async appendEvents(events) {
-      await Promise.all(events.map((event) => eventInserts.insert(toStoredEvent(event))));
+      await changes.append(events.map(({ botId, ...event }) => ({ botId, kind: 'event', event: toStoredEvent(event) })));
     },
-    events: (botId, limit) =>
-      BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>(),
+    async events(botId, limit) {
+      await changes.waitFlushed('now', readYourWritesMs);
+      return BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
+    },
     async remove(id) {
+      // Its insert must be in MongoDB before it can be deleted there for good.
+      await changes.waitFlushed('now', readYourWritesMs);
+      await changes.forget(id);
       await Bot.deleteOne({ _id: id });
       await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
       await LiveBot.deleteOne({ _id: id });
     },
     async markLive(id, createdAt) {
-      try {
-        await liveInserts.insert({ _id: new Types.ObjectId(id), createdAt });
-      } catch (error) {
-        if ((error as { code?: number }).code !== 11000) throw error; // marked already: a replayed create
-      }
+      await changes.append([{ botId: id, kind: 'live', createdAt }]);
     },
     async unmarkLive(id) {
-      await LiveBot.collection.deleteOne({ _id: new Types.ObjectId(id) });
+      await changes.append([{ botId: id, kind: 'unlive' }]);
     },
     async liveBots() {
       const docs = await LiveBot.collection.find({}).toArray();
@@ -139,14 +234,17 @@ export function createBotRepository({ Bot, BotEvent, LiveBot }: Models, locks: D
   };
 }
 
-interface Write {
-  update: UpdateQuery<BotDoc>;
-  event?: Omit<BotEventDoc, '_id' | 'botId'>;
+/** A status event of a version: its `_id` comes from the version (flusher.ts `eventId`). */
+function withTextData({ data, ...event }: Omit<BotEventDoc, '_id' | 'botId'>) {
+  return data === undefined ? event : { ...event, data: JSON.stringify(data) };
 }
 
-/** Event data is free-form JSON from bots; it is stored as text since its keys may hold dots or dollars. */
-function toStoredEvent({ botId, data, ...event }: Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }) {
-  const stored: Record<string, unknown> = { _id: new Types.ObjectId(), botId: new Types.ObjectId(botId), ...event };
+/**
+ * An event as the stream carries it, its `_id` chosen now so that a replay writes it once. Event data is
+ * free-form JSON from bots; it is stored as text since its keys may hold dots or dollars.
+ */
+function toStoredEvent({ data, at, ...event }: Omit<BotEventDoc, '_id' | 'botId'>) {
+  const stored: { _id: string } & Record<string, unknown> = { _id: new Types.ObjectId().toHexString(), ...event, at: at.toISOString() };
   if (data !== undefined) stored.data = JSON.stringify(data);
   return stored;
 }

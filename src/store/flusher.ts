@@ -43,16 +43,36 @@ export interface PartitionStatus {
   lastFlushAt?: Date;
 }
 
-/** A bot as the flusher stores it; `_id` is the bot's id. */
-export type BotRecord = { _id: string; changeVersion: number; changedAt: Date } & mongo.Document;
+export type RecordId = string | mongo.ObjectId;
+
+/** A bot as the flusher stores it; `_id` is the bot's id (as `RecordCodec.id` gives it). */
+export type BotRecord = { _id: RecordId; changeVersion: number; changedAt: Date } & mongo.Document;
+
+/**
+ * How the JSON of a change becomes MongoDB documents (ids, dates). By default as it is, the bot's id as a
+ * string.
+ */
+export interface RecordCodec {
+  /** A bot record's `_id`, and its events' `botId`. */
+  id(botId: string): RecordId;
+  bot(doc: Record<string, unknown>): mongo.Document;
+  event(event: Record<string, unknown>): mongo.Document;
+  /** For a new bot that has not ended, since when it is live: it is marked in the live index then. */
+  liveSince?(doc: Record<string, unknown>): Date | null;
+}
+
+const asItIs: RecordCodec = { id: (botId) => botId, bot: (doc) => doc, event: (event) => event };
 
 export interface FlusherOptions {
   redis: Redis;
   prefix: string;
   bots: mongo.Collection<BotRecord>;
   events: mongo.Collection;
+  /** The live index (bot-changes.ts `append` marks and unmarks bots in it), where there is one. */
+  live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
   /** Must match the writers' (createBotChanges). */
   partitions?: number;
+  codec?: RecordCodec;
   /** Names this process in the leases. */
   owner?: string;
   leaseMs?: number;
@@ -60,10 +80,11 @@ export interface FlusherOptions {
 }
 
 /**
- * FerretDB hangs, and with it every later call, on an update command of 100 statements or more; and also,
- * now and then, on several update commands at once with ~160 statements or more between them (measured:
- * 4 × 40 hung once in two runs, 2 × 99 and 4 × 50 hung; inserts alongside one update did not). So commands
- * stay at 99 statements and one flusher sends one update command at a time, for all its partitions.
+ * FerretDB hangs, and with it every later call, on an update command of 100 statements or more; and also on
+ * several update commands at once with ~140 statements or more between them (measured: 2 × 99, 3 × 70 and
+ * 4 × 50 hung; 2 × 50 and 8 × 20 did not; inserts alongside one update did not). So commands stay at 99
+ * statements, and the fleet sends one update command at a time: one per flusher, under a Redis lock shared
+ * by every flusher of the fleet.
  */
 const MAX_UPDATES_PER_COMMAND = 99;
 const MAX_INSERTS_PER_COMMAND = 100;
@@ -71,6 +92,9 @@ const GROUP = 'flusher';
 const DUPLICATE_KEY = 11000;
 
 export const leaseKey = (prefix: string, partition: number) => `${prefix}:flusher-lease:${partition}`;
+const updateLockKey = (prefix: string) => `${prefix}:flusher-update-lock`;
+/** Longer than any update command of 99 statements takes; a holder that died frees it by then. */
+const UPDATE_LOCK_MS = 30_000;
 
 /** The `_id` of the event of a bot's version: the same on every replay. */
 export function eventId(botId: string, version: number): mongo.ObjectId {
@@ -113,15 +137,26 @@ redis.call('XTRIM', KEYS[2], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
 redis.call('SET', KEYS[3], ARGV[3])
 return 1`;
 
-interface Entry {
+/** A version of a bot, with the event that records it if any. */
+interface VersionEntry {
   id: string;
   botId: string;
-  version: number;
   kind: 'insert' | 'snapshot';
+  version: number;
   at: Date;
   doc: Record<string, unknown>;
   event?: Record<string, unknown>;
 }
+
+/** What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`). */
+type RecordEntry =
+  | { id: string; botId: string; kind: 'event'; event: Record<string, unknown> }
+  | { id: string; botId: string; kind: 'live'; at: Date }
+  | { id: string; botId: string; kind: 'unlive' };
+
+type Entry = VersionEntry | RecordEntry;
+
+const isVersion = (entry: Entry): entry is VersionEntry => entry.kind === 'insert' || entry.kind === 'snapshot';
 
 /** An entry trimmed after delivery (by a holder that lost its lease, once it was written) has no fields. */
 type RawEntry = [string, string[] | null];
@@ -130,11 +165,15 @@ function parse([id, fields]: RawEntry): Entry | null {
   if (!fields) return null;
   const f: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
+  const botId = f.bot;
+  if (f.kind === 'event') return { id, botId, kind: 'event', event: JSON.parse(f.event) };
+  if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
+  if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
   return {
     id,
-    botId: f.bot,
+    botId,
+    kind: f.kind as VersionEntry['kind'],
     version: Number(f.version),
-    kind: f.kind as Entry['kind'],
     at: new Date(Number(f.at)),
     doc: JSON.parse(f.doc),
     event: f.event === undefined ? undefined : JSON.parse(f.event),
@@ -162,6 +201,29 @@ async function insertAll<T extends mongo.Document>(collection: mongo.Collection<
 
 type OneAtATime = <T>(fn: () => Promise<T>) => Promise<T>;
 
+/**
+ * Runs each call holding a lock in Redis shared by every process with the same key, after this process's
+ * earlier calls settled. Waits for the lock (a dead holder's lapses after UPDATE_LOCK_MS) unless `stop()`.
+ */
+function oneAtATimeFleetWide(redis: Redis, key: string, stop: () => boolean): OneAtATime {
+  const local = oneAtATime();
+  return (fn) =>
+    local(async () => {
+      const token = randomBytes(8).toString('hex');
+      let delay = 2;
+      while ((await redis.set(key, token, 'PX', UPDATE_LOCK_MS, 'NX')) !== 'OK') {
+        if (stop()) throw new Error('flusher closing');
+        await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay));
+        delay = Math.min(delay * 2, 50);
+      }
+      try {
+        return await fn();
+      } finally {
+        await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+      }
+    });
+}
+
 /** Runs each call after every earlier one has settled. */
 function oneAtATime(): OneAtATime {
   let tail: Promise<unknown> = Promise.resolve();
@@ -172,32 +234,62 @@ function oneAtATime(): OneAtATime {
   };
 }
 
-/** One batch as few MongoDB commands: each bot's latest document once, each event once. */
-async function write(
-  bots: mongo.Collection<BotRecord>,
-  events: mongo.Collection,
-  entries: Entry[],
-  updating: OneAtATime,
-): Promise<void> {
-  const latest = new Map<string, Entry>();
+interface Collections {
+  bots: mongo.Collection<BotRecord>;
+  events: mongo.Collection;
+  live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
+}
+
+/**
+ * One batch as few MongoDB commands: events, live-index marks, new bots, then each changed bot's latest
+ * document once, then unmarks. In any order would do: nothing is acknowledged before all of it is written,
+ * and each write is idempotent.
+ */
+async function write({ bots, events, live }: Collections, codec: RecordCodec, entries: Entry[], updating: OneAtATime): Promise<void> {
+  const latest = new Map<string, VersionEntry>();
   const created = new Set<string>();
+  // Per bot, the live-index operation that comes last in the batch wins.
+  const liveSince = new Map<string, Date | null>();
   for (const entry of entries) {
-    if (entry.kind === 'insert') created.add(entry.botId);
+    if (entry.kind === 'live') liveSince.set(entry.botId, entry.at);
+    else if (entry.kind === 'unlive') liveSince.set(entry.botId, null);
+    if (!isVersion(entry)) continue;
+    if (entry.kind === 'insert') {
+      created.add(entry.botId);
+      const since = codec.liveSince?.(entry.doc);
+      if (since) liveSince.set(entry.botId, since);
+    }
     if ((latest.get(entry.botId)?.version ?? 0) < entry.version) latest.set(entry.botId, entry);
   }
-  // In any order: nothing is acknowledged before all of it is written, and each write is idempotent.
+
   await insertAll(
     events,
-    entries
-      .filter((entry) => entry.event !== undefined)
-      .map((entry) => ({ ...entry.event, _id: eventId(entry.botId, entry.version), botId: entry.botId, version: entry.version, at: entry.at })),
+    entries.flatMap((entry) => {
+      if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId) }];
+      if (!isVersion(entry) || entry.event === undefined) return [];
+      return [
+        {
+          // Redis's time unless the writer stamped the event itself
+          at: entry.at,
+          ...codec.event(entry.event),
+          _id: eventId(entry.botId, entry.version),
+          botId: codec.id(entry.botId),
+          version: entry.version,
+        },
+      ];
+    }),
   );
+  const marks = [...liveSince].filter(([, since]) => since !== null);
+  if (live && marks.length > 0) await insertAll(live, marks.map(([botId, since]) => ({ _id: codec.id(botId), createdAt: since! })));
 
   // The bot's id is the `_id`, whatever the document says.
-  const fields = ({ doc: { _id, ...doc }, version, at }: Entry) => ({ ...doc, changeVersion: version, changedAt: at });
+  const fields = ({ doc, version, at }: VersionEntry) => {
+    const { _id, ...record } = codec.bot(doc);
+    return { ...record, changeVersion: version, changedAt: at };
+  };
 
   const inserts = [...created].map((botId) => latest.get(botId)!);
-  const replayed = await insertAll(bots, inserts.map((entry) => ({ ...fields(entry), _id: entry.botId })));
+  const replayed = await insertAll(bots, inserts.map((entry) => ({ ...fields(entry), _id: codec.id(entry.botId) })));
   const updates = [
     ...[...latest.values()].filter((entry) => !created.has(entry.botId)),
     ...inserts.filter((_, index) => replayed.has(index)),
@@ -206,12 +298,18 @@ async function write(
     await updating(() =>
       bots.bulkWrite(
         chunk.map((entry) => ({
-          updateOne: { filter: { _id: entry.botId, changeVersion: { $lt: entry.version } }, update: { $set: fields(entry) } },
+          updateOne: {
+            // a record written before versions were kept has none: any version is newer
+            filter: { _id: codec.id(entry.botId), $or: [{ changeVersion: { $lt: entry.version } }, { changeVersion: { $exists: false } }] },
+            update: { $set: fields(entry) },
+          },
         })),
         { ordered: false },
       ),
     );
   }
+  const unmarks = [...liveSince].filter(([, since]) => since === null).map(([botId]) => codec.id(botId));
+  if (live && unmarks.length > 0) await live.deleteMany({ _id: { $in: unmarks } });
 }
 
 interface PartitionState {
@@ -222,7 +320,8 @@ interface PartitionState {
 }
 
 export function createFlusher(options: FlusherOptions): Flusher {
-  const { redis, prefix, bots, events } = options;
+  const { redis, prefix } = options;
+  const collections: Collections = { bots: options.bots, events: options.events, live: options.live };
   const partitions = options.partitions ?? 4;
   const owner = options.owner ?? `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const leaseMs = options.leaseMs ?? 10_000;
@@ -234,8 +333,9 @@ export function createFlusher(options: FlusherOptions): Flusher {
   // Blocking reads hold their connection; each partition has its own, closed on close() to end the wait.
   // Their errors are the main connection's too, which logs them.
   const blocking = Array.from({ length: partitions }, () => redis.duplicate().on('error', () => undefined));
-  const updating = oneAtATime();
+  const codec = options.codec ?? asItIs;
   let closing = false;
+  const updating = oneAtATimeFleetWide(redis, updateLockKey(prefix), () => closing);
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   const writeBatch = (partition: number, entries: Entry[]) => {
@@ -243,7 +343,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
     return withRetries(
       async () => {
         try {
-          await write(bots, events, entries, updating);
+          await write(collections, codec, entries, updating);
         } catch (error) {
           if (!state.lastError) log.warn('flush failed, retrying', { partition, error: String(error) });
           state.lastError = String(error);
