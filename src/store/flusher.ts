@@ -331,8 +331,9 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const log = logger.child({ role: 'flusher' });
   const states: PartitionState[] = Array.from({ length: partitions }, () => ({ held: false }));
   // Blocking reads hold their connection; each partition has its own, closed on close() to end the wait.
-  // Their errors are the main connection's too, which logs them.
-  const blocking = Array.from({ length: partitions }, () => redis.duplicate().on('error', () => undefined));
+  // Their errors are the main connection's too, which logs them. Their first read may come before they are
+  // connected, so it waits in their queue (the connection they copy, an API producer's, may refuse to queue).
+  const blocking = Array.from({ length: partitions }, () => redis.duplicate({ enableOfflineQueue: true }).on('error', () => undefined));
   const codec = options.codec ?? asItIs;
   let closing = false;
   const updating = oneAtATimeFleetWide(redis, updateLockKey(prefix), () => closing);

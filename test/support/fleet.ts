@@ -75,7 +75,7 @@ export async function startTestFleet(
   const peers = peerUrls();
   const env = await baseEnv(overrides);
   const dbName = overrides.__DB ?? uniqueName('meeboter_test');
-  const urls = { redisUrl: env.REDIS_URL ?? peers.redisUrl, mongodbUri: testDatabaseUri(peers.mongodbUri, dbName) };
+  const urls = { redisUrl: env.REDIS_URL ?? peers.redisUrl, mongodbUri: testDatabaseUri(env.MONGODB_URI ?? peers.mongodbUri, dbName) };
   env.REDIS_URL = urls.redisUrl;
   env.MONGODB_URI = urls.mongodbUri;
   setLogger(

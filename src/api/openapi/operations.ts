@@ -121,13 +121,21 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   'GET /readyz': {
     operationId: 'ready',
     tag: 'Health',
-    summary: 'Readiness: Redis and MongoDB answer',
+    summary: 'Readiness: Redis and MongoDB answer; whether bot changes reach MongoDB',
     answers: {
-      200: { description: 'Both answer', schema: answers.readyResponseSchema, example: { ready: true, checks: { redis: 'ok', mongodb: 'ok' } } },
+      200: {
+        description: 'Both answer',
+        schema: answers.readyResponseSchema,
+        example: { ready: true, checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' }, unflushedChanges: 0 },
+      },
       503: {
         description: 'One does not (named)',
         schema: answers.readyResponseSchema,
-        example: { ready: false, checks: { redis: 'ok', mongodb: 'unavailable: timeout' } },
+        example: {
+          ready: false,
+          checks: { redis: 'ok', mongodb: 'unavailable: timeout', flusher: 'lagging: MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017' },
+          unflushedChanges: 412,
+        },
       },
     },
   },

@@ -1,0 +1,73 @@
+import { Types } from 'mongoose';
+import { botKey } from '../src/store/bot-changes';
+import { meetings, startTestFleet, TestFleet } from './support/fleet';
+
+/** The repository over Redis (decides) and MongoDB (records), on the real peers of the run. */
+let t: TestFleet;
+beforeAll(async () => {
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+});
+afterAll(() => t.close());
+
+const create = async () => (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
+const cancel = { kind: 'move', to: 'ENDED', source: 'client', reason: 'CANCELLED' } as const;
+const stored = (id: string) => t.fleet.models.Bot.findById(id).lean<Record<string, unknown>>();
+const statusEvents = async (id: string) => (await t.fleet.repo.events(id, 100)).filter((e) => e.type === 'status').map((e) => e.status);
+
+it('a list made right after creates holds every one of them (it waits for MongoDB to have them)', async () => {
+  const owner = `owner-list-${Date.now()}`;
+  const key = await t.fleet.apiKeys.create(owner);
+  const created = await Promise.all(
+    Array.from({ length: 30 }, async () => (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string),
+  );
+  const listed = (await t.request('GET', '/api/bots?limit=100', { auth: key })).body.data.map((bot: { id: string }) => bot.id);
+  expect([...listed].sort()).toEqual([...created].sort());
+});
+
+it('a bot Redis lost is read from MongoDB, and its next change builds on MongoDB\'s version', async () => {
+  const id = await create();
+  expect(await statusEvents(id)).toEqual(['QUEUED']);
+  expect((await stored(id))!.changeVersion).toBe(1);
+  await t.fleet.redis.del(botKey(t.env.REDIS_PREFIX, id));
+
+  expect((await t.fleet.repo.findById(id))!.status).toBe('QUEUED');
+  const outcome = await t.fleet.repo.transition(id, cancel);
+  expect(outcome!.bot.status).toBe('ENDED');
+  expect(await statusEvents(id)).toEqual(['QUEUED', 'ENDED']);
+  expect(await stored(id)).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED', changeVersion: 2 });
+});
+
+it('a record written before versions were kept (no changeVersion) takes the next change', async () => {
+  const id = new Types.ObjectId();
+  const now = new Date();
+  await t.fleet.models.Bot.collection.insertOne({
+    _id: id,
+    ownerId: 'owner-a',
+    status: 'QUEUED',
+    meeting: meetings.zoom,
+    displayName: 'old',
+    recording: false,
+    metadata: [],
+    platform: null,
+    platformIdentifier: null,
+    excludedPlatforms: [],
+    attempts: [],
+    createdAt: now,
+    queuedAt: now,
+    statusVersion: 0,
+    statusChangedAt: now,
+  });
+  await t.fleet.repo.transition(String(id), cancel);
+  expect(await statusEvents(String(id))).toEqual(['ENDED']);
+  expect(await stored(String(id))).toMatchObject({ status: 'ENDED', changeVersion: 1, displayName: 'old' });
+});
+
+it('Redis keeps a live bot, and an ended one for 24 h', async () => {
+  const id = await create();
+  const key = botKey(t.env.REDIS_PREFIX, id);
+  expect(await t.fleet.redis.pttl(key)).toBe(-1);
+  await t.fleet.repo.transition(id, cancel);
+  const ttl = await t.fleet.redis.pttl(key);
+  expect(ttl).toBeGreaterThan(23 * 3600 * 1000);
+  expect(ttl).toBeLessThanOrEqual(24 * 3600 * 1000);
+});
