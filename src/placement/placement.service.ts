@@ -248,13 +248,14 @@ export function createPlacement(deps: PlacementDeps): Placement {
         placed++;
         if (totalFree() === 0) break;
       }
+      // Recorded before the occupy jobs exist, so each comes before its bot's claim in the bot's history.
+      const at = new Date();
+      await repo.appendEvents(
+        assigned.splice(0).map(({ botId, platform, skippedFull }) => ({ botId, type: 'attempt.assigned', at, data: { platform, skippedFull } })),
+      );
       await assign(round);
       offset += kept;
     }
-    const at = new Date();
-    await repo.appendEvents(
-      assigned.map(({ botId, platform, skippedFull }) => ({ botId, type: 'attempt.assigned', at, data: { platform, skippedFull } })),
-    );
     return { placed, expired, timedOut };
   };
 

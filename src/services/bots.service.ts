@@ -86,7 +86,7 @@ export function createBotsService(deps: BotsServiceDeps) {
     return bot;
   };
 
-  /** Inserts the bot (if absent) and hands it to placement; undoes the insert if placement is unreachable. */
+  /** Records the bot (if absent) and hands it to placement; 503 with nothing kept if either cannot be done. */
   const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput, idempotencyKey?: string) => {
     const now = new Date();
     const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
@@ -105,20 +105,25 @@ export function createBotsService(deps: BotsServiceDeps) {
       statusVersion: 0,
       statusChangedAt: now,
     };
+    // only the record that points at this bot (a rare path, so the filter beyond _id is affordable)
+    const forgetKey = async () => {
+      if (idempotencyKey) await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
+    };
     try {
       // The flusher marks it in the live index as it writes the new bot (see BotRepository.insert).
       await repo.insert(doc, { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
     } catch (error) {
       if ((error as { code?: number }).code === 11000) return { bot: (await repo.findById(String(botId)))!, created: false };
-      throw error;
+      logger.error('could not record a new bot', { botId: String(botId), error: String(error) });
+      await forgetKey();
+      throw new UnavailableError('the bot store (Redis) is unavailable; nothing was created, retry later');
     }
     try {
       await (scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc));
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);
-      // only the record that points at this bot (a rare path, so the filter beyond _id is affordable)
-      if (idempotencyKey) await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
+      await forgetKey();
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }
     return { bot: doc, created: true };

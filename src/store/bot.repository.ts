@@ -209,7 +209,7 @@ export function createBotRepository(
     },
     async events(botId, limit) {
       await changes.waitFlushed('now', readYourWritesMs);
-      return BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
+      return BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, seq: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
     },
     async remove(id) {
       // Its insert must be in MongoDB before it can be deleted there for good.
@@ -226,6 +226,8 @@ export function createBotRepository(
       await changes.append([{ botId: id, kind: 'unlive' }]);
     },
     async liveBots() {
+      // the index as MongoDB has it once every mark and unmark made so far is written
+      await changes.waitFlushed('now', readYourWritesMs);
       const docs = await LiveBot.collection.find({}).toArray();
       return docs
         .map((doc) => ({ id: String(doc._id), createdAt: doc.createdAt as Date }))

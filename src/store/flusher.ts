@@ -18,8 +18,9 @@ import { changesKey, flushedKey } from './bot-changes';
  *   its lease, never takes a bot back;
  * - an event's `_id` is derived from (bot, version), so a replayed event is a duplicate and ignored.
  *
- * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events
- * `{ ...event, _id: eventId(botId, version), botId, version, at }`.
+ * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
+ * `{ ...event, _id: eventId(botId, version), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
+ * (their `_id` chosen by the writer).
  */
 export interface Flusher {
   status(): Promise<FlusherStatus>;
@@ -95,6 +96,15 @@ export const leaseKey = (prefix: string, partition: number) => `${prefix}:flushe
 const updateLockKey = (prefix: string) => `${prefix}:flusher-update-lock`;
 /** Longer than any update command of 99 statements takes; a holder that died frees it by then. */
 const UPDATE_LOCK_MS = 30_000;
+
+/**
+ * Where an event's entry stood in its partition stream, as text that sorts in stream order. A bot's entries
+ * all go to one partition, so its events sort in the order Redis took them, whichever process wrote them.
+ */
+export function sequenceOf(streamId: string): string {
+  const [ms, seq] = streamId.split('-');
+  return `${ms.padStart(15, '0')}-${seq.padStart(6, '0')}`;
+}
 
 /** The `_id` of the event of a bot's version: the same on every replay. */
 export function eventId(botId: string, version: number): mongo.ObjectId {
@@ -265,7 +275,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
   await insertAll(
     events,
     entries.flatMap((entry) => {
-      if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId) }];
+      if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId), seq: sequenceOf(entry.id) }];
       if (!isVersion(entry) || entry.event === undefined) return [];
       return [
         {
@@ -275,6 +285,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
           _id: eventId(entry.botId, entry.version),
           botId: codec.id(entry.botId),
           version: entry.version,
+          seq: sequenceOf(entry.id),
         },
       ];
     }),

@@ -65,6 +65,8 @@ export interface BotEventDoc {
   message?: string;
   data?: unknown;
   at: Date;
+  /** Position in the bot's change stream (see the schema below). */
+  seq?: string;
 }
 
 /**
@@ -143,11 +145,13 @@ const botEventSchema = new Schema<BotEventDoc>(
     message: String,
     data: String,
     at: { type: Date, required: true },
+    /** Position in the bot's change stream (flusher.ts `sequenceOf`); orders events of the same millisecond. */
+    seq: String,
   },
   { collection: 'bot_events', versionKey: false },
 );
-// A bot's events in the order they happened (repository `events`).
-botEventSchema.index({ botId: 1, at: 1, _id: 1 });
+// A bot's events in the order they happened (repository `events`): by time, then as Redis took them.
+botEventSchema.index({ botId: 1, at: 1, seq: 1 });
 
 const liveBotSchema = new Schema<LiveBotDoc>(
   { createdAt: { type: Date, required: true } },
