@@ -6,6 +6,7 @@ import { logger } from '../src/logger';
 import { metrics } from '../src/metrics';
 import { DestinationCheck, ResolvedAddress } from '../src/webhooks/destination';
 import { signWebhook, WebhookEvent, WebhookOutbox } from '../src/webhooks/webhook-outbox';
+import { RedisScript } from '../src/redis-script';
 
 /**
  * Delivers one bot's pending webhook events, oldest first. A failure throws, so BullMQ retries the job with
@@ -33,7 +34,7 @@ export function webhookBackoff(attempt: number, baseMs: number): number {
   return Math.round(capped / 2 + Math.random() * (capped / 2));
 }
 
-const TAKE_TOKEN = `
+const TAKE_TOKEN = new RedisScript(`
 local rate = tonumber(ARGV[2])
 local now = tonumber(ARGV[1])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or rate)
@@ -43,11 +44,11 @@ local allowed = 0
 if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('PEXPIRE', KEYS[1], 60000)
-return allowed`;
+return allowed`);
 
 async function waitForToken(deps: DeliveryDeps, host: string): Promise<void> {
   const key = `${deps.prefix}:webhook-rate:${host}`;
-  while ((await deps.redis.eval(TAKE_TOKEN, 1, key, Date.now(), deps.ratePerSecond)) !== 1) {
+  while ((await TAKE_TOKEN.run(deps.redis, 1, key, Date.now(), deps.ratePerSecond)) !== 1) {
     await new Promise((resolve) => setTimeout(resolve, 1000 / deps.ratePerSecond));
   }
 }

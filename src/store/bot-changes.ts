@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { RedisScript } from '../redis-script';
 
 /**
  * Redis decides, MongoDB records in batches: each bot's live document lives in a Redis hash with a version,
@@ -117,7 +118,7 @@ export function partitionOf(botId: string, partitions: number): number {
  * after (0: never). The time comes from Redis so that versions and times agree across processes with
  * skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
  */
-const APPLY = `
+const APPLY = new RedisScript(`
 local stored = redis.call('HGET', KEYS[1], 'version')
 local current = tonumber(stored or '0')
 if current ~= tonumber(ARGV[2]) then return {0, current} end
@@ -134,25 +135,25 @@ if ARGV[4] == '' then
 else
   id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3], 'event', ARGV[4])
 end
-return {1, version, at, id}`;
+return {1, version, at, id}`);
 
 /** KEYS: bot hash. ARGV: version, doc JSON, at. */
-const SEED = `
+const SEED = new RedisScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2], 'at', ARGV[3])
-return 1`;
+return 1`);
 
 /**
  * The last entry id of each stream in KEYS, in one round trip. The flusher trims what it has written, so an
  * empty stream ('0-0') has nothing left to wait for.
  */
-const MARKS = `
+const MARKS = new RedisScript(`
 local ids = {}
 for i, key in ipairs(KEYS) do
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   ids[i] = last and last[1] or '0-0'
 end
-return ids`;
+return ids`);
 
 export interface BotChangesOptions {
   /** Number of partition streams (and so of flushers writing at once); every process must agree. */
@@ -168,7 +169,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
 
   const streamEnds = async (): Promise<Mark[]> => {
     const keys = Array.from({ length: partitions }, (_, partition) => changesKey(prefix, partition));
-    const ids = (await redis.eval(MARKS, keys.length, ...keys)) as string[];
+    const ids = (await MARKS.run(redis, keys.length, ...keys)) as string[];
     return ids.map((id, partition) => ({ partition, id }));
   };
 
@@ -181,8 +182,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
     },
     async apply(botId, expectedVersion, doc, event, expireMs = 0) {
       const partition = partitionOf(botId, partitions);
-      const answer = (await redis.eval(
-        APPLY,
+      const answer = (await APPLY.run(redis,
         2,
         botKey(prefix, botId),
         changesKey(prefix, partition),
@@ -197,7 +197,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       return { version: Number(version), at: Number(at), mark: { partition, id } };
     },
     async seed(botId, version, doc) {
-      return (await redis.eval(SEED, 1, botKey(prefix, botId), version, JSON.stringify(doc), Date.now())) === 1;
+      return (await SEED.run(redis, 1, botKey(prefix, botId), version, JSON.stringify(doc), Date.now())) === 1;
     },
     async append(records) {
       if (records.length === 0) return;

@@ -85,7 +85,8 @@ export function botFromJson(json: BotJsonDoc): BotDoc {
   return bot as unknown as BotDoc;
 }
 
-const botToJson = (bot: BotDoc) => JSON.parse(JSON.stringify(bot)) as BotJsonDoc;
+/** Bot changes take the document as it is: they store its JSON (ids and dates as text). */
+const asChange = (bot: BotDoc) => bot as unknown as BotJsonDoc;
 
 /** How the flusher stores bots and their status events: ObjectIds and dates, as the rest of MongoDB has them. */
 export const botRecordCodec: RecordCodec = {
@@ -134,15 +135,16 @@ export function createBotRepository(
         return { refused: decision.message };
       }
       const event = decision.event && withTextData(decision.event);
-      return { doc: botToJson(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined };
+      return { doc: asChange(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined };
     };
     for (let round = 0; round < 2; round++) {
       const result = await changes.update<BotJsonDoc>(id, decideLive);
-      if (!('refused' in result)) return { bot: botFromJson(result.doc) };
+      // the document decided on, as it was decided
+      if (!('refused' in result)) return { bot: result.doc as unknown as BotDoc };
       if (refusal) return refusal;
       const stored = await readStored(id);
       if (!stored) return null;
-      await changes.seed(id, stored.version, botToJson(stored.bot));
+      await changes.seed(id, stored.version, asChange(stored.bot));
     }
     return null;
   };
@@ -167,7 +169,7 @@ export function createBotRepository(
   return {
     async insert(bot, event) {
       const id = String(bot._id);
-      const result = await changes.apply(id, 0, botToJson(bot), event && withTextData(event));
+      const result = await changes.apply(id, 0, asChange(bot), event && withTextData(event));
       if ('conflict' in result) throw Object.assign(new Error(`bot ${id} exists already`), { code: 11000 });
       return bot;
     },

@@ -5,6 +5,7 @@ import { mongo } from 'mongoose';
 import { logger } from '../logger';
 import { withRetries } from '../retry';
 import { changesKey, flushedKey } from './bot-changes';
+import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
 
 /**
  * Writes the partition streams of ./bot-changes.ts to MongoDB in batches. Each partition has one writer at a
@@ -111,19 +112,13 @@ export function eventId(botId: string, version: number): mongo.ObjectId {
   return new mongo.ObjectId(createHash('sha256').update(`${botId}:${version}`).digest().subarray(0, 12));
 }
 
-const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`;
-
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-
 /**
  * KEYS: lease, stream. ARGV: owner, group, consumer, count. Reads only while holding the lease, so a holder
  * that lost it (paused past its expiry) cannot take entries out of order from under the new one. Entries
  * delivered but never acknowledged (a dead holder's) come first; each partition has one fixed consumer, so
  * they are all its own. Nothing to read: answers the stream's last id, to block on until a newer one.
  */
-const READ = `
+const READ = new RedisScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
 local function read(from)
   local answer = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[2], from)
@@ -132,20 +127,20 @@ end
 local entries = read('0') or read('>')
 if entries then return {1, entries} end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-return {2, last and last[1] or '0-0'}`;
+return {2, last and last[1] or '0-0'}`);
 
 /**
  * KEYS: lease, stream, flushed. ARGV: owner, group, last id, the ids. Entries are read in order and each
  * batch is acknowledged before the next is read, so everything up to the last id is written: trimmed, and
  * recorded as flushed for waitFlushed.
  */
-const ACK = `
+const ACK = new RedisScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, 4))
 local ms, seq = string.match(ARGV[3], '(%d+)-(%d+)')
 redis.call('XTRIM', KEYS[2], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
 redis.call('SET', KEYS[3], ARGV[3])
-return 1`;
+return 1`);
 
 /** A version of a bot, with the event that records it if any. */
 interface VersionEntry {
@@ -229,7 +224,7 @@ function oneAtATimeFleetWide(redis: Redis, key: string, stop: () => boolean): On
       try {
         return await fn();
       } finally {
-        await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+        await RELEASE_LOCK.run(redis, 1, key, token).catch(() => undefined);
       }
     });
 }
@@ -380,7 +375,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
       if (!String(error).includes('BUSYGROUP')) throw error;
     });
     while (state.held && !closing) {
-      const answer = (await redis.eval(READ, 2, lease, stream, owner, GROUP, `partition-${partition}`, batchSize)) as
+      const answer = (await READ.run(redis, 2, lease, stream, owner, GROUP, `partition-${partition}`, batchSize)) as
         | [0]
         | [1, RawEntry[]]
         | [2, string];
@@ -397,7 +392,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
       const entries = raw.map(parse).filter((entry): entry is Entry => entry !== null);
       await writeBatch(partition, entries);
       const ids = raw.map(([id]) => id);
-      await redis.eval(ACK, 3, lease, stream, flushedKey(prefix, partition), owner, GROUP, ids[ids.length - 1], ...ids);
+      await ACK.run(redis, 3, lease, stream, flushedKey(prefix, partition), owner, GROUP, ids[ids.length - 1], ...ids);
     }
   };
 
@@ -421,7 +416,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const renewer = setInterval(() => {
     states.forEach((state, partition) => {
       if (!state.held) return;
-      redis.eval(RENEW, 1, leaseKey(prefix, partition), owner, leaseMs).then(
+      RENEW_LOCK.run(redis, 1, leaseKey(prefix, partition), owner, leaseMs).then(
         (renewed) => {
           if (renewed === 0 && state.held) {
             state.held = false;
@@ -460,7 +455,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
         states.map(async (state, partition) => {
           if (!state.held) return;
           state.held = false;
-          await redis.eval(RELEASE, 1, leaseKey(prefix, partition), owner).catch(() => undefined);
+          await RELEASE_LOCK.run(redis, 1, leaseKey(prefix, partition), owner).catch(() => undefined);
         }),
       );
     },

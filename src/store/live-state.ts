@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
+import { RedisScript } from '../redis-script';
 
 /**
  * Fast per-bot state kept in Redis rather than MongoDB, shaped for the sweeps: each is a sorted set scored
@@ -33,15 +34,15 @@ export interface LiveState {
 /** Ended bots, scored by when they ended. */
 export const endedSet = (prefix: string) => `${prefix}:ended`;
 
-const HEARTBEAT = `
+const HEARTBEAT = new RedisScript(`
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return redis.call('SISMEMBER', KEYS[3], ARGV[1])`;
+return redis.call('SISMEMBER', KEYS[3], ARGV[1])`);
 
-const CLEAR_IF_DUE = `
+const CLEAR_IF_DUE = new RedisScript(`
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0`;
+return 0`);
 
 export type DueSet = 'heartbeats' | 'deploying' | 'leave-deadlines';
 
@@ -50,7 +51,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
   const leaving = `${prefix}:leaving`;
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const answer = await redis.eval(HEARTBEAT, 3, endedSet(prefix), key('heartbeats'), leaving, botId, nowMs);
+      const answer = await HEARTBEAT.run(redis, 3, endedSet(prefix), key('heartbeats'), leaving, botId, nowMs);
       return { ended: answer === -1, shouldLeave: answer === 1 };
     },
     async lastHeartbeat(botId) {
@@ -85,7 +86,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
     },
     due: (set, nowMs, count) => redis.zrangebyscore(key(set), '-inf', nowMs, 'LIMIT', 0, count),
     async clear(set, botId, dueBefore) {
-      await redis.eval(CLEAR_IF_DUE, 1, key(set), botId, dueBefore);
+      await CLEAR_IF_DUE.run(redis, 1, key(set), botId, dueBefore);
     },
   };
 }

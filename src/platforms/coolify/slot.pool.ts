@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MeetingPlatform } from '../../domain/bot.lifecycle';
 import { SlotRecord, SlotState } from './slot.records';
+import { RedisScript } from '../../redis-script';
 
 /**
  * The pool's working state in Redis, where every state change of a slot is decided by one Lua script, so
@@ -19,7 +20,7 @@ export interface SlotClaim {
   slot: string;
 }
 
-const ACQUIRE = `
+const ACQUIRE = new RedisScript(`
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'rebuild'} end
 local existing = redis.call('HGET', KEYS[3], ARGV[1])
 if existing then return {'existing', existing} end
@@ -49,18 +50,18 @@ if best then
   redis.call('ZREM', bestKey, best)
   return take(best, 'reimage')
 end
-return {'full'}`;
+return {'full'}`);
 
 /** A warm slot for recovery: STARTING with no holder until its application exists. */
-const RESERVE = `
+const RESERVE = new RedisScript(`
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], 'STARTING')
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1`;
+return 1`);
 
 /** Moves a slot to a state if it is held by ARGV[2] ('' = by nobody); leaving a holder clears the assignment. */
-const SETTLE = `
+const SETTLE = new RedisScript(`
 if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return 0 end
@@ -78,19 +79,19 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local idleKey = ARGV[5] .. redis.call('HGET', KEYS[4], ARGV[1])
 if ARGV[3] == 'IDLE' then redis.call('ZADD', idleKey, ARGV[4], ARGV[1]) else redis.call('ZREM', idleKey, ARGV[1]) end
-return 1`;
+return 1`);
 
 /** Removes a slot that is held by nobody from every structure. */
-const FORGET = `
+const FORGET = new RedisScript(`
 if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= '' then return 0 end
 local platform = redis.call('HGET', KEYS[4], ARGV[1])
 if platform then redis.call('ZREM', ARGV[2] .. platform, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-return 1`;
+return 1`);
 
 /** Loads the records (ARGV[2], JSON) unless another process already did since the data was lost. */
-const REBUILD = `
+const REBUILD = new RedisScript(`
 if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 for _, record in ipairs(cjson.decode(ARGV[2])) do
   redis.call('HSET', KEYS[1], record.slot, record.state)
@@ -102,7 +103,7 @@ for _, record in ipairs(cjson.decode(ARGV[2])) do
   if record.state == 'IDLE' then redis.call('ZADD', ARGV[1] .. record.platform, record.lastUsed, record.slot) end
 end
 redis.call('SET', KEYS[5], '1')
-return 1`;
+return 1`);
 
 export interface SlotView {
   slot: string;
@@ -141,7 +142,7 @@ export function createSlotPool(options: {
       holder: r.state === 'STARTING' || r.state === 'BUSY' ? (r.deploymentName ?? '') : '',
       lastUsed: r.lastUsedAt?.getTime() ?? 0,
     }));
-    return (await redis.eval(REBUILD, 5, ...core, keys.idlePrefix, JSON.stringify(payload))) === 1;
+    return (await REBUILD.run(redis, 5, ...core, keys.idlePrefix, JSON.stringify(payload))) === 1;
   };
   /** Runs a script, rebuilding first when it says Redis lost the pool. */
   const withRebuild = async <T>(run: () => Promise<T>, needsRebuild: (result: T) => boolean): Promise<T> => {
@@ -164,7 +165,7 @@ export function createSlotPool(options: {
       const others = options.meetingPlatforms.filter((p) => p !== meetingPlatform).map((p) => keys.idlePrefix + p);
       const result = (await withRebuild(
         () =>
-          redis.eval(ACQUIRE, 6 + others.length, ...core, keys.idlePrefix + meetingPlatform, ...others,
+          ACQUIRE.run(redis, 6 + others.length, ...core, keys.idlePrefix + meetingPlatform, ...others,
             deploymentName, options.limit, newSlotName(meetingPlatform), meetingPlatform) as Promise<string[]>,
         (answer) => answer[0] === 'rebuild',
       ));
@@ -174,7 +175,7 @@ export function createSlotPool(options: {
     async reserve(meetingPlatform: MeetingPlatform): Promise<string | null> {
       const slot = newSlotName(meetingPlatform);
       const got = await withRebuild(
-        () => redis.eval(RESERVE, 3, keys.state, keys.platform, keys.built, slot, options.limit, meetingPlatform) as Promise<number>,
+        () => RESERVE.run(redis, 3, keys.state, keys.platform, keys.built, slot, options.limit, meetingPlatform) as Promise<number>,
         (answer) => answer === -1,
       );
       return got === 1 ? slot : null;
@@ -182,13 +183,13 @@ export function createSlotPool(options: {
     /** Moves `slot` to `state` if `holder` (null: nobody) holds it; false when it does not. */
     async settle(slot: string, holder: string | null, state: SlotState): Promise<boolean> {
       const result = await withRebuild(
-        () => redis.eval(SETTLE, 5, ...core, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
+        () => SETTLE.run(redis, 5, ...core, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1;
     },
     async forget(slot: string): Promise<boolean> {
-      return (await redis.eval(FORGET, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;
+      return (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;
     },
     /** The slot an attempt holds, or null. */
     async slotOf(deploymentName: string): Promise<string | null> {

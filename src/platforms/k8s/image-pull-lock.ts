@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { logger } from '../../logger';
 import { ContainerStatus, Deployment } from '../platform';
+import { RELEASE_LOCK, RENEW_LOCK } from '../../redis-script';
 
 /**
  * K8S_IMAGE_PULL_LOCK_ENABLED: the first bot of an image starts alone, so that one node pulls a multi-GB
@@ -36,10 +37,6 @@ const POLL_MS = 1_000;
 /** Nodes keep pulled images for a long time; a day later the next bot simply pulls first again. */
 const PULLED_TTL_S = 24 * 3600;
 
-/** Deletes or renews the lock only while it is still this holder's. */
-const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
-const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0`;
-
 export function createImagePullLock(options: ImagePullLockOptions): ImagePullLock {
   const { redis, prefix, waitMs } = options;
   const held = new Set<{ stop(): void }>();
@@ -51,7 +48,7 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
     const deadline = Date.now() + waitMs;
     let stopped = false;
     const renew = setInterval(() => {
-      redis.eval(RENEW, 1, key(image, 'lock'), token, LOCK_TTL_MS).catch((error) => logger.warn('image pull lock: renew failed', { image, error: String(error) }));
+      RENEW_LOCK.run(redis, 1, key(image, 'lock'), token, LOCK_TTL_MS).catch((error) => logger.warn('image pull lock: renew failed', { image, error: String(error) }));
     }, RENEW_MS);
     const handle = { stop: () => { stopped = true; clearInterval(renew); } };
     held.add(handle);
@@ -69,7 +66,7 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
       } finally {
         handle.stop();
         held.delete(handle);
-        await redis.eval(RELEASE, 1, key(image, 'lock'), token).catch((error) => logger.warn('image pull lock: release failed', { image, error: String(error) }));
+        await RELEASE_LOCK.run(redis, 1, key(image, 'lock'), token).catch((error) => logger.warn('image pull lock: release failed', { image, error: String(error) }));
       }
     })();
   };
@@ -85,7 +82,7 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
           try {
             deployment = await create();
           } catch (error) {
-            await redis.eval(RELEASE, 1, key(image, 'lock'), token);
+            await RELEASE_LOCK.run(redis, 1, key(image, 'lock'), token);
             throw error;
           }
           hold(image, token, deployment.identifier, status);

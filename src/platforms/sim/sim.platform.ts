@@ -3,6 +3,7 @@ import { logger } from '../../logger';
 import { BotClient } from '../../sdk/bot-client';
 import { runSimBot } from '../../sdk/sim-bot';
 import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
+import { RedisScript } from '../../redis-script';
 
 /**
  * `sim`: a load-testing platform. Its "containers" are entries in a Redis hash (the simulated host, shared
@@ -49,7 +50,7 @@ export function simHostKeys(host: string, name: string) {
 
 const NOW_MS = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
 
-const CREATE = `${NOW_MS}
+const CREATE = new RedisScript(`${NOW_MS}
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
@@ -57,13 +58,13 @@ redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 redis.call('HSET', KEYS[4], ARGV[1], now)
 local held = redis.call('HLEN', KEYS[1])
 if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
-return held`;
+return held`);
 
-const REMOVE = `${NOW_MS}
+const REMOVE = new RedisScript(`${NOW_MS}
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], now) end
-return 0`;
+return 0`);
 
 const ENTER = `
 local n = redis.call('INCR', KEYS[1])
@@ -94,8 +95,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
       try {
         await injectFault(await options.redis.get(keys.fault));
-        await options.redis.eval(
-          CREATE, 5, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners,
+        await CREATE.run(options.redis, 5, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners,
           spec.name, JSON.stringify(spec.env), options.fleetId,
         );
       } finally {
@@ -133,7 +133,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
 }
 
 const removeContainer = (redis: Redis, keys: SimHostKeys, name: string, fleetId: string) =>
-  redis.eval(REMOVE, 3, keys.containers, keys.stoppedAt, keys.owners, name, fleetId);
+  REMOVE.run(redis, 3, keys.containers, keys.stoppedAt, keys.owners, name, fleetId);
 
 type SimHostKeys = ReturnType<typeof simHostKeys>;
 
