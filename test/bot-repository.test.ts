@@ -59,7 +59,11 @@ it('a record written before versions were kept (no changeVersion) takes the next
   });
   await t.fleet.repo.transition(String(id), cancel);
   expect(await statusEvents(String(id))).toEqual(['ENDED']);
-  expect(await stored(String(id))).toMatchObject({ status: 'ENDED', changeVersion: 1, displayName: 'old' });
+  // it counted as version 1, so the change is version 2
+  expect(await stored(String(id))).toMatchObject({ status: 'ENDED', changeVersion: 2, displayName: 'old' });
+  // and it cannot be created again over it
+  const again = t.fleet.repo.insert({ ...(await t.fleet.repo.findById(String(id)))!, status: 'QUEUED' });
+  await expect(again).rejects.toMatchObject({ code: 11000 });
 });
 
 it('Redis keeps a live bot, and an ended one for 24 h', async () => {

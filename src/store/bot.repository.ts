@@ -144,7 +144,8 @@ export function createBotRepository(
       if (refusal) return refusal;
       const stored = await readStored(id);
       if (!stored) return null;
-      await changes.seed(id, stored.version, asChange(stored.bot));
+      // A record from before versions were kept counts as version 1: version 0 means "no such bot" to an insert.
+      await changes.seed(id, Math.max(stored.version, 1), asChange(stored.bot));
     }
     return null;
   };

@@ -17,7 +17,9 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  *   the document written as an update instead;
  * - an update only applies over an older `changeVersion`, so a replay, or a late write by a holder that lost
  *   its lease, never takes a bot back;
- * - an event's `_id` is derived from (bot, version), so a replayed event is a duplicate and ignored.
+ * - an event's `_id` is derived from (bot, version), or chosen by its writer before it entered the stream,
+ *   so a replayed event is a duplicate and ignored;
+ * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete.
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
  * `{ ...event, _id: eventId(botId, version), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
