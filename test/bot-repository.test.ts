@@ -1,5 +1,5 @@
-import { Types } from 'mongoose';
 import { botKey } from '../src/store/bot-changes';
+import { storedBot } from './support/bot-docs';
 import { meetings, startTestFleet, TestFleet } from './support/fleet';
 
 /** The repository over Redis (decides) and MongoDB (records), on the real peers of the run. */
@@ -38,25 +38,9 @@ it('a bot Redis lost is read from MongoDB, and its next change builds on MongoDB
 });
 
 it('a record written before versions were kept (no changeVersion) takes the next change', async () => {
-  const id = new Types.ObjectId();
-  const now = new Date();
-  await t.fleet.models.Bot.collection.insertOne({
-    _id: id,
-    ownerId: 'owner-a',
-    status: 'QUEUED',
-    meeting: meetings.zoom,
-    displayName: 'old',
-    recording: false,
-    metadata: [],
-    platform: null,
-    platformIdentifier: null,
-    excludedPlatforms: [],
-    attempts: [],
-    createdAt: now,
-    queuedAt: now,
-    statusVersion: 0,
-    statusChangedAt: now,
-  });
+  const record = storedBot({ displayName: 'old', queuedAt: new Date(), statusChangedAt: new Date() });
+  const id = record._id;
+  await t.fleet.models.Bot.collection.insertOne(record as never);
   await t.fleet.repo.transition(String(id), cancel);
   expect(await statusEvents(String(id))).toEqual(['ENDED']);
   // it counted as version 1, so the change is version 2

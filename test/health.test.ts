@@ -6,6 +6,7 @@ import { reconcilePlatform, sweepHeartbeats } from '../workers/sweeps';
 import { deploymentName } from '../src/platforms/platform';
 import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { createLiveState } from '../src/store/live-state';
+import { storedBot } from './support/bot-docs';
 import { meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
 
 /**
@@ -164,21 +165,9 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', HEARTBEAT_TIMEOUT_MS: '60000' }, { api: true, workers: false });
   fleets.push(t);
   const now = Date.now();
-  const docs = Array.from({ length: 20_000 }, (_, i) => ({
-    _id: new Types.ObjectId(),
-    ownerId: 'sweep-owner',
-    status: 'IN_CALL',
-    meeting: meetings.zoom,
-    displayName: 'Meeboter',
-    recording: false,
-    metadata: [],
-    platform: 'sim',
-    platformIdentifier: `c${i}`,
-    excludedPlatforms: [],
-    attempts: [],
-    createdAt: new Date(now),
-    statusVersion: 3,
-  }));
+  const docs = Array.from({ length: 20_000 }, (_, i) =>
+    storedBot({ ownerId: 'sweep-owner', status: 'IN_CALL', platform: 'sim', platformIdentifier: `c${i}`, createdAt: new Date(now), statusVersion: 3 }),
+  );
   for (let i = 0; i < docs.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(docs.slice(i, i + 2000) as never[]);
   const liveState = createLiveState(t.fleet.redis, t.env.REDIS_PREFIX);
   const expired = new Set(docs.slice(0, 10).map((d) => String(d._id)));
@@ -203,21 +192,15 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
   const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
   fleets.push(t);
   const now = Date.now();
-  const botDoc = (status: string, minutesAgo: number) => ({
-    _id: new Types.ObjectId(),
-    ownerId: 'reconcile-owner',
-    status,
-    meeting: meetings.zoom,
-    displayName: 'Meeboter',
-    recording: false,
-    metadata: [],
-    platform: 'sim',
-    excludedPlatforms: [],
-    attempts: [],
-    createdAt: new Date(now - minutesAgo * 60_000),
-    deployedAt: new Date(now - minutesAgo * 60_000),
-    statusVersion: 3,
-  });
+  const botDoc = (status: string, minutesAgo: number) =>
+    storedBot({
+      ownerId: 'reconcile-owner',
+      status,
+      platform: 'sim',
+      createdAt: new Date(now - minutesAgo * 60_000),
+      deployedAt: new Date(now - minutesAgo * 60_000),
+      statusVersion: 3,
+    });
   const withName = <T extends { _id: Types.ObjectId }>(doc: T) => ({ ...doc, platformIdentifier: deploymentName(String(doc._id), 'sim') });
   const healthy = Array.from({ length: 1_997 }, () => String(new Types.ObjectId())); // held and listed: never read
   const lost = Array.from({ length: 3 }, () => withName(botDoc('IN_CALL', 5))); // held, container gone

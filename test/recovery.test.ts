@@ -2,6 +2,7 @@ import { Types } from 'mongoose';
 import { occupyJobId } from '../queues/queue-names';
 import { createLogger } from '../src/logger';
 import { createRecovery } from '../src/placement/recovery';
+import { storedBot } from './support/bot-docs';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
@@ -30,23 +31,15 @@ const makeRecovery = (repo = t.fleet.repo) =>
 
 it('reads only the live bots Redis does not track, and puts each back where it was', async () => {
   const now = Date.now();
-  const doc = (status: string, secondsAgo: number, extra: Record<string, unknown> = {}) => ({
-    _id: new Types.ObjectId(),
-    ownerId: 'recovery-owner',
-    status,
-    meeting: meetings.zoom,
-    displayName: 'Meeboter',
-    recording: false,
-    metadata: [],
-    platform: null,
-    platformIdentifier: null,
-    excludedPlatforms: [],
-    attempts: [],
-    createdAt: new Date(now - secondsAgo * 1000),
-    queuedAt: new Date(now - secondsAgo * 1000),
-    statusVersion: 1,
-    ...extra,
-  });
+  const doc = (status: string, secondsAgo: number, extra: Record<string, unknown> = {}) =>
+    storedBot({
+      ownerId: 'recovery-owner',
+      status,
+      createdAt: new Date(now - secondsAgo * 1000),
+      queuedAt: new Date(now - secondsAgo * 1000),
+      statusVersion: 1,
+      ...extra,
+    });
   const ended = Array.from({ length: 20_000 }, () => doc('ENDED', 3600, { endReason: 'COMPLETED' }));
   for (let i = 0; i < ended.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(ended.slice(i, i + 2000) as never[]);
 
@@ -81,7 +74,7 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   // one before its capacity counts as free), deadlines re-armed.
   expect(await t.fleet.queues.platforms.get('sim')!.getJobState(occupyJobId(String(endedOnPlatform._id), 'sim'))).toBe('waiting');
   for (const bot of onPlatform) {
-    expect(await t.fleet.queues.platforms.get(bot.platform!)!.getJobState(occupyJobId(String(bot._id), bot.platform!))).toBe('waiting');
+    expect(await t.fleet.queues.platforms.get(bot.platform as string)!.getJobState(occupyJobId(String(bot._id), bot.platform as string))).toBe('waiting');
     expect(await t.fleet.liveState.lastHeartbeat(String(bot._id))).not.toBeNull();
   }
   expect(await t.fleet.queues.schedule.getJobState(String(scheduled._id))).toBe('delayed');
