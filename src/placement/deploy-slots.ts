@@ -24,39 +24,94 @@ export interface DeploySlots {
   inUse(): Promise<number>;
 }
 
+interface Waiter {
+  holder: string;
+  signal?: AbortSignal;
+  resolve(release: () => Promise<void>): void;
+  reject(error: Error): void;
+}
+
+/**
+ * This process's waiters queue up here, and only the oldest asks Redis (after a growing pause, or at once
+ * when a slot of this process is freed); the next one asks as soon as it is served. So a process asks
+ * Redis about once per pause however many of its bots wait: with every waiter polling, hundreds of held
+ * bots waiting for 4 slots cost the worker and Redis thousands of calls a second.
+ */
 export function createDeploySlots(redis: Redis, prefix: string, max: number, leaseMs = 5 * 60_000): DeploySlots {
   const key = `${prefix}:deploy-slots`;
+  const queue: Waiter[] = [];
+  let pumping = false;
+  let wake: (() => void) | undefined;
+
   const tryAcquire = async (holder: string) => {
     const now = Date.now();
     const got = await ACQUIRE.run(redis, 1, key, holder, now, now + leaseMs, max);
     return got === 1;
   };
-  // This process's waiters, oldest first. A slot this process frees wakes the oldest at once; slots freed
-  // by other processes (or by an expired lease) are found by each waiter's next try, after a growing pause.
-  const waiters: Array<() => void> = [];
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
-      const wake = () => {
+      const timer = setTimeout(() => done(), ms);
+      const done = () => {
         clearTimeout(timer);
-        const index = waiters.indexOf(wake);
-        if (index >= 0) waiters.splice(index, 1);
+        wake = undefined;
         resolve();
       };
-      const timer = setTimeout(wake, ms);
-      waiters.push(wake);
+      wake = done;
     });
-  return {
-    async acquire(holder, signal) {
-      let delay = 10;
-      while (!(await tryAcquire(holder))) {
-        if (signal?.aborted) throw new Error('aborted while waiting for a deploy slot');
+  const releaseOf = (holder: string) => async () => {
+    await redis.zrem(key, holder);
+    wake?.();
+  };
+
+  const pump = async () => {
+    pumping = true;
+    let delay = 10;
+    try {
+      while (queue.length > 0) {
+        const head = queue[0];
+        if (head.signal?.aborted) {
+          queue.shift();
+          head.reject(new Error('aborted while waiting for a deploy slot'));
+          continue;
+        }
+        let got: boolean;
+        try {
+          got = await tryAcquire(head.holder);
+        } catch (error) {
+          queue.shift();
+          head.reject(error as Error);
+          continue;
+        }
+        if (got) {
+          queue.shift();
+          head.resolve(releaseOf(head.holder));
+          delay = 10;
+          continue;
+        }
         await pause(delay + Math.random() * delay);
         delay = Math.min(delay * 2, 250);
       }
-      return async () => {
-        await redis.zrem(key, holder);
-        waiters[0]?.();
-      };
+    } finally {
+      pumping = false;
+    }
+  };
+
+  return {
+    acquire(holder, signal) {
+      return new Promise((resolve, reject) => {
+        queue.push({ holder, signal, resolve, reject });
+        // an aborted waiter leaves at once, wherever it is in the line
+        signal?.addEventListener(
+          'abort',
+          () => {
+            const index = queue.findIndex((waiter) => waiter.holder === holder && waiter.signal === signal);
+            if (index > 0) queue.splice(index, 1)[0].reject(new Error('aborted while waiting for a deploy slot'));
+            else if (index === 0) wake?.();
+          },
+          { once: true },
+        );
+        if (!pumping) void pump();
+      });
     },
     inUse: () => redis.zcard(key),
   };
