@@ -52,7 +52,10 @@ export interface Fleet {
   config: Config;
   models: Models;
   repo: BotRepository;
-  /** Writes the bots' changes to MongoDB; every process runs one, each partition has one writer at a time. */
+  /**
+   * Writes the bots' changes to MongoDB; every process runs one (a worker-only process's stands by), each
+   * partition has one writer at a time.
+   */
   flusher: Flusher;
   bots: BotsService;
   apiKeys: ApiKeys;
@@ -96,7 +99,10 @@ export async function startFleet(
     const changes = createBotChanges(redis, prefix);
     const repo = createBotRepository(models, changes);
     // Added before every role's closers, so it closes after them: their last changes are written first.
+    // API processes write; a worker-only process stands by and writes only while no API process does, so
+    // the workers' memory goes to the bots they hold (BENCHMARKS.md, P6).
     const flusher = createFlusher({
+      standby: !roles.api,
       redis,
       prefix,
       bots: models.Bot.collection as never,

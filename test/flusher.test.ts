@@ -67,7 +67,7 @@ async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4): Promi
   return peers;
 }
 
-const flusherOn = (peers: Peers, extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number } = {}): Flusher =>
+const flusherOn = (peers: Peers, extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number; standby?: boolean } = {}): Flusher =>
   createFlusher({
     redis: peers.redis,
     prefix: peers.prefix,
@@ -222,6 +222,26 @@ it('each partition has one writer; a lease taken away stops its writes until the
   expect(await heldBy(b)).toEqual([0, 1, 2, 3]);
   await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 3])));
   await b.close();
+});
+
+it('a standby flusher leaves every partition to the others, and writes them all once there are none', async () => {
+  const peers = await peersOfOwn();
+  const standby = flusherOn(peers, { standby: true });
+  const writer = flusherOn(peers);
+  await waitFor(async () => (await heldBy(writer)).length === 4, 'the writer to hold every partition');
+  // two whole leases (3 s each) of chances to take one
+  await sleep(6_500);
+  expect(await heldBy(standby)).toEqual([]);
+  const botIds = botIdsFor(100);
+  await advance(peers.changes, botIds, 1);
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+
+  await writer.close();
+  await waitFor(async () => (await heldBy(standby)).length === 4, 'the standby to take every partition');
+  await advance(peers.changes, botIds, 1);
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 2])));
+  await standby.close();
 });
 
 interface FlusherProcess {

@@ -81,6 +81,12 @@ export interface FlusherOptions {
   owner?: string;
   leaseMs?: number;
   batchSize?: number;
+  /**
+   * Takes a partition only once it has had no writer for a whole lease: so that partitions go to the
+   * flushers that are not standbys, and a standby writes only while there are none (worker processes are
+   * standbys, see fleet.ts).
+   */
+  standby?: boolean;
 }
 
 /**
@@ -401,9 +407,16 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const run = async (partition: number) => {
     const state = states[partition];
     const lease = leaseKey(prefix, partition);
+    let freeSince: number | undefined;
+    const mayTake = async () => {
+      if (!options.standby) return true;
+      if ((await redis.exists(lease)) === 1) freeSince = undefined;
+      else freeSince ??= Date.now();
+      return freeSince !== undefined && Date.now() - freeSince >= leaseMs;
+    };
     while (!closing) {
       try {
-        if (!state.held) state.held = (await redis.set(lease, owner, 'PX', leaseMs, 'NX')) === 'OK';
+        if (!state.held && (await mayTake())) state.held = (await redis.set(lease, owner, 'PX', leaseMs, 'NX')) === 'OK';
         if (state.held) await consume(partition);
         else await pause(leaseMs / 4);
       } catch (error) {
