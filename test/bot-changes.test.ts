@@ -1,21 +1,11 @@
-import { Redis } from 'ioredis';
-import { createRedis } from '../src/connections';
 import { changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
-import { cleanup, peerUrls, testDatabaseUri, uniqueName } from './support/fleet';
+import { uniqueName } from './support/fleet';
+import { redisOnly } from './support/redis-only';
 
 /** Changes decided in Redis: one version at a time, on the real Redis of the run. */
-const prefix = uniqueName('mbtest_changes');
-const connections: Redis[] = [];
-const connect = () => {
-  const redis = createRedis(peerUrls().redisUrl, 'worker', 'test');
-  connections.push(redis);
-  return redis;
-};
-afterAll(async () => {
-  await Promise.all(connections.map((redis) => redis.quit()));
-  // no database of its own: cleanup drops one that was never made
-  await cleanup({ ...peerUrls(), mongodbUri: testDatabaseUri(peerUrls().mongodbUri, uniqueName('meeboter_test_changes')) }, prefix);
-});
+const peers = redisOnly('mbtest_changes');
+const { prefix, connect, connections } = peers;
+afterAll(() => peers.close());
 
 interface Tagged {
   tags: number[];

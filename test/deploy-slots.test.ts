@@ -1,20 +1,10 @@
-import { Redis } from 'ioredis';
-import { createRedis } from '../src/connections';
 import { createDeploySlots } from '../src/placement/deploy-slots';
-import { cleanup, peerUrls, testDatabaseUri, uniqueName } from './support/fleet';
+import { redisOnly } from './support/redis-only';
 
 /** DEPLOYMENT_QUEUE_MAX_CONCURRENT's semaphore, on the real Redis of the run, as two processes would use it. */
-const prefix = uniqueName('mbtest_slots');
-const connections: Redis[] = [];
-const connect = () => {
-  const redis = createRedis(peerUrls().redisUrl, 'worker', 'test');
-  connections.push(redis);
-  return redis;
-};
-afterAll(async () => {
-  await Promise.all(connections.map((redis) => redis.quit()));
-  await cleanup({ ...peerUrls(), mongodbUri: testDatabaseUri(peerUrls().mongodbUri, uniqueName('meeboter_test_slots')) }, prefix);
-});
+const peers = redisOnly('mbtest_slots');
+const { prefix, connect } = peers;
+afterAll(() => peers.close());
 
 it('never holds more than the limit across two users of it, serves every waiter, and each its own in order', async () => {
   const [a, b] = [createDeploySlots(connect(), prefix, 2), createDeploySlots(connect(), prefix, 2)];
