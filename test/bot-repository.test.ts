@@ -59,3 +59,20 @@ it('Redis keeps a live bot, and an ended one for 24 h', async () => {
   expect(ttl).toBeGreaterThan(23 * 3600 * 1000);
   expect(ttl).toBeLessThanOrEqual(24 * 3600 * 1000);
 });
+
+// Last: it stops this fleet's flusher.
+it('a list waits a bounded time for MongoDB, then answers from what MongoDB has, with the live state over it', async () => {
+  const owner = `owner-stale-${Date.now()}`;
+  const key = await t.fleet.apiKeys.create(owner);
+  const createFor = async () => (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string;
+  const flushed = await createFor();
+  expect((await t.request('GET', '/api/bots', { auth: key })).body.data.map((bot: { id: string }) => bot.id)).toEqual([flushed]);
+
+  await t.fleet.flusher.close();
+  const unflushed = await createFor();
+  expect((await t.request('DELETE', `/api/bots/${flushed}`, { auth: key })).status).toBe(200);
+  const listed = (await t.request('GET', '/api/bots', { auth: key })).body.data;
+  // the new bot is not in MongoDB yet; the one MongoDB has shows its live status
+  expect(listed.map((bot: { id: string; status: string }) => [bot.id, bot.status])).toEqual([[flushed, 'ENDED']]);
+  expect((await t.request('GET', `/api/bots/${unflushed}`, { auth: key })).body.status).toBe('QUEUED');
+});
