@@ -216,16 +216,20 @@ type OneAtATime = <T>(fn: () => Promise<T>) => Promise<T>;
 
 /**
  * Runs each call holding a lock in Redis shared by every process with the same key, after this process's
- * earlier calls settled. Waits for the lock (a dead holder's lapses after UPDATE_LOCK_MS) unless `stop()`.
+ * earlier calls settled. Waits for the lock (a dead holder's lapses after UPDATE_LOCK_MS) unless `stop()`,
+ * and fails after twice that: the batch is then retried, and the flusher reports the reason as its error.
  */
 function oneAtATimeFleetWide(redis: Redis, key: string, stop: () => boolean): OneAtATime {
   const local = oneAtATime();
   return (fn) =>
     local(async () => {
       const token = randomBytes(8).toString('hex');
+      // A holder that died frees it within UPDATE_LOCK_MS; twice that means one that lives and is stuck.
+      const deadline = Date.now() + 2 * UPDATE_LOCK_MS;
       let delay = 2;
       while ((await redis.set(key, token, 'PX', UPDATE_LOCK_MS, 'NX')) !== 'OK') {
         if (stop()) throw new Error('flusher closing');
+        if (Date.now() > deadline) throw new Error(`the update lock stayed taken for ${2 * UPDATE_LOCK_MS} ms (an update command hung?)`);
         await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay));
         delay = Math.min(delay * 2, 50);
       }
