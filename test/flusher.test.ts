@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { Connection, mongo } from 'mongoose';
-import { createMongo, createRedis } from '../src/connections';
+import { createMongo, createRedis, RedisRole } from '../src/connections';
 import { createLogger, setLogger } from '../src/logger';
-import { startFerretDb } from '../src/peers';
+import { StartedPeer, startFerretDb, startRedis } from '../src/peers';
 import { BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
 import { BotRecord, createFlusher, eventId, Flusher, leaseKey } from '../src/store/flusher';
 import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
@@ -39,11 +39,10 @@ afterAll(async () => {
 });
 
 /** Its own Redis prefix and database, on the run's peers or on the given MongoDB server. */
-async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4): Promise<Peers> {
+async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4, redisUrl = peerUrls().redisUrl, role: RedisRole = 'worker'): Promise<Peers> {
   const prefix = uniqueName('mbtest_flusher');
-  const redisUrl = peerUrls().redisUrl;
   const mongodbUri = testDatabaseUri(server, uniqueName('meeboter_test_flusher'));
-  const redis = createRedis(redisUrl, 'worker', 'test');
+  const redis = createRedis(redisUrl, role, 'test');
   const connection = await createMongo(mongodbUri);
   // as at startup (syncIndexes): partitions writing at once must not race to create them
   await connection.db!.createCollection('bots');
@@ -368,5 +367,47 @@ it('MongoDB away for a while: reports lagging with the error, acknowledges nothi
     await peers.close();
     open.splice(open.indexOf(peers), 1);
     await ferret.stop();
+  }
+});
+
+it('Redis restarted under it: it takes its partitions again and writes what comes after; closed while Redis is away, it returns', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-flusher-redis-'));
+  let redis: StartedPeer | undefined = await startRedis(dir);
+  const port = Number(new URL(redis.url).port);
+  // an API process's connection (fails fast, queues nothing), as the fleet gives it
+  const peers = await peersOfOwn(undefined, 4, redis.url, 'producer');
+  const flusher = flusherOn(peers);
+  const stopRedis = async () => {
+    await redis?.stop();
+    redis = undefined;
+    await waitFor(async () => (await peers.redis.ping().catch(() => null)) === null, 'the connection lost');
+  };
+  const startRedisAgain = async () => {
+    redis = await startRedis(dir, port);
+    await waitFor(async () => (await peers.redis.ping().catch(() => null)) === 'PONG', 'the connection back');
+  };
+  try {
+    const before = botIdsFor(20);
+    await advance(peers.changes, before, 1);
+    expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+
+    // An empty Redis (nothing persisted): the leases and streams start again.
+    await stopRedis();
+    await startRedisAgain();
+    const after = botIdsFor(20);
+    await advance(peers.changes, after, 2);
+    expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+    await expectRecorded(peers, new Map([...before.map((botId) => [botId, 1] as const), ...after.map((botId) => [botId, 2] as const)]));
+
+    // Its blocking reads were on the wire when Redis went; ioredis keeps them to resend after reconnecting,
+    // which a closed connection never does. close() must not wait for them.
+    await stopRedis();
+    await flusher.close();
+    await startRedisAgain(); // for the clean-up
+  } finally {
+    await flusher.close();
+    await peers.close();
+    open.splice(open.indexOf(peers), 1);
+    await redis?.stop();
   }
 });

@@ -354,6 +354,10 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const blocking = Array.from({ length: partitions }, () => redis.duplicate({ enableOfflineQueue: true }).on('error', () => undefined));
   const codec = options.codec ?? asItIs;
   let closing = false;
+  // Ends every wait on a blocking read at close(). Disconnecting alone does not while Redis is away: ioredis
+  // keeps a read that was on the wire to resend once reconnected, and a disconnected client never reconnects.
+  let signalClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (signalClosed = resolve));
   const updating = oneAtATimeFleetWide(redis, updateLockKey(prefix), () => closing);
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -397,7 +401,9 @@ export function createFlusher(options: FlusherOptions): Flusher {
         return;
       }
       if (answer[0] === 2) {
-        await blocking[partition].xread('BLOCK', blockMs, 'STREAMS', stream, answer[1]);
+        const read = blocking[partition].xread('BLOCK', blockMs, 'STREAMS', stream, answer[1]);
+        read.catch(() => undefined); // its failure after close() is no one's concern
+        await Promise.race([read, closed]);
         continue;
       }
       const raw = answer[1];
@@ -467,6 +473,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
     },
     async close() {
       closing = true;
+      signalClosed();
       clearInterval(renewer);
       blocking.forEach((connection) => connection.disconnect());
       await Promise.all(running);
