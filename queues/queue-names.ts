@@ -10,7 +10,10 @@ export const platformQueueName = (platform: string) => `platform-${platform}`;
 export const reconcileQueueName = (platform: string) => `reconcile-${platform}`;
 
 export interface JobPayloads {
-  /** Run the dispatcher: place the oldest queued bots on platforms with free capacity. */
+  /**
+   * Run the dispatcher: place the oldest queued bots on platforms with free capacity. A tick's reason is
+   * DISPATCH_TICK_REASON: only ticks apply the queue timeouts.
+   */
   dispatch: { reason: string };
   /** A SCHEDULED bot's join time has come near: queue it for placement. */
   schedule: { botId: string };
@@ -38,6 +41,7 @@ export const webhookJobId = (botId: string) => `wh.${botId}`;
 export const occupyJobId = (botId: string, platform: string) => `${botId}.${platform}`;
 export const botIdOfOccupyJob = (jobId: string) => jobId.slice(0, jobId.indexOf('.'));
 export const DISPATCH_TICK_SCHEDULER_ID = 'dispatch-tick';
+export const DISPATCH_TICK_REASON = 'tick';
 
 /** The jobs producers add, each with its name and id in one place (their options are the queue's defaults). */
 export const occupyJob = (botId: string, platform: string) => ({

@@ -36,8 +36,11 @@ export interface Placement {
   /** The first `count` bot ids of the global queue, in order. */
   queueHead(count: number): Promise<string[]>;
   kick(reason: string): Promise<void>;
-  /** One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. */
-  dispatch(): Promise<{ placed: number; expired: number; timedOut: number }>;
+  /**
+   * One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. `expire` (the
+   * default) also applies the queue timeouts first: the dispatcher's tick does, a wake-up only places.
+   */
+  dispatch(options?: { expire?: boolean }): Promise<{ placed: number; expired: number; timedOut: number }>;
   stats(): Promise<{ platforms: PlatformStats[]; globalQueue: { length: number; oldestQueuedAt: string | null } }>;
   /**
    * Changes a platform's limit (at most the configured one; null restores it) or draining state at runtime,
@@ -96,15 +99,17 @@ export function createPlacement(deps: PlacementDeps): Placement {
   };
 
   const freeCapacity = async () => {
-    const free = new Map<string, number>();
-    const [now, full] = await Promise.all([inForce(), globalQueue.fullPlatforms(deps.platforms.map((p) => p.name))]);
-    await Promise.all(
-      deps.platforms.map(async (p) => {
+    const [now, full, counts] = await Promise.all([
+      inForce(),
+      globalQueue.fullPlatforms(deps.platforms.map((p) => p.name)),
+      Promise.all(deps.platforms.map((p) => occupied(p.name))),
+    ]);
+    return new Map(
+      deps.platforms.map((p, index) => {
         const { limit, draining } = now.get(p.name)!;
-        free.set(p.name, draining || full.has(p.name) ? 0 : Math.max(0, limit - (await occupied(p.name))));
+        return [p.name, draining || full.has(p.name) ? 0 : Math.max(0, limit - counts[index])];
       }),
     );
-    return free;
   };
 
   const handBack: Placement['handBack'] = async (botId, platform, outcome, reason) => {
@@ -154,12 +159,16 @@ export function createPlacement(deps: PlacementDeps): Placement {
    * there are; `inflight` covers a crash in between. A bot may come back to a platform it was handed back
    * from (it was full, or it timed out everywhere): the finished job of that earlier attempt keeps the id
    * taken, so it is removed first. Only a finished job is: one still waiting or active is this very
-   * assignment, made before a crash.
+   * assignment, made before a crash. `before` (the assignments' events) is written alongside the first
+   * round trip, so it is recorded before any occupy job exists.
    */
-  const assign = async (assignments: Array<{ botId: string; platform: string }>) => {
-    if (assignments.length === 0) return;
-    await globalQueue.markInflight(assignments);
-    const states = await Promise.all(assignments.map(({ botId, platform }) => queueOf(platform).getJobState(occupyJobId(botId, platform))));
+  const assign = async (assignments: Array<{ botId: string; platform: string }>, before?: Promise<void>) => {
+    if (assignments.length === 0) return before;
+    const [, states] = await Promise.all([
+      globalQueue.markInflight(assignments),
+      Promise.all(assignments.map(({ botId, platform }) => queueOf(platform).getJobState(occupyJobId(botId, platform)))),
+      before,
+    ]);
     await Promise.all(
       assignments.map(({ botId, platform }, index) =>
         states[index] === 'completed' || states[index] === 'failed' ? queueOf(platform).remove(occupyJobId(botId, platform)) : undefined,
@@ -178,8 +187,8 @@ export function createPlacement(deps: PlacementDeps): Placement {
     await globalQueue.completeAssignments(assignments.map(({ botId }) => botId));
   };
 
-  const finishInterruptedAssignments = async () => {
-    for (const [botId, platform] of Object.entries(await globalQueue.inflight())) {
+  const finishInterruptedAssignments = async (interrupted: Record<string, string>) => {
+    for (const [botId, platform] of Object.entries(interrupted)) {
       // The job id is deterministic and finished jobs are kept, so adding again never makes a second job.
       if (queues.platforms.has(platform)) await assign([{ botId, platform }]);
       else await globalQueue.completeAssignments([botId]);
@@ -205,14 +214,17 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return { platforms, globalQueue: await globalQueue.stats() };
   };
 
-  const dispatch: Placement['dispatch'] = async () => {
+  const dispatch: Placement['dispatch'] = async ({ expire = true } = {}) => {
+    const [rebuilt, interrupted] = await Promise.all([globalQueue.isRebuilt(), globalQueue.inflight()]);
     // After Redis lost its data, recovered bots take their capacity back before anyone new is placed.
-    if (!(await globalQueue.isRebuilt())) return { placed: 0, expired: 0, timedOut: 0 };
+    if (!rebuilt) return { placed: 0, expired: 0, timedOut: 0 };
     const now = Date.now();
-    await finishInterruptedAssignments();
+    await finishInterruptedAssignments(interrupted);
     // Platform waits first: a bot they hand back is then in the global queue when its own timeout is checked.
-    const timedOut = await expirePlatformWaits(now);
-    const expired = await expireGlobal(now);
+    // Timeouts count in seconds, so checking them once per tick is enough, and a wake-up (capacity freed, a
+    // bot created) goes straight to placing.
+    const timedOut = expire ? await expirePlatformWaits(now) : 0;
+    const expired = expire ? await expireGlobal(now) : 0;
     let placed = 0;
     const free = await freeCapacity();
     const totalFree = () => [...free.values()].reduce((sum, n) => sum + n, 0);
@@ -250,10 +262,10 @@ export function createPlacement(deps: PlacementDeps): Placement {
       }
       // Recorded before the occupy jobs exist, so each comes before its bot's claim in the bot's history.
       const at = new Date();
-      await repo.appendEvents(
+      const events = repo.appendEvents(
         assigned.splice(0).map(({ botId, platform, skippedFull }) => ({ botId, type: 'attempt.assigned', at, data: { platform, skippedFull } })),
       );
-      await assign(round);
+      await assign(round, events);
       offset += kept;
     }
     return { placed, expired, timedOut };
