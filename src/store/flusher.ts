@@ -79,6 +79,7 @@ export interface FlusherOptions {
   codec?: RecordCodec;
   /** Names this process in the leases. */
   owner?: string;
+  /** A partition's lease, renewed every third of it: a holder that died holds its partitions this long. */
   leaseMs?: number;
   batchSize?: number;
   /**
@@ -103,8 +104,13 @@ const DUPLICATE_KEY = 11000;
 
 export const leaseKey = (prefix: string, partition: number) => `${prefix}:flusher-lease:${partition}`;
 const updateLockKey = (prefix: string) => `${prefix}:flusher-update-lock`;
-/** Longer than any update command of 99 statements takes; a holder that died frees it by then. */
-const UPDATE_LOCK_MS = 30_000;
+/**
+ * The update lock's lease, renewed while its holder's command runs: a holder that died (a process killed,
+ * a machine restarted) holds up the fleet's updates this long at most.
+ */
+const UPDATE_LOCK_MS = 5_000;
+/** Renewed this long, the lock is held by a command that hung: the waiter retries its batch, saying why. */
+const UPDATE_WAIT_MS = 60_000;
 
 /**
  * Where an event's entry stood in its partition stream, as text that sorts in stream order. A bot's entries
@@ -217,25 +223,27 @@ type OneAtATime = <T>(fn: () => Promise<T>) => Promise<T>;
 /**
  * Runs each call holding a lock in Redis shared by every process with the same key, after this process's
  * earlier calls settled. Waits for the lock (a dead holder's lapses after UPDATE_LOCK_MS) unless `stop()`,
- * and fails after twice that: the batch is then retried, and the flusher reports the reason as its error.
+ * and fails after UPDATE_WAIT_MS: the batch is then retried, and the flusher reports the reason as its error.
  */
 function oneAtATimeFleetWide(redis: Redis, key: string, stop: () => boolean): OneAtATime {
   const local = oneAtATime();
   return (fn) =>
     local(async () => {
       const token = randomBytes(8).toString('hex');
-      // A holder that died frees it within UPDATE_LOCK_MS; twice that means one that lives and is stuck.
-      const deadline = Date.now() + 2 * UPDATE_LOCK_MS;
+      const deadline = Date.now() + UPDATE_WAIT_MS;
       let delay = 2;
       while ((await redis.set(key, token, 'PX', UPDATE_LOCK_MS, 'NX')) !== 'OK') {
         if (stop()) throw new Error('flusher closing');
-        if (Date.now() > deadline) throw new Error(`the update lock stayed taken for ${2 * UPDATE_LOCK_MS} ms (an update command hung?)`);
+        if (Date.now() > deadline) throw new Error(`the update lock stayed taken for ${UPDATE_WAIT_MS} ms (an update command hung?)`);
         await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay));
         delay = Math.min(delay * 2, 50);
       }
+      // (a renewal that fails leaves the command running: the lock's only job is to keep others from theirs)
+      const renewal = setInterval(() => void RENEW_LOCK.run(redis, 1, key, token, UPDATE_LOCK_MS).catch(() => undefined), UPDATE_LOCK_MS / 3);
       try {
         return await fn();
       } finally {
+        clearInterval(renewal);
         await RELEASE_LOCK.run(redis, 1, key, token).catch(() => undefined);
       }
     });
@@ -342,7 +350,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const collections: Collections = { bots: options.bots, events: options.events, live: options.live };
   const partitions = options.partitions ?? 4;
   const owner = options.owner ?? `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const leaseMs = options.leaseMs ?? 10_000;
+  const leaseMs = options.leaseMs ?? 5_000;
   const batchSize = options.batchSize ?? 500;
   // Short enough that a lost lease or close() is noticed soon, long enough to cost nothing when idle.
   const blockMs = Math.min(1000, Math.floor(leaseMs / 3));
