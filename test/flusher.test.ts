@@ -7,7 +7,7 @@ import { Connection, mongo } from 'mongoose';
 import { createMongo, createRedis, RedisRole } from '../src/connections';
 import { createLogger, setLogger } from '../src/logger';
 import { StartedPeer, startFerretDb, startRedis } from '../src/peers';
-import { BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
+import { botKey, BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
 import { BotRecord, createFlusher, eventId, Flusher, leaseKey } from '../src/store/flusher';
 import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
@@ -121,7 +121,7 @@ async function expectRecorded(peers: Peers, latest: Map<string, number>): Promis
   expect(events).toHaveLength(total);
   const versions = new Map<string, number[]>();
   for (const event of events) {
-    expect(event._id).toEqual(eventId(event.botId, event.version));
+    expect(event._id).toEqual(eventId(event.botId, event.version, event.at));
     expect(event.step).toBe(event.version);
     versions.set(event.botId, [...(versions.get(event.botId) ?? []), event.version]);
   }
@@ -409,5 +409,38 @@ it('Redis restarted under it: it takes its partitions again and writes what come
     await peers.close();
     open.splice(open.indexOf(peers), 1);
     await redis?.stop();
+  }
+});
+
+it('a Redis that lost its last writes after they were flushed: the versions it gives again are stored too, events and all', async () => {
+  const peers = await peersOfOwn();
+  const flusher = flusherOn(peers);
+  try {
+    const [botId] = botIdsFor(1);
+    await advance(peers.changes, [botId], 1);
+    // What an append-only file fsynced every second may still hold after the machine went down: version 1.
+    const key = botKey(peers.prefix, botId);
+    const durable = await peers.redis.hgetall(key);
+    await advance(peers.changes, [botId], 1);
+    expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+    expect(await peers.bots.findOne({ _id: botId as never })).toMatchObject({ changeVersion: 2, step: 2 });
+    await peers.redis.multi().del(key).hset(key, durable).exec();
+
+    // The next change is version 2 again, decided after the first one (Redis's clock went on).
+    const again = await peers.changes.update<Step & { note: string }>(botId, (current) => ({
+      doc: { ...current!.doc, step: 2, note: 'after the loss' },
+      event: { type: 'after-the-loss' },
+    }));
+    expect(again).toMatchObject({ version: 2 });
+    expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+    expect(await peers.bots.findOne({ _id: botId as never })).toMatchObject({ changeVersion: 2, note: 'after the loss' });
+    const events = await peers.events.find({ botId }).sort({ seq: 1 }).toArray();
+    expect(events.map((event) => [event.version, event.type])).toEqual([
+      [1, 'created'],
+      [2, 'stepped'],
+      [2, 'after-the-loss'],
+    ]);
+  } finally {
+    await flusher.close();
   }
 });

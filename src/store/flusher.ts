@@ -15,14 +15,15 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  * batch may be written twice but is never lost; every write is therefore idempotent:
  * - a new bot is inserted with its latest document of the batch; a duplicate `_id` (a replay) is ignored and
  *   the document written as an update instead;
- * - an update only applies over an older `changeVersion`, so a replay, or a late write by a holder that lost
- *   its lease, never takes a bot back;
- * - an event's `_id` is derived from (bot, version), or chosen by its writer before it entered the stream,
- *   so a replayed event is a duplicate and ignored;
+ * - an update only applies over an older `changeVersion` (or the same one changed earlier by Redis's clock:
+ *   a Redis that lost its last writes gives their versions again), so a replay, or a late write by a holder
+ *   that lost its lease, never takes a bot back;
+ * - an event's `_id` is derived from (bot, version, time of the change), or chosen by its writer before it
+ *   entered the stream, so a replayed event is a duplicate and ignored;
  * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete.
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
- * `{ ...event, _id: eventId(botId, version), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
+ * `{ ...event, _id: eventId(botId, version, at), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
  * (their `_id` chosen by the writer).
  */
 export interface Flusher {
@@ -121,9 +122,13 @@ export function sequenceOf(streamId: string): string {
   return `${ms.padStart(15, '0')}-${seq.padStart(6, '0')}`;
 }
 
-/** The `_id` of the event of a bot's version: the same on every replay. */
-export function eventId(botId: string, version: number): mongo.ObjectId {
-  return new mongo.ObjectId(createHash('sha256').update(`${botId}:${version}`).digest().subarray(0, 12));
+/**
+ * The `_id` of the event of a bot's version: the same on every replay. The change's time (Redis's clock) is
+ * part of it because a version can be given twice, by a Redis that lost its last second of writes after
+ * they were flushed (README, "Restarts and failures"); both changes happened, and both are kept.
+ */
+export function eventId(botId: string, version: number, at: Date): mongo.ObjectId {
+  return new mongo.ObjectId(createHash('sha256').update(`${botId}:${version}:${at.getTime()}`).digest().subarray(0, 12));
 }
 
 /**
@@ -297,7 +302,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
           // Redis's time unless the writer stamped the event itself
           at: entry.at,
           ...codec.event(entry.event),
-          _id: eventId(entry.botId, entry.version),
+          _id: eventId(entry.botId, entry.version, entry.at),
           botId: codec.id(entry.botId),
           version: entry.version,
           seq: sequenceOf(entry.id),
@@ -325,8 +330,16 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
       bots.bulkWrite(
         chunk.map((entry) => ({
           updateOne: {
-            // a record written before versions were kept has none: any version is newer
-            filter: { _id: codec.id(entry.botId), $or: [{ changeVersion: { $lt: entry.version } }, { changeVersion: { $exists: false } }] },
+            filter: {
+              _id: codec.id(entry.botId),
+              $or: [
+                { changeVersion: { $lt: entry.version } },
+                // the same version again, decided later: a Redis that lost this version's first change
+                { changeVersion: entry.version, changedAt: { $lt: entry.at } },
+                // a record written before versions were kept has none: any version is newer
+                { changeVersion: { $exists: false } },
+              ],
+            },
             update: { $set: fields(entry) },
           },
         })),
