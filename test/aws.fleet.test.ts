@@ -49,8 +49,7 @@ it('failures[] RESOURCE:MEMORY on every capacity provider sends the bot to local
   const full = (await events(t, id)).find((e) => e.type === 'attempt.full');
   expect(full.reason).toContain('RESOURCE:MEMORY');
   expect(peer.proxy.calls('RunTask')).toBe(2); // Spot, then on-demand Fargate, then no more
-  const doc = await t.fleet.models.Bot.findById(id).lean();
-  expect(doc!.excludedPlatforms).toEqual([]);
+  expect((await t.fleet.repo.findById(id))!.excludedPlatforms).toEqual([]);
 });
 
 it('ThrottlingException twice then success: the SDK retries, one task is started, the bot completes on aws', async () => {

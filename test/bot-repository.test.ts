@@ -1,4 +1,4 @@
-import { botKey } from '../src/store/bot-changes';
+import { botKey, createBotChanges } from '../src/store/bot-changes';
 import { storedBot } from './support/bot-docs';
 import { meetings, startTestFleet, TestFleet } from './support/fleet';
 
@@ -11,7 +11,11 @@ afterAll(() => t.close());
 
 const create = async () => (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
 const cancel = { kind: 'move', to: 'ENDED', source: 'client', reason: 'CANCELLED' } as const;
-const stored = (id: string) => t.fleet.models.Bot.findById(id).lean<Record<string, unknown>>();
+/** The bot as MongoDB holds it, once MongoDB holds every change made so far. */
+const stored = async (id: string) => {
+  expect(await createBotChanges(t.fleet.redis, t.env.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
+  return t.fleet.models.Bot.findById(id).lean<Record<string, unknown>>();
+};
 const statusEvents = async (id: string) => (await t.fleet.repo.events(id, 100)).filter((e) => e.type === 'status').map((e) => e.status);
 
 it('a list made right after creates holds every one of them (it waits for MongoDB to have them)', async () => {
@@ -61,7 +65,7 @@ it('Redis keeps a live bot, and an ended one for 24 h', async () => {
 });
 
 // Last: it stops this fleet's flusher.
-it('a list waits a bounded time for MongoDB, then answers from what MongoDB has, with the live state over it', async () => {
+it('a list waits a bounded time for MongoDB, then answers from what MongoDB has, with the live state over it; a history has the changes MongoDB lacks', async () => {
   const owner = `owner-stale-${Date.now()}`;
   const key = await t.fleet.apiKeys.create(owner);
   const createFor = async () => (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string;
@@ -75,4 +79,12 @@ it('a list waits a bounded time for MongoDB, then answers from what MongoDB has,
   // the new bot is not in MongoDB yet; the one MongoDB has shows its live status
   expect(listed.map((bot: { id: string; status: string }) => [bot.id, bot.status])).toEqual([[flushed, 'ENDED']]);
   expect((await t.request('GET', `/api/bots/${unflushed}`, { auth: key })).body.status).toBe('QUEUED');
+
+  // Histories read what the flusher has not written yet from its stream, beside what MongoDB holds.
+  expect(await t.fleet.models.BotEvent.countDocuments({ botId: unflushed })).toBe(0);
+  const history = async (id: string) =>
+    (await t.request('GET', `/api/bots/${id}/events`, { auth: key })).body.data.filter((e: { type: string }) => e.type === 'status').map((e: { status: string }) => e.status);
+  expect(await history(unflushed)).toEqual(['QUEUED']);
+  expect(await history(flushed)).toEqual(['QUEUED', 'ENDED']);
+  expect(await statusEvents(flushed)).toEqual(['QUEUED', 'ENDED']);
 });

@@ -75,7 +75,7 @@ it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local
     expect(await attempts(t, third)).toEqual(['attempt.assigned:k8s', 'attempt.full:k8s', 'attempt.assigned:local', 'attempt.deployed:local']);
     const full = (await events(t, third)).find((e) => e.type === 'attempt.full');
     expect(full.reason).toMatch(/exceeded quota: test-pods, requested: pods=1, used: pods=2, limited: pods=2/);
-    expect((await t.fleet.models.Bot.findById(third).lean())!.excludedPlatforms).toEqual([]);
+    expect((await t.fleet.repo.findById(third))!.excludedPlatforms).toEqual([]);
     expect(await jobsOf(third)).toEqual([]);
     process.stdout.write(`k8s quota: third bot ${await attempts(t, third)}; reason: ${full.reason}\n`);
     for (const id of [first, second, third]) await t.request('DELETE', `/api/bots/${id}`);

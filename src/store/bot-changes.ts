@@ -41,7 +41,15 @@ export interface BotChanges {
    * call), false if that takes longer than `timeoutMs`; for reading one's own writes from MongoDB.
    */
   waitFlushed(marks: Mark[] | 'now', timeoutMs: number): Promise<boolean>;
+  /**
+   * The bot's entries that MongoDB may not hold yet (its partition stream, which the flusher trims once
+   * written), in stream order; null when the stream is longer than `scanAtMost` (a flusher far behind).
+   */
+  unflushed(botId: string, scanAtMost?: number): Promise<StreamEntry[] | null>;
 }
+
+/** A stream entry as Redis gives it: its id and its fields as name, value, name, value… */
+export type StreamEntry = [string, string[]];
 
 export interface Live<T> {
   doc: T;
@@ -155,6 +163,20 @@ for i, key in ipairs(KEYS) do
 end
 return ids`);
 
+/**
+ * KEYS: a partition stream. ARGV: botId, how many entries to scan at most. Filters in Redis, so a request
+ * does not carry the backlog of every other bot. Answers {1, entries}, or {0} if the stream is longer.
+ */
+const UNFLUSHED = new RedisScript(`
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', tonumber(ARGV[2]) + 1)
+if #entries > tonumber(ARGV[2]) then return {0} end
+local mine = {}
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  if fields[1] == 'bot' and fields[2] == ARGV[1] then mine[#mine + 1] = entry end
+end
+return {1, mine}`);
+
 export interface BotChangesOptions {
   /** Number of partition streams (and so of flushers writing at once); every process must agree. */
   partitions?: number;
@@ -232,6 +254,10 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         if (!('conflict' in result)) return { ...result, doc: decision.doc };
       }
       throw new UpdateConflictError(botId, maxAttempts);
+    },
+    async unflushed(botId, scanAtMost = 5000) {
+      const answer = (await UNFLUSHED.run(redis, 1, changesKey(prefix, partitionOf(botId, partitions)), botId, scanAtMost)) as [0] | [1, StreamEntry[]];
+      return answer[0] === 1 ? answer[1] : null;
     },
     async waitFlushed(marks, timeoutMs) {
       let waiting = (marks === 'now' ? await streamEnds() : marks).filter((mark) => mark.id !== '0-0');

@@ -3,7 +3,7 @@ import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
 import { BotChanges, Change, Live } from './bot-changes';
-import { RecordCodec } from './flusher';
+import { eventsOfEntries, RecordCodec } from './flusher';
 import { BotDoc, BotEventDoc, Models } from './models';
 
 /**
@@ -99,6 +99,12 @@ export const botRecordCodec: RecordCodec = {
   }),
   liveSince: (doc) => (isTerminal(doc.status as BotStatus) ? null : new Date(doc.createdAt as string)),
 };
+
+/** The events query's order: time, then position in the bot's stream, then id. */
+function inHistoryOrder(a: BotEventDoc, b: BotEventDoc): number {
+  const text = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return a.at.getTime() - b.at.getTime() || text(a.seq ?? '', b.seq ?? '') || text(String(a._id), String(b._id));
+}
 
 /** A MongoDB record of a bot without the flusher's bookkeeping, and the version it was written at. */
 function fromRecord(record: (BotDoc & { changeVersion?: number; changedAt?: Date }) | null) {
@@ -211,8 +217,17 @@ export function createBotRepository(
       await changes.append(events.map(({ botId, ...event }) => ({ botId, kind: 'event', event: toStoredEvent(event) })));
     },
     async events(botId, limit) {
-      await changes.waitFlushed('now', readYourWritesMs);
-      return BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, seq: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
+      if (!isObjectId(botId)) return [];
+      // Read before MongoDB: whatever the flusher writes meanwhile is trimmed from the stream only once
+      // MongoDB has it, so each event is in one answer or the other (in both, it counts once).
+      const unflushed = await changes.unflushed(botId);
+      // A flusher too far behind to scan its backlog: wait for it a bounded time, as lists do.
+      if (!unflushed) await changes.waitFlushed('now', readYourWritesMs);
+      const stored = await BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, seq: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
+      if (!unflushed?.length) return stored;
+      const byId = new Map(stored.map((event) => [String(event._id), event]));
+      for (const event of eventsOfEntries(unflushed, botRecordCodec) as BotEventDoc[]) byId.set(String(event._id), byId.get(String(event._id)) ?? event);
+      return [...byId.values()].sort(inHistoryOrder).slice(0, limit);
     },
     async remove(id) {
       // Its insert must be in MongoDB before it can be deleted there for good.

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { mongo } from 'mongoose';
 import { logger } from '../logger';
 import { withRetries } from '../retry';
-import { changesKey, flushedKey } from './bot-changes';
+import { changesKey, flushedKey, StreamEntry } from './bot-changes';
 import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
 
 /**
@@ -270,6 +270,33 @@ interface Collections {
   live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
 }
 
+/** The events of these entries, as MongoDB stores them. */
+function eventRecords(entries: Entry[], codec: RecordCodec): mongo.Document[] {
+  return entries.flatMap((entry) => {
+    if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId), seq: sequenceOf(entry.id) }];
+    if (!isVersion(entry) || entry.event === undefined) return [];
+    return [
+      {
+        // Redis's time unless the writer stamped the event itself
+        at: entry.at,
+        ...codec.event(entry.event),
+        _id: eventId(entry.botId, entry.version, entry.at),
+        botId: codec.id(entry.botId),
+        version: entry.version,
+        seq: sequenceOf(entry.id),
+      },
+    ];
+  });
+}
+
+/** The events of stream entries (`BotChanges.unflushed`) as the flusher will store them in MongoDB. */
+export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec = asItIs): mongo.Document[] {
+  return eventRecords(
+    entries.map(parse).filter((entry): entry is Entry => entry !== null),
+    codec,
+  );
+}
+
 /**
  * One batch as few MongoDB commands: events, live-index marks, new bots, then each changed bot's latest
  * document once, then unmarks. In any order would do: nothing is acknowledged before all of it is written,
@@ -292,24 +319,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
     if ((latest.get(entry.botId)?.version ?? 0) < entry.version) latest.set(entry.botId, entry);
   }
 
-  await insertAll(
-    events,
-    entries.flatMap((entry) => {
-      if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId), seq: sequenceOf(entry.id) }];
-      if (!isVersion(entry) || entry.event === undefined) return [];
-      return [
-        {
-          // Redis's time unless the writer stamped the event itself
-          at: entry.at,
-          ...codec.event(entry.event),
-          _id: eventId(entry.botId, entry.version, entry.at),
-          botId: codec.id(entry.botId),
-          version: entry.version,
-          seq: sequenceOf(entry.id),
-        },
-      ];
-    }),
-  );
+  await insertAll(events, eventRecords(entries, codec));
   const marks = [...liveSince].filter(([, since]) => since !== null);
   if (live && marks.length > 0) await insertAll(live, marks.map(([botId, since]) => ({ _id: codec.id(botId), createdAt: since! })));
 
