@@ -290,7 +290,7 @@ function eventRecords(entries: Entry[], codec: RecordCodec): mongo.Document[] {
 }
 
 /** The events of stream entries (`BotChanges.unflushed`) as the flusher will store them in MongoDB. */
-export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec = asItIs): mongo.Document[] {
+export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec): mongo.Document[] {
   return eventRecords(
     entries.map(parse).filter((entry): entry is Entry => entry !== null),
     codec,
