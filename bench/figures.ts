@@ -11,6 +11,7 @@ import {
   bareExpressScript,
   benchEnv,
   BenchEnv,
+  Proc,
   dropBenchData,
   load,
   Peers,
@@ -36,16 +37,25 @@ export interface Sizes {
 const HANG = { 'sim.behavior': 'hang' };
 const zoom = { platform: 'zoom', meetingId: '1' };
 
-async function withFleet<T>(peers: Peers, overrides: Record<string, string>, fn: (bench: BenchEnv, redis: IORedis) => Promise<T>) {
-  const bench = await benchEnv(peers, overrides);
+/**
+ * An API process, a worker process and a sim host process that runs the sim bots: bots run outside the
+ * worker, as containers do in production, though on the same cores.
+ */
+async function withFleet<T>(
+  peers: Peers,
+  overrides: Record<string, string>,
+  fn: (bench: BenchEnv, redis: IORedis, procs: { worker: Proc; simHost: Proc }) => Promise<T>,
+) {
+  const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host', ...overrides });
+  const simHostProc = startSimHostProcess(bench);
   const apiProc = startFleetProcess('api', bench);
   const workerProc = startFleetProcess('worker', bench);
   const redis = new IORedis(peers.redisUrl);
   try {
     await waitReady(bench.url);
-    return await fn(bench, redis);
+    return await fn(bench, redis, { worker: workerProc, simHost: simHostProc });
   } finally {
-    await Promise.all([apiProc.stop(), workerProc.stop()]);
+    await Promise.all([apiProc.stop(), workerProc.stop(), simHostProc.stop()]);
     await redis.quit();
     await dropBenchData(peers, bench);
   }
@@ -115,7 +125,7 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-/** P2: sustained creates/s end to end (API + worker, one process each) until the deploy call. */
+/** P2: sustained creates/s end to end (API, worker and sim host, one process each) until the deploy call. */
 export async function p2Throughput(peers: Peers, sizes: Sizes) {
   return withFleet(peers, {}, async (bench, redis) => {
     const start = Date.now();
@@ -223,16 +233,10 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
 
 /** P6: worker RSS per live sim bot. */
 export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
-  // The sim bots run in a sim host process of their own, so the worker's growth is what holding costs it.
-  const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host' });
-  const simHostProc = startSimHostProcess(bench);
-  const apiProc = startFleetProcess('api', bench);
-  const workerProc = startFleetProcess('worker', bench);
-  const redis = new IORedis(peers.redisUrl);
-  try {
-    await waitReady(bench.url);
+  // The sim bots run in the sim host process, so the worker's growth is what holding costs it.
+  return withFleet(peers, {}, async (bench, redis, procs) => {
     await sleep(1000);
-    const before = workerProc.rssKb();
+    const before = procs.worker.rssKb();
     const keys = simHostKeys(bench.prefix, 'sim');
     for (let i = 0; i < sizes.rssBots; i += 50) {
       await Promise.all(
@@ -241,13 +245,9 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
     }
     await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
     await sleep(2000);
-    const after = workerProc.rssKb();
-    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024, simHostRssMb: simHostProc.rssKb() / 1024 };
-  } finally {
-    await Promise.all([apiProc.stop(), workerProc.stop(), simHostProc.stop()]);
-    await redis.quit();
-    await dropBenchData(peers, bench);
-  }
+    const after = procs.worker.rssKb();
+    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024, simHostRssMb: procs.simHost.rssKb() / 1024 };
+  });
 }
 
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */
