@@ -17,8 +17,11 @@ export interface JobPayloads {
   dispatch: { reason: string };
   /** A SCHEDULED bot's join time has come near: queue it for placement. */
   schedule: { botId: string };
-  /** One bot's stay on one platform: deploy, hold the capacity while it runs, stop, release. */
-  occupy: { botId: string; platform: string };
+  /**
+   * One bot's stay on one platform: deploy, hold the capacity while it runs, stop, release. `parked`: the
+   * bot runs and the job waits as a delayed job, woken when the bot ends (see workers/occupy.ts).
+   */
+  occupy: { botId: string; platform: string; parked?: true };
   /** A health sweep; the job name says which. */
   sweep: Record<string, never>;
   /** Compare one platform's containers with the bots the fleet believes are on it. */
@@ -42,6 +45,13 @@ export const occupyJobId = (botId: string, platform: string) => `${botId}.${plat
 export const botIdOfOccupyJob = (jobId: string) => jobId.slice(0, jobId.indexOf('.'));
 export const DISPATCH_TICK_SCHEDULER_ID = 'dispatch-tick';
 export const DISPATCH_TICK_REASON = 'tick';
+
+/**
+ * How long a parked occupy job sleeps before it looks at its bot again. Ending a bot wakes its job at once;
+ * this bounds how long an end whose wake-up was lost (the process recording it died first) keeps the
+ * container running and the capacity taken, at a cost of one short job run per bot per period.
+ */
+export const PARKED_RECHECK_MS = 15 * 60 * 1000;
 
 /** The jobs producers add, each with its name and id in one place (their options are the queue's defaults). */
 export const occupyJob = (botId: string, platform: string) => ({

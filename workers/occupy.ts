@@ -12,10 +12,17 @@ import { EndSignals } from '../src/placement/end-signals';
 import { Placement } from '../src/placement/placement.service';
 
 /**
- * One bot's stay on one platform, run as a BullMQ job that stays active for as long as the bot occupies the
- * platform: deploy (or adopt after a crash), hold until the bot ends, stop, and only then complete, which
- * frees the capacity. If the worker dies, BullMQ re-runs the stalled job first and this code adopts the
- * running container instead of deploying a second one (PRODUCT.md I1, I2).
+ * One bot's stay on one platform, run as a BullMQ job that stays unfinished for as long as the bot occupies
+ * the platform: deploy (or adopt after a crash), wait until the bot ends, stop, and only then complete,
+ * which frees the capacity. If the worker dies, BullMQ re-runs the stalled job first and this code adopts
+ * the running container instead of deploying a second one (PRODUCT.md I1, I2).
+ *
+ * How the job waits depends on the platform. One whose containers only the deploying process can stop
+ * (`stopsOnlyWhereDeployed`) keeps the job active and listens for the end signal. Any other is `parked`:
+ * once the container runs, the job becomes a delayed BullMQ job (still unfinished, so the platform's
+ * capacity counts it, and recovery and reconciliation see it held) and the worker forgets it. Ending the
+ * bot wakes it (withdrawal.ts promotes it; reconciliation wakes any whose bot ended meanwhile, and every
+ * PARKED_RECHECK_MS it wakes on its own); the woken run stops the container and completes.
  */
 export interface OccupyContext {
   settings: PlatformSettings;
@@ -32,13 +39,15 @@ export interface OccupyContext {
 
 export interface OccupyJob {
   botId: string;
+  /** This run wakes a parked job: its bot was running when it was parked. */
+  parked: boolean;
   /** When the job was added (the start of its wait for this platform). */
   queuedAtMs: number;
   /** Aborted when this process shuts down: the job is handed back to BullMQ, the container keeps running. */
   signal: AbortSignal;
 }
 
-export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down';
+export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down' | 'parked';
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
@@ -51,6 +60,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const name = deploymentName(job.botId, settings.name);
   const log = ctx.log.child({ botId: job.botId, platform: settings.name });
   const released = <T extends OccupyOutcome>(outcome: T) => release(ctx, job.botId, log, outcome);
+  if (job.parked) return wakeParked(ctx, job, name, log);
   // A fresh job claims the bot first (QUEUED → DEPLOYING, atomic), which also reads it: no read of its own
   // before the deploy. A job past its platform's queue timeout only reads, to hand a queued bot back.
   const timedOut = Date.now() - job.queuedAtMs > settings.queueTimeoutMs;
@@ -115,15 +125,16 @@ async function release<T extends OccupyOutcome>(ctx: OccupyContext, botId: strin
   return outcome;
 }
 
-/** Waits for a deployed bot to start and then to end, stops its container and releases the platform. */
+/** Waits for a deployed bot to start; then parks the job, or waits for the end, stops the container and releases. */
 async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, deployedAtMs: number, log: Logger): Promise<OccupyOutcome> {
-  const { settings, platform, lifecycle } = ctx;
+  const { platform } = ctx;
   let outcome: 'ended' | 'aborted' | 'started' = 'started';
   if (deployment.state === 'starting') {
     const started = await awaitStart(ctx, job, deployment.identifier, deployedAtMs, log);
     if (started === 'handed-back') return 'handed-back';
     outcome = started;
   }
+  if (outcome === 'started' && !platform.stopsOnlyWhereDeployed) return 'parked';
   if (outcome === 'started') outcome = await ctx.endSignals.waitForEnd(job.botId, job.signal);
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
@@ -131,13 +142,29 @@ async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, 
     log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
     return release(ctx, job.botId, log, 'released');
   }
-  const identifier = deployment.identifier;
+  await stopAndRecord(ctx, job.botId, deployment.identifier, log);
+  return release(ctx, job.botId, log, 'released');
+}
+
+/**
+ * A parked job woken: by the bot's end, by reconciliation, or by its own recheck. A bot still running on
+ * this platform is parked again; otherwise its container is stopped and the capacity released.
+ */
+async function wakeParked(ctx: OccupyContext, job: OccupyJob, name: string, log: Logger): Promise<OccupyOutcome> {
+  const bot = await ctx.repo.findById(job.botId);
+  const onThisPlatform = bot?.platform === ctx.settings.name;
+  if (bot && onThisPlatform && LIVE_STATUSES.includes(bot.status)) return 'parked';
+  if (bot && onThisPlatform && bot.platformIdentifier) await stopAndRecord(ctx, job.botId, bot.platformIdentifier, log);
+  else await stopIfAny(ctx, name, log);
+  return release(ctx, job.botId, log, 'released');
+}
+
+async function stopAndRecord(ctx: OccupyContext, botId: string, identifier: string, log: Logger): Promise<void> {
   await stopContainer(ctx, identifier);
   // How it ended (exit code, the platform's stop reason), for operators reading the bot's events.
-  const { detail } = await platform.status(identifier).catch(() => ({ detail: undefined }));
-  await lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail } });
+  const { detail } = await ctx.platform.status(identifier).catch(() => ({ detail: undefined }));
+  await ctx.lifecycle.event(botId, 'container.stopped', { data: { platform: ctx.settings.name, identifier, detail } });
   log.info('container stopped, capacity released', { identifier });
-  return release(ctx, job.botId, log, 'released');
 }
 
 const stopContainer = (ctx: OccupyContext, identifier: string) =>

@@ -1,16 +1,17 @@
 import { setMaxListeners } from 'node:events';
-import { Worker, WaitingError } from 'bullmq';
+import { DelayedError, Job, Worker, WaitingError } from 'bullmq';
 import { PlatformSettings } from '../src/config';
+import { isTerminal } from '../src/domain/bot.lifecycle';
 import { occupy } from './occupy';
 import { Platform } from '../src/platforms/platform';
-import { JobPayloads, platformQueueName } from '../queues/queue-names';
+import { JobPayloads, PARKED_RECHECK_MS, platformQueueName } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 
 /**
  * One worker group per platform. Each job is one bot occupying the platform; the queue's global concurrency
- * equals the platform's limit, so active jobs are the bots on the platform and waiting jobs the bots waiting
- * for it (what Bull Board shows). On shutdown, held jobs go back to the front of the queue for the next
- * process to adopt; their containers keep running.
+ * equals the platform's limit. Active and delayed (parked) jobs are the bots on the platform, waiting jobs
+ * the bots waiting for it (what Bull Board shows). On shutdown, active jobs go back to the front of the
+ * queue for the next process to adopt; their containers keep running, as parked bots' do.
  */
 export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings, platform: Platform): Worker {
   const stopping = new AbortController();
@@ -22,11 +23,15 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
     async (job, token) => {
       const outcome = await occupy(
         { ...deps.occupyContext, settings, platform, log },
-        { botId: job.data.botId, queuedAtMs: job.timestamp, signal: stopping.signal },
+        { botId: job.data.botId, parked: job.data.parked === true, queuedAtMs: job.timestamp, signal: stopping.signal },
       );
       if (outcome === 'shutting-down') {
         await job.moveToWait(token);
         throw new WaitingError();
+      }
+      if (outcome === 'parked') {
+        await park(job, token!, async () => isTerminal((await deps.occupyContext.repo.findById(job.data.botId))?.status ?? 'ENDED'));
+        throw new DelayedError();
       }
       return outcome;
     },
@@ -51,4 +56,14 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
     await platform.close();
   };
   return worker;
+}
+
+/**
+ * Parks a running bot's occupy job as a delayed job (PARKED_RECHECK_MS). An end recorded before the job was
+ * delayed found no parked job to wake (withdrawal.ts), so the bot is looked at once more afterwards.
+ */
+async function park(job: Job<JobPayloads['occupy']>, token: string, hasEnded: () => Promise<boolean>): Promise<void> {
+  if (!job.data.parked) await job.updateData({ ...job.data, parked: true });
+  await job.moveToDelayed(Date.now() + PARKED_RECHECK_MS, token);
+  if (await hasEnded()) await job.promote().catch(() => undefined); // already woken meanwhile
 }

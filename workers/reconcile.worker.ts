@@ -4,12 +4,13 @@ import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { reconcilePlatform } from './sweeps';
 import { Platform } from '../src/platforms/platform';
 import { timedSweep } from '../src/metrics';
-import { botIdOfOccupyJob, JobPayloads, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
+import { botIdOfOccupyJob, JobPayloads, occupyJobId, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 
 /**
  * Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes; and
- * on the same queue the platform's upkeep (Coolify: slot recovery) once per its own interval.
+ * on the same queue the platform's upkeep (Coolify: slot recovery) once per its own interval. It also wakes
+ * the parked occupy jobs of bots that ended without waking them (the process that ended one died first).
  */
 export async function startReconcileWorker(
   deps: WorkerDeps,
@@ -37,6 +38,14 @@ export async function startReconcileWorker(
     return !!bot && LIVE_STATUSES.includes(bot.status) && bot.platform === settings.name;
   };
   const occupyQueue = deps.queues.platforms.get(settings.name)!;
+  const wakeEndedParked = async () => {
+    const parked = (await occupyQueue.getRanges(['delayed'])).map(botIdOfOccupyJob);
+    const ended = await deps.occupyContext.endSignals.endedAmong(parked);
+    await Promise.all(
+      ended.map(async (botId) => (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined)),
+    );
+    return ended.length;
+  };
   return deps.makeWorker<JobPayloads['reconcile'] | JobPayloads['upkeep']>(
     reconcileQueueName(settings.name),
     async (job) => {
@@ -46,15 +55,18 @@ export async function startReconcileWorker(
         if (Object.values(result).some(Boolean)) deps.log.info('platform upkeep acted', { platform: settings.name, upkeep: upkeep.name, ...result });
         return result;
       }
-      const result = await timedSweep(reconcileSchedulerId(settings.name), () => reconcilePlatform({
-        repo,
-        lifecycle: deps.lifecycle,
-        platform,
-        settleMs: intervalMs,
-        heldBotIds: async () => (await occupyQueue.getRanges(['active'])).map(botIdOfOccupyJob), // ids, not job bodies
+      const result = await timedSweep(reconcileSchedulerId(settings.name), async () => ({
+        ...(await reconcilePlatform({
+          repo,
+          lifecycle: deps.lifecycle,
+          platform,
+          settleMs: intervalMs,
+          heldBotIds: async () => (await occupyQueue.getRanges(['active', 'delayed'])).map(botIdOfOccupyJob), // ids, not job bodies
+        })),
+        woken: await wakeEndedParked(),
       }));
       await deps.countRun(reconcileSchedulerId(settings.name));
-      if (result.acted || result.stopped) deps.log.info('reconciliation acted', { platform: settings.name, ...result });
+      if (result.acted || result.stopped || result.woken) deps.log.info('reconciliation acted', { platform: settings.name, ...result });
       return result;
     },
     { concurrency: 1 },

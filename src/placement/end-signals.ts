@@ -27,6 +27,8 @@ export async function publishEnded(publisher: Redis, prefix: string, botId: stri
 export interface EndSignals {
   /** Resolves once the bot is terminal, or when `signal` aborts. */
   waitForEnd(botId: string, signal: AbortSignal): Promise<'ended' | 'aborted'>;
+  /** Which of these bots ended in the last day, as announced (one ZMSCORE per 1,000 bots). */
+  endedAmong(botIds: string[]): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -100,6 +102,7 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
   every(options.databasePollMs ?? 60_000, pollDatabase);
 
   return {
+    endedAmong: endedInRedis,
     waitForEnd(botId, signal) {
       return new Promise((resolve) => {
         if (signal.aborted) return resolve('aborted');

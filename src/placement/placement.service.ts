@@ -204,8 +204,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
           name: p.name,
           enabled: true,
           limit: now.get(p.name)!.limit,
-          active: counts.active,
-          queued: counts.wait + counts.delayed + counts.prioritized,
+          // Delayed jobs are parked bots (running) or occupy jobs waiting to retry: both hold the capacity.
+          active: counts.active + counts.delayed,
+          queued: counts.wait + counts.prioritized,
           queueTimeoutMs: p.queueTimeoutMs,
           draining: now.get(p.name)!.draining,
         };

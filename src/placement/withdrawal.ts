@@ -4,18 +4,27 @@ import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
 
 /**
- * Takes an ended bot out of every line it may still wait in: the global queue, the schedule and any platform
- * queue whose occupy job has not started. A started job stops its own container (it hears the end signal).
+ * Takes an ended bot out of every line it may still wait in (the global queue, the schedule, any platform
+ * queue whose occupy job has not started) and wakes its parked occupy job, which then stops the container
+ * (workers/occupy.ts). An active job stops its own container: it hears the end signal, or looks once more
+ * after parking.
  */
 export type Withdrawal = (botId: string) => Promise<void>;
 
 export function createWithdrawal(queues: Queues, globalQueue: GlobalQueue, platforms: readonly PlatformSettings[]): Withdrawal {
+  const fromPlatform = async (platform: string, botId: string) => {
+    const job = await queues.platforms.get(platform)!.getJob(occupyJobId(botId, platform));
+    if (!job) return;
+    const state = await job.getState();
+    // Either may find the job moved on meanwhile (started, or woken by someone else): nothing left to do.
+    if (state === 'waiting' || state === 'prioritized') await job.remove().catch(() => undefined);
+    else if (state === 'delayed') await job.promote().catch(() => undefined);
+  };
   return async (botId) => {
-    await globalQueue.forget(botId);
-    await (await queues.schedule.getJob(botId))?.remove().catch(() => undefined);
-    for (const settings of platforms) {
-      const job = await queues.platforms.get(settings.name)!.getJob(occupyJobId(botId, settings.name));
-      if (job && (await job.isWaiting())) await job.remove().catch(() => undefined);
-    }
+    await Promise.all([
+      globalQueue.forget(botId),
+      queues.schedule.getJob(botId).then((job) => job?.remove().catch(() => undefined)),
+      ...platforms.map((settings) => fromPlatform(settings.name, botId)),
+    ]);
   };
 }

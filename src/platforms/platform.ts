@@ -102,6 +102,13 @@ export interface Platform {
   /** Name in PLATFORM_PRIORITY. */
   readonly name: string;
   /**
+   * True when only the process that deployed a container can follow and stop it (`local`: child processes
+   * of one host; `sim` with in-process bots). Its occupy job then stays active for as long as the bot runs.
+   * Otherwise any process can stop the container, and once it runs the job is parked (see workers/occupy.ts)
+   * so that a worker keeps nothing in memory for the bots it has placed.
+   */
+  readonly stopsOnlyWhereDeployed?: boolean;
+  /**
    * Starts the container for one bot attempt, or returns the one already started under `spec.name`.
    * Returns as soon as the platform accepted it, or, where only following the start tells success from
    * failure (a Coolify slot's deployment), once it started, bounded by the platform's own start timeout.

@@ -79,6 +79,7 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
 
   return {
     name: options.name,
+    stopsOnlyWhereDeployed: true,
     adopt,
     async deploy(spec: DeploySpec) {
       const existing = await adopt(spec.name);

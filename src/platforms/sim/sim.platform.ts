@@ -91,6 +91,8 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       : createInProcessRunner(options.redis, keys, options.fleetId);
   return {
     name: options.name,
+    // In-process bots run in the worker that deployed (or adopted) them; a sim host's, in the sim host.
+    stopsOnlyWhereDeployed: options.runner !== 'sim-host',
     async deploy(spec: DeploySpec): Promise<Deployment> {
       await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
       try {
