@@ -9,6 +9,7 @@ import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import {
   api,
   bareExpressScript,
+  collectGarbage,
   benchEnv,
   BenchEnv,
   Proc,
@@ -45,11 +46,12 @@ async function withFleet<T>(
   peers: Peers,
   overrides: Record<string, string>,
   fn: (bench: BenchEnv, redis: IORedis, procs: { worker: Proc; simHost: Proc }) => Promise<T>,
+  workerNodeArgs: string[] = [],
 ) {
   const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host', ...overrides });
   const simHostProc = startSimHostProcess(bench);
   const apiProc = startFleetProcess('api', bench);
-  const workerProc = startFleetProcess('worker', bench);
+  const workerProc = startFleetProcess('worker', bench, workerNodeArgs);
   const redis = new IORedis(peers.redisUrl);
   try {
     await waitReady(bench.url);
@@ -231,11 +233,18 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
   });
 }
 
-/** P6: worker RSS per live sim bot. */
+/**
+ * P6: worker RSS per live sim bot. Read after a full garbage collection, before and after, so it counts what
+ * holding the bots retains; `uncollectedBytesPerBot` is the same 2 s after the last bot went live without one,
+ * which adds the garbage of creating them that V8 has not collected yet (its memory reducer returns it once
+ * the worker is quiet, after about a minute here).
+ */
 export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
+  const inspectPort = await freePort();
   // The sim bots run in the sim host process, so the worker's growth is what holding costs it.
   return withFleet(peers, {}, async (bench, redis, procs) => {
     await sleep(1000);
+    await collectGarbage(inspectPort);
     const before = procs.worker.rssKb();
     const keys = simHostKeys(bench.prefix, 'sim');
     for (let i = 0; i < sizes.rssBots; i += 50) {
@@ -245,9 +254,17 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
     }
     await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
     await sleep(2000);
+    const uncollected = procs.worker.rssKb();
+    await collectGarbage(inspectPort);
     const after = procs.worker.rssKb();
-    return { bytesPerBot: ((after - before) * 1024) / sizes.rssBots, rssMb: after / 1024, simHostRssMb: procs.simHost.rssKb() / 1024 };
-  });
+    const perBot = (kb: number) => ((kb - before) * 1024) / sizes.rssBots;
+    return {
+      bytesPerBot: perBot(after),
+      uncollectedBytesPerBot: perBot(uncollected),
+      rssMb: after / 1024,
+      simHostRssMb: procs.simHost.rssKb() / 1024,
+    };
+  }, [`--inspect=127.0.0.1:${inspectPort}`]);
 }
 
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */

@@ -121,6 +121,24 @@ export function startProcess(script: string, args: string[], env: Record<string,
 export const startFleetProcess = (role: 'api' | 'worker' | 'all', bench: BenchEnv, nodeArgs: string[] = []) =>
   startProcess(MAIN, [role], role === 'worker' ? { ...bench.env, PORT: '0' } : bench.env, nodeArgs);
 
+/**
+ * A full garbage collection in a process started with `--inspect=127.0.0.1:<port>` (the inspector's
+ * HeapProfiler.collectGarbage), so its RSS counts what it retains rather than garbage V8 has not collected
+ * yet. Needs the global WebSocket (`node --experimental-websocket` on Node 20, as `npm run bench` runs).
+ */
+export async function collectGarbage(inspectPort: number): Promise<void> {
+  const [target] = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as Array<{ webSocketDebuggerUrl: string }>;
+  const socket = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise<void>((resolve, reject) => {
+    socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+    socket.onmessage = (message) => {
+      if (JSON.parse(String(message.data)).id === 1) resolve();
+    };
+    socket.onerror = () => reject(new Error(`the inspector on port ${inspectPort} failed`));
+  });
+  socket.close();
+}
+
 export const startSimHostProcess = (bench: BenchEnv) =>
   startProcess(path.resolve(__dirname, '../scripts/sim-host.js'), [], { REDIS_URL: bench.env.REDIS_URL, SIM_HOST: bench.prefix });
 
