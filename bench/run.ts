@@ -103,7 +103,9 @@ async function main() {
 
     const p6 = await repeat('P6 RSS per live bot', () => figures.p6RssPerBot(peers, sizes), heavyReps);
     const p6bytes = pick(p6, (r) => r.bytesPerBot);
-    rows.push({ id: 'P6', figure: `worker RSS per live sim bot at ${sizes.rssBots.toLocaleString('en')} bots (sim bots in a sim host process)`, unit: 'bytes', value: p6bytes, target: '≤ 4 KB', meets: p6bytes.median <= 4096 });
+    rows.push({ id: 'P6', figure: `worker RSS per live sim bot at ${sizes.rssBots.toLocaleString('en')} bots (sim bots in a sim host process), after a full GC`, unit: 'bytes', value: p6bytes, target: '≤ 4 KB', meets: p6bytes.median <= 4096 });
+    // For comparison only: the same reading with the garbage of creating the bots still uncollected.
+    rows.push({ id: 'P6 uncollected', figure: 'same, 2 s after the last bot went live, no GC', unit: 'bytes', value: pick(p6, (r) => r.uncollectedBytesPerBot), target: '—', meets: null });
 
     const p7 = await repeat('P7 place queued bots', () => figures.p7PlaceQueued(peers, sizes), heavyReps);
     const p7rate = pick(p7, (r) => r.perSecond);
