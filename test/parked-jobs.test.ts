@@ -44,7 +44,11 @@ const startWorker = () => spawnFleetProcess('worker', { ...t.env, PORT: '0' });
 
 beforeAll(async () => {
   // The API (and its withdrawal) in this process; the workers in processes of their own, so one can be killed.
-  t = await startTestFleet({ SIM_RUNNER: 'sim-host', SIM_BOT_LIMIT: String(LIMIT), SWEEP_INTERVAL_MS: '1000' }, { api: true, workers: false });
+  t = await startTestFleet(
+    // A short platform queue timeout: a woken job waiting for a worker must not be taken for a late deploy.
+    { SIM_RUNNER: 'sim-host', SIM_BOT_LIMIT: String(LIMIT), SIM_QUEUE_TIMEOUT_MS: '1000', SWEEP_INTERVAL_MS: '1000' },
+    { api: true, workers: false },
+  );
   simHost = spawn(process.execPath, ['dist/scripts/sim-host.js'], {
     env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -132,6 +136,11 @@ it('parked bots outlive a SIGKILLed worker: ending one then wakes its job for th
   expect((await t.request('DELETE', `/api/bots/${ending}`)).status).toBeLessThan(300);
   expect(await jobState(ending)).toBe('waiting'); // woken, with no worker to run it yet
   expect(await containerOf(ending)).toBe(true);
+  // Waiting longer than the platform's queue timeout, it is still no deploy that is late: a dispatcher tick
+  // leaves it (removing it would free the capacity while the container runs).
+  await sleep(1500);
+  await t.fleet.placement.dispatch();
+  expect(await jobState(ending)).toBe('waiting');
   worker = startWorker();
   await waitFor(async () => (await jobState(ending)) === 'completed', 'the next worker to stop the ended bot');
   expect(await containerOf(ending)).toBe(false);

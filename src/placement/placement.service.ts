@@ -135,13 +135,17 @@ export function createPlacement(deps: PlacementDeps): Placement {
     return expired.length;
   };
 
-  /** Bots assigned to a platform that did not start deploying within its queue timeout move on (I3). */
+  /**
+   * Bots assigned to a platform that did not start deploying within its queue timeout move on (I3). Only a
+   * job that never ran waits for its deploy: one that ran before (a parked job woken by its bot's end, a job
+   * handed back at shutdown or retried) holds a bot that was claimed, and waits for a worker only.
+   */
   const expirePlatformWaits = async (now: number) => {
     let count = 0;
     for (const settings of deps.platforms) {
       const waiting = await queueOf(settings.name).getJobs(['wait', 'prioritized'], 0, BATCH, true);
       for (const job of waiting) {
-        if (!job || now - job.timestamp <= settings.queueTimeoutMs) continue;
+        if (!job || job.processedOn || now - job.timestamp <= settings.queueTimeoutMs) continue;
         try {
           await job.remove();
         } catch {
