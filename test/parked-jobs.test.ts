@@ -129,7 +129,7 @@ it('an end whose process died before waking the job is caught: by reconciliation
   expect(await containerOf(silent)).toBe(false);
 });
 
-it('parked bots outlive a SIGKILLed worker: ending one then wakes its job for the next worker, and no bot is deployed twice', async () => {
+it('parked bots outlive a SIGKILLed (or stopped) worker: ending one then wakes its job for the next worker, and no bot is deployed twice', async () => {
   const [ending, staying] = [await create(), await create()];
   for (const id of [ending, staying]) await parked(id);
   await worker.kill('SIGKILL');
@@ -146,6 +146,11 @@ it('parked bots outlive a SIGKILLed worker: ending one then wakes its job for th
   expect(await containerOf(ending)).toBe(false);
   expect(await jobState(staying)).toBe('delayed');
   expect((await botOf(t, staying)).status).toBe('IN_CALL');
+  // A graceful stop hands back active jobs only: the parked one stays as it is, its bot in call.
+  await worker.kill('SIGTERM');
+  expect(await jobState(staying)).toBe('delayed');
+  expect((await botOf(t, staying)).status).toBe('IN_CALL');
+  worker = startWorker();
   for (const id of [ending, staying]) expect(Number(await t.fleet.redis.hget(keys().deploys, `mb-${id}-sim`))).toBe(1);
   await t.request('DELETE', `/api/bots/${staying}`);
   await waitFor(async () => (await jobState(staying)) === 'completed', 'its job to complete');
