@@ -82,6 +82,8 @@ it('parked bots take the capacity; ending one wakes its job, which stops the con
   expect(platforms.find((p: { name: string }) => p.name === 'sim')).toMatchObject({ active: LIMIT, queued: 0 });
 
   expect((await t.request('DELETE', `/api/bots/${first}`)).status).toBeLessThan(300);
+  // The cancel's withdrawal woke the job before the API answered.
+  expect(await jobState(first)).not.toBe('delayed');
   await waitFor(async () => (await jobState(first)) === 'completed', 'the woken job to complete');
   expect(await containerOf(first)).toBe(false);
   expect((await eventsOf(t, first)).map((e) => e.type)).toContain('container.stopped');
