@@ -41,7 +41,9 @@ afterAll(async () => {
 });
 
 it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slot, at most 5 slots held, every bot completes, every slot IDLE after', async () => {
-  workers = [spawnFleetProcess('worker', { ...t.env, PORT: '0' }), spawnFleetProcess('worker', { ...t.env, PORT: '0' })];
+  // At info level, so that a failure can be read from what the workers did (printed only then).
+  const workerEnv = { ...t.env, PORT: '0', LOG_LEVEL: 'info' };
+  workers = [spawnFleetProcess('worker', workerEnv), spawnFleetProcess('worker', workerEnv)];
   const base = `${t.env.REDIS_PREFIX}:coolify:${t.env.REDIS_PREFIX}`;
   const samples = { held: [] as number[], slots: [] as number[], running: [] as number[], sharedAssignments: 0 };
   let sampling = true;
@@ -90,7 +92,16 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
     deployments: coolify.deployments.size,
   };
   process.stdout.write(`coolify 2-process figures: ${JSON.stringify(figures)}\n`);
-  expect(bots.map((b) => `${b.status}/${b.endReason}/${b.platform}`).filter((s) => s !== 'ENDED/COMPLETED/coolify')).toEqual([]);
+  const outcome = (b: (typeof bots)[number]) => `${b.status}/${b.endReason}/${b.platform}`;
+  for (const bot of bots.filter((b) => outcome(b) !== 'ENDED/COMPLETED/coolify')) {
+    const history = await t.fleet.models.BotEvent.find({ botId: bot._id }).sort({ at: 1 }).lean();
+    process.stdout.write(`bot ${bot._id} ${outcome(bot)}: ${JSON.stringify(history.map((e) => [e.at, e.type, e.message, e.data]))}\n`);
+    for (const [i, worker] of workers.entries()) {
+      const lines = worker.output().split('\n').filter((line) => line.includes(String(bot._id)) || line.includes('"level":"warn"') || line.includes('"level":"error"'));
+      process.stdout.write(`worker ${i} on it:\n${lines.join('\n')}\n`);
+    }
+  }
+  expect(bots.map(outcome).filter((s) => s !== 'ENDED/COMPLETED/coolify')).toEqual([]);
   expect(figures.peakHeld).toBeLessThanOrEqual(5);
   expect(figures.peakSlots).toBeLessThanOrEqual(5);
   expect(figures.peakRunning).toBeLessThanOrEqual(5);

@@ -5,6 +5,7 @@ import { occupyJobId } from '../queues/queue-names';
 import { publishEnded } from '../src/placement/end-signals';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { park } from '../workers/platform.worker';
+import { occupyingBotIds } from '../workers/reconcile.worker';
 import {
   botOf,
   eventsOf,
@@ -143,6 +144,9 @@ it('parked bots outlive a SIGKILLed (or stopped) worker: ending one then wakes i
   await sleep(1500);
   await t.fleet.placement.dispatch();
   expect(await jobState(ending)).toBe('waiting');
+  // Nor is its container reconciliation's to stop: the job still holds it (a second, concurrent stop could
+  // reach whichever bot takes the capacity next).
+  expect(await occupyingBotIds(queue())).toEqual(expect.arrayContaining([ending, staying]));
   worker = startWorker();
   await waitFor(async () => (await jobState(ending)) === 'completed', 'the next worker to stop the ended bot');
   expect(await containerOf(ending)).toBe(false);

@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { PlatformSettings } from '../src/config';
 import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { reconcilePlatform } from './sweeps';
@@ -12,6 +12,15 @@ import { WorkerDeps } from './worker-deps';
  * on the same queue the platform's upkeep (Coolify: slot recovery) once per its own interval. It also wakes
  * the parked occupy jobs of bots that ended without waking them (the process that ended one died first).
  */
+/**
+ * The bots whose occupy job has not finished: each such job alone stops its bot's container, so
+ * reconciliation leaves their containers to it. Waiting jobs count too: a parked job woken by its bot's end
+ * waits for a worker, and a second stop of the same container meanwhile could reach the slot's next holder.
+ */
+export async function occupyingBotIds(queue: Queue): Promise<string[]> {
+  return (await queue.getRanges(['active', 'delayed', 'wait', 'prioritized'])).map(botIdOfOccupyJob); // ids, not job bodies
+}
+
 export async function startReconcileWorker(
   deps: WorkerDeps,
   settings: PlatformSettings,
@@ -61,7 +70,7 @@ export async function startReconcileWorker(
           lifecycle: deps.lifecycle,
           platform,
           settleMs: intervalMs,
-          heldBotIds: async () => (await occupyQueue.getRanges(['active', 'delayed'])).map(botIdOfOccupyJob), // ids, not job bodies
+          heldBotIds: () => occupyingBotIds(occupyQueue),
         })),
         woken: await wakeEndedParked(),
       }));
