@@ -126,17 +126,24 @@ export const startFleetProcess = (role: 'api' | 'worker' | 'all', bench: BenchEn
  * HeapProfiler.collectGarbage), so its RSS counts what it retains rather than garbage V8 has not collected
  * yet. Needs the global WebSocket (`node --experimental-websocket` on Node 20, as `npm run bench` runs).
  */
-export async function collectGarbage(inspectPort: number): Promise<void> {
-  const [target] = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as Array<{ webSocketDebuggerUrl: string }>;
+export async function collectGarbage(inspectPort: number, timeoutMs = 30_000): Promise<void> {
+  const list = await fetch(`http://127.0.0.1:${inspectPort}/json/list`, { signal: AbortSignal.timeout(timeoutMs) });
+  const [target] = (await list.json()) as Array<{ webSocketDebuggerUrl: string }>;
   const socket = new WebSocket(target.webSocketDebuggerUrl);
-  await new Promise<void>((resolve, reject) => {
-    socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
-    socket.onmessage = (message) => {
-      if (JSON.parse(String(message.data)).id === 1) resolve();
-    };
-    socket.onerror = () => reject(new Error(`the inspector on port ${inspectPort} failed`));
-  });
-  socket.close();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`the inspector on port ${inspectPort} did not collect within ${timeoutMs} ms`)), timeoutMs);
+      socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+      socket.onmessage = (message) => {
+        if (JSON.parse(String(message.data)).id === 1) resolve();
+      };
+      socket.onerror = () => reject(new Error(`the inspector on port ${inspectPort} failed`));
+    });
+  } finally {
+    clearTimeout(timer);
+    socket.close();
+  }
 }
 
 export const startSimHostProcess = (bench: BenchEnv) =>
