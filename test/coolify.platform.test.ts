@@ -2,6 +2,7 @@ import { loadConfig } from '../src/config';
 import { MeetingPlatform } from '../src/domain/bot.lifecycle';
 import { botEnv } from '../src/platforms/bot-env';
 import { createCoolifyPlatform } from '../src/platforms/coolify/coolify.platform';
+import { createSlotPool } from '../src/platforms/coolify/slot.pool';
 import { createSlotRecords } from '../src/platforms/coolify/slot.records';
 import { botIdOfDeployment, deploymentName, Platform, PlatformError } from '../src/platforms/platform';
 import { CoolifyServer, startCoolifyServer } from './support/coolify-server';
@@ -110,6 +111,55 @@ describe('coolify slots', () => {
     const [record] = await createSlotRecords(t.fleet.mongo, fleetId).all();
     expect(record).toMatchObject({ state: 'ERROR', deploymentName: null, botId: null, recoveryAttempts: 1 });
     expect(record.lastError).toMatch(/deployment \w+ failed/);
+  });
+
+  it("concurrent stops of one bot stop its application once, and none reaches the slot's next bot", async () => {
+    const platform = make({ limit: 1 });
+    const first = await platform.deploy(await newSpec());
+    const app = appOf(slotOf(first.identifier));
+    const stopsOf = () => coolify.requests.filter((c) => c.method === 'POST' && c.path === `/api/v1/applications/${app.uuid}/stop`).length;
+    const before = stopsOf();
+    // The occupy job, reconciliation and slot recovery may all stop one bot at once.
+    const stops = Array.from({ length: 10 }, () => platform.stop(first.identifier));
+    // The next bot takes the slot the moment the first stop frees it, while the others are still running.
+    const nextSpec = await newSpec();
+    let next: Awaited<ReturnType<Platform['deploy']>> | null = null;
+    while (!next) {
+      next = await platform.deploy(nextSpec).catch(async (error) => {
+        if (!(error instanceof PlatformError && error.full)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        return null;
+      });
+    }
+    await Promise.all(stops);
+    expect(slotOf(next.identifier)).toBe(slotOf(first.identifier));
+    expect(stopsOf() - before).toBe(1);
+    expect(coolify.running().map((a) => a.uuid)).toContain(app.uuid);
+    expect(await platform.status(next.identifier)).toMatchObject({ state: 'running' });
+    await platform.stop(next.identifier);
+  });
+
+  it('a stop claim left by a process that died mid-stop lapses, and the next stop finishes the job', async () => {
+    const fleetId = `${t.env.REDIS_PREFIX}-stop-claim`;
+    const platform = make({ fleetId });
+    const spec = await newSpec();
+    const held = await platform.deploy(spec);
+    const pool = createSlotPool({
+      redis: t.fleet.redis,
+      prefix: t.env.REDIS_PREFIX,
+      fleetId,
+      limit: 5,
+      meetingPlatforms: ['zoom'],
+      records: () => createSlotRecords(t.fleet.mongo, fleetId).all(),
+    });
+    // A stopper that claimed and then died: its claim runs 500 ms.
+    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('claimed');
+    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('another');
+    await platform.stop(held.identifier);
+    expect(coolify.running().map((a) => a.uuid)).not.toContain(appOf(slotOf(held.identifier)).uuid);
+    expect(await pool.view(slotOf(held.identifier))).toMatchObject({ state: 'IDLE', holder: null });
+    // Once the holder left, no claim is granted for it.
+    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('not-held');
   });
 
   it('speaks the wire format: POST for deploy and stop, JSON Accept, Bearer token, 429 honoured', async () => {

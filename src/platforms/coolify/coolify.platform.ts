@@ -37,6 +37,10 @@ export interface CoolifyPlatformOptions {
 
 /** Stop is asynchronous in Coolify: how long we wait for the application to report exited. */
 const STOP_CONFIRM_MS = 120_000;
+/** How long one caller's claim on a slot's stop lasts: the stop's own bound plus its calls' retries. */
+const STOP_CLAIM_MS = STOP_CONFIRM_MS + 60_000;
+/** How often a stop that found another one running asks again. */
+const STOP_WAIT_MS = 250;
 
 const isUp = (app: CoolifyApplication | undefined) => !!app && !app.status.startsWith('exited');
 
@@ -90,6 +94,19 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     return uuid;
   };
 
+  /**
+   * Whether this caller may stop `holder`'s application on `slot`: only one caller at a time may, and none
+   * once the holder left the slot, where a stop would reach the slot's next bot. A caller that finds
+   * another stop running waits for it (false once it settled the slot; it takes over if that claim lapses).
+   */
+  const claimStop = async (slot: string, holder: string): Promise<boolean> => {
+    for (;;) {
+      const claim = await pool.claimStop(slot, holder, STOP_CLAIM_MS);
+      if (claim !== 'another') return claim === 'claimed';
+      await sleep(jittered(STOP_WAIT_MS));
+    }
+  };
+
   /** Stops an application and waits until Coolify reports it exited; throws when it cannot confirm that. */
   const stopApplication = async (uuid: string) => {
     await client.stop(uuid);
@@ -133,6 +150,10 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
 
   /** A start that failed: the slot goes ERROR with the reason and the assignment cleared. */
   const failStart = async (slot: string, spec: DeploySpec, record: SlotRecord | null, reason: string) => {
+    if (!(await claimStop(slot, spec.name))) {
+      log.warn('slot failed to start; another stop already released it', { slot, botId: spec.botId, reason });
+      return;
+    }
     if (record?.applicationUuid) {
       await stopApplication(record.applicationUuid).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
     }
@@ -259,6 +280,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       const view = await heldView(identifier);
       if (!view) return; // gone already, or not this fleet's
       const holder = view.holder!;
+      if (!(await claimStop(view.slot, holder))) return; // another stop of this bot released the slot
       const record = await records.get(view.slot);
       try {
         if (!record?.applicationUuid) throw new PlatformError('the slot has no application', false);
@@ -285,7 +307,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       name: 'slot-recovery',
       intervalMs: options.recoveryIntervalMs,
       run: (ctx) =>
-        recoverSlots({ ctx, client, pool, records, settings, fleetId, createApplication, stopApplication, log }),
+        recoverSlots({ ctx, client, pool, records, settings, fleetId, createApplication, stopApplication, claimStop, log }),
     },
     async close() {
       // The client holds no connection of its own (fetch's pool is global); slots keep running.

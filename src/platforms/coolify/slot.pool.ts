@@ -10,6 +10,9 @@ import { RedisScript } from '../../redis-script';
  * - `state` slot → IDLE | STARTING | BUSY | ERROR, and `platform` slot → meeting platform (its image);
  * - `holder` slot → the bot attempt holding it, and `assigned` attempt → slot (the reverse);
  * - `idle:<meeting platform>`: the idle slots of that image, scored by when they were last used (LRU first);
+ * - `stopping` slot → until when (Redis time, ms) one caller is stopping its holder's application: one stop
+ *   per holder runs at a time, and none starts once the holder left, so a late or duplicate stop never
+ *   reaches the slot's next bot. Leaving the holder clears it; a claim outlived by its process lapses;
  * - `built`: set once the above was loaded from the slot records. Redis may lose its data; a script finding
  *   `built` missing answers "rebuild" and the caller reloads it from MongoDB first (rebuild()).
  * The idle set key is derived inside the scripts from the slot's platform (a single Redis, not a cluster).
@@ -60,7 +63,10 @@ redis.call('HSET', KEYS[1], ARGV[1], 'STARTING')
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`);
 
-/** Moves a slot to a state if it is held by ARGV[2] ('' = by nobody); leaving a holder clears the assignment. */
+/**
+ * Moves a slot to a state if it is held by ARGV[2] ('' = by nobody); leaving a holder clears the assignment
+ * and any stop claim. A start that a stop overtook does not become BUSY.
+ */
 const SETTLE = new RedisScript(`
 if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
@@ -68,17 +74,32 @@ if not state then return 0 end
 local holder = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if holder ~= ARGV[2] then return 0 end
 if ARGV[3] == 'BUSY' then
-  if state ~= 'STARTING' or holder == '' then return 0 end
+  if state ~= 'STARTING' or holder == '' or redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], 'BUSY')
   return 1
 end
 if holder ~= '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], holder)
+  redis.call('HDEL', KEYS[6], ARGV[1])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local idleKey = ARGV[5] .. redis.call('HGET', KEYS[4], ARGV[1])
 if ARGV[3] == 'IDLE' then redis.call('ZADD', idleKey, ARGV[4], ARGV[1]) else redis.call('ZREM', idleKey, ARGV[1]) end
+return 1`);
+
+/**
+ * Claims the stop of the application of a slot held by ARGV[2] for ARGV[3] ms: 1 claimed, 0 the holder
+ * left (stopped by someone else, or never held it), 2 another caller's claim is running.
+ */
+const CLAIM_STOP = new RedisScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local claimedUntil = redis.call('HGET', KEYS[3], ARGV[1])
+if claimedUntil and tonumber(claimedUntil) > now then return 2 end
+redis.call('HSET', KEYS[3], ARGV[1], now + tonumber(ARGV[3]))
 return 1`);
 
 /** Removes a slot that is held by nobody from every structure. */
@@ -129,6 +150,7 @@ export function createSlotPool(options: {
     assigned: `${base}:assigned`,
     platform: `${base}:platform`,
     built: `${base}:built`,
+    stopping: `${base}:stopping`,
     idlePrefix: `${base}:idle:`,
   };
   const core = [keys.state, keys.holder, keys.assigned, keys.platform, keys.built];
@@ -183,10 +205,21 @@ export function createSlotPool(options: {
     /** Moves `slot` to `state` if `holder` (null: nobody) holds it; false when it does not. */
     async settle(slot: string, holder: string | null, state: SlotState): Promise<boolean> {
       const result = await withRebuild(
-        () => SETTLE.run(redis, 5, ...core, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
+        () => SETTLE.run(redis, 6, ...core, keys.stopping, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1;
+    },
+    /**
+     * Claims the stop of `holder`'s application on `slot` for `leaseMs` (the claim ends when a settle moves
+     * the holder out). `another`: a stop of the same holder is running; ask again, it lapses with its lease.
+     */
+    async claimStop(slot: string, holder: string, leaseMs: number): Promise<'claimed' | 'not-held' | 'another'> {
+      const result = await withRebuild(
+        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stopping, slot, holder, leaseMs) as Promise<number>,
+        (answer) => answer === -1,
+      );
+      return result === 1 ? 'claimed' : result === 2 ? 'another' : 'not-held';
     },
     async forget(slot: string): Promise<boolean> {
       return (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;

@@ -30,6 +30,8 @@ export interface SlotRecoveryDeps {
   fleetId: string;
   createApplication(slot: string, meetingPlatform: MeetingPlatform): Promise<string>;
   stopApplication(uuid: string): Promise<void>;
+  /** Whether this pass may stop a held slot's application (no other stop of that holder runs or ran). */
+  claimStop(slot: string, holder: string): Promise<boolean>;
   log: Logger;
 }
 
@@ -109,10 +111,28 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
     const startOver = view.state === 'BUSY' || now - (record.lastUsedAt?.getTime() ?? 0) > settings.startTimeoutMs;
     const botId = botIdOfDeployment(view.holder);
     if (!startOver || (botId && (await deps.ctx.holdsBot(botId)))) continue;
-    const released = await attempt(view.slot, 'release a slot whose bot is gone', async () => {
-      if (uuid && present.has(uuid)) await deps.stopApplication(uuid);
-      if (await pool.settle(view.slot, view.holder, 'IDLE')) {
+    const holder = view.holder;
+    let released = false;
+    await attempt(view.slot, 'release a slot whose bot is gone', async () => {
+      if (!(await deps.claimStop(view.slot, holder))) return; // its bot's own stop released it meanwhile
+      try {
+        if (uuid && present.has(uuid)) await deps.stopApplication(uuid);
+      } catch (error) {
+        // As a bot's own failed stop does: the slot goes ERROR, and a later pass heals it.
+        if (await pool.settle(view.slot, holder, 'ERROR')) {
+          await records.save(view.slot, {
+            state: 'ERROR',
+            deploymentName: null,
+            botId: null,
+            lastError: `stop failed: ${String(error)}`,
+            recoveryAttempts: record.recoveryAttempts + 1,
+          });
+        }
+        throw error;
+      }
+      if (await pool.settle(view.slot, holder, 'IDLE')) {
         await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date() });
+        released = true;
       }
     });
     if (released) result.released++;
