@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
@@ -39,6 +39,8 @@ function pidAlive(pid: number) {
 
 describe('local', () => {
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-local-'));
+  const strangers: number[] = [];
+  afterAll(() => strangers.forEach((pid) => pidAlive(pid) && process.kill(-pid, 'SIGKILL')));
   const make = (fleetId = t.env.REDIS_PREFIX) =>
     createLocalPlatform({
       name: 'local',
@@ -79,6 +81,30 @@ describe('local', () => {
     // stop() returns once the process has exited; the zombie is reaped by its parent (this process) soon after
     await waitFor(() => !pidAlive(pid), 'the process to be reaped');
     expect(readdirSync(runDir).filter((f) => f === `${spec.name}.pid`)).toEqual([]);
+  });
+
+  it('a pid file whose pid now names another process (the bot exited, or the host rebooted) is stale: never adopted, judged or signalled', async () => {
+    const platform = make();
+    for (const forged of [{ startedAt: '1' }, { boot: 'an-earlier-boot' }]) {
+      // An unrelated process that leads its own group, as a daemon does, now has the recorded pid.
+      const stranger = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+      strangers.push(stranger.pid!);
+      const name = deploymentName(`stale${forged.boot ? 'boot' : 'start'}`, 'local');
+      // Each look finds the file in place (a stale one is removed once seen).
+      const staleFile = () =>
+        writeFileSync(path.join(runDir, `${name}.pid`), JSON.stringify({ pid: stranger.pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', ...forged }));
+      const identifier = `${stranger.pid}@host-a`;
+      staleFile();
+      expect(await platform.adopt(name)).toBeNull();
+      staleFile();
+      expect((await platform.list()).map((c) => c.identifier)).not.toContain(identifier);
+      staleFile();
+      expect(await platform.status(identifier)).toEqual({ state: 'gone' });
+      staleFile();
+      await platform.stop(identifier);
+      expect(readdirSync(runDir)).not.toContain(`${name}.pid`);
+      expect(pidAlive(stranger.pid!)).toBe(true);
+    }
   });
 });
 

@@ -13,6 +13,11 @@ import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, P
  * is `<pid>@<host>`, and before spawning, the host is recorded in Redis under the deployment name. A worker
  * on another host answers `elsewhere` for it and never judges or stops it; only its own host does. The pid
  * file also names the fleet, so fleets sharing a run directory never see each other's processes.
+ *
+ * A pid outlives its process: after the bot exited, or after a reboot, the same number may name any other
+ * process (a daemon leads its own process group, so a group signal would reach all of it). The pid file
+ * therefore also records the boot and the process's start time (Linux /proc), and a file whose process no
+ * longer matches them is stale: never adopted, judged or signalled.
  */
 export interface LocalPlatformOptions {
   name: string;
@@ -33,6 +38,10 @@ interface PidFile {
   pid: number;
   fleet: string;
   host: string;
+  /** /proc/sys/kernel/random/boot_id when it was started (absent where there is no /proc). */
+  boot?: string;
+  /** The process's start time, in clock ticks after boot (/proc/<pid>/stat field 22). */
+  startedAt?: string;
 }
 
 export function createLocalPlatform(options: LocalPlatformOptions): Platform {
@@ -56,7 +65,7 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
   const adoptHere = (name: string): Deployment | null => {
     const file = readPidFile(name);
     if (!file) return null;
-    if (groupAlive(file.pid)) return { identifier: identifierOf(file.pid), state: 'running' };
+    if (runs(file)) return { identifier: identifierOf(file.pid), state: 'running' };
     rmSync(pidFile(name), { force: true });
     return null;
   };
@@ -71,6 +80,14 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
 
   /** Deployment names of every pid file in the run directory, any fleet's: readPidFile() keeps only ours. */
   const pidFileNames = () => readdirSync(options.runDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4));
+  /** The deployment name and pid file of this fleet's process `pid`, if it has one. */
+  const pidFileOf = (pid: number) => {
+    for (const name of pidFileNames()) {
+      const file = readPidFile(name);
+      if (file?.pid === pid) return { name, file };
+    }
+    return null;
+  };
 
   const parse = (identifier: string) => {
     const at = identifier.lastIndexOf('@');
@@ -94,7 +111,13 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
           env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...spec.env },
         });
         if (!child.pid) throw new PlatformError(`could not start "${options.command}"`, false);
-        const record: PidFile = { pid: child.pid, fleet: options.fleetId, host: options.hostId };
+        const record: PidFile = {
+          pid: child.pid,
+          fleet: options.fleetId,
+          host: options.hostId,
+          boot: currentBoot() ?? undefined,
+          startedAt: startTimeOf(child.pid) ?? undefined,
+        };
         writeFileSync(pidFile(spec.name), JSON.stringify(record));
         child.unref();
         return { identifier: identifierOf(child.pid), state: 'running' };
@@ -105,7 +128,9 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
     async status(identifier): Promise<ContainerStatus> {
       const { pid, host } = parse(identifier);
       if (host !== options.hostId) return { state: 'elsewhere', detail: `runs on host ${host}` };
-      return { state: groupAlive(pid) ? 'running' : 'gone' };
+      // Only through its pid file: a bare pid may name anyone's process by now.
+      const found = pidFileOf(pid);
+      return { state: found && runs(found.file) ? 'running' : 'gone' };
     },
     async list() {
       const containers = [];
@@ -120,8 +145,15 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       // Another host's process is stopped by that host's own reconciliation once its bot has ended.
       if (host !== options.hostId) return;
       // Only a process of this fleet, found through its own pid file; anything else is not ours to signal.
-      const name = pidFileNames().find((candidate) => readPidFile(candidate)?.pid === pid);
-      if (!name) return;
+      const found = pidFileOf(pid);
+      if (!found) return;
+      const { name } = found;
+      if (!runs(found.file)) {
+        // Gone already; the pid may name another process by now.
+        rmSync(pidFile(name), { force: true });
+        await options.redis.hdel(hostsKey, name);
+        return;
+      }
       signalGroup(pid, 'SIGTERM');
       await waitUntil(() => !groupAlive(pid), grace);
       if (groupAlive(pid)) {
@@ -139,6 +171,34 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
 async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
+/** Whether the process a pid file names still runs: the same boot, the same process, and its group alive. */
+function runs(file: PidFile): boolean {
+  const boot = currentBoot();
+  if (file.boot && boot && file.boot !== boot) return false;
+  // A leader that exited leaves no stat; its pid cannot be reused while its group's members keep it.
+  const startedAt = startTimeOf(file.pid);
+  if (file.startedAt && startedAt && file.startedAt !== startedAt) return false;
+  return groupAlive(file.pid);
+}
+
+function currentBoot(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot; null without it. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
