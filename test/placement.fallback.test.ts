@@ -67,6 +67,18 @@ it('moves on from a platform whose deploys fail, after its retries', async () =>
   ]);
 });
 
+it('a deploy that fails after its container started stops that container before the bot moves on', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b' });
+  const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
+  await t.fleet.redis.set(keysA.fault, 'fail-after-start');
+  const id = await createBot(t);
+  expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('sim-b');
+  expect(Number(await t.fleet.redis.hget(keysA.deploys, `mb-${id}-sim-a`))).toBe(1);
+  // Stopped: left there, it would run beside the bot's sim-b container for the bot's whole life.
+  expect(await t.fleet.redis.hlen(keysA.containers)).toBe(0);
+  expect((await events(t, id)).map((e) => `${e.type}:${e.data?.platform ?? ''}`)).toContain('attempt.failed:sim-a');
+});
+
 it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim' });
   await t.fleet.redis.set(simHostKeys(t.env.REDIS_PREFIX, 'sim').fault, 'fail-permanent');

@@ -249,6 +249,10 @@ async function deployOnce(
     // Full is not failed: the bot moves on at once and may come back here when there is room.
     const full = error instanceof PlatformError && error.full;
     log.warn(full ? 'platform full, moving on' : 'deploy failed, moving on', { reason });
+    // A deploy may fail after the platform accepted it (its start watch lost the API): whatever it left
+    // running goes before the bot moves on, or the bot would run twice. A stop that fails too fails the
+    // job, and its retry adopts what runs.
+    if (!full) await stopIfAny(ctx, name, log);
     await ctx.placement.handBack(job.botId, settings.name, full ? 'full' : 'failed', reason);
     return 'handed-back';
   } finally {

@@ -26,7 +26,8 @@ export interface SimPlatformOptions {
  * The simulated host's keys. `deploys` counts creations per container name (a second one would be a double
  * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once;
  * `fault` injects failures:
- * `fail` (transient error), `fail-permanent`, or `delay:<ms>` (a slow deploy).
+ * `fail` (transient error), `fail-permanent`, `fail-after-start` (the container starts, then the deploy call
+ * fails, as one whose start watch lost the platform's API), or `delay:<ms>` (a slow deploy).
  */
 export function simHostKeys(host: string, name: string) {
   const base = `${host}:sim:${name}`;
@@ -95,8 +96,9 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     stopsOnlyWhereDeployed: options.runner !== 'sim-host',
     async deploy(spec: DeploySpec): Promise<Deployment> {
       await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
+      const fault = await options.redis.get(keys.fault);
       try {
-        await injectFault(await options.redis.get(keys.fault));
+        await injectFault(fault);
         await CREATE.run(options.redis, 5, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners,
           spec.name, JSON.stringify(spec.env), options.fleetId,
         );
@@ -106,6 +108,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       if (!(await ours(spec.name))) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
       const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
       await runner.start(spec.name, env);
+      if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container started', false);
       return { identifier: spec.name, state: 'running' };
     },
     async adopt(name) {
