@@ -213,6 +213,18 @@ describe('aws adapter', () => {
     });
   });
 
+  it('a task just started that DescribeTasks does not show yet is starting, not gone, and a stop still stops it', async () => {
+    const deployment = await platform.deploy(await newSpec());
+    peer.proxy.inject('DescribeTasks', { kind: 'unseen' }, 2);
+    expect(await platform.status(deployment.identifier)).toMatchObject({ state: 'starting' });
+    await platform.stop(deployment.identifier);
+    expect(peer.proxy.calls('StopTask')).toBe(1);
+    expect((await peer.tasks('RUNNING')).map((task) => task.taskArn)).not.toContain(deployment.identifier);
+    // Only for a task this process started moments ago: otherwise MISSING is gone (ECS forgets stopped tasks).
+    peer.proxy.inject('DescribeTasks', { kind: 'unseen' });
+    expect(await make().status(deployment.identifier)).toMatchObject({ state: 'gone' });
+  });
+
   it('StopTask of a missing task is fine', async () => {
     await expect(platform.stop(`arn:aws:ecs:${peer.region}:123456789012:task/meeboter-bots/${'f'.repeat(32)}`)).resolves.toBeUndefined();
   });

@@ -15,7 +15,9 @@ export type Fault =
   | { kind: 'failures'; reason: string }
   | { kind: 'delay'; ms: number }
   /** RunTask goes through; the task it starts then reads as PROVISIONING until it is stopped. */
-  | { kind: 'provisioning' };
+  | { kind: 'provisioning' }
+  /** DescribeTasks answers every task asked for as MISSING, as ECS may just after RunTask (eventual consistency). */
+  | { kind: 'unseen' };
 
 export interface EcsFaultProxy {
   url: string;
@@ -99,6 +101,9 @@ export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProx
         if (fault?.kind === 'throttle') return answer(res, 400, { __type: 'ThrottlingException', message: 'Rate exceeded' }, 'ThrottlingException');
         if (fault?.kind === 'server-error') return answer(res, 500, { __type: 'ServerException', message: 'injected server error' }, 'ServerException');
         if (fault?.kind === 'failures') return answer(res, 200, { tasks: [], failures: [{ reason: fault.reason }] });
+        if (fault?.kind === 'unseen') {
+          return answer(res, 200, { tasks: [], failures: (request.tasks ?? []).map((arn: string) => ({ arn, reason: 'MISSING' })) });
+        }
         if (fault?.kind === 'delay') await new Promise((resolve) => setTimeout(resolve, fault.ms));
         const upstreamAnswer = await forward(req, body);
         let text = upstreamAnswer.text;

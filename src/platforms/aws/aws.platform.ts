@@ -34,6 +34,12 @@ export interface AwsPlatformOptions {
 }
 
 const STOP_REASON = 'Stopped by meeboter';
+/**
+ * The ECS API is eventually consistent: DescribeTasks may not know a task for a while after RunTask started
+ * it. Within this long of its start, a task this process started that reads MISSING is not yet visible
+ * rather than gone.
+ */
+const UNSEEN_GRACE_MS = 60_000;
 
 export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   const { settings, fleetId } = options;
@@ -61,6 +67,16 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   });
 
   const ours = (task: Task | undefined): task is Task => !!task && tagValue(task, FLEET_TAG) === fleetId;
+
+  /** Task ARN → when RunTask answered with it, for UNSEEN_GRACE_MS. */
+  const startedHere = new Map<string, number>();
+  const noteStarted = (arn: string) => {
+    const now = Date.now();
+    for (const [known, at] of startedHere) if (now - at >= UNSEEN_GRACE_MS) startedHere.delete(known);
+    startedHere.set(arn, now);
+  };
+  const notVisibleYet = (arn: string, task: Task | undefined) =>
+    !task && Date.now() - (startedHere.get(arn) ?? -Infinity) < UNSEEN_GRACE_MS;
 
   /** This fleet's tasks with desiredStatus RUNNING (starting or running), every page of them. */
   const listTasks = async (startedBy?: string): Promise<Task[]> => {
@@ -150,7 +166,10 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
       let full: PlatformError | undefined;
       for (const option of settings.launchOptions) {
         const result = await runTask(spec, option);
-        if (!(result instanceof PlatformError)) return deploymentOf(result);
+        if (!(result instanceof PlatformError)) {
+          noteStarted(result.taskArn!);
+          return deploymentOf(result);
+        }
         if (!result.full) throw result;
         full = result; // no capacity there: the next option, at once
       }
@@ -159,6 +178,7 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
     async status(identifier): Promise<ContainerStatus> {
       const task = await reader.read(identifier);
       if (task && !ours(task)) return { state: 'gone', detail: 'the task belongs to another fleet' };
+      if (notVisibleYet(identifier, task)) return { state: 'starting', detail: 'just started; DescribeTasks does not show it yet' };
       return taskStatus(task);
     },
     async list(): Promise<ListedContainer[]> {
@@ -168,25 +188,25 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
       }));
     },
     async stop(identifier) {
-      const task = await reader.read(identifier);
-      if (!task || task.lastStatus === 'STOPPED') return;
-      // Loudly, not silently: a stop that quietly did nothing would free capacity while the task runs.
-      if (!ours(task)) throw new PlatformError(`task ${identifier} does not carry ${FLEET_TAG}=${fleetId}: not stopped`, false);
-      if (task.desiredStatus !== 'STOPPED') {
-        try {
-          await client.send(new StopTaskCommand({ cluster, task: identifier, reason: STOP_REASON }));
-        } catch (error) {
-          if (isTaskNotFound(error)) return;
-          throw ecsError('StopTask', error);
-        }
-      }
-      // Stop means gone: wait until ECS itself says STOPPED.
+      // Stop means gone: until ECS itself says STOPPED. A task this process just started may not be visible
+      // yet: it is still sent StopTask, and waited for like any other.
       const deadline = Date.now() + stopWaitMs;
       for (let pauseMs = 250; ; pauseMs = Math.min(pauseMs * 2, 5000)) {
-        const current = await reader.read(identifier);
-        if (!current || current.lastStatus === 'STOPPED') return;
+        const task = await reader.read(identifier);
+        const unseen = notVisibleYet(identifier, task);
+        if ((!task && !unseen) || task?.lastStatus === 'STOPPED') return;
+        // Loudly, not silently: a stop that quietly did nothing would free capacity while the task runs.
+        if (task && !ours(task)) throw new PlatformError(`task ${identifier} does not carry ${FLEET_TAG}=${fleetId}: not stopped`, false);
+        if (unseen || task?.desiredStatus !== 'STOPPED') {
+          try {
+            await client.send(new StopTaskCommand({ cluster, task: identifier, reason: STOP_REASON }));
+          } catch (error) {
+            if (!isTaskNotFound(error)) throw ecsError('StopTask', error);
+            if (!unseen) return;
+          }
+        }
         if (Date.now() >= deadline) {
-          throw new PlatformError(`task ${identifier} still ${current.lastStatus} ${stopWaitMs} ms after StopTask`, true);
+          throw new PlatformError(`task ${identifier} still ${task?.lastStatus ?? 'not visible'} ${stopWaitMs} ms after StopTask`, true);
         }
         await new Promise((resolve) => setTimeout(resolve, pauseMs / 2 + Math.random() * pauseMs));
       }
