@@ -29,7 +29,7 @@ afterAll(async () => {
 
 let fleets = 0;
 /** An adapter of its own fleet (own slots) unless `fleetId` names one. */
-function make(options: { fleetId?: string; limit?: number; settings?: Parameters<typeof coolifySettings>[1] } = {}): Platform {
+function make(options: { fleetId?: string; limit?: number; stopClaimMs?: number; settings?: Parameters<typeof coolifySettings>[1] } = {}): Platform {
   return createCoolifyPlatform({
     name: 'coolify',
     settings: coolifySettings(coolify, options.settings),
@@ -39,6 +39,7 @@ function make(options: { fleetId?: string; limit?: number; settings?: Parameters
     prefix: t.env.REDIS_PREFIX,
     mongo: t.fleet.mongo,
     recoveryIntervalMs: 60_000,
+    stopClaimMs: options.stopClaimMs,
   });
 }
 
@@ -139,6 +140,23 @@ describe('coolify slots', () => {
     await platform.stop(next.identifier);
   });
 
+  it('a stop slower than its claim keeps the claim while its process lives: the stop it holds off is not sent', async () => {
+    const platform = make({ stopClaimMs: 600 });
+    const deployment = await platform.deploy(await newSpec());
+    const app = appOf(slotOf(deployment.identifier));
+    const stopCalls = () => coolify.requests.filter((c) => c.method === 'POST' && c.path === `/api/v1/applications/${app.uuid}/stop`).length;
+    const before = stopCalls();
+    coolify.delayMs = 1000; // each call of the stop takes longer than the claim lasts
+    try {
+      const first = platform.stop(deployment.identifier);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await Promise.all([first, platform.stop(deployment.identifier)]);
+    } finally {
+      coolify.delayMs = 0;
+    }
+    expect(stopCalls() - before).toBe(1);
+  });
+
   it('a stop claim left by a process that died mid-stop lapses, and the next stop finishes the job', async () => {
     const fleetId = `${t.env.REDIS_PREFIX}-stop-claim`;
     const platform = make({ fleetId });
@@ -152,14 +170,17 @@ describe('coolify slots', () => {
       meetingPlatforms: ['zoom'],
       records: () => createSlotRecords(t.fleet.mongo, fleetId).all(),
     });
-    // A stopper that claimed and then died: its claim runs 500 ms.
-    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('claimed');
-    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('another');
+    const slot = slotOf(held.identifier);
+    // A stopper that claimed and then died: its claim runs 500 ms, and nobody renews it.
+    const dead = await pool.claimStop(slot, spec.name, 500);
+    expect(dead.outcome).toBe('claimed');
+    expect(await pool.claimStop(slot, spec.name, 500)).toEqual({ outcome: 'another' });
     await platform.stop(held.identifier);
-    expect(coolify.running().map((a) => a.uuid)).not.toContain(appOf(slotOf(held.identifier)).uuid);
-    expect(await pool.view(slotOf(held.identifier))).toMatchObject({ state: 'IDLE', holder: null });
-    // Once the holder left, no claim is granted for it.
-    expect(await pool.claimStop(slotOf(held.identifier), spec.name, 500)).toBe('not-held');
+    expect(coolify.running().map((a) => a.uuid)).not.toContain(appOf(slot).uuid);
+    expect(await pool.view(slot)).toMatchObject({ state: 'IDLE', holder: null });
+    // The lapsed claim is no longer its stopper's, and once the holder left, no claim is granted for it.
+    expect(dead.outcome === 'claimed' && (await pool.renewStop(slot, dead.token, 500))).toBe(false);
+    expect(await pool.claimStop(slot, spec.name, 500)).toEqual({ outcome: 'not-held' });
   });
 
   it('speaks the wire format: POST for deploy and stop, JSON Accept, Bearer token, 429 honoured', async () => {

@@ -33,12 +33,14 @@ export interface CoolifyPlatformOptions {
   prefix: string;
   mongo: Connection;
   recoveryIntervalMs: number;
+  /** How long a claim on a slot's stop lasts unless renewed (STOP_CLAIM_MS; tests shorten it). */
+  stopClaimMs?: number;
 }
 
 /** Stop is asynchronous in Coolify: how long we wait for the application to report exited. */
 const STOP_CONFIRM_MS = 120_000;
-/** How long one caller's claim on a slot's stop lasts: the stop's own bound plus its calls' retries. */
-const STOP_CLAIM_MS = STOP_CONFIRM_MS + 60_000;
+/** How long a claim on a slot's stop lasts unless renewed: the stopper renews it every third of this. */
+const STOP_CLAIM_MS = 30_000;
 /** How often a stop that found another one running asks again. */
 const STOP_WAIT_MS = 250;
 
@@ -95,14 +97,27 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
   };
 
   /**
-   * Whether this caller may stop `holder`'s application on `slot`: only one caller at a time may, and none
-   * once the holder left the slot, where a stop would reach the slot's next bot. A caller that finds
-   * another stop running waits for it (false once it settled the slot; it takes over if that claim lapses).
+   * Runs `work` (a stop of `holder`'s application on `slot`, and its settle) if this caller may: only one
+   * caller at a time may, and none once the holder left the slot, where a stop would reach the slot's next
+   * bot. The claim is renewed while `work` runs, so it lapses only if this process dies. A caller that finds
+   * another stop running waits for it: false once that one settled the slot; it takes over if it lapses.
    */
-  const claimStop = async (slot: string, holder: string): Promise<boolean> => {
+  const claimMs = options.stopClaimMs ?? STOP_CLAIM_MS;
+  const underStopClaim = async (slot: string, holder: string, work: () => Promise<void>): Promise<boolean> => {
     for (;;) {
-      const claim = await pool.claimStop(slot, holder, STOP_CLAIM_MS);
-      if (claim !== 'another') return claim === 'claimed';
+      const claim = await pool.claimStop(slot, holder, claimMs);
+      if (claim.outcome === 'not-held') return false;
+      if (claim.outcome === 'claimed') {
+        const renewal = setInterval(() => {
+          pool.renewStop(slot, claim.token, claimMs).catch((error) => log.warn('could not renew a stop claim', { slot, error: String(error) }));
+        }, claimMs / 3);
+        try {
+          await work();
+        } finally {
+          clearInterval(renewal);
+        }
+        return true;
+      }
       await sleep(jittered(STOP_WAIT_MS));
     }
   };
@@ -150,23 +165,21 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
 
   /** A start that failed: the slot goes ERROR with the reason and the assignment cleared. */
   const failStart = async (slot: string, spec: DeploySpec, record: SlotRecord | null, reason: string) => {
-    if (!(await claimStop(slot, spec.name))) {
-      log.warn('slot failed to start; another stop already released it', { slot, botId: spec.botId, reason });
-      return;
-    }
-    if (record?.applicationUuid) {
-      await stopApplication(record.applicationUuid).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
-    }
-    if (await pool.settle(slot, spec.name, 'ERROR')) {
-      await records.save(slot, {
-        state: 'ERROR',
-        deploymentName: null,
-        botId: null,
-        lastError: reason,
-        recoveryAttempts: (record?.recoveryAttempts ?? 0) + 1,
-      });
-    }
-    log.warn('slot failed to start', { slot, botId: spec.botId, reason });
+    const settled = await underStopClaim(slot, spec.name, async () => {
+      if (record?.applicationUuid) {
+        await stopApplication(record.applicationUuid).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
+      }
+      if (await pool.settle(slot, spec.name, 'ERROR')) {
+        await records.save(slot, {
+          state: 'ERROR',
+          deploymentName: null,
+          botId: null,
+          lastError: reason,
+          recoveryAttempts: (record?.recoveryAttempts ?? 0) + 1,
+        });
+      }
+    });
+    log.warn(settled ? 'slot failed to start' : 'slot failed to start; another stop already released it', { slot, botId: spec.botId, reason });
   };
 
   const start = async (spec: DeploySpec, slot: string, kind: string): Promise<Deployment> => {
@@ -280,34 +293,36 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       const view = await heldView(identifier);
       if (!view) return; // gone already, or not this fleet's
       const holder = view.holder!;
-      if (!(await claimStop(view.slot, holder))) return; // another stop of this bot released the slot
-      const record = await records.get(view.slot);
-      try {
-        if (!record?.applicationUuid) throw new PlatformError('the slot has no application', false);
-        await stopApplication(record.applicationUuid);
-        if (await pool.settle(view.slot, holder, 'IDLE')) {
-          await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), lastError: null });
+      // (false: another stop of this bot released the slot)
+      await underStopClaim(view.slot, holder, async () => {
+        const record = await records.get(view.slot);
+        try {
+          if (!record?.applicationUuid) throw new PlatformError('the slot has no application', false);
+          await stopApplication(record.applicationUuid);
+          if (await pool.settle(view.slot, holder, 'IDLE')) {
+            await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), lastError: null });
+          }
+        } catch (error) {
+          // The bot's end stands whatever happens to its slot: the slot goes ERROR for recovery to deal with.
+          const reason = error instanceof Error ? error.message : String(error);
+          log.warn('could not stop a slot; it goes ERROR', { slot: view.slot, reason });
+          if (await pool.settle(view.slot, holder, 'ERROR')) {
+            await records.save(view.slot, {
+              state: 'ERROR',
+              deploymentName: null,
+              botId: null,
+              lastError: `stop failed: ${reason}`,
+              recoveryAttempts: (record?.recoveryAttempts ?? 0) + 1,
+            });
+          }
         }
-      } catch (error) {
-        // The bot's end stands whatever happens to its slot: the slot goes ERROR for recovery to deal with.
-        const reason = error instanceof Error ? error.message : String(error);
-        log.warn('could not stop a slot; it goes ERROR', { slot: view.slot, reason });
-        if (await pool.settle(view.slot, holder, 'ERROR')) {
-          await records.save(view.slot, {
-            state: 'ERROR',
-            deploymentName: null,
-            botId: null,
-            lastError: `stop failed: ${reason}`,
-            recoveryAttempts: (record?.recoveryAttempts ?? 0) + 1,
-          });
-        }
-      }
+      });
     },
     upkeep: {
       name: 'slot-recovery',
       intervalMs: options.recoveryIntervalMs,
       run: (ctx) =>
-        recoverSlots({ ctx, client, pool, records, settings, fleetId, createApplication, stopApplication, claimStop, log }),
+        recoverSlots({ ctx, client, pool, records, settings, fleetId, createApplication, stopApplication, underStopClaim, log }),
     },
     async close() {
       // The client holds no connection of its own (fetch's pool is global); slots keep running.

@@ -10,9 +10,10 @@ import { RedisScript } from '../../redis-script';
  * - `state` slot → IDLE | STARTING | BUSY | ERROR, and `platform` slot → meeting platform (its image);
  * - `holder` slot → the bot attempt holding it, and `assigned` attempt → slot (the reverse);
  * - `idle:<meeting platform>`: the idle slots of that image, scored by when they were last used (LRU first);
- * - `stopping` slot → until when (Redis time, ms) one caller is stopping its holder's application: one stop
- *   per holder runs at a time, and none starts once the holder left, so a late or duplicate stop never
- *   reaches the slot's next bot. Leaving the holder clears it; a claim outlived by its process lapses;
+ * - `stopping` slot → `<token>:<until>`: one caller is stopping its holder's application, until then (Redis
+ *   time, ms) unless it renews the claim: one stop per holder runs at a time, and none starts once the holder
+ *   left, so a late or duplicate stop never reaches the slot's next bot. Leaving the holder clears it; the
+ *   claim of a process that died lapses;
  * - `built`: set once the above was loaded from the slot records. Redis may lose its data; a script finding
  *   `built` missing answers "rebuild" and the caller reloads it from MongoDB first (rebuild()).
  * The idle set key is derived inside the scripts from the slot's platform (a single Redis, not a cluster).
@@ -88,18 +89,26 @@ local idleKey = ARGV[5] .. redis.call('HGET', KEYS[4], ARGV[1])
 if ARGV[3] == 'IDLE' then redis.call('ZADD', idleKey, ARGV[4], ARGV[1]) else redis.call('ZREM', idleKey, ARGV[1]) end
 return 1`);
 
+const NOW_MS = `local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
+
 /**
- * Claims the stop of the application of a slot held by ARGV[2] for ARGV[3] ms: 1 claimed, 0 the holder
- * left (stopped by someone else, or never held it), 2 another caller's claim is running.
+ * Claims the stop of the application of a slot held by ARGV[2] for ARGV[3] ms under token ARGV[4]: 1
+ * claimed, 0 the holder left (stopped by someone else, or never held it), 2 another caller's claim runs.
  */
-const CLAIM_STOP = new RedisScript(`
+const CLAIM_STOP = new RedisScript(`${NOW_MS}
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local claimedUntil = redis.call('HGET', KEYS[3], ARGV[1])
-if claimedUntil and tonumber(claimedUntil) > now then return 2 end
-redis.call('HSET', KEYS[3], ARGV[1], now + tonumber(ARGV[3]))
+local claim = redis.call('HGET', KEYS[3], ARGV[1])
+if claim and tonumber(string.match(claim, ':(%d+)$')) > now then return 2 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. (now + tonumber(ARGV[3])))
+return 1`);
+
+/** Extends the stop claim ARGV[2] on slot ARGV[1] by ARGV[3] ms from now: 1, or 0 when it is not the claim. */
+const RENEW_STOP = new RedisScript(`${NOW_MS}
+local claim = redis.call('HGET', KEYS[1], ARGV[1])
+if not claim or string.sub(claim, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
 return 1`);
 
 /** Removes a slot that is held by nobody from every structure. */
@@ -211,15 +220,20 @@ export function createSlotPool(options: {
       return result === 1;
     },
     /**
-     * Claims the stop of `holder`'s application on `slot` for `leaseMs` (the claim ends when a settle moves
-     * the holder out). `another`: a stop of the same holder is running; ask again, it lapses with its lease.
+     * Claims the stop of `holder`'s application on `slot` for `leaseMs` (renewStop extends it; it ends when a
+     * settle moves the holder out). `another`: a stop of the same holder runs; ask again, it may lapse.
      */
-    async claimStop(slot: string, holder: string, leaseMs: number): Promise<'claimed' | 'not-held' | 'another'> {
+    async claimStop(slot: string, holder: string, leaseMs: number): Promise<{ outcome: 'claimed'; token: string } | { outcome: 'not-held' | 'another' }> {
+      const token = randomBytes(8).toString('hex');
       const result = await withRebuild(
-        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stopping, slot, holder, leaseMs) as Promise<number>,
+        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stopping, slot, holder, leaseMs, token) as Promise<number>,
         (answer) => answer === -1,
       );
-      return result === 1 ? 'claimed' : result === 2 ? 'another' : 'not-held';
+      return result === 1 ? { outcome: 'claimed', token } : { outcome: result === 2 ? 'another' : 'not-held' };
+    },
+    /** Extends a stop claim for `leaseMs` from now; false when it is no longer this claim (lapsed and taken, or settled). */
+    async renewStop(slot: string, token: string, leaseMs: number): Promise<boolean> {
+      return (await RENEW_STOP.run(redis, 1, keys.stopping, slot, token, leaseMs)) === 1;
     },
     async forget(slot: string): Promise<boolean> {
       return (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;

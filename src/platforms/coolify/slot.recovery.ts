@@ -30,8 +30,8 @@ export interface SlotRecoveryDeps {
   fleetId: string;
   createApplication(slot: string, meetingPlatform: MeetingPlatform): Promise<string>;
   stopApplication(uuid: string): Promise<void>;
-  /** Whether this pass may stop a held slot's application (no other stop of that holder runs or ran). */
-  claimStop(slot: string, holder: string): Promise<boolean>;
+  /** Runs a stop of a held slot's application if no other stop of that holder runs or ran; false if not. */
+  underStopClaim(slot: string, holder: string, work: () => Promise<void>): Promise<boolean>;
   log: Logger;
 }
 
@@ -113,8 +113,7 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
     if (!startOver || (botId && (await deps.ctx.holdsBot(botId)))) continue;
     const holder = view.holder;
     let released = false;
-    await attempt(view.slot, 'release a slot whose bot is gone', async () => {
-      if (!(await deps.claimStop(view.slot, holder))) return; // its bot's own stop released it meanwhile
+    const release = async () => {
       try {
         if (uuid && present.has(uuid)) await deps.stopApplication(uuid);
       } catch (error) {
@@ -134,7 +133,9 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
         await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date() });
         released = true;
       }
-    });
+    };
+    // (its bot's own stop may have released it meanwhile: then nothing is done)
+    await attempt(view.slot, 'release a slot whose bot is gone', () => deps.underStopClaim(view.slot, holder, release));
     if (released) result.released++;
   }
 
