@@ -119,3 +119,22 @@ it('runs one pass per interval across callers, and restarts deadlines only after
   expect(await recovery.runExclusive(interval)).not.toBeNull();
   expect(Number(await t.fleet.redis.zscore(heartbeats, botId))).toBe(stale);
 });
+
+it('Redis losing its data during a pass leaves the fleet unrebuilt, so the next pass rebuilds everything', async () => {
+  const wipe = async () => {
+    const keys = await t.fleet.redis.keys(`${t.env.REDIS_PREFIX}:*`);
+    if (keys.length) await t.fleet.redis.del(...keys);
+  };
+  const wipedMidPass = makeRecovery({ ...t.fleet.repo, liveBots: async () => (await wipe(), t.fleet.repo.liveBots()) });
+  // A pass that started rebuilt, and one that was rebuilding: neither says rebuilt after the wipe.
+  await makeRecovery().recover(false);
+  expect(await t.fleet.globalQueue.isRebuilt()).toBe(true);
+  await wipedMidPass.recover(false);
+  expect(await t.fleet.globalQueue.isRebuilt()).toBe(false);
+  expect((await t.fleet.placement.dispatch()).placed).toBe(0);
+  await wipedMidPass.recover(false);
+  expect(await t.fleet.globalQueue.isRebuilt()).toBe(false);
+  // A pass Redis kept whole marks it.
+  await makeRecovery().recover(false);
+  expect(await t.fleet.globalQueue.isRebuilt()).toBe(true);
+});

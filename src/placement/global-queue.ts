@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { RedisScript } from '../redis-script';
 
 /**
  * The global FIFO queue of bots waiting for any platform to free capacity (PRODUCT.md I4), kept entirely in
@@ -43,12 +45,24 @@ export interface GlobalQueue {
    * lives in Redis, so a flush or failover removes it, and the dispatcher waits until recovery sets it again.
    */
   isRebuilt(): Promise<boolean>;
-  markRebuilt(): Promise<void>;
+  /** A recovery pass starts rebuilding: returns its token for markRebuilt. */
+  beginRebuild(): Promise<string>;
+  /**
+   * Marks the queue rebuilt if Redis kept the rebuild's token since beginRebuild (it lost nothing during the
+   * pass) and no later rebuild took over; false otherwise, and the next pass rebuilds again.
+   */
+  markRebuilt(token: string): Promise<boolean>;
 }
 
 export type ExclusionReason = 'failed' | 'timed-out';
 /** Platform name → why the bot must not be offered to it again. */
 export type Exclusions = Record<string, ExclusionReason>;
+
+const MARK_REBUILT = new RedisScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1`);
 
 export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const order = `${prefix}:gq:order`;
@@ -56,6 +70,7 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const excluded = `${prefix}:gq:excluded`;
   const inflight = `${prefix}:gq:inflight`;
   const rebuilt = `${prefix}:gq:rebuilt`;
+  const rebuilding = `${prefix}:gq:rebuilding`;
   return {
     async add(botId, createdAtMs, nowMs = Date.now()) {
       const result = await redis.multi().zadd(order, 'NX', createdAtMs, botId).zadd(since, 'NX', nowMs, botId).exec();
@@ -99,8 +114,13 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
       return botIds.map((_, i) => replies[2 * i]?.[1] !== null || replies[2 * i + 1]?.[1] === 1);
     },
     isRebuilt: async () => (await redis.exists(rebuilt)) === 1,
-    async markRebuilt() {
-      await redis.set(rebuilt, new Date().toISOString());
+    async beginRebuild() {
+      const token = randomBytes(8).toString('hex');
+      await redis.set(rebuilding, token);
+      return token;
+    },
+    async markRebuilt(token) {
+      return (await MARK_REBUILT.run(redis, 2, rebuilding, rebuilt, token, new Date().toISOString())) === 1;
     },
     async markFull(platform, forMs) {
       await redis.set(`${prefix}:gq:full:${platform}`, '1', 'PX', forMs);

@@ -139,7 +139,11 @@ export function createRecovery(deps: RecoveryDeps) {
   const recover = async (restarted: boolean): Promise<RecoveryResult> => {
     const result: RecoveryResult = { live: 0, read: 0, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 };
     const wasRebuilt = await globalQueue.isRebuilt();
-    if (!wasRebuilt) await deps.restoreQueues();
+    // A pass that starts rebuilt does not mark it again: if Redis loses its data during the pass, what the
+    // pass skipped as held may be gone, and the next pass must rebuild. A rebuilding pass marks it only if
+    // Redis lost nothing since it began.
+    const rebuild = wasRebuilt ? null : await globalQueue.beginRebuild();
+    if (rebuild) await deps.restoreQueues();
     const live = await repo.liveBots();
     result.live = live.length;
     for (let i = 0; i < live.length; i += CHUNK) {
@@ -173,7 +177,9 @@ export function createRecovery(deps: RecoveryDeps) {
         }
       }
     }
-    await globalQueue.markRebuilt();
+    if (rebuild && !(await globalQueue.markRebuilt(rebuild))) {
+      deps.log.warn('Redis lost its data during a recovery pass; the next pass rebuilds again');
+    }
     if (result.requeued || !wasRebuilt) await deps.placement.kick('recovery');
     if (result.requeued || result.reheld || result.rescheduled || result.dropped) {
       deps.log.info('recovery rebuilt working state from the database', { ...result });
