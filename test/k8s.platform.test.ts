@@ -1,6 +1,7 @@
 import { botToken } from '../src/auth/bot-token';
 import { loadConfig } from '../src/config';
 import { botEnv } from '../src/platforms/bot-env';
+import { buildJob } from '../src/platforms/k8s/job-spec';
 import { createK8sPlatform } from '../src/platforms/k8s/k8s.platform';
 import { deploymentName, DeploySpec, Platform } from '../src/platforms/platform';
 import { runPlatformContract } from './platform-contract';
@@ -151,6 +152,20 @@ describe('k8s adapter', () => {
     expect(await platform.adopt(ok.identifier.replace(/-0$/, ''))).toBeNull();
     await platform.stop(ok.identifier);
     await platform.stop(bad.identifier);
+  });
+
+  it('a Job left suspended by a deploy that died before resuming it is not adopted: the next deploy resumes it', async () => {
+    const spec = await newSpec();
+    // What a deploy killed between its create and its resume leaves: a suspended Job and no Secret.
+    await peer.batch.createNamespacedJob({ namespace: NAMESPACE, body: buildJob(spec, config().k8s!, config().fleetId, 60_000) });
+    expect(await platform.adopt(spec.name)).toBeNull();
+    const deployment = await platform.deploy(spec);
+    expect(deployment.identifier).toBe(`${spec.name}-0`);
+    const jobs = await jobsNamed(spec.name);
+    expect(jobs.map((job) => job.spec?.suspend)).toEqual([false]);
+    await waitFor(async () => (await podsOf(deployment.identifier)).length === 1, 'its pod');
+    expect((await platform.adopt(spec.name))?.identifier).toBe(deployment.identifier);
+    await platform.stop(deployment.identifier);
   });
 
   it('a later attempt of the same bot is a new Job; a retry of an attempt adopts its Job', async () => {
