@@ -32,6 +32,8 @@ export interface GlobalQueue {
   markInflight(assignments: Array<{ botId: string; platform: string }>): Promise<void>;
   /** Removes the bots from the queue and clears their in-flight marks, in one step. */
   completeAssignments(botIds: string[]): Promise<void>;
+  /** Clears in-flight marks only: the bots stay wherever the queue has them. */
+  clearInflight(botIds: string[]): Promise<void>;
   inflight(): Promise<Record<string, string>>;
   /** The platform said it has no room: offer it nothing for `forMs`. */
   markFull(platform: string, forMs: number): Promise<void>;
@@ -104,6 +106,9 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
     },
     async completeAssignments(botIds) {
       if (botIds.length) await redis.multi().zrem(order, ...botIds).zrem(since, ...botIds).hdel(inflight, ...botIds).exec();
+    },
+    async clearInflight(botIds) {
+      if (botIds.length) await redis.hdel(inflight, ...botIds);
     },
     inflight: () => redis.hgetall(inflight),
     async holds(botIds) {

@@ -193,9 +193,21 @@ export function createPlacement(deps: PlacementDeps): Placement {
 
   const finishInterruptedAssignments = async (interrupted: Record<string, string>) => {
     for (const [botId, platform] of Object.entries(interrupted)) {
-      // The job id is deterministic and finished jobs are kept, so adding again never makes a second job.
-      if (queues.platforms.has(platform)) await assign([{ botId, platform }]);
-      else await globalQueue.completeAssignments([botId]);
+      if (!queues.platforms.has(platform)) {
+        await globalQueue.completeAssignments([botId]);
+        continue;
+      }
+      // A finished job: this assignment's attempt already ran to its end (the bot was handed back and waits
+      // in the queue again, or it ended and was withdrawn), or the assignment died before adding its job and
+      // this is an earlier attempt's. Either way the queue says where the bot stands, and a bot still in it
+      // is placed afresh below, with the exclusions its attempts left, rather than sent back here blindly.
+      const state = await queueOf(platform).getJobState(occupyJobId(botId, platform));
+      if (state === 'completed' || state === 'failed') {
+        await globalQueue.clearInflight([botId]);
+        continue;
+      }
+      // Unfinished (or never added): adding again never makes a second job, the id is deterministic.
+      await assign([{ botId, platform }]);
     }
   };
 
