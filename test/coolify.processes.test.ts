@@ -115,3 +115,32 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
   for (const event of botEvents) started.set(String(event.botId), (started.get(String(event.botId)) ?? 0) + 1);
   expect([...started.values()].filter((n) => n !== 1)).toEqual([]);
 });
+
+it('a worker killed while a slot starts: the next worker follows the same deployment, and the bot runs once', async () => {
+  await Promise.all(workers.splice(0).map((w) => w.kill('SIGTERM')));
+  const workerEnv = { ...t.env, PORT: '0', LOG_LEVEL: 'info' };
+  coolify.stageMs = 2000; // a slow image pull: the deploy is still being followed when its worker dies
+  try {
+    workers = [spawnFleetProcess('worker', workerEnv)];
+    const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } })).body.id as string;
+    const name = `mb-${id}-coolify`;
+    const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+    const slot = await waitFor(async () => (await records.all()).find((r) => r.deploymentFor === name), 'the deploy to be started');
+    await workers[0].kill('SIGKILL');
+    workers.push(spawnFleetProcess('worker', workerEnv));
+    // Well before COOLIFY_START_TIMEOUT_MS (10 min): the new worker resumes the start rather than waiting it out.
+    const bot = await waitFor(async () => {
+      const current = (await t.request('GET', `/api/bots/${id}`)).body;
+      return current.status === 'IN_CALL' && current.platformIdentifier && current;
+    }, 'the bot to run', 60_000);
+    expect(bot.platformIdentifier).toBe(`${name}@${slot._id}`);
+    // The start finished in the pool too: a slot left STARTING would read "starting" for good, so a
+    // container that died in it would never be found lost.
+    await waitFor(async () => (await records.all()).find((r) => r._id === slot._id)?.state === 'BUSY', 'the slot to be BUSY', 30_000);
+    expect([...coolify.deployments.values()].filter((d) => d.application_uuid === slot.applicationUuid && Date.parse(d.created_at) >= slot.lastUsedAt!.getTime() - 1000)).toHaveLength(1);
+    expect(coolify.running().filter((app) => app.envs.get('BOT_ID') === id)).toHaveLength(1);
+    await t.request('DELETE', `/api/bots/${id}`);
+  } finally {
+    coolify.stageMs = 30;
+  }
+});

@@ -261,8 +261,10 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       const slot = await pool.slotOf(name);
       if (!slot) return null;
       const view = await pool.view(slot);
-      if (!view || view.holder !== name) return null;
-      return { identifier: `${name}@${slot}`, state: view.state === 'BUSY' ? 'running' : 'starting' };
+      // A slot still STARTING is a deploy in progress, or one whose process died: only a deploy moves it on
+      // (it takes the slot it holds and follows the deployment it recorded), so it is not adopted.
+      if (!view || view.holder !== name || view.state !== 'BUSY') return null;
+      return { identifier: `${name}@${slot}`, state: 'running' };
     },
     async status(identifier): Promise<ContainerStatus> {
       const view = await heldView(identifier);
