@@ -53,6 +53,11 @@ async function newSpec(meetingPlatform: MeetingPlatform = 'zoom') {
 
 const appOf = (slot: string) => [...coolify.applications.values()].find((app) => app.name === slot)!;
 const slotOf = (identifier: string) => identifier.slice(identifier.lastIndexOf('@') + 1);
+/** How many stop calls the Coolify server has had for the application of this container's slot. */
+const stopCallsOf = (identifier: string) => {
+  const path = `/api/v1/applications/${appOf(slotOf(identifier)).uuid}/stop`;
+  return () => coolify.requests.filter((c) => c.method === 'POST' && c.path === path).length;
+};
 
 runPlatformContract('coolify', async () => {
   const fleetId = `${t.env.REDIS_PREFIX}-contract`;
@@ -118,7 +123,7 @@ describe('coolify slots', () => {
     const platform = make({ limit: 1 });
     const first = await platform.deploy(await newSpec());
     const app = appOf(slotOf(first.identifier));
-    const stopsOf = () => coolify.requests.filter((c) => c.method === 'POST' && c.path === `/api/v1/applications/${app.uuid}/stop`).length;
+    const stopsOf = stopCallsOf(first.identifier);
     const before = stopsOf();
     // The occupy job, reconciliation and slot recovery may all stop one bot at once.
     const stops = Array.from({ length: 10 }, () => platform.stop(first.identifier));
@@ -143,8 +148,7 @@ describe('coolify slots', () => {
   it('a stop slower than its claim keeps the claim while its process lives: the stop it holds off is not sent', async () => {
     const platform = make({ stopClaimMs: 600 });
     const deployment = await platform.deploy(await newSpec());
-    const app = appOf(slotOf(deployment.identifier));
-    const stopCalls = () => coolify.requests.filter((c) => c.method === 'POST' && c.path === `/api/v1/applications/${app.uuid}/stop`).length;
+    const stopCalls = stopCallsOf(deployment.identifier);
     const before = stopCalls();
     coolify.delayMs = 1000; // each call of the stop takes longer than the claim lasts
     try {
