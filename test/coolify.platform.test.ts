@@ -8,7 +8,7 @@ import { botIdOfDeployment, deploymentName, Platform, PlatformError } from '../s
 import { CoolifyServer, startCoolifyServer } from './support/coolify-server';
 import { COOLIFY_TOKEN, coolifySettings, imageOf } from './support/coolify';
 import { runPlatformContract } from './platform-contract';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * The Coolify adapter against the Coolify API test server: the shared contract, then the pool's own rules
@@ -187,6 +187,26 @@ describe('coolify slots', () => {
     expect(await pool.claimStop(slot, spec.name, 500)).toEqual({ outcome: 'not-held' });
   });
 
+  it("right after a start, the exited status Coolify has not updated yet is starting, not gone; an exit written after the start is gone", async () => {
+    const platform = make();
+    coolify.statusLagMs = 1000; // the server's next status check
+    try {
+      const deployment = await platform.deploy(await newSpec());
+      const app = appOf(slotOf(deployment.identifier));
+      expect(app.status).toMatch(/^exited/);
+      expect(await platform.status(deployment.identifier)).toMatchObject({ state: 'starting' });
+      expect((await platform.list()).map((c) => c.identifier)).toContain(deployment.identifier);
+      await waitFor(() => app.status.startsWith('running'), 'the status check');
+      expect(await platform.status(deployment.identifier)).toMatchObject({ state: 'running' });
+      coolify.crash(app.uuid);
+      expect(await platform.status(deployment.identifier)).toMatchObject({ state: 'gone' });
+      expect((await platform.list()).map((c) => c.identifier)).not.toContain(deployment.identifier);
+      await platform.stop(deployment.identifier);
+    } finally {
+      coolify.statusLagMs = 0;
+    }
+  });
+
   it('speaks the wire format: POST for deploy and stop, JSON Accept, Bearer token, 429 honoured', async () => {
     const platform = make();
     coolify.fail({ method: 'POST', path: /^\/deploy$/, status: 429, retryAfterSeconds: 1, times: 1 });
@@ -258,7 +278,7 @@ describe('coolify slots', () => {
     await platform.upkeep!.run({ holdsBot: async () => true });
     const [slot] = await records.all();
     coolify.applications.delete(slot.applicationUuid!); // deleted in the Coolify UI
-    const orphan = { uuid: 'orphan-uuid-000', name: 'mb-slot-x', description: `meeboter-fleet=${fleetId} left over`, status: 'exited:unhealthy', fields: {}, envs: new Map(), created_at: '' };
+    const orphan = { uuid: 'orphan-uuid-000', name: 'mb-slot-x', description: `meeboter-fleet=${fleetId} left over`, status: 'exited:unhealthy', fields: {}, envs: new Map(), created_at: '', updated_at: '' };
     const foreign = { ...orphan, uuid: 'foreign-uuid-00', description: 'meeboter-fleet=someone-else' };
     coolify.applications.set(orphan.uuid, orphan);
     coolify.applications.set(foreign.uuid, foreign);

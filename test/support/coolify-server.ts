@@ -8,11 +8,14 @@ import { AddressInfo } from 'node:net';
  * body fields, env bulk upserts that are not atomic, deployments moving queued → in_progress → finished or
  * failed, deduplicated deploys answering a deployment uuid that does not exist, JSON error bodies only with
  * `Accept: application/json` (HTML otherwise). Application status follows deployments and stops
- * (`running:unknown`, `exited:unhealthy`), a little after the call, as Coolify's does.
+ * (`running:unknown`, `exited:unhealthy`), a little after the call, as Coolify's does; `updated_at` moves with
+ * every change of the application, its status included.
  *
  * Fault switches: `failDeployments` (the next N deployments fail), `failApplications` (every deployment of
  * these fail), `fail()` (the next N matching requests answer 429 with Retry-After, or 500), `delayMs` (slow
- * answers), `stageMs` (how long each deployment stage takes), `crash()` (a running container dies).
+ * answers), `stageMs` (how long each deployment stage takes), `statusLagMs` (how long after a deployment
+ * finished its application still reports the status it had: Coolify learns it from periodic server checks),
+ * `crash()` (a running container dies).
  * `onRunning` is called with an application's env whenever a deployment of it finished (tests play the bot
  * there); its signal aborts when the application stops.
  */
@@ -24,6 +27,7 @@ export interface FakeApplication {
   fields: Record<string, unknown>;
   envs: Map<string, string>;
   created_at: string;
+  updated_at: string;
   running?: AbortController;
 }
 
@@ -89,6 +93,7 @@ export class CoolifyServer {
   readonly failApplications = new Set<string>();
   delayMs = 0;
   stageMs = 30;
+  statusLagMs = 0;
   private faults: InjectedFault[] = [];
   private timers = new Set<NodeJS.Timeout>();
   private server = http.createServer((req, res) => void this.handle(req, res));
@@ -124,7 +129,7 @@ export class CoolifyServer {
     if (!app) return;
     app.running?.abort();
     app.running = undefined;
-    app.status = 'exited:unhealthy';
+    setStatus(app, 'exited:unhealthy');
   }
 
   /** Applications whose container runs now. */
@@ -225,6 +230,7 @@ export class CoolifyServer {
         Object.assign(app.fields, body);
         if (body.name) app.name = body.name;
         if ('description' in body) app.description = body.description;
+        app.updated_at = now();
         return answer(200, { uuid: app.uuid });
       }
       if (method === 'DELETE') {
@@ -263,6 +269,7 @@ export class CoolifyServer {
       fields: { ...body },
       envs: new Map(),
       created_at: now(),
+      updated_at: now(),
     };
     this.applications.set(app.uuid, app);
     return answer(201, { uuid: app.uuid, domains: null });
@@ -317,9 +324,13 @@ export class CoolifyServer {
         // A deployment replaces a container that still runs: for the pool, a second bot on one slot.
         if (app.running && !app.running.signal.aborted) this.replacedRunning++;
         app.running?.abort();
-        app.running = new AbortController();
-        app.status = 'running:unknown';
-        this.options.onRunning?.(app, Object.fromEntries(app.envs), app.running.signal);
+        const running = (app.running = new AbortController());
+        const report = () => {
+          if (app.running === running) setStatus(app, 'running:unknown');
+        };
+        if (this.statusLagMs > 0) this.later(this.statusLagMs, report);
+        else report();
+        this.options.onRunning?.(app, Object.fromEntries(app.envs), running.signal);
       });
     });
     return deployment;
@@ -330,10 +341,16 @@ export class CoolifyServer {
     app.running = undefined;
     // Stopping is queued: the status changes a moment later.
     this.later(this.stageMs, () => {
-      if (!app.running) app.status = 'exited:unhealthy';
+      if (!app.running) setStatus(app, 'exited:unhealthy');
     });
     return answer(200, { message: 'Application stopping request queued.' });
   }
+}
+
+function setStatus(app: FakeApplication, status: string): void {
+  if (app.status === status) return; // as Coolify, which writes a status only when it changed
+  app.status = status;
+  app.updated_at = now();
 }
 
 function view(app: FakeApplication) {
@@ -345,7 +362,7 @@ function view(app: FakeApplication) {
     status: app.status,
     fqdn: null,
     created_at: app.created_at,
-    updated_at: app.created_at,
+    updated_at: app.updated_at,
   };
 }
 

@@ -22,6 +22,8 @@ export interface CoolifyApplication {
   description: string | null;
   /** `<state>:<health>`, e.g. `running:unknown`, `exited:unhealthy`. */
   status: string;
+  /** When the application last changed, its status included (Coolify writes a status only when it changed). */
+  updated_at?: string;
   docker_registry_image_name?: string;
 }
 

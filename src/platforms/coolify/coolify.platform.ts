@@ -46,6 +46,19 @@ const STOP_WAIT_MS = 250;
 
 const isUp = (app: CoolifyApplication | undefined) => !!app && !app.status.startsWith('exited');
 
+/**
+ * Coolify learns an application's status from periodic server checks, so for a while after a deployment
+ * finished the application still reports the `exited` it had before. An `exited` that has not changed since
+ * the container started (`updated_at` before `runningSince`) is that stale reading, for at most this long;
+ * one written after it is a real exit.
+ */
+const STATUS_LAG_GRACE_MS = 180_000;
+const reportsStaleExit = (app: CoolifyApplication, record: SlotRecord | null | undefined, now = Date.now()) => {
+  const since = record?.runningSince?.getTime();
+  if (!app.status.startsWith('exited') || since === undefined || now - since >= STATUS_LAG_GRACE_MS) return false;
+  return !app.updated_at || Date.parse(app.updated_at) < since;
+};
+
 function parseIdentifier(identifier: string): { name: string; slot: string } | null {
   const at = identifier.lastIndexOf('@');
   return at > 0 ? { name: identifier.slice(0, at), slot: identifier.slice(at + 1) } : null;
@@ -192,6 +205,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         deploymentName: spec.name,
         botId: spec.botId,
         lastUsedAt: new Date(),
+        runningSince: null,
         lastError: null,
       };
       const fresh = { applicationUuid: null, recoveryAttempts: 0, createdAt: new Date(), deploymentUuid: null, deploymentFor: null };
@@ -233,7 +247,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     if (!(await pool.settle(slot, spec.name, 'BUSY'))) {
       throw new PlatformError(`coolify slot ${slot} was reclaimed while it started`, false);
     }
-    await records.save(slot, { state: 'BUSY', recoveryAttempts: 0, lastError: null });
+    await records.save(slot, { state: 'BUSY', runningSince: new Date(), recoveryAttempts: 0, lastError: null });
     log.info('slot started', { slot, botId: spec.botId, kind });
     return { identifier, state: 'running' };
   };
@@ -270,10 +284,12 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       const view = await heldView(identifier);
       if (!view) return { state: 'gone' };
       if (view.state !== 'BUSY') return { state: 'starting', detail: `slot ${view.slot} is ${view.state}` };
-      const uuid = (await records.get(view.slot))?.applicationUuid;
+      const record = await records.get(view.slot);
+      const uuid = record?.applicationUuid;
       if (!uuid) return { state: 'gone', detail: `slot ${view.slot} has no application` };
       try {
         const app = await client.getApplication(uuid);
+        if (reportsStaleExit(app, record)) return { state: 'starting', detail: `application still ${app.status}: Coolify has not checked its new container yet` };
         if (app.status.startsWith('exited')) return { state: 'gone', detail: `application ${app.status}` };
         return { state: /^(starting|restarting)/.test(app.status) ? 'starting' : 'running', detail: app.status };
       } catch (error) {
@@ -286,9 +302,13 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       if (held.length === 0) return [];
       // One call for every application's status; a failed call throws, it is never read as "none".
       const apps = new Map((await client.listApplications()).map((app) => [app.uuid, app]));
-      const uuids = new Map((await records.all()).map((record) => [record._id, record.applicationUuid]));
+      const bySlot = new Map((await records.all()).map((record) => [record._id, record]));
+      const appOf = (slot: string) => apps.get(bySlot.get(slot)?.applicationUuid ?? '');
       return held
-        .filter((view) => view.state === 'STARTING' || isUp(apps.get(uuids.get(view.slot) ?? '')))
+        .filter((view) => {
+          const app = appOf(view.slot);
+          return view.state === 'STARTING' || isUp(app) || (!!app && reportsStaleExit(app, bySlot.get(view.slot)));
+        })
         .map((view) => ({ identifier: `${view.holder}@${view.slot}`, botId: botIdOfDeployment(view.holder!) }));
     },
     async stop(identifier) {

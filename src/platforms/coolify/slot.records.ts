@@ -27,6 +27,8 @@ export interface SlotRecord {
   /** The attempt `deploymentUuid` was started for (it outlives that attempt, to tell a stale deployment apart). */
   deploymentFor: string | null;
   lastUsedAt: Date | null;
+  /** When its current holder's deployment finished (its container started); null while none has. */
+  runningSince: Date | null;
   lastError: string | null;
   /** Failed starts or stops since the slot last started a bot; recovery replaces it at COOLIFY_SLOT_MAX_FAILURES. */
   recoveryAttempts: number;
@@ -45,6 +47,7 @@ const slotSchema = new Schema<SlotRecord>(
     deploymentUuid: { type: String, default: null },
     deploymentFor: { type: String, default: null },
     lastUsedAt: { type: Date, default: null },
+    runningSince: { type: Date, default: null },
     lastError: { type: String, default: null },
     recoveryAttempts: { type: Number, default: 0 },
     createdAt: { type: Date, required: true },
