@@ -106,6 +106,21 @@ describe('local', () => {
       expect(pidAlive(stranger.pid!)).toBe(true);
     }
   });
+
+  it("a stale pid file that records a live bot's pid hides nothing: the bot reads running and its stop stops it", async () => {
+    const platform = make();
+    const spec = await newBotSpec('local');
+    const deployment = await platform.deploy(spec);
+    const pid = pidOf(deployment.identifier);
+    // Left from before a reboot by another bot, whose process had the pid this one has now.
+    const staleName = deploymentName('beforereboot', 'local');
+    writeFileSync(path.join(runDir, `${staleName}.pid`), JSON.stringify({ pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', boot: 'an-earlier-boot' }));
+    expect(await platform.status(deployment.identifier)).toEqual({ state: 'running' });
+    await platform.stop(deployment.identifier);
+    expect(await platform.status(deployment.identifier)).toEqual({ state: 'gone' });
+    await waitFor(() => !pidAlive(pid), 'the bot process to be reaped');
+    expect(readdirSync(runDir).filter((f) => f === `${staleName}.pid` || f === `${spec.name}.pid`)).toEqual([]);
+  });
 });
 
 describe('local stop', () => {

@@ -80,13 +80,24 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
 
   /** Deployment names of every pid file in the run directory, any fleet's: readPidFile() keeps only ours. */
   const pidFileNames = () => readdirSync(options.runDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4));
-  /** The deployment name and pid file of this fleet's process `pid`, if it has one. */
-  const pidFileOf = (pid: number) => {
+  /**
+   * This fleet's pid files recording `pid`: the one whose process still runs, if any, and the stale ones (a
+   * file from before a reboot may record the pid a live bot has now).
+   */
+  const pidFilesOf = (pid: number) => {
+    let live: string | null = null;
+    const stale: string[] = [];
     for (const name of pidFileNames()) {
       const file = readPidFile(name);
-      if (file?.pid === pid) return { name, file };
+      if (file?.pid !== pid) continue;
+      if (!runs(file)) stale.push(name);
+      else live ??= name;
     }
-    return null;
+    return { live, stale };
+  };
+  const forget = async (name: string) => {
+    rmSync(pidFile(name), { force: true });
+    await options.redis.hdel(hostsKey, name);
   };
 
   const parse = (identifier: string) => {
@@ -129,8 +140,7 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       const { pid, host } = parse(identifier);
       if (host !== options.hostId) return { state: 'elsewhere', detail: `runs on host ${host}` };
       // Only through its pid file: a bare pid may name anyone's process by now.
-      const found = pidFileOf(pid);
-      return { state: found && runs(found.file) ? 'running' : 'gone' };
+      return { state: pidFilesOf(pid).live ? 'running' : 'gone' };
     },
     async list() {
       const containers = [];
@@ -145,15 +155,9 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       // Another host's process is stopped by that host's own reconciliation once its bot has ended.
       if (host !== options.hostId) return;
       // Only a process of this fleet, found through its own pid file; anything else is not ours to signal.
-      const found = pidFileOf(pid);
-      if (!found) return;
-      const { name } = found;
-      if (!runs(found.file)) {
-        // Gone already; the pid may name another process by now.
-        rmSync(pidFile(name), { force: true });
-        await options.redis.hdel(hostsKey, name);
-        return;
-      }
+      const { live, stale } = pidFilesOf(pid);
+      for (const name of stale) await forget(name); // gone already; the pid may name another process by now
+      if (!live) return;
       signalGroup(pid, 'SIGTERM');
       await waitUntil(() => !groupAlive(pid), grace);
       if (groupAlive(pid)) {
@@ -161,8 +165,7 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
         await waitUntil(() => !groupAlive(pid), killWait);
         if (groupAlive(pid)) throw new PlatformError(`process group ${pid} survived SIGKILL for ${killWait} ms`, true);
       }
-      rmSync(pidFile(name), { force: true });
-      await options.redis.hdel(hostsKey, name);
+      await forget(live);
     },
     async close() {},
   };
