@@ -154,11 +154,11 @@ describe('k8s adapter', () => {
     await platform.stop(bad.identifier);
   });
 
-  it('a Job left suspended by a deploy that died before resuming it is not adopted: the next deploy resumes it', async () => {
+  it('a Job left suspended by a deploy that died before resuming it is starting, and the next deploy resumes it', async () => {
     const spec = await newSpec();
     // What a deploy killed between its create and its resume leaves: a suspended Job and no Secret.
     await peer.batch.createNamespacedJob({ namespace: NAMESPACE, body: buildJob(spec, config().k8s!, config().fleetId, 60_000) });
-    expect(await platform.adopt(spec.name)).toBeNull();
+    expect(await platform.adopt(spec.name)).toMatchObject({ identifier: `${spec.name}-0`, state: 'starting' });
     const deployment = await platform.deploy(spec);
     expect(deployment.identifier).toBe(`${spec.name}-0`);
     const jobs = await jobsNamed(spec.name);

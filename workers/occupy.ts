@@ -84,8 +84,12 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     await ctx.placement.handBack(job.botId, settings.name, 'timed-out', `waited over ${settings.queueTimeoutMs} ms`);
     return 'handed-back';
   } else if (LIVE_STATUSES.includes(bot.status)) {
-    // A re-run after this job stalled or failed: take over what the earlier run started.
+    // A re-run after this job stalled or failed: take over what the earlier run started. One still starting
+    // that the earlier run never saw its deploy call return for (it died inside it) is deployed again:
+    // deploy is idempotent per name, so that finishes the same start (follows the same Coolify deployment,
+    // resumes a half-created Job) rather than waiting it out until the start timeout.
     deployment = await platform.adopt(name);
+    if (deployment?.state === 'starting' && !bot.platformIdentifier) deployment = null;
     if (!deployment && bot.platformIdentifier) {
       const { state, detail } = await platform.status(bot.platformIdentifier);
       if (state === 'gone') {

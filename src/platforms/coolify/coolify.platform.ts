@@ -245,6 +245,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       throw new PlatformError(`coolify slot ${slot} failed to start: ${reason}`, false);
     }
     if (!(await pool.settle(slot, spec.name, 'BUSY'))) {
+      // Another run of this same attempt (a job BullMQ re-ran while it still ran) saw the start through first.
+      const view = await pool.view(slot);
+      if (view?.state === 'BUSY' && view.holder === spec.name) return { identifier, state: 'running' };
       throw new PlatformError(`coolify slot ${slot} was reclaimed while it started`, false);
     }
     await records.save(slot, { state: 'BUSY', runningSince: new Date(), recoveryAttempts: 0, lastError: null });
@@ -275,10 +278,8 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       const slot = await pool.slotOf(name);
       if (!slot) return null;
       const view = await pool.view(slot);
-      // A slot still STARTING is a deploy in progress, or one whose process died: only a deploy moves it on
-      // (it takes the slot it holds and follows the deployment it recorded), so it is not adopted.
-      if (!view || view.holder !== name || view.state !== 'BUSY') return null;
-      return { identifier: `${name}@${slot}`, state: 'running' };
+      if (!view || view.holder !== name) return null;
+      return { identifier: `${name}@${slot}`, state: view.state === 'BUSY' ? 'running' : 'starting' };
     },
     async status(identifier): Promise<ContainerStatus> {
       const view = await heldView(identifier);

@@ -136,9 +136,6 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     );
     jobs.sort((a, b) => Number(b.metadata?.labels?.[LABELS.attempt]) - Number(a.metadata?.labels?.[LABELS.attempt]));
     for (const job of jobs) {
-      // Still suspended: a deploy died between creating it and resuming it. Nothing runs, and only a deploy
-      // finishes it (its create finds the Job and resumes it), so it is not adopted.
-      if (job.spec?.suspend) continue;
       const status = await statusOf(job, job.metadata!.name!);
       if (status.state !== 'gone') return toDeployment(job.metadata!.name!, status);
     }
