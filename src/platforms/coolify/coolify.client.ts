@@ -33,6 +33,7 @@ export interface CoolifyDeployment {
   deployment_uuid: string;
   status: DeploymentStatus;
   created_at?: string;
+  updated_at?: string;
 }
 
 /** A Coolify answer that was not 2xx (status 0: no answer at all). */

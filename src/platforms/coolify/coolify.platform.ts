@@ -49,8 +49,8 @@ const isUp = (app: CoolifyApplication | undefined) => !!app && !app.status.start
 /**
  * Coolify learns an application's status from periodic server checks, so for a while after a deployment
  * finished the application still reports the `exited` it had before. An `exited` that has not changed since
- * the container started (`updated_at` before `runningSince`) is that stale reading, for at most this long;
- * one written after it is a real exit.
+ * the container started (`updated_at` before `runningSince`, the deployment's finish by Coolify's own clock)
+ * is that stale reading, for at most this long; one written after it is a real exit.
  */
 const STATUS_LAG_GRACE_MS = 180_000;
 const reportsStaleExit = (app: CoolifyApplication, record: SlotRecord | null | undefined, now = Date.now()) => {
@@ -135,13 +135,17 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     }
   };
 
-  /** Stops an application and waits until Coolify reports it exited; throws when it cannot confirm that. */
-  const stopApplication = async (uuid: string) => {
+  /**
+   * Stops an application and waits until Coolify reports it exited; throws when it cannot confirm that. An
+   * `exited` Coolify has not updated since the slot's container started (`record`) confirms nothing: the
+   * stop is queued in Coolify, and the slot must not go back to the pool before it happened.
+   */
+  const stopApplication = async (uuid: string, record: SlotRecord | null = null) => {
     await client.stop(uuid);
     const deadline = Date.now() + STOP_CONFIRM_MS;
     for (;;) {
       const app = await client.getApplication(uuid);
-      if (app.status.startsWith('exited')) return;
+      if (app.status.startsWith('exited') && !reportsStaleExit(app, record)) return;
       if (Date.now() > deadline) throw new PlatformError(`application ${uuid} still ${app.status} after stop`, true);
       await sleep(jittered(Math.min(settings.pollIntervalMs, 1000)));
     }
@@ -162,7 +166,8 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
           if (latest && latest.deployment_uuid !== stale) deployment = latest;
         }
         if (deployment) current = deployment.deployment_uuid;
-        if (deployment?.status === 'finished') return { outcome: 'finished' as const };
+        // When it finished, by Coolify's clock: what the application's later status changes are compared with.
+        if (deployment?.status === 'finished') return { outcome: 'finished' as const, at: deployment.updated_at };
         if (deployment?.status === 'failed' || deployment?.status === 'cancelled-by-user') {
           return { outcome: 'failed' as const, reason: `deployment ${deployment.deployment_uuid} ${deployment.status}` };
         }
@@ -180,7 +185,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
   const failStart = async (slot: string, spec: DeploySpec, record: SlotRecord | null, reason: string) => {
     const settled = await underStopClaim(slot, spec.name, async () => {
       if (record?.applicationUuid) {
-        await stopApplication(record.applicationUuid).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
+        await stopApplication(record.applicationUuid, record).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
       }
       if (await pool.settle(slot, spec.name, 'ERROR')) {
         await records.save(slot, {
@@ -214,6 +219,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     }
     const deadline = (record.lastUsedAt?.getTime() ?? Date.now()) + settings.startTimeoutMs;
     let started = false;
+    let finishedAt: string | undefined;
     try {
       let uuid = record.applicationUuid;
       if (!uuid) uuid = await createApplication(slot, spec.meetingPlatform);
@@ -233,12 +239,16 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         await failStart(slot, spec, record, result.reason);
         throw new PlatformError(`coolify slot ${slot} failed to start: ${result.reason}`, false);
       }
+      finishedAt = result.at;
     } catch (error) {
       if (error instanceof PlatformError && !(error instanceof CoolifyError)) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       if (!started && error instanceof CoolifyError && error.transient) {
-        // Nothing ran: the slot goes back to the pool and the fleet retries the deploy.
-        if (await pool.settle(slot, spec.name, 'IDLE')) await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
+        // Nothing ran: the slot goes back to the pool and the fleet retries the deploy (under the stop claim,
+        // so a stop of this bot already running is not cut short).
+        await underStopClaim(slot, spec.name, async () => {
+          if (await pool.settle(slot, spec.name, 'IDLE')) await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
+        });
         throw error;
       }
       await failStart(slot, spec, record, reason);
@@ -250,7 +260,8 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       if (view?.state === 'BUSY' && view.holder === spec.name) return { identifier, state: 'running' };
       throw new PlatformError(`coolify slot ${slot} was reclaimed while it started`, false);
     }
-    await records.save(slot, { state: 'BUSY', runningSince: new Date(), recoveryAttempts: 0, lastError: null });
+    const runningSince = finishedAt && !Number.isNaN(Date.parse(finishedAt)) ? new Date(finishedAt) : new Date();
+    await records.save(slot, { state: 'BUSY', runningSince, recoveryAttempts: 0, lastError: null });
     log.info('slot started', { slot, botId: spec.botId, kind });
     return { identifier, state: 'running' };
   };
@@ -321,9 +332,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         const record = await records.get(view.slot);
         try {
           if (!record?.applicationUuid) throw new PlatformError('the slot has no application', false);
-          await stopApplication(record.applicationUuid);
+          await stopApplication(record.applicationUuid, record);
           if (await pool.settle(view.slot, holder, 'IDLE')) {
-            await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), lastError: null });
+            await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), runningSince: null, lastError: null });
           }
         } catch (error) {
           // The bot's end stands whatever happens to its slot: the slot goes ERROR for recovery to deal with.

@@ -64,18 +64,23 @@ redis.call('HSET', KEYS[1], ARGV[1], 'STARTING')
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`);
 
+const NOW_MS = `local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
+
 /**
  * Moves a slot to a state if it is held by ARGV[2] ('' = by nobody); leaving a holder clears the assignment
- * and any stop claim. A start that a stop overtook does not become BUSY.
+ * and any stop claim. A start that a running stop overtook does not become BUSY.
  */
-const SETTLE = new RedisScript(`
+const SETTLE = new RedisScript(`${NOW_MS}
 if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return 0 end
 local holder = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if holder ~= ARGV[2] then return 0 end
 if ARGV[3] == 'BUSY' then
-  if state ~= 'STARTING' or holder == '' or redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 then return 0 end
+  if state ~= 'STARTING' or holder == '' then return 0 end
+  local claim = redis.call('HGET', KEYS[6], ARGV[1])
+  if claim and tonumber(string.match(claim, ':(%d+)$')) > now then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], 'BUSY')
   return 1
 end
@@ -88,9 +93,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local idleKey = ARGV[5] .. redis.call('HGET', KEYS[4], ARGV[1])
 if ARGV[3] == 'IDLE' then redis.call('ZADD', idleKey, ARGV[4], ARGV[1]) else redis.call('ZREM', idleKey, ARGV[1]) end
 return 1`);
-
-const NOW_MS = `local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
 
 /**
  * Claims the stop of the application of a slot held by ARGV[2] for ARGV[3] ms under token ARGV[4]: 1

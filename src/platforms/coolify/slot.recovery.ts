@@ -5,7 +5,7 @@ import { botIdOfDeployment, UpkeepContext } from '../platform';
 import { CoolifyClient, isNotFound } from './coolify.client';
 import { isFleetApplication } from './fleet-marker';
 import { SlotPool } from './slot.pool';
-import { SlotRecords } from './slot.records';
+import { SlotRecord, SlotRecords } from './slot.records';
 
 /**
  * Slot recovery, one pass every SLOT_RECOVERY_INTERVAL_MS across all processes (the platform's upkeep job):
@@ -29,7 +29,7 @@ export interface SlotRecoveryDeps {
   settings: CoolifySettings;
   fleetId: string;
   createApplication(slot: string, meetingPlatform: MeetingPlatform): Promise<string>;
-  stopApplication(uuid: string): Promise<void>;
+  stopApplication(uuid: string, record?: SlotRecord | null): Promise<void>;
   /** Runs a stop of a held slot's application if no other stop of that holder runs or ran; false if not. */
   underStopClaim(slot: string, holder: string, work: () => Promise<void>): Promise<boolean>;
   log: Logger;
@@ -115,7 +115,7 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
     let released = false;
     const release = async () => {
       try {
-        if (uuid && present.has(uuid)) await deps.stopApplication(uuid);
+        if (uuid && present.has(uuid)) await deps.stopApplication(uuid, record);
       } catch (error) {
         // As a bot's own failed stop does: the slot goes ERROR, and a later pass heals it.
         if (await pool.settle(view.slot, holder, 'ERROR')) {
@@ -130,7 +130,7 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
         throw error;
       }
       if (await pool.settle(view.slot, holder, 'IDLE')) {
-        await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date() });
+        await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), runningSince: null });
         released = true;
       }
     };
