@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import { DISPATCH_QUEUE } from '../queues/queue-names';
 import { DISPATCH_LOCK_MS } from '../workers/dispatch.worker';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * The dispatcher runs one job at a time across the fleet, so a process killed during a run leaves that job
@@ -11,11 +11,14 @@ import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 jest.setTimeout(60_000);
 let t: TestFleet;
 let dead: Worker | undefined;
+let workers: FleetProcess | undefined;
 beforeAll(async () => {
-  t = await startTestFleet({ SIM_BOT_LIMIT: '5' });
+  // No workers of its own: the dead process takes the dispatch job without racing a live dispatcher for it.
+  t = await startTestFleet({ SIM_BOT_LIMIT: '5' }, { api: true, workers: false });
 });
 afterAll(async () => {
   await dead?.close(true);
+  await workers?.kill('SIGTERM');
   await t.close();
 });
 
@@ -26,8 +29,11 @@ it('a dispatch run whose process died holds up placement only until its lock lap
     prefix: t.env.REDIS_PREFIX,
     lockDuration: DISPATCH_LOCK_MS,
   });
+  await t.fleet.placement.kick('a wake-up the dead process takes');
   const job = await waitFor(() => dead!.getNextJob('token-of-a-dead-process'), 'a dispatch job taken by the dead process');
   expect(await t.fleet.queues.dispatch.getJobState(job.id!)).toBe('active');
+  // The live workers start after it died.
+  workers = spawnFleetProcess('worker', { ...t.env, PORT: '0' });
 
   const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } } });
   expect(res.status).toBe(201);
