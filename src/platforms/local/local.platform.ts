@@ -95,10 +95,6 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
     }
     return { live, stale };
   };
-  const forget = async (name: string) => {
-    rmSync(pidFile(name), { force: true });
-    await options.redis.hdel(hostsKey, name);
-  };
 
   const parse = (identifier: string) => {
     const at = identifier.lastIndexOf('@');
@@ -156,7 +152,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       if (host !== options.hostId) return;
       // Only a process of this fleet, found through its own pid file; anything else is not ours to signal.
       const { live, stale } = pidFilesOf(pid);
-      for (const name of stale) await forget(name); // gone already; the pid may name another process by now
+      // Gone already (the pid may name another process by now): only the file goes, as adopt() drops it.
+      for (const name of stale) rmSync(pidFile(name), { force: true });
       if (!live) return;
       signalGroup(pid, 'SIGTERM');
       await waitUntil(() => !groupAlive(pid), grace);
@@ -165,7 +162,8 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
         await waitUntil(() => !groupAlive(pid), killWait);
         if (groupAlive(pid)) throw new PlatformError(`process group ${pid} survived SIGKILL for ${killWait} ms`, true);
       }
-      await forget(live);
+      rmSync(pidFile(live), { force: true });
+      await options.redis.hdel(hostsKey, live);
     },
     async close() {},
   };
