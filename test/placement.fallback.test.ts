@@ -67,7 +67,7 @@ it('moves on from a platform whose deploys fail, after its retries', async () =>
   ]);
 });
 
-it('a deploy that fails after its container started stops that container before the bot moves on', async () => {
+it('a deploy that fails after the platform created its container stops that container before the bot moves on', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b' });
   const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
   await t.fleet.redis.set(keysA.fault, 'fail-after-start');

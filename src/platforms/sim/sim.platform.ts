@@ -26,8 +26,8 @@ export interface SimPlatformOptions {
  * The simulated host's keys. `deploys` counts creations per container name (a second one would be a double
  * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once;
  * `fault` injects failures:
- * `fail` (transient error), `fail-permanent`, `fail-after-start` (the container starts, then the deploy call
- * fails, as one whose start watch lost the platform's API), or `delay:<ms>` (a slow deploy).
+ * `fail` (transient error), `fail-permanent`, `fail-after-start` (the container is created, then the deploy
+ * call fails before its bot runs, as one whose start watch lost the platform's API), or `delay:<ms>`.
  */
 export function simHostKeys(host: string, name: string) {
   const base = `${host}:sim:${name}`;
@@ -107,8 +107,8 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       }
       if (!(await ours(spec.name))) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
       const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
+      if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
       await runner.start(spec.name, env);
-      if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container started', false);
       return { identifier: spec.name, state: 'running' };
     },
     async adopt(name) {
