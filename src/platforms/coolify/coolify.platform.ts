@@ -114,9 +114,11 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
    * caller at a time may, and none once the holder left the slot, where a stop would reach the slot's next
    * bot. The claim is renewed while `work` runs, so it lapses only if this process dies. A caller that finds
    * another stop running waits for it: false once that one settled the slot; it takes over if it lapses.
+   * That wait is bounded: a stop still running after twice the time one may take is an error to retry.
    */
   const claimMs = options.stopClaimMs ?? STOP_CLAIM_MS;
   const underStopClaim = async (slot: string, holder: string, work: () => Promise<void>): Promise<boolean> => {
+    const waitDeadline = Date.now() + 2 * STOP_CONFIRM_MS;
     for (;;) {
       const claim = await pool.claimStop(slot, holder, claimMs);
       if (claim.outcome === 'not-held') return false;
@@ -130,6 +132,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
           clearInterval(renewal);
         }
         return true;
+      }
+      if (Date.now() > waitDeadline) {
+        throw new PlatformError(`another stop of ${holder} on slot ${slot} still runs after ${2 * STOP_CONFIRM_MS} ms`, true);
       }
       await sleep(jittered(STOP_WAIT_MS));
     }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MeetingPlatform } from '../../domain/bot.lifecycle';
 import { SlotRecord, SlotState } from './slot.records';
-import { RedisScript } from '../../redis-script';
+import { RedisScript, RENEW_LOCK } from '../../redis-script';
 
 /**
  * The pool's working state in Redis, where every state change of a slot is decided by one Lua script, so
@@ -10,10 +10,10 @@ import { RedisScript } from '../../redis-script';
  * - `state` slot → IDLE | STARTING | BUSY | ERROR, and `platform` slot → meeting platform (its image);
  * - `holder` slot → the bot attempt holding it, and `assigned` attempt → slot (the reverse);
  * - `idle:<meeting platform>`: the idle slots of that image, scored by when they were last used (LRU first);
- * - `stopping` slot → `<token>:<until>`: one caller is stopping its holder's application, until then (Redis
- *   time, ms) unless it renews the claim: one stop per holder runs at a time, and none starts once the holder
- *   left, so a late or duplicate stop never reaches the slot's next bot. Leaving the holder clears it; the
- *   claim of a process that died lapses;
+ * - `stopping:<slot>` → the token of the one caller stopping its holder's application, a lease its holder
+ *   renews (RENEW_LOCK): one stop per holder runs at a time, and none starts once the holder left, so a late
+ *   or duplicate stop never reaches the slot's next bot. Leaving the holder deletes it; the claim of a
+ *   process that died expires;
  * - `built`: set once the above was loaded from the slot records. Redis may lose its data; a script finding
  *   `built` missing answers "rebuild" and the caller reloads it from MongoDB first (rebuild()).
  * The idle set key is derived inside the scripts from the slot's platform (a single Redis, not a cluster).
@@ -64,30 +64,25 @@ redis.call('HSET', KEYS[1], ARGV[1], 'STARTING')
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`);
 
-const NOW_MS = `local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)`;
-
 /**
  * Moves a slot to a state if it is held by ARGV[2] ('' = by nobody); leaving a holder clears the assignment
  * and any stop claim. A start that a running stop overtook does not become BUSY.
  */
-const SETTLE = new RedisScript(`${NOW_MS}
+const SETTLE = new RedisScript(`
 if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
 local state = redis.call('HGET', KEYS[1], ARGV[1])
 if not state then return 0 end
 local holder = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if holder ~= ARGV[2] then return 0 end
 if ARGV[3] == 'BUSY' then
-  if state ~= 'STARTING' or holder == '' then return 0 end
-  local claim = redis.call('HGET', KEYS[6], ARGV[1])
-  if claim and tonumber(string.match(claim, ':(%d+)$')) > now then return 0 end
+  if state ~= 'STARTING' or holder == '' or redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], 'BUSY')
   return 1
 end
 if holder ~= '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], holder)
-  redis.call('HDEL', KEYS[6], ARGV[1])
+  redis.call('DEL', KEYS[6])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 local idleKey = ARGV[5] .. redis.call('HGET', KEYS[4], ARGV[1])
@@ -98,20 +93,11 @@ return 1`);
  * Claims the stop of the application of a slot held by ARGV[2] for ARGV[3] ms under token ARGV[4]: 1
  * claimed, 0 the holder left (stopped by someone else, or never held it), 2 another caller's claim runs.
  */
-const CLAIM_STOP = new RedisScript(`${NOW_MS}
+const CLAIM_STOP = new RedisScript(`
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
-local claim = redis.call('HGET', KEYS[3], ARGV[1])
-if claim and tonumber(string.match(claim, ':(%d+)$')) > now then return 2 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. (now + tonumber(ARGV[3])))
-return 1`);
-
-/** Extends the stop claim ARGV[2] on slot ARGV[1] by ARGV[3] ms from now: 1, or 0 when it is not the claim. */
-const RENEW_STOP = new RedisScript(`${NOW_MS}
-local claim = redis.call('HGET', KEYS[1], ARGV[1])
-if not claim or string.sub(claim, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
-return 1`);
+if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[3]) then return 1 end
+return 2`);
 
 /** Removes a slot that is held by nobody from every structure. */
 const FORGET = new RedisScript(`
@@ -161,7 +147,7 @@ export function createSlotPool(options: {
     assigned: `${base}:assigned`,
     platform: `${base}:platform`,
     built: `${base}:built`,
-    stopping: `${base}:stopping`,
+    stoppingPrefix: `${base}:stopping:`,
     idlePrefix: `${base}:idle:`,
   };
   const core = [keys.state, keys.holder, keys.assigned, keys.platform, keys.built];
@@ -216,7 +202,7 @@ export function createSlotPool(options: {
     /** Moves `slot` to `state` if `holder` (null: nobody) holds it; false when it does not. */
     async settle(slot: string, holder: string | null, state: SlotState): Promise<boolean> {
       const result = await withRebuild(
-        () => SETTLE.run(redis, 6, ...core, keys.stopping, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
+        () => SETTLE.run(redis, 6, ...core, keys.stoppingPrefix + slot, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1;
@@ -228,14 +214,14 @@ export function createSlotPool(options: {
     async claimStop(slot: string, holder: string, leaseMs: number): Promise<{ outcome: 'claimed'; token: string } | { outcome: 'not-held' | 'another' }> {
       const token = randomBytes(8).toString('hex');
       const result = await withRebuild(
-        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stopping, slot, holder, leaseMs, token) as Promise<number>,
+        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stoppingPrefix + slot, slot, holder, leaseMs, token) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1 ? { outcome: 'claimed', token } : { outcome: result === 2 ? 'another' : 'not-held' };
     },
     /** Extends a stop claim for `leaseMs` from now; false when it is no longer this claim (lapsed and taken, or settled). */
     async renewStop(slot: string, token: string, leaseMs: number): Promise<boolean> {
-      return (await RENEW_STOP.run(redis, 1, keys.stopping, slot, token, leaseMs)) === 1;
+      return (await RENEW_LOCK.run(redis, 1, keys.stoppingPrefix + slot, token, leaseMs)) === 1;
     },
     async forget(slot: string): Promise<boolean> {
       return (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;
