@@ -2,11 +2,13 @@ import { Types } from 'mongoose';
 import { createRedis } from '../src/connections';
 import { createEndSignals, EndSignals, publishEnded } from '../src/placement/end-signals';
 import { peerUrls, sleep, uniqueName, waitFor } from './support/fleet';
+import { collectGarbage } from './support/gc';
 
 /**
  * How a process holding bots learns they ended, against a real Redis: the announcement wakes the holder;
  * an end that was written but never announced is found by the database fallback, which reads a bounded
- * batch per pass, in turn, and never runs two passes at once.
+ * batch per pass, in turn, and never runs two passes at once. A wait with a timeout ends on time, also
+ * after a garbage collection.
  */
 const redis = createRedis(peerUrls().redisUrl, 'producer');
 const opened: EndSignals[] = [];
@@ -71,4 +73,22 @@ it('an end that was never announced is found by the database fallback: bounded b
   jobs.forEach((job) => job.abort());
   await waitFor(() => outcomes.size === held.length, 'every waiter to settle');
   expect([...outcomes.values()].filter((o) => o === 'aborted')).toHaveLength(49);
+});
+
+it('a wait with a timeout ends on time after a garbage collection, and leaves no waiter behind', async () => {
+  const { signals, prefix } = await endSignals(async () => false);
+  const held = botIds(20);
+  const job = new AbortController();
+  // The start-up poll waits this way between its reads. Node 20 forgets an AbortSignal.timeout() inside
+  // AbortSignal.any() at the first collection, so a wait built on one lasted until the bot ended.
+  const outcomes = held.map((botId) => signals.waitForEnd(botId, job.signal, 300));
+  await sleep(50);
+  collectGarbage();
+  const settled = await Promise.race([Promise.all(outcomes), sleep(5000).then(() => 'still waiting after 5 s')]);
+  expect(settled).toEqual(held.map(() => 'timed-out'));
+  // An end announced after the wait timed out reaches nobody, and a new wait still hears it.
+  const again = signals.waitForEnd(held[0], job.signal, 60_000);
+  await publishEnded(redis, prefix, held[0]);
+  expect(await again).toBe('ended');
+  job.abort();
 });

@@ -139,7 +139,7 @@ async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, 
     outcome = started;
   }
   if (outcome === 'started' && !platform.stopsOnlyWhereDeployed) return 'parked';
-  if (outcome === 'started') outcome = await ctx.endSignals.waitForEnd(job.botId, job.signal);
+  if (outcome === 'started') outcome = (await ctx.endSignals.waitForEnd(job.botId, job.signal)) === 'aborted' ? 'aborted' : 'ended';
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
     // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
@@ -206,7 +206,7 @@ async function awaitStart(
     if (Date.now() >= deadline) break;
     const pause = Math.min(deadline - Date.now(), pauseMs / 2 + Math.random() * pauseMs);
     pauseMs = Math.min(pauseMs * 2, START_POLL_MAX_MS);
-    const waited = await ctx.endSignals.waitForEnd(job.botId, AbortSignal.any([job.signal, AbortSignal.timeout(Math.max(1, Math.round(pause)))]));
+    const waited = await ctx.endSignals.waitForEnd(job.botId, job.signal, pause);
     if (waited === 'ended') return 'ended';
     if (job.signal.aborted) return 'aborted';
   }

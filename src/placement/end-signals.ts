@@ -25,8 +25,12 @@ export async function publishEnded(publisher: Redis, prefix: string, botId: stri
 }
 
 export interface EndSignals {
-  /** Resolves once the bot is terminal, or when `signal` aborts. */
-  waitForEnd(botId: string, signal: AbortSignal): Promise<'ended' | 'aborted'>;
+  /**
+   * Resolves once the bot is terminal, when `signal` aborts, or after `timeoutMs`. The timeout is a plain
+   * timer, never `AbortSignal.any([signal, AbortSignal.timeout(ms)])`: Node 20 holds a timeout signal inside
+   * a composite weakly, so after a garbage collection it never fires and the wait lasts until the bot ends.
+   */
+  waitForEnd(botId: string, signal: AbortSignal, timeoutMs?: number): Promise<'ended' | 'aborted' | 'timed-out'>;
   /** Which of these bots ended in the last day, as announced (one ZMSCORE per 1,000 bots). */
   endedAmong(botIds: string[]): Promise<string[]>;
   close(): Promise<void>;
@@ -103,17 +107,19 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
 
   return {
     endedAmong: endedInRedis,
-    waitForEnd(botId, signal) {
+    waitForEnd(botId, signal, timeoutMs) {
       return new Promise((resolve) => {
         if (signal.aborted) return resolve('aborted');
-        const done = () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve('ended');
-        };
-        const onAbort = () => {
+        const settle = (outcome: 'ended' | 'aborted' | 'timed-out') => {
           waiters.get(botId)?.delete(done);
-          resolve('aborted');
+          if (waiters.get(botId)?.size === 0) waiters.delete(botId);
+          signal.removeEventListener('abort', onAbort);
+          clearTimeout(timer);
+          resolve(outcome);
         };
+        const done = () => settle('ended');
+        const onAbort = () => settle('aborted');
+        const timer = timeoutMs === undefined ? undefined : setTimeout(() => settle('timed-out'), Math.max(1, Math.round(timeoutMs)));
         signal.addEventListener('abort', onAbort, { once: true });
         if (!waiters.has(botId)) waiters.set(botId, new Set());
         waiters.get(botId)!.add(done);

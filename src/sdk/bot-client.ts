@@ -18,7 +18,6 @@ export interface BotConfig {
   metadata: Record<string, string>;
 }
 
-/** A request the fleet does not answer within this is retried like a network error. */
 const REQUEST_TIMEOUT_MS = 10_000;
 
 export class BotApiError extends Error {
@@ -34,6 +33,8 @@ export interface BotClientOptions {
   token: string;
   /** How long one call keeps retrying retryable failures before it gives up. */
   retryForMs?: number;
+  /** A request the fleet does not answer within this (10 s by default) is retried like a network error. */
+  requestTimeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -73,14 +74,13 @@ export class BotClient {
     for (let attempt = 1; ; attempt++) {
       let status = 0;
       let message = '';
+      const request = abortableRequest(this.options.signal, this.options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       try {
         const response = await fetch(`${baseUrl.replace(/\/$/, '')}/api/bots/${botId}/${path}`, {
           method,
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: this.options.signal
-            ? AbortSignal.any([this.options.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
-            : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          signal: request.signal,
         });
         const text = await response.text();
         if (response.ok) return (text ? JSON.parse(text) : {}) as T;
@@ -89,6 +89,8 @@ export class BotClient {
       } catch (error) {
         if (this.options.signal?.aborted) throw error;
         message = String(error);
+      } finally {
+        request.done();
       }
       const retryable = status === 0 || status === 429 || status >= 500;
       if (!retryable || Date.now() >= giveUpAt) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
@@ -96,6 +98,26 @@ export class BotClient {
       await sleep(Math.min(backoff / 2 + Math.random() * (backoff / 2), giveUpAt - Date.now()), this.options.signal);
     }
   }
+}
+
+/**
+ * A request's signal: aborted by the caller's signal or after `timeoutMs`. A plain timer holds it, not
+ * `AbortSignal.any([signal, AbortSignal.timeout(ms)])`: Node 20 holds a timeout signal inside a composite
+ * weakly, so after a garbage collection the timeout never fires and a request to a silent server hangs.
+ */
+function abortableRequest(caller: AbortSignal | undefined, timeoutMs: number) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+  const forward = () => controller.abort(caller?.reason);
+  caller?.addEventListener('abort', forward, { once: true });
+  if (caller?.aborted) forward();
+  return {
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      caller?.removeEventListener('abort', forward);
+    },
+  };
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
