@@ -31,6 +31,8 @@ export interface AwsPlatformOptions {
   fleetId: string;
   /** How long stop() waits for DescribeTasks to say STOPPED after StopTask. */
   stopWaitMs?: number;
+  /** How long one attempt of an API call may take before the SDK abandons and retries it (30 s by default). */
+  requestTimeoutMs?: number;
 }
 
 const STOP_REASON = 'Stopped by meeboter';
@@ -45,7 +47,13 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   const { settings, fleetId } = options;
   const cluster = settings.cluster;
   const stopWaitMs = options.stopWaitMs ?? 180_000;
-  const client = new ECSClient({ region: settings.region });
+  // The SDK's own default gives an unanswered call 15 minutes per attempt; a bounded attempt is retried
+  // by its retry mode like any transient failure.
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  const client = new ECSClient({
+    region: settings.region,
+    requestHandler: { connectionTimeout: requestTimeoutMs, socketTimeout: requestTimeoutMs, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true },
+  });
 
   const send = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
     try {

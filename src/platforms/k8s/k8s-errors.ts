@@ -14,7 +14,8 @@ export function statusCode(error: unknown): number | undefined {
 export function k8sError(operation: string, error: unknown): PlatformError {
   if (error instanceof PlatformError) return error;
   const code = statusCode(error);
-  const message = statusMessage(error);
+  // The request timeout's abort (k8s.platform.ts): the client's fetch reports it as a bare AbortError.
+  const message = (error as { name?: unknown }).name === 'AbortError' ? 'no answer within the request timeout' : statusMessage(error);
   const transient = code === undefined || code === 429 || code >= 500;
   const full = code === 403 && /exceeded quota/i.test(message);
   return new PlatformError(`${operation}: ${code ? `HTTP ${code}: ` : ''}${message}`, transient && !full, full);

@@ -1,4 +1,4 @@
-import { BatchV1Api, CoreV1Api, KubeConfig, V1Job } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, createConfiguration, KubeConfig, ServerConfiguration, V1Job } from '@kubernetes/client-node';
 import { KubernetesSettings } from '../../config';
 import { ContainerStatus, Deployment, DeploySpec, ListedContainer, Platform, PlatformError } from '../platform';
 import { createClusterReader, listAll } from './cluster-reader';
@@ -23,6 +23,8 @@ export interface K8sPlatformOptions {
   stopWaitMs?: number;
   /** How long deploy() waits for the Job controller to create the pod (or be refused). */
   podCreateWaitMs?: number;
+  /** How long one API call may take before it is abandoned as a transient failure (30 s by default). */
+  requestTimeoutMs?: number;
 }
 
 export function kubeConfigOf(settings: KubernetesSettings): KubeConfig {
@@ -35,14 +37,35 @@ export function kubeConfigOf(settings: KubernetesSettings): KubeConfig {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The API clients, each request bounded by `requestTimeoutMs`: the client has no timeout of its own, so a
+ * call to an API server that accepted the connection and never answers would hold its occupy job forever.
+ */
+function apiClients(kc: KubeConfig, requestTimeoutMs: number) {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig names no current cluster');
+  const configuration = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [
+      {
+        pre: async (request) => {
+          request.setSignal(AbortSignal.timeout(requestTimeoutMs));
+          return request;
+        },
+        post: async (response) => response,
+      },
+    ],
+  });
+  return { batch: new BatchV1Api(configuration), core: new CoreV1Api(configuration) };
+}
+
 export function createK8sPlatform(options: K8sPlatformOptions): Platform {
   const { settings, fleetId } = options;
   const namespace = settings.namespace;
   const stopWaitMs = options.stopWaitMs ?? 120_000;
   const podCreateWaitMs = options.podCreateWaitMs ?? 15_000;
-  const kc = kubeConfigOf(settings);
-  const batch = kc.makeApiClient(BatchV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
+  const { batch, core } = apiClients(kubeConfigOf(settings), options.requestTimeoutMs ?? 30_000);
   const reader = createClusterReader(batch, core, namespace, fleetId);
 
   const call = async <T>(operation: string, fn: () => Promise<T>): Promise<T> => {
