@@ -79,6 +79,26 @@ it('a deploy that fails after the platform created its container stops that cont
   expect((await events(t, id)).map((e) => `${e.type}:${e.data?.platform ?? ''}`)).toContain('attempt.failed:sim-a');
 });
 
+it('a deploy that fails after its bot already reports from the container keeps that bot where it runs', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b' });
+  const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
+  // The bot runs and reports for 1.5 s, then the deploy call fails (its start watch lost the API).
+  await t.fleet.redis.set(keysA.fault, 'fail-after-run:1500');
+  const id = await createBot(t);
+  const name = `mb-${id}-sim-a`;
+  const adopted = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'attempt.adopted'), 'the failed deploy to keep the bot');
+  expect(adopted).toMatchObject({ reason: 'simulated failure after the container started running', data: { platform: 'sim-a', identifier: name } });
+  // Still in the call on sim-a, in the one container made for it; never moved to sim-b.
+  expect(await bot(t, id)).toMatchObject({ status: 'IN_CALL', platform: 'sim-a', platformIdentifier: name });
+  expect(Number(await t.fleet.redis.hget(keysA.deploys, name))).toBe(1);
+  expect(await t.fleet.redis.hexists(keysA.containers, name)).toBe(1);
+  expect(Number(await t.fleet.redis.get(simHostKeys(t.env.REDIS_PREFIX, 'sim-b').calls))).toBe(0);
+  expect((await events(t, id)).map((e) => e.type)).not.toContain('attempt.failed');
+  // Held like any deployed bot: its cancel stops the container.
+  expect((await t.request('DELETE', `/api/bots/${id}`)).status).toBe(200);
+  await waitFor(async () => (await t.fleet.redis.hexists(keysA.containers, name)) === 0, 'the kept container to be stopped');
+});
+
 it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim' });
   await t.fleet.redis.set(simHostKeys(t.env.REDIS_PREFIX, 'sim').fault, 'fail-permanent');

@@ -231,6 +231,8 @@ async function deployOnce(
   const { settings, platform, lifecycle, repo } = ctx;
   const release = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
+  /** Set when the deploy call failed but its bot already reports from the container, which is kept. */
+  let deployError: string | undefined;
   const deployedAt = new Date();
   try {
     const spec = {
@@ -252,24 +254,44 @@ async function deployOnce(
     const reason = error instanceof Error ? error.message : String(error);
     // Full is not failed: the bot moves on at once and may come back here when there is room.
     const full = error instanceof PlatformError && error.full;
-    log.warn(full ? 'platform full, moving on' : 'deploy failed, moving on', { reason });
-    // A deploy may fail after the platform accepted it (its start watch lost the API): whatever it left
-    // running goes before the bot moves on, or the bot would run twice. A stop that fails too fails the
-    // job, and its retry adopts what runs.
-    if (!full) await stopIfAny(ctx, name, log);
-    await ctx.placement.handBack(job.botId, settings.name, full ? 'full' : 'failed', reason);
-    return 'handed-back';
+    // A deploy may fail after the platform accepted it (its start watch lost the API). A bot that already
+    // reports from that container runs: it is kept, as the start watch does, rather than killed mid-join.
+    const kept = full ? null : await keptIfReporting(ctx, job.botId, name);
+    if (!kept) {
+      log.warn(full ? 'platform full, moving on' : 'deploy failed, moving on', { reason });
+      // Otherwise whatever it left running goes before the bot moves on, or the bot would run twice. A stop
+      // that fails too fails the job, and its retry adopts what runs.
+      if (!full) await stopIfAny(ctx, name, log);
+      await ctx.placement.handBack(job.botId, settings.name, full ? 'full' : 'failed', reason);
+      return 'handed-back';
+    }
+    log.warn('deploy failed, but its bot already reports from the container; keeping it', { identifier: kept.identifier, reason });
+    deployment = kept;
+    deployError = reason;
   } finally {
     await release();
   }
   bot.deployedAt = deployedAt;
   metrics.createToDeploySeconds.observe({ platform: settings.name }, secondsSince(bot.createdAt, deployedAt.getTime()));
   await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt });
-  await lifecycle.event(job.botId, 'attempt.deployed', {
-    data: { platform: settings.name, identifier: deployment.identifier, state: deployment.state },
-  });
+  const data = { platform: settings.name, identifier: deployment.identifier, state: deployment.state };
+  await (deployError === undefined
+    ? lifecycle.event(job.botId, 'attempt.deployed', { data })
+    : lifecycle.event(job.botId, 'attempt.adopted', { reason: deployError, data }));
   log.info('deployed', { identifier: deployment.identifier });
   return deployment;
+}
+
+/**
+ * The container a failed deploy call left, when its bot already reports from it (its status moved past
+ * DEPLOYING on this platform): such a bot runs, whatever the call said. A bot that first reports just after
+ * this read loses its container to the stop that follows; the heartbeat sweep then ends it.
+ */
+async function keptIfReporting(ctx: OccupyContext, botId: string, name: string): Promise<Deployment | null> {
+  const bot = await ctx.repo.findById(botId);
+  if (bot?.platform !== ctx.settings.name || bot.status === 'DEPLOYING' || !LIVE_STATUSES.includes(bot.status)) return null;
+  const leftover = await ctx.platform.adopt(name);
+  return leftover && leftover.state !== 'elsewhere' ? leftover : null;
 }
 
 async function stopIfAny(ctx: OccupyContext, name: string, log: Logger): Promise<void> {

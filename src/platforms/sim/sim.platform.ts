@@ -27,7 +27,8 @@ export interface SimPlatformOptions {
  * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once;
  * `fault` injects failures:
  * `fail` (transient error), `fail-permanent`, `fail-after-start` (the container is created, then the deploy
- * call fails before its bot runs, as one whose start watch lost the platform's API), or `delay:<ms>`.
+ * call fails before its bot runs, as one whose start watch lost the platform's API), `fail-after-run:<ms>`
+ * (the same, but the bot runs for `ms` before the call fails), or `delay:<ms>`.
  */
 export function simHostKeys(host: string, name: string) {
   const base = `${host}:sim:${name}`;
@@ -109,6 +110,11 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
       if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
       await runner.start(spec.name, env);
+      const failAfterRun = /^fail-after-run:(\d+)$/.exec(fault ?? '');
+      if (failAfterRun) {
+        await new Promise((resolve) => setTimeout(resolve, Number(failAfterRun[1])));
+        throw new PlatformError('simulated failure after the container started running', false);
+      }
       return { identifier: spec.name, state: 'running' };
     },
     async adopt(name) {
