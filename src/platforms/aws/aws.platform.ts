@@ -31,7 +31,7 @@ export interface AwsPlatformOptions {
   fleetId: string;
   /** How long stop() waits for DescribeTasks to say STOPPED after StopTask. */
   stopWaitMs?: number;
-  /** How long one attempt of an API call may take before the SDK abandons and retries it (30 s by default). */
+  /** How long one attempt of an API call may take before the SDK abandons it (30 s by default). */
   requestTimeoutMs?: number;
 }
 
@@ -47,8 +47,8 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   const { settings, fleetId } = options;
   const cluster = settings.cluster;
   const stopWaitMs = options.stopWaitMs ?? 180_000;
-  // The SDK's own default gives an unanswered call 15 minutes per attempt; a bounded attempt is retried
-  // by its retry mode like any transient failure.
+  // The SDK's own default gives an unanswered call 15 minutes per attempt. A bounded one ends in a
+  // TimeoutError, which the SDK's retry mode counts as transient.
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const client = new ECSClient({
     region: settings.region,
