@@ -45,7 +45,7 @@ const zoom = { platform: 'zoom', meetingId: '1' };
 async function withFleet<T>(
   peers: Peers,
   overrides: Record<string, string>,
-  fn: (bench: BenchEnv, redis: IORedis, procs: { worker: Proc; simHost: Proc }) => Promise<T>,
+  fn: (bench: BenchEnv, redis: IORedis, procs: { api: Proc; worker: Proc; simHost: Proc }) => Promise<T>,
   workerNodeArgs: string[] = [],
 ) {
   const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host', ...overrides });
@@ -55,7 +55,7 @@ async function withFleet<T>(
   const redis = new IORedis(peers.redisUrl);
   try {
     await waitReady(bench.url);
-    return await fn(bench, redis, { worker: workerProc, simHost: simHostProc });
+    return await fn(bench, redis, { api: apiProc, worker: workerProc, simHost: simHostProc });
   } finally {
     await Promise.all([apiProc.stop(), workerProc.stop(), simHostProc.stop()]);
     await redis.quit();
@@ -127,9 +127,15 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-/** P2: sustained creates/s end to end (API, worker and sim host, one process each) until the deploy call. */
+/**
+ * P2: sustained creates/s end to end (API, worker and sim host, one process each) until the deploy call.
+ * Also the CPU each fleet process spent per created bot over the same span (the flusher's MongoDB writes
+ * that are still behind at the last deploy call are not in it): what a faster design has to cut.
+ */
 export async function p2Throughput(peers: Peers, sizes: Sizes) {
-  return withFleet(peers, {}, async (bench, redis) => {
+  return withFleet(peers, {}, async (bench, redis, procs) => {
+    const cpu = () => ({ api: procs.api.cpuSeconds(), worker: procs.worker.cpuSeconds(), simHost: procs.simHost.cpuSeconds() });
+    const before = cpu();
     const start = Date.now();
     const result = await load({
       url: `${bench.url}/api/bots`,
@@ -139,8 +145,15 @@ export async function p2Throughput(peers: Peers, sizes: Sizes) {
     });
     const keys = simHostKeys(bench.prefix, 'sim');
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= result.ok, 'every deploy call');
+    const after = cpu();
     const last = Math.max(...(await createdAtByBot(redis, bench.prefix)).values());
-    return { perSecond: result.ok / ((last - start) / 1000), apiPerSecond: result.requestsPerSecond, errors: result.errors };
+    const msPerBot = (name: keyof typeof before) => ((after[name] - before[name]) * 1000) / result.ok;
+    return {
+      perSecond: result.ok / ((last - start) / 1000),
+      apiPerSecond: result.requestsPerSecond,
+      errors: result.errors,
+      cpuMsPerBot: { api: msPerBot('api'), worker: msPerBot('worker'), simHost: msPerBot('simHost') },
+    };
   });
 }
 

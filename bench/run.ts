@@ -89,6 +89,12 @@ async function main() {
     const p2rate = pick(p2, (r) => r.perSecond);
     rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
 
+    // For the redesign, no target: CPU per created bot of each fleet process over P2's span (Redis and
+    // FerretDB not included). The machine's two cores bound P2 at about 2,000 ms / the sum of the rows.
+    for (const [name, label] of [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host']] as const) {
+      rows.push({ id: `P2 CPU ${label}`, figure: `CPU ms per created bot in the ${label} process during P2`, unit: 'ms', value: pick(p2, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
+    }
+
     const p3 = await repeat('P3 heartbeats/s', () => figures.p3Heartbeats(peers, sizes));
     const p3rate = pick(p3, (r) => r.perSecond);
     rows.push({ id: 'P3', figure: 'heartbeats/s with per-bot auth', unit: '/s', value: p3rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3rate.median / bareRps.median, target: '≥ 60% of peer', meets: p3rate.median >= 0.6 * bareRps.median });
