@@ -90,7 +90,7 @@ async function main() {
     rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
 
     // For the redesign, no target: CPU per created bot of each fleet process over P2's span (Redis and
-    // FerretDB not included). The machine's two cores bound P2 at about 2,000 ms / the sum of the rows.
+    // FerretDB not included). A machine of N cores bounds P2 at N × 1,000 ms / the sum of the rows.
     for (const [name, label] of [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host']] as const) {
       rows.push({ id: `P2 CPU ${label}`, figure: `CPU ms per created bot in the ${label} process during P2`, unit: 'ms', value: pick(p2, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
     }

@@ -112,8 +112,9 @@ export function startProcess(script: string, args: string[], env: Record<string,
     },
     cpuSeconds: () => {
       // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, 100 a second on Linux; the
-      // process name (field 2) may hold spaces, so the count starts after its closing parenthesis.
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      // process name (field 2) may hold spaces and parentheses, so the count starts after its last ')'.
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       return (Number(fields[11]) + Number(fields[12])) / 100;
     },
     stop: () =>
