@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FERRETDB_VERSION=v1.24.2
-# Our build of it: the version plus the one-line _id lookup patch below. A different build gets replaced.
-FERRETDB_BUILD="$FERRETDB_VERSION-meeboter.1"
+# Our build of it: the version plus scripts/ferretdb.patch (see below). A different build gets replaced.
+FERRETDB_BUILD="$FERRETDB_VERSION-meeboter.2"
 GOBIN_DIR="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -44,12 +44,15 @@ if [ "$("$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2
   work="$(mktemp -d)"
   cp -r "$src" "$work/ferretdb" && chmod -R u+w "$work/ferretdb"
   echo "$FERRETDB_BUILD" > "$work/ferretdb/build/version/version.txt"
-  # The SQLite backend creates its _id index on `_ferretdb_sjson->"_id"` but looks documents up by
-  # `_ferretdb_sjson->'$._id'`; SQLite only uses an expression index for the identical expression, so every
-  # lookup by _id scanned the whole table. Look up with the index's own expression (same value, see BENCHMARKS.md).
-  meta="$work/ferretdb/internal/backends/sqlite/metadata/metadata.go"
-  sed -i "s|IDColumn = DefaultColumn + \"->'\$._id'\"|IDColumn = DefaultColumn + \"->\\\\\"_id\\\\\"\"|" "$meta"
-  grep -q 'IDColumn = DefaultColumn + "->\\"_id\\""' "$meta" || { echo "provision: the FerretDB _id patch did not apply" >&2; exit 1; }
+  # scripts/ferretdb.patch, two changes to how the SQLite backend finds documents by _id (README, "MongoDB-
+  # compatible servers"):
+  # - it created its _id index on `_ferretdb_sjson->"_id"` but looked documents up by `_ferretdb_sjson->'$._id'`;
+  #   SQLite uses an expression index only for the identical expression, so every lookup scanned the table;
+  # - it looked up by _id only for a filter of `{_id: value}` alone, and scanned and decoded every document for
+  #   any other, such as the flusher's versioned update `{_id, $or: [changeVersion...]}` or `{_id: {$in}}`.
+  #   A filter with one top-level _id equality or $in now reads just those documents; the handler still
+  #   applies the whole filter to them.
+  git -C "$work/ferretdb" apply "$PWD/scripts/ferretdb.patch"
   (cd "$work/ferretdb" && go build -o "$GOBIN_DIR/ferretdb" ./cmd/ferretdb)
   rm -rf "$work"
 fi

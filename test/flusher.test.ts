@@ -8,7 +8,7 @@ import { createMongo, createRedis, RedisRole } from '../src/connections';
 import { createLogger, setLogger } from '../src/logger';
 import { StartedPeer, startFerretDb, startRedis } from '../src/peers';
 import { botKey, BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
-import { BotRecord, createFlusher, eventId, Flusher, leaseKey } from '../src/store/flusher';
+import { BotRecord, createFlusher, eventId, Flusher, leaseKey, RecordId } from '../src/store/flusher';
 import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
 /**
@@ -188,6 +188,53 @@ it('a batch inserts each new bot once with its latest document, and sends at mos
   expect(updated).toEqual([99, 99, 99, 3]);
   expect(inserted.reduce((sum, n) => sum + n, 0)).toBe(300);
   await expectRecorded(peers, latest);
+});
+
+it('its versioned updates and live-index unmarks find their documents by the _id index, not a scan of the collection', async () => {
+  const peers = await peersOfOwn(peerUrls().mongodbUri, 1);
+  const live = peers.connection.db!.collection<{ _id: RecordId; createdAt: Date }>('live_bots');
+  const filters: Array<{ collection: string; filter: mongo.Document }> = [];
+  const bots = {
+    insertMany: (docs: BotRecord[], options: mongo.BulkWriteOptions) => peers.bots.insertMany(docs, options),
+    bulkWrite: (operations: mongo.AnyBulkWriteOperation<BotRecord>[], options: mongo.BulkWriteOptions) => {
+      for (const operation of operations) if ('updateOne' in operation) filters.push({ collection: 'bots', filter: operation.updateOne.filter });
+      return peers.bots.bulkWrite(operations, options);
+    },
+  } as unknown as mongo.Collection<BotRecord>;
+  const liveIndex = {
+    insertMany: (docs: Array<{ _id: RecordId; createdAt: Date }>, options: mongo.BulkWriteOptions) => live.insertMany(docs, options),
+    deleteMany: (filter: mongo.Filter<{ _id: RecordId }>) => {
+      filters.push({ collection: 'live_bots', filter });
+      return live.deleteMany(filter);
+    },
+  } as unknown as mongo.Collection<{ _id: RecordId; createdAt: Date }>;
+
+  const botIds = botIdsFor(5);
+  await advance(peers.changes, botIds, 1);
+  await peers.changes.append(botIds.map((botId) => ({ botId, kind: 'live' as const, createdAt: new Date() })));
+  let flusher = createFlusher({ redis: peers.redis, prefix: peers.prefix, bots, events: peers.events, live: liveIndex, partitions: 1, leaseMs: 3000 });
+  expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+  await flusher.close();
+  const latest = await advance(peers.changes, botIds, 1);
+  await peers.changes.append(botIds.map((botId) => ({ botId, kind: 'unlive' as const })));
+  flusher = createFlusher({ redis: peers.redis, prefix: peers.prefix, bots, events: peers.events, live: liveIndex, partitions: 1, leaseMs: 3000 });
+  expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
+  await flusher.close();
+  await expectRecorded(peers, latest);
+  expect(await live.countDocuments()).toBe(0);
+  expect(filters.map(({ collection }) => collection).sort()).toEqual([...Array(5).fill('bots'), 'live_bots']);
+
+  // FerretDB says whether it looked the filter's documents up (pushdown, the SQLite plan) or scanned them all;
+  // an update and a delete choose their documents as a find with the same filter does.
+  for (const { collection, filter } of filters) {
+    const explained = await peers.connection.db!.command({ explain: { find: collection, filter }, verbosity: 'queryPlanner' });
+    expect(explained.serverInfo?.ferretdbVersion).toBeDefined(); // (this check is for the embedded FerretDB)
+    expect({ filter, pushdown: explained.filterPushdown, plan: explained.queryPlanner.Plan.join(' ') }).toEqual({
+      filter,
+      pushdown: true,
+      plan: expect.stringMatching(/SEARCH .* USING INDEX .*__id_/),
+    });
+  }
 });
 
 const heldBy = async (flusher: Flusher) => (await flusher.status()).partitions.filter((p) => p.held).map((p) => p.partition);

@@ -161,6 +161,26 @@ redis.call('XTRIM', KEYS[2], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
 redis.call('SET', KEYS[3], ARGV[3])
 return 1`);
 
+/**
+ * The bot's record if it holds an older version than (version, at). Like `anyOf`, it names its documents by
+ * a top-level `_id` condition, which our FerretDB build looks up in its index whatever else the filter says
+ * (scripts/ferretdb.patch); upstream, or with any other shape, each write scans and decodes the whole
+ * collection (test/flusher.test.ts).
+ */
+const olderThan = (id: RecordId, version: number, at: Date): mongo.Filter<BotRecord> => ({
+  _id: id,
+  $or: [
+    { changeVersion: { $lt: version } },
+    // the same version again, decided later: a Redis that lost this version's first change
+    { changeVersion: version, changedAt: { $lt: at } },
+    // a record written before versions were kept has none: any version is newer
+    { changeVersion: { $exists: false } },
+  ],
+});
+
+/** The records of these ids. */
+const anyOf = (ids: RecordId[]): mongo.Filter<{ _id: RecordId }> => ({ _id: { $in: ids } });
+
 /** A version of a bot, with the event that records it if any. */
 interface VersionEntry {
   id: string;
@@ -340,16 +360,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
       bots.bulkWrite(
         chunk.map((entry) => ({
           updateOne: {
-            filter: {
-              _id: codec.id(entry.botId),
-              $or: [
-                { changeVersion: { $lt: entry.version } },
-                // the same version again, decided later: a Redis that lost this version's first change
-                { changeVersion: entry.version, changedAt: { $lt: entry.at } },
-                // a record written before versions were kept has none: any version is newer
-                { changeVersion: { $exists: false } },
-              ],
-            },
+            filter: olderThan(codec.id(entry.botId), entry.version, entry.at),
             update: { $set: fields(entry) },
           },
         })),
@@ -358,7 +369,7 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
     );
   }
   const unmarks = [...liveSince].filter(([, since]) => since === null).map(([botId]) => codec.id(botId));
-  if (live && unmarks.length > 0) await live.deleteMany({ _id: { $in: unmarks } });
+  if (live && unmarks.length > 0) await live.deleteMany(anyOf(unmarks));
 }
 
 interface PartitionState {
