@@ -1,11 +1,15 @@
+import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
+import mongoose from 'mongoose';
 import { botToken } from '../src/auth/bot-token';
 import { loadConfig } from '../src/config';
 import { startFleet } from '../src/fleet';
 import { sweepHeartbeats } from '../workers/sweeps';
 import { freePort } from '../src/peers';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
+import { createBotChanges } from '../src/store/bot-changes';
+import { BotRecord, createFlusher } from '../src/store/flusher';
 import {
   api,
   bareExpressScript,
@@ -33,6 +37,8 @@ export interface Sizes {
   capacityBots: number;
   rssBots: number;
   placeBots: number;
+  /** F1: bot documents MongoDB holds before the flusher's snapshots are timed. */
+  storedBots: number;
 }
 
 const HANG = { 'sim.behavior': 'hang' };
@@ -173,6 +179,85 @@ export async function bareExpress(sizes: Sizes) {
     return { perSecond: result.requestsPerSecond };
   } finally {
     await server.stop();
+  }
+}
+
+/**
+ * Beside P2, the floor of this stack on this machine: a bare Express handler that adds a BullMQ job, and a
+ * worker process whose processor does nothing (bench/bare-pipeline.ts), counted until the last job ran.
+ */
+export async function barePipeline(peers: Peers, sizes: Sizes) {
+  const port = await freePort();
+  const prefix = `mbbench_pipeline_${Date.now()}`;
+  const env = { REDIS_URL: peers.redisUrl, PREFIX: prefix, PORT: String(port) };
+  const script = path.resolve(__dirname, 'bare-pipeline.js');
+  const server = startProcess(script, ['api'], env);
+  const worker = startProcess(script, ['worker'], env);
+  const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue('bare', { connection, prefix });
+  try {
+    await waitUntil(async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
+      } catch {
+        return false;
+      }
+    }, 'bare pipeline');
+    await waitUntil(async () => (await queue.getCompletedCount()) >= 1, 'bare pipeline worker');
+    const start = Date.now();
+    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });
+    await waitUntil(async () => (await queue.getCompletedCount()) >= result.ok + 1, 'every bare pipeline job');
+    const [last] = await queue.getCompleted(0, 0);
+    return { perSecond: result.ok / ((last.finishedOn! - start) / 1000) };
+  } finally {
+    await Promise.all([server.stop(), worker.stop()]);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await connection.quit();
+  }
+}
+
+/**
+ * F1: how fast the flusher records bot changes in MongoDB once `stored` bots are there (its bot documents
+ * only grow: every bot ever created stays). 2,000 of the stored bots take one version each (a snapshot and
+ * its event); the figure is snapshots written per second by one flusher of 4 partitions.
+ */
+export async function flusherSnapshots(peers: Peers, stored: number) {
+  const bench: BenchEnv = await benchEnv(peers, {});
+  const connection = await mongoose.createConnection(bench.env.MONGODB_URI).asPromise();
+  const redis = new IORedis(peers.redisUrl);
+  const changes = createBotChanges(redis, bench.prefix);
+  const flusherOf = () =>
+    createFlusher({ redis, prefix: bench.prefix, bots: connection.db!.collection<BotRecord>('bots'), events: connection.db!.collection('bot_events') });
+  const step = (botId: string) =>
+    changes.update<Record<string, unknown> & { step: number }>(botId, (current) => {
+      const next = (current?.doc.step ?? 0) + 1;
+      return {
+        doc: { status: next === 1 ? 'QUEUED' : 'IN_CALL', step: next, meeting: zoom, metadata: { purpose: 'bench' }, platform: 'sim', platformIdentifier: `sim-${botId}` },
+        event: { type: 'status', step: next },
+      };
+    });
+  const everyOnce = async (botIds: string[]) => {
+    for (let i = 0; i < botIds.length; i += 500) await Promise.all(botIds.slice(i, i + 500).map(step));
+  };
+  try {
+    const botIds = Array.from({ length: stored }, () => new mongoose.mongo.ObjectId().toHexString());
+    await everyOnce(botIds);
+    let flusher = flusherOf();
+    if (!(await changes.waitFlushed('now', 600_000))) throw new Error('the stored bots were not flushed');
+    await flusher.close();
+    const changed = botIds.slice(0, 2_000);
+    await everyOnce(changed);
+    const start = Date.now();
+    flusher = flusherOf();
+    if (!(await changes.waitFlushed('now', 600_000))) throw new Error('the snapshots were not flushed');
+    const seconds = (Date.now() - start) / 1000;
+    await flusher.close();
+    return { perSecond: changed.length / seconds };
+  } finally {
+    await connection.close();
+    await redis.quit();
+    await dropBenchData(peers, bench);
   }
 }
 

@@ -27,8 +27,8 @@ const reps = quick ? 1 : 3;
 /** P6 and P7 build fleets of thousands of bots; in a full run they are measured once to stay within 15 min. */
 const heavyReps = 1;
 const sizes: figures.Sizes = quick
-  ? { seconds: 2, sweepLarge: 20_000, capacityBots: 15, rssBots: 300, placeBots: 50 }
-  : { seconds: 3, sweepLarge: 100_000, capacityBots: 40, rssBots: 10_000, placeBots: 1_000 };
+  ? { seconds: 2, sweepLarge: 20_000, capacityBots: 15, rssBots: 300, placeBots: 50, storedBots: 5_000 }
+  : { seconds: 3, sweepLarge: 100_000, capacityBots: 40, rssBots: 10_000, placeBots: 1_000, storedBots: 20_000 };
 
 async function repeat<T>(label: string, fn: () => Promise<T>, times = reps): Promise<T[]> {
   const results: T[] = [];
@@ -89,6 +89,9 @@ async function main() {
     const p2rate = pick(p2, (r) => r.perSecond);
     rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
 
+    const floor = await repeat('bare pipeline (P2 floor)', () => figures.barePipeline(peers, sizes));
+    rows.push({ id: 'P2 floor', figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran', unit: '/s', value: pick(floor, (r) => r.perSecond), target: '—', meets: null });
+
     // For the redesign, no target: CPU per created bot of each fleet process over P2's span (Redis and
     // FerretDB not included). A machine of N cores bounds P2 at N × 1,000 ms / the sum of the rows.
     for (const [name, label] of [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host']] as const) {
@@ -104,6 +107,9 @@ async function main() {
     const smallMs = pick(small, (r) => r.ms);
     const largeMs = pick(large, (r) => r.ms);
     rows.push({ id: 'P4', figure: `heartbeat sweep, ${sizes.sweepLarge.toLocaleString('en')} vs 1,000 live, 100 expired`, unit: 'ms', value: largeMs, peer: { name: 'same sweep, 1,000 live', value: smallMs }, ratio: largeMs.median / smallMs.median, target: 'ratio ≤ 2', meets: largeMs.median / smallMs.median <= 2 });
+
+    const flushed = await repeat(`F1 flusher, ${sizes.storedBots.toLocaleString('en')} bots stored`, () => figures.flusherSnapshots(peers, sizes.storedBots));
+    rows.push({ id: 'F1', figure: `bot snapshots flushed to MongoDB/s with ${sizes.storedBots.toLocaleString('en')} bots stored`, unit: '/s', value: pick(flushed, (r) => r.perSecond), target: '—', meets: null });
 
     rows.push(...latencyRows('P5', 'capacity freed → next deploy call', await repeat('P5 capacity freed → deploy', () => figures.p5CapacityToDeploy(peers, sizes))));
 
