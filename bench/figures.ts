@@ -25,6 +25,7 @@ import {
   startFleetProcess,
   startSimHostProcess,
   startProcess,
+  waitAnswering,
   waitReady,
   waitUntil,
 } from './support';
@@ -168,13 +169,7 @@ export async function bareExpress(sizes: Sizes) {
   const port = await freePort();
   const server = startProcess(bareExpressScript(), [], { PORT: String(port) });
   try {
-    await waitUntil(async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
-      } catch {
-        return false;
-      }
-    }, 'bare express');
+    await waitAnswering(port, 'bare express');
     const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });
     return { perSecond: result.requestsPerSecond };
   } finally {
@@ -196,13 +191,7 @@ export async function barePipeline(peers: Peers, sizes: Sizes) {
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
   try {
-    await waitUntil(async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
-      } catch {
-        return false;
-      }
-    }, 'bare pipeline');
+    await waitAnswering(port, 'bare pipeline');
     await waitUntil(async () => (await queue.getCompletedCount()) >= 1, 'bare pipeline worker');
     const start = Date.now();
     const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });

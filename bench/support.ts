@@ -168,6 +168,17 @@ export async function waitReady(url: string) {
   }, `${url} to be ready`, 60_000);
 }
 
+/** Waits until a peer on 127.0.0.1:`port` answers a JSON POST with a 2xx. */
+export async function waitAnswering(port: number, what: string) {
+  await waitUntil(async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
+    } catch {
+      return false;
+    }
+  }, what);
+}
+
 export function bareExpressScript(): string {
   const script = path.resolve(__dirname, 'bare-express.js');
   if (!existsSync(script)) throw new Error(`missing ${script}: run npm run build`);
