@@ -191,6 +191,7 @@ export async function barePipeline(peers: Peers, sizes: Sizes) {
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
   try {
+    // The probe's POST added one job: once it ran, the worker is up, and it counts beside the load's.
     await waitAnswering(port, 'bare pipeline');
     await waitUntil(async () => (await queue.getCompletedCount()) >= 1, 'bare pipeline worker');
     const start = Date.now();
