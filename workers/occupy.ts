@@ -273,11 +273,9 @@ async function deployOnce(
   }
   bot.deployedAt = deployedAt;
   metrics.createToDeploySeconds.observe({ platform: settings.name }, secondsSince(bot.createdAt, deployedAt.getTime()));
-  await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt });
   const data = { platform: settings.name, identifier: deployment.identifier, state: deployment.state };
-  await (deployError === undefined
-    ? lifecycle.event(job.botId, 'attempt.deployed', { data })
-    : lifecycle.event(job.botId, 'attempt.adopted', { reason: deployError, data }));
+  const event = deployError === undefined ? { type: 'attempt.deployed', data } : { type: 'attempt.adopted', reason: deployError, data };
+  await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt }, { ...event, at: new Date() });
   log.info('deployed', { identifier: deployment.identifier });
   return deployment;
 }

@@ -15,8 +15,8 @@ import { RedisScript } from '../redis-script';
  *   dispatcher offers it nothing until then although our own count shows room.
  */
 export interface GlobalQueue {
-  /** Adds the bot if absent. Returns true when it was added. */
-  add(botId: string, createdAtMs: number, nowMs?: number): Promise<boolean>;
+  /** Adds the bot if absent, in one step: whether it was added, and its 1-based position then. */
+  add(botId: string, createdAtMs: number, nowMs?: number): Promise<{ added: boolean; position: number }>;
   /** Removes the bot and everything kept about it (it ended). */
   forget(botId: string): Promise<void>;
   /** Bot ids in FIFO order, from `offset`. */
@@ -60,6 +60,12 @@ export type ExclusionReason = 'failed' | 'timed-out';
 /** Platform name → why the bot must not be offered to it again. */
 export type Exclusions = Record<string, ExclusionReason>;
 
+/** KEYS: order, since. ARGV: botId, created at, now. */
+const ADD = new RedisScript(`
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
+return {added, redis.call('ZRANK', KEYS[1], ARGV[1])}`);
+
 const MARK_REBUILT = new RedisScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -75,8 +81,8 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const rebuilding = `${prefix}:gq:rebuilding`;
   return {
     async add(botId, createdAtMs, nowMs = Date.now()) {
-      const result = await redis.multi().zadd(order, 'NX', createdAtMs, botId).zadd(since, 'NX', nowMs, botId).exec();
-      return result?.[0]?.[1] === 1;
+      const [added, rank] = (await ADD.run(redis, 2, order, since, botId, createdAtMs, nowMs)) as [number, number];
+      return { added: added === 1, position: rank + 1 };
     },
     async forget(botId) {
       await redis.multi().zrem(order, botId).zrem(since, botId).hdel(excluded, botId).hdel(inflight, botId).exec();

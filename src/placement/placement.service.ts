@@ -8,6 +8,7 @@ import { dispatchWakeJob, occupyJob, occupyJobId, scheduleJob } from '../../queu
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
 import { PlatformControls } from './platform-controls';
+import { coalesceWakeUps } from './wake-ups';
 
 /**
  * Placement (PRODUCT.md section 7). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
@@ -28,13 +29,20 @@ export interface PlatformStats {
 }
 
 export interface Placement {
-  /** Puts a QUEUED bot into the global queue and wakes the dispatcher. Idempotent. */
-  enqueue(bot: Pick<BotDoc, '_id' | 'createdAt'>): Promise<void>;
+  /**
+   * Puts a QUEUED bot into the global queue and wakes the dispatcher. Idempotent. Answers its 1-based
+   * position when it entered.
+   */
+  enqueue(bot: Pick<BotDoc, '_id' | 'createdAt'>): Promise<number>;
   /** Places a SCHEDULED bot in the global queue shortly before `joinAt`. Idempotent. */
   schedule(botId: string, joinAt: Date): Promise<void>;
   position(botId: string): Promise<number | null>;
   /** The first `count` bot ids of the global queue, in order. */
   queueHead(count: number): Promise<string[]>;
+  /**
+   * Wakes the dispatcher: resolves once a wake-up sent after this call is in its queue (concurrent calls of
+   * a process share one, see wake-ups.ts).
+   */
   kick(reason: string): Promise<void>;
   /**
    * One dispatcher run; returns how many bots it placed. Only the dispatch worker calls it. `expire` (the
@@ -77,10 +85,10 @@ export function createPlacement(deps: PlacementDeps): Placement {
   const { queues, globalQueue, repo } = deps;
   const queueOf = (platform: string) => queues.platforms.get(platform)!;
 
-  const kick: Placement['kick'] = async (reason) => {
+  const kick: Placement['kick'] = coalesceWakeUps(async (reason) => {
     const { name, data, opts } = dispatchWakeJob(reason);
     await queues.dispatch.add(name, data, opts);
-  };
+  });
 
   const occupied = async (platform: string) => {
     const counts = await queueOf(platform).getJobCounts('active', 'wait', 'delayed', 'prioritized', 'waiting-children');
@@ -290,8 +298,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
 
   return {
     async enqueue(bot) {
-      await globalQueue.add(String(bot._id), bot.createdAt.getTime());
+      const { position } = await globalQueue.add(String(bot._id), bot.createdAt.getTime());
       await kick('created');
+      return position;
     },
     async schedule(botId, joinAt) {
       const delay = Math.max(0, joinAt.getTime() - (deps.scheduleLeadMs ?? 60_000) - Date.now());

@@ -104,7 +104,7 @@ export function createRecovery(deps: RecoveryDeps) {
         await globalQueue.exclude(botId, attempt.platform, attempt.outcome);
       }
     }
-    return globalQueue.add(botId, bot.createdAt.getTime(), (bot.queuedAt ?? bot.createdAt).getTime());
+    return (await globalQueue.add(botId, bot.createdAt.getTime(), (bot.queuedAt ?? bot.createdAt).getTime())).added;
   };
 
   const rehold = async (bot: BotDoc) => {

@@ -51,9 +51,10 @@ export function createBotsService(deps: BotsServiceDeps) {
   const { repo, lifecycle, placement, liveState } = deps;
   const { Idempotency } = deps.models;
 
-  const present = async (bot: BotDoc) => {
+  /** The bot as clients see it; `knownPosition`, its place in the queue when the caller just queued it. */
+  const present = async (bot: BotDoc, knownPosition?: number) => {
     const [position, heartbeat, recording] = await Promise.all([
-      bot.status === 'QUEUED' ? placement.position(String(bot._id)) : Promise.resolve(null),
+      bot.status !== 'QUEUED' ? null : (knownPosition ?? placement.position(String(bot._id))),
       LIVE_STATUSES.includes(bot.status) ? liveState.lastHeartbeat(String(bot._id)) : Promise.resolve(null),
       bot.recordingKey && deps.recordingLinks ? deps.recordingLinks.link(bot.recordingKey) : Promise.resolve(null),
     ]);
@@ -118,23 +119,25 @@ export function createBotsService(deps: BotsServiceDeps) {
       await forgetKey();
       throw new UnavailableError('the bot store (Redis) is unavailable; nothing was created, retry later');
     }
+    let position: number | undefined;
     try {
-      await (scheduled ? placement.schedule(String(botId), input.joinAt!) : placement.enqueue(doc));
+      if (scheduled) await placement.schedule(String(botId), input.joinAt!);
+      else position = await placement.enqueue(doc);
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       await repo.remove(String(botId)).catch(() => undefined);
       await forgetKey();
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }
-    return { bot: doc, created: true };
+    return { bot: doc, created: true, position };
   };
 
   return {
     async create(owner: string, input: CreateBotInput, idempotencyKey?: string) {
       await assertCallbackAllowed(input.callbackUrl);
       if (!idempotencyKey) {
-        const { bot } = await insertAndPlace(owner, new Types.ObjectId(), input);
-        return { bot: await present(bot), created: true };
+        const { bot, position } = await insertAndPlace(owner, new Types.ObjectId(), input);
+        return { bot: await present(bot, position), created: true };
       }
       const requestHash = createHash('sha256').update(stableJson(input)).digest('hex');
       const recordId = idempotencyRecordId(owner, idempotencyKey);
@@ -142,8 +145,8 @@ export function createBotsService(deps: BotsServiceDeps) {
         const botId = new Types.ObjectId();
         try {
           await Idempotency.create({ _id: recordId, owner, key: idempotencyKey, requestHash, botId, createdAt: new Date() });
-          const { bot, created } = await insertAndPlace(owner, botId, input, idempotencyKey);
-          return { bot: await present(bot), created };
+          const { bot, created, position } = await insertAndPlace(owner, botId, input, idempotencyKey);
+          return { bot: await present(bot, position), created };
         } catch (error) {
           if ((error as { code?: number }).code !== 11000) throw error;
         }
@@ -158,8 +161,8 @@ export function createBotsService(deps: BotsServiceDeps) {
         }
         // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
         // whichever request's insert lands is the one that answers 201.
-        const { bot, created } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
-        return { bot: await present(bot), created };
+        const { bot, created, position } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
+        return { bot: await present(bot, position), created };
       }
       throw new UnavailableError('could not settle the Idempotency-Key; retry');
     },
@@ -172,7 +175,7 @@ export function createBotsService(deps: BotsServiceDeps) {
       const bots = await repo.list(owner, { ...filter, before: filter.cursor, limit: filter.limit + 1 });
       const page = bots.slice(0, filter.limit);
       return {
-        data: await Promise.all(page.map(present)),
+        data: await Promise.all(page.map((bot) => present(bot))),
         nextCursor: bots.length > filter.limit ? String(page[page.length - 1]._id) : null,
       };
     },

@@ -28,8 +28,8 @@ export interface BotRepository {
    * bot. Returns the updated bot, the refusal with the bot as it is, or null when there is no such bot.
    */
   transition(id: string, request: TransitionRequest): Promise<TransitionOutcome | null>;
-  /** Sets fields with no status guard (identifiers, timestamps). */
-  update(id: string, set: Partial<BotDoc>): Promise<BotDoc | null>;
+  /** Sets fields with no status guard (identifiers, timestamps), recording `event` with them in the same step. */
+  update(id: string, set: Partial<BotDoc>, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
@@ -206,9 +206,9 @@ export function createBotRepository(
         return { next, event: { type: 'status', at: change.set.statusChangedAt, ...change.event } };
       });
     },
-    async update(id, set) {
+    async update(id, set, event) {
       if (!isObjectId(id)) return null;
-      return (await write(id, (current) => ({ next: { ...current, ...set } })))?.bot ?? null;
+      return (await write(id, (current) => ({ next: { ...current, ...set }, event })))?.bot ?? null;
     },
     async appendEvent(botId, event) {
       await changes.append([{ botId, kind: 'event', event: toStoredEvent(event) }]);

@@ -52,26 +52,37 @@ export function simHostKeys(host: string, name: string) {
 
 const NOW_MS = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
 
+/**
+ * A deploy call begins. KEYS: calls, inflight, inflight peak, fault. Counts the call and the calls running
+ * at once (and their peak); answers the fault to inject, if any.
+ */
+const ENTER = new RedisScript(`
+redis.call('INCR', KEYS[1])
+local n = redis.call('INCR', KEYS[2])
+if n > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], n) end
+return redis.call('GET', KEYS[4])`);
+
+/**
+ * The deploy call creates its container (unless it exists) and ends. KEYS: containers, peak, deploys,
+ * created-at, owners, inflight. ARGV: name, env JSON, fleet. Answers the container's owner and env.
+ */
 const CREATE = new RedisScript(`${NOW_MS}
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-redis.call('HSET', KEYS[4], ARGV[1], now)
-local held = redis.call('HLEN', KEYS[1])
-if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
-return held`);
+redis.call('DECR', KEYS[6])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+  redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+  redis.call('HSET', KEYS[4], ARGV[1], now)
+  local held = redis.call('HLEN', KEYS[1])
+  if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
+end
+return {redis.call('HGET', KEYS[5], ARGV[1]), redis.call('HGET', KEYS[1], ARGV[1])}`);
 
 const REMOVE = new RedisScript(`${NOW_MS}
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], now) end
 return 0`);
-
-const ENTER = `
-local n = redis.call('INCR', KEYS[1])
-if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
-return n`;
 
 /** Runs the bots of a simulated host's containers: here, or by asking a sim host process to. */
 interface SimRunner {
@@ -96,18 +107,18 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     // In-process bots run in the worker that deployed (or adopted) them; a sim host's, in the sim host.
     stopsOnlyWhereDeployed: options.runner !== 'sim-host',
     async deploy(spec: DeploySpec): Promise<Deployment> {
-      await options.redis.multi().incr(keys.calls).eval(ENTER, 2, keys.inflight, keys.inflightPeak).exec();
-      const fault = await options.redis.get(keys.fault);
+      const fault = (await ENTER.run(options.redis, 4, keys.calls, keys.inflight, keys.inflightPeak, keys.fault)) as string | null;
       try {
         await injectFault(fault);
-        await CREATE.run(options.redis, 5, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners,
-          spec.name, JSON.stringify(spec.env), options.fleetId,
-        );
-      } finally {
+      } catch (error) {
         await options.redis.decr(keys.inflight);
+        throw error;
       }
-      if (!(await ours(spec.name))) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
-      const env = JSON.parse((await options.redis.hget(keys.containers, spec.name)) ?? '{}');
+      const [owner, storedEnv] = (await CREATE.run(options.redis, 6, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners, keys.inflight,
+        spec.name, JSON.stringify(spec.env), options.fleetId,
+      )) as [string | null, string | null];
+      if (owner !== options.fleetId) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
+      const env = JSON.parse(storedEnv ?? '{}');
       if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
       await runner.start(spec.name, env);
       const failAfterRun = /^fail-after-run:(\d+)$/.exec(fault ?? '');
