@@ -121,7 +121,7 @@ export async function startFleet(
     const lifecycle = createLifecycle(repo, {
       withdraw: createWithdrawal(queues, globalQueue, config.platforms),
       publishEnded: (botId) => publishEnded(redis, prefix, botId),
-      statusChanged: (botId, status, bySelf) => liveState.statusChanged(botId, status, bySelf),
+      dueSetChanges: (botId, status, bySelf) => liveState.changesFor(botId, status, bySelf),
       lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
       notify: (bot) => outbox.enqueue(bot),
     });

@@ -73,3 +73,29 @@ it('partitions are stable and spread the bots', () => {
   // FNV-1a of "a" is 0xe40c292c: the hash every process and release must agree on
   expect(partitionOf('a', 1000)).toBe(0xe40c292c % 1000);
 });
+
+it('set changes alongside a change are made with it, and not at all when it conflicts', async () => {
+  const changes = createBotChanges(connect(), prefix);
+  const redis = connections[connections.length - 1];
+  const botId = uniqueName('bot');
+  const due = `${prefix}:${uniqueName('due')}`;
+  const seen = `${prefix}:${uniqueName('seen')}`;
+  await redis.sadd(seen, botId);
+  await redis.zadd(due, 5, 'other');
+
+  // A conflict (the bot is not at version 3) makes none of them.
+  expect(await changes.apply(botId, 3, { n: 1 }, undefined, 0, [{ op: 'zadd', key: due, score: 7, member: botId }])).toEqual({ conflict: { version: 0 } });
+  expect(await redis.zscore(due, botId)).toBeNull();
+
+  await changes.apply(botId, 0, { n: 1 }, undefined, 0, [{ op: 'zadd', key: due, score: 7, member: botId }]);
+  expect(await redis.zscore(due, botId)).toBe('7');
+
+  await changes.apply(botId, 1, { n: 2 }, undefined, 0, [
+    { op: 'zrem', key: due, member: botId },
+    { op: 'srem', key: seen, member: botId },
+    { op: 'zadd', key: due, score: 9, member: 'third' },
+  ]);
+  expect(await redis.zrange(due, 0, -1, 'WITHSCORES')).toEqual(['other', '5', 'third', '9']);
+  expect(await redis.sismember(seen, botId)).toBe(0);
+  expect((await changes.read<{ n: number }>(botId))!.doc.n).toBe(2);
+});

@@ -3,22 +3,25 @@ import { TransitionRequest as DomainRequest } from '../domain/transition';
 import { NotFoundError } from '../errors';
 import { logger } from '../logger';
 import { metrics, secondsSince } from '../metrics';
+import { SetChange } from '../store/bot-changes';
 import { BotRepository } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
 
 /**
  * Every status change of every bot goes through here, whoever asks (the bot, a client, a worker, a sweep):
- * one guarded update decides and records the event in the same locked step, the Redis due-sets follow, and a
- * terminal status triggers the release (queue withdrawal and the end signal that makes the holder stop the
- * container).
+ * one Redis step applies the decided change, records its event and moves the due-sets, and a terminal
+ * status triggers the release (queue withdrawal and the end signal that makes the holder stop the container).
  */
 export interface LifecycleEffects {
   /** Removes a bot from every queue it may wait in. */
   withdraw(botId: string): Promise<void>;
   /** Tells the process holding the bot's platform capacity to stop its container. */
   publishEnded(botId: string): Promise<void>;
-  /** Keeps the sweeps' due-sets in step (and forgets the bot once terminal). */
-  statusChanged(botId: string, status: BotStatus, bySelf: boolean): Promise<void>;
+  /**
+   * What a status change does to the sweeps' due-sets (a terminal one forgets the bot), made in the same
+   * Redis step as the change.
+   */
+  dueSetChanges(botId: string, status: BotStatus, bySelf: boolean): SetChange[];
   lastHeartbeat(botId: string): Promise<Date | null>;
   /** Announces a status change to the bot's callbackUrl, if it has one. */
   notify(bot: BotDoc): Promise<void>;
@@ -60,10 +63,10 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
 
   /** Applies the request and, once it is recorded, what follows from the new status. */
   const apply = async (botId: string, request: DomainRequest) => {
-    const outcome = await repo.transition(botId, request);
+    const bySelf = request.kind === 'move' && request.source === 'bot';
+    const outcome = await repo.transition(botId, request, (next) => effects.dueSetChanges(botId, next.status, bySelf));
     if (!outcome || outcome.refused) return outcome;
     const bot = outcome.bot;
-    await effects.statusChanged(botId, bot.status, request.kind === 'move' && request.source === 'bot');
     if (bot.status === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(bot.createdAt));
     if (isTerminal(bot.status)) {
       metrics.botEnds.inc({ status: bot.status, reason: bot.endReason ?? 'none' });

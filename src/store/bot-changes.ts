@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { ChainableCommander, Redis } from 'ioredis';
 import { RedisScript } from '../redis-script';
 
 /**
@@ -19,7 +19,7 @@ export interface BotChanges {
    * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
    * change to the bot's partition stream; otherwise answers the version found.
    */
-  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number): Promise<Applied | Conflict>;
+  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number, alongside?: SetChange[]): Promise<Applied | Conflict>;
   /**
    * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
    * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
@@ -64,6 +64,23 @@ export interface Change<T> {
   event?: object;
   /** Lets Redis forget the bot this long after the change (an ended bot); otherwise it is kept. */
   expireMs?: number;
+  /** Made in the same step as the change, and only if it is accepted (the due-sets of live-state.ts). */
+  alongside?: SetChange[];
+}
+
+/** A change to a (sorted) set that follows from a bot's change. */
+export type SetChange =
+  | { op: 'zadd'; key: string; score: number; member: string }
+  | { op: 'zrem' | 'srem'; key: string; member: string };
+
+/** Queues the set changes on a MULTI or pipeline. */
+export function applySetChanges<T extends ChainableCommander>(batch: T, changes: SetChange[]): T {
+  for (const change of changes) {
+    if (change.op === 'zadd') batch.zadd(change.key, change.score, change.member);
+    else if (change.op === 'zrem') batch.zrem(change.key, change.member);
+    else batch.srem(change.key, change.member);
+  }
+  return batch;
 }
 
 export type StreamRecord =
@@ -122,9 +139,10 @@ export function partitionOf(botId: string, partitions: number): number {
 }
 
 /**
- * KEYS: bot hash, partition stream. ARGV: botId, expected version, doc JSON, event JSON or '', ms to expire
- * after (0: never). The time comes from Redis so that versions and times agree across processes with
- * skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
+ * KEYS: bot hash, partition stream, then the key of each set change. ARGV: botId, expected version, doc
+ * JSON, event JSON or '', ms to expire after (0: never), the number of set changes, then op, score ('' but
+ * for zadd), member of each. The time comes from Redis so that versions and times agree across processes
+ * with skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
  */
 const APPLY = new RedisScript(`
 local stored = redis.call('HGET', KEYS[1], 'version')
@@ -142,6 +160,12 @@ if ARGV[4] == '' then
   id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3])
 else
   id = redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'version', version, 'kind', kind, 'at', at, 'doc', ARGV[3], 'event', ARGV[4])
+end
+for i = 1, tonumber(ARGV[6]) do
+  local op, score, member, key = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i], KEYS[2 + i]
+  if op == 'zadd' then redis.call('ZADD', key, score, member)
+  elseif op == 'zrem' then redis.call('ZREM', key, member)
+  else redis.call('SREM', key, member) end
 end
 return {1, version, at, id}`);
 
@@ -202,17 +226,20 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       if (version === null || doc === null) return null;
       return { doc: JSON.parse(doc) as T, version: Number(version), at: Number(at) };
     },
-    async apply(botId, expectedVersion, doc, event, expireMs = 0) {
+    async apply(botId, expectedVersion, doc, event, expireMs = 0, alongside = []) {
       const partition = partitionOf(botId, partitions);
       const answer = (await APPLY.run(redis,
-        2,
+        2 + alongside.length,
         botKey(prefix, botId),
         changesKey(prefix, partition),
+        ...alongside.map((change) => change.key),
         botId,
         expectedVersion,
         JSON.stringify(doc),
         event === undefined ? '' : JSON.stringify(event),
         Math.max(0, Math.floor(expireMs)),
+        alongside.length,
+        ...alongside.flatMap((change) => [change.op, change.op === 'zadd' ? change.score : '', change.member]),
       )) as [number, number] | [number, string, string, string];
       if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
       const [, version, at, id] = answer as [number, string, string, string];
@@ -250,7 +277,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         const current = await changes.read<T>(botId);
         const decision = decide(current);
         if ('refused' in decision) return decision;
-        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event, decision.expireMs);
+        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event, decision.expireMs, decision.alongside);
         if (!('conflict' in result)) return { ...result, doc: decision.doc };
       }
       throw new UpdateConflictError(botId, maxAttempts);

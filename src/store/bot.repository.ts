@@ -2,7 +2,7 @@ import { mongo, QueryFilter, Types } from 'mongoose';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
-import { BotChanges, Change, Live } from './bot-changes';
+import { BotChanges, Change, Live, SetChange } from './bot-changes';
 import { eventsOfEntries, RecordCodec } from './flusher';
 import { BotDoc, BotEventDoc, Models } from './models';
 
@@ -25,9 +25,10 @@ export interface BotRepository {
   recent(limit: number): Promise<BotDoc[]>;
   /**
    * Applies a lifecycle request (see domain/transition.ts) and records its status event, in one step per
-   * bot. Returns the updated bot, the refusal with the bot as it is, or null when there is no such bot.
+   * bot, with the set changes `alongside` gives for the bot as decided. Returns the updated bot, the refusal
+   * with the bot as it is, or null when there is no such bot.
    */
-  transition(id: string, request: TransitionRequest): Promise<TransitionOutcome | null>;
+  transition(id: string, request: TransitionRequest, alongside?: (next: BotDoc) => SetChange[]): Promise<TransitionOutcome | null>;
   /** Sets fields with no status guard (identifiers, timestamps), recording `event` with them in the same step. */
   update(id: string, set: Partial<BotDoc>, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
@@ -129,7 +130,7 @@ export function createBotRepository(
    */
   const write = async (
     id: string,
-    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'> } | TransitionError,
+    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: SetChange[] } | TransitionError,
   ): Promise<TransitionOutcome | null> => {
     let refusal: { bot: BotDoc; refused: TransitionError } | undefined;
     const decideLive = (live: Live<BotJsonDoc> | null): Change<BotJsonDoc> | { refused: string } => {
@@ -141,7 +142,7 @@ export function createBotRepository(
         return { refused: decision.message };
       }
       const event = decision.event && withTextData(decision.event);
-      return { doc: asChange(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined };
+      return { doc: asChange(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined, alongside: decision.alongside };
     };
     for (let round = 0; round < 2; round++) {
       const result = await changes.update<BotJsonDoc>(id, decideLive);
@@ -193,7 +194,7 @@ export function createBotRepository(
       if (before) query._id = { $lt: new Types.ObjectId(before) };
       return fromMongo(() => Bot.find(query).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>());
     },
-    async transition(id, request) {
+    async transition(id, request, alongside) {
       if (!isObjectId(id)) return null;
       return write(id, (current) => {
         const change = decideTransition(current, request, Date.now());
@@ -203,7 +204,7 @@ export function createBotRepository(
         if (change.exclude && !current.excludedPlatforms.includes(change.exclude)) {
           next.excludedPlatforms = [...current.excludedPlatforms, change.exclude];
         }
-        return { next, event: { type: 'status', at: change.set.statusChangedAt, ...change.event } };
+        return { next, event: { type: 'status', at: change.set.statusChangedAt, ...change.event }, alongside: alongside?.(next) };
       });
     },
     async update(id, set, event) {

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { RedisScript } from '../redis-script';
+import { applySetChanges, SetChange } from './bot-changes';
 
 /**
  * Fast per-bot state kept in Redis rather than MongoDB, shaped for the sweeps: each is a sorted set scored
@@ -19,7 +20,12 @@ export interface LiveState {
    */
   heartbeat(botId: string, nowMs?: number): Promise<{ ended: boolean; shouldLeave: boolean }>;
   lastHeartbeat(botId: string): Promise<Date | null>;
-  /** Keeps the due-sets in step with a status change; any status report also counts as a sign of life. */
+  /**
+   * What a status change does to the due-sets (a terminal one forgets the bot), for the lifecycle to make in
+   * the same Redis step as the change itself; any status report also counts as a sign of life.
+   */
+  changesFor(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): SetChange[];
+  /** Makes `changesFor` on its own (recovery puts bots back that Redis lost). */
   statusChanged(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): Promise<void>;
   requestLeave(botId: string, deadlineMs: number): Promise<void>;
   forget(botId: string): Promise<void>;
@@ -49,6 +55,26 @@ export type DueSet = 'heartbeats' | 'deploying' | 'leave-deadlines';
 export function createLiveState(redis: Redis, prefix: string): LiveState {
   const key = (set: DueSet) => `${prefix}:${set}`;
   const leaving = `${prefix}:leaving`;
+  const changesFor: LiveState['changesFor'] = (botId, status, bySelf, nowMs = Date.now()) => {
+    if (isTerminal(status)) {
+      return [
+        { op: 'zrem', key: key('heartbeats'), member: botId },
+        { op: 'zrem', key: key('deploying'), member: botId },
+        { op: 'zrem', key: key('leave-deadlines'), member: botId },
+        { op: 'srem', key: leaving, member: botId },
+      ];
+    }
+    const changes: SetChange[] = [
+      status === 'DEPLOYING'
+        ? { op: 'zadd', key: key('deploying'), score: nowMs, member: botId }
+        : { op: 'zrem', key: key('deploying'), member: botId },
+    ];
+    if (bySelf) changes.push({ op: 'zadd', key: key('heartbeats'), score: nowMs, member: botId });
+    return changes;
+  };
+  const statusChanged: LiveState['statusChanged'] = async (botId, status, bySelf, nowMs) => {
+    await applySetChanges(redis.multi(), changesFor(botId, status, bySelf, nowMs)).exec();
+  };
   return {
     async heartbeat(botId, nowMs = Date.now()) {
       const answer = await HEARTBEAT.run(redis, 3, endedSet(prefix), key('heartbeats'), leaving, botId, nowMs);
@@ -58,26 +84,12 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
       const score = await redis.zscore(key('heartbeats'), botId);
       return score === null ? null : new Date(Number(score));
     },
-    async statusChanged(botId, status, bySelf, nowMs = Date.now()) {
-      if (isTerminal(status)) return this.forget(botId);
-      const batch = redis.multi();
-      if (status === 'DEPLOYING') batch.zadd(key('deploying'), nowMs, botId);
-      else batch.zrem(key('deploying'), botId);
-      if (bySelf) batch.zadd(key('heartbeats'), nowMs, botId);
-      await batch.exec();
-    },
+    changesFor,
+    statusChanged,
     async requestLeave(botId, deadlineMs) {
       await redis.multi().sadd(leaving, botId).zadd(key('leave-deadlines'), deadlineMs, botId).exec();
     },
-    async forget(botId) {
-      await redis
-        .multi()
-        .zrem(key('heartbeats'), botId)
-        .zrem(key('deploying'), botId)
-        .zrem(key('leave-deadlines'), botId)
-        .srem(leaving, botId)
-        .exec();
-    },
+    forget: (botId) => statusChanged(botId, 'ENDED', false),
     async restartDeadlines(botIds, nowMs = Date.now()) {
       if (botIds.length === 0) return;
       const batch = redis.pipeline();
