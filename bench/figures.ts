@@ -14,6 +14,7 @@ import {
   api,
   bareExpressScript,
   collectGarbage,
+  cpuSecondsOf,
   benchEnv,
   BenchEnv,
   Proc,
@@ -53,10 +54,10 @@ async function withFleet<T>(
   peers: Peers,
   overrides: Record<string, string>,
   fn: (bench: BenchEnv, redis: IORedis, procs: { api: Proc; worker: Proc; simHost: Proc }) => Promise<T>,
-  workerNodeArgs: string[] = [],
+  { workerNodeArgs = [] as string[], runBots = true } = {},
 ) {
   const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host', ...overrides });
-  const simHostProc = startSimHostProcess(bench);
+  const simHostProc = startSimHostProcess(bench, { runBots });
   const apiProc = startFleetProcess('api', bench);
   const workerProc = startFleetProcess('worker', bench, workerNodeArgs);
   const redis = new IORedis(peers.redisUrl);
@@ -136,12 +137,21 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
 
 /**
  * P2: sustained creates/s end to end (API, worker and sim host, one process each) until the deploy call.
- * Also the CPU each fleet process spent per created bot over the same span (the flusher's MongoDB writes
- * that are still behind at the last deploy call are not in it): what a faster design has to cut.
+ * Also the CPU each process spent per created bot over the same span, the peers' too where the bench
+ * started them (the flusher's MongoDB writes that are still behind at the last deploy call are not in it):
+ * what a faster design has to cut. `runBots: false` measures the create path alone: the containers' bots
+ * never call the fleet (with them, each makes four requests in the span: config, a heartbeat, two reports).
  */
-export async function p2Throughput(peers: Peers, sizes: Sizes) {
+export async function p2Throughput(peers: Peers, sizes: Sizes, { runBots = true } = {}) {
   return withFleet(peers, {}, async (bench, redis, procs) => {
-    const cpu = () => ({ api: procs.api.cpuSeconds(), worker: procs.worker.cpuSeconds(), simHost: procs.simHost.cpuSeconds() });
+    const peerCpu = (pid: number | undefined) => (pid === undefined ? NaN : cpuSecondsOf(pid));
+    const cpu = () => ({
+      api: procs.api.cpuSeconds(),
+      worker: procs.worker.cpuSeconds(),
+      simHost: procs.simHost.cpuSeconds(),
+      redis: peerCpu(peers.pids.redis),
+      mongodb: peerCpu(peers.pids.mongodb),
+    });
     const before = cpu();
     const start = Date.now();
     const result = await load({
@@ -159,9 +169,9 @@ export async function p2Throughput(peers: Peers, sizes: Sizes) {
       perSecond: result.ok / ((last - start) / 1000),
       apiPerSecond: result.requestsPerSecond,
       errors: result.errors,
-      cpuMsPerBot: { api: msPerBot('api'), worker: msPerBot('worker'), simHost: msPerBot('simHost') },
+      cpuMsPerBot: { api: msPerBot('api'), worker: msPerBot('worker'), simHost: msPerBot('simHost'), redis: msPerBot('redis'), mongodb: msPerBot('mongodb') },
     };
-  });
+  }, { runBots });
 }
 
 /** Peer of P2 and P3: a bare Express JSON POST handler under the same load. */
@@ -352,7 +362,7 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
       rssMb: after / 1024,
       simHostRssMb: procs.simHost.rssKb() / 1024,
     };
-  }, [`--inspect=127.0.0.1:${inspectPort}`]);
+  }, { workerNodeArgs: [`--inspect=127.0.0.1:${inspectPort}`] });
 }
 
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */

@@ -12,6 +12,8 @@ import { freePort } from '../src/peers';
 export interface Peers {
   redisUrl: string;
   mongodbUri: string;
+  /** The peers' processes, where the bench started them (their CPU is counted beside the fleet's). */
+  pids: { redis?: number; mongodb?: number };
 }
 
 export interface Sample {
@@ -99,6 +101,15 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSecondsOf(pid: number): number {
+  // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, 100 a second on Linux; the process
+  // name (field 2) may hold spaces and parentheses, so the count starts after its last ')'.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 export function startProcess(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Proc {
   const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
@@ -110,13 +121,7 @@ export function startProcess(script: string, args: string[], env: Record<string,
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
       return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     },
-    cpuSeconds: () => {
-      // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, 100 a second on Linux; the
-      // process name (field 2) may hold spaces and parentheses, so the count starts after its last ')'.
-      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / 100;
-    },
+    cpuSeconds: () => cpuSecondsOf(child.pid!),
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -155,8 +160,13 @@ export async function collectGarbage(inspectPort: number, timeoutMs = 30_000): P
   }
 }
 
-export const startSimHostProcess = (bench: BenchEnv) =>
-  startProcess(path.resolve(__dirname, '../scripts/sim-host.js'), [], { REDIS_URL: bench.env.REDIS_URL, SIM_HOST: bench.prefix });
+/** `runBots: false`: containers start but run no bot (as images that never call the fleet). */
+export const startSimHostProcess = (bench: BenchEnv, { runBots = true } = {}) =>
+  startProcess(path.resolve(__dirname, '../scripts/sim-host.js'), [], {
+    REDIS_URL: bench.env.REDIS_URL,
+    SIM_HOST: bench.prefix,
+    SIM_HOST_RUN_BOTS: String(runBots),
+  });
 
 export async function waitReady(url: string) {
   await waitUntil(async () => {

@@ -1,7 +1,7 @@
 /**
  * A sim host process: runs the sim bots of the fleets whose workers use SIM_RUNNER=sim-host, on the
  * simulated host SIM_HOST (default REDIS_PREFIX, default "meeboter") and the sim platforms SIM_PLATFORMS
- * (default "sim"), until SIGTERM.
+ * (default "sim"), until SIGTERM. SIM_HOST_RUN_BOTS=false starts containers without running their bots.
  */
 import { Redis } from 'ioredis';
 import { runSimHost } from '../src/platforms/sim/sim.platform';
@@ -12,7 +12,8 @@ async function main() {
   const platforms = (process.env.SIM_PLATFORMS ?? 'sim').split(',').map((name) => name.trim()).filter(Boolean);
   const redis = new Redis(url, { maxRetriesPerRequest: null });
   const subscribers = platforms.map(() => new Redis(url, { maxRetriesPerRequest: null }));
-  const hosts = await Promise.all(platforms.map((name, i) => runSimHost(redis, subscribers[i], host, name)));
+  const runBots = process.env.SIM_HOST_RUN_BOTS !== 'false';
+  const hosts = await Promise.all(platforms.map((name, i) => runSimHost(redis, subscribers[i], host, name, { runBots })));
   process.stdout.write(JSON.stringify({ msg: 'sim host running', host, platforms }) + '\n');
   const stop = async () => {
     await Promise.all(hosts.map((simHost) => simHost.close()));

@@ -13,6 +13,8 @@ export interface StartedPeer {
   url: string;
   /** What was used, for the startup line: "redis-server 127.0.0.1:41234 (started)". */
   description: string;
+  /** The process started (the benchmark counts its CPU). */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -133,6 +135,7 @@ export async function startRedis(dataDir: string, port?: number, durable = false
   return {
     url: `redis://127.0.0.1:${listenPort}`,
     description: `redis-server on 127.0.0.1:${listenPort}${durable ? `, append-only file in ${dataDir}` : ''} (started by meeboter)`,
+    pid: child.pid,
     stop: stopper(child),
   };
 }
@@ -163,6 +166,7 @@ export async function startFerretDb(dataDir: string, port?: number): Promise<Sta
   return {
     url: `mongodb://127.0.0.1:${listenPort}/meeboter`,
     description: `FerretDB (SQLite in ${dataDir}) on 127.0.0.1:${listenPort} (started by meeboter)`,
+    pid: child.pid,
     stop: stopper(child),
   };
 }

@@ -140,6 +140,22 @@ it('a bot queued past GLOBAL_QUEUE_TIMEOUT_MS is FATAL with QUEUE_TIMEOUT, and s
   expect(await t.fleet.redis.hexists(simHostKeys(t.env.REDIS_PREFIX, 'sim').deploys, `mb-${waiting}-sim`)).toBe(0);
 });
 
+it("a create answers the bot's place in the global queue as it entered it", async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
+  const holder = await createBot(t);
+  await waitStatus(t, holder, ['IN_CALL']);
+  const answers: any[] = [];
+  for (let i = 0; i < 3; i++) {
+    answers.push((await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } } })).body);
+  }
+  expect(answers.map((answer) => [answer.status, answer.queuePosition])).toEqual([
+    ['QUEUED', 1],
+    ['QUEUED', 2],
+    ['QUEUED', 3],
+  ]);
+  expect((await bot(t, answers[2].id)).queuePosition).toBe(3);
+});
+
 it('cancelled queued bots are never deployed; the others are placed oldest first', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
   const holder = await createBot(t, { 'sim.durationMs': '8000' }); // in call until every cancel is in

@@ -240,3 +240,37 @@ describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => 
     expect(await heartbeatOf()).toEqual(last);
   });
 });
+
+describe('a sim host that runs no bots (SIM_HOST_RUN_BOTS=false, the benchmark’s create path)', () => {
+  let simHost: ReturnType<typeof spawn>;
+  beforeAll(async () => {
+    simHost = spawn(process.execPath, ['dist/scripts/sim-host.js'], {
+      env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, SIM_PLATFORMS: 'sim-q', SIM_HOST_RUN_BOTS: 'false' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      simHost.stdout!.once('data', () => resolve());
+      simHost.once('exit', (code) => reject(new Error(`the sim host exited (${code}) before it was ready`)));
+    });
+  });
+  afterAll(async () => {
+    if (simHost.exitCode !== null || simHost.signalCode !== null) return;
+    const exited = new Promise((resolve) => simHost.once('exit', resolve));
+    simHost.kill('SIGTERM');
+    await exited;
+  });
+
+  it('takes the container’s start, and its bot never calls the fleet', async () => {
+    const platform = createSimPlatform({ name: 'sim-q', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX, runner: 'sim-host' });
+    const spec = await newBotSpec('sim-q');
+    await platform.deploy(spec);
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-q');
+    // the host took the start off its list, and the container stays
+    await waitFor(async () => (await t.fleet.redis.llen(keys.starts)) === 0, 'the start taken');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await t.fleet.redis.hexists(keys.containers, spec.name)).toBe(1);
+    const bot = (await t.request('GET', `/api/bots/${spec.botId}`)).body;
+    expect(bot.status).toBe('QUEUED');
+    expect(bot.lastHeartbeatAt).toBeNull();
+  });
+});

@@ -24,7 +24,8 @@ export interface SimPlatformOptions {
 
 /**
  * The simulated host's keys. `deploys` counts creations per container name (a second one would be a double
- * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once;
+ * deploy); `calls` counts deploy calls; `inflight`/`inflightPeak` count deploy calls running at once (only
+ * one that injects a fault takes time: one without is a single script);
  * `fault` injects failures:
  * `fail` (transient error), `fail-permanent`, `fail-after-start` (the container is created, then the deploy
  * call fails before its bot runs, as one whose start watch lost the platform's API), `fail-after-run:<ms>`
@@ -53,30 +54,42 @@ export function simHostKeys(host: string, name: string) {
 const NOW_MS = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
 
 /**
- * A deploy call begins. KEYS: calls, inflight, inflight peak, fault. Counts the call and the calls running
- * at once (and their peak); answers the fault to inject, if any.
+ * Creates the container unless it exists, then answers its owner and env. KEYS from the 5th: containers,
+ * peak, deploys, created-at, owners, starts; ARGV: name, env JSON, fleet, '1' to push the name onto
+ * `starts` for a sim host process if the container is this fleet's.
  */
-const ENTER = new RedisScript(`
-redis.call('INCR', KEYS[1])
-local n = redis.call('INCR', KEYS[2])
-if n > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], n) end
-return redis.call('GET', KEYS[4])`);
+const CREATE_CONTAINER = `
+if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[9], ARGV[1], ARGV[3])
+  redis.call('HINCRBY', KEYS[7], ARGV[1], 1)
+  redis.call('HSET', KEYS[8], ARGV[1], now)
+  local held = redis.call('HLEN', KEYS[5])
+  if held > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], held) end
+end
+local owner = redis.call('HGET', KEYS[9], ARGV[1])
+if owner == ARGV[3] and ARGV[4] == '1' then redis.call('RPUSH', KEYS[10], ARGV[1]) end
+return {'created', owner, redis.call('HGET', KEYS[5], ARGV[1])}`;
 
 /**
- * The deploy call creates its container (unless it exists) and ends. KEYS: containers, peak, deploys,
- * created-at, owners, inflight. ARGV: name, env JSON, fleet. Answers the container's owner and env.
+ * A deploy call. KEYS: calls, inflight, inflight peak, fault, then CREATE_CONTAINER's. Counts the call; with
+ * no fault to inject it creates the container at once (so it never overlaps another), otherwise it counts
+ * the call as running (and the peak of those at once) and answers the fault; FINISH then creates.
  */
-const CREATE = new RedisScript(`${NOW_MS}
-redis.call('DECR', KEYS[6])
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
-  redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-  redis.call('HSET', KEYS[4], ARGV[1], now)
-  local held = redis.call('HLEN', KEYS[1])
-  if held > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], held) end
+const DEPLOY = new RedisScript(`${NOW_MS}
+redis.call('INCR', KEYS[1])
+local fault = redis.call('GET', KEYS[4])
+if fault then
+  local n = redis.call('INCR', KEYS[2])
+  if n > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], n) end
+  return {'fault', fault}
 end
-return {redis.call('HGET', KEYS[5], ARGV[1]), redis.call('HGET', KEYS[1], ARGV[1])}`);
+${CREATE_CONTAINER}`);
+
+/** The end of a deploy call that injected a fault: no longer running; creates the container. KEYS, ARGV: DEPLOY's. */
+const FINISH = new RedisScript(`${NOW_MS}
+redis.call('DECR', KEYS[2])
+${CREATE_CONTAINER}`);
 
 const REMOVE = new RedisScript(`${NOW_MS}
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -107,20 +120,29 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
     // In-process bots run in the worker that deployed (or adopted) them; a sim host's, in the sim host.
     stopsOnlyWhereDeployed: options.runner !== 'sim-host',
     async deploy(spec: DeploySpec): Promise<Deployment> {
-      const fault = (await ENTER.run(options.redis, 4, keys.calls, keys.inflight, keys.inflightPeak, keys.fault)) as string | null;
-      try {
-        await injectFault(fault);
-      } catch (error) {
-        await options.redis.decr(keys.inflight);
-        throw error;
-      }
-      const [owner, storedEnv] = (await CREATE.run(options.redis, 6, keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners, keys.inflight,
+      // A sim host's bot is started by the script itself (a push onto its list), in-process bots below.
+      const onHost = options.runner === 'sim-host';
+      const keysAndArgs = [
+        keys.calls, keys.inflight, keys.inflightPeak, keys.fault,
+        keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners, keys.starts,
         spec.name, JSON.stringify(spec.env), options.fleetId,
-      )) as [string | null, string | null];
+      ];
+      let answer = (await DEPLOY.run(options.redis, 10, ...keysAndArgs, onHost ? '1' : '0')) as [string, string | null, string | null];
+      const fault = answer[0] === 'fault' ? answer[1] : null;
+      if (fault !== null) {
+        try {
+          await injectFault(fault);
+        } catch (error) {
+          await options.redis.decr(keys.inflight);
+          throw error;
+        }
+        answer = (await FINISH.run(options.redis, 10, ...keysAndArgs, onHost && fault !== 'fail-after-start' ? '1' : '0')) as typeof answer;
+      }
+      const [, owner, storedEnv] = answer;
       if (owner !== options.fleetId) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
       const env = JSON.parse(storedEnv ?? '{}');
       if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
-      await runner.start(spec.name, env);
+      if (!onHost) await runner.start(spec.name, env);
       const failAfterRun = /^fail-after-run:(\d+)$/.exec(fault ?? '');
       if (failAfterRun) {
         await new Promise((resolve) => setTimeout(resolve, Number(failAfterRun[1])));
@@ -191,8 +213,16 @@ function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string)
 /**
  * A sim host process (`npm run sim-host`): runs the bots of every container the `sim-host` runner of any
  * fleet asks for on this simulated host and platform, and stops them when asked. Returns the stopper.
+ * `runBots: false` runs none: each container is like one whose bot never calls the fleet (the benchmark's
+ * create path alone).
  */
-export async function runSimHost(redis: Redis, subscriber: Redis, host: string, platformName: string): Promise<{ running(): number; close(): Promise<void> }> {
+export async function runSimHost(
+  redis: Redis,
+  subscriber: Redis,
+  host: string,
+  platformName: string,
+  { runBots = true } = {},
+): Promise<{ running(): number; close(): Promise<void> }> {
   const keys = simHostKeys(host, platformName);
   const runners = new Map<string, ReturnType<typeof createInProcessRunner>>();
   const runnerOf = (fleetId: string) => {
@@ -209,6 +239,7 @@ export async function runSimHost(redis: Redis, subscriber: Redis, host: string, 
       const popped = await redis.blpop(keys.starts, 1).catch(() => null);
       if (!popped) continue;
       const name = popped[1];
+      if (!runBots) continue;
       const [env, fleetId] = await Promise.all([redis.hget(keys.containers, name), redis.hget(keys.owners, name)]);
       if (env && fleetId) await runnerOf(fleetId).start(name, JSON.parse(env));
     }
