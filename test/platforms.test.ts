@@ -188,14 +188,12 @@ describe('sim', () => {
   });
 });
 
-describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => {
-  const sim = (fleetId = t.env.REDIS_PREFIX) =>
-    createSimPlatform({ name: 'sim-h', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId, runner: 'sim-host' });
-  const keys = () => simHostKeys(t.env.REDIS_PREFIX, 'sim-h');
+/** A sim host process (`npm run sim-host`) on the test fleet's Redis for the enclosing describe. */
+function simHostProcess(env: Record<string, string>) {
   let simHost: ReturnType<typeof spawn>;
   beforeAll(async () => {
     simHost = spawn(process.execPath, ['dist/scripts/sim-host.js'], {
-      env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, SIM_PLATFORMS: 'sim-h' },
+      env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve, reject) => {
@@ -209,6 +207,13 @@ describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => 
     simHost.kill('SIGTERM');
     await exited;
   });
+}
+
+describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => {
+  const sim = (fleetId = t.env.REDIS_PREFIX) =>
+    createSimPlatform({ name: 'sim-h', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId, runner: 'sim-host' });
+  const keys = () => simHostKeys(t.env.REDIS_PREFIX, 'sim-h');
+  simHostProcess({ SIM_PLATFORMS: 'sim-h' });
 
   runPlatformContract('sim on a sim host', async () => ({
     platform: sim(),
@@ -242,23 +247,7 @@ describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => 
 });
 
 describe('a sim host that runs no bots (SIM_HOST_RUN_BOTS=false, the benchmark’s create path)', () => {
-  let simHost: ReturnType<typeof spawn>;
-  beforeAll(async () => {
-    simHost = spawn(process.execPath, ['dist/scripts/sim-host.js'], {
-      env: { ...process.env, REDIS_URL: t.env.REDIS_URL, SIM_HOST: t.env.REDIS_PREFIX, SIM_PLATFORMS: 'sim-q', SIM_HOST_RUN_BOTS: 'false' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      simHost.stdout!.once('data', () => resolve());
-      simHost.once('exit', (code) => reject(new Error(`the sim host exited (${code}) before it was ready`)));
-    });
-  });
-  afterAll(async () => {
-    if (simHost.exitCode !== null || simHost.signalCode !== null) return;
-    const exited = new Promise((resolve) => simHost.once('exit', resolve));
-    simHost.kill('SIGTERM');
-    await exited;
-  });
+  simHostProcess({ SIM_PLATFORMS: 'sim-q', SIM_HOST_RUN_BOTS: 'false' });
 
   it('takes the container’s start, and its bot never calls the fleet', async () => {
     const platform = createSimPlatform({ name: 'sim-q', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX, runner: 'sim-host' });
