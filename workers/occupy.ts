@@ -228,7 +228,7 @@ async function deployOnce(
   bot: BotDoc,
   log: Logger,
 ): Promise<Deployment | 'handed-back'> {
-  const { settings, platform, lifecycle, repo } = ctx;
+  const { settings, platform, repo } = ctx;
   const release = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
   /** Set when the deploy call failed but its bot already reports from the container, which is kept. */
