@@ -96,20 +96,19 @@ async function main() {
     // For the redesign, no target: CPU per created bot of each process over P2's span (Redis and FerretDB
     // where the bench started them). A machine of N cores bounds P2 at N × 1,000 ms / the sum of the rows
     // (and of the load generator's share).
-    const cpuRows = [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host'], ['redis', 'Redis'], ['mongodb', 'FerretDB']] as const;
-    for (const [name, label] of cpuRows) {
-      if (p2.some((r) => Number.isNaN(r.cpuMsPerBot[name]))) continue;
-      rows.push({ id: `P2 CPU ${label}`, figure: `CPU ms per created bot in the ${label} process during P2`, unit: 'ms', value: pick(p2, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
-    }
+    const cpuRows = (runs: typeof p2, id: string, during: string) => {
+      for (const [name, label] of [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host'], ['redis', 'Redis'], ['mongodb', 'FerretDB']] as const) {
+        if (runs.some((r) => Number.isNaN(r.cpuMsPerBot[name]))) continue;
+        rows.push({ id: `${id} CPU ${label}`, figure: `CPU ms per created bot in the ${label} process, ${during}`, unit: 'ms', value: pick(runs, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
+      }
+    };
+    cpuRows(p2, 'P2', 'during P2');
 
     // Beside P2, no target: the same with bots that never call the fleet, so that only the create path
     // runs (in P2 each bot also makes four requests: config, a heartbeat, two status reports).
     const quiet = await repeat('P2 create path (bots silent)', () => figures.p2Throughput(peers, sizes, { runBots: false }));
     rows.push({ id: 'P2 create path', figure: 'P2 with bots that never call the fleet: the create path alone', unit: '/s', value: pick(quiet, (r) => r.perSecond), target: '—', meets: null });
-    for (const [name, label] of cpuRows) {
-      if (quiet.some((r) => Number.isNaN(r.cpuMsPerBot[name]))) continue;
-      rows.push({ id: `P2 create path CPU ${label}`, figure: `CPU ms per created bot in the ${label} process, bots silent`, unit: 'ms', value: pick(quiet, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
-    }
+    cpuRows(quiet, 'P2 create path', 'bots silent');
 
     const p3 = await repeat('P3 heartbeats/s', () => figures.p3Heartbeats(peers, sizes));
     const p3rate = pick(p3, (r) => r.perSecond);
