@@ -71,8 +71,13 @@ async function withFleet<T>(
   }
 }
 
-/** Sends `rate` creates per second for `seconds`, returning when each was sent (epoch ms) by bot id. */
+/**
+ * Sends `rate` creates per second for `seconds`, returning when each was sent (epoch ms) by bot id. The
+ * client first opens its keep-alive connections, as a service calling the API holds them: a connection
+ * opened mid-run waits for the busy API to accept it (BENCHMARKS.md, "New connections wait").
+ */
 async function paceCreates(url: string, rate: number, seconds: number, metadata: Record<string, string>) {
+  await Promise.all(Array.from({ length: 32 }, () => api(url, 'GET', '/api/bots?limit=1')));
   const sentAt = new Map<string, number>();
   const pending: Promise<void>[] = [];
   const start = Date.now();

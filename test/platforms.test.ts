@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config';
@@ -7,7 +9,7 @@ import { botEnv } from '../src/platforms/bot-env';
 import { createLocalPlatform } from '../src/platforms/local/local.platform';
 import { deploymentName } from '../src/platforms/platform';
 import { DEFAULT_LOCAL_BOT_COMMAND } from '../src/platforms/registry';
-import { createSimPlatform, simHostKeys } from '../src/platforms/sim/sim.platform';
+import { createSimPlatform, SIM_BOT_CONNECTIONS, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { runPlatformContract } from './platform-contract';
 import { meetings, pidOf, startTestFleet, TestFleet, waitFor } from './support/fleet';
 import { groupMembers } from './support/processes';
@@ -185,6 +187,35 @@ describe('sim', () => {
     await t.fleet.redis.set(keys.fault, 'fail-permanent');
     await expect(platform.deploy(await newBotSpec('sim-f'))).rejects.toMatchObject({ transient: false });
     expect(await t.fleet.redis.hlen(keys.containers)).toBe(0);
+  });
+
+  it(`a platform's bots share ${SIM_BOT_CONNECTIONS} connections to the fleet, however many call at once`, async () => {
+    // A fleet that holds every request 200 ms and then answers 410, so each bot asks for its config once and ends.
+    const sockets = new Set<Socket>();
+    let requests = 0;
+    const server = http.createServer((_req, res) => {
+      requests++;
+      setTimeout(() => res.writeHead(410).end('{}'), 200);
+    });
+    server.on('connection', (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-c');
+    const platform = sim('sim-c');
+    try {
+      const bots = 3 * SIM_BOT_CONNECTIONS;
+      for (let i = 0; i < bots; i++) {
+        const spec = await newBotSpec('sim-c');
+        await platform.deploy({ ...spec, env: { ...spec.env, MILO_URL: url } });
+      }
+      await waitFor(async () => (await t.fleet.redis.hlen(keys.containers)) === 0, 'every bot ended');
+      expect(requests).toBe(bots);
+      expect(sockets.size).toBe(SIM_BOT_CONNECTIONS);
+    } finally {
+      await platform.close();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
 

@@ -18,6 +18,8 @@ export interface BotConfig {
   metadata: Record<string, string>;
 }
 
+import type { Dispatcher } from 'undici';
+
 const REQUEST_TIMEOUT_MS = 10_000;
 
 export class BotApiError extends Error {
@@ -36,15 +38,21 @@ export interface BotClientOptions {
   /** A request the fleet does not answer within this (10 s by default) is retried like a network error. */
   requestTimeoutMs?: number;
   signal?: AbortSignal;
+  /** The connections to the fleet; Node's global pool when absent (one bot per container). */
+  dispatcher?: Dispatcher;
 }
 
 export class BotClient {
   constructor(private readonly options: BotClientOptions) {}
 
-  static fromEnv(env: Record<string, string | undefined> = process.env, signal?: AbortSignal): BotClient {
+  static fromEnv(
+    env: Record<string, string | undefined> = process.env,
+    signal?: AbortSignal,
+    dispatcher?: Dispatcher,
+  ): BotClient {
     const missing = ['BOT_ID', 'MILO_URL', 'MILO_AUTH_TOKEN'].filter((name) => !env[name]);
     if (missing.length) throw new Error(`missing environment: ${missing.join(', ')}`);
-    return new BotClient({ baseUrl: env.MILO_URL!, botId: env.BOT_ID!, token: env.MILO_AUTH_TOKEN!, signal });
+    return new BotClient({ baseUrl: env.MILO_URL!, botId: env.BOT_ID!, token: env.MILO_AUTH_TOKEN!, signal, dispatcher });
   }
 
   get botId(): string {
@@ -81,6 +89,7 @@ export class BotClient {
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),
           signal: request.signal,
+          dispatcher: this.options.dispatcher,
         });
         const text = await response.text();
         if (response.ok) return (text ? JSON.parse(text) : {}) as T;

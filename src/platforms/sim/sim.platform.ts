@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { Agent } from 'undici';
 import { logger } from '../../logger';
 import { BotClient } from '../../sdk/bot-client';
 import { runSimBot } from '../../sdk/sim-bot';
@@ -181,15 +182,23 @@ const removeContainer = (redis: Redis, keys: SimHostKeys, name: string, fleetId:
 
 type SimHostKeys = ReturnType<typeof simHostKeys>;
 
+/**
+ * A host's bots share this many keep-alive connections to the fleet. Unbounded, a burst of their requests
+ * opens hundreds of connections at once, and a busy API process accepts one new connection per event-loop
+ * turn (BENCHMARKS.md, "New connections wait"): every fresh connection, a client's too, then waits seconds.
+ */
+export const SIM_BOT_CONNECTIONS = 16;
+
 /** Each bot as a promise in this process; a bot whose program ends removes its own container. */
 function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string): SimRunner & { running(): number } {
   const running = new Map<string, AbortController>();
+  const connections = new Agent({ connections: SIM_BOT_CONNECTIONS });
   return {
     async start(name, env) {
       if (running.has(name)) return;
       const controller = new AbortController();
       running.set(name, controller);
-      const client = BotClient.fromEnv(env, controller.signal);
+      const client = BotClient.fromEnv(env, controller.signal, connections);
       runSimBot(client, controller.signal)
         .catch((error) => {
           if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
@@ -205,6 +214,7 @@ function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string)
     },
     close() {
       for (const controller of running.values()) controller.abort();
+      void connections.close();
     },
     running: () => running.size,
   };
