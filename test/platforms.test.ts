@@ -190,12 +190,12 @@ describe('sim', () => {
   });
 
   it(`a platform's bots share ${SIM_BOT_CONNECTIONS} connections to the fleet, however many call at once`, async () => {
-    // A fleet that holds every request 200 ms and then answers 410, so each bot asks for its config once and ends.
+    // A fleet that holds every request 500 ms and then answers 410, so each bot asks for its config once and ends.
     const sockets = new Set<Socket>();
     let requests = 0;
     const server = http.createServer((_req, res) => {
       requests++;
-      setTimeout(() => res.writeHead(410).end('{}'), 200);
+      setTimeout(() => res.writeHead(410).end('{}'), 500);
     });
     server.on('connection', (socket) => sockets.add(socket));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -204,10 +204,9 @@ describe('sim', () => {
     const platform = sim('sim-c');
     try {
       const bots = 3 * SIM_BOT_CONNECTIONS;
-      for (let i = 0; i < bots; i++) {
-        const spec = await newBotSpec('sim-c');
-        await platform.deploy({ ...spec, env: { ...spec.env, MILO_URL: url } });
-      }
+      const specs = await Promise.all(Array.from({ length: bots }, () => newBotSpec('sim-c')));
+      // all at once, so that every bot asks while the first ones are still held
+      await Promise.all(specs.map((spec) => platform.deploy({ ...spec, env: { ...spec.env, MILO_URL: url } })));
       await waitFor(async () => (await t.fleet.redis.hlen(keys.containers)) === 0, 'every bot ended');
       expect(requests).toBe(bots);
       expect(sockets.size).toBe(SIM_BOT_CONNECTIONS);

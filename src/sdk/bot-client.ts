@@ -4,6 +4,8 @@
  * so a report survives a restart of the fleet), and never retries an answer that will not change (401, 404,
  * 409, 410).
  */
+import type { Dispatcher } from 'undici';
+
 export type ReportableStatus = 'JOINING_CALL' | 'IN_WAITING_ROOM' | 'IN_CALL' | 'LEAVING' | 'ENDED' | 'FATAL';
 
 export interface BotConfig {
@@ -17,8 +19,6 @@ export interface BotConfig {
   heartbeatIntervalMs: number;
   metadata: Record<string, string>;
 }
-
-import type { Dispatcher } from 'undici';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 
