@@ -183,9 +183,10 @@ const removeContainer = (redis: Redis, keys: SimHostKeys, name: string, fleetId:
 type SimHostKeys = ReturnType<typeof simHostKeys>;
 
 /**
- * A host's bots share this many keep-alive connections to the fleet. Unbounded, a burst of their requests
- * opens hundreds of connections at once, and a busy API process accepts one new connection per event-loop
- * turn (BENCHMARKS.md, "New connections wait"): every fresh connection, a client's too, then waits seconds.
+ * The bots of one runner (one fleet's, in one process) share this many keep-alive connections to the fleet.
+ * Unbounded, a burst of their requests opens hundreds of connections at once, and a busy API process accepts
+ * one new connection per event-loop turn (BENCHMARKS.md, "New connections wait"): every fresh connection, a
+ * client's too, then waits seconds.
  */
 export const SIM_BOT_CONNECTIONS = 16;
 
@@ -214,7 +215,8 @@ function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string)
     },
     close() {
       for (const controller of running.values()) controller.abort();
-      void connections.close();
+      // A second close() rejects (the pool is gone already); unhandled, that rejection would end the process.
+      connections.close().catch(() => undefined);
     },
     running: () => running.size,
   };
