@@ -149,14 +149,7 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
  */
 export async function p2Throughput(peers: Peers, sizes: Sizes, { runBots = true } = {}) {
   return withFleet(peers, {}, async (bench, redis, procs) => {
-    const peerCpu = (pid: number | undefined) => (pid === undefined ? NaN : cpuSecondsOf(pid));
-    const cpu = () => ({
-      api: procs.api.cpuSeconds(),
-      worker: procs.worker.cpuSeconds(),
-      simHost: procs.simHost.cpuSeconds(),
-      redis: peerCpu(peers.pids.redis),
-      mongodb: peerCpu(peers.pids.mongodb),
-    });
+    const cpu = cpuReader(peers, procs);
     const before = cpu();
     const start = Date.now();
     const result = await load({
@@ -169,12 +162,11 @@ export async function p2Throughput(peers: Peers, sizes: Sizes, { runBots = true 
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= result.ok, 'every deploy call');
     const after = cpu();
     const last = Math.max(...(await createdAtByBot(redis, bench.prefix)).values());
-    const msPerBot = (name: keyof typeof before) => ((after[name] - before[name]) * 1000) / result.ok;
     return {
       perSecond: result.ok / ((last - start) / 1000),
       apiPerSecond: result.requestsPerSecond,
       errors: result.errors,
-      cpuMsPerBot: { api: msPerBot('api'), worker: msPerBot('worker'), simHost: msPerBot('simHost'), redis: msPerBot('redis'), mongodb: msPerBot('mongodb') },
+      cpuMsPerBot: cpuMsPerBot(before, after, result.ok),
     };
   }, { runBots });
 }
@@ -370,10 +362,30 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
   }, { workerNodeArgs: [`--inspect=127.0.0.1:${inspectPort}`] });
 }
 
+export type ProcessCpu = Record<'api' | 'worker' | 'simHost' | 'redis' | 'mongodb', number>;
+
+/** CPU seconds used so far by each fleet process and each peer the bench started (NaN for one it did not). */
+function cpuReader(peers: Peers, procs: { api: Proc; worker: Proc; simHost: Proc }): () => ProcessCpu {
+  const peerCpu = (pid: number | undefined) => (pid === undefined ? NaN : cpuSecondsOf(pid));
+  return () => ({
+    api: procs.api.cpuSeconds(),
+    worker: procs.worker.cpuSeconds(),
+    simHost: procs.simHost.cpuSeconds(),
+    redis: peerCpu(peers.pids.redis),
+    mongodb: peerCpu(peers.pids.mongodb),
+  });
+}
+
+function cpuMsPerBot(before: ProcessCpu, after: ProcessCpu, bots: number): ProcessCpu {
+  const per = (name: keyof ProcessCpu) => ((after[name] - before[name]) * 1000) / bots;
+  return { api: per('api'), worker: per('worker'), simHost: per('simHost'), redis: per('redis'), mongodb: per('mongodb') };
+}
+
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */
 export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
   const n = sizes.placeBots;
-  return withFleet(peers, { SIM_BOT_LIMIT: String(n) }, async (bench, redis) => {
+  return withFleet(peers, { SIM_BOT_LIMIT: String(n) }, async (bench, redis, procs) => {
+    const cpu = cpuReader(peers, procs);
     const create = async () => {
       const ids: string[] = [];
       for (let i = 0; i < n; i += 50) {
@@ -388,13 +400,15 @@ export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
     const holders = await create();
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= n, 'holders to be deployed');
     const queued = await create();
+    const before = cpu();
     const start = Date.now();
     for (let i = 0; i < holders.length; i += 50) {
       await Promise.all(holders.slice(i, i + 50).map((id) => api(bench.url, 'DELETE', `/api/bots/${id}`)));
     }
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= 2 * n, 'queued bots to be deployed');
+    const after = cpu();
     const deployed = await createdAtByBot(redis, bench.prefix);
     const last = Math.max(...queued.map((id) => deployed.get(id)!));
-    return { perSecond: n / ((last - start) / 1000) };
+    return { perSecond: n / ((last - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, after, n) };
   });
 }

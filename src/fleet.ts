@@ -18,7 +18,7 @@ import { logger } from './logger';
 import { fleetGauges, metricsOnlyHandler } from './metrics';
 import { serveHttp } from './http-server';
 import { createDeploySlots } from './placement/deploy-slots';
-import { createEndSignals, publishEnded } from './placement/end-signals';
+import { createEndSignals, endedSignal } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
@@ -30,7 +30,7 @@ import { createPlatforms, createPoolStatsReader } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
 import { BotsService, createBotsService } from './services/bots.service';
-import { createLifecycle, Lifecycle } from './services/lifecycle.service';
+import { createLifecycle, Lifecycle, LifecycleEffects } from './services/lifecycle.service';
 import { createBotChanges } from './store/bot-changes';
 import { botRecordCodec, createBotRepository, BotRepository } from './store/bot.repository';
 import { createFlusher, Flusher } from './store/flusher';
@@ -82,6 +82,17 @@ export interface FleetUrls {
 
 const DISPATCH_TICK_MS = 1000;
 
+/**
+ * What each status change makes in its own Redis step: the due-sets move, and an end also leaves the global
+ * queue and is announced, so that no process dying after an accepted end leaves it unannounced.
+ */
+export function changesAlongsideStatus(liveState: LiveState, globalQueue: GlobalQueue, prefix: string): LifecycleEffects['changesAlongside'] {
+  return (botId, status, bySelf) => [
+    ...liveState.changesFor(botId, status, bySelf),
+    ...(isTerminal(status) ? [...globalQueue.forgetChanges(botId), ...endedSignal(prefix, botId)] : []),
+  ];
+}
+
 /** `shutdown` may already hold closers (peers this process started); the fleet's close before them. */
 export async function startFleet(
   config: Config,
@@ -119,9 +130,8 @@ export async function startFleet(
 
     const outbox = createWebhookOutbox(redis, prefix, queues.webhooks);
     const lifecycle = createLifecycle(repo, {
-      withdraw: createWithdrawal(queues, globalQueue, config.platforms),
-      publishEnded: (botId) => publishEnded(redis, prefix, botId),
-      dueSetChanges: (botId, status, bySelf) => liveState.changesFor(botId, status, bySelf),
+      withdraw: createWithdrawal(queues, config.platforms),
+      changesAlongside: changesAlongsideStatus(liveState, globalQueue, prefix),
       lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
       notify: (bot) => outbox.enqueue(bot),
     });

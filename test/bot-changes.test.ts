@@ -1,5 +1,5 @@
 import { changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
-import { uniqueName } from './support/fleet';
+import { uniqueName, waitFor } from './support/fleet';
 import { redisOnly } from './support/redis-only';
 
 /** Changes decided in Redis: one version at a time, on the real Redis of the run. */
@@ -74,7 +74,7 @@ it('partitions are stable and spread the bots', () => {
   expect(partitionOf('a', 1000)).toBe(0xe40c292c % 1000);
 });
 
-it('set changes alongside a change are made with it, and not at all when it conflicts', async () => {
+it('key changes alongside a change are made with it, and not at all when it conflicts', async () => {
   const changes = createBotChanges(connect(), prefix);
   const redis = connections[connections.length - 1];
   const botId = uniqueName('bot');
@@ -98,4 +98,24 @@ it('set changes alongside a change are made with it, and not at all when it conf
   expect(await redis.zrange(due, 0, -1, 'WITHSCORES')).toEqual(['other', '5', 'third', '9']);
   expect(await redis.sismember(seen, botId)).toBe(0);
   expect((await changes.read<{ n: number }>(botId))!.doc.n).toBe(2);
+
+  // A hash field dropped, a sorted set trimmed up to a score, a message published (an end's announcement).
+  const kept = `${prefix}:${uniqueName('kept')}`;
+  const channel = `${prefix}:${uniqueName('channel')}`;
+  await redis.hset(kept, botId, 'x', 'other', 'y');
+  const subscriber = connect();
+  const heard: string[] = [];
+  await subscriber.subscribe(channel);
+  subscriber.on('message', (_channel, message) => heard.push(message));
+  const conflicting = [{ op: 'publish', key: channel, member: 'conflict' }] as const;
+  expect(await changes.apply(botId, 1, { n: 3 }, undefined, 0, [...conflicting])).toEqual({ conflict: { version: 2 } });
+  await changes.apply(botId, 2, { n: 3 }, undefined, 0, [
+    { op: 'hdel', key: kept, member: botId },
+    { op: 'ztrim', key: due, score: 5 },
+    { op: 'publish', key: channel, member: botId },
+  ]);
+  expect(await redis.hgetall(kept)).toEqual({ other: 'y' });
+  expect(await redis.zrange(due, 0, -1)).toEqual(['third']);
+  await waitFor(async () => heard.length > 0, 'the published message');
+  expect(heard).toEqual([botId]);
 });

@@ -1,6 +1,7 @@
 import { Types } from 'mongoose';
 import { createRedis } from '../src/connections';
-import { createEndSignals, EndSignals, publishEnded } from '../src/placement/end-signals';
+import { createEndSignals, endedSignal, EndSignals } from '../src/placement/end-signals';
+import { applyKeyChanges } from '../src/store/bot-changes';
 import { peerUrls, sleep, uniqueName, waitFor } from './support/fleet';
 import { collectGarbage } from './support/gc';
 
@@ -40,7 +41,7 @@ it('an announced end wakes the process holding the bot, and only that bot', asyn
   const woken: string[] = [];
   const ended = signals.waitForEnd(ending, never.signal).then((outcome) => woken.push(`${ending}:${outcome}`));
   void signals.waitForEnd(staying, never.signal).then((outcome) => woken.push(`${staying}:${outcome}`));
-  await publishEnded(redis, prefix, ending);
+  await applyKeyChanges(redis.multi(), endedSignal(prefix, ending)).exec();
   await ended;
   await sleep(200); // several Redis polls
   expect(woken).toEqual([`${ending}:ended`]);
@@ -88,7 +89,7 @@ it('a wait with a timeout ends on time after a garbage collection, and leaves no
   expect(settled).toEqual(held.map(() => 'timed-out'));
   // An end announced after the wait timed out reaches nobody, and a new wait still hears it.
   const again = signals.waitForEnd(held[0], job.signal, 60_000);
-  await publishEnded(redis, prefix, held[0]);
+  await applyKeyChanges(redis.multi(), endedSignal(prefix, held[0])).exec();
   expect(await again).toBe('ended');
   job.abort();
 });

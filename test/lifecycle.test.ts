@@ -1,6 +1,10 @@
 import { botToken } from '../src/auth/bot-token';
 import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, BotStatus, canTransition, isTerminal } from '../src/domain/bot.lifecycle';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { changesAlongsideStatus } from '../src/fleet';
+import { endedChannel } from '../src/placement/end-signals';
+import { createLifecycle } from '../src/services/lifecycle.service';
+import { endedSet } from '../src/store/live-state';
+import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /** The lifecycle of PRODUCT.md section 6, enforced server-side on what bots report. */
 let t: TestFleet;
@@ -72,4 +76,26 @@ it('20 concurrent conflicting reports leave one consistent history', async () =>
   expect(isTerminal(bot.status)).toBe(true);
   // accepted answers match the history: one per change
   expect(results.filter((r) => r.status === 200 && r.body.status).length).toBeGreaterThanOrEqual(changes.length);
+});
+
+it('an end is announced and leaves the global queue in the step that ends it, even if its process dies right after', async () => {
+  const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
+  expect(await t.fleet.globalQueue.position(id)).not.toBeNull();
+  const subscriber = t.fleet.redis.duplicate({ enableOfflineQueue: true });
+  const heard: string[] = [];
+  await subscriber.subscribe(endedChannel(t.env.REDIS_PREFIX));
+  subscriber.on('message', (_channel, botId) => heard.push(botId));
+  // The fleet's own step, in a process that dies as soon as the end is recorded: nothing after it runs.
+  const dying = createLifecycle(t.fleet.repo, {
+    changesAlongside: changesAlongsideStatus(t.fleet.liveState, t.fleet.globalQueue, t.env.REDIS_PREFIX),
+    withdraw: () => Promise.reject(new Error('the process died')),
+    lastHeartbeat: async () => null,
+    notify: () => Promise.reject(new Error('the process died')),
+  });
+  await expect(dying.end(id, 'ENDED', 'CANCELLED')).rejects.toThrow('the process died');
+  expect((await t.fleet.repo.findById(id))!.status).toBe('ENDED');
+  expect(await t.fleet.globalQueue.position(id)).toBeNull();
+  expect(await t.fleet.redis.zscore(endedSet(t.env.REDIS_PREFIX), id)).not.toBeNull();
+  await waitFor(async () => heard.includes(id), 'the end announced');
+  await subscriber.quit();
 });

@@ -2,7 +2,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { Job, Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import { occupyJobId } from '../queues/queue-names';
-import { publishEnded } from '../src/placement/end-signals';
+import { endedSignal } from '../src/placement/end-signals';
+import { applyKeyChanges } from '../src/store/bot-changes';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { park } from '../workers/platform.worker';
 import { occupyingBotIds } from '../workers/reconcile.worker';
@@ -121,7 +122,7 @@ it('an end whose process died before waking the job is caught: by reconciliation
   await end(announced);
   await end(silent);
   // The end was announced (the ended set): the next reconciliation pass wakes the job.
-  await publishEnded(t.fleet.redis, t.env.REDIS_PREFIX, announced);
+  await applyKeyChanges(t.fleet.redis.multi(), endedSignal(t.env.REDIS_PREFIX, announced)).exec();
   await waitFor(async () => (await jobState(announced)) === 'completed', 'reconciliation to wake the announced end');
   expect(await containerOf(announced)).toBe(false);
   // Never announced: the job's own recheck finds it ended (promoted here instead of waiting 15 minutes).

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { logger } from '../logger';
+import { KeyChange } from '../store/bot-changes';
 import { endedSet } from '../store/live-state';
 
 /**
@@ -13,15 +14,16 @@ import { endedSet } from '../store/live-state';
 export const endedChannel = (prefix: string) => `${prefix}:bot-ended`;
 const KEEP_ENDED_MS = 24 * 3600 * 1000;
 
-/** Announces that a bot ended; any process may call it, it needs no subscriber. */
-export async function publishEnded(publisher: Redis, prefix: string, botId: string): Promise<void> {
-  const now = Date.now();
-  await publisher
-    .multi()
-    .zadd(endedSet(prefix), now, botId)
-    .zremrangebyscore(endedSet(prefix), '-inf', now - KEEP_ENDED_MS)
-    .publish(endedChannel(prefix), botId)
-    .exec();
+/**
+ * The announcement that a bot ended, as key changes: the lifecycle makes them in the same Redis step as the
+ * end itself, so an accepted end is announced even if its process dies right after.
+ */
+export function endedSignal(prefix: string, botId: string, nowMs = Date.now()): KeyChange[] {
+  return [
+    { op: 'zadd', key: endedSet(prefix), score: nowMs, member: botId },
+    { op: 'ztrim', key: endedSet(prefix), score: nowMs - KEEP_ENDED_MS },
+    { op: 'publish', key: endedChannel(prefix), member: botId },
+  ];
 }
 
 export interface EndSignals {

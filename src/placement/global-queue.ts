@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RedisScript } from '../redis-script';
+import { applyKeyChanges, KeyChange } from '../store/bot-changes';
 
 /**
  * The global FIFO queue of bots waiting for any platform to free capacity (PRODUCT.md I4), kept entirely in
@@ -19,6 +20,8 @@ export interface GlobalQueue {
   add(botId: string, createdAtMs: number, nowMs?: number): Promise<{ added: boolean; position: number }>;
   /** Removes the bot and everything kept about it (it ended). */
   forget(botId: string): Promise<void>;
+  /** The same as key changes, for a bot's end to make in the step that ends it. */
+  forgetChanges(botId: string): KeyChange[];
   /** Bot ids in FIFO order, from `offset`. */
   head(offset: number, count: number): Promise<string[]>;
   /** 1-based position, or null when the bot is not queued. */
@@ -79,14 +82,21 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
   const inflight = `${prefix}:gq:inflight`;
   const rebuilt = `${prefix}:gq:rebuilt`;
   const rebuilding = `${prefix}:gq:rebuilding`;
+  const forgetChanges = (botId: string): KeyChange[] => [
+    { op: 'zrem', key: order, member: botId },
+    { op: 'zrem', key: since, member: botId },
+    { op: 'hdel', key: excluded, member: botId },
+    { op: 'hdel', key: inflight, member: botId },
+  ];
   return {
     async add(botId, createdAtMs, nowMs = Date.now()) {
       const [added, rank] = (await ADD.run(redis, 2, order, since, botId, createdAtMs, nowMs)) as [number, number];
       return { added: added === 1, position: rank + 1 };
     },
     async forget(botId) {
-      await redis.multi().zrem(order, botId).zrem(since, botId).hdel(excluded, botId).hdel(inflight, botId).exec();
+      await applyKeyChanges(redis.multi(), forgetChanges(botId)).exec();
     },
+    forgetChanges,
     head: (offset, count) => redis.zrange(order, offset, offset + count - 1),
     async position(botId) {
       const rank = await redis.zrank(order, botId);

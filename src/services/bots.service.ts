@@ -207,9 +207,10 @@ export function createBotsService(deps: BotsServiceDeps) {
 
     /** Ends the bot now (CANCELLED): withdrawn from queues, its container stopped. Idempotent. */
     async cancel(owner: string, botId: string) {
-      await ownBot(owner, botId);
-      const ended = await lifecycle.tryTransition(botId, 'ENDED', { reason: 'CANCELLED', source: 'client' });
-      return present(ended ?? (await ownBot(owner, botId)));
+      // One step: the owner is checked on the bot as it is changed, and a bot that already ended is answered as it is.
+      const outcome = await lifecycle.attempt(botId, 'ENDED', { reason: 'CANCELLED', source: 'client', ownerId: owner });
+      if (!outcome) throw new NotFoundError(`bot ${botId} not found`);
+      return present(outcome.bot);
     },
 
     /** A live bot goes LEAVING and learns it on its next heartbeat; one not deployed yet is cancelled. */

@@ -3,25 +3,24 @@ import { TransitionRequest as DomainRequest } from '../domain/transition';
 import { NotFoundError } from '../errors';
 import { logger } from '../logger';
 import { metrics, secondsSince } from '../metrics';
-import { SetChange } from '../store/bot-changes';
-import { BotRepository } from '../store/bot.repository';
+import { KeyChange } from '../store/bot-changes';
+import { BotRepository, TransitionOutcome } from '../store/bot.repository';
 import { AttemptDoc, BotDoc } from '../store/models';
 
 /**
  * Every status change of every bot goes through here, whoever asks (the bot, a client, a worker, a sweep):
- * one Redis step applies the decided change, records its event and moves the due-sets, and a terminal
- * status triggers the release (queue withdrawal and the end signal that makes the holder stop the container).
+ * one Redis step applies the decided change, records its event and moves the due-sets; in that step an end
+ * also leaves the global queue and is announced (which makes the holder stop the container), and the bot is
+ * then withdrawn from the job queues.
  */
 export interface LifecycleEffects {
-  /** Removes a bot from every queue it may wait in. */
-  withdraw(botId: string): Promise<void>;
-  /** Tells the process holding the bot's platform capacity to stop its container. */
-  publishEnded(botId: string): Promise<void>;
+  /** Takes an ended bot out of every job queue it may wait in (on `platform`'s alone once one claimed it). */
+  withdraw(botId: string, platform: string | null): Promise<void>;
   /**
-   * What a status change does to the sweeps' due-sets (a terminal one forgets the bot), made in the same
-   * Redis step as the change.
+   * What a status change does to other keys, made in the same Redis step as the change: the sweeps'
+   * due-sets, and for a terminal one the global queue and the end signal.
    */
-  dueSetChanges(botId: string, status: BotStatus, bySelf: boolean): SetChange[];
+  changesAlongside(botId: string, status: BotStatus, bySelf: boolean): KeyChange[];
   lastHeartbeat(botId: string): Promise<Date | null>;
   /** Announces a status change to the bot's callbackUrl, if it has one. */
   notify(bot: BotDoc): Promise<void>;
@@ -34,6 +33,8 @@ export interface TransitionRequest {
   set?: Partial<BotDoc>;
   source: 'bot' | 'client' | 'fleet';
   data?: Record<string, unknown>;
+  /** Only a bot of this owner (a client's request): another owner's is answered as no bot. */
+  ownerId?: string;
 }
 
 export interface Lifecycle {
@@ -41,6 +42,8 @@ export interface Lifecycle {
   transition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc>;
   /** Same, but returns null where `transition` would throw. */
   tryTransition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc | null>;
+  /** Same, but answers the refusal with the bot as it is, and null where there is no such bot. */
+  attempt(botId: string, to: BotStatus, request: TransitionRequest): Promise<TransitionOutcome | null>;
   /**
    * The fleet's one backward move, DEPLOYING (or QUEUED) → QUEUED, for a bot whose attempt on `platform`
    * failed, timed out or found it full before any container ran. Returns null when the bot has moved on
@@ -62,16 +65,17 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     repo.appendEvent(botId, { type, at: new Date(), ...fields });
 
   /** Applies the request and, once it is recorded, what follows from the new status. */
-  const apply = async (botId: string, request: DomainRequest) => {
+  const apply = async (botId: string, request: DomainRequest, ownerId?: string) => {
     const bySelf = request.kind === 'move' && request.source === 'bot';
-    const outcome = await repo.transition(botId, request, (next) => effects.dueSetChanges(botId, next.status, bySelf));
+    const alongside = (next: BotDoc) => effects.changesAlongside(botId, next.status, bySelf);
+    const outcome = await repo.transition(botId, request, { alongside, ownerId });
     if (!outcome || outcome.refused) return outcome;
     const bot = outcome.bot;
     if (bot.status === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(bot.createdAt));
     if (isTerminal(bot.status)) {
       metrics.botEnds.inc({ status: bot.status, reason: bot.endReason ?? 'none' });
       logger.info('bot ended', { botId, status: bot.status, endReason: bot.endReason, source: request.kind === 'move' ? request.source : 'fleet' });
-      await Promise.all([effects.withdraw(botId), effects.publishEnded(botId)]);
+      await effects.withdraw(botId, bot.platform);
       // A bot never placed leaves the live index now; a placed one when its container is confirmed gone
       // (occupy). Best effort: one left there is settled by the next recovery pass.
       if (!bot.platform) {
@@ -82,13 +86,13 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     return outcome;
   };
 
-  const move = async (botId: string, to: BotStatus, request: TransitionRequest) => {
+  const move = async (botId: string, to: BotStatus, { ownerId, ...request }: TransitionRequest) => {
     const set = { ...request.set };
     if (isTerminal(to)) {
       const heartbeat = await effects.lastHeartbeat(botId);
       if (heartbeat) set.lastHeartbeatAt = heartbeat;
     }
-    return apply(botId, { kind: 'move', to, ...request, set });
+    return apply(botId, { kind: 'move', to, ...request, set }, ownerId);
   };
 
   const tryTransition: Lifecycle['tryTransition'] = async (botId, to, request) => {
@@ -98,6 +102,7 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
 
   return {
     tryTransition,
+    attempt: move,
     async transition(botId, to, request) {
       const outcome = await move(botId, to, request);
       if (!outcome) throw new NotFoundError(`bot ${botId} not found`);

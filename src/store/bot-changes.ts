@@ -19,7 +19,7 @@ export interface BotChanges {
    * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
    * change to the bot's partition stream; otherwise answers the version found.
    */
-  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number, alongside?: SetChange[]): Promise<Applied | Conflict>;
+  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number, alongside?: KeyChange[]): Promise<Applied | Conflict>;
   /**
    * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
    * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
@@ -64,21 +64,29 @@ export interface Change<T> {
   event?: object;
   /** Lets Redis forget the bot this long after the change (an ended bot); otherwise it is kept. */
   expireMs?: number;
-  /** Made in the same step as the change, and only if it is accepted (the due-sets of live-state.ts). */
-  alongside?: SetChange[];
+  /** Made in the same step as the change, and only if it is accepted (the due-sets of live-state.ts, the end signal). */
+  alongside?: KeyChange[];
 }
 
-/** A change to a (sorted) set that follows from a bot's change. */
-export type SetChange =
+/**
+ * A change to another key that follows from a bot's change: a member of a (sorted) set or hash added or
+ * removed, a sorted set's entries up to a score dropped (`ztrim`), or a message published on a channel.
+ */
+export type KeyChange =
   | { op: 'zadd'; key: string; score: number; member: string }
-  | { op: 'zrem' | 'srem'; key: string; member: string };
+  | { op: 'zrem' | 'srem' | 'hdel'; key: string; member: string }
+  | { op: 'ztrim'; key: string; score: number }
+  | { op: 'publish'; key: string; member: string };
 
-/** Queues the set changes on a MULTI or pipeline. */
-export function applySetChanges<T extends ChainableCommander>(batch: T, changes: SetChange[]): T {
+/** Queues the key changes on a MULTI or pipeline. */
+export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes: KeyChange[]): T {
   for (const change of changes) {
     if (change.op === 'zadd') batch.zadd(change.key, change.score, change.member);
     else if (change.op === 'zrem') batch.zrem(change.key, change.member);
-    else batch.srem(change.key, change.member);
+    else if (change.op === 'srem') batch.srem(change.key, change.member);
+    else if (change.op === 'hdel') batch.hdel(change.key, change.member);
+    else if (change.op === 'ztrim') batch.zremrangebyscore(change.key, '-inf', change.score);
+    else batch.publish(change.key, change.member);
   }
   return batch;
 }
@@ -139,9 +147,9 @@ export function partitionOf(botId: string, partitions: number): number {
 }
 
 /**
- * KEYS: bot hash, partition stream, then the key of each set change. ARGV: botId, expected version, doc
- * JSON, event JSON or '', ms to expire after (0: never), the number of set changes, then op, score ('' but
- * for zadd), member of each. The time comes from Redis so that versions and times agree across processes
+ * KEYS: bot hash, partition stream, then the key (or channel) of each key change. ARGV: botId, expected version, doc
+ * JSON, event JSON or '', ms to expire after (0: never), the number of key changes, then op, score ('' but
+ * for zadd and ztrim) and member ('' for ztrim) of each. The time comes from Redis so that versions and times agree across processes
  * with skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
  */
 const APPLY = new RedisScript(`
@@ -165,7 +173,10 @@ for i = 1, tonumber(ARGV[6]) do
   local op, score, member, key = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i], KEYS[2 + i]
   if op == 'zadd' then redis.call('ZADD', key, score, member)
   elseif op == 'zrem' then redis.call('ZREM', key, member)
-  else redis.call('SREM', key, member) end
+  elseif op == 'srem' then redis.call('SREM', key, member)
+  elseif op == 'hdel' then redis.call('HDEL', key, member)
+  elseif op == 'ztrim' then redis.call('ZREMRANGEBYSCORE', key, '-inf', score)
+  else redis.call('PUBLISH', key, member) end
 end
 return {1, version, at, id}`);
 
@@ -239,7 +250,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         event === undefined ? '' : JSON.stringify(event),
         Math.max(0, Math.floor(expireMs)),
         alongside.length,
-        ...alongside.flatMap((change) => [change.op, change.op === 'zadd' ? change.score : '', change.member]),
+        ...alongside.flatMap((change) => [change.op, 'score' in change ? change.score : '', 'member' in change ? change.member : '']),
       )) as [number, number] | [number, string, string, string];
       if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
       const [, version, at, id] = answer as [number, string, string, string];

@@ -2,7 +2,7 @@ import { mongo, QueryFilter, Types } from 'mongoose';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
-import { BotChanges, Change, Live, SetChange } from './bot-changes';
+import { BotChanges, Change, KeyChange, Live } from './bot-changes';
 import { eventsOfEntries, RecordCodec } from './flusher';
 import { BotDoc, BotEventDoc, Models } from './models';
 
@@ -25,10 +25,10 @@ export interface BotRepository {
   recent(limit: number): Promise<BotDoc[]>;
   /**
    * Applies a lifecycle request (see domain/transition.ts) and records its status event, in one step per
-   * bot, with the set changes `alongside` gives for the bot as decided. Returns the updated bot, the refusal
-   * with the bot as it is, or null when there is no such bot.
+   * bot, with the key changes `alongside` gives for the bot as decided. Returns the updated bot, the refusal
+   * with the bot as it is, or null when there is no such bot (or, with `ownerId`, none of that owner's).
    */
-  transition(id: string, request: TransitionRequest, alongside?: (next: BotDoc) => SetChange[]): Promise<TransitionOutcome | null>;
+  transition(id: string, request: TransitionRequest, options?: TransitionOptions): Promise<TransitionOutcome | null>;
   /** Sets fields with no status guard (identifiers, timestamps), recording `event` with them in the same step. */
   update(id: string, set: Partial<BotDoc>, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc | null>;
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
@@ -44,6 +44,13 @@ export interface BotRepository {
 }
 
 export type TransitionOutcome = { bot: BotDoc; refused?: undefined } | { bot: BotDoc; refused: TransitionError };
+
+export interface TransitionOptions {
+  /** Key changes made in the same step, for the bot as decided. */
+  alongside?: (next: BotDoc) => KeyChange[];
+  /** Only a bot of this owner: another owner's is answered as no bot, and left as it is. */
+  ownerId?: string;
+}
 
 export interface ListFilter {
   status?: BotStatus;
@@ -124,19 +131,25 @@ export function createBotRepository(
   const readStored = async (id: string) => fromRecord(await Bot.findById(id).lean<BotDoc & { changeVersion?: number }>());
 
   /**
-   * The one write path: `decide` sees the bot as it is and returns the next document (and its event) or a
-   * refusal. Redis applies it only over the version decided on, else it is decided again. A bot Redis does
-   * not hold (it lost its data, or forgot an ended bot) is first put back from MongoDB.
+   * The one write path: `decide` sees the bot as it is and returns the next document (and its event), a
+   * refusal, or null to treat the bot as absent. Redis applies it only over the version decided on, else it
+   * is decided again. A bot Redis does not hold (it lost its data, or forgot an ended bot) is first put
+   * back from MongoDB.
    */
   const write = async (
     id: string,
-    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: SetChange[] } | TransitionError,
+    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: KeyChange[] } | TransitionError | null,
   ): Promise<TransitionOutcome | null> => {
     let refusal: { bot: BotDoc; refused: TransitionError } | undefined;
+    let absent = false;
     const decideLive = (live: Live<BotJsonDoc> | null): Change<BotJsonDoc> | { refused: string } => {
       if (!live) return NOT_THERE;
       const current = botFromJson(live.doc);
       const decision = decide(current);
+      if (decision === null) {
+        absent = true;
+        return NOT_THERE;
+      }
       if (decision instanceof TransitionError) {
         refusal = { bot: current, refused: decision };
         return { refused: decision.message };
@@ -149,6 +162,7 @@ export function createBotRepository(
       // the document decided on, as it was decided
       if (!('refused' in result)) return { bot: result.doc as unknown as BotDoc };
       if (refusal) return refusal;
+      if (absent) return null;
       const stored = await readStored(id);
       if (!stored) return null;
       // A record from before versions were kept counts as version 1: version 0 means "no such bot" to an insert.
@@ -194,9 +208,10 @@ export function createBotRepository(
       if (before) query._id = { $lt: new Types.ObjectId(before) };
       return fromMongo(() => Bot.find(query).sort({ _id: -1 }).limit(limit).lean<BotDoc[]>());
     },
-    async transition(id, request, alongside) {
+    async transition(id, request, { alongside, ownerId } = {}) {
       if (!isObjectId(id)) return null;
       return write(id, (current) => {
+        if (ownerId !== undefined && current.ownerId !== ownerId) return null;
         const change = decideTransition(current, request, Date.now());
         if (change instanceof TransitionError) return change;
         const next: BotDoc = { ...current, ...(change.set as Partial<BotDoc>) };

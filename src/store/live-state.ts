@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { RedisScript } from '../redis-script';
-import { applySetChanges, SetChange } from './bot-changes';
+import { applyKeyChanges, KeyChange } from './bot-changes';
 
 /**
  * Fast per-bot state kept in Redis rather than MongoDB, shaped for the sweeps: each is a sorted set scored
@@ -24,7 +24,7 @@ export interface LiveState {
    * What a status change does to the due-sets (a terminal one forgets the bot), for the lifecycle to make in
    * the same Redis step as the change itself; any status report also counts as a sign of life.
    */
-  changesFor(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): SetChange[];
+  changesFor(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): KeyChange[];
   /** Makes `changesFor` on its own (recovery puts bots back that Redis lost). */
   statusChanged(botId: string, status: BotStatus, bySelf: boolean, nowMs?: number): Promise<void>;
   requestLeave(botId: string, deadlineMs: number): Promise<void>;
@@ -64,7 +64,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
         { op: 'srem', key: leaving, member: botId },
       ];
     }
-    const changes: SetChange[] = [
+    const changes: KeyChange[] = [
       status === 'DEPLOYING'
         ? { op: 'zadd', key: key('deploying'), score: nowMs, member: botId }
         : { op: 'zrem', key: key('deploying'), member: botId },
@@ -73,7 +73,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
     return changes;
   };
   const statusChanged: LiveState['statusChanged'] = async (botId, status, bySelf, nowMs) => {
-    await applySetChanges(redis.multi(), changesFor(botId, status, bySelf, nowMs)).exec();
+    await applyKeyChanges(redis.multi(), changesFor(botId, status, bySelf, nowMs)).exec();
   };
   return {
     async heartbeat(botId, nowMs = Date.now()) {
