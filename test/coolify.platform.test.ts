@@ -29,7 +29,9 @@ afterAll(async () => {
 
 let fleets = 0;
 /** An adapter of its own fleet (own slots) unless `fleetId` names one. */
-function make(options: { fleetId?: string; limit?: number; stopClaimMs?: number; settings?: Parameters<typeof coolifySettings>[1] } = {}): Platform {
+function make(
+  options: { fleetId?: string; limit?: number; stopClaimMs?: number; statusLagGraceMs?: number; stopConfirmMs?: number; settings?: Parameters<typeof coolifySettings>[1] } = {},
+): Platform {
   return createCoolifyPlatform({
     name: 'coolify',
     settings: coolifySettings(coolify, options.settings),
@@ -40,6 +42,8 @@ function make(options: { fleetId?: string; limit?: number; stopClaimMs?: number;
     mongo: t.fleet.mongo,
     recoveryIntervalMs: 60_000,
     stopClaimMs: options.stopClaimMs,
+    statusLagGraceMs: options.statusLagGraceMs,
+    stopConfirmMs: options.stopConfirmMs,
   });
 }
 
@@ -202,6 +206,25 @@ describe('coolify slots', () => {
       expect(await platform.status(deployment.identifier)).toMatchObject({ state: 'gone' });
       expect((await platform.list()).map((c) => c.identifier)).not.toContain(deployment.identifier);
       await platform.stop(deployment.identifier);
+    } finally {
+      coolify.statusLagMs = 0;
+    }
+  });
+
+  it('a stop before Coolify ever reported the container running waits out the lag and frees the slot', async () => {
+    // Coolify's status stays the `exited` it had (it writes a status only when it changes), so nothing but
+    // the lag's grace, here longer than a stop's usual wait, can confirm this stop.
+    const fleetId = `${t.env.REDIS_PREFIX}-stop-in-lag`;
+    const platform = make({ fleetId, statusLagGraceMs: 2000, stopConfirmMs: 300 });
+    coolify.statusLagMs = 60_000;
+    try {
+      const deployment = await platform.deploy(await newSpec());
+      const slot = slotOf(deployment.identifier);
+      expect(appOf(slot).status).toMatch(/^exited/);
+      await platform.stop(deployment.identifier);
+      expect(appOf(slot).running).toBeUndefined();
+      const record = await createSlotRecords(t.fleet.mongo, fleetId).get(slot);
+      expect(record).toMatchObject({ state: 'IDLE', lastError: null });
     } finally {
       coolify.statusLagMs = 0;
     }

@@ -208,7 +208,7 @@ export function createBotsService(deps: BotsServiceDeps) {
     /** Ends the bot now (CANCELLED): withdrawn from queues, its container stopped. Idempotent. */
     async cancel(owner: string, botId: string) {
       // One step: the owner is checked on the bot as it is changed, and a bot that already ended is answered as it is.
-      const outcome = await lifecycle.attempt(botId, 'ENDED', { reason: 'CANCELLED', source: 'client', ownerId: owner });
+      const outcome = await lifecycle.transitionOrRefusal(botId, 'ENDED', { reason: 'CANCELLED', source: 'client', ownerId: owner });
       if (!outcome) throw new NotFoundError(`bot ${botId} not found`);
       return present(outcome.bot);
     },

@@ -43,7 +43,7 @@ export interface Lifecycle {
   /** Same, but returns null where `transition` would throw. */
   tryTransition(botId: string, to: BotStatus, request: TransitionRequest): Promise<BotDoc | null>;
   /** Same, but answers the refusal with the bot as it is, and null where there is no such bot. */
-  attempt(botId: string, to: BotStatus, request: TransitionRequest): Promise<TransitionOutcome | null>;
+  transitionOrRefusal(botId: string, to: BotStatus, request: TransitionRequest): Promise<TransitionOutcome | null>;
   /**
    * The fleet's one backward move, DEPLOYING (or QUEUED) → QUEUED, for a bot whose attempt on `platform`
    * failed, timed out or found it full before any container ran. Returns null when the bot has moved on
@@ -102,7 +102,7 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
 
   return {
     tryTransition,
-    attempt: move,
+    transitionOrRefusal: move,
     async transition(botId, to, request) {
       const outcome = await move(botId, to, request);
       if (!outcome) throw new NotFoundError(`bot ${botId} not found`);

@@ -35,6 +35,10 @@ export interface CoolifyPlatformOptions {
   recoveryIntervalMs: number;
   /** How long a claim on a slot's stop lasts unless renewed (STOP_CLAIM_MS; tests shorten it). */
   stopClaimMs?: number;
+  /** How long after a start an unchanged `exited` may be Coolify's stale reading (STATUS_LAG_GRACE_MS; tests shorten it). */
+  statusLagGraceMs?: number;
+  /** How long a stop waits for the application to report exited (STOP_CONFIRM_MS; tests shorten it). */
+  stopConfirmMs?: number;
 }
 
 /** Stop is asynchronous in Coolify: how long we wait for the application to report exited. */
@@ -53,9 +57,9 @@ const isUp = (app: CoolifyApplication | undefined) => !!app && !app.status.start
  * is that stale reading, for at most this long; one written after it is a real exit.
  */
 const STATUS_LAG_GRACE_MS = 180_000;
-const reportsStaleExit = (app: CoolifyApplication, record: SlotRecord | null | undefined, now = Date.now()) => {
+const reportsStaleExit = (app: CoolifyApplication, record: SlotRecord | null | undefined, graceMs: number, now = Date.now()) => {
   const since = record?.runningSince?.getTime();
-  if (!app.status.startsWith('exited') || since === undefined || now - since >= STATUS_LAG_GRACE_MS) return false;
+  if (!app.status.startsWith('exited') || since === undefined || now - since >= graceMs) return false;
   return !app.updated_at || Date.parse(app.updated_at) < since;
 };
 
@@ -117,8 +121,10 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
    * That wait is bounded: a stop still running after twice the time one may take is an error to retry.
    */
   const claimMs = options.stopClaimMs ?? STOP_CLAIM_MS;
+  const graceMs = options.statusLagGraceMs ?? STATUS_LAG_GRACE_MS;
+  const confirmMs = options.stopConfirmMs ?? STOP_CONFIRM_MS;
   const underStopClaim = async (slot: string, holder: string, work: () => Promise<void>): Promise<boolean> => {
-    const waitDeadline = Date.now() + 2 * STOP_CONFIRM_MS;
+    const waitDeadline = Date.now() + 2 * Math.max(confirmMs, graceMs);
     for (;;) {
       const claim = await pool.claimStop(slot, holder, claimMs);
       if (claim.outcome === 'not-held') return false;
@@ -134,7 +140,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         return true;
       }
       if (Date.now() > waitDeadline) {
-        throw new PlatformError(`another stop of ${holder} on slot ${slot} still runs after ${2 * STOP_CONFIRM_MS} ms`, true);
+        throw new PlatformError(`another stop of ${holder} on slot ${slot} still runs after ${2 * Math.max(confirmMs, graceMs)} ms`, true);
       }
       await sleep(jittered(STOP_WAIT_MS));
     }
@@ -147,12 +153,17 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
    */
   const stopApplication = async (uuid: string, record: SlotRecord | null = null) => {
     await client.stop(uuid);
-    const deadline = Date.now() + STOP_CONFIRM_MS;
+    // Stopped before Coolify ever saw the container run, the status stays the `exited` it had (Coolify writes
+    // a status only when it changes): that confirms the stop only once the lag's grace is over, so the wait
+    // lasts until a poll after it at least.
+    const pollMs = Math.min(settings.pollIntervalMs, 1000);
+    const since = record?.runningSince?.getTime() ?? 0;
+    const deadline = Math.max(Date.now() + confirmMs, since + graceMs + 2 * pollMs);
     for (;;) {
       const app = await client.getApplication(uuid);
-      if (app.status.startsWith('exited') && !reportsStaleExit(app, record)) return;
+      if (app.status.startsWith('exited') && !reportsStaleExit(app, record, graceMs)) return;
       if (Date.now() > deadline) throw new PlatformError(`application ${uuid} still ${app.status} after stop`, true);
-      await sleep(jittered(Math.min(settings.pollIntervalMs, 1000)));
+      await sleep(jittered(pollMs));
     }
   };
 
@@ -306,7 +317,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       if (!uuid) return { state: 'gone', detail: `slot ${view.slot} has no application` };
       try {
         const app = await client.getApplication(uuid);
-        if (reportsStaleExit(app, record)) return { state: 'starting', detail: `application still ${app.status}: Coolify has not checked its new container yet` };
+        if (reportsStaleExit(app, record, graceMs)) return { state: 'starting', detail: `application still ${app.status}: Coolify has not checked its new container yet` };
         if (app.status.startsWith('exited')) return { state: 'gone', detail: `application ${app.status}` };
         return { state: /^(starting|restarting)/.test(app.status) ? 'starting' : 'running', detail: app.status };
       } catch (error) {
@@ -324,7 +335,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       return held
         .filter((view) => {
           const app = appOf(view.slot);
-          return view.state === 'STARTING' || isUp(app) || (!!app && reportsStaleExit(app, bySlot.get(view.slot)));
+          return view.state === 'STARTING' || isUp(app) || (!!app && reportsStaleExit(app, bySlot.get(view.slot), graceMs));
         })
         .map((view) => ({ identifier: `${view.holder}@${view.slot}`, botId: botIdOfDeployment(view.holder!) }));
     },
