@@ -155,7 +155,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     await client.stop(uuid);
     // Stopped before Coolify ever saw the container run, the status stays the `exited` it had (Coolify writes
     // a status only when it changes): that confirms the stop only once the lag's grace is over, so the wait
-    // lasts until a poll after it at least.
+    // lasts at least until a poll after the grace.
     const pollMs = Math.min(settings.pollIntervalMs, 1000);
     const since = record?.runningSince?.getTime() ?? 0;
     const deadline = Math.max(Date.now() + confirmMs, since + graceMs + 2 * pollMs);
