@@ -4,7 +4,7 @@
  * so a report survives a restart of the fleet), and never retries an answer that will not change (401, 404,
  * 409, 410).
  */
-import type { Dispatcher } from 'undici';
+import { request, type Dispatcher } from 'undici';
 
 export type ReportableStatus = 'JOINING_CALL' | 'IN_WAITING_ROOM' | 'IN_CALL' | 'LEAVING' | 'ENDED' | 'FATAL';
 
@@ -38,7 +38,7 @@ export interface BotClientOptions {
   /** A request the fleet does not answer within this (10 s by default) is retried like a network error. */
   requestTimeoutMs?: number;
   signal?: AbortSignal;
-  /** The connections to the fleet; Node's global pool when absent (one bot per container). */
+  /** The connections to the fleet; undici's global pool when absent (one bot per container). */
   dispatcher?: Dispatcher;
 }
 
@@ -82,24 +82,26 @@ export class BotClient {
     for (let attempt = 1; ; attempt++) {
       let status = 0;
       let message = '';
-      const request = abortableRequest(this.options.signal, this.options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
+      const attemptSignal = abortableRequest(this.options.signal, this.options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       try {
-        const response = await fetch(`${baseUrl.replace(/\/$/, '')}/api/bots/${botId}/${path}`, {
+        // undici's request rather than fetch: the same client at about half the CPU a call, which counts where
+        // one host runs many bots (the sim host).
+        const response = await request(`${baseUrl.replace(/\/$/, '')}/api/bots/${botId}/${path}`, {
           method,
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: request.signal,
+          signal: attemptSignal.signal,
           dispatcher: this.options.dispatcher,
         });
-        const text = await response.text();
-        if (response.ok) return (text ? JSON.parse(text) : {}) as T;
-        status = response.status;
+        const text = await response.body.text();
+        if (response.statusCode >= 200 && response.statusCode < 300) return (text ? JSON.parse(text) : {}) as T;
+        status = response.statusCode;
         message = text;
       } catch (error) {
         if (this.options.signal?.aborted) throw error;
         message = String(error);
       } finally {
-        request.done();
+        attemptSignal.done();
       }
       const retryable = status === 0 || status === 429 || status >= 500;
       if (!retryable || Date.now() >= giveUpAt) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
