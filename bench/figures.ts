@@ -187,30 +187,52 @@ export async function bareExpress(sizes: Sizes) {
 /**
  * Beside P2, the floor of this stack on this machine: a bare Express handler that adds a BullMQ job, and a
  * worker process whose processor does nothing (bench/bare-pipeline.ts), counted until the last job ran.
+ * `protocol`: each bot also makes the bot protocol's four calls and is recorded in MongoDB with batched
+ * inserts (see bare-pipeline.ts), counted until every bot reported IN_CALL and every record was written.
  */
-export async function barePipeline(peers: Peers, sizes: Sizes) {
+export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = false } = {}) {
   const port = await freePort();
   const prefix = `mbbench_pipeline_${Date.now()}`;
-  const env = { REDIS_URL: peers.redisUrl, PREFIX: prefix, PORT: String(port) };
+  const db = new URL(peers.mongodbUri);
+  db.pathname = `/${prefix}`;
+  const env = { REDIS_URL: peers.redisUrl, MONGODB_URI: db.toString(), PREFIX: prefix, PORT: String(port), PROTOCOL: String(protocol) };
   const script = path.resolve(__dirname, 'bare-pipeline.js');
   const server = startProcess(script, ['api'], env);
   const worker = startProcess(script, ['worker'], env);
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
+  const floorStats = async () =>
+    (await (await fetch(`http://127.0.0.1:${port}/floor/stats`)).json()) as { inCall: number };
   try {
-    // The probe's POST added one job: once it ran, the worker is up, and it counts beside the load's.
+    // The probe's POST added one job (and, with the protocol, one bot): once it ran, the worker is up, and
+    // it counts beside the load's.
     await waitAnswering(port, 'bare pipeline');
     await waitUntil(async () => (await queue.getCompletedCount()) >= 1, 'bare pipeline worker');
+    if (protocol) await waitUntil(async () => (await floorStats()).inCall >= 1, 'bare pipeline bot');
+    const cpu = cpuReader(peers, { api: server, worker });
+    const before = cpu();
     const start = Date.now();
-    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });
-    await waitUntil(async () => (await queue.getCompletedCount()) >= result.ok + 1, 'every bare pipeline job');
-    const [last] = await queue.getCompleted(0, 0);
-    return { perSecond: result.ok / ((last.finishedOn! - start) / 1000) };
+    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom, metadata: HANG }), seconds: sizes.seconds });
+    const bots = result.ok + 1;
+    await waitUntil(async () => (await queue.getCompletedCount()) >= bots, 'every bare pipeline job', undefined, 20);
+    if (!protocol) {
+      const [last] = await queue.getCompleted(0, 0);
+      return { perSecond: result.ok / ((last.finishedOn! - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
+    }
+    await waitUntil(async () => (await floorStats()).inCall >= bots, 'every bare pipeline bot in its call', undefined, 20);
+    // Five records a bot: the bot document and its four status events.
+    await waitUntil(async () => Number(await connection.hget(`${prefix}:floor`, 'recorded')) >= 5 * bots, 'every bare pipeline record', undefined, 20);
+    // Recording ends last (the bots' last reports are recorded after they are answered): seen within 20 ms.
+    return { perSecond: result.ok / ((Date.now() - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
   } finally {
     await Promise.all([server.stop(), worker.stop()]);
     await queue.obliterate({ force: true });
     await queue.close();
+    await connection.del(`${prefix}:floor`);
     await connection.quit();
+    const mongo = await mongoose.createConnection(env.MONGODB_URI).asPromise();
+    await mongo.dropDatabase().catch(() => undefined);
+    await mongo.close();
   }
 }
 
@@ -362,23 +384,30 @@ export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
   }, { workerNodeArgs: [`--inspect=127.0.0.1:${inspectPort}`] });
 }
 
-export type ProcessCpu = Record<'api' | 'worker' | 'simHost' | 'redis' | 'mongodb', number>;
+export type ProcessCpu = Record<'api' | 'worker' | 'simHost' | 'redis' | 'mongodb' | 'load', number>;
 
-/** CPU seconds used so far by each fleet process and each peer the bench started (NaN for one it did not). */
-function cpuReader(peers: Peers, procs: { api: Proc; worker: Proc; simHost: Proc }): () => ProcessCpu {
+/**
+ * CPU seconds used so far by each fleet process, each peer the bench started and the bench's own process,
+ * which generates the load (NaN for one it did not start).
+ */
+function cpuReader(peers: Peers, procs: { api: Proc; worker: Proc; simHost?: Proc }): () => ProcessCpu {
   const peerCpu = (pid: number | undefined) => (pid === undefined ? NaN : cpuSecondsOf(pid));
-  return () => ({
-    api: procs.api.cpuSeconds(),
-    worker: procs.worker.cpuSeconds(),
-    simHost: procs.simHost.cpuSeconds(),
-    redis: peerCpu(peers.pids.redis),
-    mongodb: peerCpu(peers.pids.mongodb),
-  });
+  return () => {
+    const load = process.cpuUsage();
+    return {
+      api: procs.api.cpuSeconds(),
+      worker: procs.worker.cpuSeconds(),
+      simHost: procs.simHost?.cpuSeconds() ?? NaN,
+      redis: peerCpu(peers.pids.redis),
+      mongodb: peerCpu(peers.pids.mongodb),
+      load: (load.user + load.system) / 1e6,
+    };
+  };
 }
 
 function cpuMsPerBot(before: ProcessCpu, after: ProcessCpu, bots: number): ProcessCpu {
   const per = (name: keyof ProcessCpu) => ((after[name] - before[name]) * 1000) / bots;
-  return { api: per('api'), worker: per('worker'), simHost: per('simHost'), redis: per('redis'), mongodb: per('mongodb') };
+  return { api: per('api'), worker: per('worker'), simHost: per('simHost'), redis: per('redis'), mongodb: per('mongodb'), load: per('load') };
 }
 
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */

@@ -90,19 +90,27 @@ async function main() {
     const p2rate = pick(p2, (r) => r.perSecond);
     rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
 
-    const floor = await repeat('bare pipeline (P2 floor)', () => figures.barePipeline(peers, sizes));
-    rows.push({ id: 'P2 floor', figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran', unit: '/s', value: pick(floor, (r) => r.perSecond), target: '—', meets: null });
-
     // For the redesign, no target: CPU per created bot of each process over P2's span (Redis and FerretDB
-    // where the bench started them). A machine of N cores bounds P2 at N × 1,000 ms / the sum of the rows
-    // (and of the load generator's share).
+    // where the bench started them, the load generator's being the bench's own), and their sum: a machine
+    // of N cores bounds the rate at N × 1,000 ms / the total.
+    const processes = [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host'], ['redis', 'Redis'], ['mongodb', 'FerretDB'], ['load', 'load generator']] as const;
     const cpuRows = (runs: Array<{ cpuMsPerBot: figures.ProcessCpu }>, id: string, during: string) => {
-      for (const [name, label] of [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host'], ['redis', 'Redis'], ['mongodb', 'FerretDB']] as const) {
-        if (runs.some((r) => Number.isNaN(r.cpuMsPerBot[name]))) continue;
+      const counted = processes.filter(([name]) => runs.every((r) => !Number.isNaN(r.cpuMsPerBot[name])));
+      for (const [name, label] of counted) {
         rows.push({ id: `${id} CPU ${label}`, figure: `CPU ms per bot in the ${label} process, ${during}`, unit: 'ms', value: pick(runs, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
       }
+      const total = pick(runs, (r) => counted.reduce((sum, [name]) => sum + r.cpuMsPerBot[name], 0));
+      rows.push({ id: `${id} CPU total`, figure: `CPU ms per bot, the processes above together, ${during}; ${os.cpus().length} cores bound the rate at ${round((os.cpus().length * 1000) / total.median)}/s`, unit: 'ms', value: total, target: '—', meets: null });
     };
     cpuRows(p2, 'P2', 'during P2, per created bot');
+
+    const floor = await repeat('bare pipeline (P2 floor)', () => figures.barePipeline(peers, sizes));
+    rows.push({ id: 'P2 floor', figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran', unit: '/s', value: pick(floor, (r) => r.perSecond), target: '—', meets: null });
+    // What every bot of P2 costs whatever the design: the floor plus the bot protocol's four calls and five
+    // batched inserts. Above it P2 cannot go on this machine, so it says whether P2's target can be met here.
+    const protocolFloor = await repeat('bare pipeline with the bot protocol (P2 protocol floor)', () => figures.barePipeline(peers, sizes, { protocol: true }));
+    rows.push({ id: 'P2 protocol floor', figure: 'the floor, each bot also making its 4 protocol calls and recorded by 5 batched inserts, bots/s until all in call and recorded', unit: '/s', value: pick(protocolFloor, (r) => r.perSecond), target: '—', meets: null });
+    cpuRows(protocolFloor, 'P2 protocol floor', 'in the protocol floor, per bot');
 
     // Beside P2, no target: the same with bots that never call the fleet, so that only the create path
     // runs (in P2 each bot also makes four requests: config, a heartbeat, two status reports).
