@@ -7,6 +7,7 @@ import { collectGarbage } from './support/gc';
 /**
  * The bot SDK against a fleet that takes requests and never answers: each request is given up after its
  * timeout, also when a garbage collection ran while it waited, and the caller's signal still cancels it.
+ * Then against one that answers: what a call sends, which answers it retries and which it gives up on.
  */
 let server: http.Server;
 let baseUrl: string;
@@ -45,4 +46,57 @@ it("the caller's signal cancels a request at once", async () => {
   await sleep(50);
   caller.abort(new Error('shutting down'));
   await expect(Promise.race([beat, sleep(5000).then(() => 'still waiting after 5 s')])).rejects.toThrow('shutting down');
+});
+
+describe('answers', () => {
+  /** A fleet that answers each request with the next of `answers` (status, body), recording what it was sent. */
+  let answering: http.Server;
+  let answeringUrl: string;
+  let answers: Array<[number, string]> = [];
+  const received: Array<{ method: string; url: string; authorization?: string; body: string }> = [];
+  beforeAll(async () => {
+    answering = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk) => (body += chunk));
+      request.on('end', () => {
+        received.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization, body });
+        const [status, text] = answers.shift() ?? [500, 'no answer scripted'];
+        response.writeHead(status, { 'content-type': 'application/json' }).end(text);
+      });
+    });
+    await new Promise<void>((resolve) => answering.listen(0, '127.0.0.1', resolve));
+    answeringUrl = `http://127.0.0.1:${(answering.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    answering.closeAllConnections();
+    await new Promise((resolve) => answering.close(resolve));
+  });
+  beforeEach(() => {
+    received.length = 0;
+  });
+  const bot = () => new BotClient({ baseUrl: `${answeringUrl}/`, botId: 'b1', token: 'secret-token', retryForMs: 10_000 });
+
+  it('sends the call with its token and body, and reads a 2xx answer (an empty one as {})', async () => {
+    answers = [[200, '{"shouldLeave":true}'], [200, '']];
+    await expect(bot().heartbeat()).resolves.toEqual({ shouldLeave: true });
+    await expect(bot().reportStatus('IN_CALL')).resolves.toEqual({});
+    expect(received).toEqual([
+      { method: 'POST', url: '/api/bots/b1/heartbeat', authorization: 'Bearer secret-token', body: '{}' },
+      { method: 'POST', url: '/api/bots/b1/status', authorization: 'Bearer secret-token', body: '{"status":"IN_CALL"}' },
+    ]);
+  });
+
+  it('retries a 503 and a 429, then takes the answer', async () => {
+    answers = [[503, 'restarting'], [429, 'slow down'], [200, '{"id":"b1"}']];
+    await expect(bot().getConfig()).resolves.toEqual({ id: 'b1' });
+    expect(received.map((r) => r.method + ' ' + r.url)).toEqual(Array(3).fill('GET /api/bots/b1/config'));
+  });
+
+  it('gives up at once on an answer that will not change (410), with its status and text', async () => {
+    answers = [[410, '{"error":"bot ended"}'], [200, '{}']];
+    const outcome = await bot().reportStatus('LEAVING').catch((error: unknown) => error);
+    expect(outcome).toBeInstanceOf(BotApiError);
+    expect(outcome).toMatchObject({ status: 410, message: 'POST status: 410 {"error":"bot ended"}' });
+    expect(received).toHaveLength(1);
+  });
 });
