@@ -21,12 +21,12 @@ const prefix = process.env.PREFIX!;
 const protocol = process.env.PROTOCOL === 'true';
 const apiUrl = `http://127.0.0.1:${process.env.PORT}`;
 
+type Document = Record<string, unknown>;
+
 /**
  * Batched inserts, as a flusher would make them: up to 100 documents a call, at most 4 calls at once. The
  * documents written are counted in Redis (`<prefix>:floor` `recorded`), the API's and the worker's together.
  */
-type Document = Record<string, unknown>;
-
 function createRecorder(uri: string) {
   const client = new mongoose.mongo.MongoClient(uri);
   const pending = new Map<string, Document[]>();
