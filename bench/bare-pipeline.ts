@@ -14,6 +14,7 @@ import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import mongoose from 'mongoose';
 import { Agent } from 'undici';
+import { SIM_BOT_CONNECTIONS } from '../src/platforms/sim/sim.platform';
 
 const role = process.argv[2];
 const connection = new IORedis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
@@ -92,8 +93,8 @@ if (role === 'api') {
   });
   app.listen(Number(process.env.PORT), '127.0.0.1');
 } else {
-  // A sim host's bots share 16 keep-alive connections (src/platforms/sim); so do these.
-  const connections = new Agent({ connections: 16 });
+  // As many keep-alive connections as a sim host's bots share.
+  const connections = new Agent({ connections: SIM_BOT_CONNECTIONS });
   // undici's request, the least an HTTP call costs in Node (its fetch costs about twice as much).
   const call = async (method: 'GET' | 'POST', botId: string, path: string, body?: unknown) => {
     const response = await connections.request({

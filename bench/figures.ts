@@ -201,8 +201,7 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
   const worker = startProcess(script, ['worker'], env);
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
-  const floorStats = async () =>
-    (await (await fetch(`http://127.0.0.1:${port}/floor/stats`)).json()) as { inCall: number };
+  const floorStats = async () => (await api(`http://127.0.0.1:${port}`, 'GET', '/floor/stats')).body as { inCall: number };
   try {
     // The probe's POST added one job (and, with the protocol, one bot): once it ran, the worker is up, and
     // it counts beside the load's.

@@ -106,6 +106,7 @@ async function main() {
 
     const floor = await repeat('bare pipeline (P2 floor)', () => figures.barePipeline(peers, sizes));
     rows.push({ id: 'P2 floor', figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran', unit: '/s', value: pick(floor, (r) => r.perSecond), target: '—', meets: null });
+    cpuRows(floor, 'P2 floor', 'in the floor, per job');
     // What every bot of P2 costs whatever the design: the floor plus the bot protocol's four calls and five
     // batched inserts. Above it P2 cannot go on this machine, so it says whether P2's target can be met here.
     const protocolFloor = await repeat('bare pipeline with the bot protocol (P2 protocol floor)', () => figures.barePipeline(peers, sizes, { protocol: true }));
