@@ -23,6 +23,7 @@ import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
 import { createPlacement, Placement } from './placement/placement.service';
 import { createPlatformControls } from './placement/platform-controls';
 import { createRecordingLinks } from './recordings/recording-links';
+import { createScreenshotStore } from './recordings/screenshots';
 import { createRecovery, runRecoveryEvery } from './placement/recovery';
 import { createWithdrawal } from './placement/withdrawal';
 import { botEnv } from './platforms/bot-env';
@@ -155,6 +156,7 @@ export async function startFleet(
       liveState,
       checkDestination: createDestinationCheck(config.webhooks),
       recordingLinks: createRecordingLinks(config.s3),
+      screenshots: createScreenshotStore(config.s3),
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaveGraceMs: config.leaveGraceMs,
     });

@@ -1,5 +1,6 @@
 import Joi from 'joi';
 import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, END_REASONS, MEETING_PLATFORMS } from '../domain/bot.lifecycle';
+import { SCREENSHOT_NAME, SCREENSHOT_TYPES } from '../recordings/screenshots';
 import { botIdSchema } from './schemas';
 
 /**
@@ -69,6 +70,26 @@ export const botEventListResponseSchema = answer(Joi.object({ data: Joi.array().
 
 export const recordingResponseSchema = answer(
   Joi.object({ url: text.description('A presigned S3 GET link'), expiresAt: isoTime }),
+);
+
+const screenshotFields = {
+  key: text.description('The object in the fleet bucket: `bots/<bot id>/screenshots/<capture time in ms>-<uuid>.png`'),
+  capturedAt: isoTime.description('When the fleet received it'),
+  type: Joi.string().valid(...SCREENSHOT_TYPES),
+  state: text.allow(''),
+  trigger: text.allow('').optional().description('Present only when the bot gave one'),
+};
+
+/** Upstream Meeboter's answer to an upload (its images read nothing of it but the status). */
+export const screenshotResponseSchema = answer(Joi.object(screenshotFields));
+
+export const screenshotListResponseSchema = answer(
+  Joi.object({
+    data: Joi.array().items(
+      Joi.object({ ...screenshotFields, url: text.description('A presigned S3 GET link, valid 15 minutes'), expiresAt: isoTime }),
+    ),
+    nextCursor: Joi.string().pattern(SCREENSHOT_NAME).allow(null).description('Pass as `cursor` for the next page; null on the last'),
+  }),
 );
 
 export const platformStatsResponseSchema = answer(

@@ -12,17 +12,22 @@ import { healthHandler, readyHandler } from './handlers/health.handler';
 import { heartbeatHandler } from './handlers/heartbeat.handler';
 import { leaveBotHandler } from './handlers/leave-bot.handler';
 import { listBotsHandler } from './handlers/list-bots.handler';
+import { listScreenshotsHandler } from './handlers/list-screenshots.handler';
 import { platformsHandler, updatePlatformHandler } from './handlers/platforms.handler';
 import { poolStatsHandler } from './handlers/pool-stats.handler';
 import { recordingHandler } from './handlers/recording.handler';
 import { reportEventHandler } from './handlers/report-event.handler';
 import { statusReportHandler } from './handlers/status-report.handler';
+import { uploadScreenshotHandler } from './handlers/upload-screenshot.handler';
 import { clientAuth, Handler, jsonBody, route } from './http';
 
 type Method = 'get' | 'post' | 'patch' | 'delete';
 type Guard = 'none' | 'client' | 'bot' | 'admin';
-/** `json`: the route reads a JSON body (anything else is a 415); `none`: any body is ignored. */
-type Body = 'json' | 'none';
+/**
+ * `json`: the route reads a JSON body (anything else is a 415); `multipart`: its handler reads a
+ * multipart/form-data body itself, after its own checks; `none`: any body is ignored.
+ */
+type Body = 'json' | 'multipart' | 'none';
 
 /**
  * Every route of the API in one table. Order matters where paths overlap (pool-stats before :id); the bot
@@ -33,6 +38,7 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
   ['post', '/api/bots/:id/status', 'bot', 'json', statusReportHandler],
   ['get', '/api/bots/:id/config', 'bot', 'none', botConfigHandler],
   ['post', '/api/bots/:id/events', 'bot', 'json', reportEventHandler],
+  ['post', '/api/bots/:id/screenshots', 'bot', 'multipart', uploadScreenshotHandler],
   ['get', '/healthz', 'none', 'none', healthHandler],
   ['get', '/readyz', 'none', 'none', readyHandler],
   ['get', '/api/platforms', 'client', 'none', platformsHandler],
@@ -45,6 +51,7 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
   ['post', '/api/bots/:id/leave', 'client', 'none', leaveBotHandler],
   ['get', '/api/bots/:id/events', 'client', 'none', botEventsHandler],
   ['get', '/api/bots/:id/recording', 'client', 'none', recordingHandler],
+  ['get', '/api/bots/:id/screenshots', 'client', 'none', listScreenshotsHandler],
 ];
 
 export function createRouter(ctx: ApiContext): Router {
@@ -55,7 +62,7 @@ export function createRouter(ctx: ApiContext): Router {
     bot: [botAuth(ctx)],
     admin: [adminGuard(ctx)],
   };
-  const bodies: Record<Body, RequestHandler[]> = { json: jsonBody(), none: [] };
+  const bodies: Record<Body, RequestHandler[]> = { json: jsonBody(), multipart: [], none: [] };
   // credentials first: a body is read only for a caller who may use the route
   for (const [method, path, guard, body, handler] of ROUTES) {
     router[method](path, ...guards[guard], ...bodies[body], route(handler, ctx));

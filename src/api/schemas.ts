@@ -8,6 +8,12 @@ import {
 } from '../domain/bot.lifecycle';
 import { checkMeetingUrl } from '../domain/meeting-url';
 import { ValidationError } from '../errors';
+import {
+  SCREENSHOT_NAME,
+  SCREENSHOT_STATE_MAX_CHARS,
+  SCREENSHOT_TRIGGER_MAX_CHARS,
+  SCREENSHOT_TYPES,
+} from '../recordings/screenshots';
 
 /** Joi schemas for every input of the API. `validate` turns the first failure into a 400 naming its path. */
 
@@ -86,6 +92,18 @@ export const listBotsSchema = Joi.object({
 });
 
 export const idempotencyKeySchema = Joi.string().min(1).max(255);
+
+/** The text fields of a screenshot upload (multipart, beside the PNG in `file`). */
+export const screenshotFieldsSchema = Joi.object({
+  type: Joi.string().valid(...SCREENSHOT_TYPES).required(),
+  state: Joi.string().max(SCREENSHOT_STATE_MAX_CHARS).required().description("The bot's state when it took the shot, e.g. `IN_CALL`"),
+  trigger: Joi.string().max(SCREENSHOT_TRIGGER_MAX_CHARS).description('What made the bot take it, e.g. an error message'),
+});
+
+export const listScreenshotsSchema = Joi.object({
+  limit: Joi.number().integer().min(1).max(100).default(50),
+  cursor: Joi.string().pattern(SCREENSHOT_NAME).description('`nextCursor` of the page before'),
+});
 
 export const statusReportSchema = Joi.object({
   status: Joi.string()

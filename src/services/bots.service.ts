@@ -16,6 +16,7 @@ import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
 import { BotDoc, idempotencyRecordId, Models } from '../store/models';
 import { RecordingLinks } from '../recordings/recording-links';
+import { ScreenshotInfo, ScreenshotStore } from '../recordings/screenshots';
 import { DestinationCheck } from '../webhooks/destination';
 import { Lifecycle } from './lifecycle.service';
 
@@ -41,6 +42,8 @@ export interface BotsServiceDeps {
   checkDestination: DestinationCheck;
   /** Null when no S3 bucket is configured. */
   recordingLinks: RecordingLinks | null;
+  /** Null when no S3 bucket is configured. */
+  screenshots: ScreenshotStore | null;
   heartbeatIntervalMs: number;
   leaveGraceMs: number;
 }
@@ -188,6 +191,13 @@ export function createBotsService(deps: BotsServiceDeps) {
       return deps.recordingLinks.link(bot.recordingKey);
     },
 
+    /** The screenshots the bot uploaded, oldest first, each with a short-lived link; 404 without S3. */
+    async screenshots(owner: string, botId: string, page: { limit: number; cursor?: string }) {
+      await ownBot(owner, botId);
+      if (!deps.screenshots) throw new NotFoundError('screenshots are off: set S3_BUCKET_NAME');
+      return deps.screenshots.list(botId, page);
+    },
+
     /** What the operator's fleet page shows of the newest bots, whoever owns them. */
     async recentForOperator(limit: number) {
       return (await repo.recent(limit)).map((bot) => ({
@@ -266,6 +276,17 @@ export function createBotsService(deps: BotsServiceDeps) {
         if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
         throw error;
       }
+    },
+
+    /**
+     * Keeps a screenshot the bot took. The bot (410 once ended) and the bucket (503 without one) are checked
+     * before `read` takes in the upload.
+     */
+    async saveScreenshot(botId: string, read: () => Promise<ScreenshotInfo & { png: Buffer }>) {
+      await liveBot(botId);
+      if (!deps.screenshots) throw new UnavailableError('this fleet keeps no screenshots: it has no S3 bucket (S3_BUCKET_NAME)');
+      const { png, ...info } = await read();
+      return deps.screenshots.save(botId, png, info);
     },
 
     async reportEvent(botId: string, event: { type: string; at?: Date; data?: unknown }) {

@@ -1,4 +1,5 @@
 import Joi from 'joi';
+import { SCREENSHOT_MAX_MB } from '../../recordings/screenshots';
 import { errorResponseSchema } from '../response-schemas';
 import { ROUTES } from '../routes';
 import { botIdSchema, platformControlSchema } from '../schemas';
@@ -79,7 +80,8 @@ const DESCRIPTION = [
   '**Errors** are `{"error": {"code", "message", "details", "requestId"}}`, never with a stack; `requestId` is also the ' +
     '`X-Request-Id` header of every answer (the caller\'s own, if it sent a plausible one).',
   '',
-  '**Bodies** are JSON (`application/json` or `application/*+json`, at most 64 KB) on the routes that read one; others ignore any body.',
+  '**Bodies** are JSON (`application/json` or `application/*+json`, at most 64 KB) on the routes that read one, but for the ' +
+    'screenshot upload (`multipart/form-data`); others ignore any body.',
 ].join('\n');
 
 export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
@@ -110,7 +112,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
     for (const header of doc.headers ?? []) {
       parameters.push({ name: header.name, in: 'header', required: false, description: header.description, schema: schema(header.schema) });
     }
-    if ((body === 'json') !== Boolean(doc.body)) throw new Error(`openapi: ${key} reads a body in the route table, not in its entry (or the reverse)`);
+    if ((body !== 'none') !== Boolean(doc.body)) throw new Error(`openapi: ${key} reads a body in the route table, not in its entry (or the reverse)`);
 
     const errors = new Map<number, ErrorExample>();
     const add = (status: number, own?: string | ErrorExample) => {
@@ -118,7 +120,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
       errors.set(status, typeof own === 'object' ? own : { ...ERRORS[status], when: own ?? ERRORS[status].when });
     };
     if (names.includes('id')) add(404);
-    if (body === 'json') [400, 413, 415].forEach((status) => add(status));
+    if (body !== 'none') [400, 413, 415].forEach((status) => add(status));
     if (doc.query || doc.headers) add(400);
     if (guard !== 'none') add(401);
     if (guard === 'client') add(429);
@@ -142,12 +144,15 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
         ? {
             requestBody: {
               required: true,
-              content: {
-                'application/json': {
-                  schema: schema(doc.body.schema === 'platform-control' ? platformControlSchema(ceiling) : doc.body.schema),
-                  example: doc.body.example,
-                },
-              },
+              content:
+                body === 'multipart'
+                  ? multipartContent(schema(doc.body.schema as Joi.Schema), doc.body.example, key)
+                  : {
+                      'application/json': {
+                        schema: schema(doc.body.schema === 'platform-control' ? platformControlSchema(ceiling) : doc.body.schema),
+                        example: doc.body.example,
+                      },
+                    },
             },
           }
         : {}),
@@ -187,6 +192,23 @@ function errorResponse(error: ErrorExample, schema: (joi: Joi.Schema) => JsonSch
   const answer = response({ description: when, schema: errorResponseSchema, example }, schema);
   if (retryAfter) answer.headers = { ...(answer.headers as JsonSchema), 'Retry-After': { $ref: '#/components/headers/Retry-After' } };
   return answer;
+}
+
+/** A multipart upload: the PNG in `file` beside the text fields of the entry's schema (a plain Joi object). */
+function multipartContent(fields: JsonSchema, example: unknown, key: string): JsonSchema {
+  if (fields.type !== 'object' || fields.allOf || !fields.properties) throw new Error(`openapi: the multipart fields of ${key} must be a plain Joi object`);
+  const file = { type: 'string', contentMediaType: 'image/png', description: `A PNG image, at most ${SCREENSHOT_MAX_MB} MB` };
+  return {
+    'multipart/form-data': {
+      schema: {
+        ...fields,
+        properties: { file, ...(fields.properties as JsonSchema) },
+        required: ['file', ...((fields.required as string[] | undefined) ?? [])],
+      },
+      encoding: { file: { contentType: 'image/png' } },
+      example: { file: '(the PNG)', ...(example as object) },
+    },
+  };
 }
 
 /** A Joi object of query parameters becomes one parameter per key. */

@@ -1,6 +1,15 @@
 import type { Schema } from 'joi';
 import * as answers from '../response-schemas';
-import { botEventSchema, createBotSchema, idempotencyKeySchema, listBotsSchema, statusReportSchema } from '../schemas';
+import { SCREENSHOT_MAX_BYTES, SCREENSHOT_MAX_MB } from '../../recordings/screenshots';
+import {
+  botEventSchema,
+  createBotSchema,
+  idempotencyKeySchema,
+  listBotsSchema,
+  listScreenshotsSchema,
+  screenshotFieldsSchema,
+  statusReportSchema,
+} from '../schemas';
 
 /**
  * What the route table (src/api/routes.ts) does not say about each route: its words, its query, headers and
@@ -31,7 +40,10 @@ export interface OperationDoc {
   description?: string;
   query?: Schema;
   headers?: Array<{ name: string; schema: Schema; description: string }>;
-  /** `platform-control`: PATCH /api/platforms/:name, whose schema depends on the configured limits. */
+  /**
+   * `platform-control`: PATCH /api/platforms/:name, whose schema depends on the configured limits. For a
+   * multipart body, the schema of its text fields (the document adds the PNG part, `file`).
+   */
   body?: { schema: Schema | 'platform-control'; example: unknown };
   answers: Record<number, Answer>;
   /** This route's own error answers: status → when (with its own example where the shared one does not fit). */
@@ -59,6 +71,14 @@ export const EXAMPLE_BOT = {
   lastHeartbeatAt: '2026-12-01T10:05:30.000Z',
   metadata: { team: 'sales' },
   recordingUrl: null,
+};
+
+const SCREENSHOT_EXAMPLE = {
+  key: `bots/${botId}/screenshots/1764583500000-3b241101-e2bb-4255-8caf-4136c566a962.png`,
+  capturedAt: '2026-12-01T10:05:00.000Z',
+  type: 'state_change',
+  state: 'IN_CALL',
+  trigger: 'admitted from the waiting room',
 };
 
 const bot = (description: string, example: unknown = EXAMPLE_BOT): Answer => ({ description, schema: answers.botResponseSchema, example });
@@ -111,6 +131,37 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     description: 'Kept among the bot\'s events as `bot.<type>`.',
     body: { schema: botEventSchema, example: { type: 'participant.joined', at, data: { name: 'Ada' } } },
     answers: { 201: { description: 'Recorded', schema: answers.reportedEventResponseSchema, example: { ok: true } } },
+  },
+  'POST /api/bots/:id/screenshots': {
+    operationId: 'uploadScreenshot',
+    tag: 'Bot protocol',
+    summary: 'Upload a screenshot the bot took',
+    description:
+      `multipart/form-data as Meeboter's images send it: the PNG in \`file\` (at most ${SCREENSHOT_MAX_MB} MB), ` +
+      '`type`, `state` and optionally `trigger`; each field once, no other. Kept in the fleet bucket under the bot\'s prefix; ' +
+      'its owner lists them at GET /api/bots/{id}/screenshots.',
+    body: { schema: screenshotFieldsSchema, example: { type: 'state_change', state: 'IN_CALL', trigger: 'admitted from the waiting room' } },
+    answers: { 201: { description: 'Kept', schema: answers.screenshotResponseSchema, example: SCREENSHOT_EXAMPLE } },
+    errors: {
+      400: {
+        when: 'A field is missing, invalid, repeated or unknown, or `file` is not a PNG: `details` names it',
+        code: 'VALIDATION_FAILED',
+        message: 'file must be a PNG image (it does not start with the PNG signature)',
+        details: [{ path: 'file', message: 'must be a PNG image (it does not start with the PNG signature)' }],
+      },
+      413: {
+        when: `\`file\` is larger than ${SCREENSHOT_MAX_MB} MB`,
+        code: 'PAYLOAD_TOO_LARGE',
+        message: `file is larger than ${SCREENSHOT_MAX_MB} MB (${SCREENSHOT_MAX_BYTES} bytes)`,
+        details: [{ path: 'file', message: `is larger than ${SCREENSHOT_MAX_MB} MB (${SCREENSHOT_MAX_BYTES} bytes)` }],
+      },
+      415: { when: 'The body is not multipart/form-data', code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the request body must be multipart/form-data' },
+      503: {
+        when: 'This fleet keeps no screenshots (no S3_BUCKET_NAME), or S3 failed after retries; nothing was kept',
+        code: 'UNAVAILABLE',
+        message: 'this fleet keeps no screenshots: it has no S3 bucket (S3_BUCKET_NAME)',
+      },
+    },
   },
   'GET /healthz': {
     operationId: 'health',
@@ -265,5 +316,29 @@ export const OPERATIONS: Record<string, OperationDoc> = {
       },
     },
     errors: { 404: 'No such bot, no recording yet, or recordings are off (no S3_BUCKET_NAME)' },
+  },
+  'GET /api/bots/:id/screenshots': {
+    operationId: 'listScreenshots',
+    tag: 'Bots',
+    summary: "The bot's screenshots, oldest first, with short-lived links",
+    query: listScreenshotsSchema,
+    answers: {
+      200: {
+        description: 'One page; each link a presigned S3 GET, valid 15 minutes',
+        schema: answers.screenshotListResponseSchema,
+        example: {
+          data: [{ ...SCREENSHOT_EXAMPLE, url: `https://s3.example.com/recordings/${SCREENSHOT_EXAMPLE.key}?X-Amz-Signature=…`, expiresAt: '2026-12-01T10:20:00.000Z' }],
+          nextCursor: null,
+        },
+      },
+    },
+    errors: {
+      404: 'No such bot (or one of another owner), or screenshots are off (no S3_BUCKET_NAME)',
+      503: {
+        when: 'S3 failed after retries',
+        code: 'UNAVAILABLE',
+        message: "could not list the bot's screenshots (S3 did not answer as expected); retry later",
+      },
+    },
   },
 };
