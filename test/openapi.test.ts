@@ -13,7 +13,9 @@ import {
   botEventSchema,
   createBotSchema,
   listBotsSchema,
+  listScreenshotsSchema,
   platformControlSchema,
+  screenshotFieldsSchema,
   statusReportSchema,
   validate,
 } from '../src/api/schemas';
@@ -64,7 +66,11 @@ describe('the document', () => {
     for (const { key, operation } of described) {
       const [, , guard, body] = routeOf(key);
       expect([key, operation.security.flatMap((requirement: object) => Object.keys(requirement))]).toEqual([key, schemes[guard]]);
-      expect([key, Boolean(operation.requestBody)]).toEqual([key, body === 'json']);
+      expect([key, Boolean(operation.requestBody)]).toEqual([key, body !== 'none']);
+      expect([key, Object.keys(operation.requestBody?.content ?? {})]).toEqual([
+        key,
+        { json: ['application/json'], multipart: ['multipart/form-data'], none: [] }[body],
+      ]);
       expect([key, Object.keys(operation.responses).some((status) => status.startsWith('2'))]).toEqual([key, true]);
     }
     // the document served is the one built from this fleet's configuration
@@ -124,6 +130,13 @@ describe('the document', () => {
         const joi = doc.body!.schema === 'platform-control' ? platformControlSchema(5) : doc.body!.schema;
         expect(() => validate(joi, body.example)).not.toThrow();
       }
+      // a multipart body: the document's example has the file, Joi checks the fields beside it
+      const form = operation.requestBody?.content['multipart/form-data'];
+      if (form) {
+        accepted(form.schema, form.example, `${key} multipart example`);
+        const { file: _file, ...fields } = form.example;
+        expect(() => validate(doc.body!.schema as Joi.Schema, fields)).not.toThrow();
+      }
       for (const [status, answer] of Object.entries(operation.responses as Record<string, any>)) {
         const media = answer.content['application/json'];
         accepted(media.schema, media.example, `${key} ${status} example`);
@@ -174,6 +187,23 @@ describe('the document', () => {
     for (const body of [{ type: 'Participant.Joined-1_x' }, { type: 'x', data: [1, { a: null }] }, { type: 'a b' }, { type: '' }, { type: 'x'.repeat(65) }, { type: 'x', extra: 1 }]) {
       cases.push(['POST /api/bots/:id/events', botEventSchema, event, body]);
     }
+    // the upload's fields as Joi reads them; the document also requires the file beside them
+    const upload = compile(operationsOf(document).find((d) => d.key === 'POST /api/bots/:id/screenshots')!.operation.requestBody.content['multipart/form-data'].schema);
+    const withFile = (value: unknown) => upload({ file: '…', ...(value as object) });
+    for (const body of [
+      { type: 'state_change', state: 'IN_CALL' },
+      { type: 'fatal', state: 'x'.repeat(64), trigger: 'y'.repeat(400) },
+      { type: 'selfie', state: 'IN_CALL' },
+      { state: 'IN_CALL' },
+      { type: 'manual' },
+      { type: 'manual', state: '' },
+      { type: 'manual', state: 'x'.repeat(65) },
+      { type: 'manual', state: 'IN_CALL', trigger: 'y'.repeat(401) },
+      { type: 'manual', state: 'IN_CALL', colour: 'red' },
+    ]) {
+      cases.push(['POST /api/bots/:id/screenshots (fields)', screenshotFieldsSchema, withFile, body]);
+    }
+    expect(upload({ type: 'manual', state: 'IN_CALL' })).toBe(false);
     const control = bodyOf('PATCH /api/platforms/:name');
     const ceiling = Math.max(...t.fleet.config.platforms.map((p) => p.limit));
     for (const body of [{ draining: true }, { limit: 1 }, { limit: null }, {}, { limit: 0 }, { limit: ceiling + 1 }, { draining: 'yes' }]) {
@@ -188,6 +218,11 @@ describe('the document', () => {
     });
     for (const params of [{}, { status: 'QUEUED', limit: 5, cursor: '6751c0a4e3b2f1a9c8d7e6f5' }, { limit: 0 }, { limit: 101 }, { status: 'GONE' }, { cursor: 'xyz' }, { cursor: 'abc' }]) {
       cases.push(['GET /api/bots (query)', listBotsSchema, query, params]);
+    }
+    const shots = operationsOf(document).find((d) => d.key === 'GET /api/bots/:id/screenshots')!.operation.parameters.filter((p: any) => p.in === 'query') as Array<{ name: string; required: boolean; schema: object }>;
+    const shotQuery = compile({ type: 'object', properties: Object.fromEntries(shots.map((p) => [p.name, p.schema])), additionalProperties: false });
+    for (const params of [{}, { limit: 100, cursor: '1764583500000-3b241101-e2bb-4255-8caf-4136c566a962.png' }, { limit: 101 }, { cursor: '../x.png' }, { cursor: '1764583500000-x.png' }]) {
+      cases.push(['GET /api/bots/:id/screenshots (query)', listScreenshotsSchema, shotQuery, params]);
     }
     const disagreements = cases
       .map(([what, joi, check, value]) => ({ what, value, joi: !joi.validate(value ?? {}, { convert: false }).error, document: check(value) }))
