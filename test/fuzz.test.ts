@@ -5,6 +5,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { ROUTES } from '../src/api/routes';
 import { botToken } from '../src/auth/bot-token';
 import {
@@ -19,11 +20,12 @@ import {
   uniqueName,
   waitFor,
 } from './support/fleet';
+import { startMoto, Moto } from './support/moto';
 import { PeerUrls } from './support/peers-file';
 
 /**
  * Schemathesis (PyPI, pinned in scripts/provision.sh, in .venv-schemathesis) against a started fleet (API and
- * workers in one process, the sim platform, real Redis and FerretDB): every operation of the served OpenAPI
+ * workers in one process, the sim platform, real Redis and FerretDB, moto's S3): every operation of the served OpenAPI
  * document, client and admin routes with their keys, bot routes with a bot's own token (test/schemathesis.toml
  * says which bot each gets). Its examples, coverage, fuzzing and stateful phases run bounded (FUZZ_MAX_EXAMPLES
  * cases per operation and phase, default 50) with a fixed seed (FUZZ_SEED). It fails on any 5xx and on any answer
@@ -43,6 +45,8 @@ const API_KEY = `fuzz-${randomBytes(12).toString('hex')}`;
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
 
 let fleet: FleetProcess;
+let moto: Moto;
+const BUCKET = 'meeboter-fuzz';
 let sink: http.Server;
 let webhooks = 0;
 let env: Record<string, string>;
@@ -50,6 +54,10 @@ let urls: PeerUrls;
 let url: string;
 
 beforeAll(async () => {
+  moto = await startMoto();
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.url, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  s3.destroy();
   sink = http.createServer((req, res) => {
     webhooks += 1;
     req.resume();
@@ -63,11 +71,12 @@ beforeAll(async () => {
     SIM_BOT_LIMIT: '5',
     BOOTSTRAP_API_KEY: API_KEY,
     ADMIN_API_KEY: ADMIN_KEY,
-    // links are signed here, without a call to S3, so any endpoint does
-    S3_BUCKET_NAME: 'recordings',
-    S3_ENDPOINT: 'http://127.0.0.1:9',
-    S3_ACCESS_KEY: 'AKIAFUZZTEST',
-    S3_SECRET_KEY: randomBytes(12).toString('hex'),
+    // moto's S3: screenshots are kept and listed there (recording links are signed here, without a call)
+    S3_BUCKET_NAME: BUCKET,
+    S3_ENDPOINT: moto.url,
+    S3_ACCESS_KEY: 'testing',
+    S3_SECRET_KEY: 'testing',
+    AWS_CONFIG_FILE: '/dev/null',
     // the bot asked to leave stays LEAVING for the whole run
     LEAVE_GRACE_MS: '3600000',
     // the one webhook destination (see test/schemathesis-hooks.py)
@@ -84,6 +93,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await fleet?.kill();
+  await moto?.stop();
   await new Promise((resolve) => sink?.close(resolve));
   if (urls) await cleanup(urls, env.REDIS_PREFIX);
 });

@@ -197,7 +197,12 @@ function errorResponse(error: ErrorExample, schema: (joi: Joi.Schema) => JsonSch
 /** A multipart upload: the PNG in `file` beside the text fields of the entry's schema (a plain Joi object). */
 function multipartContent(fields: JsonSchema, example: unknown, key: string): JsonSchema {
   if (fields.type !== 'object' || fields.allOf || !fields.properties) throw new Error(`openapi: the multipart fields of ${key} must be a plain Joi object`);
-  const file = { type: 'string', contentMediaType: 'image/png', description: `A PNG image, at most ${SCREENSHOT_MAX_MB} MB` };
+  // a file part (with a filename); Meeboter's images give it no type of their own, so it goes as octet-stream
+  const file = {
+    type: 'string',
+    contentMediaType: 'application/octet-stream',
+    description: `A PNG image (told by its signature, whatever the part's type), at most ${SCREENSHOT_MAX_MB} MB`,
+  };
   return {
     'multipart/form-data': {
       schema: {
@@ -205,7 +210,7 @@ function multipartContent(fields: JsonSchema, example: unknown, key: string): Js
         properties: { file, ...(fields.properties as JsonSchema) },
         required: ['file', ...((fields.required as string[] | undefined) ?? [])],
       },
-      encoding: { file: { contentType: 'image/png' } },
+      encoding: { file: { contentType: 'image/png, application/octet-stream' } },
       example: { file: '(the PNG)', ...(example as object) },
     },
   };
