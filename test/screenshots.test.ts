@@ -178,6 +178,7 @@ describe('refuses a bad upload naming its field, and keeps nothing', () => {
     ['no state', imageParts(PNG, { type: 'manual' }), 400, 'state'],
     ['an empty state', imageParts(PNG, { type: 'manual', state: '' }), 400, 'state'],
     ['a state too long', imageParts(PNG, { type: 'manual', state: 'S'.repeat(SCREENSHOT_STATE_MAX_CHARS + 1) }), 400, 'state'],
+    ['an empty trigger', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: '' }), 400, 'trigger'],
     ['a trigger too long', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(SCREENSHOT_TRIGGER_MAX_CHARS + 1) }), 400, 'trigger'],
     ['a field of 5000 bytes', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(5000) }), 400, 'trigger'],
     ['an unknown field', imageParts(PNG, { type: 'manual', state: 'IN_CALL', colour: 'red' }), 400, 'colour'],
@@ -219,24 +220,43 @@ describe('refuses a bad upload naming its field, and keeps nothing', () => {
   });
 });
 
-it('answers an ended bot 410, as the other bot routes do, and keeps nothing', async () => {
+it('answers an ended bot 410 (before reading the body), as the other bot routes do; its owner still lists what it kept', async () => {
   const id = await createBot(t);
+  const kept = await upload(t.url, id, tokenOf(id), imageParts(PNG));
+  expect(kept.status).toBe(201);
   expect((await t.request('DELETE', `/api/bots/${id}`)).body.status).toBe('ENDED');
   const answer = await upload(t.url, id, tokenOf(id), imageParts(PNG));
   expect([answer.status, answer.body.error.code]).toEqual([410, 'GONE']);
+  expect((await upload(t.url, id, tokenOf(id), imageParts(Buffer.from('not a png')))).status).toBe(410);
   expect((await t.request('POST', `/api/bots/${id}/heartbeat`, { auth: tokenOf(id) })).status).toBe(410);
-  expect(await storedKeys(id)).toEqual([]);
-  // its owner still lists what it kept before (nothing here)
-  expect((await t.request('GET', `/api/bots/${id}/screenshots`)).body).toEqual({ data: [], nextCursor: null });
+  expect(await storedKeys(id)).toEqual([kept.body.key]);
+  const listed = (await t.request('GET', `/api/bots/${id}/screenshots`)).body;
+  expect(listed.data.map((shot: any) => shot.key)).toEqual([kept.body.key]);
+});
+
+it('tells a PNG by its signature, whatever the filename and the part type', async () => {
+  const id = await createBot(t);
+  const form = new FormData();
+  form.append('file', new Blob([new Uint8Array(PNG)], { type: 'image/png' }), 'shot-at-dawn.bin');
+  form.append('type', 'error');
+  form.append('state', 'JOINING_CALL');
+  const typed = await fetch(`${t.url}/api/bots/${id}/screenshots`, { method: 'POST', headers: { 'X-Milo-Token': tokenOf(id) }, body: form });
+  expect(typed.status).toBe(201);
+  // the images' own Blob has no type: it goes as application/octet-stream
+  expect((await upload(t.url, id, tokenOf(id), [['file', PNG, 'screenshot.png'], ['type', 'error'], ['state', 'JOINING_CALL']])).status).toBe(201);
+  expect((await storedKeys(id)).length).toBe(2);
 });
 
 it('without S3_BUCKET_NAME: the upload is a 503 naming the setting, the list a 404', async () => {
   const bare = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
   try {
     const id = await createBot(bare);
-    const answer = await upload(bare.url, id, botToken(bare.env.BOT_TOKEN_SECRET, id), imageParts(PNG));
+    const token = botToken(bare.env.BOT_TOKEN_SECRET, id);
+    const answer = await upload(bare.url, id, token, imageParts(PNG));
     expect([answer.status, answer.body.error.code]).toEqual([503, 'UNAVAILABLE']);
     expect(answer.body.error.message).toMatch(/S3_BUCKET_NAME/);
+    // decided before the body is read: a bad one changes nothing
+    expect((await upload(bare.url, id, token, imageParts(PNG, { type: 'selfie' }))).status).toBe(503);
     const listed = await bare.request('GET', `/api/bots/${id}/screenshots`);
     expect([listed.status, listed.body.error.message]).toEqual([404, 'screenshots are off: set S3_BUCKET_NAME']);
   } finally {
@@ -272,9 +292,11 @@ async function startS3FaultProxy(upstream: string) {
 
 it('retries a failing S3 a bounded number of times (the SDK: 3 attempts, backoff with jitter), then answers 503 and keeps nothing', async () => {
   const proxy = await startS3FaultProxy(moto.url);
+  const lines: string[] = [];
   const flaky = await startTestFleet(
     { PLATFORM_PRIORITY: 'sim', S3_ENDPOINT: proxy.url, S3_ACCESS_KEY: 'testing', S3_SECRET_KEY: 'testing', S3_BUCKET_NAME: BUCKET, AWS_CONFIG_FILE: '/dev/null' },
     { api: true, workers: false },
+    { log: (line) => lines.push(line) },
   );
   try {
     const id = await createBot(flaky);
@@ -289,6 +311,9 @@ it('retries a failing S3 a bounded number of times (the SDK: 3 attempts, backoff
     const refused = await upload(flaky.url, id, token, imageParts(PNG));
     expect([refused.status, refused.body.error.code, proxy.state.puts]).toEqual([503, 'UNAVAILABLE', 3]);
     expect(refused.body.error.message).toBe('could not store the screenshot (S3 did not answer as expected); retry later');
+    // the reason is in the log
+    const logged = lines.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'could not store the screenshot');
+    expect(logged).toMatchObject({ level: 'warn', botId: id, error: 'SlowDown: Please reduce your request rate.' });
     expect(await storedKeys(id)).toEqual([kept.body.key]);
   } finally {
     await flaky.close();
