@@ -5,7 +5,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { ROUTES } from '../src/api/routes';
 import { botToken } from '../src/auth/bot-token';
 import {
@@ -20,7 +20,7 @@ import {
   uniqueName,
   waitFor,
 } from './support/fleet';
-import { startMoto, Moto } from './support/moto';
+import { fleetS3Env, Moto, motoS3Client, startMoto } from './support/moto';
 import { PeerUrls } from './support/peers-file';
 
 /**
@@ -55,7 +55,7 @@ let url: string;
 
 beforeAll(async () => {
   moto = await startMoto();
-  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.url, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  const s3 = motoS3Client(moto.url);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   s3.destroy();
   sink = http.createServer((req, res) => {
@@ -72,11 +72,7 @@ beforeAll(async () => {
     BOOTSTRAP_API_KEY: API_KEY,
     ADMIN_API_KEY: ADMIN_KEY,
     // moto's S3: screenshots are kept and listed there (recording links are signed here, without a call)
-    S3_BUCKET_NAME: BUCKET,
-    S3_ENDPOINT: moto.url,
-    S3_ACCESS_KEY: 'testing',
-    S3_SECRET_KEY: 'testing',
-    AWS_CONFIG_FILE: '/dev/null',
+    ...fleetS3Env(moto.url, BUCKET),
     // the bot asked to leave stays LEAVING for the whole run
     LEAVE_GRACE_MS: '3600000',
     // the one webhook destination (see test/schemathesis-hooks.py)

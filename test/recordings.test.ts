@@ -1,7 +1,7 @@
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { botToken } from '../src/auth/bot-token';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
-import { awsSdkEnv, Moto, startMoto } from './support/moto';
+import { fleetS3Env, Moto, motoS3Client, startMoto } from './support/moto';
 
 /** Recordings: the bot reports its object's key, its owner gets a short-lived presigned link (moto's S3). */
 jest.setTimeout(120_000);
@@ -12,20 +12,11 @@ const BUCKET = 'meeboter-recordings';
 
 beforeAll(async () => {
   moto = await startMoto();
-  const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
-  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.url, forcePathStyle: true, credentials });
+  const s3 = motoS3Client(moto.url);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'calls/weekly.webm', Body: 'the recording itself' }));
   s3.destroy();
-  t = await startTestFleet({
-    PLATFORM_PRIORITY: 'sim',
-    S3_ENDPOINT: moto.url,
-    S3_ACCESS_KEY: 'testing',
-    S3_SECRET_KEY: 'testing',
-    S3_BUCKET_NAME: BUCKET,
-    // nothing of the machine's own AWS configuration
-    AWS_CONFIG_FILE: awsSdkEnv(moto.url).AWS_CONFIG_FILE,
-  });
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...fleetS3Env(moto.url, BUCKET) });
 });
 afterAll(async () => {
   await t.close();

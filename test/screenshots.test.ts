@@ -10,7 +10,7 @@ import {
   screenshotMetadata,
 } from '../src/recordings/screenshots';
 import { createBot, startTestFleet, TestFleet } from './support/fleet';
-import { awsSdkEnv, Moto, startMoto } from './support/moto';
+import { fleetS3Env, Moto, motoS3Client, startMoto } from './support/moto';
 
 /**
  * Screenshots: a bot uploads them as Meeboter's images do (multipart/form-data, `X-Milo-Token`), the fleet
@@ -25,19 +25,9 @@ const BUCKET = 'meeboter-screenshots';
 
 beforeAll(async () => {
   moto = await startMoto();
-  s3 = new S3Client({ region: 'us-east-1', endpoint: moto.url, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  s3 = motoS3Client(moto.url);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  t = await startTestFleet(
-    {
-      PLATFORM_PRIORITY: 'sim',
-      S3_ENDPOINT: moto.url,
-      S3_ACCESS_KEY: 'testing',
-      S3_SECRET_KEY: 'testing',
-      S3_BUCKET_NAME: BUCKET,
-      AWS_CONFIG_FILE: awsSdkEnv(moto.url).AWS_CONFIG_FILE,
-    },
-    { api: true, workers: false },
-  );
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...fleetS3Env(moto.url, BUCKET) }, { api: true, workers: false });
 });
 afterAll(async () => {
   await t?.close();
@@ -294,7 +284,7 @@ it('retries a failing S3 a bounded number of times (the SDK: 3 attempts, backoff
   const proxy = await startS3FaultProxy(moto.url);
   const lines: string[] = [];
   const flaky = await startTestFleet(
-    { PLATFORM_PRIORITY: 'sim', S3_ENDPOINT: proxy.url, S3_ACCESS_KEY: 'testing', S3_SECRET_KEY: 'testing', S3_BUCKET_NAME: BUCKET, AWS_CONFIG_FILE: '/dev/null' },
+    { PLATFORM_PRIORITY: 'sim', ...fleetS3Env(proxy.url, BUCKET) },
     { api: true, workers: false },
     { log: (line) => lines.push(line) },
   );

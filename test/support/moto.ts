@@ -1,3 +1,4 @@
+import { S3Client } from '@aws-sdk/client-s3';
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -66,5 +67,22 @@ export function awsSdkEnv(endpoint: string): Record<string, string> {
     // Nothing from this machine's ~/.aws may leak into a test.
     AWS_CONFIG_FILE: '/dev/null',
     AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+  };
+}
+
+/** moto's S3 with its static test credentials, path-style, as the tests' own client. */
+export function motoS3Client(endpoint: string): S3Client {
+  return new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+}
+
+/** The fleet's S3_* settings for `bucket` at `endpoint` (moto, or a proxy in front of it). */
+export function fleetS3Env(endpoint: string, bucket: string): Record<string, string> {
+  return {
+    S3_ENDPOINT: endpoint,
+    S3_ACCESS_KEY: 'testing',
+    S3_SECRET_KEY: 'testing',
+    S3_BUCKET_NAME: bucket,
+    // nothing of the machine's own AWS configuration
+    AWS_CONFIG_FILE: awsSdkEnv(endpoint).AWS_CONFIG_FILE,
   };
 }
