@@ -4,6 +4,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { ROUTES } from '../src/api/routes';
 import { botToken } from '../src/auth/bot-token';
 import { sweepHeartbeats } from '../workers/sweeps';
@@ -21,6 +22,7 @@ import {
   uniqueName,
   waitFor,
 } from './support/fleet';
+import { Moto, motoS3Client, startMoto } from './support/moto';
 
 /**
  * The abuse matrix (SECURITY.md), built from the route table so that a new route is covered as soon as it
@@ -53,6 +55,7 @@ const logLines: string[] = [];
 const answers: Array<{ what: string; status: number; body: string }> = [];
 
 let t: TestFleet;
+let moto: Moto;
 let otherKey: string;
 const tokenOf = (id: string) => {
   const token = botToken(t.env.BOT_TOKEN_SECRET, id);
@@ -61,13 +64,21 @@ const tokenOf = (id: string) => {
 };
 
 beforeAll(async () => {
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...SECRET_ENV }, { api: true, workers: false }, { log: (line) => logLines.push(line) });
+  // moto's S3 behind this fleet, so that screenshot uploads are kept (it takes any credentials)
+  moto = await startMoto();
+  const s3 = motoS3Client(moto.url);
+  await s3.send(new CreateBucketCommand({ Bucket: SECRET_ENV.S3_BUCKET_NAME }));
+  s3.destroy();
+  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...SECRET_ENV, S3_ENDPOINT: moto.url }, { api: true, workers: false }, { log: (line) => logLines.push(line) });
   secrets.set('BOT_TOKEN_SECRET', t.env.BOT_TOKEN_SECRET);
   secrets.set('API key of owner-a', t.apiKey);
   otherKey = await t.fleet.apiKeys.create('owner-b');
   secrets.set('API key of owner-b', otherKey);
 });
-afterAll(() => t.close());
+afterAll(async () => {
+  await t?.close();
+  await moto?.stop();
+});
 
 /**
  * One request, recorded for the 5xx and secret checks at the end. Plain node:http rather than fetch, which
@@ -76,7 +87,9 @@ afterAll(() => t.close());
 function call(base: string, method: string, route: string, options: RequestOptions = {}): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth) headers.authorization = `Bearer ${options.auth}`;
-  const body = options.body !== undefined ? JSON.stringify(options.body) : options.rawBody;
+  const multipart = options.body instanceof MultipartBody ? options.body : undefined;
+  if (multipart) headers['content-type'] = `multipart/form-data; boundary=${multipart.boundary}`;
+  const body = multipart ? multipart.bytes : options.body !== undefined ? JSON.stringify(options.body) : options.rawBody;
   if (body !== undefined) {
     headers['content-type'] ??= 'application/json';
     headers['content-length'] = String(Buffer.byteLength(body));
@@ -100,6 +113,21 @@ function call(base: string, method: string, route: string, options: RequestOptio
     req.end(body);
   });
 }
+/** A multipart/form-data body (the screenshot upload), sent by `call` with its content type. */
+class MultipartBody {
+  readonly boundary = `----meeboter${randomBytes(8).toString('hex')}`;
+  readonly bytes: Buffer;
+  constructor(parts: Array<[name: string, value: string | Buffer, filename?: string]>) {
+    const chunks = parts.flatMap(([name, value, filename]) => [
+      Buffer.from(`--${this.boundary}\r\nContent-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"\r\nContent-Type: application/octet-stream` : ''}\r\n\r\n`),
+      Buffer.from(value),
+      Buffer.from('\r\n'),
+    ]);
+    this.bytes = Buffer.concat([...chunks, Buffer.from(`--${this.boundary}--\r\n`)]);
+  }
+}
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
 const api = (method: string, route: string, options: RequestOptions = {}) => call(t.url, method, route, { auth: t.apiKey, ...options });
 
 const newBot = async (auth = t.apiKey) => {
@@ -114,6 +142,7 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'POST /api/bots/:id/status': { body: { status: 'JOINING_CALL' } },
   'GET /api/bots/:id/config': {},
   'POST /api/bots/:id/events': { body: { type: 'probe' } },
+  'POST /api/bots/:id/screenshots': { body: new MultipartBody([['file', PNG, 'screenshot.png'], ['type', 'manual'], ['state', 'IN_CALL']]) },
   'GET /healthz': {},
   'GET /readyz': {},
   'GET /api/platforms': {},
@@ -126,6 +155,7 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'POST /api/bots/:id/leave': {},
   'GET /api/bots/:id/events': {},
   'GET /api/bots/:id/recording': {},
+  'GET /api/bots/:id/screenshots': {},
 };
 
 const routes = ROUTES.map(([method, routePath, guard, body]) => ({
@@ -134,6 +164,7 @@ const routes = ROUTES.map(([method, routePath, guard, body]) => ({
   path: routePath,
   guard,
   takesBody: body === 'json',
+  ignoresBody: body === 'none',
   sample: SAMPLES[`${method.toUpperCase()} ${routePath}`] ?? {},
   at: (id: string) => routePath.replace(':id', id).replace(':name', 'sim'),
 }));
@@ -272,7 +303,7 @@ describe('bodies', () => {
   });
 
   it('are ignored, whatever they are, on every route that takes none', async () => {
-    for (const route of routes.filter((r) => !r.takesBody)) {
+    for (const route of routes.filter((r) => r.ignoresBody)) {
       const without = await callerFor(route);
       const expected = (await api(route.method, route.at(without.id), { auth: without.auth })).status;
       for (const [contentType, rawBody] of [
