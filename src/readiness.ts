@@ -45,12 +45,14 @@ export async function checkReadiness({ redis, mongo, flusher }: ReadinessSources
       return `unavailable: ${error instanceof Error ? error.message : String(error)}`;
     }
   };
-  let flush: FlusherStatus | undefined;
+  let status: FlusherStatus | undefined;
   const [redisCheck, mongodb] = await Promise.all([
     check(() => redis.ping()),
     check(() => mongo.db!.admin().ping()),
-    check(async () => (flush = await flusher.status())),
+    check(async () => (status = await flusher.status())),
   ]);
+  // the backlog is read from Redis: without it, none is known (not zero)
+  const flush = redisCheck === 'ok' ? status : undefined;
   const lagging = flush?.partitions.find((partition) => partition.held && partition.lastError);
   const flusherCheck = !flush ? 'unknown: Redis does not answer' : lagging ? `lagging: ${lagging.lastError}` : 'ok';
   const ready = redisCheck === 'ok';
