@@ -4,7 +4,7 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { startFerretDb, StartedPeer } from '../src/peers';
 import { API_KEY_CACHE_MS } from '../src/services/api-keys.service';
-import { httpRequest, meetings, sleep, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { expectStoredAsShown, httpRequest, meetings, sleep, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * The deployment as shipped through a MongoDB that hangs (its process stopped with SIGSTOP: connections stay
@@ -166,14 +166,5 @@ it('a MongoDB hung for longer than the probe window takes no process out of serv
     const res = await httpRequest(api.url, 'GET', '/readyz');
     return res.status === 200 && !res.body.degraded && res.body.unflushedChanges === 0;
   }, 'the flusher to catch up', 120_000);
-  for (const id of [...running, created]) {
-    const shown = await statusOf(id);
-    const stored = (await api.fleet.models.Bot.findById(id).lean())!;
-    expect({ id, status: stored.status, endReason: stored.endReason ?? null }).toEqual({ id, status: shown.status, endReason: shown.endReason });
-    const history = (await api.request('GET', `/api/bots/${id}/events`)).body.data
-      .filter((event: { type: string }) => event.type === 'status')
-      .map((event: { status: string }) => event.status);
-    expect(history.slice(0, 4)).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL']);
-    expect(history[history.length - 1]).toBe(shown.status);
-  }
+  await expectStoredAsShown(api, [...running, created]);
 });

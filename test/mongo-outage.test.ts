@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startFerretDb, StartedPeer } from '../src/peers';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { expectStoredAsShown, meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * MongoDB away for a while (its process gone, connections refused): Redis keeps deciding, so bots are still
@@ -61,16 +61,7 @@ it('creates and places bots while MongoDB is down, and MongoDB holds all of it o
   }, 'the flusher to catch up', 120_000);
   expect(up.body.checks).toEqual({ redis: 'ok', mongodb: 'ok', flusher: 'ok' });
 
-  for (const id of [first.body.id as string, ...ids]) {
-    const shown = (await t.request('GET', `/api/bots/${id}`)).body;
-    const stored = (await t.fleet.models.Bot.findById(id).lean())!;
-    expect({ id, status: stored.status, endReason: stored.endReason ?? null }).toEqual({ id, status: shown.status, endReason: shown.endReason });
-    const history = (await t.request('GET', `/api/bots/${id}/events`)).body.data
-      .filter((event: { type: string }) => event.type === 'status')
-      .map((event: { status: string }) => event.status);
-    expect(history.slice(0, 4)).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL']);
-    expect(history[history.length - 1]).toBe(shown.status);
-  }
+  await expectStoredAsShown(t, [first.body.id as string, ...ids]);
   // the ended bot left the live index, the others are in it
   const live = (await t.fleet.repo.liveBots()).map((entry) => entry.id);
   expect(live.sort()).toEqual([...ids].sort());
