@@ -21,7 +21,8 @@ COPY --from=build --chown=node:node /app/dist ./dist
 COPY --chown=node:node package.json ./
 USER node
 EXPOSE 3000
-# The API answers /readyz on PORT; a worker-only container answers /metrics on METRICS_PORT.
+# The API answers /readyz on PORT; a worker-only container answers /metrics on METRICS_PORT. Both answer while
+# Redis does: MongoDB away is reported there (degraded), not a reason to count the container unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD ["node", "-e", "const m=process.env.METRICS_PORT;fetch(m?'http://127.0.0.1:'+m+'/metrics':'http://127.0.0.1:'+(process.env.PORT||3000)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -1,12 +1,16 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import os from 'node:os';
+import { closest, distance } from 'fastest-levenshtein';
 import Joi from 'joi';
 import { MEETING_PLATFORMS, MeetingPlatform } from './domain/bot.lifecycle';
+import { botRepository, ghcrRegistry, isImageReference } from './platforms/bot-image';
 
 /**
  * The one place that reads configuration. `loadConfig(env)` is pure: it validates every variable once,
- * names the first bad one, and returns a frozen, typed object. Nothing else in the code reads process.env.
+ * names the first bad one, and returns a frozen, typed object, with the warnings for the caller to log
+ * (variables of ours that nothing reads, platforms configured but not enabled). Nothing else in the code
+ * reads process.env.
  *
  * A platform is enabled by naming it in PLATFORM_PRIORITY; only then are its variables demanded.
  */
@@ -74,7 +78,7 @@ export interface CoolifySettings {
   serverUuid: string;
   environmentName: string;
   destinationUuid: string;
-  /** Slot images: `ghcr.io/<GHCR_ORG>/meeboter-<meeting-platform>-bot:<imageTag>`. */
+  /** Slot images: `ghcr.io/<GHCR_ORG lowercased>/meeboter-<meeting-platform>-bot:<imageTag>`. */
   ghcrOrg: string;
   imageTag: string;
   /** Meeting platforms the pool keeps warm slots for (COOLIFY_MEETING_PLATFORMS). */
@@ -165,6 +169,12 @@ export interface Config {
   k8s?: KubernetesSettings;
   aws?: AwsSettings;
   coolify?: CoolifySettings;
+  /**
+   * One line each, for the caller to log at startup: a variable with one of our prefixes or suffixes that
+   * nothing reads (a misspelling, named with the closest variable we do read), a platform whose variables
+   * are set but which PLATFORM_PRIORITY does not name. Names only, never values.
+   */
+  warnings: string[];
 }
 
 export class ConfigError extends Error {
@@ -281,7 +291,6 @@ const coolifySchema = Joi.object({
     .pattern(new RegExp(`^(${MEETING_PLATFORMS.join('|')})(\\s*,\\s*(${MEETING_PLATFORMS.join('|')}))*$`))
     .default(MEETING_PLATFORMS.join(',')),
   COOLIFY_MIN_IDLE_SLOTS: nonNegativeInt.default(1),
-  COOLIFY_START_TIMEOUT_MS: positiveInt.default(600000),
   COOLIFY_POLL_INTERVAL_MS: positiveInt.default(5000),
   COOLIFY_SLOT_MAX_FAILURES: positiveInt.default(3),
   GHCR_ORG: Joi.string().required(),
@@ -379,7 +388,10 @@ function webhookAllowList(value: string | undefined): Pick<Config['webhooks'], '
   return { allowedHosts, allowedRanges };
 }
 
-/** Fargate takes up to a minute or two to start a task with a large image; five minutes is a stuck one. */
+/**
+ * Fargate takes up to a minute or two to start a task with a large image; five minutes is a stuck one (and
+ * the seed cleans up Coolify slots stuck deploying after five minutes).
+ */
 const DEFAULT_START_TIMEOUT_MS = 300_000;
 
 function pick(source: Parsed, ...keys: string[]): Env {
@@ -390,13 +402,66 @@ function pick(source: Parsed, ...keys: string[]): Env {
 
 /**
  * Every variable loadConfig reads with these platforms in PLATFORM_PRIORITY (each platform kind's own
- * variables included, enabled or not). The schemas ignore unknown names, so a misspelt variable in a
- * deployment's environment would pass unnoticed; this is the list to check one against.
+ * variables included, enabled or not). The schemas ignore unknown names; `configWarnings` checks the
+ * environment against this list instead.
  */
 export function configVariableNames(platformNames: readonly string[]): string[] {
-  const schemas = [baseSchema, k8sSchema, awsSchema, coolifySchema, ...platformNames.map(platformSchema)];
+  const schemas = [baseSchema, k8sSchema, awsSchema, coolifySchema, ...[...PLATFORM_KINDS, ...platformNames].map(platformSchema)];
   const names = new Set(schemas.flatMap((schema) => Object.keys(schema.describe().keys ?? {})));
   return [...names].sort();
+}
+
+/** Read by `npm run sim-host` (scripts/sim-host.ts), which shares the fleet's environment in the benchmark. */
+const READ_BY_SIM_HOST = ['SIM_HOST_RUN_BOTS', 'SIM_PLATFORMS'];
+
+/**
+ * Prefixes no other software's variables use, so a variable with one that nothing reads is a mistake.
+ * `AWS_` alone is also the AWS SDK's (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL, ...): see
+ * NEAR_OURS_ONLY.
+ */
+export const OWN_PREFIXES = ['K8S_', 'AWS_ECS_', 'COOLIFY_', 'LOCAL_', 'SIM_', 'WEBHOOK_', 'S3_', 'HEARTBEAT_', 'DEPLOYMENT_', 'GHCR_'];
+/** Every platform's own variables end so: `<NAME>_BOT_LIMIT`, ... */
+export const PLATFORM_SUFFIXES = Object.keys(platformSchema('local').describe().keys ?? {}).map((name) => name.slice('LOCAL'.length));
+/** An `AWS_` variable is taken for a misspelling of ours only this close to one (the SDK's are further). */
+const NEAR_OURS_ONLY = { prefix: 'AWS_', distance: 2 };
+
+/** The platform a `<NAME>_BOT_LIMIT`-like variable is of (`SIM_A_BOT_LIMIT` → sim-a), if it names one. */
+function platformBySuffix(variable: string): string | undefined {
+  const suffix = PLATFORM_SUFFIXES.find((end) => variable.endsWith(end) && variable.length > end.length);
+  const name = suffix && variable.slice(0, -suffix.length).toLowerCase().replace(/_/g, '-');
+  return name && (/^sim(-[a-z0-9]+)*$/.test(name) || (PLATFORM_KINDS as readonly string[]).includes(name)) ? name : undefined;
+}
+
+/** Variables of one platform kind by their prefix (`K8S_NAMESPACE` → k8s, `SIM_RUNNER` → sim). */
+const PLATFORM_PREFIXES: Array<[string, PlatformKind]> = [['K8S_', 'k8s'], ['AWS_ECS_', 'aws'], ['COOLIFY_', 'coolify'], ['LOCAL_', 'local'], ['SIM_', 'sim']];
+
+/** What loadConfig warns about (see Config.warnings), for these enabled platforms. */
+export function configWarnings(env: Env, enabled: readonly string[]): string[] {
+  const known = [...configVariableNames(enabled), ...READ_BY_SIM_HOST];
+  const knownSet = new Set(known);
+  const warnings: string[] = [];
+  const unusedPlatforms = new Map<string, string[]>();
+  for (const variable of Object.keys(env).sort()) {
+    const bySuffix = platformBySuffix(variable);
+    const platform = bySuffix ?? PLATFORM_PREFIXES.find(([prefix]) => variable.startsWith(prefix))?.[1];
+    // `SIM_HOST` and `SIM_RUNNER` serve every sim platform, whatever it is called
+    const inUse = platform === 'sim' && !bySuffix ? enabled.some((name) => platformKind(name) === 'sim') : enabled.includes(platform ?? '');
+    if (platform && !inUse && (bySuffix || knownSet.has(variable))) {
+      unusedPlatforms.set(platform, [...(unusedPlatforms.get(platform) ?? []), variable]);
+      continue;
+    }
+    if (knownSet.has(variable)) continue;
+    const nearest = closest(variable, known);
+    const ours =
+      OWN_PREFIXES.some((prefix) => variable.startsWith(prefix)) ||
+      PLATFORM_SUFFIXES.some((suffix) => variable.endsWith(suffix)) ||
+      (variable.startsWith(NEAR_OURS_ONLY.prefix) && distance(variable, nearest) <= NEAR_OURS_ONLY.distance);
+    if (ours) warnings.push(`${variable} is not a variable meeboter reads; did you mean ${nearest}?`);
+  }
+  for (const [platform, variables] of unusedPlatforms) {
+    warnings.push(`platform ${platform} is configured (${variables.join(', ')}) but not in PLATFORM_PRIORITY (${enabled.join(',')}), so it is unused`);
+  }
+  return warnings;
 }
 
 /** Parses and validates configuration; throws ConfigError whose message names the variable. */
@@ -463,6 +528,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       bucketName: base.S3_BUCKET_NAME,
       region: base.S3_REGION,
     },
+    warnings: configWarnings(env, names),
   };
 
   config.webhooks.secret =
@@ -470,11 +536,15 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
 
   if (kinds.has('k8s')) {
     const k = validate(k8sSchema, env);
+    const registry = k.K8S_IMAGE_REGISTRY
+      ? { variable: 'K8S_IMAGE_REGISTRY', value: k.K8S_IMAGE_REGISTRY }
+      : // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit.
+        { variable: 'GHCR_ORG', value: ghcrRegistry(k.GHCR_ORG) };
+    checkBotImages(registry, { variable: 'K8S_IMAGE_TAG', value: k.K8S_IMAGE_TAG });
     config.k8s = {
       namespace: k.K8S_NAMESPACE,
       credentials: k.K8S_KUBECONFIG ? { kubeconfig: k.K8S_KUBECONFIG } : k.KUBERNETES_SERVICE_HOST ? 'in-cluster' : 'default',
-      // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit.
-      imageRegistry: k.K8S_IMAGE_REGISTRY ?? `ghcr.io/${k.GHCR_ORG}`,
+      imageRegistry: registry.value,
       imageTag: k.K8S_IMAGE_TAG,
       cpuRequest: k.K8S_BOT_CPU_REQUEST,
       cpuLimit: k.K8S_BOT_CPU_LIMIT,
@@ -504,6 +574,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
   }
   if (kinds.has('coolify')) {
     const c = validate(coolifySchema, env);
+    checkBotImages({ variable: 'GHCR_ORG', value: ghcrRegistry(c.GHCR_ORG) }, { variable: 'COOLIFY_IMAGE_TAG', value: c.COOLIFY_IMAGE_TAG });
     config.coolify = {
       apiUrl: c.COOLIFY_API_URL,
       apiToken: c.COOLIFY_API_TOKEN,
@@ -515,12 +586,31 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       imageTag: c.COOLIFY_IMAGE_TAG,
       meetingPlatforms: [...new Set(splitCsv(c.COOLIFY_MEETING_PLATFORMS))] as MeetingPlatform[],
       minIdleSlots: c.COOLIFY_MIN_IDLE_SLOTS,
-      startTimeoutMs: c.COOLIFY_START_TIMEOUT_MS,
+      // the platform's own COOLIFY_START_TIMEOUT_MS, so it has one default, the other platforms'
+      startTimeoutMs: platforms.find((platform) => platform.kind === 'coolify')!.startTimeoutMs,
       pollIntervalMs: c.COOLIFY_POLL_INTERVAL_MS,
       maxSlotFailures: c.COOLIFY_SLOT_MAX_FAILURES,
     };
   }
   return deepFreeze(config);
+}
+
+/**
+ * Refuses at startup image settings that would give every bot an image reference a registry rejects (the
+ * pods would sit in InvalidImageName), naming the variable.
+ */
+function checkBotImages(registry: { variable: string; value: string }, tag: { variable: string; value: string }): void {
+  for (const meetingPlatform of MEETING_PLATFORMS) {
+    const repository = botRepository(registry.value, meetingPlatform);
+    if (!isImageReference(repository)) {
+      throw new ConfigError(
+        `${registry.variable}: makes the image name "${repository}", which is not a valid image reference (a registry host, then lowercase letters, digits, and . _ - separators)`,
+      );
+    }
+    if (!isImageReference(`${repository}:${tag.value}`)) {
+      throw new ConfigError(`${tag.variable}: "${tag.value}" is not a valid image tag (up to 128 letters, digits, _ . -, not starting with . or -)`);
+    }
+  }
 }
 
 function randomSecret(): string {

@@ -17,6 +17,7 @@ import { isTerminal } from './domain/bot.lifecycle';
 import { logger } from './logger';
 import { fleetGauges, metricsOnlyHandler } from './metrics';
 import { serveHttp } from './http-server';
+import { checkReadiness } from './readiness';
 import { createDeploySlots } from './placement/deploy-slots';
 import { createEndSignals, endedSignal } from './placement/end-signals';
 import { createGlobalQueue, GlobalQueue } from './placement/global-queue';
@@ -180,7 +181,7 @@ export async function startFleet(
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
     if (!roles.api && config.metricsPort !== undefined) {
-      const served = await serveHttp(metricsOnlyHandler(fleetGauges(placement)), config.metricsPort);
+      const served = await serveHttp(metricsOnlyHandler(fleetGauges(placement, () => checkReadiness(fleet))), config.metricsPort);
       shutdown.add('metrics-http', served.close);
       fleet.metricsPort = served.port;
     }

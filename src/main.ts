@@ -50,6 +50,7 @@ async function main(): Promise<void> {
   const config = loadConfig(role === 'all' ? withKeptBotTokenSecret(process.env, dataDir) : process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
   labelProcess({ role });
+  for (const warning of config.warnings) logger.warn(`configuration warning: ${warning}`);
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
   }

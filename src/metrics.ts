@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Readiness } from './readiness';
 
 /**
  * The one metrics registry of this process (prom-client), served at /metrics in Prometheus text format.
@@ -92,6 +93,7 @@ export async function timedSweep<T>(sweep: string, run: () => Promise<T>): Promi
   }
 }
 
+/** What the fleet's gauges read: placement's stats and, where it is known, this process's readiness. */
 export interface FleetGaugeSource {
   stats(): Promise<{
     platforms: Array<{ name: string; limit: number; active: number; queued: number; draining: boolean }>;
@@ -100,17 +102,23 @@ export interface FleetGaugeSource {
 }
 
 /**
- * A registry of gauges read from Redis at each scrape (through placement's stats), for one fleet; merged with
- * the process registry when served.
+ * A registry of gauges read from Redis at each scrape (through placement's stats), for one fleet, and of this
+ * process's readiness (MongoDB's state, the changes waiting for it); merged with the process registry when
+ * served. A scrape fails while Redis does not answer, so a probe on /metrics means "Redis answers", as
+ * /readyz does; MongoDB away only shows in the gauges.
  */
-export function fleetGauges(source: FleetGaugeSource): Registry {
+export function fleetGauges(source: FleetGaugeSource, readiness: () => Promise<Readiness>): Registry {
   const registry = new Registry();
-  // One read of Redis serves all of a scrape's gauges.
-  let latest: { at: number; stats: ReturnType<FleetGaugeSource['stats']> } | undefined;
-  const stats = () => {
-    if (!latest || Date.now() - latest.at > 500) latest = { at: Date.now(), stats: source.stats() };
-    return latest.stats;
+  // One read of Redis (and one readiness check) serves all of a scrape's gauges.
+  const latestOnce = <T>(read: () => Promise<T>) => {
+    let latest: { at: number; value: Promise<T> } | undefined;
+    return () => {
+      if (!latest || Date.now() - latest.at > 500) latest = { at: Date.now(), value: read() };
+      return latest.value;
+    };
   };
+  const stats = latestOnce(() => source.stats());
+  const health = latestOnce(readiness);
   const perPlatform = (name: string, help: string, pick: (p: Awaited<ReturnType<FleetGaugeSource['stats']>>['platforms'][number]) => number) =>
     new Gauge({
       name,
@@ -131,6 +139,32 @@ export function fleetGauges(source: FleetGaugeSource): Registry {
     registers: [registry],
     async collect() {
       this.set((await stats()).globalQueue.length);
+    },
+  });
+  new Gauge({
+    name: 'meeboter_mongodb_up',
+    help: '1 while MongoDB answers this process (within a second); the fleet serves without it, degraded',
+    registers: [registry],
+    async collect() {
+      this.set((await health()).checks.mongodb === 'ok' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'meeboter_flusher_lagging',
+    help: "1 while this process's flusher cannot write bot changes to MongoDB",
+    registers: [registry],
+    async collect() {
+      this.set((await health()).checks.flusher.startsWith('lagging') ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'meeboter_unflushed_changes',
+    help: 'Bot changes kept in Redis, not yet written to MongoDB (the whole fleet)',
+    registers: [registry],
+    async collect() {
+      const { unflushedChanges } = await health();
+      if (unflushedChanges === null) throw new Error('Redis does not answer');
+      this.set(unflushedChanges);
     },
   });
   return registry;

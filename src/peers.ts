@@ -82,7 +82,7 @@ export function isPortOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** Looks for a binary on PATH and in Go's install directory (where `go install` puts ferretdb). */
+/** Looks for a binary on PATH and in Go's install directory (where scripts/provision.sh puts ferretdb). */
 export function findBinary(name: string): string | undefined {
   const goBin = process.env.GOBIN ?? path.join(process.env.GOPATH ?? path.join(os.homedir(), 'go'), 'bin');
   const candidates = [...(process.env.PATH ?? '').split(path.delimiter), goBin, '/usr/bin', '/usr/local/bin'];
@@ -143,9 +143,8 @@ export async function startRedis(dataDir: string, port?: number, durable = false
 export async function startFerretDb(dataDir: string, port?: number): Promise<StartedPeer> {
   const binary = findBinary('ferretdb');
   if (!binary) {
-    throw new Error(
-      'ferretdb not found: run `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` or set MONGODB_URI',
-    );
+    // Our build carries a patch (scripts/ferretdb.patch) that a plain `go install` of the module lacks.
+    throw new Error('ferretdb not found: run `bash scripts/provision.sh` (it builds our FerretDB) or set MONGODB_URI');
   }
   const listenPort = port ?? (await freePort());
   mkdirSync(dataDir, { recursive: true });

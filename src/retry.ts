@@ -23,3 +23,16 @@ export async function withRetries<T>(fn: () => Promise<T>, options: RetryOptions
     }
   }
 }
+
+/**
+ * `work`, or a rejection with `timeout` once `ms` passed without an answer: for a peer that may hang rather
+ * than refuse (a stopped MongoDB keeps its connections open and never answers). The work itself goes on.
+ */
+export async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

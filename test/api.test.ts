@@ -351,7 +351,7 @@ describe('health', () => {
     expect((await t.request('GET', '/healthz', { auth: null })).body).toEqual({ ok: true });
     const ready = await t.request('GET', '/readyz', { auth: null });
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ ready: true, checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' }, unflushedChanges: ready.body.unflushedChanges });
+    expect(ready.body).toEqual({ ready: true, degraded: false, checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' }, unflushedChanges: ready.body.unflushedChanges });
     expect(Number.isInteger(ready.body.unflushedChanges)).toBe(true);
   });
 

@@ -1,4 +1,6 @@
-import { configVariableNames, ConfigError, loadConfig } from '../src/config';
+import { configVariableNames, configWarnings, ConfigError, loadConfig, OWN_PREFIXES, PLATFORM_SUFFIXES } from '../src/config';
+import { freePort } from '../src/peers';
+import { spawnFleetProcess } from './support/fleet';
 
 /** loadConfig is pure: plain objects in, a frozen config or one ConfigError naming the variable out. */
 const fails = (env: Record<string, string>) => {
@@ -47,7 +49,7 @@ it('demands a platform\'s variables only when it is enabled', () => {
   expect(fails({ PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3' })).toBe('COOLIFY_API_URL: is required');
   expect(fails({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '80' })).toBe('K8S_IMAGE_REGISTRY or GHCR_ORG: one of them is required');
   const k8s = loadConfig({ PLATFORM_PRIORITY: 'k8s,local', K8S_BOT_LIMIT: '80', GHCR_ORG: 'Payme-Works' });
-  expect(k8s.k8s).toMatchObject({ namespace: 'meeboter', imageRegistry: 'ghcr.io/Payme-Works', cpuRequest: '500m', imagePullLockEnabled: true });
+  expect(k8s.k8s).toMatchObject({ namespace: 'meeboter', imageRegistry: 'ghcr.io/payme-works', cpuRequest: '500m', imagePullLockEnabled: true });
   expect(k8s.platforms.map((p) => `${p.name}:${p.limit}:${p.queueTimeoutMs}`)).toEqual(['k8s:80:60000', 'local:5:30000']);
 });
 
@@ -56,7 +58,7 @@ it('k8s: every seed variable, the pull secret, and where the credentials come fr
   expect(loadConfig(base).k8s).toEqual({
     namespace: 'meeboter',
     credentials: 'default',
-    imageRegistry: 'ghcr.io/Payme-Works',
+    imageRegistry: 'ghcr.io/payme-works',
     imageTag: 'latest',
     cpuRequest: '500m',
     cpuLimit: '1000m',
@@ -158,3 +160,137 @@ it('reads WEBHOOK_ALLOWED_HOSTS as host names and address ranges', () => {
   );
   expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'http://localhost' })).toMatch(/^WEBHOOK_ALLOWED_HOSTS: "http:\/\/localhost" is neither/);
 });
+
+describe('bot images', () => {
+  const k8s = { PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '5' };
+  const coolify = {
+    PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://coolify.example/api/v1', COOLIFY_API_TOKEN: 't',
+    COOLIFY_PROJECT_UUID: 'p', COOLIFY_SERVER_UUID: 's', COOLIFY_DESTINATION_UUID: 'd',
+  };
+
+  it.each([
+    // the seed's own org, as GitHub spells it: OCI repository paths are lowercase only
+    [{ GHCR_ORG: 'Payme-Works' }, 'ghcr.io/payme-works'],
+    [{ GHCR_ORG: 'acme' }, 'ghcr.io/acme'],
+    // a registry given in full is taken as it is (host names may have capitals, a port, a path)
+    [{ K8S_IMAGE_REGISTRY: 'Registry.Example:5000/team/bots', GHCR_ORG: 'Payme-Works' }, 'Registry.Example:5000/team/bots'],
+    [{ K8S_IMAGE_REGISTRY: '123456789012.dkr.ecr.eu-west-1.amazonaws.com' }, '123456789012.dkr.ecr.eu-west-1.amazonaws.com'],
+  ])('k8s with %j pulls from %s', (env, registry) => {
+    expect(loadConfig({ ...k8s, ...env }).k8s!.imageRegistry).toBe(registry);
+  });
+
+  it.each([
+    [{ K8S_IMAGE_REGISTRY: 'ghcr.io/Payme-Works' }, /^K8S_IMAGE_REGISTRY: makes the image name "ghcr.io\/Payme-Works\/meeboter-google-meet-bot", which is not a valid image reference/],
+    [{ K8S_IMAGE_REGISTRY: 'https://ghcr.io/acme' }, /^K8S_IMAGE_REGISTRY: /],
+    [{ K8S_IMAGE_REGISTRY: 'ghcr.io/acme/' }, /^K8S_IMAGE_REGISTRY: /],
+    [{ K8S_IMAGE_REGISTRY: 'ghcr.io/ac me' }, /^K8S_IMAGE_REGISTRY: /],
+    [{ GHCR_ORG: 'Payme Works' }, /^GHCR_ORG: makes the image name "ghcr.io\/payme works\/meeboter-google-meet-bot"/],
+    [{ GHCR_ORG: 'acme/' }, /^GHCR_ORG: /],
+    [{ GHCR_ORG: 'acme', K8S_IMAGE_TAG: 'v1:2' }, /^K8S_IMAGE_TAG: "v1:2" is not a valid image tag/],
+    [{ GHCR_ORG: 'acme', K8S_IMAGE_TAG: '-rc1' }, /^K8S_IMAGE_TAG: /],
+    [{ GHCR_ORG: 'acme', K8S_IMAGE_TAG: 'x'.repeat(129) }, /^K8S_IMAGE_TAG: /],
+  ])('k8s refuses %j at startup, naming the variable', (env, message) => {
+    expect(fails({ ...k8s, ...env })).toMatch(message);
+  });
+
+  it('coolify lowercases the org too, and refuses an org or tag that makes no valid image, naming the variable', () => {
+    expect(loadConfig({ ...coolify, GHCR_ORG: 'Payme-Works', COOLIFY_IMAGE_TAG: 'v1.2_rc' }).coolify).toMatchObject({ ghcrOrg: 'Payme-Works', imageTag: 'v1.2_rc' });
+    expect(fails({ ...coolify, GHCR_ORG: 'Payme_Works!' })).toMatch(/^GHCR_ORG: makes the image name "ghcr.io\/payme_works!\/meeboter-google-meet-bot"/);
+    expect(fails({ ...coolify, GHCR_ORG: 'acme', COOLIFY_IMAGE_TAG: 'a b' })).toMatch(/^COOLIFY_IMAGE_TAG: "a b" is not a valid image tag/);
+  });
+});
+
+it('COOLIFY_START_TIMEOUT_MS has one default, the seed\'s five minutes, and one value wherever it is read', () => {
+  const coolify = {
+    PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://coolify.example/api/v1', COOLIFY_API_TOKEN: 't',
+    COOLIFY_PROJECT_UUID: 'p', COOLIFY_SERVER_UUID: 's', COOLIFY_DESTINATION_UUID: 'd', GHCR_ORG: 'acme',
+  };
+  const byDefault = loadConfig(coolify);
+  expect(byDefault.coolify!.startTimeoutMs).toBe(300000);
+  expect(byDefault.platforms[0].startTimeoutMs).toBe(300000);
+  const set = loadConfig({ ...coolify, COOLIFY_START_TIMEOUT_MS: '420000' });
+  expect([set.coolify!.startTimeoutMs, set.platforms[0].startTimeoutMs]).toEqual([420000, 420000]);
+});
+
+describe('startup warnings', () => {
+  const k8s = { PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '5', GHCR_ORG: 'acme' };
+
+  it.each<[string, Record<string, string>, string[]]>([
+    ['nothing amiss', { ...k8s, K8S_NAMESPACE: 'bots', LOG_LEVEL: 'info' }, []],
+    ['a misspelt platform variable', { ...k8s, K8S_BOT_LIMT: '10' }, ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
+    ['a misspelt variable of a platform not enabled', { K8S_BOT_LIMT: '10' }, ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
+    ['one of our suffixes on an unknown platform', { ...k8s, KS8_BOT_LIMIT: '10' }, ['KS8_BOT_LIMIT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
+    ['a misspelt queue timeout', { ...k8s, K8S_QUEUE_TIMOUT_MS: '1' }, ['K8S_QUEUE_TIMOUT_MS is not a variable meeboter reads; did you mean K8S_QUEUE_TIMEOUT_MS?']],
+    ['our other prefixes', { ...k8s, WEBHOOK_SECRT: 'x', S3_BUCKET: 'b', COOLIFY_TOKEN: 't', LOCAL_RUNDIR: '/tmp', AWS_ECS_SUBNET: 's', HEARTBEAT_TIMEOUT: '1' }, [
+      'AWS_ECS_SUBNET is not a variable meeboter reads; did you mean AWS_ECS_SUBNETS?',
+      'COOLIFY_TOKEN is not a variable meeboter reads; did you mean COOLIFY_API_TOKEN?',
+      'HEARTBEAT_TIMEOUT is not a variable meeboter reads; did you mean HEARTBEAT_TIMEOUT_MS?',
+      'LOCAL_RUNDIR is not a variable meeboter reads; did you mean LOCAL_RUN_DIR?',
+      'S3_BUCKET is not a variable meeboter reads; did you mean S3_BUCKET_NAME?',
+      'WEBHOOK_SECRT is not a variable meeboter reads; did you mean WEBHOOK_SECRET?',
+    ]],
+    // AWS_ is also the AWS SDK's: its own variables pass, a near miss of ours does not
+    ['the AWS SDK\'s variables', {
+      ...k8s, AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 's', AWS_SESSION_TOKEN: 't', AWS_PROFILE: 'p', AWS_ENDPOINT_URL: 'http://127.0.0.1:5000',
+      AWS_DEFAULT_REGION: 'eu-west-1', AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/s', AWS_WEB_IDENTITY_TOKEN_FILE: '/w', AWS_ROLE_ARN: 'arn',
+      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2', AWS_EXECUTION_ENV: 'AWS_ECS_FARGATE', AWS_MAX_ATTEMPTS: '3', AWS_RETRY_MODE: 'adaptive', AWS_REGION: 'eu-west-1',
+    }, []],
+    ['a near miss of an AWS variable of ours', { ...k8s, AWS_REGON: 'eu-west-1', AWS_BOT_LIMT: '3' }, [
+      'AWS_BOT_LIMT is not a variable meeboter reads; did you mean AWS_BOT_LIMIT?',
+      'AWS_REGON is not a variable meeboter reads; did you mean AWS_REGION?',
+    ]],
+    ['other software\'s variables', { ...k8s, KUBERNETES_SERVICE_PORT: '443', REDIS_PASSWORD: 'x', NODE_ENV: 'production', HOME: '/home/node', PATH: '/usr/bin' }, []],
+    ['variables read by npm run sim-host', { PLATFORM_PRIORITY: 'sim', SIM_HOST_RUN_BOTS: 'false', SIM_PLATFORMS: 'sim' }, []],
+    ['a configured platform not in PLATFORM_PRIORITY', { PLATFORM_PRIORITY: 'local', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://c.example/api/v1', AWS_ECS_CLUSTER: 'c', AWS_REGION: 'eu-west-1' }, [
+      'platform aws is configured (AWS_ECS_CLUSTER) but not in PLATFORM_PRIORITY (local), so it is unused',
+      'platform coolify is configured (COOLIFY_API_URL, COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused',
+    ]],
+    ['a sim platform not in PLATFORM_PRIORITY', { PLATFORM_PRIORITY: 'sim-a', SIM_A_BOT_LIMIT: '3', SIM_B_BOT_LIMIT: '4', SIM_BOT_LIMIT: '5', SIM_RUNNER: 'sim-host' }, [
+      'platform sim is configured (SIM_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
+      'platform sim-b is configured (SIM_B_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
+    ]],
+    ['shared settings of the sim platforms without one', { PLATFORM_PRIORITY: 'local', SIM_RUNNER: 'sim-host' }, ['platform sim is configured (SIM_RUNNER) but not in PLATFORM_PRIORITY (local), so it is unused']],
+    ['a platform enabled in second place', { PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '5', GHCR_ORG: 'acme', LOCAL_BOT_LIMIT: '2' }, []],
+    ['empty values count as unset', { ...k8s, K8S_BOT_LIMT: '', COOLIFY_BOT_LIMIT: ' ' }, []],
+  ])('%s', (_case, env, warnings) => {
+    expect(loadConfig(env).warnings).toEqual(warnings);
+  });
+
+  it('names variables only, never their values', () => {
+    const secret = 'very-secret-value-0123456789';
+    const { warnings } = loadConfig({ PLATFORM_PRIORITY: 'local', COOLIFY_API_TOKEN: secret, WEBHOOK_SECRT: secret });
+    expect(warnings).toHaveLength(2);
+    expect(warnings.join('\n')).not.toContain(secret);
+  });
+
+  it('knows every variable it reads, and its prefixes and suffixes are its own', () => {
+    const all = ['k8s', 'aws', 'coolify', 'local', 'sim'];
+    const everything = Object.fromEntries(configVariableNames(all).map((name) => [name, 'x']));
+    expect(everything.K8S_BOT_LIMIT).toBe('x');
+    // every variable read, all set at once with every platform enabled, draws no warning
+    expect(configWarnings(everything, all)).toEqual([]);
+    for (const prefix of OWN_PREFIXES) expect(Object.keys(everything).some((name) => name.startsWith(prefix))).toBe(true);
+    expect(PLATFORM_SUFFIXES).toEqual(['_BOT_LIMIT', '_QUEUE_TIMEOUT_MS', '_START_TIMEOUT_MS']);
+  });
+});
+
+it('a fleet process logs each warning once at startup, as a warn line', async () => {
+  const [redisPort, mongoPort] = [await freePort(), await freePort()];
+  const fleet = spawnFleetProcess('api', {
+    BOT_TOKEN_SECRET: 'test-secret-0123456789abcdef',
+    PORT: String(await freePort()),
+    // nothing listens there: the process stops after its startup lines
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    MONGODB_URI: `mongodb://127.0.0.1:${mongoPort}/meeboter_test`,
+    PLATFORM_PRIORITY: 'local',
+    K8S_BOT_LIMT: '10',
+    COOLIFY_BOT_LIMIT: '3',
+  });
+  await new Promise((resolve) => fleet.child.once('exit', resolve));
+  const lines = fleet.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  const warnings = lines.filter((line) => String(line.msg).startsWith('configuration warning: '));
+  expect(warnings.map((line) => [line.level, line.msg])).toEqual([
+    ['warn', 'configuration warning: K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?'],
+    ['warn', 'configuration warning: platform coolify is configured (COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused'],
+  ]);
+}, 60_000);

@@ -168,9 +168,11 @@ describe('the API and worker Deployments', () => {
     expect(worker.platforms.map((p) => p.name)).toEqual(['k8s']);
     expect(worker.k8s).toMatchObject({ credentials: 'in-cluster', namespace: NAMESPACE, imagePullSecret: 'ghcr-secret' });
     expect(worker.shutdownTimeoutMs).toBe(25_000);
+    // as shipped, no variable is misspelt or unused
+    expect(worker.warnings).toEqual([]);
 
     const api = loadConfig(roleEnv('meeboter-api', TEST_SECRETS));
-    expect(api).toMatchObject({ botTokenSecretGenerated: false, port: 3000, botTokenSecret: worker.botTokenSecret });
+    expect(api).toMatchObject({ botTokenSecretGenerated: false, port: 3000, botTokenSecret: worker.botTokenSecret, warnings: [] });
     // bots reach the API through its Service
     const service = find('Service', 'meeboter-api');
     expect(api.publicUrl).toBe(`http://${service.metadata.name}.${service.metadata.namespace}.svc:${service.spec.ports[0].port}`);

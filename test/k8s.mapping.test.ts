@@ -1,4 +1,6 @@
 import { V1Job, V1Pod } from '@kubernetes/client-node';
+import { loadConfig } from '../src/config';
+import { buildJob } from '../src/platforms/k8s/job-spec';
 import { jobStatus } from '../src/platforms/k8s/job-status';
 import { k8sError } from '../src/platforms/k8s/k8s-errors';
 
@@ -37,4 +39,16 @@ it('429, 5xx and network errors are transient; a quota refusal is full; other 4x
   expect(k8sError('create Job', api(403, 'jobs.batch is forbidden: exceeded quota: q'))).toMatchObject({ transient: false, full: true });
   expect(k8sError('create Job', api(403, 'forbidden: User cannot create'))).toMatchObject({ transient: false, full: false });
   expect(k8sError('create Job', api(422, 'Job.batch "x" is invalid'))).toMatchObject({ transient: false, full: false });
+});
+
+it.each([
+  // the seed's example org, spelt as GitHub shows it: the Job's image is lowercase, as references must be
+  [{ GHCR_ORG: 'Payme-Works' }, 'ghcr.io/payme-works/meeboter-zoom-bot:latest'],
+  [{ GHCR_ORG: 'Payme-Works', K8S_IMAGE_TAG: 'v1.4.0' }, 'ghcr.io/payme-works/meeboter-zoom-bot:v1.4.0'],
+  [{ K8S_IMAGE_REGISTRY: 'registry.example:5000/team', GHCR_ORG: 'Payme-Works' }, 'registry.example:5000/team/meeboter-zoom-bot:latest'],
+])('a Job of a fleet configured with %j runs %s', (env, image) => {
+  const config = loadConfig({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '5', ...env });
+  const spec = { botId: 'b1', name: 'mb-b1-k8s', attempt: 0, meetingPlatform: 'zoom' as const, maxDurationMs: null, env: { BOT_ID: 'b1' } };
+  const containers = buildJob(spec, config.k8s!, config.fleetId, 60_000).spec!.template.spec!.containers;
+  expect(containers.map((container) => container.image)).toEqual([image]);
 });

@@ -56,6 +56,11 @@ it('after a scripted run its gauges and counters equal what the API reports', as
   expect(value(families, 'meeboter_http_requests_total', { method: 'POST', route: '/api/bots', status: '201' })).toBe(5);
   expect(value(families, 'meeboter_heartbeats_total')).toBeGreaterThan(0);
   expect(families.map((f) => f.name)).toContain('process_cpu_user_seconds_total');
+  // MongoDB's state beside readiness: up, the changes written
+  expect(value(families, 'meeboter_mongodb_up')).toBe(1);
+  expect(value(families, 'meeboter_flusher_lagging')).toBe(0);
+  const unflushed = value(families, 'meeboter_unflushed_changes');
+  expect(Number.isInteger(unflushed) && unflushed! >= 0).toBe(true);
 });
 
 it('a worker-only process serves its own /metrics, labelled with its role', async () => {

@@ -11,6 +11,7 @@ import { createRouter } from './routes';
 import { createDocsPage } from './ui/docs-page';
 import { createFleetPage } from './ui/fleet-page';
 import { fleetGauges, metrics, scrape } from '../metrics';
+import { checkReadiness } from '../readiness';
 
 /**
  * A request id for every request (the caller's `X-Request-Id` if it is a plausible one, else a new UUID),
@@ -56,7 +57,7 @@ export function createApp(ctx: ApiContext): Express {
   app.set('etag', false);
   app.use(requestIds());
   app.use(countRequests);
-  const fleet = fleetGauges(ctx.placement);
+  const fleet = fleetGauges(ctx.placement, () => checkReadiness(ctx));
   app.get('/metrics', (_req, res, next) => {
     scrape(fleet)
       .then(({ contentType, body }) => res.type(contentType).send(body))

@@ -161,11 +161,12 @@ export const healthResponseSchema = answer(Joi.object({ ok: Joi.boolean().valid(
 
 export const readyResponseSchema = answer(
   Joi.object({
-    ready: Joi.boolean(),
+    ready: Joi.boolean().description('Redis answers: the process serves (bots, heartbeats, reports, placement)'),
+    degraded: Joi.boolean().description('Ready, but MongoDB does not answer or the bot changes do not reach it: they wait in Redis'),
     checks: Joi.object({
       redis: text.description('`ok`, or `unavailable: <why>`'),
       mongodb: text.description('`ok`, or `unavailable: <why>`'),
-      flusher: text.description('`ok`, or `lagging: <why>` while MongoDB refuses the bot changes this process writes'),
+      flusher: text.description('`ok`, `lagging: <why>` while MongoDB refuses the bot changes this process writes, or `unknown: ...` without Redis'),
     }),
     unflushedChanges: Joi.number().integer().min(0).allow(null).description('Bot changes not in MongoDB yet (null: Redis does not answer)'),
   }),

@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { UnavailableError } from '../errors';
+import { withTimeout } from '../retry';
 import { Models } from '../store/models';
 
 /**
@@ -26,6 +28,13 @@ export interface ApiKeys {
 }
 
 export const API_KEY_CACHE_MS = 30_000;
+/**
+ * While MongoDB does not answer (within LOOKUP_TIMEOUT_MS), a key this process knew keeps its owner for
+ * STALE_RETRY_MS more, then one request looks it up again: the fleet serves without MongoDB, and its clients
+ * should not be refused for a database they do not need. A key never seen cannot be checked: 503.
+ */
+const LOOKUP_TIMEOUT_MS = 1000;
+const STALE_RETRY_MS = 5000;
 const ID_LENGTH = 12;
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
@@ -47,7 +56,14 @@ export function createApiKeys({ ApiKey }: Models): ApiKeys {
       const known = (owner: string | null) => (owner ? { owner, keyId: digest.slice(0, ID_LENGTH) } : null);
       const cached = cache.get(digest);
       if (cached && cached.until > Date.now()) return known(cached.owner);
-      const found = await ApiKey.findById(digest).lean();
+      let found;
+      try {
+        found = await withTimeout(ApiKey.findById(digest).lean().exec(), LOOKUP_TIMEOUT_MS);
+      } catch (error) {
+        if (!cached) throw new UnavailableError(`cannot check the API key: MongoDB does not answer (${error instanceof Error ? error.message : String(error)})`);
+        cached.until = Date.now() + STALE_RETRY_MS;
+        return known(cached.owner);
+      }
       const owner = found?.owner ?? null;
       if (cache.size > 10_000) cache.clear();
       // Unknown keys are cached briefly too, so a client hammering with a bad key costs no queries.

@@ -213,3 +213,18 @@ export const waitForStatus = (t: TestFleet, id: string, statuses: string[], time
     const current = await botOf(t, id);
     return statuses.includes(current.status) ? current : null;
   }, `bot ${id} to reach ${statuses.join('/')}`, timeoutMs);
+
+/**
+ * MongoDB holds each bot as the API shows it (status, end reason), and the bot's status history went through
+ * the call: once the flusher caught up after MongoDB was away.
+ */
+export async function expectStoredAsShown(t: TestFleet, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const shown = await botOf(t, id);
+    const stored = (await t.fleet.models.Bot.findById(id).lean())!;
+    expect({ id, status: stored.status, endReason: stored.endReason ?? null }).toEqual({ id, status: shown.status, endReason: shown.endReason });
+    const history = (await eventsOf(t, id)).filter((event) => event.type === 'status').map((event) => event.status as string);
+    expect(history.slice(0, 4)).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL']);
+    expect(history[history.length - 1]).toBe(shown.status);
+  }
+}

@@ -172,20 +172,29 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   'GET /readyz': {
     operationId: 'ready',
     tag: 'Health',
-    summary: 'Readiness: Redis and MongoDB answer; whether bot changes reach MongoDB',
+    summary: 'Readiness: Redis answers; whether MongoDB does and bot changes reach it',
+    description:
+      'Ready while Redis answers: Redis decides and places, and the bot changes wait there for MongoDB. MongoDB away is ' +
+      '`degraded: true` with a 200, so that running bots keep reaching the API; the changes are written once it is back.',
     answers: {
       200: {
-        description: 'Both answer',
+        description: 'Redis answers; `degraded` while MongoDB does not or the changes lag',
         schema: answers.readyResponseSchema,
-        example: { ready: true, checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' }, unflushedChanges: 0 },
+        example: {
+          ready: true,
+          degraded: true,
+          checks: { redis: 'ok', mongodb: 'unavailable: timeout', flusher: 'lagging: MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017' },
+          unflushedChanges: 412,
+        },
       },
       503: {
-        description: 'One does not (named)',
+        description: 'Redis does not answer',
         schema: answers.readyResponseSchema,
         example: {
           ready: false,
-          checks: { redis: 'ok', mongodb: 'unavailable: timeout', flusher: 'lagging: MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017' },
-          unflushedChanges: 412,
+          degraded: false,
+          checks: { redis: 'unavailable: Connection is closed.', mongodb: 'ok', flusher: 'unknown: Redis does not answer' },
+          unflushedChanges: null,
         },
       },
     },

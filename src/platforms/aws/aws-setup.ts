@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import { AttachRolePolicyCommand, CreateRoleCommand, GetRoleCommand, IAMClient, ListAttachedRolePoliciesCommand } from '@aws-sdk/client-iam';
 import { MEETING_PLATFORMS } from '../../domain/bot.lifecycle';
+import { botRepository, ghcrRegistry } from '../bot-image';
 import { ensureNetwork } from './setup-network';
 import { createSetupStep, SetupStep } from './setup-step';
 
@@ -157,8 +158,7 @@ async function ensureCluster(ecs: ECSClient, step: SetupStep): Promise<void> {
 
 /** The seed's task definitions: family `meeboter-<platform>-bot`, container `<platform>-bot`. */
 function taskDefinitionInput(platform: string, options: AwsSetupOptions, executionRoleArn: string, taskRoleArn: string): RegisterTaskDefinitionCommandInput {
-  // Image references must be lower case; the seed's org is written "Payme-Works".
-  const org = (options.imageOrg ?? 'Payme-Works').toLowerCase();
+  const registry = ghcrRegistry(options.imageOrg ?? 'Payme-Works');
   return {
     family: `meeboter-${platform}-bot`,
     cpu: '1024',
@@ -170,7 +170,7 @@ function taskDefinitionInput(platform: string, options: AwsSetupOptions, executi
     containerDefinitions: [
       {
         name: `${platform}-bot`,
-        image: `ghcr.io/${org}/meeboter-${platform}-bot:latest`,
+        image: `${botRepository(registry, platform)}:latest`,
         essential: true,
         // The whole task's memory as the container's hard limit: one container per task.
         memory: 2048,

@@ -3,6 +3,7 @@ import { Connection } from 'mongoose';
 import { CoolifySettings } from '../../config';
 import { MeetingPlatform } from '../../domain/bot.lifecycle';
 import { logger } from '../../logger';
+import { botRepository, ghcrRegistry } from '../bot-image';
 import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
 import { CoolifyApplication, CoolifyError, createCoolifyClient, isNotFound } from './coolify.client';
 import { fleetMarker, isFleetApplication } from './fleet-marker';
@@ -85,8 +86,7 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     records: () => records.all(),
   });
   const image = (meetingPlatform: MeetingPlatform) => ({
-    // Registry paths must be lowercase; GHCR_ORG is often written as the organisation is ("Payme-Works").
-    docker_registry_image_name: `ghcr.io/${settings.ghcrOrg.toLowerCase()}/meeboter-${meetingPlatform}-bot`,
+    docker_registry_image_name: botRepository(ghcrRegistry(settings.ghcrOrg), meetingPlatform),
     docker_registry_image_tag: settings.imageTag,
   });
 

@@ -1,5 +1,6 @@
 import { V1Job, V1Secret } from '@kubernetes/client-node';
 import { KubernetesSettings } from '../../config';
+import { botRepository } from '../bot-image';
 import { DeploySpec } from '../platform';
 
 /**
@@ -36,7 +37,7 @@ export function jobName(spec: DeploySpec): string {
 }
 
 export function imageOf(settings: KubernetesSettings, meetingPlatform: string): string {
-  return `${settings.imageRegistry}/meeboter-${meetingPlatform}-bot:${settings.imageTag}`;
+  return `${botRepository(settings.imageRegistry, meetingPlatform)}:${settings.imageTag}`;
 }
 
 export function fleetSelector(fleetId: string, extra: Record<string, string> = {}): string {
