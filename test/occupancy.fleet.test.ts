@@ -1,5 +1,8 @@
 import IORedis from 'ioredis';
+import { occupyJob, occupyJobId } from '../queues/queue-names';
+import { createQueues } from '../queues/queues';
 import { occupancyOf } from '../src/placement/occupancy';
+import { createWithdrawal } from '../src/placement/withdrawal';
 import { runSimHost, simHostKeys } from '../src/platforms/sim/sim.platform';
 import { meetings, sleep, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
@@ -119,4 +122,31 @@ it('GET /api/platforms and the pool stats equal the dispatcher\'s count at every
   expect(seen.occupiedB).toBeGreaterThan(0);
   expect(fellBack).toBeGreaterThan(0);
   expect(endings).toEqual(new Set(['ENDED/COMPLETED', 'ENDED/CANCELLED']));
+});
+
+it('withdrawal follows the rule: it removes only the waiting job of a bot no platform claimed, wakes a parked one, and leaves a claimed bot\'s waiting job to stop what runs', async () => {
+  // Queues of their own, with no worker, so every job stays in the state it is put in.
+  const prefix = `${t.env.REDIS_PREFIX}:withdrawal`;
+  const queues = await createQueues(t.fleet.redis, prefix, [{ name: 'sim-a', limit: 10 }]);
+  const withdraw = createWithdrawal(queues, t.fleet.config.platforms.filter((p) => p.name === 'sim-a'));
+  const queue = queues.platforms.get('sim-a')!;
+  const bot = (n: number) => String(n).padStart(24, '0');
+  const add = async (n: number, delay?: number) => {
+    const { name, data, opts } = occupyJob(bot(n), 'sim-a');
+    await queue.add(name, data, { ...opts, delay });
+  };
+  const state = (n: number) => queue.getJobState(occupyJobId(bot(n), 'sim-a'));
+  try {
+    await add(1); // assigned, never claimed
+    await add(2); // waiting again after a run: its bot was claimed (woken, handed back, or re-held)
+    await add(3, 3_600_000); // parked
+    await withdraw(bot(1), null);
+    await withdraw(bot(2), 'sim-a');
+    await withdraw(bot(3), 'sim-a');
+    expect([await state(1), await state(2), await state(3)]).toEqual(['unknown', 'waiting', 'waiting']);
+    expect(await occupancyOf(queue)).toEqual({ active: 0, queued: 2, occupied: 2 });
+  } finally {
+    await queue.obliterate({ force: true });
+    await queues.close();
+  }
 });
