@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import path from 'node:path';
 import { createDeploySlots, DeploySlot } from '../src/placement/deploy-slots';
 import { createImagePullLock } from '../src/platforms/k8s/image-pull-lock';
@@ -54,6 +55,19 @@ it('a waiter whose job is aborted leaves the line without a slot, and the others
   expect(await slots.inUse()).toBe(1);
   await slot.release();
   expect(await slots.inUse()).toBe(0);
+});
+
+it("served waiters stop listening to the process's shutdown signal, which every job shares", async () => {
+  const slots = createDeploySlots(connect(), `${prefix}:listeners`, 2, LEASE_MS);
+  const stopping = new AbortController();
+  await Promise.all(
+    Array.from({ length: 20 }, async (_, n) => {
+      const slot = await slots.acquire(`deploy-${n}`, stopping.signal);
+      await slot.outside(async () => undefined);
+      await slot.release();
+    }),
+  );
+  expect(getEventListeners(stopping.signal, 'abort')).toHaveLength(0);
 });
 
 /** The lapse time of every lease in the set, on Redis' clock. */

@@ -153,17 +153,21 @@ export function createDeploySlots(redis: Redis, prefix: string, max: number, lea
   /** Waits in line for a lease under `member`. */
   const take = (member: string, signal?: AbortSignal) =>
     new Promise<void>((resolve, reject) => {
-      queue.push({ member, signal, resolve, reject });
       // an aborted waiter leaves at once, wherever it is in the line
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const index = queue.findIndex((waiter) => waiter.member === member);
-          if (index > 0) queue.splice(index, 1)[0].reject(new Error('aborted while waiting for a deploy slot'));
-          else if (index === 0) wake?.();
-        },
-        { once: true },
-      );
+      const onAbort = () => {
+        const index = queue.findIndex((waiter) => waiter.member === member);
+        if (index > 0) queue.splice(index, 1)[0].reject(new Error('aborted while waiting for a deploy slot'));
+        else if (index === 0) wake?.();
+      };
+      // and stops listening once it left the line: the signal is the process's, shared by every job
+      const leave = () => signal?.removeEventListener('abort', onAbort);
+      queue.push({
+        member,
+        signal,
+        resolve: () => (leave(), resolve()),
+        reject: (error) => (leave(), reject(error)),
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
       if (!pumping) void pump();
     });
 
