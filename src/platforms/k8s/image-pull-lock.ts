@@ -43,8 +43,9 @@ const POLL_MS = 1_000;
 /** Nodes keep pulled images for a long time; a day later the next bot simply pulls first again. */
 const PULLED_TTL_S = 24 * 3600;
 
-/** A lock this process holds: renewed until released. */
+/** A lock this process holds: renewed until released, or until close() stops it. */
 interface HeldLock {
+  readonly stopped: boolean;
   release(): Promise<void>;
 }
 
@@ -62,9 +63,18 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
     const renew = setInterval(() => {
       RENEW_LOCK.run(redis, 1, key(image, 'lock'), token, LOCK_TTL_MS).catch((error) => logger.warn('image pull lock: renew failed', { image, error: String(error) }));
     }, RENEW_MS);
-    const handle = { stop: () => clearInterval(renew) };
+    let stopped = false;
+    const handle = {
+      stop: () => {
+        stopped = true;
+        clearInterval(renew);
+      },
+    };
     held.add(handle);
     return {
+      get stopped() {
+        return stopped;
+      },
       async release() {
         handle.stop();
         held.delete(handle);
@@ -92,7 +102,7 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
     const deadline = Date.now() + waitMs;
     void (async () => {
       try {
-        while (Date.now() < deadline) {
+        while (!lock.stopped && Date.now() < deadline) {
           const current = await status(identifier).catch(() => null);
           if (current?.state === 'running') {
             await redis.set(key(image, 'pulled'), '1', 'EX', PULLED_TTL_S);
