@@ -218,7 +218,8 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
   shutdown.add('platform-redis', () => platformRedis.quit());
   const platforms = createPlatforms({ config, redis: platformRedis, prefix, mongo: fleet.mongo }, config.workerPlatforms);
-  const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent);
+  // A deploy slot lapses after a crash as soon as a held occupy job is adopted: within the worker lock's duration.
+  const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent, config.workerLockDurationMs);
 
   const workers: Worker[] = [];
   const schedulers: Array<() => Promise<unknown>> = [];

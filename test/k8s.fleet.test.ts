@@ -85,6 +85,31 @@ it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local
   }
 });
 
+it("a bot waiting for another bot's image pull holds no deploy slot: with DEPLOYMENT_QUEUE_MAX_CONCURRENT=1 a local bot deploys meanwhile", async () => {
+  const t = await fleet({
+    K8S_BOT_LIMIT: '2',
+    K8S_IMAGE_PULL_LOCK_ENABLED: 'true',
+    K8S_IMAGE_TAG: `slow-pull-${Date.now()}`,
+    K8S_START_TIMEOUT_MS: '120000',
+    DEPLOYMENT_QUEUE_MAX_CONCURRENT: '1',
+  });
+  const first = await createBot(t);
+  await waitFor(async () => (await attempts(t, first)).includes('attempt.deployed:k8s'), "the first bot's Job, its pod pulling");
+  const second = await createBot(t);
+  await waitStatus(t, second, ['DEPLOYING']); // claimed, and waiting for the first pull
+  const third = await createBot(t); // k8s is full: to local
+  expect((await waitStatus(t, third, ['IN_CALL'])).platform).toBe('local');
+  await waitFor(async () => (await attempts(t, second)).includes('attempt.deployed:k8s'), "the second bot's Job once the image is pulled", 120_000);
+  const deployedAt = async (id: string) => new Date((await events(t, id)).find((e) => e.type === 'attempt.deployed').at).getTime();
+  // The local deploy did not wait for the pull: it came first, although the second bot took the one slot first.
+  const [local, pulled] = [await deployedAt(third), await deployedAt(second)];
+  expect(local).toBeLessThan(pulled);
+  expect(await attempts(t, second)).toEqual(['attempt.assigned:k8s', 'attempt.deployed:k8s']);
+  for (const id of [first, second, third]) await t.request('DELETE', `/api/bots/${id}`);
+  await waitFor(async () => (await peer.pods('app=meeboter-bot')).length === 0, 'the pods to be gone');
+  process.stdout.write(`k8s pull wait outside the deploy slot: local deployed ${pulled - local} ms before the waiting k8s bot\n`);
+});
+
 it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST', async () => {
   const t = await fleet({ SWEEP_INTERVAL_MS: '500', PLATFORM_PRIORITY: 'k8s' });
   player = playBots(peer, { inCallMs: Infinity });

@@ -6,7 +6,7 @@ import { endedSignal } from '../src/placement/end-signals';
 import { applyKeyChanges } from '../src/store/bot-changes';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { park } from '../workers/platform.worker';
-import { occupyingBotIds } from '../workers/reconcile.worker';
+import { occupyingBotIds } from '../src/placement/occupancy';
 import {
   botOf,
   eventsOf,

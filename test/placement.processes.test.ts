@@ -220,3 +220,35 @@ it('no more than DEPLOYMENT_QUEUE_MAX_CONCURRENT deploys run at once across 2 pr
     await endRun(run);
   }
 });
+
+it('deploys slower than the deploy-slot lease: with DEPLOYMENT_QUEUE_MAX_CONCURRENT=4 across 3 processes, never a 5th at once', async () => {
+  // Each lease lasts WORKER_LOCK_DURATION_MS (2 s here) unless renewed; each deploy takes 6 s.
+  const run = await startRun({ sim: 30 }, { DEPLOYMENT_QUEUE_MAX_CONCURRENT: '4' });
+  const keys = simHostKeys(run.t.env.REDIS_PREFIX, 'sim');
+  try {
+    await run.t.fleet.redis.set(keys.fault, 'delay:6000');
+    run.startWorkers();
+    run.workers.push(run.spawnWorker());
+    // The sim host's own count of deploy calls running, sampled from outside the fleet.
+    const running: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        running.push(Number(await run.t.fleet.redis.get(keys.inflight)));
+        await sleep(50);
+      }
+    })();
+    const ids = await createBots(run.t, 12, { 'sim.durationMs': '100' });
+    const bots = await waitAllEnded(run.t, ids);
+    sampling = false;
+    await sampler;
+    expect(bots.every((b) => b.endReason === 'COMPLETED')).toBe(true);
+    expect(Math.max(...running)).toBe(4);
+    expect(Number(await run.t.fleet.redis.get(keys.inflightPeak))).toBe(4);
+    const deploys = await deploysPerBot(run.t, ['sim']);
+    expect(ids.filter((id) => deploys.get(id) !== 1)).toEqual([]);
+    process.stdout.write(`slow deploys (6 s, lease 2 s, cap 4, 3 processes): ${running.length} samples, peak ${Math.max(...running)}\n`);
+  } finally {
+    await endRun(run);
+  }
+});

@@ -229,7 +229,7 @@ async function deployOnce(
   log: Logger,
 ): Promise<Deployment | 'handed-back'> {
   const { settings, platform, repo } = ctx;
-  const release = await ctx.slots.acquire(name, job.signal);
+  const slot = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
   /** Set when the deploy call failed but its bot already reports from the container, which is kept. */
   let deployError: string | undefined;
@@ -246,11 +246,13 @@ async function deployOnce(
     deployment = await withRetries(
       () => {
         metrics.deployAttempts.inc({ platform: settings.name });
-        return platform.deploy(spec);
+        return platform.deploy(spec, { outsideDeploySlot: slot.outside });
       },
       { attempts: DEPLOY_RETRIES, isRetryable: (error) => error instanceof PlatformError && error.transient },
     );
   } catch (error) {
+    // Shut down while waiting for the slot again (DeploySlot.outside): the job is retried, not failed.
+    if (job.signal.aborted) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     // Full is not failed: the bot moves on at once and may come back here when there is room.
     const full = error instanceof PlatformError && error.full;
@@ -269,7 +271,7 @@ async function deployOnce(
     deployment = kept;
     deployError = reason;
   } finally {
-    await release();
+    await slot.release();
   }
   bot.deployedAt = deployedAt;
   metrics.createToDeploySeconds.observe({ platform: settings.name }, secondsSince(bot.createdAt, deployedAt.getTime()));

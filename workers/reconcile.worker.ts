@@ -1,26 +1,18 @@
-import { Queue, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import { PlatformSettings } from '../src/config';
 import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { reconcilePlatform } from './sweeps';
 import { Platform } from '../src/platforms/platform';
 import { timedSweep } from '../src/metrics';
-import { botIdOfOccupyJob, JobPayloads, occupyJobId, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
+import { JobPayloads, occupyJobId, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
+import { occupyingBotIds, wakeableBotIds } from '../src/placement/occupancy';
 
 /**
  * Reconciliation of one platform, run where its adapter is, once per SWEEP_INTERVAL_MS across processes; and
  * on the same queue the platform's upkeep (Coolify: slot recovery) once per its own interval. It also wakes
  * the parked occupy jobs of bots that ended without waking them (the process that ended one died first).
  */
-/**
- * The bots whose occupy job has not finished: each such job alone stops its bot's container, so
- * reconciliation leaves their containers to it. Waiting jobs count too: a parked job woken by its bot's end
- * waits for a worker, and a second stop of the same container meanwhile could reach the slot's next holder.
- */
-export async function occupyingBotIds(queue: Queue): Promise<string[]> {
-  return (await queue.getRanges(['active', 'delayed', 'wait', 'prioritized'])).map(botIdOfOccupyJob); // ids, not job bodies
-}
-
 export async function startReconcileWorker(
   deps: WorkerDeps,
   settings: PlatformSettings,
@@ -48,7 +40,7 @@ export async function startReconcileWorker(
   };
   const occupyQueue = deps.queues.platforms.get(settings.name)!;
   const wakeEndedParked = async () => {
-    const parked = (await occupyQueue.getRanges(['delayed'])).map(botIdOfOccupyJob);
+    const parked = await wakeableBotIds(occupyQueue);
     const ended = await deps.occupyContext.endSignals.endedAmong(parked);
     await Promise.all(
       ended.map(async (botId) => (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined)),
@@ -70,6 +62,9 @@ export async function startReconcileWorker(
           lifecycle: deps.lifecycle,
           platform,
           settleMs: intervalMs,
+          // Every bot holding the capacity: its job alone stops its container. Waiting jobs count too: a
+          // parked job woken by its bot's end waits for a worker, and a second stop of the same container
+          // meanwhile could reach the slot's next holder.
           heldBotIds: () => occupyingBotIds(occupyQueue),
         })),
         woken: await wakeEndedParked(),

@@ -80,7 +80,7 @@ export interface ReconcileDeps {
   repo: BotRepository;
   lifecycle: Lifecycle;
   platform: Platform;
-  /** Bots whose occupy job is active on this platform: the ones the fleet believes are on it. */
+  /** Bots holding this platform's capacity (src/domain/occupancy.ts): the ones the fleet believes are on it. */
   heldBotIds(): Promise<string[]>;
   /** A container younger than this is not declared lost (it may not be visible yet). */
   settleMs: number;

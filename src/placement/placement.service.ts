@@ -7,6 +7,7 @@ import { AttemptDoc, BotDoc } from '../store/models';
 import { dispatchWakeJob, occupyJob, occupyJobId, scheduleJob } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
+import { occupancyOf } from './occupancy';
 import { PlatformControls } from './platform-controls';
 import { coalesceWakeUps } from './wake-ups';
 
@@ -15,8 +16,8 @@ import { coalesceWakeUps } from './wake-ups';
  * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
  * free capacity by adding an occupy job to that platform's queue. It reads and writes Redis only, so its
  * cost does not grow with the number of bots in the database. Capacity is counted as the platform
- * queue's unfinished jobs, and only the dispatcher adds them, so a platform never holds more jobs than its
- * limit; BullMQ global concurrency (= limit) guards the same bound a second time.
+ * queue's unfinished jobs (src/domain/occupancy.ts), and only the dispatcher adds them, so a platform never
+ * holds more jobs than its limit; BullMQ global concurrency (= limit) guards the same bound a second time.
  */
 export interface PlatformStats {
   name: string;
@@ -90,10 +91,8 @@ export function createPlacement(deps: PlacementDeps): Placement {
     await queues.dispatch.add(name, data, opts);
   });
 
-  const occupied = async (platform: string) => {
-    const counts = await queueOf(platform).getJobCounts('active', 'wait', 'delayed', 'prioritized', 'waiting-children');
-    return Object.values(counts).reduce((sum, n) => sum + n, 0);
-  };
+  /** Bots holding the platform's capacity (src/domain/occupancy.ts), as `stats` shows them. */
+  const occupied = async (platform: string) => (await occupancyOf(queueOf(platform))).occupied;
 
   /** The limit and draining state in force now: the configured limit, lowered or drained by an operator. */
   const inForce = async () => {
@@ -223,14 +222,14 @@ export function createPlacement(deps: PlacementDeps): Placement {
     const now = await inForce();
     const platforms = await Promise.all(
       deps.platforms.map(async (p) => {
-        const counts = await queueOf(p.name).getJobCounts('active', 'wait', 'delayed', 'prioritized');
+        // active + queued is what the dispatcher counts against the limit
+        const { active, queued } = await occupancyOf(queueOf(p.name));
         return {
           name: p.name,
           enabled: true,
           limit: now.get(p.name)!.limit,
-          // Delayed jobs are parked bots (running) or occupy jobs waiting to retry: both hold the capacity.
-          active: counts.active + counts.delayed,
-          queued: counts.wait + counts.prioritized,
+          active,
+          queued,
           queueTimeoutMs: p.queueTimeoutMs,
           draining: now.get(p.name)!.draining,
         };

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { isTerminal, LIVE_STATUSES } from '../domain/bot.lifecycle';
+import { isUnfinished, UNFINISHED_JOB_STATES } from '../domain/occupancy';
 import { Logger } from '../logger';
 import { timedSweep } from '../metrics';
 import { BotRepository } from '../store/bot.repository';
@@ -9,14 +10,15 @@ import { BotDoc } from '../store/models';
 import { occupyJob, occupyJobId } from '../../queues/queue-names';
 import { Queues } from '../../queues/queues';
 import { GlobalQueue } from './global-queue';
+import { occupyingBotIds } from './occupancy';
 import { Placement } from './placement.service';
 
 /**
  * Rebuilds Redis (the working state) from MongoDB (the durable record) for every bot that has not ended:
  * once when a fleet starts and then every interval, by one process at a time (a Redis lock that outlives a
- * flush of everything else). It reads the live index, asks Redis in pipelines which of those bots it still
- * holds (in the global queue, or by an unfinished occupy or schedule job), and reads the bot document only
- * for the ones it does not, so a pass costs two round trips per 500 live bots when nothing is missing. A bot
+ * flush of everything else). It reads the live index, asks Redis which of those bots it still holds (by an
+ * unfinished occupy or schedule job: one round trip per queue; in the global queue: one pipeline per 500
+ * live bots), and reads the bot document only for the ones it does not. A bot
  * Redis lost:
  * - QUEUED: back into the global queue at its original place (creation order), with its queue-timeout clock
  *   (`queuedAt`) and the platforms its earlier attempts excluded;
@@ -58,7 +60,6 @@ export interface RecoveryResult {
 const CHUNK = 500;
 /** A live-index entry this old without a bot document is a create that died half-way. */
 const ORPHAN_AFTER_MS = 60_000;
-const UNFINISHED_JOB_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'waiting-children'];
 
 export function createRecovery(deps: RecoveryDeps) {
   const { repo, globalQueue, liveState, queues } = deps;
@@ -66,32 +67,26 @@ export function createRecovery(deps: RecoveryDeps) {
   const workersAliveKey = `${deps.prefix}:recovery:workers-alive`;
   const restartedKey = `${deps.prefix}:recovery:fleet-restarted`;
 
+  /** Whether the bot holds the platform's capacity (src/domain/occupancy.ts). */
   const occupyJobUnfinished = async (botId: string, platform: string) => {
     const queue = queues.platforms.get(platform);
     if (!queue) return false;
-    return UNFINISHED_JOB_STATES.includes(await queue.getJobState(occupyJobId(botId, platform)));
+    return isUnfinished(await queue.getJobState(occupyJobId(botId, platform)));
   };
 
   /**
-   * Per bot: whether an unfinished job holds it (an occupy job on any platform, or its schedule job), read in
-   * one pipeline of job hashes. A heartbeat is no such sign: a running bot heartbeats again as soon as the
-   * API answers, whether or not anything holds its capacity.
+   * The bots an unfinished job holds (an occupy job on any platform, that is, the bots holding capacity, or
+   * a schedule job), in one round trip per queue. A heartbeat is no such sign: a running bot heartbeats
+   * again as soon as the API answers, whether or not anything holds its capacity. Read once per pass after
+   * the live index: a bot placed meanwhile is read and found held below, one finished meanwhile waits for
+   * the next pass.
    */
-  const heldByJobs = async (botIds: string[]): Promise<boolean[]> => {
-    const keysOf = (botId: string) => [
-      ...[...queues.platforms].map(([platform, queue]) => queue.toKey(occupyJobId(botId, platform))),
-      queues.schedule.toKey(botId),
-    ];
-    const batch = deps.redis.pipeline();
-    for (const botId of botIds) for (const key of keysOf(botId)) batch.hmget(key, 'timestamp', 'finishedOn');
-    const replies = (await batch.exec()) ?? [];
-    const perBot = queues.platforms.size + 1;
-    return botIds.map((_, i) =>
-      replies.slice(i * perBot, (i + 1) * perBot).some(([, fields]) => {
-        const [timestamp, finishedOn] = fields as [string | null, string | null];
-        return timestamp !== null && finishedOn === null;
-      }),
-    );
+  const heldByJobs = async (): Promise<Set<string>> => {
+    const [occupying, scheduled] = await Promise.all([
+      Promise.all([...queues.platforms.values()].map(occupyingBotIds)),
+      queues.schedule.getRanges([...UNFINISHED_JOB_STATES], 0, -1),
+    ]);
+    return new Set([...occupying.flat(), ...scheduled]);
   };
 
   const requeue = async (bot: BotDoc) => {
@@ -128,8 +123,7 @@ export function createRecovery(deps: RecoveryDeps) {
 
   const reschedule = async (bot: BotDoc) => {
     const botId = String(bot._id);
-    const state = await queues.schedule.getJobState(botId);
-    if (UNFINISHED_JOB_STATES.includes(state)) return false;
+    if (isUnfinished(await queues.schedule.getJobState(botId))) return false;
     await (await queues.schedule.getJob(botId))?.remove();
     await deps.placement.schedule(botId, bot.joinAt ?? new Date());
     return true;
@@ -146,12 +140,13 @@ export function createRecovery(deps: RecoveryDeps) {
     if (rebuild) await deps.restoreQueues();
     const live = await repo.liveBots();
     result.live = live.length;
+    const held = await heldByJobs();
     for (let i = 0; i < live.length; i += CHUNK) {
       const ids = live.slice(i, i + CHUNK).map((entry) => entry.id);
       if (restarted) await liveState.restartDeadlines(ids);
-      const [queued, held] = await Promise.all([globalQueue.holds(ids), heldByJobs(ids)]);
+      const queued = await globalQueue.holds(ids);
       for (const [index, botId] of ids.entries()) {
-        if (queued[index] || held[index]) continue;
+        if (queued[index] || held.has(botId)) continue;
         result.read++;
         const bot = await repo.findById(botId);
         if (!bot) {

@@ -27,6 +27,17 @@ export interface DeploySpec {
   env: Record<string, string>;
 }
 
+/** What the fleet lends one deploy call. */
+export interface DeployContext {
+  /**
+   * Runs `wait` outside the call's DEPLOYMENT_QUEUE_MAX_CONCURRENT slot: the slot is given back for the
+   * wait and taken again after it, in line with every other deploy. For a wait on something other than the
+   * platform's answer (Kubernetes: another bot's pod pulling the same image first), so that it holds up no
+   * other bot's deploy, on this platform or another.
+   */
+  outsideDeploySlot<T>(wait: () => Promise<T>): Promise<T>;
+}
+
 export interface Deployment {
   /** What the platform calls the container (Job name, task ARN, pid, slot uuid). */
   identifier: string;
@@ -112,10 +123,11 @@ export interface Platform {
    * Starts the container for one bot attempt, or returns the one already started under `spec.name`.
    * Returns as soon as the platform accepted it, or, where only following the start tells success from
    * failure (a Coolify slot's deployment), once it started, bounded by the platform's own start timeout.
-   * It runs inside the occupy job, never inside an HTTP request. `elsewhere` means an earlier attempt
-   * started it on another host, which holds it.
+   * It runs inside the occupy job, never inside an HTTP request, holding a deploy slot throughout except
+   * where it waits through `context.outsideDeploySlot` (without a context, such a wait simply runs).
+   * `elsewhere` means an earlier attempt started it on another host, which holds it.
    */
-  deploy(spec: DeploySpec): Promise<Deployment>;
+  deploy(spec: DeploySpec, context?: DeployContext): Promise<Deployment>;
   /**
    * Takes over a container this or another fleet process started under `name`, or returns null if there is
    * none (never started, or already gone). Never starts anything.

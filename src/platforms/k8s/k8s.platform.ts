@@ -178,9 +178,9 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
   return {
     name: options.name,
     adopt,
-    async deploy(spec) {
+    async deploy(spec, context) {
       if (!options.pullLock) return create(spec);
-      return options.pullLock.deploy(imageOf(settings, spec.meetingPlatform), () => create(spec), status);
+      return options.pullLock.deploy(imageOf(settings, spec.meetingPlatform), () => create(spec), status, context?.outsideDeploySlot);
     },
     status,
     async list(): Promise<ListedContainer[]> {
