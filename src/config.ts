@@ -153,6 +153,8 @@ export interface Config {
     secret: string;
     ratePerSecond: number;
     retryBaseMs: number;
+    /** An event still undelivered this long after its status change is abandoned (WEBHOOK_RETRY_MAX_AGE_MS). */
+    retryMaxAgeMs: number;
     /**
      * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to a loopback, private, link-local,
      * unspecified or multicast address (development receivers, a trusted internal service).
@@ -215,6 +217,7 @@ const baseSchema = Joi.object({
   WEBHOOK_SECRET: Joi.string().min(16),
   WEBHOOK_RATE_PER_SECOND: positiveInt.default(10),
   WEBHOOK_RETRY_BASE_MS: positiveInt.default(1000),
+  WEBHOOK_RETRY_MAX_AGE_MS: positiveInt.max(7 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
   WEBHOOK_ALLOWED_HOSTS: csv,
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
@@ -453,6 +456,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       secret: '',
       ratePerSecond: base.WEBHOOK_RATE_PER_SECOND,
       retryBaseMs: base.WEBHOOK_RETRY_BASE_MS,
+      retryMaxAgeMs: base.WEBHOOK_RETRY_MAX_AGE_MS,
       ...webhookAllowList(base.WEBHOOK_ALLOWED_HOSTS),
     },
     ghcrOrg: base.GHCR_ORG,

@@ -267,6 +267,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
       prefix,
       secret: config.webhooks.secret,
       ratePerSecond: config.webhooks.ratePerSecond,
+      maxAgeMs: config.webhooks.retryMaxAgeMs,
       checkDestination: createDestinationCheck(config.webhooks),
       recordEvent: lifecycle.event,
     },
