@@ -120,9 +120,10 @@ export interface Config {
   redisPrefix: string;
   /**
    * Identity stamped on every container this fleet starts (label, tag, pid file); list(), adoption and
-   * reconciliation only ever consider containers carrying it. FLEET_ID, defaulting to REDIS_PREFIX.
+   * reconciliation only ever consider containers carrying it. FLEET_ID when set; otherwise startFleet reads
+   * the one the fleet keeps in MongoDB (src/store/fleet-identity.ts) and fills it in.
    */
-  fleetId: string;
+  fleetId?: string;
   /** Which machine this process is, for platforms whose containers live on one host (`local`). */
   localHostId: string;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
@@ -437,7 +438,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     localBotCommand: base.LOCAL_BOT_COMMAND,
     localRunDir: base.LOCAL_RUN_DIR,
     redisPrefix: base.REDIS_PREFIX,
-    fleetId: base.FLEET_ID ?? base.REDIS_PREFIX,
+    fleetId: base.FLEET_ID,
     localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
     simRunner: base.SIM_RUNNER,

@@ -71,7 +71,7 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
     240_000,
     500,
   );
-  const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+  const records = createSlotRecords(t.fleet.mongo, t.fleet.fleetId);
   const slots = await waitFor(async () => {
     const all = await records.all();
     return all.every((r) => r.state === 'IDLE') && all;
@@ -124,7 +124,7 @@ it('a worker killed while a slot starts: the next worker follows the same deploy
     workers = [spawnFleetProcess('worker', workerEnv)];
     const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } })).body.id as string;
     const name = `mb-${id}-coolify`;
-    const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+    const records = createSlotRecords(t.fleet.mongo, t.fleet.fleetId);
     const slot = await waitFor(async () => (await records.all()).find((r) => r.deploymentFor === name), 'the deploy to be started');
     await workers[0].kill('SIGKILL');
     workers.push(spawnFleetProcess('worker', workerEnv));
