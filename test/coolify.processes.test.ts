@@ -44,7 +44,7 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
   // At info level, so that a failure can be read from what the workers did (printed only then).
   const workerEnv = { ...t.env, PORT: '0', LOG_LEVEL: 'info' };
   workers = [spawnFleetProcess('worker', workerEnv), spawnFleetProcess('worker', workerEnv)];
-  const base = `${t.env.REDIS_PREFIX}:coolify:${t.env.REDIS_PREFIX}`;
+  const base = `${t.env.REDIS_PREFIX}:coolify:${t.fleet.fleetId}`;
   const samples = { held: [] as number[], slots: [] as number[], running: [] as number[], sharedAssignments: 0 };
   let sampling = true;
   const loop = (async () => {
