@@ -42,6 +42,24 @@ async function startReceiver(answer: (res: http.ServerResponse) => void = (res) 
 
 const refusedWith = (destination: Destination) => (destination.allowed ? 'allowed' : destination.reason);
 
+const webhookEvents = async (api: TestFleet, id: string) =>
+  (await api.request('GET', `/api/bots/${id}/events`)).body.data.filter((e: { type: string }) => e.type.startsWith('webhook.'));
+
+/**
+ * The bot's webhook events once every status change (DEPLOYING, JOINING_CALL, IN_CALL, LEAVING, ENDED) was
+ * given up, one `webhook.abandoned` each, in order. `onPoll` runs at every look.
+ */
+async function everyWebhookGivenUp(api: TestFleet, id: string, onPoll: () => Promise<void> = async () => undefined) {
+  const abandoned = await waitFor(async () => {
+    await onPoll();
+    const events = await webhookEvents(api, id);
+    return events.length === 5 && (await api.fleet.outbox.pending(id)) === 0 ? events : null;
+  }, 'every webhook to be given up');
+  expect(abandoned.map((e: { type: string }) => e.type)).toEqual(Array(5).fill('webhook.abandoned'));
+  expect(abandoned.map((e: { data: { eventId: string } }) => e.data.eventId)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
+  return abandoned as Array<{ reason: string }>;
+}
+
 describe('the destination rule', () => {
   const check = createDestinationCheck({ allowedHosts: [], allowedRanges: [] });
 
@@ -187,16 +205,12 @@ describe('a host name that does not resolve yet', () => {
     expect(created.status).toBe(201);
     const id = created.body.id;
     await waitFor(async () => (await t.request('GET', `/api/bots/${id}`)).body.status === 'ENDED', 'the bot to end');
-    // one give-up per status change (DEPLOYING, JOINING_CALL, IN_CALL, LEAVING, ENDED), each after failed tries
+    // each given up after failed tries
     let tries = 0;
-    const abandoned = await waitFor(async () => {
+    const abandoned = await everyWebhookGivenUp(t, id, async () => {
       tries = Math.max(tries, (await t.fleet.queues.webhooks.getJob(webhookJobId(id)))?.attemptsMade ?? 0);
-      const events = await webhookEvents(t, id);
-      return events.length === 5 && (await t.fleet.outbox.pending(id)) === 0 ? events : null;
-    }, 'every webhook to be given up');
+    });
     expect(tries).toBeGreaterThanOrEqual(2);
-    expect(abandoned.map((e: { type: string }) => e.type)).toEqual(Array(5).fill('webhook.abandoned'));
-    expect(abandoned.map((e: { data: { eventId: string } }) => e.data.eventId)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
     for (const event of abandoned) {
       expect(event.reason).toMatch(/^undelivered after 1500 ms; last try: callbackUrl host hooks\.not-yet-live\.invalid does not resolve \(\w+\)$/);
     }
@@ -272,8 +286,6 @@ async function splitFleets(apiEnv: Record<string, string>, beforeWorker: (api: T
   };
 }
 
-const webhookEvents = async (api: TestFleet, id: string) =>
-  (await api.request('GET', `/api/bots/${id}/events`)).body.data.filter((e: { type: string }) => e.type.startsWith('webhook.'));
 
 describe('checked again at delivery', () => {
   it('a destination refused at delivery is abandoned at once, with the reason in the bot events', async () => {
@@ -289,13 +301,8 @@ describe('checked again at delivery', () => {
     const { api } = fleets;
     try {
       await waitFor(async () => (await api.request('GET', `/api/bots/${id}`)).body.status === 'ENDED', 'the bot to end');
-      // one abandonment per status change (DEPLOYING, JOINING_CALL, IN_CALL, LEAVING, ENDED), none retried
-      const abandoned = await waitFor(async () => {
-        const events = await webhookEvents(api, id);
-        return events.length === 5 && (await api.fleet.outbox.pending(id)) === 0 ? events : null;
-      }, 'every webhook to be abandoned');
-      expect(abandoned.map((e: { type: string }) => e.type)).toEqual(Array(5).fill('webhook.abandoned'));
-      expect(abandoned.map((e: { data: { eventId: string } }) => e.data.eventId)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
+      // one abandonment per status change, none retried
+      const abandoned = await everyWebhookGivenUp(api, id);
       for (const event of abandoned) {
         expect(event.reason).toBe('callbackUrl is not an allowed webhook destination (127.0.0.1 is a loopback address)');
       }
