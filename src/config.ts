@@ -157,8 +157,8 @@ export interface Config {
     /** An event still undelivered this long after its status change is abandoned (WEBHOOK_RETRY_MAX_AGE_MS). */
     retryMaxAgeMs: number;
     /**
-     * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to a loopback, private, link-local,
-     * unspecified or multicast address (development receivers, a trusted internal service).
+     * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to an address that is not public
+     * unicast (development receivers, a trusted internal service).
      */
     allowedHosts: string[];
     allowedRanges: AddressRange[];
