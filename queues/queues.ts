@@ -65,7 +65,8 @@ export const sweepJobOptions: DefaultJobOptions = {
 
 /**
  * Webhook deliveries retry with capped exponential backoff (see workers/webhook-delivery.ts) until the pending
- * event is 24 h old; the job id is per bot, so one bot's events go out one at a time, in order.
+ * event is WEBHOOK_RETRY_MAX_AGE_MS old (at most 7 days, well within these attempts at the one-hour cap); the
+ * job id is per bot, so one bot's events go out one at a time, in order.
  */
 export const webhookJobOptions: DefaultJobOptions = {
   removeOnComplete: true,

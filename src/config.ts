@@ -124,9 +124,10 @@ export interface Config {
   redisPrefix: string;
   /**
    * Identity stamped on every container this fleet starts (label, tag, pid file); list(), adoption and
-   * reconciliation only ever consider containers carrying it. FLEET_ID, defaulting to REDIS_PREFIX.
+   * reconciliation only ever consider containers carrying it. FLEET_ID when set; otherwise startFleet reads
+   * the one the fleet keeps in MongoDB (src/store/fleet-identity.ts) and fills it in.
    */
-  fleetId: string;
+  fleetId?: string;
   /** Which machine this process is, for platforms whose containers live on one host (`local`). */
   localHostId: string;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
@@ -157,9 +158,11 @@ export interface Config {
     secret: string;
     ratePerSecond: number;
     retryBaseMs: number;
+    /** An event still undelivered this long after its status change is abandoned (WEBHOOK_RETRY_MAX_AGE_MS). */
+    retryMaxAgeMs: number;
     /**
-     * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to a loopback, private, link-local,
-     * unspecified or multicast address (development receivers, a trusted internal service).
+     * WEBHOOK_ALLOWED_HOSTS: destinations allowed although they resolve to an address that is not public
+     * unicast (development receivers, a trusted internal service).
      */
     allowedHosts: string[];
     allowedRanges: AddressRange[];
@@ -225,6 +228,7 @@ const baseSchema = Joi.object({
   WEBHOOK_SECRET: Joi.string().min(16),
   WEBHOOK_RATE_PER_SECOND: positiveInt.default(10),
   WEBHOOK_RETRY_BASE_MS: positiveInt.default(1000),
+  WEBHOOK_RETRY_MAX_AGE_MS: positiveInt.max(7 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
   WEBHOOK_ALLOWED_HOSTS: csv,
   GHCR_ORG: Joi.string(),
   MILO_AUTH_TOKEN: Joi.string(),
@@ -499,7 +503,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     localBotCommand: base.LOCAL_BOT_COMMAND,
     localRunDir: base.LOCAL_RUN_DIR,
     redisPrefix: base.REDIS_PREFIX,
-    fleetId: base.FLEET_ID ?? base.REDIS_PREFIX,
+    fleetId: base.FLEET_ID,
     localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
     simRunner: base.SIM_RUNNER,
@@ -518,6 +522,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       secret: '',
       ratePerSecond: base.WEBHOOK_RATE_PER_SECOND,
       retryBaseMs: base.WEBHOOK_RETRY_BASE_MS,
+      retryMaxAgeMs: base.WEBHOOK_RETRY_MAX_AGE_MS,
       ...webhookAllowList(base.WEBHOOK_ALLOWED_HOSTS),
     },
     ghcrOrg: base.GHCR_ORG,

@@ -37,6 +37,7 @@ import { createBotChanges } from './store/bot-changes';
 import { botRecordCodec, createBotRepository, BotRepository } from './store/bot.repository';
 import { createFlusher, Flusher } from './store/flusher';
 import { createLiveState, LiveState } from './store/live-state';
+import { keptFleetId } from './store/fleet-identity';
 import { createModels, Models } from './store/models';
 import { createDestinationCheck } from './webhooks/destination';
 import { createWebhookOutbox, WebhookOutbox } from './webhooks/webhook-outbox';
@@ -51,7 +52,10 @@ export interface FleetRoles {
 }
 
 export interface Fleet {
+  /** The configuration, with `fleetId` filled in. */
   config: Config;
+  /** FLEET_ID, or the identity the fleet keeps in MongoDB (src/store/fleet-identity.ts). */
+  fleetId: string;
   models: Models;
   repo: BotRepository;
   /**
@@ -97,18 +101,21 @@ export function changesAlongsideStatus(liveState: LiveState, globalQueue: Global
 
 /** `shutdown` may already hold closers (peers this process started); the fleet's close before them. */
 export async function startFleet(
-  config: Config,
+  configured: Config,
   urls: FleetUrls,
   roles: FleetRoles,
   shutdown: Shutdown = createShutdown(),
 ): Promise<Fleet> {
-  const prefix = config.redisPrefix;
+  const prefix = configured.redisPrefix;
   try {
     const redis = createRedis(urls.redisUrl, 'producer');
     shutdown.add('redis', () => redis.quit());
     const mongo = await createMongo(urls.mongodbUri);
     shutdown.add('mongodb', () => mongo.close());
     const models = await createModels(mongo);
+    const fleetId = configured.fleetId ?? (await keptFleetId(mongo, prefix));
+    logger.info('fleet identity', { fleetId, from: configured.fleetId ? 'FLEET_ID' : 'MongoDB' });
+    const config: Config = { ...configured, fleetId };
     const changes = createBotChanges(redis, prefix);
     const repo = createBotRepository(models, changes);
     // Added before every role's closers, so it closes after them: their last changes are written first.
@@ -163,6 +170,7 @@ export async function startFleet(
     });
     const fleet: Fleet = {
       config,
+      fleetId,
       models,
       repo,
       flusher,
@@ -186,7 +194,7 @@ export async function startFleet(
       fleet.metricsPort = served.port;
     }
     if (roles.api) {
-      const poolStats = createPoolStatsReader(config, mongo) ?? undefined;
+      const poolStats = createPoolStatsReader(config, mongo, fleetId) ?? undefined;
       const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo, flusher });
       const served = await serveHttp(app, config.port);
       shutdown.add('http', served.close);
@@ -217,7 +225,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
 
   const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
   shutdown.add('platform-redis', () => platformRedis.quit());
-  const platforms = createPlatforms({ config, redis: platformRedis, prefix, mongo: fleet.mongo }, config.workerPlatforms);
+  const platforms = createPlatforms({ config, fleetId: fleet.fleetId, redis: platformRedis, prefix, mongo: fleet.mongo }, config.workerPlatforms);
   // A deploy slot lapses after a crash as soon as a held occupy job is adopted: within the worker lock's duration.
   const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent, config.workerLockDurationMs);
 
@@ -271,6 +279,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
       prefix,
       secret: config.webhooks.secret,
       ratePerSecond: config.webhooks.ratePerSecond,
+      maxAgeMs: config.webhooks.retryMaxAgeMs,
       checkDestination: createDestinationCheck(config.webhooks),
       recordEvent: lifecycle.event,
     },

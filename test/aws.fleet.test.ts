@@ -125,7 +125,7 @@ it("reconciliation: a running task of an ended bot is stopped", async () => {
     taskDefinition: peer.env.AWS_ECS_TASK_DEF_ZOOM,
     startedBy: `mb-${id}-aws`,
     launchType: 'FARGATE',
-    tags: [{ key: 'meeboter:fleet', value: t.env.REDIS_PREFIX }, { key: 'meeboter:bot', value: id }],
+    tags: [{ key: 'meeboter:fleet', value: t.fleet.fleetId }, { key: 'meeboter:bot', value: id }],
     networkConfiguration: { awsvpcConfiguration: { subnets: peer.env.AWS_ECS_SUBNETS.split(','), securityGroups: [peer.env.AWS_ECS_SECURITY_GROUPS] } },
   }));
   const arn = started.tasks![0].taskArn!;

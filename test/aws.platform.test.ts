@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 const config = () => loadConfig(t.env);
-const make = (fleetId = config().fleetId, settings = config().aws!) =>
+const make = (fleetId = t.fleet.fleetId, settings = config().aws!) =>
   createAwsPlatform({ name: 'aws', settings, fleetId, stopWaitMs: 30_000 });
 
 async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom'): Promise<DeploySpec> {
@@ -72,7 +72,7 @@ describe('aws adapter', () => {
     expect(task.overrides?.containerOverrides?.[0]?.name).toBe('google-meet-bot');
     expect(task.startedBy).toBe(spec.name);
     expect(task.tags).toEqual(expect.arrayContaining([
-      { key: 'meeboter:fleet', value: config().fleetId },
+      { key: 'meeboter:fleet', value: t.fleet.fleetId },
       { key: 'meeboter:bot', value: spec.botId },
     ]));
     const [request] = peer.proxy.requests('RunTask');
@@ -122,7 +122,7 @@ describe('aws adapter', () => {
   });
 
   it('plain FARGATE launch type works for clusters without capacity providers', async () => {
-    const fargate = make(config().fleetId, loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!);
+    const fargate = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!);
     const spec = await newSpec();
     const deployment = await fargate.deploy(spec);
     const [request] = peer.proxy.requests('RunTask');
@@ -163,7 +163,7 @@ describe('aws adapter', () => {
   });
 
   it('a 4xx (an unknown task definition) fails the attempt with its reason', async () => {
-    const broken = make(config().fleetId, loadConfig({ ...t.env, AWS_ECS_TASK_DEF_ZOOM: 'no-such-family' }).aws!);
+    const broken = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_TASK_DEF_ZOOM: 'no-such-family' }).aws!);
     const error = await broken.deploy(await newSpec()).catch((e) => e);
     expect(error).toMatchObject({ transient: false, full: false });
     expect(error.message).toMatch(/ClientException/);

@@ -146,6 +146,12 @@ it('treats empty strings as unset', () => {
   expect(loadConfig({ PORT: '', PLATFORM_PRIORITY: '' }).port).toBe(3000);
 });
 
+it('retries a webhook event for 24 h by default, WEBHOOK_RETRY_MAX_AGE_MS for at most 7 days', () => {
+  expect(loadConfig({}).webhooks.retryMaxAgeMs).toBe(86_400_000);
+  expect(loadConfig({ WEBHOOK_RETRY_MAX_AGE_MS: '60000' }).webhooks.retryMaxAgeMs).toBe(60_000);
+  expect(fails({ WEBHOOK_RETRY_MAX_AGE_MS: String(8 * 86_400_000) })).toMatch(/^WEBHOOK_RETRY_MAX_AGE_MS: /);
+});
+
 it('reads WEBHOOK_ALLOWED_HOSTS as host names and address ranges', () => {
   expect(loadConfig({}).webhooks).toMatchObject({ allowedHosts: [], allowedRanges: [] });
   const config = loadConfig({ WEBHOOK_ALLOWED_HOSTS: 'Hooks.Internal.Example, localhost,127.0.0.1, 10.0.0.0/8,fd00::/8' });

@@ -31,7 +31,7 @@ afterAll(async () => {
   await coolify.close();
 });
 
-const records = () => createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX).all();
+const records = () => createSlotRecords(t.fleet.mongo, t.fleet.fleetId).all();
 const create = async (metadata: Record<string, string>) => {
   const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata } });
   expect(res.status).toBe(201);
@@ -139,7 +139,7 @@ it('deploy failure: the slot goes ERROR, the bot falls back to sim with the reas
   const errored = await waitFor(async () => (await records()).find((r) => r.lastError && /failed/.test(r.lastError)), 'the slot that failed');
   // recovery puts it back in the pool
   await allIdle();
-  expect((await createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX).get(errored._id))?.state).toBe('IDLE');
+  expect((await createSlotRecords(t.fleet.mongo, t.fleet.fleetId).get(errored._id))?.state).toBe('IDLE');
   await t.request('DELETE', `/api/bots/${id}`);
 });
 

@@ -44,7 +44,7 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
   // At info level, so that a failure can be read from what the workers did (printed only then).
   const workerEnv = { ...t.env, PORT: '0', LOG_LEVEL: 'info' };
   workers = [spawnFleetProcess('worker', workerEnv), spawnFleetProcess('worker', workerEnv)];
-  const base = `${t.env.REDIS_PREFIX}:coolify:${t.env.REDIS_PREFIX}`;
+  const base = `${t.env.REDIS_PREFIX}:coolify:${t.fleet.fleetId}`;
   const samples = { held: [] as number[], slots: [] as number[], running: [] as number[], sharedAssignments: 0 };
   let sampling = true;
   const loop = (async () => {
@@ -71,7 +71,7 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
     240_000,
     500,
   );
-  const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+  const records = createSlotRecords(t.fleet.mongo, t.fleet.fleetId);
   const slots = await waitFor(async () => {
     const all = await records.all();
     return all.every((r) => r.state === 'IDLE') && all;
@@ -124,7 +124,7 @@ it('a worker killed while a slot starts: the next worker follows the same deploy
     workers = [spawnFleetProcess('worker', workerEnv)];
     const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } })).body.id as string;
     const name = `mb-${id}-coolify`;
-    const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+    const records = createSlotRecords(t.fleet.mongo, t.fleet.fleetId);
     const slot = await waitFor(async () => (await records.all()).find((r) => r.deploymentFor === name), 'the deploy to be started');
     await workers[0].kill('SIGKILL');
     workers.push(spawnFleetProcess('worker', workerEnv));

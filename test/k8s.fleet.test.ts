@@ -130,7 +130,7 @@ it('reconciliation: a Job of an ended bot is deleted', async () => {
   const id = await createBot(t, { joinAt: new Date(Date.now() + 3600_000).toISOString() });
   expect((await t.request('DELETE', `/api/bots/${id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
   // A Job of this fleet for that bot, as an earlier crash might have left behind.
-  const labels = { app: 'meeboter-bot', 'meeboter.io/fleet': t.env.REDIS_PREFIX, 'meeboter.io/bot-id': id, 'meeboter.io/deployment': `mb-${id}-k8s`, 'meeboter.io/attempt': '0' };
+  const labels = { app: 'meeboter-bot', 'meeboter.io/fleet': t.fleet.fleetId, 'meeboter.io/bot-id': id, 'meeboter.io/deployment': `mb-${id}-k8s`, 'meeboter.io/attempt': '0' };
   await peer.batch.createNamespacedJob({
     namespace: NAMESPACE,
     body: {

@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 const config = (env: Record<string, string> = {}) => loadConfig({ ...t.env, ...env });
-const make = (fleetId = config().fleetId, env: Record<string, string> = {}) =>
+const make = (fleetId = t.fleet.fleetId, env: Record<string, string> = {}) =>
   createK8sPlatform({ name: 'k8s', settings: config(env).k8s!, fleetId, startTimeoutMs: 60_000, stopWaitMs: 60_000 });
 
 async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom', maxDurationMs: number | null = null): Promise<DeploySpec> {
@@ -61,7 +61,7 @@ describe('k8s adapter', () => {
     const job = await peer.batch.readNamespacedJob({ name: deployment.identifier, namespace: NAMESPACE });
     const labels = {
       app: 'meeboter-bot',
-      'meeboter.io/fleet': config().fleetId,
+      'meeboter.io/fleet': t.fleet.fleetId,
       'meeboter.io/bot-id': spec.botId,
       'meeboter.io/deployment': spec.name,
       'meeboter.io/meeting-platform': 'google-meet',
@@ -111,7 +111,7 @@ describe('k8s adapter', () => {
   });
 
   it('a pod with ImagePullBackOff is starting with that reason; an unschedulable one names the scheduler reason', async () => {
-    const pulling = make(config().fleetId, { K8S_IMAGE_TAG: 'pull-fails-1' });
+    const pulling = make(t.fleet.fleetId, { K8S_IMAGE_TAG: 'pull-fails-1' });
     const stuck = await pulling.deploy(await newSpec());
     expect(stuck.state).toBe('starting');
     const status = await waitFor(async () => {
@@ -121,7 +121,7 @@ describe('k8s adapter', () => {
     expect(status).toEqual({ state: 'starting', detail: expect.stringContaining('Back-off pulling image "registry.test/meeboter/meeboter-zoom-bot:pull-fails-1"') });
     await pulling.stop(stuck.identifier);
 
-    const huge = make(config().fleetId, { K8S_BOT_CPU_REQUEST: '64', K8S_BOT_CPU_LIMIT: '64' });
+    const huge = make(t.fleet.fleetId, { K8S_BOT_CPU_REQUEST: '64', K8S_BOT_CPU_LIMIT: '64' });
     const pending = await huge.deploy(await newSpec());
     const unschedulable = await waitFor(async () => {
       const current = await huge.status(pending.identifier);
@@ -157,7 +157,7 @@ describe('k8s adapter', () => {
   it('a Job left suspended by a deploy that died before resuming it is starting, and the next deploy resumes it', async () => {
     const spec = await newSpec();
     // What a deploy killed between its create and its resume leaves: a suspended Job and no Secret.
-    await peer.batch.createNamespacedJob({ namespace: NAMESPACE, body: buildJob(spec, config().k8s!, config().fleetId, 60_000) });
+    await peer.batch.createNamespacedJob({ namespace: NAMESPACE, body: buildJob(spec, config().k8s!, t.fleet.fleetId, 60_000) });
     expect(await platform.adopt(spec.name)).toMatchObject({ identifier: `${spec.name}-0`, state: 'starting' });
     const deployment = await platform.deploy(spec);
     expect(deployment.identifier).toBe(`${spec.name}-0`);

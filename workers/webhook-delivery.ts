@@ -5,15 +5,16 @@ import { Redis } from 'ioredis';
 import { logger } from '../src/logger';
 import { metrics } from '../src/metrics';
 import { DestinationCheck, ResolvedAddress } from '../src/webhooks/destination';
-import { signWebhook, WebhookEvent, WebhookOutbox } from '../src/webhooks/webhook-outbox';
+import { PendingWebhook, signWebhook, WebhookEvent, WebhookOutbox } from '../src/webhooks/webhook-outbox';
 import { RedisScript } from '../src/redis-script';
 
 /**
  * Delivers one bot's pending webhook events, oldest first. A failure throws, so BullMQ retries the job with
  * capped exponential backoff; the event stays at the head, so later events wait behind it (order per bot).
  * Each event's destination is checked again before it is sent (destination.ts): a refused one is abandoned
- * at once, with the reason in the bot's events; so is an event still undelivered after 24 h. Each
- * destination host gets at most `ratePerSecond` requests per second across all processes.
+ * at once, with the reason in the bot's events; so is an event whose try fails once it is `maxAgeMs` old
+ * (WEBHOOK_RETRY_MAX_AGE_MS), with that try's failure as the reason. Each destination host gets at
+ * most `ratePerSecond` requests per second across all processes.
  */
 export interface DeliveryDeps {
   outbox: WebhookOutbox;
@@ -22,11 +23,11 @@ export interface DeliveryDeps {
   secret: string;
   ratePerSecond: number;
   checkDestination: DestinationCheck;
+  /** How long after its status change an event is still tried (WEBHOOK_RETRY_MAX_AGE_MS). */
+  maxAgeMs: number;
   timeoutMs?: number;
   recordEvent(botId: string, type: string, fields: { reason: string; data: unknown }): Promise<void>;
 }
-
-export const WEBHOOK_MAX_AGE_MS = 24 * 3600 * 1000;
 
 /** Delay before retry `attempt` (1-based): base · 2^(attempt−1), capped at one hour, with jitter. */
 export function webhookBackoff(attempt: number, baseMs: number): number {
@@ -86,6 +87,42 @@ export function postToAddresses(
   });
 }
 
+const inWords = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`);
+
+/** One try of one event: delivered, refused for good (its destination), or failed (worth another try). */
+type TryOutcome = { delivered: true } | { refused: string } | { failed: string };
+
+async function tryOnce(deps: DeliveryDeps, { url, event }: PendingWebhook): Promise<TryOutcome> {
+  const destination = await deps.checkDestination(url);
+  if (!destination.allowed) {
+    // a host that does not resolve now may later: that is a failed try, not a refusal
+    return destination.unresolved ? { failed: `callbackUrl ${destination.reason}` } : { refused: `callbackUrl ${destination.reason}` };
+  }
+  await waitForToken(deps, destination.url.host);
+  const body = JSON.stringify(event);
+  const timestamp = Math.floor(Date.now() / 1000);
+  const headers = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'user-agent': 'meeboter-webhooks',
+    'x-meeboter-event-id': event.id,
+    'x-meeboter-timestamp': String(timestamp),
+    'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
+  };
+  try {
+    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
+    if (status >= 200 && status < 300) return { delivered: true };
+    const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+    return { failed: `answered HTTP ${status}${redirect}` };
+  } catch (error) {
+    return { failed: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/**
+ * Delivers the bot's pending events in order. A failed try throws, so the job is retried later, unless the
+ * event is older than `maxAgeMs`: then it is abandoned with that try's failure as the reason.
+ */
 export async function deliverPending(deps: DeliveryDeps, botId: string): Promise<number> {
   let delivered = 0;
   const abandon = async (event: WebhookEvent, reason: string) => {
@@ -96,38 +133,18 @@ export async function deliverPending(deps: DeliveryDeps, botId: string): Promise
   };
   for (let pending = await deps.outbox.next(botId); pending; pending = await deps.outbox.next(botId)) {
     const { event } = pending;
-    if (Date.now() - Date.parse(event.createdAt) > WEBHOOK_MAX_AGE_MS) {
-      await abandon(event, 'undelivered after 24 h');
+    const outcome = await tryOnce(deps, pending);
+    if ('refused' in outcome) {
+      await abandon(event, outcome.refused);
       continue;
     }
-    const destination = await deps.checkDestination(pending.url);
-    if (!destination.allowed) {
-      // a host that does not resolve now may later: that is a failed delivery, retried like any other
-      if (destination.unresolved) throw new Error(`webhook ${event.id}: callbackUrl ${destination.reason}`);
-      await abandon(event, `callbackUrl ${destination.reason}`);
-      continue;
-    }
-    await waitForToken(deps, destination.url.host);
-    const body = JSON.stringify(event);
-    const timestamp = Math.floor(Date.now() / 1000);
-    const headers = {
-      'content-type': 'application/json',
-      'content-length': String(Buffer.byteLength(body)),
-      'user-agent': 'meeboter-webhooks',
-      'x-meeboter-event-id': event.id,
-      'x-meeboter-timestamp': String(timestamp),
-      'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
-    };
-    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000).catch(
-      (error: unknown) => {
-        metrics.webhookDeliveries.inc({ outcome: 'failed' });
-        throw error;
-      },
-    );
-    if (status < 200 || status >= 300) {
+    if ('failed' in outcome) {
       metrics.webhookDeliveries.inc({ outcome: 'failed' });
-      const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
-      throw new Error(`webhook ${event.id} answered HTTP ${status}${redirect}`);
+      if (Date.now() - Date.parse(event.createdAt) > deps.maxAgeMs) {
+        await abandon(event, `undelivered after ${inWords(deps.maxAgeMs)}; last try: ${outcome.failed}`);
+        continue;
+      }
+      throw new Error(`webhook ${event.id}: ${outcome.failed}`);
     }
     await deps.outbox.done(botId, event);
     metrics.webhookDeliveries.inc({ outcome: 'delivered' });

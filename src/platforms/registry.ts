@@ -19,6 +19,8 @@ import { createSimPlatform } from './sim/sim.platform';
  */
 export interface PlatformDeps {
   config: Config;
+  /** FLEET_ID or the fleet's kept identity (src/store/fleet-identity.ts), stamped on every container. */
+  fleetId: string;
   redis: Redis;
   prefix: string;
   /** For adapters that keep durable records (the Coolify slot pool). */
@@ -38,33 +40,34 @@ const simBotScript = [
 export const DEFAULT_LOCAL_BOT_COMMAND = `"${process.execPath}" "${simBotScript ?? 'dist/scripts/sim-bot.js'}"`;
 
 const FACTORIES: Record<PlatformKind, Factory> = {
-  local: (settings, { config, redis, prefix }) =>
+  local: (settings, { config, fleetId, redis, prefix }) =>
     createLocalPlatform({
       name: settings.name,
       command: config.localBotCommand ?? DEFAULT_LOCAL_BOT_COMMAND,
-      runDir: config.localRunDir ?? path.join(os.tmpdir(), `meeboter-${prefix}-local`),
-      fleetId: config.fleetId,
+      // per fleet, so that two fleets on one machine never read each other's pid files
+      runDir: config.localRunDir ?? path.join(os.tmpdir(), `meeboter-${fleetId}-local`),
+      fleetId,
       hostId: config.localHostId,
       redis,
       prefix,
     }),
-  sim: (settings, { config, redis }) =>
-    createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId: config.fleetId, runner: config.simRunner }),
-  k8s: (settings, { config, redis, prefix }) =>
+  sim: (settings, { config, fleetId, redis }) =>
+    createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId, runner: config.simRunner }),
+  k8s: (settings, { config, fleetId, redis, prefix }) =>
     createK8sPlatform({
       name: settings.name,
       settings: config.k8s!,
-      fleetId: config.fleetId,
+      fleetId,
       startTimeoutMs: settings.startTimeoutMs,
       pullLock: config.k8s!.imagePullLockEnabled ? createImagePullLock({ redis, prefix, waitMs: settings.startTimeoutMs }) : undefined,
     }),
-  aws: (settings, { config }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId: config.fleetId }),
-  coolify: (settings, { config, redis, prefix, mongo }) =>
+  aws: (settings, { config, fleetId }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId }),
+  coolify: (settings, { config, fleetId, redis, prefix, mongo }) =>
     createCoolifyPlatform({
       name: settings.name,
       settings: config.coolify!,
       limit: settings.limit,
-      fleetId: config.fleetId,
+      fleetId,
       redis,
       prefix,
       mongo,
@@ -85,6 +88,6 @@ export function createPlatforms(deps: PlatformDeps, names?: string[]): Map<strin
  * Reads the slot pool for GET /api/bots/pool-stats without building an adapter (the API process builds
  * none); null when no pool platform is enabled.
  */
-export function createPoolStatsReader(config: Config, mongo: Connection) {
-  return config.coolify ? createSlotStats(mongo, config.fleetId) : null;
+export function createPoolStatsReader(config: Config, mongo: Connection, fleetId: string) {
+  return config.coolify ? createSlotStats(mongo, fleetId) : null;
 }

@@ -67,11 +67,15 @@ export function createBotsService(deps: BotsServiceDeps) {
     return json;
   };
 
-  /** A callbackUrl the fleet may not call is a 400 naming it, before anything is written. */
+  /**
+   * A callbackUrl the fleet may not call is a 400 naming it, before anything is written. A host name that
+   * does not resolve yet is accepted: each delivery checks its addresses again, and retries until it resolves
+   * (or records why it gave up).
+   */
   const assertCallbackAllowed = async (callbackUrl: string | undefined) => {
     if (!callbackUrl) return;
     const destination = await deps.checkDestination(callbackUrl);
-    if (!destination.allowed) {
+    if (!destination.allowed && !destination.unresolved) {
       throw new ValidationError(`callbackUrl ${destination.reason}`, [{ path: 'callbackUrl', message: destination.reason }]);
     }
   };
