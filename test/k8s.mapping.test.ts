@@ -49,6 +49,6 @@ it.each([
 ])('a Job of a fleet configured with %j runs %s', (env, image) => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '5', ...env });
   const spec = { botId: 'b1', name: 'mb-b1-k8s', attempt: 0, meetingPlatform: 'zoom' as const, maxDurationMs: null, env: { BOT_ID: 'b1' } };
-  const containers = buildJob(spec, config.k8s!, config.fleetId, 60_000).spec!.template.spec!.containers;
+  const containers = buildJob(spec, config.k8s!, 'fleet-test', 60_000).spec!.template.spec!.containers;
   expect(containers.map((container) => container.image)).toEqual([image]);
 });
