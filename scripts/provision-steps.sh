@@ -19,7 +19,7 @@ apt_install() { # <package...>
 step() { # <what> <command...>
   local what="$1"
   shift
-  local log start now last_report rc=0 pid
+  local log start now last_report last_line rc=0 pid
   log="$(mktemp)"
   start=$(date +%s)
   last_report=$start
@@ -31,7 +31,8 @@ step() { # <what> <command...>
     now=$(date +%s)
     if [ $((now - last_report)) -ge 30 ] && kill -0 "$pid" 2>/dev/null; then
       last_report=$now
-      echo "$PROVISION_NAME:   still $what ($((now - start)) s): $(tail -n 1 "$log" | cut -c1-120)"
+      last_line="$(tail -n 1 "$log" | cut -c1-120)"
+      echo "$PROVISION_NAME:   still $what ($((now - start)) s)${last_line:+: $last_line}"
     fi
   done
   wait "$pid" || rc=$?
