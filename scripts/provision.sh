@@ -47,7 +47,7 @@ build_ferretdb() {
   #   A filter with one top-level _id equality or $in now reads just those documents; the handler still
   #   applies the whole filter to them.
   git -C "$work/ferretdb" apply "$PWD/scripts/ferretdb.patch"
-  (cd "$work/ferretdb" && go build -v -o "$GOBIN_DIR/ferretdb" ./cmd/ferretdb)
+  (cd "$work/ferretdb" && go build -v -ldflags "-s -w" -o "$GOBIN_DIR/ferretdb" ./cmd/ferretdb)
   rm -rf "$work"
 }
 ferretdb_build() { "$GOBIN_DIR/ferretdb" --version 2>/dev/null | awk '/^version:/ {print $2}'; }
@@ -67,7 +67,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   step "installing the npm dependencies (npm ci)" install_npm_dependencies &
   pids+=($!)
 fi
-for pid in "${pids[@]}"; do wait "$pid"; done
+for pid in "${pids[@]}"; do
+  if ! wait "$pid"; then
+    kill "${pids[@]}" 2>/dev/null || true
+    exit 1
+  fi
+done
 
 if [ "$TEST" = 1 ]; then
   # The compose file is checked with the Compose client in the tests (no Docker engine is needed or started).

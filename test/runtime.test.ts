@@ -42,6 +42,7 @@ it('the fleet names its Node in its startup line, and its local bot processes ru
     BOOTSTRAP_API_KEY: 'runtime-bootstrap-key-0123456789',
     REDIS_URL: peers.redisUrl,
     MONGODB_URI: testDatabaseUri(peers.mongodbUri, uniqueName('meeboter_test_runtime')),
+    LOG_LEVEL: 'info', // the startup line is an info line
   });
   delete env.PLATFORM_PRIORITY; // the default: local, with the sim bot
   const fleet = spawnFleetProcess('all', env);
