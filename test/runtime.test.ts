@@ -69,7 +69,25 @@ it('the fleet names its Node in its startup line, and its local bot processes ru
       const bot = (await httpRequest(env.PUBLIC_URL, 'GET', `/api/bots/${created.body.id}`, { auth })).body;
       return bot.status === 'IN_CALL' ? bot : null;
     }, 'the bot to be IN_CALL');
-    expect(fs.realpathSync(`/proc/${pidOf(inCall.platformIdentifier)}/exe`)).toBe(fs.realpathSync(process.execPath));
+    // The bot's process group (LOCAL_BOT_COMMAND runs under /bin/sh): its processes' binaries.
+    const group = pidOf(inCall.platformIdentifier);
+    const binaries = fs
+      .readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .flatMap((pid) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+          const processGroup = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+          return processGroup === group ? [fs.realpathSync(`/proc/${pid}/exe`)] : [];
+        } catch {
+          return []; // a process that exited meanwhile
+        }
+      });
+    expect(binaries).toContain(fs.realpathSync(process.execPath));
+    // No other Node runs the bot: anything but the shell is the pinned binary.
+    expect(binaries.filter((binary) => !binary.endsWith('/dash') && !binary.endsWith('/bash') && !binary.endsWith('/sh'))).toEqual([
+      fs.realpathSync(process.execPath),
+    ]);
     await httpRequest(env.PUBLIC_URL, 'DELETE', `/api/bots/${created.body.id}`, { auth });
   } finally {
     await fleet.kill('SIGTERM');
