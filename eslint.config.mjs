@@ -1,9 +1,10 @@
 // Lint: typescript-eslint's type-aware recommended rules over every TypeScript file of the project (the same
 // files tsconfig.json compiles). Formatting is Prettier's job (.prettierrc), so no stylistic rules here.
 import eslint from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.data/', '.venv-*/', 'test/artifacts/', 'bench/results/'] },
   eslint.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
