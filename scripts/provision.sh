@@ -93,7 +93,7 @@ if [ "$TEST" = 1 ]; then
     fi
     rm -rf "$1"
     python3 -m venv "$1"
-    "$1/bin/pip" install --quiet --disable-pip-version-check "$2"
+    "$1/bin/pip" install --progress-bar off --disable-pip-version-check "$2"
   }
   python_tool() { # <venv> <python module to ask for __version__> <version> <pip requirement>
     if [ "$("$1/bin/python" -c "import $2; print($2.__version__)" 2>/dev/null)" != "$3" ]; then
