@@ -1,7 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { baseEnv, cleanup, httpRequest, peerUrls, pidOf, spawnFleetProcess, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+import {
+  baseEnv,
+  cleanup,
+  httpRequest,
+  peerUrls,
+  pidOf,
+  spawnFleetProcess,
+  testDatabaseUri,
+  uniqueName,
+  waitFor,
+} from './support/fleet';
 
 /**
  * One Node line everywhere: the `node` devDependency puts its Node first on the PATH of every npm script, so
@@ -18,7 +28,9 @@ it('the tests run on the pinned Node, and engines, @types/node and the Docker im
   expect(process.version).toBe(`v${pinned}`);
   expect(majorOf(pkg.engines.node)).toBe(majorOf(pinned));
   expect(majorOf(pkg.devDependencies['@types/node'])).toBe(majorOf(pinned));
-  const images = [...fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8').matchAll(/^FROM node:(\d+)/gm)].map((m) => Number(m[1]));
+  const images = [...fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8').matchAll(/^FROM node:(\d+)/gm)].map((m) =>
+    Number(m[1]),
+  );
   expect(images.length).toBeGreaterThan(0);
   expect(new Set(images)).toEqual(new Set([majorOf(pinned)]));
 });
@@ -85,9 +97,9 @@ it('the fleet names its Node in its startup line, and its local bot processes ru
       });
     expect(binaries).toContain(fs.realpathSync(process.execPath));
     // No other Node runs the bot: anything but the shell is the pinned binary.
-    expect(binaries.filter((binary) => !binary.endsWith('/dash') && !binary.endsWith('/bash') && !binary.endsWith('/sh'))).toEqual([
-      fs.realpathSync(process.execPath),
-    ]);
+    expect(
+      binaries.filter((binary) => !binary.endsWith('/dash') && !binary.endsWith('/bash') && !binary.endsWith('/sh')),
+    ).toEqual([fs.realpathSync(process.execPath)]);
     await httpRequest(env.PUBLIC_URL, 'DELETE', `/api/bots/${created.body.id}`, { auth });
   } finally {
     await fleet.kill('SIGTERM');

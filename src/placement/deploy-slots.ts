@@ -2,9 +2,10 @@ import { Redis } from 'ioredis';
 import { RedisScript } from '../redis-script';
 
 /**
- * DEPLOYMENT_QUEUE_MAX_CONCURRENT across all platforms and processes (docs/invariants.md, deploy concurrency): a counting semaphore
- * in one Redis sorted set whose members are leases. A lease expires on its own, so a worker killed in the
- * middle of a deploy frees its slot after `leaseMs` instead of holding it forever.
+ * DEPLOYMENT_QUEUE_MAX_CONCURRENT across all platforms and processes (docs/invariants.md, deploy
+ * concurrency): a counting semaphore in one Redis sorted set whose members are leases. A lease expires on
+ * its own, so a worker killed in the middle of a deploy frees its slot after `leaseMs` instead of holding it
+ * forever.
  */
 const ACQUIRE = new RedisScript(`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
