@@ -1,11 +1,20 @@
 /**
  * Tests run against real Redis and a MongoDB-wire server started once per run (test/global-setup.ts).
  *
- * @kubernetes/client-node 1.x is an ES module (with a few ES-module dependencies). Node 20 require()s it,
- * which is how the service loads it, but jest's module system does not; so under jest only, those packages
- * are transpiled to CommonJS like our own TypeScript.
+ * @kubernetes/client-node 2.x is an ES module (with a few ES-module dependencies). Node require()s it, which
+ * is how the service loads it, but jest's module system does not; so under jest only, those packages are
+ * transpiled to CommonJS like our own TypeScript.
  */
-const ESM_PACKAGES = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose', 'jsonpath-plus', 'rfc4648'];
+const ESM_PACKAGES = [
+  '@kubernetes/client-node',
+  'openid-client',
+  'oauth4webapi',
+  'jose',
+  'jsonpath-plus',
+  'rfc4648',
+  'socks-proxy-agent',
+  'agent-base',
+];
 
 module.exports = {
   testEnvironment: 'node',
@@ -13,7 +22,10 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: {
     '^.+\\.ts$': 'ts-jest',
-    '^.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true, module: 'commonjs', isolatedModules: true }, diagnostics: false }],
+    '^.+\\.js$': [
+      'ts-jest',
+      { tsconfig: { allowJs: true, module: 'commonjs', isolatedModules: true }, diagnostics: false },
+    ],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],
   globalSetup: '<rootDir>/test/support/global-setup.ts',

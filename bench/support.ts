@@ -139,7 +139,7 @@ export const startFleetProcess = (role: 'api' | 'worker' | 'all', bench: BenchEn
 /**
  * A full garbage collection in a process started with `--inspect=127.0.0.1:<port>` (the inspector's
  * HeapProfiler.collectGarbage), so its RSS counts what it retains rather than garbage V8 has not collected
- * yet. Needs the global WebSocket (`node --experimental-websocket` on Node 20, as `npm run bench` runs).
+ * yet. Uses the global WebSocket, which Node has had without a flag since 22.
  */
 export async function collectGarbage(inspectPort: number, timeoutMs = 30_000): Promise<void> {
   const list = await fetch(`http://127.0.0.1:${inspectPort}/json/list`, { signal: AbortSignal.timeout(timeoutMs) });

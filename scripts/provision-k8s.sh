@@ -2,11 +2,14 @@
 # Builds the Kubernetes control plane the k8s adapter's tests run against, from the Go module proxy:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (v1.34.4), etcd (v3.6.16) and kwok (v0.7.0).
 # The binaries go into a cache directory outside the repository named by the versions; a second run only
-# checks. Cold: about 8 minutes and 2 GB of memory; with Go's build cache present: under a minute.
+# checks. Cold: about 8 minutes and 2 GB of memory; with Go's build cache present: under a minute. Each binary
+# is reported as it is built.
 # The versions are pinned by the wrapper modules' go.mod/go.sum in test/k8s/tools/ (kwok by its own go.mod).
 # Prints nothing but its summary line when the binaries are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PROVISION_NAME=provision-k8s
+source scripts/provision-steps.sh
 
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
@@ -15,10 +18,7 @@ BIN_DIR="${MEEBOTER_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/meeboter/k8s-$K8S_V
 BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok"
 
 if ! command -v openssl >/dev/null 2>&1; then
-  echo "provision-k8s: installing openssl (the tests make the control plane's PKI with it)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+  step "installing openssl (Debian; the tests make the control plane's PKI with it)" apt_install openssl
 fi
 
 present=1
@@ -28,7 +28,7 @@ if [ "$present" = 1 ] && [ -f "$BIN_DIR/.complete" ]; then
   exit 0
 fi
 
-echo "provision-k8s: building the control plane into $BIN_DIR (cold: about 8 minutes)"
+echo "provision-k8s: building the control plane into $BIN_DIR (cold: about 8 minutes; Go's build cache shortens it)"
 start=$(date +%s)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -41,12 +41,19 @@ ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
-(cd test/k8s/tools/kubernetes && go build -trimpath -ldflags "$ldflags" -o "$work/bin/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
-(cd test/k8s/tools/etcd && go build -trimpath -ldflags "-s -w" -o "$work/bin/etcd" .)
+# One binary per step, so each is reported when it is done; the packages they share compile once (Go's
+# build cache). -v names each package as it compiles, for the step's progress lines.
+kubernetes_binary() { (cd test/k8s/tools/kubernetes && go build -v -trimpath -ldflags "$ldflags" -o "$work/bin/" "k8s.io/kubernetes/cmd/$1"); }
+n=0
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  n=$((n + 1))
+  step "building $b $K8S_VERSION ($n/6)" kubernetes_binary "$b"
+done
+etcd_binary() { (cd test/k8s/tools/etcd && go build -v -trimpath -ldflags "-s -w" -o "$work/bin/etcd" .); }
+step "building etcd $ETCD_VERSION (5/6)" etcd_binary
 # kwok does not compile against the apimachinery kubernetes $K8S_VERSION needs, so it builds on its own go.mod.
-GOBIN="$work/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+kwok_binary() { GOBIN="$work/bin" go install -v -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+step "building kwok $KWOK_VERSION (6/6)" kwok_binary
 
 mkdir -p "$BIN_DIR"
 for b in $BINARIES; do mv "$work/bin/$b" "$BIN_DIR/$b"; done

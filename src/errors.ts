@@ -31,7 +31,7 @@ export class ConflictError extends AppError {
   override readonly status = 409;
 }
 
-/** The bot lifecycle refused a transition (PRODUCT.md section 6). */
+/** The bot lifecycle refused a transition (docs/lifecycle.md). */
 export class TransitionError extends ConflictError {
   override readonly code = 'ILLEGAL_TRANSITION';
   constructor(

@@ -61,6 +61,7 @@ async function main(): Promise<void> {
   const fleet = await startFleet(config, { redisUrl, mongodbUri }, { api: role !== 'worker', workers: role !== 'api' }, shutdown);
   logger.info('meeboter started', {
     role,
+    node: process.version,
     port: fleet.port ?? null,
     platforms: config.platforms.map((p) => `${p.name}(${p.limit})`).join(','),
   });

@@ -37,10 +37,11 @@ export function createShutdown(): Shutdown {
 }
 
 /**
- * Graceful on the first SIGTERM/SIGINT; a second signal exits at once (PRODUCT.md section 2). A graceful close
- * that has not finished after `deadlineMs` (Redis or MongoDB unreachable, say) is cut short: the process
- * exits 1 naming what did not close. Nothing is lost by that: bots whose jobs were not handed back are
- * adopted by the next worker once their lock expires, and recovery rebuilds what Redis did not keep.
+ * Graceful on the first SIGTERM/SIGINT; a second signal exits at once (the operator's way to skip the
+ * wait). A graceful close that has not finished after `deadlineMs` (Redis or MongoDB unreachable, say) is
+ * cut short: the process exits 1 naming what did not close. Nothing is lost by that: bots whose jobs were
+ * not handed back are adopted by the next worker once their lock expires, and recovery rebuilds what Redis
+ * did not keep.
  */
 export function installSignalHandlers(
   shutdown: Shutdown,

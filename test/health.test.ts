@@ -10,7 +10,7 @@ import { storedBot } from './support/bot-docs';
 import { meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor, sleep } from './support/fleet';
 
 /**
- * Self-healing (PRODUCT.md I6): silent bots are FATAL and stopped, lost containers are noticed, bots asked
+ * Self-healing (docs/invariants.md, health): silent bots are FATAL and stopped, lost containers are noticed, bots asked
  * to leave are made to, scheduled bots wait for their time, and each sweep runs once per interval.
  */
 jest.setTimeout(120_000);

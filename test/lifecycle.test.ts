@@ -6,7 +6,7 @@ import { createLifecycle } from '../src/services/lifecycle.service';
 import { endedSet } from '../src/store/live-state';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
-/** The lifecycle of PRODUCT.md section 6, enforced server-side on what bots report. */
+/** The lifecycle of docs/lifecycle.md, enforced server-side on what bots report. */
 let t: TestFleet;
 beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });

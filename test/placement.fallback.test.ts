@@ -2,9 +2,10 @@ import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
- * Ordered fallback and queueing (PRODUCT.md I3, I4) in one fleet process with its workers: full platforms
- * are skipped at once, failing ones after their retries, slow ones after their queue timeout; the global
- * queue times out; cancelled queued bots are never deployed; every attempt is in the bot's events.
+ * Ordered fallback and queueing (docs/invariants.md, order and queue) in one fleet process with its
+ * workers: full platforms are skipped at once, failing ones after their retries, slow ones after their queue
+ * timeout; the global queue times out; cancelled queued bots are never deployed; every attempt is in the
+ * bot's events.
  */
 jest.setTimeout(120_000);
 

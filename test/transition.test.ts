@@ -18,7 +18,7 @@ const move = (to: BotStatus, fields: Partial<Extract<TransitionRequest, { kind: 
   ...fields,
 });
 
-/** Every (from, to) pair: what the lifecycle of PRODUCT.md section 6 allows, written out rather than computed. */
+/** Every (from, to) pair: what the lifecycle of docs/lifecycle.md allows, written out rather than computed. */
 const ALLOWED: Record<BotStatus, BotStatus[]> = {
   SCHEDULED: ['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_WAITING_ROOM', 'IN_CALL', 'LEAVING', 'ENDED', 'FATAL'],
   QUEUED: ['DEPLOYING', 'JOINING_CALL', 'IN_WAITING_ROOM', 'IN_CALL', 'LEAVING', 'ENDED', 'FATAL'],

@@ -15,7 +15,7 @@ import { Placement } from '../src/placement/placement.service';
  * One bot's stay on one platform, run as a BullMQ job that stays unfinished for as long as the bot occupies
  * the platform: deploy (or adopt after a crash), wait until the bot ends, stop, and only then complete,
  * which frees the capacity. If the worker dies, BullMQ re-runs the stalled job first and this code adopts
- * the running container instead of deploying a second one (PRODUCT.md I1, I2).
+ * the running container instead of deploying a second one (docs/invariants.md, capacity and once).
  *
  * How the job waits depends on the platform. One whose containers only the deploying process can stop
  * (`stopsOnlyWhereDeployed`) keeps the job active and listens for the end signal. Any other is `parked`:
@@ -32,7 +32,7 @@ export interface OccupyContext {
   placement: Placement;
   slots: DeploySlots;
   endSignals: EndSignals;
-  /** Builds the container env for a bot (PRODUCT.md section 5), including its own token. */
+  /** Builds the container env for a bot (docs/bot-protocol.md), including its own token. */
   botEnv(botId: string): Record<string, string>;
   log: Logger;
 }
@@ -175,7 +175,7 @@ const stopContainer = (ctx: OccupyContext, identifier: string) =>
   withRetries(() => ctx.platform.stop(identifier), { attempts: STOP_RETRIES, isRetryable: () => true });
 
 /**
- * Starting is bounded (PRODUCT.md section 8): a container the platform accepted but still reports
+ * Starting is bounded (docs/platform-contract.md): a container the platform accepted but still reports
  * `starting` is polled, with growing jittered pauses that also listen for the bot's end, until it runs or
  * the platform's start timeout (counted from the deploy) passes. Then it is stopped and the bot handed back
  * to the next platform with that reason; one that stopped before it ever ran is a failed attempt. Only this

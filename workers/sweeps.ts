@@ -6,9 +6,9 @@ import { BotRepository } from '../src/store/bot.repository';
 import { DueSet, LiveState } from '../src/store/live-state';
 
 /**
- * The health sweeps (PRODUCT.md I6). Each reads only the entries of a Redis due-set whose time has come, so
- * its cost follows the bots it acts on, not the bots alive. Each returns what it read and what it did, which
- * is also how the tests check that cost.
+ * The health sweeps (docs/invariants.md, health). Each reads only the entries of a Redis due-set whose
+ * time has come, so its cost follows the bots it acts on, not the bots alive. Each returns what it read and
+ * what it did, which is also how the tests check that cost.
  */
 export interface SweepDeps {
   liveState: LiveState;

@@ -4,7 +4,7 @@ import { logger } from '../logger';
 import { RedisScript } from '../redis-script';
 
 /**
- * DEPLOYMENT_QUEUE_MAX_CONCURRENT across all platforms and processes: a counting semaphore in one Redis
+ * DEPLOYMENT_QUEUE_MAX_CONCURRENT across all platforms and processes (docs/invariants.md): a counting semaphore in one Redis
  * sorted set whose members are leases, each scored by when it lapses (on Redis' clock, so the hosts' clocks
  * do not matter). Every process renews the leases it holds every third of `leaseMs` for as long as their
  * deploys run, however long that is (a Coolify deploy follows its deployment for up to

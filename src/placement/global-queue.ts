@@ -4,8 +4,8 @@ import { RedisScript } from '../redis-script';
 import { applyKeyChanges, KeyChange } from '../store/bot-changes';
 
 /**
- * The global FIFO queue of bots waiting for any platform to free capacity (PRODUCT.md I4), kept entirely in
- * Redis so the dispatcher never reads the database:
+ * The global FIFO queue of bots waiting for any platform to free capacity (docs/invariants.md, queue),
+ * kept entirely in Redis so the dispatcher never reads the database:
  * - `order` ranks bots by creation time, so a bot handed back after a failed attempt keeps its place;
  * - `since` holds when it last entered, for GLOBAL_QUEUE_TIMEOUT_MS;
  * - `excluded` records, per bot, the platforms it must not be offered again and why (`failed` or

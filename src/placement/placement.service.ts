@@ -12,7 +12,7 @@ import { PlatformControls } from './platform-controls';
 import { coalesceWakeUps } from './wake-ups';
 
 /**
- * Placement (PRODUCT.md section 7). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
+ * Placement (docs/invariants.md). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
  * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
  * free capacity by adding an occupy job to that platform's queue. It reads and writes Redis only, so its
  * cost does not grow with the number of bots in the database. Capacity is counted as the platform

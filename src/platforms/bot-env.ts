@@ -1,7 +1,7 @@
 import { botToken } from '../auth/bot-token';
 import { Config } from '../config';
 
-/** The environment every bot container gets, on every platform (PRODUCT.md section 5). */
+/** The environment every bot container gets, on every platform (docs/bot-protocol.md). */
 export function botEnv(config: Config, botId: string): Record<string, string> {
   const env: Record<string, string> = {
     BOT_ID: botId,

@@ -23,7 +23,7 @@ export interface DeploySpec {
   meetingPlatform: MeetingPlatform;
   /** The bot's maximum duration, if it has one: platforms that can cap a container's lifetime do. */
   maxDurationMs: number | null;
-  /** PRODUCT.md section 5: BOT_ID, MILO_URL, MILO_AUTH_TOKEN, S3_*, NODE_ENV. */
+  /** docs/bot-protocol.md: BOT_ID, MILO_URL, MILO_AUTH_TOKEN, S3_*, NODE_ENV. */
   env: Record<string, string>;
 }
 

@@ -1,5 +1,5 @@
 /**
- * A small typed client for bot images (PRODUCT.md section 5). It reads BOT_ID, MILO_URL and MILO_AUTH_TOKEN,
+ * A small typed client for bot images (docs/bot-protocol.md). It reads BOT_ID, MILO_URL and MILO_AUTH_TOKEN,
  * retries network errors, 429 and 5xx with backoff and jitter for up to `retryForMs` (two minutes by default,
  * so a report survives a restart of the fleet), and never retries an answer that will not change (401, 404,
  * 409, 410).

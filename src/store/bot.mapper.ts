@@ -56,7 +56,7 @@ export function toBotJson(bot: BotDoc, queuePosition: number | null = null): Bot
   };
 }
 
-/** What a bot container reads from GET /api/bots/:id/config (PRODUCT.md section 5). */
+/** What a bot container reads from GET /api/bots/:id/config (docs/bot-protocol.md). */
 export function toBotConfig(bot: BotDoc, heartbeatIntervalMs: number) {
   return {
     id: String(bot._id),

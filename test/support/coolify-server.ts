@@ -3,7 +3,7 @@ import http from 'node:http';
 import { AddressInfo } from 'node:net';
 
 /**
- * A Coolify API v1 server for tests, written from ../../../shared/reference/platform-apis.md section 3: paths
+ * A Coolify API v1 server for tests, written from Coolify's API documentation and observed behaviour: paths
  * under /api/v1, Bearer auth, POST-only start/stop/deploy (GET is a 405 with `Allow: POST`), 422 on unknown
  * body fields, env bulk upserts that are not atomic, deployments moving queued → in_progress → finished or
  * failed, deduplicated deploys answering a deployment uuid that does not exist, JSON error bodies only with

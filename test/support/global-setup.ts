@@ -18,5 +18,5 @@ export default async function globalSetup(): Promise<void> {
   writeFileSync(PEERS_FILE, JSON.stringify(urls));
   process.env[PEERS_ENV] = PEERS_FILE;
   (globalThis as { __meeboterPeers?: StartedPeer[] }).__meeboterPeers = started;
-  process.stdout.write(`\ntest peers: redis ${redisUrl}, mongodb ${mongodbUri}\n`);
+  process.stdout.write(`\ntest peers: redis ${redisUrl}, mongodb ${mongodbUri}; node ${process.version}\n`);
 }
