@@ -52,6 +52,13 @@ export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' |
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
+/** Before a retry of a failed start: half of this, doubling with each try up to the last, plus up to as much jitter. */
+const START_RETRY_PAUSE_FIRST_MS = 1000;
+const START_RETRY_PAUSE_MAX_MS = 10_000;
+const retryPauseMs = (failedTry: number) => {
+  const pause = Math.min(START_RETRY_PAUSE_MAX_MS, START_RETRY_PAUSE_FIRST_MS * 2 ** failedTry);
+  return pause / 2 + (Math.random() * pause) / 2;
+};
 /** Polling a starting container: the first pause, doubling up to the last, each with jitter. */
 const START_POLL_FIRST_MS = 500;
 const START_POLL_MAX_MS = 5000;
@@ -117,7 +124,7 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   }
 
   const started = await start(ctx, job, bot, first, log);
-  if (started === 'handed-back' || started === 'not-ours') return started;
+  if (started === 'handed-back' || started === 'not-ours' || started === 'shutting-down') return started;
   if (started === 'ended-before-deploy') return released(started);
   // Returned, not awaited: this function's frame, with the bot document, is not kept for the whole call.
   return hold(ctx, job, started, log);
@@ -153,7 +160,7 @@ async function start(
   bot: BotDoc,
   first: Deployment | FailedStart | null,
   log: Logger,
-): Promise<Started | 'handed-back' | 'ended-before-deploy' | 'not-ours'> {
+): Promise<Started | 'handed-back' | 'ended-before-deploy' | 'not-ours' | 'shutting-down'> {
   const { settings } = ctx;
   let startTry = bot.startTry ?? 0;
   let next = first;
@@ -183,6 +190,10 @@ async function start(
       await ctx.placement.handBack(job.botId, settings.name, decision, reason);
       return 'handed-back';
     }
+    // A pause first, growing with each try: what broke one start (a node, the registry) may need a moment.
+    const waited = await ctx.endSignals.waitForEnd(job.botId, job.signal, retryPauseMs(startTry));
+    if (waited === 'ended') return 'ended-before-deploy';
+    if (waited === 'aborted') return 'shutting-down';
     const retried = await recordRetry(ctx, job.botId, startTry + 1);
     if (retried !== 'retried') return retried;
     startTry++;
