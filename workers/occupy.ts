@@ -120,6 +120,9 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
         await repo.update(job.botId, { platformIdentifier: deployment.identifier });
       }
       first = deployment;
+    } else if (!first && (bot.startTry ?? 0) > 0) {
+      // The earlier run recorded this try and may have died before it stopped what the failed one left.
+      await stopIfAny(ctx, deploymentName(job.botId, settings.name, (bot.startTry ?? 0) - 1), log);
     }
   }
 
@@ -186,17 +189,23 @@ async function start(
       });
     }
     if (decision !== 'retry') {
+      // Whatever a failed try left goes before the bot moves on, or the bot would run twice. A stop that
+      // fails too fails the job, and its retry adopts what runs.
+      if (failed.failure === 'failed') await stopIfAny(ctx, name, log);
       const reason = failed.failure === 'failed' && startTry > 0 ? `${failed.reason} (after ${startTry + 1} tries)` : failed.reason;
       await ctx.placement.handBack(job.botId, settings.name, decision, reason);
       return 'handed-back';
     }
-    // A pause first, growing with each try: what broke one start (a node, the registry) may need a moment.
-    const waited = await ctx.endSignals.waitForEnd(job.botId, job.signal, retryPauseMs(startTry));
-    if (waited === 'ended') return 'ended-before-deploy';
-    if (waited === 'aborted') return 'shutting-down';
+    // Recorded before the failed try's leftovers are stopped: from here on a re-run deploys the next try
+    // (after making sure this one left nothing), never this one a second time.
     const retried = await recordRetry(ctx, job.botId, startTry + 1);
+    await stopIfAny(ctx, name, log);
     if (retried !== 'retried') return retried;
     startTry++;
+    // A pause, growing with each try: what broke one start (a node, the registry) may need a moment.
+    const waited = await ctx.endSignals.waitForEnd(job.botId, job.signal, retryPauseMs(startTry - 1));
+    if (waited === 'ended') return 'ended-before-deploy';
+    if (waited === 'aborted') return 'shutting-down';
   }
 }
 
@@ -352,10 +361,8 @@ async function deployOnce(
     // reports from that container runs: it is kept, as the start watch does, rather than killed mid-join.
     const kept = full ? null : await keptIfReporting(ctx, job.botId, name);
     if (!kept) {
+      // Otherwise what it left running is stopped by start(), once what follows is recorded.
       log.warn(full ? 'platform full' : 'deploy failed', { reason });
-      // Otherwise whatever it left running goes before the bot tries again or moves on, or the bot would run
-      // twice. A stop that fails too fails the job, and its retry adopts what runs.
-      if (!full) await stopIfAny(ctx, name, log);
       return { failure: full ? 'full' : 'failed', reason };
     }
     log.warn('deploy failed, but its bot already reports from the container; keeping it', { identifier: kept.identifier, reason });
