@@ -129,8 +129,8 @@ it('bot error: a bot reporting FATAL BOT_ERROR frees its slot', async () => {
   await allIdle();
 });
 
-it('deploy failure: the slot goes ERROR, the bot falls back to sim with the reason, recovery heals the slot', async () => {
-  coolify.failDeployments = 1;
+it('deploy failure on every try: the slots go ERROR, the bot falls back to sim with the reason, recovery heals the slots', async () => {
+  coolify.failDeployments = 3; // the first deploy and its COOLIFY_START_RETRIES (2) retries
   const id = await create({ 'sim.durationMs': '600000' });
   const running = await waitStatus(id, ['IN_CALL']);
   expect(running.platform).toBe('sim');
