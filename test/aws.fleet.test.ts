@@ -83,7 +83,8 @@ it('throttled past the SDK attempts on every try: each try fails once, with the 
 });
 
 it('a task that stops before it runs is retried as a new task under the next try\'s name, and the bot completes on aws', async () => {
-  const t = await fleet();
+  // Reconciliation runs often: a DEPLOYING bot's stopped task is its occupy job's to judge, not CONTAINER_LOST.
+  const t = await fleet({ SWEEP_INTERVAL_MS: '300' });
   player = playBots(peer);
   peer.proxy.inject('RunTask', { kind: 'provisioning' }); // the first task never gets past PROVISIONING
   const id = await createBot(t);
