@@ -1,8 +1,8 @@
 import { createSlotPool } from '../src/platforms/coolify/slot.pool';
 import { createSlotRecords } from '../src/platforms/coolify/slot.records';
 import { CoolifyServer } from './support/coolify-server';
-import { coolifyEnv, startCoolifyWithBots } from './support/coolify';
-import { createBot, eventsOf as events, startTestFleet, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
+import { startCoolifyFleet } from './support/coolify';
+import { createBot, eventsOf as events, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
 
 /**
  * A fleet with `coolify` as its only platform, against the Coolify test server: a slot whose deployments
@@ -19,17 +19,9 @@ afterEach(async () => {
 });
 
 async function fleet(env: Record<string, string> = {}) {
-  coolify = await startCoolifyWithBots();
-  t = await startTestFleet({
-    PLATFORM_PRIORITY: 'coolify',
-    COOLIFY_BOT_LIMIT: '3',
-    ...coolifyEnv(coolify, { COOLIFY_MEETING_PLATFORMS: 'zoom', COOLIFY_MIN_IDLE_SLOTS: '2', COOLIFY_SLOT_MAX_FAILURES: '5' }),
-    SLOT_RECOVERY_INTERVAL_MS: '1000',
-    HEARTBEAT_TIMEOUT_MS: '10000',
-    GLOBAL_QUEUE_TIMEOUT_MS: '600000',
-    ...env,
-  });
-  return { t, coolify };
+  const started = await startCoolifyFleet({ PLATFORM_PRIORITY: 'coolify', COOLIFY_MIN_IDLE_SLOTS: '2', GLOBAL_QUEUE_TIMEOUT_MS: '600000', ...env });
+  ({ coolify, t } = started);
+  return started;
 }
 
 /** The idle slots of the pool, the least recently used (the next one taken) first, once there are `count`. */
