@@ -153,9 +153,10 @@ const stoppedBeforeRunning = (identifier: string, detail?: string) => `container
  * until it runs. A start that fails is retried under the next try's name, on a new task, slot or Job, as
  * decideFailedStart rules; every failed try is in the bot's events (`attempt.start-failed`, then
  * `attempt.retried` or the hand-back's `attempt.failed`). The job stays active throughout, so the bot keeps
- * holding its one unit of the platform's capacity and no other. A try's container is confirmed gone before
- * the next try is recorded, and the next try is recorded before it is deployed: a re-run after a crash
- * adopts the try recorded, never starting a second container for it nor one beside an earlier try's.
+ * holding its one unit of the platform's capacity and no other. The next try is recorded before the failed
+ * one's container is stopped, and that container is confirmed gone before the next try is deployed: a re-run
+ * after a crash deploys or adopts the try recorded (stopping what the one before may have left), never
+ * deploying a failed try again nor one beside another try's container.
  */
 async function start(
   ctx: OccupyContext,
