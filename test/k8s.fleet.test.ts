@@ -72,6 +72,8 @@ it('a Job whose pod fails before it runs is retried as a new Job under the next 
   expect(failed.data).toEqual({ platform: 'k8s', try: 0, identifier: `mb-${id}-k8s-0` });
   expect(failed.reason).toMatch(new RegExp(`^container mb-${id}-k8s-0 stopped before it ran: .*exit code 128 \\(StartError\\)`));
   expect(all.find((e) => e.type === 'attempt.retried').data).toEqual({ platform: 'k8s', try: 1, name: `mb-${id}-k8s--1` });
+  // The failed try's Job is deleted rather than left for its TTL, and the second one once the bot ended.
+  await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'both Jobs and their pods to be gone');
   process.stdout.write(`k8s start retry: ${failed.reason}\n`);
 });
 

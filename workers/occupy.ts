@@ -192,7 +192,7 @@ async function start(
     if (decision !== 'retry') {
       // Whatever a failed try left goes before the bot moves on, or the bot would run twice. A stop that
       // fails too fails the job, and its retry adopts what runs.
-      if (failed.failure === 'failed') await stopIfAny(ctx, name, log);
+      if (failed.failure === 'failed') await stopFailedTry(ctx, failed, name, log);
       const reason = failed.failure === 'failed' && startTry > 0 ? `${failed.reason} (after ${startTry + 1} tries)` : failed.reason;
       await ctx.placement.handBack(job.botId, settings.name, decision, reason);
       return 'handed-back';
@@ -200,7 +200,7 @@ async function start(
     // Recorded before the failed try's leftovers are stopped: from here on a re-run deploys the next try
     // (after making sure this one left nothing), never this one a second time.
     const retried = await recordRetry(ctx, job.botId, startTry + 1);
-    await stopIfAny(ctx, name, log);
+    await stopFailedTry(ctx, failed, name, log);
     if (retried !== 'retried') return retried;
     startTry++;
     // A pause, growing with each try: what broke one start (a node, the registry) may need a moment.
@@ -208,6 +208,15 @@ async function start(
     if (waited === 'ended') return 'ended-before-deploy';
     if (waited === 'aborted') return 'shutting-down';
   }
+}
+
+/**
+ * Stops what a failed try left: its container when the platform had accepted one (one that stopped by itself
+ * may still be listed, as a failed Job is until its TTL), else whatever runs under its name.
+ */
+async function stopFailedTry(ctx: OccupyContext, failed: FailedStart, name: string, log: Logger): Promise<void> {
+  if (failed.identifier) await stopContainer(ctx, failed.identifier);
+  else await stopIfAny(ctx, name, log);
 }
 
 /**
