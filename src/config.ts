@@ -30,6 +30,12 @@ export interface PlatformSettings {
    * it is stopped and the bot moves on to the next platform. `<NAME>_START_TIMEOUT_MS`.
    */
   startTimeoutMs: number;
+  /**
+   * How many more tries a start that failed (stopped before it ran, or its deploy failed) gets on this
+   * platform, each on a new task / slot / Job, before the platform is excluded for the bot.
+   * `<NAME>_START_RETRIES`.
+   */
+  startRetries: number;
 }
 
 export interface KubernetesSettings {
@@ -343,7 +349,10 @@ function platformKind(name: string): PlatformKind {
   );
 }
 
-/** The variables of one platform named in PLATFORM_PRIORITY: `<NAME>_BOT_LIMIT`, `_QUEUE_TIMEOUT_MS`, `_START_TIMEOUT_MS`. */
+/**
+ * The variables of one platform named in PLATFORM_PRIORITY: `<NAME>_BOT_LIMIT`, `_QUEUE_TIMEOUT_MS`,
+ * `_START_TIMEOUT_MS`, `_START_RETRIES`.
+ */
 function platformSchema(name: string): Joi.ObjectSchema {
   const kind = platformKind(name);
   const prefix = envPrefix(name);
@@ -356,6 +365,8 @@ function platformSchema(name: string): Joi.ObjectSchema {
     [`${prefix}_BOT_LIMIT`]: fallback?.limit ? positiveInt.default(fallback.limit) : positiveInt.required(),
     [`${prefix}_QUEUE_TIMEOUT_MS`]: positiveInt.default(fallback?.timeout ?? 60000),
     [`${prefix}_START_TIMEOUT_MS`]: positiveInt.default(DEFAULT_START_TIMEOUT_MS),
+    // Each try's number is part of its deployment name, which ECS caps at 36 characters.
+    [`${prefix}_START_RETRIES`]: nonNegativeInt.max(MAX_START_RETRIES).default(DEFAULT_START_RETRIES),
   }).unknown(true);
 }
 
@@ -369,6 +380,7 @@ function platformSettings(name: string, env: Env, base: Parsed): PlatformSetting
     limit: parsed[`${prefix}_BOT_LIMIT`],
     queueTimeoutMs: parsed[`${prefix}_QUEUE_TIMEOUT_MS`],
     startTimeoutMs: parsed[`${prefix}_START_TIMEOUT_MS`],
+    startRetries: parsed[`${prefix}_START_RETRIES`],
   };
 }
 
@@ -397,6 +409,8 @@ function webhookAllowList(value: string | undefined): Pick<Config['webhooks'], '
  * the seed cleans up Coolify slots stuck deploying after five minutes).
  */
 const DEFAULT_START_TIMEOUT_MS = 300_000;
+const DEFAULT_START_RETRIES = 2;
+const MAX_START_RETRIES = 9;
 
 function pick(source: Parsed, ...keys: string[]): Env {
   const out: Env = {};

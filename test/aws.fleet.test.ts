@@ -67,15 +67,48 @@ it('ThrottlingException twice then success: the SDK retries, one task is started
   expect(stopped.data).toMatchObject({ platform: 'aws', identifier: tasks[0].taskArn, detail: expect.stringContaining('Stopped by meeboter') });
 });
 
-it('throttled past the SDK attempts: the attempt fails once, with the reason, and the bot moves on', async () => {
+it('throttled past the SDK attempts on every try: each try fails once, with the reason, and the bot moves on', async () => {
   const t = await fleet();
-  peer.proxy.inject('RunTask', { kind: 'throttle' }, 3);
+  peer.proxy.inject('RunTask', { kind: 'throttle' }, 9);
   const id = await createBot(t);
   expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('local');
-  expect(peer.proxy.calls('RunTask')).toBe(3); // the SDK's 3 attempts, no loop of ours around them
-  const failed = (await events(t, id)).find((e) => e.type === 'attempt.failed');
+  // The SDK's 3 attempts per try, for the first try and AWS_START_RETRIES (2) retries: no loop of ours around the SDK's.
+  expect(peer.proxy.calls('RunTask')).toBe(9);
+  const all = await events(t, id);
+  expect(all.filter((e) => e.type === 'attempt.start-failed').map((e) => e.reason)).toEqual(Array(3).fill(expect.stringContaining('ThrottlingException')));
+  const failed = all.find((e) => e.type === 'attempt.failed');
   expect(failed).toMatchObject({ data: { platform: 'aws' } });
   expect(failed.reason).toContain('ThrottlingException');
+  expect(await peer.tasks('RUNNING', `mb-${id}-aws`)).toEqual([]);
+});
+
+it('a task that stops before it runs is retried as a new task under the next try\'s name, and the bot completes on aws', async () => {
+  // Reconciliation runs often: a DEPLOYING bot's stopped task is its occupy job's to judge, not CONTAINER_LOST.
+  const t = await fleet({ SWEEP_INTERVAL_MS: '300' });
+  player = playBots(peer);
+  peer.proxy.inject('RunTask', { kind: 'provisioning' }); // the first task never gets past PROVISIONING
+  const id = await createBot(t);
+  const deployed = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'attempt.deployed'), 'the first task');
+  const firstArn = deployed.data.identifier as string;
+  // ECS gives up on it before it ran, as when its image cannot be pulled.
+  await peer.ecs.send(new StopTaskCommand({ cluster: peer.env.AWS_ECS_CLUSTER, task: firstArn, reason: 'CannotPullContainerError: pull image manifest has been retried 5 time(s)' }));
+  peer.proxy.patchTask(firstArn, { stopCode: 'TaskFailedToStart' });
+
+  const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
+  expect(ended).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'aws' });
+  expect(peer.proxy.calls('RunTask')).toBe(2);
+  const all = await events(t, id);
+  expect(await attempts(t, id)).toEqual(['attempt.assigned:aws', 'attempt.deployed:aws', 'attempt.start-failed:aws', 'attempt.retried:aws', 'attempt.deployed:aws']);
+  const failed = all.find((e) => e.type === 'attempt.start-failed');
+  expect(failed.data).toEqual({ platform: 'aws', try: 0, identifier: firstArn });
+  expect(failed.reason).toMatch(new RegExp(`^container ${firstArn} stopped before it ran: TaskFailedToStart: CannotPullContainerError`));
+  expect(all.find((e) => e.type === 'attempt.retried').data).toEqual({ platform: 'aws', try: 1, name: `mb-${id}-aws--1` });
+  // Two tasks, one per try, each under its own startedBy: the second is the one that ran the bot.
+  const secondArn = all.filter((e) => e.type === 'attempt.deployed')[1].data.identifier;
+  expect(secondArn).not.toBe(firstArn);
+  expect((await peer.tasks('STOPPED', `mb-${id}-aws`)).map((task) => task.taskArn)).toEqual([firstArn]);
+  await waitFor(async () => (await peer.tasks('STOPPED', `mb-${id}-aws--1`)).map((task) => task.taskArn).join() === secondArn, 'the second task to be stopped');
+  expect([...(await peer.tasks('RUNNING', `mb-${id}-aws`)), ...(await peer.tasks('RUNNING', `mb-${id}-aws--1`))]).toEqual([]);
 });
 
 it('a task stuck in PROVISIONING past the start timeout is stopped and the bot falls back to local', async () => {

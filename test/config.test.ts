@@ -15,7 +15,7 @@ const fails = (env: Record<string, string>) => {
 
 it('has the seed defaults with no configuration at all', () => {
   const config = loadConfig({});
-  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000, startTimeoutMs: 300000 }]);
+  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000, startTimeoutMs: 300000, startRetries: 2 }]);
   expect(config).toMatchObject({
     port: 3000,
     globalQueueTimeoutMs: 600000,
@@ -100,11 +100,22 @@ it('signs webhooks with WEBHOOK_SECRET, else with a key derived from BOT_TOKEN_S
   );
 });
 
+it('reads each platform\'s <NAME>_START_RETRIES (default 2, 0 turns retries off) and refuses a bad one by name', () => {
+  const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a,local', SIM_A_START_RETRIES: '0', LOCAL_START_RETRIES: '5' });
+  expect(config.platforms.map((p) => [p.name, p.startRetries])).toEqual([['sim-a', 0], ['local', 5]]);
+  expect(loadConfig({ PLATFORM_PRIORITY: 'sim-a' }).platforms[0].startRetries).toBe(2);
+  expect(fails({ PLATFORM_PRIORITY: 'sim-a', SIM_A_START_RETRIES: '-1' })).toMatch(/^SIM_A_START_RETRIES: /);
+  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: 'two' })).toMatch(/^LOCAL_START_RETRIES: must be a number/);
+  // Each try's number is in its deployment name, which ECS caps at 36 characters.
+  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: '10' })).toMatch(/^LOCAL_START_RETRIES: must be less than or equal to 9/);
+  expect(configVariableNames(['k8s'])).toContain('K8S_START_RETRIES');
+});
+
 it('supports several sim platforms, each with its own limit and timeout', () => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a, sim-b', SIM_A_BOT_LIMIT: '3', SIM_B_QUEUE_TIMEOUT_MS: '10' });
   expect(config.platforms).toEqual([
-    { name: 'sim-a', kind: 'sim', limit: 3, queueTimeoutMs: 30000, startTimeoutMs: 300000 },
-    { name: 'sim-b', kind: 'sim', limit: 1000, queueTimeoutMs: 10, startTimeoutMs: 300000 },
+    { name: 'sim-a', kind: 'sim', limit: 3, queueTimeoutMs: 30000, startTimeoutMs: 300000, startRetries: 2 },
+    { name: 'sim-b', kind: 'sim', limit: 1000, queueTimeoutMs: 10, startTimeoutMs: 300000, startRetries: 2 },
   ]);
 });
 
@@ -121,7 +132,7 @@ it('reads the seed\'s AWS variables, a start timeout, and Fargate Spot then on-d
     AWS_BOT_LIMIT: '50',
   };
   const config = loadConfig({ ...seed, AWS_START_TIMEOUT_MS: '120000' });
-  expect(config.platforms).toEqual([{ name: 'aws', kind: 'aws', limit: 50, queueTimeoutMs: 30000, startTimeoutMs: 120000 }]);
+  expect(config.platforms).toEqual([{ name: 'aws', kind: 'aws', limit: 50, queueTimeoutMs: 30000, startTimeoutMs: 120000, startRetries: 2 }]);
   expect(config.aws).toEqual({
     region: 'us-east-2',
     cluster: 'meeboter-bots',

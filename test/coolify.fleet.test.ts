@@ -1,7 +1,7 @@
 import { createSlotRecords, SlotRecord } from '../src/platforms/coolify/slot.records';
 import { CoolifyServer } from './support/coolify-server';
-import { coolifyEnv, startCoolifyWithBots } from './support/coolify';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { startCoolifyFleet } from './support/coolify';
+import { meetings, TestFleet, waitFor } from './support/fleet';
 
 /**
  * A whole fleet (API and workers in this process) with `coolify` first and `sim` as its fallback. Each bot
@@ -13,18 +13,13 @@ jest.setTimeout(180_000);
 let t: TestFleet;
 let coolify: CoolifyServer;
 beforeAll(async () => {
-  coolify = await startCoolifyWithBots();
-  t = await startTestFleet({
+  ({ coolify, t } = await startCoolifyFleet({
     PLATFORM_PRIORITY: 'coolify,sim',
-    COOLIFY_BOT_LIMIT: '3',
-    ...coolifyEnv(coolify, { COOLIFY_MEETING_PLATFORMS: 'zoom', COOLIFY_MIN_IDLE_SLOTS: '1', COOLIFY_SLOT_MAX_FAILURES: '5' }),
-    SLOT_RECOVERY_INTERVAL_MS: '1000',
+    COOLIFY_MIN_IDLE_SLOTS: '1',
     SWEEP_INTERVAL_MS: '300',
-    // The bots run in this jest process: a pause of it must not look like a silent bot.
-    HEARTBEAT_TIMEOUT_MS: '10000',
     DEPLOY_TIMEOUT_MS: '16000',
     LEAVE_GRACE_MS: '1000',
-  });
+  }));
 });
 afterAll(async () => {
   await t.close();
@@ -129,8 +124,8 @@ it('bot error: a bot reporting FATAL BOT_ERROR frees its slot', async () => {
   await allIdle();
 });
 
-it('deploy failure: the slot goes ERROR, the bot falls back to sim with the reason, recovery heals the slot', async () => {
-  coolify.failDeployments = 1;
+it('deploy failure on every try: the slots go ERROR, the bot falls back to sim with the reason, recovery heals the slots', async () => {
+  coolify.failDeployments = 3; // the first deploy and its COOLIFY_START_RETRIES (2) retries
   const id = await create({ 'sim.durationMs': '600000' });
   const running = await waitStatus(id, ['IN_CALL']);
   expect(running.platform).toBe('sim');

@@ -60,6 +60,23 @@ it('ImagePullBackOff past the start timeout: the Job is deleted and the bot move
   process.stdout.write(`k8s ImagePullBackOff: ${timedOut.reason}\n`);
 });
 
+it('a Job whose pod fails before it runs is retried as a new Job under the next try\'s name, and the bot completes on k8s', async () => {
+  const t = await fleet({ K8S_IMAGE_TAG: 'start-fails-once' });
+  player = playBots(peer);
+  const id = await createBot(t, { metadata: { 'sim.durationMs': '1500' } });
+  const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
+  expect(ended).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'k8s', platformIdentifier: `mb-${id}-k8s--1-0` });
+  expect(await attempts(t, id)).toEqual(['attempt.assigned:k8s', 'attempt.deployed:k8s', 'attempt.start-failed:k8s', 'attempt.retried:k8s', 'attempt.deployed:k8s']);
+  const all = await events(t, id);
+  const failed = all.find((e) => e.type === 'attempt.start-failed');
+  expect(failed.data).toEqual({ platform: 'k8s', try: 0, identifier: `mb-${id}-k8s-0` });
+  expect(failed.reason).toMatch(new RegExp(`^container mb-${id}-k8s-0 stopped before it ran: .*exit code 128 \\(StartError\\)`));
+  expect(all.find((e) => e.type === 'attempt.retried').data).toEqual({ platform: 'k8s', try: 1, name: `mb-${id}-k8s--1` });
+  // The failed try's Job is deleted rather than left for its TTL, and the second one once the bot ended.
+  await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'both Jobs and their pods to be gone');
+  process.stdout.write(`k8s start retry: ${failed.reason}\n`);
+});
+
 it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local at once, k8s full and not failed', async () => {
   peer.plane.kubectl(['-n', NAMESPACE, 'apply', '-f', '-'], undefined,
     'apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: test-pods}\nspec:\n  hard: {pods: "2"}\n');

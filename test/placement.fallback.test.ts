@@ -44,20 +44,27 @@ it('skips a full platform at once and records it', async () => {
   expect(assigned).toEqual([expect.objectContaining({ data: { platform: 'sim-b', skippedFull: ['sim-a'] } })]);
 });
 
-it('moves on from a platform whose deploys fail, after its retries', async () => {
+it('moves on from a platform whose deploys fail, after its retries, with every try recorded', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b' });
   const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
   await t.fleet.redis.set(keysA.fault, 'fail');
   const id = await createBot(t);
   const running = await waitStatus(t, id, ['IN_CALL']);
   expect(running.platform).toBe('sim-b');
-  expect(Number(await t.fleet.redis.get(keysA.calls))).toBe(3); // the transient failure was retried, then given up
+  // SIM_A_START_RETRIES defaults to 2: three tries, each a deploy call retried 3 times as a transient failure.
+  expect(Number(await t.fleet.redis.get(keysA.calls))).toBe(9);
   expect(await t.fleet.redis.hlen(keysA.containers)).toBe(0);
-  const types = (await events(t, id)).map((e) => (e.type === 'status' ? e.status : `${e.type}:${e.data?.platform ?? ''}`));
+  const all = await events(t, id);
+  const types = all.map((e) => (e.type === 'status' ? e.status : `${e.type}:${e.data?.platform ?? ''}`));
   expect(types).toEqual([
     'QUEUED',
     'attempt.assigned:sim-a',
     'DEPLOYING',
+    'attempt.start-failed:sim-a',
+    'attempt.retried:sim-a',
+    'attempt.start-failed:sim-a',
+    'attempt.retried:sim-a',
+    'attempt.start-failed:sim-a',
     'attempt.failed:sim-a',
     'QUEUED',
     'attempt.assigned:sim-b',
@@ -66,6 +73,26 @@ it('moves on from a platform whose deploys fail, after its retries', async () =>
     'JOINING_CALL',
     'IN_CALL',
   ]);
+  // Each try with its reason and its own deployment name.
+  expect(all.filter((e) => e.type === 'attempt.start-failed').map((e) => [e.data.try, e.reason])).toEqual(
+    [0, 1, 2].map((n) => [n, 'simulated transient deploy failure']),
+  );
+  expect(all.filter((e) => e.type === 'attempt.retried').map((e) => e.data)).toEqual([
+    { platform: 'sim-a', try: 1, name: `mb-${id}-sim-a--1` },
+    { platform: 'sim-a', try: 2, name: `mb-${id}-sim-a--2` },
+  ]);
+  expect(all.find((e) => e.type === 'attempt.failed').reason).toBe('simulated transient deploy failure (after 3 tries)');
+});
+
+it('with <NAME>_START_RETRIES=0 the first failed start excludes the platform', async () => {
+  const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_START_RETRIES: '0' });
+  const keysA = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
+  await t.fleet.redis.set(keysA.fault, 'fail-permanent');
+  const id = await createBot(t);
+  expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('sim-b');
+  expect(Number(await t.fleet.redis.get(keysA.calls))).toBe(1);
+  const types = (await events(t, id)).map((e) => e.type).filter((type) => type.startsWith('attempt.') && type !== 'attempt.assigned');
+  expect(types).toEqual(['attempt.start-failed', 'attempt.failed', 'attempt.deployed']);
 });
 
 it('a deploy that fails after the platform created its container stops that container before the bot moves on', async () => {
@@ -74,7 +101,9 @@ it('a deploy that fails after the platform created its container stops that cont
   await t.fleet.redis.set(keysA.fault, 'fail-after-start');
   const id = await createBot(t);
   expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('sim-b');
-  expect(Number(await t.fleet.redis.hget(keysA.deploys, `mb-${id}-sim-a`))).toBe(1);
+  // Each try made one container under its own name, and each was stopped before the next one was made.
+  expect(await t.fleet.redis.hgetall(keysA.deploys)).toEqual({ [`mb-${id}-sim-a`]: '1', [`mb-${id}-sim-a--1`]: '1', [`mb-${id}-sim-a--2`]: '1' });
+  expect(await t.fleet.redis.get(keysA.peak)).toBe('1');
   // Stopped: left there, it would run beside the bot's sim-b container for the bot's whole life.
   expect(await t.fleet.redis.hlen(keysA.containers)).toBe(0);
   expect((await events(t, id)).map((e) => `${e.type}:${e.data?.platform ?? ''}`)).toContain('attempt.failed:sim-a');
@@ -106,7 +135,20 @@ it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED',
   const id = await createBot(t);
   const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_FAILED' });
-  expect(Number(await t.fleet.redis.get(simHostKeys(t.env.REDIS_PREFIX, 'sim').calls))).toBe(1);
+  // Retried twice first (SIM_START_RETRIES defaults to 2), each try under its own name, every one recorded.
+  const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
+  expect(Number(await t.fleet.redis.get(keys.calls))).toBe(3);
+  expect(await t.fleet.redis.hgetall(keys.deploys)).toEqual({});
+  const tries = (await events(t, id)).filter((e) => e.type.startsWith('attempt.') && e.type !== 'attempt.assigned');
+  expect(tries.map((e) => `${e.type}:${e.data?.try ?? ''}`)).toEqual([
+    'attempt.start-failed:0',
+    'attempt.retried:1',
+    'attempt.start-failed:1',
+    'attempt.retried:2',
+    'attempt.start-failed:2',
+    'attempt.failed:',
+  ]);
+  expect(tries.filter((e) => e.type === 'attempt.start-failed').map((e) => e.reason)).toEqual(Array(3).fill('simulated permanent deploy failure'));
 });
 
 it('a bot waiting for a platform longer than its queue timeout moves on to the next', async () => {

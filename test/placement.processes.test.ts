@@ -205,6 +205,46 @@ it('a worker holding live bots is SIGKILLed and replaced: its bots are adopted, 
   }
 });
 
+it('a worker SIGKILLed while it retries a failed start: its replacement deploys that try once, under its name, and the bot never holds two units', async () => {
+  const run = await startRun({ 'sim-a': 1, 'sim-b': 3 }, { LOG_LEVEL: 'info' });
+  try {
+    const { t } = run;
+    const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-a');
+    await t.fleet.redis.set(keys.fault, 'fail-after-start'); // the first try's container is made, then its deploy fails
+    const victim = run.spawnWorker();
+    run.workers.push(victim);
+    const [id] = await createBots(t, 1, { 'sim.durationMs': '1500' });
+    // The first call took its fault when it was counted: the next try's call (after the retry's pause) hangs.
+    await waitFor(async () => Number(await t.fleet.redis.get(keys.calls)) >= 1, 'the first deploy call', 30_000, 10);
+    await t.fleet.redis.set(keys.fault, 'delay:600000');
+    await waitFor(async () => Number(await t.fleet.redis.get(keys.calls)) === 2 && Number(await t.fleet.redis.get(keys.inflight)) === 1, "the retry's deploy call to be in flight");
+    await victim.kill('SIGKILL');
+    await t.fleet.redis.del(keys.fault);
+    const eventsOf = async () => (await t.request('GET', `/api/bots/${id}/events`)).body.data as Array<{ type: string; data?: unknown }>;
+    const retried = (await eventsOf()).filter((e) => e.type === 'attempt.retried');
+    expect(retried.map((e) => e.data)).toEqual([{ platform: 'sim-a', try: 1, name: `mb-${id}-sim-a--1` }]);
+
+    // Another bot meanwhile: sim-a's one unit is still the retrying bot's, so it goes to sim-b.
+    const [other] = await createBots(t, 1, { 'sim.durationMs': '1500' });
+    run.workers.push(run.spawnWorker());
+    const bots = await waitAllEnded(t, [id, other]);
+    run.stopSampling();
+
+    const byId = new Map(bots.map((b) => [String(b._id), b]));
+    expect(byId.get(id)).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'sim-a', platformIdentifier: `mb-${id}-sim-a--1` });
+    expect(byId.get(other)).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'sim-b' });
+    // One container per try, each made once: the replacement neither deployed the failed try again nor skipped to a third.
+    expect(await t.fleet.redis.hgetall(keys.deploys)).toEqual({ [`mb-${id}-sim-a`]: '1', [`mb-${id}-sim-a--1`]: '1' });
+    const tries = (await eventsOf()).filter((e) => e.type.startsWith('attempt.') && e.type !== 'attempt.assigned');
+    expect(tries.map((e) => e.type)).toEqual(['attempt.start-failed', 'attempt.retried', 'attempt.deployed']);
+    expect(Number(await t.fleet.redis.get(keys.peak))).toBe(1);
+    expect(Math.max(...run.samples['sim-a'])).toBeLessThanOrEqual(1);
+    expect(Math.max(...run.samples['sim-a:active'])).toBeLessThanOrEqual(1);
+  } finally {
+    await endRun(run);
+  }
+});
+
 it('no more than DEPLOYMENT_QUEUE_MAX_CONCURRENT deploys run at once across 2 processes', async () => {
   const run = await startRun({ sim: 30 }, { DEPLOYMENT_QUEUE_MAX_CONCURRENT: '2' });
   try {

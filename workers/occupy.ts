@@ -1,5 +1,6 @@
 import { PlatformSettings } from '../src/config';
 import { isTerminal, LIVE_STATUSES } from '../src/domain/bot.lifecycle';
+import { decideFailedStart, StartFailure } from '../src/domain/start-retry';
 import { Logger } from '../src/logger';
 import { deploymentName, Deployment, Platform, PlatformError } from '../src/platforms/platform';
 import { metrics, secondsSince } from '../src/metrics';
@@ -51,16 +52,22 @@ export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' |
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
+/** Before a retry of a failed start: half of this, doubling with each try up to the last, plus up to as much jitter. */
+const START_RETRY_PAUSE_FIRST_MS = 1000;
+const START_RETRY_PAUSE_MAX_MS = 10_000;
+const retryPauseMs = (failedTry: number) => {
+  const pause = Math.min(START_RETRY_PAUSE_MAX_MS, START_RETRY_PAUSE_FIRST_MS * 2 ** failedTry);
+  return pause / 2 + (Math.random() * pause) / 2;
+};
 /** Polling a starting container: the first pause, doubling up to the last, each with jitter. */
 const START_POLL_FIRST_MS = 500;
 const START_POLL_MAX_MS = 5000;
 
 export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<OccupyOutcome> {
   const { settings, platform, repo, lifecycle } = ctx;
-  const name = deploymentName(job.botId, settings.name);
   const log = ctx.log.child({ botId: job.botId, platform: settings.name });
   const released = <T extends OccupyOutcome>(outcome: T) => release(ctx, job.botId, log, outcome);
-  if (job.parked) return wakeParked(ctx, job, name, log);
+  if (job.parked) return wakeParked(ctx, job, log);
   // A fresh job claims the bot first (QUEUED → DEPLOYING, atomic), which also reads it: no read of its own
   // before the deploy. A job past its platform's queue timeout only reads, to hand a queued bot back.
   const timedOut = Date.now() - job.queuedAtMs > settings.queueTimeoutMs;
@@ -68,35 +75,41 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const bot = timedOut ? await repo.findById(job.botId) : (claim?.bot ?? null);
   if (!bot || (bot.status !== 'QUEUED' && bot.platform !== settings.name && !isTerminal(bot.status))) {
     // Gone, or moved on to another platform: if an earlier run of this job deployed, make sure it is gone.
-    await stopIfAny(ctx, name, log);
+    await stopLeftovers(ctx, job.botId, null, log);
     return 'not-ours';
   }
   if (isTerminal(bot.status)) {
-    await stopIfAny(ctx, name, log);
+    await stopLeftovers(ctx, job.botId, bot.platform === settings.name ? bot : null, log);
     // (ended on another platform: that platform's job releases it)
     return bot.platform === settings.name || bot.platform === null ? released('ended-before-deploy') : 'ended-before-deploy';
   }
 
-  let deployment: Deployment | null = null;
+  let first: Deployment | FailedStart | null = null;
   if (claim?.claimed) {
     metrics.queueWaitSeconds.observe({ platform: settings.name }, secondsSince(bot.queuedAt ?? bot.createdAt));
   } else if (bot.status === 'QUEUED') {
     await ctx.placement.handBack(job.botId, settings.name, 'timed-out', `waited over ${settings.queueTimeoutMs} ms`);
     return 'handed-back';
   } else if (LIVE_STATUSES.includes(bot.status)) {
-    // A re-run after this job stalled or failed: take over what the earlier run started. One still starting
-    // that the earlier run never saw its deploy call return for (it died inside it) is deployed again:
-    // deploy is idempotent per name, so that finishes the same start (follows the same Coolify deployment,
-    // resumes a half-created Job) rather than waiting it out until the start timeout.
-    deployment = await platform.adopt(name);
+    // A re-run after this job stalled or failed: take over what the earlier run started, under the name of
+    // the bot's current start try. One still starting that the earlier run never saw its deploy call return
+    // for (it died inside it) is deployed again: deploy is idempotent per name, so that finishes the same
+    // start (follows the same Coolify deployment, resumes a half-created Job) rather than waiting it out
+    // until the start timeout.
+    const name = deploymentName(job.botId, settings.name, bot.startTry ?? 0);
+    let deployment = await platform.adopt(name);
     if (deployment?.state === 'starting' && !bot.platformIdentifier) deployment = null;
     if (!deployment && bot.platformIdentifier) {
       const { state, detail } = await platform.status(bot.platformIdentifier);
-      if (state === 'gone') {
+      if (state === 'gone' && bot.status === 'DEPLOYING') {
+        // Its bot never reported: a start that failed while no one watched it, judged as the watch would.
+        first = { failure: 'failed', reason: stoppedBeforeRunning(bot.platformIdentifier, detail), identifier: bot.platformIdentifier };
+      } else if (state === 'gone') {
         await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
         return released('released');
+      } else {
+        deployment = { identifier: bot.platformIdentifier, state };
       }
-      deployment = { identifier: bot.platformIdentifier, state };
     }
     if (deployment) {
       log.info('adopted running container', { identifier: deployment.identifier, state: deployment.state });
@@ -106,17 +119,126 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       if (!bot.platformIdentifier && deployment.state !== 'elsewhere') {
         await repo.update(job.botId, { platformIdentifier: deployment.identifier });
       }
+      first = deployment;
+    } else if (!first && (bot.startTry ?? 0) > 0) {
+      // The earlier run recorded this try and may have died before it stopped what the failed one left.
+      await stopIfAny(ctx, deploymentName(job.botId, settings.name, (bot.startTry ?? 0) - 1), log);
     }
   }
 
-  if (!deployment) {
-    const result = await deployOnce(ctx, job, name, bot, log);
-    if (result === 'handed-back') return 'handed-back';
-    deployment = result;
-  }
-
+  const started = await start(ctx, job, bot, first, log);
+  if (started === 'handed-back' || started === 'not-ours' || started === 'shutting-down') return started;
+  if (started === 'ended-before-deploy') return released(started);
   // Returned, not awaited: this function's frame, with the bot document, is not kept for the whole call.
-  return hold(ctx, job, deployment, bot.deployedAt?.getTime() ?? Date.now(), log);
+  return hold(ctx, job, started, log);
+}
+
+/** A start that did not succeed, with the reason recorded for it. */
+interface FailedStart {
+  failure: StartFailure;
+  reason: string;
+  /** The failed try's container, when the platform had accepted one. */
+  identifier?: string;
+}
+
+interface Started {
+  outcome: 'started' | 'ended' | 'aborted';
+  deployment: Deployment;
+}
+
+const stoppedBeforeRunning = (identifier: string, detail?: string) => `container ${identifier} stopped before it ran${detail ? `: ${detail}` : ''}`;
+
+/**
+ * Deploys the bot's current start try (unless `first` already is its deployment or its failure) and waits
+ * until it runs. A start that fails is retried under the next try's name, on a new task, slot or Job, as
+ * decideFailedStart rules; every failed try is in the bot's events (`attempt.start-failed`, then
+ * `attempt.retried` or the hand-back's `attempt.failed`). The job stays active throughout, so the bot keeps
+ * holding its one unit of the platform's capacity and no other. The next try is recorded before the failed
+ * one's container is stopped, and that container is confirmed gone before the next try is deployed: a re-run
+ * after a crash deploys or adopts the try recorded (stopping what the one before may have left), never
+ * deploying a failed try again nor one beside another try's container.
+ */
+async function start(
+  ctx: OccupyContext,
+  job: OccupyJob,
+  bot: BotDoc,
+  first: Deployment | FailedStart | null,
+  log: Logger,
+): Promise<Started | 'handed-back' | 'ended-before-deploy' | 'not-ours' | 'shutting-down'> {
+  const { settings } = ctx;
+  let startTry = bot.startTry ?? 0;
+  let next = first;
+  for (;;) {
+    const name = deploymentName(job.botId, settings.name, startTry);
+    const deployed = next ?? (await deployOnce(ctx, job, name, bot, log));
+    next = null;
+    let failed: FailedStart;
+    if ('failure' in deployed) {
+      failed = deployed;
+    } else {
+      if (deployed.state !== 'starting') return { outcome: 'started', deployment: deployed };
+      const started = await awaitStart(ctx, job, deployed.identifier, bot.deployedAt?.getTime() ?? Date.now(), log);
+      if (typeof started === 'string') return { outcome: started, deployment: deployed };
+      failed = started;
+    }
+    const decision = decideFailedStart(failed.failure, startTry, settings.startRetries);
+    if (failed.failure === 'failed') {
+      log.warn('start failed', { try: startTry, reason: failed.reason, next: decision });
+      await ctx.lifecycle.event(job.botId, 'attempt.start-failed', {
+        reason: failed.reason,
+        data: { platform: settings.name, try: startTry, identifier: failed.identifier ?? null },
+      });
+    }
+    if (decision !== 'retry') {
+      // Whatever a failed try left goes before the bot moves on, or the bot would run twice. A stop that
+      // fails too fails the job, and its retry adopts what runs.
+      if (failed.failure === 'failed') await stopFailedTry(ctx, failed, name, log);
+      const reason = failed.failure === 'failed' && startTry > 0 ? `${failed.reason} (after ${startTry + 1} tries)` : failed.reason;
+      await ctx.placement.handBack(job.botId, settings.name, decision, reason);
+      return 'handed-back';
+    }
+    // Recorded before the failed try's leftovers are stopped: from here on a re-run deploys the next try
+    // (after making sure this one left nothing), never this one a second time.
+    const retried = await recordRetry(ctx, job.botId, startTry + 1);
+    await stopFailedTry(ctx, failed, name, log);
+    if (retried !== 'retried') return retried;
+    startTry++;
+    // A pause, growing with each try: what broke one start (a node, the registry) may need a moment.
+    const waited = await ctx.endSignals.waitForEnd(job.botId, job.signal, retryPauseMs(startTry - 1));
+    if (waited === 'ended') return 'ended-before-deploy';
+    if (waited === 'aborted') return 'shutting-down';
+  }
+}
+
+/**
+ * Stops what a failed try left: its container when the platform had accepted one (one that stopped by itself
+ * may still be listed, as a failed Job is until its TTL), else whatever runs under its name.
+ */
+async function stopFailedTry(ctx: OccupyContext, failed: FailedStart, name: string, log: Logger): Promise<void> {
+  if (failed.identifier) await stopContainer(ctx, failed.identifier);
+  else await stopIfAny(ctx, name, log);
+}
+
+/**
+ * Records the next start try, and forgets the failed try's container (confirmed gone by then), in one write;
+ * unless the bot ended or moved meanwhile, which deploys nothing more.
+ */
+async function recordRetry(ctx: OccupyContext, botId: string, startTry: number): Promise<'retried' | 'ended-before-deploy' | 'not-ours'> {
+  const { settings, repo } = ctx;
+  const bot = await repo.findById(botId);
+  if (!bot || isTerminal(bot.status)) return bot && bot.platform !== settings.name ? 'not-ours' : 'ended-before-deploy';
+  if (bot.platform !== settings.name) return 'not-ours';
+  if (bot.status !== 'DEPLOYING') {
+    // It reported from the container that is gone now: not a start that failed, a bot that lost its container.
+    await ctx.lifecycle.end(botId, 'FATAL', 'CONTAINER_LOST', `container of start try ${startTry - 1} is gone`);
+    return 'ended-before-deploy';
+  }
+  await repo.update(
+    botId,
+    { startTry, platformIdentifier: null },
+    { type: 'attempt.retried', at: new Date(), data: { platform: settings.name, try: startTry, name: deploymentName(botId, settings.name, startTry) } },
+  );
+  return 'retried';
 }
 
 /**
@@ -129,16 +251,9 @@ async function release<T extends OccupyOutcome>(ctx: OccupyContext, botId: strin
   return outcome;
 }
 
-/** Waits for a deployed bot to start; then parks the job, or waits for the end, stops the container and releases. */
-async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, deployedAtMs: number, log: Logger): Promise<OccupyOutcome> {
-  const { platform } = ctx;
-  let outcome: 'ended' | 'aborted' | 'started' = 'started';
-  if (deployment.state === 'starting') {
-    const started = await awaitStart(ctx, job, deployment.identifier, deployedAtMs, log);
-    if (started === 'handed-back') return 'handed-back';
-    outcome = started;
-  }
-  if (outcome === 'started' && !platform.stopsOnlyWhereDeployed) return 'parked';
+/** Once the bot's container started: parks the job, or waits for the end, stops the container and releases. */
+async function hold(ctx: OccupyContext, job: OccupyJob, { outcome, deployment }: Started, log: Logger): Promise<OccupyOutcome> {
+  if (outcome === 'started' && !ctx.platform.stopsOnlyWhereDeployed) return 'parked';
   if (outcome === 'started') outcome = (await ctx.endSignals.waitForEnd(job.botId, job.signal)) === 'aborted' ? 'aborted' : 'ended';
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
@@ -154,12 +269,12 @@ async function hold(ctx: OccupyContext, job: OccupyJob, deployment: Deployment, 
  * A parked job woken: by the bot's end, by reconciliation, or by its own recheck. A bot still running on
  * this platform is parked again; otherwise its container is stopped and the capacity released.
  */
-async function wakeParked(ctx: OccupyContext, job: OccupyJob, name: string, log: Logger): Promise<OccupyOutcome> {
+async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Promise<OccupyOutcome> {
   const bot = await ctx.repo.findById(job.botId);
   const onThisPlatform = bot?.platform === ctx.settings.name;
   if (bot && onThisPlatform && LIVE_STATUSES.includes(bot.status)) return 'parked';
   if (bot && onThisPlatform && bot.platformIdentifier) await stopAndRecord(ctx, job.botId, bot.platformIdentifier, log);
-  else await stopIfAny(ctx, name, log);
+  else await stopLeftovers(ctx, job.botId, onThisPlatform ? bot : null, log);
   return release(ctx, job.botId, log, 'released');
 }
 
@@ -177,8 +292,8 @@ const stopContainer = (ctx: OccupyContext, identifier: string) =>
 /**
  * Starting is bounded (docs/platform-contract.md): a container the platform accepted but still reports
  * `starting` is polled, with growing jittered pauses that also listen for the bot's end, until it runs or
- * the platform's start timeout (counted from the deploy) passes. Then it is stopped and the bot handed back
- * to the next platform with that reason; one that stopped before it ever ran is a failed attempt. Only this
+ * the platform's start timeout (counted from the deploy) passes. Then it is stopped, a start that timed out;
+ * one that stopped before it ever ran is a failed start (see start() for what follows either). Only this
  * job waits: no HTTP request, and the job's BullMQ lock is renewed as for any held bot.
  */
 async function awaitStart(
@@ -187,7 +302,7 @@ async function awaitStart(
   identifier: string,
   deployedAtMs: number,
   log: Logger,
-): Promise<'started' | 'ended' | 'aborted' | 'handed-back'> {
+): Promise<'started' | 'ended' | 'aborted' | FailedStart> {
   const { settings, platform } = ctx;
   const deadline = deployedAtMs + settings.startTimeoutMs;
   let pauseMs = START_POLL_FIRST_MS;
@@ -199,8 +314,7 @@ async function awaitStart(
     });
     if (status && status.state !== 'starting') {
       if (status.state !== 'gone') return 'started';
-      await ctx.placement.handBack(job.botId, settings.name, 'failed', `container ${identifier} stopped before it ran${status.detail ? `: ${status.detail}` : ''}`);
-      return 'handed-back';
+      return { failure: 'failed', reason: stoppedBeforeRunning(identifier, status.detail), identifier };
     }
     detail = status?.detail ?? detail;
     if (Date.now() >= deadline) break;
@@ -217,8 +331,7 @@ async function awaitStart(
   log.warn('container did not start in time; stopping it and moving on', { identifier, reason });
   await stopContainer(ctx, identifier);
   await ctx.lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail: reason } });
-  await ctx.placement.handBack(job.botId, settings.name, 'timed-out', reason);
-  return 'handed-back';
+  return { failure: 'timed-out', reason, identifier };
 }
 
 async function deployOnce(
@@ -227,7 +340,7 @@ async function deployOnce(
   name: string,
   bot: BotDoc,
   log: Logger,
-): Promise<Deployment | 'handed-back'> {
+): Promise<Deployment | FailedStart> {
   const { settings, platform, repo } = ctx;
   const slot = await ctx.slots.acquire(name, job.signal);
   let deployment: Deployment;
@@ -260,12 +373,9 @@ async function deployOnce(
     // reports from that container runs: it is kept, as the start watch does, rather than killed mid-join.
     const kept = full ? null : await keptIfReporting(ctx, job.botId, name);
     if (!kept) {
-      log.warn(full ? 'platform full, moving on' : 'deploy failed, moving on', { reason });
-      // Otherwise whatever it left running goes before the bot moves on, or the bot would run twice. A stop
-      // that fails too fails the job, and its retry adopts what runs.
-      if (!full) await stopIfAny(ctx, name, log);
-      await ctx.placement.handBack(job.botId, settings.name, full ? 'full' : 'failed', reason);
-      return 'handed-back';
+      // Otherwise what it left running is stopped by start(), once what follows is recorded.
+      log.warn(full ? 'platform full' : 'deploy failed', { reason });
+      return { failure: full ? 'full' : 'failed', reason };
     }
     log.warn('deploy failed, but its bot already reports from the container; keeping it', { identifier: kept.identifier, reason });
     deployment = kept;
@@ -292,6 +402,16 @@ async function keptIfReporting(ctx: OccupyContext, botId: string, name: string):
   if (bot?.platform !== ctx.settings.name || bot.status === 'DEPLOYING' || !LIVE_STATUSES.includes(bot.status)) return null;
   const leftover = await ctx.platform.adopt(name);
   return leftover && leftover.state !== 'elsewhere' ? leftover : null;
+}
+
+/**
+ * Stops whatever an earlier run of this job may have left: the container of the bot's current start try
+ * when `bot` is the bot on this platform, else (it moved on, or is gone) of any try it may have had here.
+ */
+async function stopLeftovers(ctx: OccupyContext, botId: string, bot: BotDoc | null, log: Logger): Promise<void> {
+  const { name, startRetries } = ctx.settings;
+  const tries = bot ? [bot.startTry ?? 0] : Array.from({ length: startRetries + 1 }, (_, startTry) => startTry);
+  for (const startTry of tries) await stopIfAny(ctx, deploymentName(botId, name, startTry), log);
 }
 
 async function stopIfAny(ctx: OccupyContext, name: string, log: Logger): Promise<void> {

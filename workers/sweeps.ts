@@ -105,8 +105,9 @@ export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): 
     result.read++;
     const bot = await deps.repo.findById(botId);
     if (!bot || !LIVE_STATUSES.includes(bot.status) || bot.platform !== deps.platform.name) continue;
-    // Not deployed yet, or too recently to be listed.
-    if (!bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
+    // Not deployed yet, or too recently to be listed. A container that is gone before its bot ever reported
+    // is its occupy job's to judge, which watches every start and retries a failed one.
+    if (bot.status === 'DEPLOYING' || !bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
     const { state, detail } = await deps.platform.status(bot.platformIdentifier);
     if (state !== 'gone') continue;
     const ended = await deps.lifecycle.end(botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);

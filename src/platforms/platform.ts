@@ -13,7 +13,7 @@ import { MeetingPlatform } from '../domain/bot.lifecycle';
  */
 export interface DeploySpec {
   botId: string;
-  /** Deterministic per bot and platform: `mb-<botId>-<platform>`. */
+  /** Deterministic per bot, platform and start try: see deploymentName(). */
   name: string;
   /**
    * How many placement attempts the bot had before this one. With `name` it identifies the attempt, for
@@ -145,8 +145,13 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export function deploymentName(botId: string, platform: string): string {
-  return `mb-${botId}-${platform}`;
+/**
+ * `mb-<botId>-<platform>` for a bot's first start try on a platform, `mb-<botId>-<platform>--<try>` for each
+ * retry of a failed start: every try is a new name, so it gets a new task, slot or Job, while a re-run of the
+ * same try adopts what that try started. (`--` never occurs in a platform name, so no two names meet.)
+ */
+export function deploymentName(botId: string, platform: string, startTry = 0): string {
+  return startTry === 0 ? `mb-${botId}-${platform}` : `mb-${botId}-${platform}--${startTry}`;
 }
 
 /** The bot id in a name made by deploymentName(), or null for a name that is not ours. */

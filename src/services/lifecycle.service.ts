@@ -121,7 +121,7 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
         to: 'DEPLOYING',
         onlyFrom: 'QUEUED',
         source: 'fleet',
-        set: { platform, platformIdentifier: null, deployingAt: new Date() },
+        set: { platform, platformIdentifier: null, startTry: 0, deployingAt: new Date() },
         data: { platform },
       });
       return outcome && { claimed: !outcome.refused, bot: outcome.bot };

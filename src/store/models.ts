@@ -38,6 +38,11 @@ export interface BotDoc {
   /** Deployment platform of the current or last attempt, null before placement. */
   platform: string | null;
   platformIdentifier: string | null;
+  /**
+   * The start try on `platform` now (0: the first deploy there; one more for each retry of a failed start),
+   * which names its deployment. Set back to 0 by each claim.
+   */
+  startTry?: number;
   /** Platforms this bot must not be offered again (deploy failed or its queue wait timed out). */
   excludedPlatforms: string[];
   attempts: AttemptDoc[];
@@ -111,6 +116,7 @@ const botSchema = new Schema<BotDoc>(
     metadata: { type: [new Schema({ key: String, value: String }, { _id: false })], default: [] },
     platform: { type: String, default: null },
     platformIdentifier: { type: String, default: null },
+    startTry: Number,
     excludedPlatforms: { type: [String], default: [] },
     attempts: {
       type: [new Schema({ platform: String, outcome: String, reason: String, at: Date }, { _id: false })],

@@ -2,6 +2,7 @@ import { CoolifySettings } from '../../src/config';
 import { BotClient } from '../../src/sdk/bot-client';
 import { runSimBot } from '../../src/sdk/sim-bot';
 import { CoolifyServer, startCoolifyServer } from './coolify-server';
+import { startTestFleet, TestFleet } from './fleet';
 
 /** Shared set-up of the Coolify tests: the test server, and the env or settings that point a fleet at it. */
 export const COOLIFY_TOKEN = 'coolify-test-token-0123456789';
@@ -18,6 +19,23 @@ export function startCoolifyWithBots(): Promise<CoolifyServer> {
       void runSimBot(BotClient.fromEnv(env, signal), signal).catch(() => undefined);
     },
   });
+}
+
+/**
+ * A fleet (API and workers in this process) on a fresh Coolify test server whose slots run the sim bot, with
+ * zoom slots, up to 3 of them, recovered every second; `env` adds PLATFORM_PRIORITY and anything else.
+ */
+export async function startCoolifyFleet(env: Record<string, string>): Promise<{ coolify: CoolifyServer; t: TestFleet }> {
+  const coolify = await startCoolifyWithBots();
+  const t = await startTestFleet({
+    COOLIFY_BOT_LIMIT: '3',
+    ...coolifyEnv(coolify, { COOLIFY_MEETING_PLATFORMS: 'zoom', COOLIFY_SLOT_MAX_FAILURES: '5' }),
+    SLOT_RECOVERY_INTERVAL_MS: '1000',
+    // The bots run in this jest process: a pause of it must not look like a silent bot.
+    HEARTBEAT_TIMEOUT_MS: '10000',
+    ...env,
+  });
+  return { coolify, t };
 }
 
 export function coolifyEnv(server: CoolifyServer, extra: Record<string, string> = {}): Record<string, string> {

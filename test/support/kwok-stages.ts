@@ -4,6 +4,8 @@
  * - by the image tag the fleet is configured with (K8S_IMAGE_TAG), for what happens before a pod runs: a tag
  *   containing `pull-fails` leaves the pod Pending with ImagePullBackOff; one containing `slow-pull` takes
  *   SLOW_PULL_MS to run; any other runs at once;
+ *   a tag containing `start-fails-once` fails the pod of a bot's first start try before it runs (exit code 128,
+ *   StartError), while the pods of its retries (deployment names ending `--<try>`) run;
  * - by a label the test puts on a Running pod, for how it ends: `kwok.test/outcome=succeed` (exit 0) or
  *   `fail` (exit 1); without it the pod runs until its Job is deleted, as a bot runs until it ends.
  */
@@ -81,6 +83,8 @@ ${containerStatuses(false, '          waiting:\n            reason: ImagePullBac
       phase: Pending`;
 
 const unstarted = [notDeleted, expression('.spec.nodeName', 'Exists'), expression('.status.podIP', 'DoesNotExist')];
+/** A pod of a bot's first start try, with an image whose first try fails (the retries' names end `--<try>`). */
+const firstTryFails = `(${image} | test("start-fails-once")) and (.metadata.labels["meeboter.io/deployment"] | test("--[0-9]+$") | not)`;
 
 export const STAGES = [
   stage(
@@ -88,7 +92,16 @@ export const STAGES = [
     [...unstarted, expression('.status.containerStatuses', 'DoesNotExist'), expression(`${image} | test("pull-fails")`, 'In', ['true'])].join('\n'),
     pullFails,
   ),
-  stage('pod-ready', [...unstarted, expression(`${image} | test("pull-fails|slow-pull")`, 'In', ['false'])].join('\n'), running),
+  stage(
+    'pod-start-fails',
+    [...unstarted, expression('.status.containerStatuses', 'DoesNotExist'), expression(firstTryFails, 'In', ['true'])].join('\n'),
+    terminated('Failed', 128, 'StartError'),
+  ),
+  stage(
+    'pod-ready',
+    [...unstarted, expression(`${image} | test("pull-fails|slow-pull")`, 'In', ['false']), expression(firstTryFails, 'In', ['false'])].join('\n'),
+    running,
+  ),
   stage('pod-ready-slow', [...unstarted, expression(`${image} | test("slow-pull")`, 'In', ['true'])].join('\n'), running, SLOW_PULL_MS),
   stage(
     'pod-succeed',
