@@ -287,7 +287,7 @@ describe('startup warnings', () => {
     // every variable read, all set at once with every platform enabled, draws no warning
     expect(configWarnings(everything, all)).toEqual([]);
     for (const prefix of OWN_PREFIXES) expect(Object.keys(everything).some((name) => name.startsWith(prefix))).toBe(true);
-    expect(PLATFORM_SUFFIXES).toEqual(['_BOT_LIMIT', '_QUEUE_TIMEOUT_MS', '_START_TIMEOUT_MS']);
+    expect(PLATFORM_SUFFIXES).toEqual(['_BOT_LIMIT', '_QUEUE_TIMEOUT_MS', '_START_TIMEOUT_MS', '_START_RETRIES']);
   });
 });
 
