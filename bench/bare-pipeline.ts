@@ -9,7 +9,7 @@
  * bot document and its four status events (QUEUED, DEPLOYING, JOINING_CALL, IN_CALL) are recorded in
  * MongoDB with batched inserts only, no update, no index but _id. Still no auth, validation or Redis state.
  */
-import express from 'express';
+import express, { Request } from 'express';
 import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import mongoose from 'mongoose';
@@ -23,6 +23,9 @@ const protocol = process.env.PROTOCOL === 'true';
 const apiUrl = `http://127.0.0.1:${process.env.PORT}`;
 
 type Document = Record<string, unknown>;
+/** What the floor reads of the bodies it is sent. */
+type StatusReport = { status: string };
+type CreateBot = { meeting?: unknown; metadata?: Record<string, unknown> };
 
 /**
  * Batched inserts, as a flusher would make them: up to 100 documents a call, at most 4 calls at once. The
@@ -76,12 +79,12 @@ if (role === 'api') {
     res.json({ id: req.params.id, meeting: { platform: 'zoom', meetingId: '1' }, displayName: 'bot', heartbeatIntervalMs: 30_000 });
   });
   app.post('/api/bots/:id/heartbeat', (_req, res) => void res.json({ shouldLeave: false }));
-  app.post('/api/bots/:id/status', (req, res) => {
+  app.post('/api/bots/:id/status', (req: Request<{ id: string }, unknown, StatusReport>, res) => {
     statusEvent(req.params.id, req.body.status);
     if (req.body.status === 'IN_CALL') inCall++;
     res.json({ ok: true });
   });
-  app.post('*splat', async (req, res) => {
+  app.post('*splat', async (req: Request<unknown, unknown, CreateBot>, res) => {
     const botId = new mongoose.Types.ObjectId().toHexString();
     if (recorder) {
       const now = new Date();
@@ -112,13 +115,15 @@ if (role === 'api') {
     await call('POST', botId, 'status', { status: 'JOINING_CALL' });
     await call('POST', botId, 'status', { status: 'IN_CALL' });
   };
-  new Worker(
+  new Worker<{ botId?: string }>(
     'bare',
-    async (job) => {
-      if (!protocol || !job.data.botId) return;
-      statusEvent(job.data.botId, 'DEPLOYING');
-      // The deploy call returns once the container starts; the bot runs on its own.
-      runBot(job.data.botId).catch((error) => process.stderr.write(`bare pipeline: bot failed: ${error}\n`));
+    (job) => {
+      if (protocol && job.data.botId) {
+        statusEvent(job.data.botId, 'DEPLOYING');
+        // The deploy call returns once the container starts; the bot runs on its own.
+        runBot(job.data.botId).catch((error) => process.stderr.write(`bare pipeline: bot failed: ${error}\n`));
+      }
+      return Promise.resolve();
     },
     { connection, prefix, concurrency: 50 },
   );

@@ -45,6 +45,8 @@ export interface Sizes {
 
 const HANG = { 'sim.behavior': 'hang' };
 const zoom = { platform: 'zoom', meetingId: '1' };
+/** What the benchmark reads of a create's answer. */
+type CreatedBot = { id: string };
 
 /**
  * An API process, a worker process and a sim host process that runs the sim bots: bots run outside the
@@ -87,7 +89,7 @@ async function paceCreates(url: string, rate: number, seconds: number, metadata:
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
     const sent = Date.now();
-    pending.push(api(url, 'POST', '/api/bots', { meeting: zoom, metadata }).then((res) => void sentAt.set(res.body.id, sent)));
+    pending.push(api<CreatedBot>(url, 'POST', '/api/bots', { meeting: zoom, metadata }).then((res) => void sentAt.set(res.body.id, sent)));
   }
   await Promise.all(pending);
   return sentAt;
@@ -118,7 +120,10 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   const latencies: number[] = [];
   const workerConnection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   // Same process, so a sub-millisecond clock: the peer's latency is often under 1 ms.
-  const worker = new Worker('raw', async (job) => void latencies.push(performance.now() - job.data.t), {
+  const worker = new Worker<{ t: number }>('raw', (job) => {
+    latencies.push(performance.now() - job.data.t);
+    return Promise.resolve();
+  }, {
     connection: workerConnection,
     prefix,
     concurrency: 50,
@@ -131,7 +136,7 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
     if (wait > 0) await sleep(wait);
     await queue.add('j', { t: performance.now() }, { removeOnComplete: true });
   }
-  await waitUntil(async () => latencies.length >= total, 'raw jobs');
+  await waitUntil(() => Promise.resolve(latencies.length >= total), 'raw jobs');
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
@@ -201,7 +206,7 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
   const worker = startProcess(script, ['worker'], env);
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
-  const floorStats = async () => (await api(`http://127.0.0.1:${port}`, 'GET', '/floor/stats')).body as { inCall: number };
+  const floorStats = async () => (await api<{ inCall: number }>(`http://127.0.0.1:${port}`, 'GET', '/floor/stats')).body;
   try {
     // The probe's POST added one job (and, with the protocol, one bot): once it ran, the worker is up, and
     // it counts beside the load's.
@@ -285,7 +290,7 @@ export async function p3Heartbeats(peers: Peers, sizes: Sizes) {
   const apiProc = startFleetProcess('api', bench);
   try {
     await waitReady(bench.url);
-    const bot = await api(bench.url, 'POST', '/api/bots', { meeting: zoom });
+    const bot = await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom });
     const result = await load({
       url: `${bench.url}/api/bots/${bot.body.id}/heartbeat`,
       headers: { authorization: `Bearer ${botToken(bench.env.BOT_TOKEN_SECRET, bot.body.id)}` },
@@ -338,7 +343,7 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
   return withFleet(peers, { SIM_BOT_LIMIT: '1' }, async (bench, redis) => {
     const ids: string[] = [];
     for (let i = 0; i < sizes.capacityBots; i++) {
-      ids.push((await api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: { 'sim.durationMs': '20' } })).body.id);
+      ids.push((await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: { 'sim.durationMs': '20' } })).body.id);
     }
     const keys = simHostKeys(bench.prefix, 'sim');
     await waitUntil(async () => (await redis.hlen(keys.stoppedAt)) >= ids.length, 'every bot to end');
@@ -418,7 +423,7 @@ export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
       const ids: string[] = [];
       for (let i = 0; i < n; i += 50) {
         const batch = await Promise.all(
-          Array.from({ length: Math.min(50, n - i) }, () => api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
+          Array.from({ length: Math.min(50, n - i) }, () => api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
         );
         ids.push(...batch.map((r) => r.body.id));
       }

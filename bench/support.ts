@@ -151,7 +151,7 @@ export async function collectGarbage(inspectPort: number, timeoutMs = 30_000): P
       timer = setTimeout(() => reject(new Error(`the inspector on port ${inspectPort} did not collect within ${timeoutMs} ms`)), timeoutMs);
       socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
       socket.onmessage = (message) => {
-        if (JSON.parse(String(message.data)).id === 1) resolve();
+        if ((JSON.parse(String(message.data)) as { id?: number }).id === 1) resolve();
       };
       socket.onerror = () => reject(new Error(`the inspector on port ${inspectPort} failed`));
     });
@@ -228,13 +228,13 @@ export async function load(options: {
 
 /**
  * One API call, as a client of the fleet makes it. undici's request, not fetch: the load generator shares the
- * fleet's cores, and fetch costs about twice the CPU a call.
+ * fleet's cores, and fetch costs about twice the CPU a call. `Answer` is the shape the caller reads of the body.
  */
-export async function api(url: string, method: 'GET' | 'POST' | 'DELETE', route: string, body?: unknown, key = 'bench-api-key-0123456789abcdef') {
+export async function api<Answer = unknown>(url: string, method: 'GET' | 'POST' | 'DELETE', route: string, body?: unknown, key = 'bench-api-key-0123456789abcdef') {
   const response = await request(url + route, {
     method,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  return { status: response.statusCode, body: (await response.body.json()) as any };
+  return { status: response.statusCode, body: (await response.body.json()) as Answer };
 }

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import { RequestHandler, Router } from 'express';
+import { Express, RequestHandler, Router } from 'express';
 import { NotFoundError, UnauthorizedError } from '../errors';
 import type { ApiContext } from './api-context';
 import { presentedToken } from './http';
@@ -23,7 +23,8 @@ export function createAdminRouter(ctx: ApiContext): Router {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(ADMIN_BASE_PATH);
   createBullBoard({ queues: ctx.queues.map((queue) => new BullMQAdapter(queue)), serverAdapter });
-  router.use(ADMIN_BASE_PATH, adminAuth(adminKey), serverAdapter.getRouter());
+  // The adapter types its router as any: it is the Express app it builds.
+  router.use(ADMIN_BASE_PATH, adminAuth(adminKey), serverAdapter.getRouter() as Express);
   return router;
 }
 

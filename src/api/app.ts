@@ -40,7 +40,9 @@ function requestIds(): RequestHandler {
 /** Counts every request by method, route pattern (never the path itself: it holds ids) and status. */
 const countRequests: RequestHandler = (req, res, next) => {
   res.once('finish', () => {
-    const route = req.route?.path ? String(req.route.path) : 'unmatched';
+    // Express types the matched route as any; its path is the pattern the route table gave.
+    const pattern = (req.route as { path: string } | undefined)?.path;
+    const route = pattern ? pattern : 'unmatched';
     metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
   });
   next();

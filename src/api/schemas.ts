@@ -36,7 +36,7 @@ const meetingUrl = Joi.string()
       'or `https://zoom.us/my/<name>` (also on `*.zoom.us`). It must be of `platform` when both are given.',
   )
   .custom((url: string, helpers) => {
-    const named = (helpers.state.ancestors[0] as { platform?: unknown }).platform;
+    const named = (helpers.state.ancestors as Array<{ platform?: unknown }>)[0].platform;
     const check = checkMeetingUrl(url, MEETING_PLATFORMS.find((platform) => platform === named));
     return 'problem' in check ? helpers.message({ custom: check.problem }) : url;
   });
@@ -147,13 +147,13 @@ export function fieldPath(path: ReadonlyArray<string | number>, where: string): 
 }
 
 export function validate<T>(schema: Joi.Schema, input: unknown, where = 'body'): T {
-  const { value, error } = schema.validate(input ?? {}, { abortEarly: false, convert: true, stripUnknown: false });
-  if (error) {
-    const details = error.details.map((detail) => ({
+  const result = schema.validate(input ?? {}, { abortEarly: false, convert: true, stripUnknown: false });
+  if (result.error) {
+    const details = result.error.details.map((detail) => ({
       path: fieldPath(detail.path, where),
       message: detail.message.replace(/^"[^"]*" /, ''),
     }));
     throw new ValidationError(`${where === 'body' ? '' : where + ': '}${details[0].path} ${details[0].message}`, details);
   }
-  return value as T;
+  return result.value as T;
 }

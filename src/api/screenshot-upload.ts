@@ -22,7 +22,7 @@ const FIELD_MAX_BYTES = 4096;
 const invalid = (path: string, message: string) => new ValidationError(`${path} ${message}`, [{ path, message }]);
 
 export function readScreenshotUpload(req: Request): Promise<ScreenshotUpload> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve, reject: (error: Error) => void) => {
     if (!req.is('multipart/form-data')) {
       req.resume();
       return reject(new UnsupportedMediaTypeError('the request body must be multipart/form-data'));
@@ -77,7 +77,8 @@ export function readScreenshotUpload(req: Request): Promise<ScreenshotUpload> {
         if (!png.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) throw invalid('file', 'must be a PNG image (it does not start with the PNG signature)');
         resolve({ png, ...validate<ScreenshotInfo>(screenshotFieldsSchema, fields) });
       } catch (error) {
-        reject(error);
+        // everything thrown above is an Error: a refusal, or validate's ValidationError
+        reject(error as Error);
       }
     });
     req.pipe(parser);

@@ -21,8 +21,8 @@ export type Components = Record<string, JsonSchema>;
 
 interface Description {
   type: string;
-  flags?: Record<string, unknown>;
-  rules?: Array<{ name: string; args?: Record<string, any> }>;
+  flags?: { presence?: Presence; [flag: string]: unknown };
+  rules?: Array<{ name: string; args?: RuleArgs }>;
   allow?: unknown[];
   invalid?: unknown[];
   keys?: Record<string, Description>;
@@ -44,6 +44,13 @@ interface When {
   switch?: unknown;
 }
 
+/** The arguments of the rules translated here, as `describe()` gives them. */
+interface RuleArgs {
+  limit?: number;
+  regex?: string;
+  options?: { invert?: boolean; prefix?: boolean | 'optional'; scheme?: string[] | string; [option: string]: unknown };
+}
+
 type Presence = 'required' | 'optional' | 'forbidden';
 
 /** Flags that change nothing a JSON Schema could say, or that the converter reads itself. */
@@ -55,7 +62,7 @@ export function joiToJsonSchema(schema: Schema, components: Components): JsonSch
 
 /** A key's presence: its own flag, else what `prefs({presence})` of an ancestor says, else optional (Joi's rules). */
 function presenceOf(description: Description, inherited: Presence): Presence {
-  return (description.flags?.presence as Presence | undefined) ?? inherited;
+  return description.flags?.presence ?? inherited;
 }
 
 function convert(description: Description, components: Components, inherited: Presence, where: string): JsonSchema {
@@ -134,7 +141,7 @@ function withValues(schema: JsonSchema, description: Description, where: string)
   for (const value of allowed) {
     if (value === null) {
       if (typeof schema.type === 'string') schema.type = [schema.type, 'null'];
-      else if (Array.isArray(schema.anyOf)) schema.anyOf = [...schema.anyOf, { type: 'null' }];
+      else if (Array.isArray(schema.anyOf)) schema.anyOf = [...(schema.anyOf as unknown[]), { type: 'null' }];
       else if (schema.type === undefined && Object.keys(schema).length === 0) continue; // any: null is already allowed
       else throw new Error(`joi-json-schema: ${where}: allow(null) on a schema without a single type`);
     } else if (value === '' && schema.type === 'string') {
@@ -181,7 +188,7 @@ function stringSchema(description: Description, where: string): JsonSchema {
         break;
       case 'uri': {
         schema.format = 'uri';
-        const schemes = args.options?.scheme as string[] | string | undefined;
+        const schemes = args.options?.scheme;
         if (schemes) patterns.push(`^(?:${[schemes].flat().join('|')}):`);
         for (const option of Object.keys(args.options ?? {})) {
           if (option !== 'scheme') throw new Error(`joi-json-schema: ${where}: uri option "${option}" is not translated`);
@@ -291,7 +298,8 @@ function condition(when: When, key: string, where: string): JsonSchema {
   const sibling = ref.path[0];
   const is = when.is!;
   if (is.flags?.presence !== 'required') throw new Error(`joi-json-schema: ${where}: when() needs is: ….required()`);
-  const { presence: _presence, ...isFlags } = is.flags ?? {};
+  const isFlags = { ...is.flags };
+  delete isFlags.presence;
   const matched = Object.keys(isFlags).length || is.rules?.length || is.allow?.length
     ? convert({ ...is, flags: isFlags }, {}, 'optional', `${where} (is)`)
     : undefined;
