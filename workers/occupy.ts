@@ -33,7 +33,7 @@ export interface OccupyContext {
   slots: DeploySlots;
   endSignals: EndSignals;
   /** Builds the container env for a bot (PRODUCT.md section 5), including its own token. */
-  botEnv(botId: string): Record<string, string>;
+  botEnv(bot: BotDoc): Record<string, string>;
   log: Logger;
 }
 
@@ -241,7 +241,7 @@ async function deployOnce(
       attempt: bot.attempts?.length ?? 0,
       meetingPlatform: bot.meeting.platform,
       maxDurationMs: bot.maxDurationMs ?? null,
-      env: ctx.botEnv(job.botId),
+      env: ctx.botEnv(bot),
     };
     deployment = await withRetries(
       () => {
