@@ -2,7 +2,8 @@ import path from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../src/auth/bot-token';
 import { LOG_BOUNDS } from '../src/store/bot-logs';
-import { eventsOf, meetings, sleep, startTestFleet, TestFleet, waitFor, waitForStatus } from './support/fleet';
+import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { livesThroughTrpc } from './support/upstream-life';
 import { imageClient } from './support/upstream-bot';
 
 /**
@@ -50,51 +51,12 @@ async function refusal(call: () => Promise<unknown>): Promise<{ code: string; ht
 }
 
 describe('a bot image on local, through tRPC', () => {
-  it('gets its config, keeps itself alive, reports its way IN_CALL, takes chat once, logs in batches, leaves when told, and is refused once ended', async () => {
-    const bot = await create('standin:leave');
-    expect(bot.number).toBeGreaterThan(0);
-    await waitForStatus(t, bot.id, ['IN_CALL'], 60_000);
-
-    const chat = await t.request('POST', `/api/bots/${bot.number}/chat`, { body: { message: 'hello from the owner' } });
-    expect(chat.status).toBe(202);
-    await waitFor(async () => (await logsOf(bot.id)).data.some((entry: any) => entry.message === 'chat: hello from the owner'), 'the chat message in the logs');
-
-    // alive past HEARTBEAT_TIMEOUT_MS on its heartbeats alone (sweeps run every 500 ms)
-    await sleep(HEARTBEAT_TIMEOUT_MS + 1500);
-    const alive = (await t.request('GET', `/api/bots/${bot.number}`)).body;
-    expect(alive).toMatchObject({ id: bot.id, number: bot.number, status: 'IN_CALL' });
-
-    const statuses = (await eventsOf(t, bot.id)).filter((e) => e.type === 'status').map((e) => e.status);
-    expect(statuses).toEqual(expect.arrayContaining(['JOINING_CALL', 'IN_WAITING_ROOM', 'IN_CALL']));
-    expect(statuses.indexOf('JOINING_CALL')).toBeLessThan(statuses.indexOf('IN_WAITING_ROOM'));
-    expect(statuses.indexOf('IN_WAITING_ROOM')).toBeLessThan(statuses.indexOf('IN_CALL'));
-    const reported = (await eventsOf(t, bot.id)).filter((e) => e.type.startsWith('bot.')).map((e) => e.type);
-    expect(reported).toEqual(expect.arrayContaining(['bot.JOINING_CALL', 'bot.IN_WAITING_ROOM', 'bot.IN_CALL']));
-
-    expect((await t.request('POST', `/api/bots/${bot.id}/leave`)).status).toBe(200);
-    const ended = await waitForStatus(t, bot.id, ['ENDED', 'FATAL'], 30_000);
-    expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
-
-    const logs = await logsOf(bot.number);
-    expect(logs.data.filter((entry: any) => entry.message === 'chat: hello from the owner')).toHaveLength(1);
-    expect(logs.data[0]).toMatchObject({ message: 'joining', level: 'INFO', botId: bot.number });
-
-    // the images' restart check: getConfig after the end must carry PRECONDITION_FAILED
-    const client = imageClient(t.env.PUBLIC_URL, tokenOf(bot));
-    const restart = await refusal(() => client.bots.getConfig.query({ botId: bot.number }));
-    expect(restart).toMatchObject({ code: 'PRECONDITION_FAILED', httpStatus: 412 });
-    expect(restart.message).toContain('PRECONDITION_FAILED');
-  });
-
-  it('DONE ends it COMPLETED with its recording and speaker timeframes; FATAL ends it FATAL', async () => {
-    const done = await create('standin:done');
-    const fatal = await create('standin:fatal');
-    const completed = await waitForStatus(t, done.id, ['ENDED', 'FATAL'], 60_000);
-    expect(completed).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', speakerTimeframes: [{ speakerName: 'Ada', start: 0, end: 1500 }] });
+  it('gets its config, keeps itself alive, reports its way IN_CALL, takes chat once, logs in batches, leaves when told, ends DONE or FATAL, and is refused once ended', async () => {
+    const { done } = await livesThroughTrpc(t, meetings.meet, HEARTBEAT_TIMEOUT_MS);
+    // DONE's recording key makes the recording link work
     const recording = await t.request('GET', `/api/bots/${done.number}/recording`);
     expect(recording.status).toBe(200);
     expect(recording.body.url).toContain(`bots/${done.number}/recordings/`);
-    expect(await waitForStatus(t, fatal.id, ['ENDED', 'FATAL'], 60_000)).toMatchObject({ status: 'FATAL', endReason: 'BOT_ERROR' });
   });
 
   it('answers a batch of a heartbeat and a log stream in one request, with the log level the owner set', async () => {
