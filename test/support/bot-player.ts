@@ -1,5 +1,5 @@
 import { BotClient } from '../../src/sdk/bot-client';
-import { runUpstreamBot } from './upstream-bot';
+import { spawnUpstreamBot } from './upstream-bot';
 
 /**
  * Test peers run no bot code in their containers (moto's tasks, kwok's pods), so the test plays each bot:
@@ -40,9 +40,8 @@ export function startBotPlayer(tick: PlayerTick, options: PlayerOptions = {}, cl
 
   const playOne = async (env: Record<string, string>) => {
     if (options.protocol === 'upstream') {
-      await runUpstreamBot(env, { ...STANDIN_TIMING, inCallMs: options.inCallMs ?? 1500, signal: stopping.signal }).catch((error) => {
-        if (!stopping.signal.aborted) errors.push(`${env.BOT_ID}: ${String(error)}`);
-      });
+      const { code, output } = await spawnUpstreamBot(env, { ...STANDIN_TIMING, inCallMs: options.inCallMs ?? 1500, signal: stopping.signal });
+      if (code !== 0 && !stopping.signal.aborted) errors.push(`${env.BOT_ID}: exit ${code}: ${output}`);
       return;
     }
     const client = BotClient.fromEnv(env, stopping.signal);

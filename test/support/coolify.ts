@@ -3,7 +3,7 @@ import { BotClient } from '../../src/sdk/bot-client';
 import { runSimBot } from '../../src/sdk/sim-bot';
 import { STANDIN_TIMING } from './bot-player';
 import { CoolifyServer, startCoolifyServer } from './coolify-server';
-import { runUpstreamBot } from './upstream-bot';
+import { spawnUpstreamBot } from './upstream-bot';
 
 /** Shared set-up of the Coolify tests: the test server, and the env or settings that point a fleet at it. */
 export const COOLIFY_TOKEN = 'coolify-test-token-0123456789';
@@ -18,7 +18,7 @@ export function startCoolifyWithBots(protocol: 'sdk' | 'upstream' = 'sdk'): Prom
     token: COOLIFY_TOKEN,
     onRunning: (_app, env, signal) => {
       if (!env.BOT_ID) return;
-      if (protocol === 'upstream') void runUpstreamBot(env, { ...STANDIN_TIMING, signal }).catch(() => undefined);
+      if (protocol === 'upstream') void spawnUpstreamBot(env, { ...STANDIN_TIMING, inCallMs: 1500, signal });
       else void runSimBot(BotClient.fromEnv(env, signal), signal).catch(() => undefined);
     },
   });

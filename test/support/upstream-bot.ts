@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { createTRPCProxyClient, httpBatchLink } from '@trpc/client';
 import superjson from 'superjson';
 import type { ImageRouter } from '../../src/api/trpc/trpc-router';
@@ -41,7 +43,7 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
   const config = env.BOT_ID
     ? await client.bots.getConfig.query({ botId: Number(env.BOT_ID) })
     : await client.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: env.POOL_SLOT_UUID ?? '' });
-  if (!(config.startTime instanceof Date)) throw new Error('startTime did not decode as a Date');
+  if (!(config.startTime instanceof Date) || Number.isNaN(config.startTime.getTime())) throw new Error('startTime did not decode as a Date');
   const id = config.id;
   const mode = config.displayName.replace(/^standin:/, '');
   const { signal } = options;
@@ -102,6 +104,34 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
     done = true;
     await Promise.all([heartbeats, chat]);
   }
+}
+
+/**
+ * Runs the stand-in as its own process (`node dist/test/support/upstream-bot.js`, build first) with exactly
+ * `env`, as a container would; stopped by `signal`. Under jest the in-process client does not decode
+ * superjson's Dates, so players run it this way. Resolves with its output once it exited.
+ */
+export function spawnUpstreamBot(env: Record<string, string>, options: StandInOptions = {}): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/test/support/upstream-bot.js')], {
+    env: {
+      ...env,
+      STANDIN_HEARTBEAT_MS: String(options.heartbeatMs ?? 10_000),
+      STANDIN_CHAT_POLL_MS: String(options.chatPollMs ?? 5_000),
+      STANDIN_IN_CALL_MS: String(options.inCallMs ?? 5_000),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const stop = () => child.kill('SIGKILL');
+  options.signal?.addEventListener('abort', stop, { once: true });
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      options.signal?.removeEventListener('abort', stop);
+      resolve({ code, output });
+    }),
+  );
 }
 
 if (require.main === module) {
