@@ -5,7 +5,10 @@ import { AwsPeer, playBots, startAwsPeer } from './support/aws';
 import { BotPlayer } from './support/bot-player';
 import { CoolifyServer } from './support/coolify-server';
 import { coolifyEnv, startCoolifyWithBots } from './support/coolify';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { botToken } from '../src/auth/bot-token';
+import { createSlotRecords } from '../src/platforms/coolify/slot.records';
+import { meetings, startTestFleet, TestFleet, waitForStatus } from './support/fleet';
+import { imageClient } from './support/upstream-bot';
 import { livesThroughTrpc } from './support/upstream-life';
 
 /**
@@ -65,5 +68,22 @@ describe('coolify', () => {
 
   it('a bot lives its whole life from its slot env', async () => {
     await livesThroughTrpc(t, meetings.zoom, HEARTBEAT_TIMEOUT_MS);
+  });
+
+  it('getSlot by POOL_SLOT_UUID answers the bot the slot holds, to that bot only', async () => {
+    const bot = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, displayName: 'standin:leave' } })).body;
+    await waitForStatus(t, bot.id, ['IN_CALL'], 60_000);
+    const slots = await createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX).all();
+    const held = slots.find((slot) => slot.botId === bot.id)!;
+    const own = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number));
+    for (const uuid of [held.applicationUuid!, held._id]) {
+      expect(await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: uuid })).toMatchObject({ id: bot.number, displayName: 'standin:leave' });
+    }
+    const stranger = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, joinAt: new Date(Date.now() + 3600_000).toISOString() } })).body;
+    const theirs = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, stranger.id, stranger.number));
+    const refused = await theirs.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: held.applicationUuid! }).catch((error) => error);
+    expect(refused.data).toMatchObject({ code: 'FORBIDDEN' });
+    expect((await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: 'no-such-slot' }).catch((error) => error)).data).toMatchObject({ code: 'NOT_FOUND' });
+    await t.request('DELETE', `/api/bots/${bot.id}`);
   });
 });
