@@ -75,6 +75,25 @@ describe('a bot image on local, through tRPC', () => {
   });
 });
 
+describe('chat', () => {
+  it('gives each message once, in the order sent, null when none; at most 100 wait; none for an ended bot', async () => {
+    const bot = await create('chat', { joinAt: new Date(Date.now() + 3600_000).toISOString() });
+    await t.fleet.repo.update(bot.id, { status: 'IN_CALL' });
+    const client = imageClient(t.env.PUBLIC_URL, tokenOf(bot));
+    expect(await client.bots.chat.dequeueMessage.query({ botId: bot.number })).toBeNull();
+    for (let i = 0; i < 100; i++) expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: `m${i}` } })).status).toBe(202);
+    const over = await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'one too many' } });
+    expect([over.status, over.body.error.code]).toEqual([409, 'CONFLICT']);
+    expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: {} })).status).toBe(400);
+    const taken: string[] = [];
+    for (let i = 0; i < 100; i++) taken.push((await client.bots.chat.dequeueMessage.query({ botId: bot.number }))!.messageText);
+    expect(taken).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
+    expect(await client.bots.chat.dequeueMessage.query({ botId: bot.number })).toBeNull();
+    await t.request('DELETE', `/api/bots/${bot.id}`);
+    expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'too late' } })).status).toBe(410);
+  });
+});
+
 describe('every procedure refuses what it must', () => {
   type Client = ReturnType<typeof imageClient>;
   const calls: Array<[string, (client: Client, number: number) => Promise<unknown>]> = [
@@ -186,6 +205,8 @@ describe('logs', () => {
     expect(pages).toHaveLength(LOG_BOUNDS.entries);
     expect(pages[0].message).toBe('entry 700');
     expect(pages[pages.length - 1].message).toBe(`entry ${total - 1}`);
+    // a cursor Redis could not take is the caller's mistake
+    expect((await t.request('GET', `/api/bots/${bot.id}/logs?cursor=1-99999999999999999999`)).status).toBe(400);
     const warnings = (await logsOf(bot.id, '?level=WARN&limit=10')).data;
     expect(warnings.map((entry: any) => entry.message)).toEqual(Array.from({ length: 10 }, (_, i) => `entry ${701 + 2 * i}`));
   });

@@ -100,7 +100,8 @@ export const chatMessageSchema = Joi.object({
 export const listLogsSchema = Joi.object({
   level: logLevelSchema,
   limit: Joi.number().integer().min(1).max(1000).default(100),
-  cursor: Joi.string().pattern(/^\d{1,20}-\d{1,20}$/).description('`nextCursor` of the page before'),
+  // a Redis stream id, each part short enough for Redis (64 bits)
+  cursor: Joi.string().pattern(/^\d{1,15}-\d{1,15}$/).description('`nextCursor` of the page before'),
 });
 
 export const listBotsSchema = Joi.object({
