@@ -119,9 +119,17 @@ describe('every procedure refuses what it must', () => {
   let other: { id: string; number: number };
   let ended: { id: string; number: number };
   const later = () => ({ joinAt: new Date(Date.now() + 3600_000).toISOString() });
+  /** Everything a call could change: status, events, logs, waiting chat messages, heartbeat. */
   const stateOf = async (bot: { id: string }) => {
     const doc = (await t.fleet.repo.findById(bot.id))!;
-    return { status: doc.status, statusVersion: doc.statusVersion, logs: (await logsOf(bot.id)).data.length };
+    return {
+      status: doc.status,
+      statusVersion: doc.statusVersion,
+      events: (await t.fleet.repo.events(bot.id, 1000)).length,
+      logs: (await logsOf(bot.id)).data.length,
+      chat: await t.fleet.redis.llen(`${t.env.REDIS_PREFIX}:chat:${bot.id}`),
+      heartbeat: await t.fleet.liveState.lastHeartbeat(bot.id),
+    };
   };
   beforeAll(async () => {
     mine = await create('table', later());
@@ -130,6 +138,7 @@ describe('every procedure refuses what it must', () => {
     await t.fleet.repo.update(mine.id, { status: 'IN_CALL' });
     await t.fleet.repo.update(other.id, { status: 'IN_CALL' });
     expect((await t.request('DELETE', `/api/bots/${ended.id}`)).body.status).toBe('ENDED');
+    for (const bot of [mine, other]) expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'waiting' } })).status).toBe(202);
   });
 
   const cases: Array<[string, () => Client, () => number, string]> = [
