@@ -1,50 +1,26 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AwsPeer, playBots, startAwsPeer } from './support/aws';
-import { BotPlayer } from './support/bot-player';
+import { playBots, startAwsPeer } from './support/aws';
 import { CoolifyServer } from './support/coolify-server';
 import { coolifyEnv, startCoolifyWithBots } from './support/coolify';
 import { botToken } from '../src/auth/bot-token';
 import { createSlotRecords } from '../src/platforms/coolify/slot.records';
 import { meetings, startTestFleet, TestFleet, waitForStatus } from './support/fleet';
 import { imageClient } from './support/upstream-bot';
-import { livesThroughTrpc } from './support/upstream-life';
+import { HEARTBEAT_TIMEOUT_MS, livesThroughTrpc, livesWhenPlayed, SHORT_DEADLINES } from './support/upstream-life';
 
 /**
  * A bot image's whole life through the upstream protocol from the env the platform really gave its
- * container: the task overrides moto holds (aws) and the env of a Coolify test server's slot (coolify),
+ * container: the task overrides moto holds (aws), the env of a Coolify test server's slot (coolify), each
  * played by the stand-in upstream bot image. (k8s: test/trpc.k8s.test.ts.)
  */
 jest.setTimeout(300_000);
-const HEARTBEAT_TIMEOUT_MS = 3000;
-const shortDeadlines = { HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS), SWEEP_INTERVAL_MS: '500', LEAVE_GRACE_MS: '60000' };
 
 describe('aws', () => {
-  let peer: AwsPeer;
-  let player: BotPlayer;
-  let t: TestFleet;
-  beforeAll(async () => {
-    peer = await startAwsPeer();
-    t = await startTestFleet({
-      PLATFORM_PRIORITY: 'aws',
-      AWS_BOT_LIMIT: '5',
-      LOCAL_RUN_DIR: mkdtempSync(path.join(os.tmpdir(), 'meeboter-trpc-aws-')),
-      ...shortDeadlines,
-      ...peer.env,
-    });
-    player = playBots(peer, { protocol: 'upstream' });
-  });
-  afterAll(async () => {
-    await player?.stop();
-    await t?.close();
-    await peer?.close();
-  });
-
-  it('a bot lives its whole life from its task overrides', async () => {
-    await livesThroughTrpc(t, meetings.zoom, HEARTBEAT_TIMEOUT_MS);
-    expect(player.errors).toEqual([]);
-    for (const env of player.played.values()) expect(env.BOT_ID).toMatch(/^[1-9][0-9]*$/);
+  livesWhenPlayed('aws', 'its task overrides', startAwsPeer, (peer) => playBots(peer, { protocol: 'upstream' }), {
+    AWS_BOT_LIMIT: '5',
+    LOCAL_RUN_DIR: mkdtempSync(path.join(os.tmpdir(), 'meeboter-trpc-aws-')),
   });
 });
 
@@ -58,7 +34,7 @@ describe('coolify', () => {
       COOLIFY_BOT_LIMIT: '3',
       ...coolifyEnv(coolify, { COOLIFY_MEETING_PLATFORMS: 'zoom', COOLIFY_MIN_IDLE_SLOTS: '1' }),
       SLOT_RECOVERY_INTERVAL_MS: '1000',
-      ...shortDeadlines,
+      ...SHORT_DEADLINES,
     });
   });
   afterAll(async () => {

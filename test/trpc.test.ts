@@ -3,7 +3,7 @@ import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../src/auth/bot-token';
 import { LOG_BOUNDS } from '../src/store/bot-logs';
 import { meetings, startTestFleet, TestFleet } from './support/fleet';
-import { livesThroughTrpc } from './support/upstream-life';
+import { HEARTBEAT_TIMEOUT_MS, livesThroughTrpc, SHORT_DEADLINES } from './support/upstream-life';
 import { imageClient } from './support/upstream-bot';
 
 /**
@@ -12,16 +12,13 @@ import { imageClient } from './support/upstream-bot';
  * procedure refuses what it must, and logs stay within their bound.
  */
 const STANDIN = path.resolve(__dirname, '../dist/test/support/upstream-bot.js');
-const HEARTBEAT_TIMEOUT_MS = 3000;
 
 let t: TestFleet;
 beforeAll(async () => {
   t = await startTestFleet({
     PLATFORM_PRIORITY: 'local',
     LOCAL_BOT_COMMAND: `STANDIN_HEARTBEAT_MS=300 STANDIN_CHAT_POLL_MS=200 STANDIN_IN_CALL_MS=1500 exec ${process.execPath} ${STANDIN}`,
-    HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS),
-    SWEEP_INTERVAL_MS: '500',
-    LEAVE_GRACE_MS: '60000',
+    ...SHORT_DEADLINES,
     S3_BUCKET_NAME: 'recordings',
     S3_ENDPOINT: 'http://127.0.0.1:9',
     S3_ACCESS_KEY: 'test',

@@ -1,6 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../../src/auth/bot-token';
-import { eventsOf, sleep, TestFleet, waitFor, waitForStatus } from './fleet';
+import { BotPlayer } from './bot-player';
+import { eventsOf, meetings, sleep, startTestFleet, TestFleet, waitFor, waitForStatus } from './fleet';
 import { imageClient } from './upstream-bot';
 
 /**
@@ -61,4 +62,40 @@ export async function livesThroughTrpc(t: TestFleet, meeting: Record<string, unk
   });
   expect(await waitForStatus(t, fatal.id, ['ENDED', 'FATAL'], 90_000)).toMatchObject({ status: 'FATAL', endReason: 'BOT_ERROR' });
   return { leaver, done, fatal };
+}
+
+/** Deadlines short enough that staying alive past them shows the heartbeats count. */
+export const HEARTBEAT_TIMEOUT_MS = 3000;
+export const SHORT_DEADLINES = { HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS), SWEEP_INTERVAL_MS: '500', LEAVE_GRACE_MS: '60000' };
+
+/**
+ * In the calling test file: a fleet on `platform` over a test peer whose containers run no code, a player
+ * running the stand-in image from the env each container got, and one bot's whole life (`what`: that env).
+ */
+export function livesWhenPlayed<P extends { env: Record<string, string>; close(): Promise<void> }>(
+  platform: string,
+  what: string,
+  startPeer: () => Promise<P>,
+  play: (peer: P) => BotPlayer,
+  fleetEnv: Record<string, string>,
+): void {
+  let peer: P | undefined;
+  let player: BotPlayer | undefined;
+  let t: TestFleet | undefined;
+  beforeAll(async () => {
+    peer = await startPeer();
+    t = await startTestFleet({ PLATFORM_PRIORITY: platform, ...SHORT_DEADLINES, ...fleetEnv, ...peer.env });
+    player = play(peer);
+  }, 300_000);
+  afterAll(async () => {
+    await player?.stop();
+    await t?.close();
+    await peer?.close();
+  });
+
+  it(`a bot lives its whole life from ${what}`, async () => {
+    await livesThroughTrpc(t!, meetings.zoom, HEARTBEAT_TIMEOUT_MS);
+    expect(player!.errors).toEqual([]);
+    for (const env of player!.played.values()) expect(env.BOT_ID).toMatch(/^[1-9][0-9]*$/);
+  });
 }
