@@ -126,6 +126,9 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'POST /api/bots/:id/leave': {},
   'GET /api/bots/:id/events': {},
   'GET /api/bots/:id/recording': {},
+  'PATCH /api/bots/:id': { body: { logLevel: 'DEBUG' } },
+  'POST /api/bots/:id/chat': { body: { message: 'probe' } },
+  'GET /api/bots/:id/logs': {},
 };
 
 const routes = ROUTES.map(([method, routePath, guard, body]) => ({
