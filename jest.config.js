@@ -1,11 +1,14 @@
 /**
  * Tests run against real Redis and a MongoDB-wire server started once per run (test/global-setup.ts).
  *
- * @kubernetes/client-node 2.x is an ES module (with a few ES-module dependencies). Node require()s it, which
- * is how the service loads it, but jest's module system does not; so under jest only, those packages are
- * transpiled to CommonJS like our own TypeScript.
+ * @kubernetes/client-node 2.x and superjson 2 are ES modules (with a few ES-module dependencies). Node
+ * require()s them, which is how the service loads them, but jest's module system does not; so under jest
+ * only, those packages are transpiled to CommonJS like our own TypeScript.
  */
 const ESM_PACKAGES = [
+  'superjson',
+  'copy-anything',
+  'is-what',
   '@kubernetes/client-node',
   'openid-client',
   'oauth4webapi',

@@ -46,7 +46,7 @@ export interface Sizes {
 const HANG = { 'sim.behavior': 'hang' };
 const zoom = { platform: 'zoom', meetingId: '1' };
 /** What the benchmark reads of a create's answer. */
-type CreatedBot = { id: string };
+type CreatedBot = { id: string; number: number };
 
 /**
  * An API process, a worker process and a sim host process that runs the sim bots: bots run outside the
@@ -295,6 +295,35 @@ export async function p3Heartbeats(peers: Peers, sizes: Sizes) {
       url: `${bench.url}/api/bots/${bot.body.id}/heartbeat`,
       headers: { authorization: `Bearer ${botToken(bench.env.BOT_TOKEN_SECRET, bot.body.id)}` },
       body: '{}',
+      seconds: sizes.seconds,
+    });
+    return { perSecond: result.requestsPerSecond, errors: result.errors };
+  } finally {
+    await apiProc.stop();
+    await dropBenchData(peers, bench);
+  }
+}
+
+/**
+ * P3 tRPC: the same through the upstream bot protocol at /api/trpc, as the bot images send it: one
+ * `bots.sendHeartbeat` a request (tRPC batch link, superjson, `X-Milo-Token` with the bot's own token), or a
+ * `bots.logs.stream` of 10 entries (the images stream every 2 s).
+ */
+export async function p3Trpc(peers: Peers, sizes: Sizes, procedure: 'heartbeat' | 'logs') {
+  const bench = await benchEnv(peers, {});
+  const apiProc = startFleetProcess('api', bench);
+  try {
+    await waitReady(bench.url);
+    const bot = await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom });
+    const number = bot.body.number;
+    const entries = Array.from({ length: 10 }, (_, i) => ({ id: `e${i}`, botId: number, timestamp: new Date().toISOString(), level: 'INFO', message: `bench line ${i}` }));
+    const call = procedure === 'heartbeat'
+      ? { path: 'bots.sendHeartbeat', input: { json: { id: String(number) } } }
+      : { path: 'bots.logs.stream', input: { json: { botId: String(number), entries }, meta: { values: Object.fromEntries(entries.map((_, i) => [`entries.${i}.timestamp`, ['Date']])), v: 1 } } };
+    const result = await load({
+      url: `${bench.url}/api/trpc/${call.path}?batch=1`,
+      headers: { 'x-milo-token': botToken(bench.env.BOT_TOKEN_SECRET, bot.body.id, number) },
+      body: JSON.stringify({ 0: call.input }),
       seconds: sizes.seconds,
     });
     return { perSecond: result.requestsPerSecond, errors: result.errors };

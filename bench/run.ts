@@ -122,6 +122,10 @@ async function main() {
     const p3 = await repeat('P3 heartbeats/s', () => figures.p3Heartbeats(peers, sizes));
     const p3rate = pick(p3, (r) => r.perSecond);
     rows.push({ id: 'P3', figure: 'heartbeats/s with per-bot auth', unit: '/s', value: p3rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3rate.median / bareRps.median, target: '≥ 60% of peer', meets: p3rate.median >= 0.6 * bareRps.median });
+    const p3trpc = pick(await repeat('P3 tRPC heartbeats/s', () => figures.p3Trpc(peers, sizes, 'heartbeat')), (r) => r.perSecond);
+    rows.push({ id: 'P3 tRPC', figure: 'heartbeats/s through /api/trpc (upstream bot protocol, per-bot auth)', unit: '/s', value: p3trpc, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3trpc.median / bareRps.median, target: '≥ 60% of peer', meets: p3trpc.median >= 0.6 * bareRps.median });
+    const p3logs = pick(await repeat('P3 tRPC logs.stream/s', () => figures.p3Trpc(peers, sizes, 'logs')), (r) => r.perSecond);
+    rows.push({ id: 'P3 tRPC logs', figure: '`bots.logs.stream` calls of 10 entries/s through /api/trpc', unit: '/s', value: p3logs, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3logs.median / bareRps.median, target: '—', meets: null });
 
     const small = await repeat('P4 sweep, 1,000 live', () => figures.p4Sweep(peers, 1_000));
     const large = await repeat(`P4 sweep, ${sizes.sweepLarge} live`, () => figures.p4Sweep(peers, sizes.sweepLarge));

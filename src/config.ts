@@ -237,7 +237,8 @@ const baseSchema = Joi.object({
   WEBHOOK_RETRY_MAX_AGE_MS: positiveInt.max(7 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
   WEBHOOK_ALLOWED_HOSTS: csv,
   GHCR_ORG: Joi.string(),
-  MILO_AUTH_TOKEN: Joi.string(),
+  // The seed's one static bot token: here, the secret each bot's own token is signed with (see loadConfig).
+  MILO_AUTH_TOKEN: Joi.string().min(16),
   S3_ENDPOINT: url,
   S3_ACCESS_KEY: Joi.string(),
   S3_SECRET_KEY: Joi.string(),
@@ -482,6 +483,18 @@ export function configWarnings(env: Env, enabled: readonly string[]): string[] {
   return warnings;
 }
 
+/**
+ * The secret bot tokens are signed with. The seed gives every bot one static `MILO_AUTH_TOKEN`; here each bot
+ * gets its own token instead, so a fleet configured as the seed's signs them with that value (no static token
+ * is ever accepted). Both set to different values is refused: one of them would be silently ignored.
+ */
+function botTokenSecretOf(base: { BOT_TOKEN_SECRET?: string; MILO_AUTH_TOKEN?: string }): string | undefined {
+  if (base.BOT_TOKEN_SECRET && base.MILO_AUTH_TOKEN && base.BOT_TOKEN_SECRET !== base.MILO_AUTH_TOKEN) {
+    throw new ConfigError('MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots\' own tokens (no static bot token is accepted)');
+  }
+  return base.BOT_TOKEN_SECRET ?? base.MILO_AUTH_TOKEN;
+}
+
 /** Parses and validates configuration; throws ConfigError whose message names the variable. */
 export function loadConfig(rawEnv: Env): Readonly<Config> {
   const env = withoutEmpty(rawEnv);
@@ -510,8 +523,8 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     workerPlatforms,
     globalQueueTimeoutMs: base.GLOBAL_QUEUE_TIMEOUT_MS,
     deploymentQueueMaxConcurrent: base.DEPLOYMENT_QUEUE_MAX_CONCURRENT,
-    botTokenSecret: base.BOT_TOKEN_SECRET ?? randomSecret(),
-    botTokenSecretGenerated: !base.BOT_TOKEN_SECRET,
+    botTokenSecret: botTokenSecretOf(base) ?? randomSecret(),
+    botTokenSecretGenerated: !botTokenSecretOf(base),
     bootstrapApiKey: base.BOOTSTRAP_API_KEY,
     adminApiKey: base.ADMIN_API_KEY,
     localBotCommand: base.LOCAL_BOT_COMMAND,

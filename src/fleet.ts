@@ -28,12 +28,15 @@ import { createScreenshotStore } from './recordings/screenshots';
 import { createRecovery, runRecoveryEvery } from './placement/recovery';
 import { createWithdrawal } from './placement/withdrawal';
 import { botEnv } from './platforms/bot-env';
-import { createPlatforms, createPoolStatsReader } from './platforms/registry';
+import { createPlatforms, createPoolStatsReader, createSlotHolderReader } from './platforms/registry';
 import { createShutdown, Shutdown } from './shutdown';
 import { createApiKeys, ApiKeys } from './services/api-keys.service';
 import { BotsService, createBotsService } from './services/bots.service';
 import { createLifecycle, Lifecycle, LifecycleEffects } from './services/lifecycle.service';
 import { createBotChanges } from './store/bot-changes';
+import { createBotChat } from './store/bot-chat';
+import { createBotLogs } from './store/bot-logs';
+import { createBotNumbers } from './store/bot-numbers';
 import { botRecordCodec, createBotRepository, BotRepository } from './store/bot.repository';
 import { createFlusher, Flusher } from './store/flusher';
 import { createLiveState, LiveState } from './store/live-state';
@@ -154,6 +157,9 @@ export async function startFleet(
       globalQueueTimeoutMs: config.globalQueueTimeoutMs,
       scheduleLeadMs: config.scheduleLeadMs,
     });
+    const numbers = createBotNumbers(redis, prefix, models);
+    // Redis may have lost its last writes (a restart without them on disk): numbers MongoDB holds stay taken.
+    await numbers.catchUp();
     const apiKeys = createApiKeys(models);
     if (config.bootstrapApiKey) await apiKeys.ensure(config.bootstrapApiKey, 'admin');
     const bots = createBotsService({
@@ -162,6 +168,9 @@ export async function startFleet(
       lifecycle,
       placement,
       liveState,
+      numbers,
+      logs: createBotLogs(redis, prefix),
+      chat: createBotChat(redis, prefix),
       checkDestination: createDestinationCheck(config.webhooks),
       recordingLinks: createRecordingLinks(config.s3),
       screenshots: createScreenshotStore(config.s3),
@@ -195,7 +204,8 @@ export async function startFleet(
     }
     if (roles.api) {
       const poolStats = createPoolStatsReader(config, mongo, fleetId) ?? undefined;
-      const app = createApp({ config, bots, apiKeys, placement, poolStats, queues: queues.all(), redis, mongo, flusher });
+      const slotHolder = createSlotHolderReader(config, mongo, fleetId) ?? undefined;
+      const app = createApp({ config, bots, apiKeys, placement, poolStats, slotHolder, queues: queues.all(), redis, mongo, flusher });
       const served = await serveHttp(app, config.port);
       shutdown.add('http', served.close);
       fleet.server = served.server;
@@ -244,7 +254,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
       placement,
       slots,
       endSignals,
-      botEnv: (botId) => botEnv(config, botId),
+      botEnv: (bot) => botEnv(config, String(bot._id), bot.number),
     },
     countRun: async (name) => {
       await fleet.redis.incr(`${prefix}:sweeps:${name}:runs`);

@@ -3,7 +3,8 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The secret a single-process fleet (`npm start`) signs bot tokens with when BOT_TOKEN_SECRET is not set:
+ * The secret a single-process fleet (`npm start`) signs bot tokens with when neither BOT_TOKEN_SECRET nor
+ * MILO_AUTH_TOKEN is set:
  * made once and kept in `<dataDir>/bot-token-secret` (mode 0600), so the tokens that running bots hold stay
  * valid across restarts, and so does the webhook secret derived from it. A configured secret always wins.
  */
@@ -11,7 +12,7 @@ export function withKeptBotTokenSecret(
   env: Record<string, string | undefined>,
   dataDir: string,
 ): Record<string, string | undefined> {
-  if (env.BOT_TOKEN_SECRET?.trim()) return env;
+  if (env.BOT_TOKEN_SECRET?.trim() || env.MILO_AUTH_TOKEN?.trim()) return env;
   const file = path.join(dataDir, 'bot-token-secret');
   let secret: string;
   try {

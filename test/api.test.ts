@@ -104,11 +104,11 @@ describe('cancel and leave', () => {
     const token = botToken(t.env.BOT_TOKEN_SECRET, bot.id);
     expect((await t.request('POST', `/api/bots/${bot.id}/status`, { auth: token, body: { status: 'IN_CALL' } })).status).toBe(200);
     const before = await t.request('POST', `/api/bots/${bot.id}/heartbeat`, { auth: token, body: {} });
-    expect(before.body).toEqual({ shouldLeave: false });
+    expect(before.body).toEqual({ shouldLeave: false, logLevel: null });
     const left = await t.request('POST', `/api/bots/${bot.id}/leave`);
     expect(left.body.status).toBe('LEAVING');
     const after = await t.request('POST', `/api/bots/${bot.id}/heartbeat`, { auth: token, body: {} });
-    expect(after.body).toEqual({ shouldLeave: true });
+    expect(after.body).toEqual({ shouldLeave: true, logLevel: null });
     const ended = await t.request('POST', `/api/bots/${bot.id}/status`, { auth: token, body: { status: 'ENDED' } });
     expect(ended.status).toBe(200);
     expect((await t.request('GET', `/api/bots/${bot.id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });

@@ -1,4 +1,5 @@
 import { botToken } from '../src/auth/bot-token';
+import { botIdOfEnv } from './support/bot-id-of-env';
 import { tagValue } from '../src/platforms/aws/task-status';
 import { AwsPeer, playBots, startAwsPeer } from './support/aws';
 import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
@@ -64,13 +65,13 @@ it('PLATFORM_PRIORITY=aws, AWS_BOT_LIMIT=7, 2 worker processes, 100 bots: never 
   for (const env of player.played.values()) {
     expect(env).toMatchObject({
       MILO_URL: t.env.PUBLIC_URL,
-      MILO_AUTH_TOKEN: botToken(t.env.BOT_TOKEN_SECRET, env.BOT_ID),
+      MILO_AUTH_TOKEN: botToken(t.env.BOT_TOKEN_SECRET, botIdOfEnv(env)!, Number(env.BOT_ID)),
       NODE_ENV: 'production',
       S3_REGION: 'us-east-1',
       ...S3,
     });
   }
-  expect(new Set([...player.played.values()].map((env) => env.BOT_ID))).toEqual(new Set(ids));
+  expect(new Set([...player.played.values()].map((env) => botIdOfEnv(env)))).toEqual(new Set(ids));
   process.stdout.write(
     `aws 100 bots / limit 7 / 2 workers: peak RUNNING tasks in moto ${peak} over ${player.samples.length} samples, ` +
       `${tasks.length} tasks for ${perBot.size} bots, RunTask calls ${peer.proxy.calls('RunTask')}\n`,

@@ -311,3 +311,12 @@ it('a fleet process logs each warning once at startup, as a warn line', async ()
     ['warn', 'configuration warning: platform coolify is configured (COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused'],
   ]);
 }, 60_000);
+it("MILO_AUTH_TOKEN, the seed's static bot token, signs the bots' own tokens; beside a different BOT_TOKEN_SECRET it stops startup", () => {
+  const seedStyle = loadConfig({ MILO_AUTH_TOKEN: 'your-milo-auth-token' });
+  expect(seedStyle).toMatchObject({ botTokenSecret: 'your-milo-auth-token', botTokenSecretGenerated: false });
+  expect(loadConfig({ MILO_AUTH_TOKEN: 'same-secret-0123456789', BOT_TOKEN_SECRET: 'same-secret-0123456789' }).botTokenSecret).toBe('same-secret-0123456789');
+  expect(fails({ MILO_AUTH_TOKEN: 'milo-auth-token-0123456789', BOT_TOKEN_SECRET: 'bot-token-secret-0123456789' })).toBe(
+    "MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots' own tokens (no static bot token is accepted)",
+  );
+  expect(fails({ MILO_AUTH_TOKEN: 'short' })).toMatch(/^MILO_AUTH_TOKEN: /);
+});

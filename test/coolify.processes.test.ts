@@ -4,6 +4,7 @@ import { runSimBot } from '../src/sdk/sim-bot';
 import { CoolifyServer, startCoolifyServer } from './support/coolify-server';
 import { COOLIFY_TOKEN, coolifyEnv } from './support/coolify';
 import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { botIdOfEnv } from './support/bot-id-of-env';
 
 /**
  * The slot pool with several OS processes: the API here, two `node dist/src/main.js worker` processes
@@ -138,7 +139,7 @@ it('a worker killed while a slot starts: the next worker follows the same deploy
     // container that died in it would never be found lost.
     await waitFor(async () => (await records.all()).find((r) => r._id === slot._id)?.state === 'BUSY', 'the slot to be BUSY', 30_000);
     expect([...coolify.deployments.values()].filter((d) => d.application_uuid === slot.applicationUuid && Date.parse(d.created_at) >= slot.lastUsedAt!.getTime() - 1000)).toHaveLength(1);
-    expect(coolify.running().filter((app) => app.envs.get('BOT_ID') === id)).toHaveLength(1);
+    expect(coolify.running().filter((app) => botIdOfEnv(Object.fromEntries(app.envs)) === id)).toHaveLength(1);
     await t.request('DELETE', `/api/bots/${id}`);
   } finally {
     coolify.stageMs = 30;

@@ -1,6 +1,7 @@
 import { K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
 import { SLOW_PULL_MS } from './support/kwok-stages';
 import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { botIdOfEnv } from './support/bot-id-of-env';
 
 /**
  * The k8s platform across processes, against a real control plane: the API in this process, the k8s worker
@@ -59,7 +60,7 @@ it('K8S_BOT_LIMIT=5, 2 worker processes, 30 bots: never more than 5 Jobs with a 
   expect(peak).toBeGreaterThanOrEqual(1);
   // One Job (so one pod) per bot: every bot was played exactly once.
   const perBot = new Map<string, number>();
-  for (const env of player.played.values()) perBot.set(env.BOT_ID, (perBot.get(env.BOT_ID) ?? 0) + 1);
+  for (const env of player.played.values()) perBot.set(botIdOfEnv(env)!, (perBot.get(botIdOfEnv(env)!) ?? 0) + 1);
   expect(ids.filter((id) => perBot.get(id) !== 1)).toEqual([]);
   process.stdout.write(
     `k8s 30 bots / limit 5 / 2 workers: peak Jobs with a live pod ${peak} over ${player.samples.length} samples, ` +

@@ -156,6 +156,9 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'GET /api/bots/:id/events': {},
   'GET /api/bots/:id/recording': {},
   'GET /api/bots/:id/screenshots': {},
+  'PATCH /api/bots/:id': { body: { logLevel: 'DEBUG' } },
+  'POST /api/bots/:id/chat': { body: { message: 'probe' } },
+  'GET /api/bots/:id/logs': {},
 };
 
 const routes = ROUTES.map(([method, routePath, guard, body]) => ({

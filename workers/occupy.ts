@@ -34,7 +34,7 @@ export interface OccupyContext {
   slots: DeploySlots;
   endSignals: EndSignals;
   /** Builds the container env for a bot (docs/bot-protocol.md), including its own token. */
-  botEnv(botId: string): Record<string, string>;
+  botEnv(bot: BotDoc): Record<string, string>;
   log: Logger;
 }
 
@@ -354,7 +354,7 @@ async function deployOnce(
       attempt: bot.attempts?.length ?? 0,
       meetingPlatform: bot.meeting.platform,
       maxDurationMs: bot.maxDurationMs ?? null,
-      env: ctx.botEnv(job.botId),
+      env: ctx.botEnv(bot),
     };
     deployment = await withRetries(
       () => {

@@ -16,6 +16,8 @@ export interface ApiContext {
   placement: Placement;
   /** The slot pool's counts, when a pool platform (coolify) is enabled. */
   poolStats?: () => Promise<PoolStats>;
+  /** The bot a pool slot holds now, by its uuid, when a pool platform (coolify) is enabled. */
+  slotHolder?: (poolSlotUuid: string) => Promise<string | null>;
   queues: Queue[];
   redis: Redis;
   mongo: Connection;

@@ -8,6 +8,7 @@ import { createAdminRouter } from './admin';
 import type { ApiContext } from './api-context';
 import { errorHandler } from './http';
 import { createRouter } from './routes';
+import { imageProtocol } from './trpc/trpc-middleware';
 import { createDocsPage } from './ui/docs-page';
 import { createFleetPage } from './ui/fleet-page';
 import { fleetGauges, metrics, scrape } from '../metrics';
@@ -50,8 +51,8 @@ const countRequests: RequestHandler = (req, res, next) => {
 
 /**
  * The Express app: request counting, /metrics (Prometheus text; counts only, nothing secret, so it needs no
- * key), the OpenAPI document and its reference page (/api/openapi.json, /docs), the route table (which reads
- * JSON bodies where a route takes one), Bull Board, the fleet page, the one error handler.
+ * key), the OpenAPI document and its reference page (/api/openapi.json, /docs), the upstream bot protocol
+ * (/api/trpc, tRPC), the route table (which reads JSON bodies where a route takes one), Bull Board, the fleet page, the one error handler.
  */
 export function createApp(ctx: ApiContext): Express {
   const app = express();
@@ -66,6 +67,7 @@ export function createApp(ctx: ApiContext): Express {
       .catch(next);
   });
   app.use(createDocsPage(ctx.config));
+  app.use('/api/trpc', imageProtocol(ctx));
   app.use(createRouter(ctx));
   app.use(createAdminRouter(ctx));
   app.use(createFleetPage(ctx));

@@ -1,6 +1,7 @@
 import Joi from 'joi';
 import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, END_REASONS, MEETING_PLATFORMS } from '../domain/bot.lifecycle';
 import { SCREENSHOT_NAME, SCREENSHOT_TYPES } from '../recordings/screenshots';
+import { LOG_LEVELS } from '../store/bot-logs';
 import { botIdSchema } from './schemas';
 
 /**
@@ -29,6 +30,7 @@ const metadata = Joi.object().pattern(Joi.string(), Joi.string()).description('U
 export const botResponseSchema = answer(
   Joi.object({
     id: botIdSchema,
+    number: Joi.number().integer().min(1).allow(null).description("The bot's number, unique in the fleet: its `BOT_ID`, and another name of it in URLs (null for bots made before numbers)"),
     status: Joi.string().valid(...BOT_STATUSES),
     meeting: Joi.object(meetingFields).description('As given at creation, without the password'),
     displayName: text,
@@ -43,6 +45,11 @@ export const botResponseSchema = answer(
     endReason: Joi.string().valid(...END_REASONS).allow(null),
     lastHeartbeatAt: isoTime.allow(null),
     metadata,
+    speakerTimeframes: Joi.array()
+      .items(answer(Joi.object({ speakerName: text, start: Joi.alternatives(Joi.number(), text), end: Joi.alternatives(Joi.number(), text) })))
+      .allow(null)
+      .description('Who spoke when, as the bot reported it with its end'),
+    logLevel: Joi.string().valid(...LOG_LEVELS).allow(null).description('The level the bot is asked to log at; null: its own default'),
     recordingUrl: text.allow(null).description('A short-lived link to the recording, once the bot reported one'),
   }),
 ).id('Bot');
@@ -148,7 +155,28 @@ export const botConfigResponseSchema = answer(
 );
 
 export const heartbeatResponseSchema = answer(
-  Joi.object({ shouldLeave: Joi.boolean().description('True once a client asked the bot to leave') }),
+  Joi.object({
+    shouldLeave: Joi.boolean().description('True once a client asked the bot to leave'),
+    logLevel: Joi.string().valid(...LOG_LEVELS).allow(null).description("The level the bot's owner asks it to log at; null: its own default"),
+  }),
+);
+
+export const chatQueuedResponseSchema = answer(Joi.object({ queued: Joi.boolean().valid(true), sentAt: isoTime }));
+
+export const logPageResponseSchema = answer(
+  Joi.object({
+    data: Joi.array().items(
+      Joi.object({
+        seq: text.description("The entry's place in the bot's log"),
+        level: Joi.string().valid(...LOG_LEVELS),
+      })
+        .unknown()
+        .prefs({ presence: 'required' })
+        .description('An entry as the bot sent it (`message`, `timestamp`, `state`, `context`...), with its place'),
+    ),
+    nextCursor: text.allow(null).description('Pass as `cursor` for the next page; null on the last'),
+    dropped: count.description('Older entries dropped so far to keep the log within its bound'),
+  }),
 );
 
 export const statusReportResponseSchema = answer(

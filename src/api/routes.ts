@@ -2,9 +2,10 @@ import { RequestHandler, Router } from 'express';
 import { adminGuard } from './admin';
 import { clientRateLimit } from './rate-limit';
 import type { ApiContext } from './api-context';
-import { botAuth } from './bot-auth';
+import { botAuth, botNamedInPath } from './bot-auth';
 import { botConfigHandler } from './handlers/bot-config.handler';
 import { botEventsHandler } from './handlers/bot-events.handler';
+import { botLogsHandler } from './handlers/bot-logs.handler';
 import { cancelBotHandler } from './handlers/cancel-bot.handler';
 import { createBotHandler } from './handlers/create-bot.handler';
 import { getBotHandler } from './handlers/get-bot.handler';
@@ -17,8 +18,10 @@ import { platformsHandler, updatePlatformHandler } from './handlers/platforms.ha
 import { poolStatsHandler } from './handlers/pool-stats.handler';
 import { recordingHandler } from './handlers/recording.handler';
 import { reportEventHandler } from './handlers/report-event.handler';
+import { sendChatHandler } from './handlers/send-chat.handler';
 import { statusReportHandler } from './handlers/status-report.handler';
 import { uploadScreenshotHandler } from './handlers/upload-screenshot.handler';
+import { updateBotHandler } from './handlers/update-bot.handler';
 import { clientAuth, Handler, jsonBody, route } from './http';
 
 type Method = 'get' | 'post' | 'patch' | 'delete';
@@ -47,11 +50,14 @@ export const ROUTES: ReadonlyArray<[Method, string, Guard, Body, Handler]> = [
   ['post', '/api/bots', 'client', 'json', createBotHandler],
   ['get', '/api/bots', 'client', 'none', listBotsHandler],
   ['get', '/api/bots/:id', 'client', 'none', getBotHandler],
+  ['patch', '/api/bots/:id', 'client', 'json', updateBotHandler],
   ['delete', '/api/bots/:id', 'client', 'none', cancelBotHandler],
   ['post', '/api/bots/:id/leave', 'client', 'none', leaveBotHandler],
   ['get', '/api/bots/:id/events', 'client', 'none', botEventsHandler],
   ['get', '/api/bots/:id/recording', 'client', 'none', recordingHandler],
   ['get', '/api/bots/:id/screenshots', 'client', 'none', listScreenshotsHandler],
+  ['post', '/api/bots/:id/chat', 'client', 'json', sendChatHandler],
+  ['get', '/api/bots/:id/logs', 'client', 'none', botLogsHandler],
 ];
 
 export function createRouter(ctx: ApiContext): Router {
@@ -65,7 +71,9 @@ export function createRouter(ctx: ApiContext): Router {
   const bodies: Record<Body, RequestHandler[]> = { json: jsonBody(), multipart: [], none: [] };
   // credentials first: a body is read only for a caller who may use the route
   for (const [method, path, guard, body, handler] of ROUTES) {
-    router[method](path, ...guards[guard], ...bodies[body], route(handler, ctx));
+    // a client may name a bot by its number; a bot's own token names it already
+    const named = guard === 'client' && path.includes(':id') ? [botNamedInPath(ctx)] : [];
+    router[method](path, ...guards[guard], ...named, ...bodies[body], route(handler, ctx));
   }
   return router;
 }

@@ -14,6 +14,7 @@ import {
   SCREENSHOT_TRIGGER_MAX_CHARS,
   SCREENSHOT_TYPES,
 } from '../recordings/screenshots';
+import { LOG_LEVELS } from '../store/bot-logs';
 
 /** Joi schemas for every input of the API. `validate` turns the first failure into a 400 naming its path. */
 
@@ -81,8 +82,33 @@ export const createBotSchema = Joi.object({
   metadata: Joi.object().pattern(Joi.string().max(100), Joi.string().max(1000)).max(16).default({}),
 });
 
-/** A bot's id, as in its URL (`/api/bots/:id`) and its JSON. */
+/** A bot's id, as in its JSON. */
 export const botIdSchema = Joi.string().hex().length(24).description('A bot id: 24 hex digits').example('6751c0a4e3b2f1a9c8d7e6f5');
+
+/** What a URL may name a bot by (`/api/bots/:id`): its id or its number. */
+export const botRefSchema = Joi.string()
+  .pattern(/^([0-9a-fA-F]{24}|[1-9][0-9]{0,15})$/)
+  .description("The bot's id (24 hex digits) or its number")
+  .example('6751c0a4e3b2f1a9c8d7e6f5');
+
+/** The levels a bot of the upstream protocol logs at, and may be asked to log at. */
+export const logLevelSchema = Joi.string().valid(...LOG_LEVELS);
+
+/** PATCH /api/bots/:id: what an owner may change on a bot. */
+export const updateBotSchema = Joi.object({
+  logLevel: logLevelSchema.allow(null).required().description('The level the bot is asked to log at (answered with its heartbeats); null: its own default'),
+});
+
+export const chatMessageSchema = Joi.object({
+  message: Joi.string().min(1).max(4000).required().description('The text the bot posts in the meeting chat'),
+});
+
+export const listLogsSchema = Joi.object({
+  level: logLevelSchema,
+  limit: Joi.number().integer().min(1).max(1000).default(100),
+  // a Redis stream id, each part short enough for Redis (64 bits)
+  cursor: Joi.string().pattern(/^\d{1,15}-\d{1,15}$/).description('`nextCursor` of the page before'),
+});
 
 export const listBotsSchema = Joi.object({
   status: Joi.string().valid(...BOT_STATUSES),

@@ -1,12 +1,17 @@
 import { botToken } from '../auth/bot-token';
 import { Config } from '../config';
 
-/** The environment every bot container gets, on every platform (docs/bot-protocol.md). */
-export function botEnv(config: Config, botId: string): Record<string, string> {
+/**
+ * The environment every bot container gets, on every platform (docs/bot-protocol.md). `BOT_ID` is the bot's number, which both
+ * the upstream bot images (they parse it with `Number()`) and our SDK (it names the bot in URLs) take;
+ * `MILO_AUTH_TOKEN` is the bot's own token, which names the bot and its number. A bot made before numbers
+ * existed gets its id.
+ */
+export function botEnv(config: Config, botId: string, number?: number): Record<string, string> {
   const env: Record<string, string> = {
-    BOT_ID: botId,
+    BOT_ID: number === undefined ? botId : String(number),
     MILO_URL: config.publicUrl,
-    MILO_AUTH_TOKEN: botToken(config.botTokenSecret, botId),
+    MILO_AUTH_TOKEN: botToken(config.botTokenSecret, botId, number),
     NODE_ENV: 'production',
     S3_REGION: config.s3.region,
   };

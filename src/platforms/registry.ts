@@ -6,7 +6,7 @@ import { Connection } from 'mongoose';
 import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
 import { createAwsPlatform } from './aws/aws.platform';
 import { createCoolifyPlatform } from './coolify/coolify.platform';
-import { createSlotStats } from './coolify/slot.records';
+import { createSlotStats, createSlotHolderReader as readSlotHolder } from './coolify/slot.records';
 import { createImagePullLock } from './k8s/image-pull-lock';
 import { createK8sPlatform } from './k8s/k8s.platform';
 import { createLocalPlatform } from './local/local.platform';
@@ -90,4 +90,9 @@ export function createPlatforms(deps: PlatformDeps, names?: string[]): Map<strin
  */
 export function createPoolStatsReader(config: Config, mongo: Connection, fleetId: string) {
   return config.coolify ? createSlotStats(mongo, fleetId) : null;
+}
+
+/** With coolify enabled: the bot a pool slot holds now, by its uuid. */
+export function createSlotHolderReader(config: Config, mongo: Connection, fleetId: string) {
+  return config.coolify ? readSlotHolder(mongo, fleetId) : null;
 }

@@ -7,17 +7,21 @@ import {
   LIVE_STATUSES,
   MeetingPlatform,
 } from '../domain/bot.lifecycle';
-import { GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
+import { ConflictError, GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
 import { logger } from '../logger';
 import { metrics } from '../metrics';
 import { Placement } from '../placement/placement.service';
-import { metadataFromRecord, toBotConfig, toBotJson, toEventJson } from '../store/bot.mapper';
+import { BotChat } from '../store/bot-chat';
+import { BotLogs, LogEntry, LogLevel } from '../store/bot-logs';
+import { BOT_NUMBER_PATTERN, BotNumbers } from '../store/bot-numbers';
+import { metadataFromRecord, toBotConfig, toBotJson, toEventJson, toImageConfig } from '../store/bot.mapper';
 import { BotRepository } from '../store/bot.repository';
 import { LiveState } from '../store/live-state';
-import { BotDoc, idempotencyRecordId, Models } from '../store/models';
+import { BotDoc, idempotencyRecordId, Models, SpeakerTimeframe } from '../store/models';
 import { RecordingLinks } from '../recordings/recording-links';
 import { ScreenshotInfo, ScreenshotStore } from '../recordings/screenshots';
 import { DestinationCheck } from '../webhooks/destination';
+import { fromImageStatus, ImageStatus } from '../domain/image-status';
 import { Lifecycle } from './lifecycle.service';
 
 /** What clients and bots can ask of the fleet; the API's routes are thin wrappers around these. */
@@ -33,12 +37,23 @@ export interface CreateBotInput {
   metadata: Record<string, string>;
 }
 
+export interface StatusReport {
+  status: BotStatus;
+  reason?: EndReason;
+  message?: string;
+  recordingKey?: string;
+  speakerTimeframes?: SpeakerTimeframe[];
+}
+
 export interface BotsServiceDeps {
   models: Models;
   repo: BotRepository;
   lifecycle: Lifecycle;
   placement: Placement;
   liveState: LiveState;
+  numbers: BotNumbers;
+  logs: BotLogs;
+  chat: BotChat;
   checkDestination: DestinationCheck;
   /** Null when no S3 bucket is configured. */
   recordingLinks: RecordingLinks | null;
@@ -98,8 +113,13 @@ export function createBotsService(deps: BotsServiceDeps) {
   const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput, idempotencyKey?: string) => {
     const now = new Date();
     const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
+    const number = await deps.numbers.next().catch((error) => {
+      logger.error('could not number a new bot', { botId: String(botId), error: String(error) });
+      throw new UnavailableError('the bot store is unavailable; nothing was created, retry later');
+    });
     const doc: BotDoc = {
       _id: botId,
+      number,
       ownerId: owner,
       status: scheduled ? 'SCHEDULED' : 'QUEUED',
       ...input,
@@ -139,7 +159,46 @@ export function createBotsService(deps: BotsServiceDeps) {
     return { bot: doc, created: true, position };
   };
 
+  const reportStatus = async (botId: string, report: StatusReport) => {
+    const set: Partial<BotDoc> = {};
+    if (report.recordingKey) set.recordingKey = report.recordingKey;
+    if (report.speakerTimeframes) set.speakerTimeframes = report.speakerTimeframes;
+    try {
+      const updated = await lifecycle.transition(botId, report.status, {
+        // without a reason the lifecycle decides from the bot as it is: LEFT only if a client asked it to leave
+        reason: report.reason,
+        message: report.message,
+        set,
+        source: 'bot',
+      });
+      return { status: updated.status };
+    } catch (error) {
+      if (!(error instanceof TransitionError)) throw error;
+      // A retried report of the live status the bot already has is answered, not refused; what it carries
+      // besides the status (a recording key) is kept.
+      if (error.from === report.status && !isTerminal(report.status)) {
+        if (Object.keys(set).length > 0) await repo.update(botId, set);
+        return { status: report.status };
+      }
+      if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
+      throw error;
+    }
+  };
+
+  /** A bot that is live and has not been asked to leave: what a bot image (re)starting may join with. */
+  const joinableBot = async (botId: string) => {
+    const bot = await liveBot(botId);
+    if (bot.status === 'LEAVING') throw new GoneError(`bot ${bot.number ?? botId} has already finished (status: ${bot.status})`);
+    return bot;
+  };
+
   return {
+    /** The bot id an id or a bot number (as a URL may give it) names; anything else is returned as it is. */
+    async resolveId(idOrNumber: string) {
+      if (!BOT_NUMBER_PATTERN.test(idOrNumber)) return idOrNumber;
+      return (await deps.numbers.resolve(Number(idOrNumber))) ?? idOrNumber;
+    },
+
     async create(owner: string, input: CreateBotInput, idempotencyKey?: string) {
       await assertCallbackAllowed(input.callbackUrl);
       if (!idempotencyKey) {
@@ -241,10 +300,39 @@ export function createBotsService(deps: BotsServiceDeps) {
       return present(leaving);
     },
 
+    /** The level the bot is asked to log at, answered with its heartbeats; null gives the bot its own default. */
+    async setLogLevel(owner: string, botId: string, logLevel: LogLevel | null) {
+      await ownBot(owner, botId);
+      const updated = await repo.update(botId, { logLevel: logLevel ?? undefined });
+      await liveState.setLogLevel(botId, logLevel);
+      return present(updated!);
+    },
+
+    /** Queues a chat message for the bot to post; 409 when CHAT_BOUNDS.queued already wait, 410 once it ended. */
+    async sendChat(owner: string, botId: string, messageText: string) {
+      const bot = await ownBot(owner, botId);
+      if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
+      const sentAt = new Date().toISOString();
+      if (!(await deps.chat.send(botId, { messageText, userId: owner, sentAt }))) {
+        throw new ConflictError(`bot ${botId} already has the most chat messages that may wait; retry once it took some`);
+      }
+      return { queued: true, sentAt };
+    },
+
+    async logs(owner: string, botId: string, query: { cursor?: string; limit: number; level?: LogLevel }) {
+      await ownBot(owner, botId);
+      return deps.logs.read(botId, query);
+    },
+
     // ---- bot side ----
 
     async config(botId: string) {
       return toBotConfig(await liveBot(botId), deps.heartbeatIntervalMs);
+    },
+
+    /** The config in the shape bot images of the upstream protocol read; refused once the bot is leaving. */
+    async imageConfig(botId: string) {
+      return toImageConfig(await joinableBot(botId));
     },
 
     /** One Redis round trip: a bot that ended within the last 24 h is refused from Redis alone. */
@@ -252,32 +340,33 @@ export function createBotsService(deps: BotsServiceDeps) {
       const beat = await liveState.heartbeat(botId);
       metrics.heartbeats.inc();
       if (beat.ended) throw new GoneError(`bot ${botId} has ended`);
-      return { shouldLeave: beat.shouldLeave };
+      return { shouldLeave: beat.shouldLeave, logLevel: beat.logLevel };
     },
 
-    async reportStatus(
-      botId: string,
-      report: { status: BotStatus; reason?: EndReason; message?: string; recordingKey?: string },
-    ) {
-      const set: Partial<BotDoc> = report.recordingKey ? { recordingKey: report.recordingKey } : {};
+    async takeChat(botId: string) {
+      await liveBot(botId);
+      return deps.chat.take(botId);
+    },
+
+    async streamLogs(botId: string, entries: LogEntry[]) {
+      await liveBot(botId);
+      return deps.logs.append(botId, entries);
+    },
+
+    reportStatus,
+
+    /**
+     * A status report of an upstream bot image (see domain/image-status.ts). An image that restarted joins
+     * again from the start, so a report behind the bot's status is answered with the status the bot has.
+     */
+    async reportImageStatus(botId: string, report: { status: ImageStatus; recording?: string; speakerTimeframes?: SpeakerTimeframe[] }) {
+      const current = (await liveBot(botId)).status;
+      const ours = fromImageStatus(report.status, current);
+      if (!ours) return { status: current };
       try {
-        const updated = await lifecycle.transition(botId, report.status, {
-          // without a reason the lifecycle decides from the bot as it is: LEFT only if a client asked it to leave
-          reason: report.reason,
-          message: report.message,
-          set,
-          source: 'bot',
-        });
-        return { status: updated.status };
+        return await reportStatus(botId, { ...ours, recordingKey: report.recording, speakerTimeframes: report.speakerTimeframes });
       } catch (error) {
-        if (!(error instanceof TransitionError)) throw error;
-        // A retried report of the live status the bot already has is answered, not refused; what it carries
-        // besides the status (a recording key) is kept.
-        if (error.from === report.status && !isTerminal(report.status)) {
-          if (report.recordingKey) await repo.update(botId, { recordingKey: report.recordingKey });
-          return { status: report.status };
-        }
-        if (isTerminal(error.from as BotStatus)) throw new GoneError(`bot ${botId} has ended (${error.from})`);
+        if (error instanceof TransitionError && !isTerminal(error.from as BotStatus)) return { status: error.from as BotStatus };
         throw error;
       }
     },

@@ -13,6 +13,8 @@ import { RedisScript } from '../redis-script';
  */
 export interface BotChanges {
   readonly partitions: number;
+  /** The key naming the bot of a per-fleet bot number (see bot-numbers.ts). */
+  numberKey(number: number): string;
   /** The live document and its version, in one round trip; null if the bot was never created. */
   read<T>(botId: string): Promise<Live<T> | null>;
   /**
@@ -70,13 +72,14 @@ export interface Change<T> {
 
 /**
  * A change to another key that follows from a bot's change: a member of a (sorted) set or hash added or
- * removed, a sorted set's entries up to a score dropped (`ztrim`), or a message published on a channel.
+ * removed, a sorted set's entries up to a score dropped (`ztrim`), a message published on a channel, a
+ * string key set, or a key given a lifetime of `score` ms (`pexpire`).
  */
 export type KeyChange =
   | { op: 'zadd'; key: string; score: number; member: string }
   | { op: 'zrem' | 'srem' | 'hdel'; key: string; member: string }
-  | { op: 'ztrim'; key: string; score: number }
-  | { op: 'publish'; key: string; member: string };
+  | { op: 'ztrim' | 'pexpire'; key: string; score: number }
+  | { op: 'publish' | 'set'; key: string; member: string };
 
 /** Queues the key changes on a MULTI or pipeline. */
 export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes: KeyChange[]): T {
@@ -86,7 +89,9 @@ export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes:
     else if (change.op === 'srem') batch.srem(change.key, change.member);
     else if (change.op === 'hdel') batch.hdel(change.key, change.member);
     else if (change.op === 'ztrim') batch.zremrangebyscore(change.key, '-inf', change.score);
-    else batch.publish(change.key, change.member);
+    else if (change.op === 'pexpire') batch.pexpire(change.key, change.score);
+    else if (change.op === 'set') batch.set(change.key, change.member);
+    else if (change.op === 'publish') batch.publish(change.key, change.member);
   }
   return batch;
 }
@@ -125,6 +130,7 @@ export class UpdateConflictError extends Error {
 }
 
 export const botKey = (prefix: string, botId: string) => `${prefix}:bot:${botId}`;
+export const botNumberKey = (prefix: string, number: number) => `${prefix}:bot-number:${number}`;
 export const changesKey = (prefix: string, partition: number) => `${prefix}:changes:${partition}`;
 /** The last entry of the partition stream that MongoDB holds, with every entry before it (set by the flusher). */
 export const flushedKey = (prefix: string, partition: number) => `${prefix}:flushed:${partition}`;
@@ -149,7 +155,7 @@ export function partitionOf(botId: string, partitions: number): number {
 /**
  * KEYS: bot hash, partition stream, then the key (or channel) of each key change. ARGV: botId, expected version, doc
  * JSON, event JSON or '', ms to expire after (0: never), the number of key changes, then op, score ('' but
- * for zadd and ztrim) and member ('' for ztrim) of each. The time comes from Redis so that versions and times agree across processes
+ * for zadd, ztrim and pexpire) and member ('' for ztrim and pexpire) of each. The time comes from Redis so that versions and times agree across processes
  * with skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
  */
 const APPLY = new RedisScript(`
@@ -176,6 +182,8 @@ for i = 1, tonumber(ARGV[6]) do
   elseif op == 'srem' then redis.call('SREM', key, member)
   elseif op == 'hdel' then redis.call('HDEL', key, member)
   elseif op == 'ztrim' then redis.call('ZREMRANGEBYSCORE', key, '-inf', score)
+  elseif op == 'pexpire' then redis.call('PEXPIRE', key, score)
+  elseif op == 'set' then redis.call('SET', key, member)
   else redis.call('PUBLISH', key, member) end
 end
 return {1, version, at, id}`);
@@ -232,6 +240,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
 
   const changes: BotChanges = {
     partitions,
+    numberKey: (number) => botNumberKey(prefix, number),
     async read<T>(botId: string) {
       const [version, doc, at] = await redis.hmget(botKey(prefix, botId), 'version', 'doc', 'at');
       if (version === null || doc === null) return null;

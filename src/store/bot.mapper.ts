@@ -14,6 +14,7 @@ export function metadataFromRecord(record: Record<string, string> | undefined): 
  */
 export interface BotJson {
   id: string;
+  number: number | null;
   status: string;
   meeting: Omit<BotDoc['meeting'], 'password'>;
   displayName: string;
@@ -28,6 +29,8 @@ export interface BotJson {
   endReason: string | null;
   lastHeartbeatAt: string | null;
   metadata: Record<string, string>;
+  speakerTimeframes: BotDoc['speakerTimeframes'] | null;
+  logLevel: string | null;
   /** A short-lived link to the recording, filled in by the bots service where recordings are configured. */
   recordingUrl: string | null;
 }
@@ -38,6 +41,7 @@ export function toBotJson(bot: BotDoc, queuePosition: number | null = null): Bot
   const { password: _password, ...meeting } = bot.meeting;
   return {
     id: String(bot._id),
+    number: bot.number ?? null,
     status: bot.status,
     meeting,
     displayName: bot.displayName,
@@ -52,6 +56,8 @@ export function toBotJson(bot: BotDoc, queuePosition: number | null = null): Bot
     endReason: bot.endReason ?? null,
     lastHeartbeatAt: iso(bot.lastHeartbeatAt),
     metadata: metadataToRecord(bot.metadata),
+    speakerTimeframes: bot.speakerTimeframes ?? null,
+    logLevel: bot.logLevel ?? null,
     recordingUrl: null,
   };
 }
@@ -80,5 +86,41 @@ export function toEventJson(event: BotEventDoc) {
     message: event.message ?? null,
     data: typeof event.data === 'string' ? JSON.parse(event.data) : (event.data ?? null),
     at: iso(event.at),
+  };
+}
+
+/** Upstream's defaults for the automatic-leave timeouts a bot was created without (ms). */
+const IMAGE_AUTOMATIC_LEAVE = { waitingRoomTimeout: 600_000, noOneJoinedTimeout: 60_000, everyoneLeftTimeout: 60_000, inactivityTimeout: 300_000 };
+/** A bot image ends itself an hour after `startTime`; without a maximum duration, `endTime` says the same. */
+const IMAGE_DEFAULT_DURATION_MS = 3600_000;
+
+/** The config in the shape the upstream bot images read (`bots.getConfig`): numeric id, dates as Dates. */
+export function toImageConfig(bot: BotDoc) {
+  const startTime = new Date(bot.joinAt ?? bot.createdAt);
+  const leave = bot.automaticLeave ?? {};
+  const defined = <T extends object>(value: T) => Object.fromEntries(Object.entries(value).filter(([, inner]) => inner !== undefined)) as Partial<T>;
+  return {
+    id: bot.number ?? 0,
+    userId: bot.ownerId,
+    meeting: defined({
+      platform: bot.meeting.platform,
+      meetingUrl: bot.meeting.url,
+      meetingId: bot.meeting.meetingId,
+      meetingPassword: bot.meeting.password,
+      organizerId: bot.meeting.organizerId,
+      tenantId: bot.meeting.tenantId,
+    }),
+    startTime,
+    endTime: new Date(startTime.getTime() + (bot.maxDurationMs ?? IMAGE_DEFAULT_DURATION_MS)),
+    displayName: bot.displayName,
+    ...(bot.imageUrl ? { imageUrl: bot.imageUrl } : {}),
+    recordingEnabled: bot.recording,
+    automaticLeave: {
+      waitingRoomTimeout: leave.waitingRoomTimeoutMs ?? IMAGE_AUTOMATIC_LEAVE.waitingRoomTimeout,
+      noOneJoinedTimeout: leave.noOneJoinedTimeoutMs ?? IMAGE_AUTOMATIC_LEAVE.noOneJoinedTimeout,
+      everyoneLeftTimeout: leave.everyoneLeftTimeoutMs ?? IMAGE_AUTOMATIC_LEAVE.everyoneLeftTimeout,
+      inactivityTimeout: leave.inactivityTimeoutMs ?? IMAGE_AUTOMATIC_LEAVE.inactivityTimeout,
+    },
+    ...(bot.callbackUrl ? { callbackUrl: bot.callbackUrl } : {}),
   };
 }

@@ -15,7 +15,7 @@ import { BotDoc, BotEventDoc, Models } from './models';
 export interface BotRepository {
   /**
    * Creates the bot, records `event` as its first and (unless it has ended) marks it in the live index, in one
-   * Redis step; a bot of that id already there rejects with code 11000.
+   * Redis step that also makes its number name it; a bot of that id already there rejects with code 11000.
    */
   insert(bot: BotDoc, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc>;
   findById(id: string): Promise<BotDoc | null>;
@@ -155,7 +155,11 @@ export function createBotRepository(
         return { refused: decision.message };
       }
       const event = decision.event && withTextData(decision.event);
-      return { doc: asChange(decision.next), event, expireMs: isTerminal(decision.next.status) ? keepEndedMs : undefined, alongside: decision.alongside };
+      const ended = isTerminal(decision.next.status);
+      // An ended bot's number names it as long as Redis keeps its document; MongoDB answers after that.
+      const alongside = [...(decision.alongside ?? [])];
+      if (ended && decision.next.number) alongside.push({ op: 'pexpire', key: changes.numberKey(decision.next.number), score: keepEndedMs });
+      return { doc: asChange(decision.next), event, expireMs: ended ? keepEndedMs : undefined, alongside };
     };
     for (let round = 0; round < 2; round++) {
       const result = await changes.update<BotJsonDoc>(id, decideLive);
@@ -191,7 +195,8 @@ export function createBotRepository(
   return {
     async insert(bot, event) {
       const id = String(bot._id);
-      const result = await changes.apply(id, 0, asChange(bot), event && withTextData(event));
+      const alongside: KeyChange[] = bot.number ? [{ op: 'set', key: changes.numberKey(bot.number), member: id }] : [];
+      const result = await changes.apply(id, 0, asChange(bot), event && withTextData(event), 0, alongside);
       if ('conflict' in result) throw Object.assign(new Error(`bot ${id} exists already`), { code: 11000 });
       return bot;
     },

@@ -11,14 +11,17 @@ import { applyKeyChanges, KeyChange } from './bot-changes';
  * - `leave-deadlines`: when each bot asked to leave must be gone (LEAVE_GRACE_MS);
  * - `leaving`: the set of bots asked to leave, read on every heartbeat;
  * - `ended`: bots that ended in the last 24 h (written by placement/end-signals.ts), so that a heartbeat with
- *   an ended bot's token is refused without a database read.
+ *   an ended bot's token is refused without a database read;
+ * - `log-levels`: the log level each bot's owner set, answered with its heartbeats.
  */
 export interface LiveState {
   /**
    * Records a heartbeat and answers whether the bot should leave, in one round trip; a bot that ended (in
    * the last 24 h) records nothing and is answered `ended`.
    */
-  heartbeat(botId: string, nowMs?: number): Promise<{ ended: boolean; shouldLeave: boolean }>;
+  heartbeat(botId: string, nowMs?: number): Promise<{ ended: boolean; shouldLeave: boolean; logLevel: string | null }>;
+  /** The log level the bot's owner set, answered with each heartbeat (null: the bot's own default). */
+  setLogLevel(botId: string, level: string | null): Promise<void>;
   lastHeartbeat(botId: string): Promise<Date | null>;
   /**
    * What a status change does to the due-sets (a terminal one forgets the bot), for the lifecycle to make in
@@ -40,10 +43,11 @@ export interface LiveState {
 /** Ended bots, scored by when they ended. */
 export const endedSet = (prefix: string) => `${prefix}:ended`;
 
+/** KEYS: ended, heartbeats, leaving, log levels. ARGV: botId, now. {-1} when ended, else {leaving, level or false}. */
 const HEARTBEAT = new RedisScript(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {-1} end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return redis.call('SISMEMBER', KEYS[3], ARGV[1])`);
+return {redis.call('SISMEMBER', KEYS[3], ARGV[1]), redis.call('HGET', KEYS[4], ARGV[1])}`);
 
 const CLEAR_IF_DUE = new RedisScript(`
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -55,6 +59,7 @@ export type DueSet = 'heartbeats' | 'deploying' | 'leave-deadlines';
 export function createLiveState(redis: Redis, prefix: string): LiveState {
   const key = (set: DueSet) => `${prefix}:${set}`;
   const leaving = `${prefix}:leaving`;
+  const logLevels = `${prefix}:log-levels`;
   const changesFor: LiveState['changesFor'] = (botId, status, bySelf, nowMs = Date.now()) => {
     if (isTerminal(status)) {
       return [
@@ -62,6 +67,7 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
         { op: 'zrem', key: key('deploying'), member: botId },
         { op: 'zrem', key: key('leave-deadlines'), member: botId },
         { op: 'srem', key: leaving, member: botId },
+        { op: 'hdel', key: logLevels, member: botId },
       ];
     }
     const changes: KeyChange[] = [
@@ -77,8 +83,12 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
   };
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const answer = await HEARTBEAT.run(redis, 3, endedSet(prefix), key('heartbeats'), leaving, botId, nowMs);
-      return { ended: answer === -1, shouldLeave: answer === 1 };
+      const [leave, level] = (await HEARTBEAT.run(redis, 4, endedSet(prefix), key('heartbeats'), leaving, logLevels, botId, nowMs)) as [number, string | null];
+      return { ended: leave === -1, shouldLeave: leave === 1, logLevel: level ?? null };
+    },
+    async setLogLevel(botId, level) {
+      if (level === null) await redis.hdel(logLevels, botId);
+      else await redis.hset(logLevels, botId, level);
     },
     async lastHeartbeat(botId) {
       const score = await redis.zscore(key('heartbeats'), botId);

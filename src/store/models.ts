@@ -21,8 +21,20 @@ export interface MetadataEntry {
 
 export type AttemptDoc = Attempt;
 
+/** Who spoke when, as a bot that recorded the meeting reports it. */
+export interface SpeakerTimeframe {
+  speakerName: string;
+  start: number | string;
+  end: number | string;
+}
+
 export interface BotDoc {
   _id: Types.ObjectId;
+  /**
+   * The bot's number, unique in the fleet and given at creation: what bot images that parse `BOT_ID` as a
+   * number are told, and another name of the bot wherever the API takes an id. Absent on older bots.
+   */
+  number?: number;
   ownerId: string;
   status: BotStatus;
   meeting: MeetingDoc;
@@ -56,6 +68,9 @@ export interface BotDoc {
   lastHeartbeatAt?: Date;
   leaveRequestedAt?: Date;
   recordingKey?: string;
+  speakerTimeframes?: SpeakerTimeframe[];
+  /** The log level the bot's owner asked the bot to log at (the upstream heartbeat answer's `logLevel`). */
+  logLevel?: string;
   /** Incremented on every status change; orders webhooks and events per bot. */
   statusVersion: number;
   statusChangedAt?: Date;
@@ -103,6 +118,7 @@ export interface IdempotencyDoc {
 
 const botSchema = new Schema<BotDoc>(
   {
+    number: Number,
     ownerId: { type: String, required: true },
     status: { type: String, enum: BOT_STATUSES, required: true },
     meeting: { type: Schema.Types.Mixed, required: true },
@@ -131,6 +147,8 @@ const botSchema = new Schema<BotDoc>(
     lastHeartbeatAt: Date,
     leaveRequestedAt: Date,
     recordingKey: String,
+    speakerTimeframes: Schema.Types.Mixed,
+    logLevel: String,
     statusVersion: { type: Number, default: 0 },
     statusChangedAt: Date,
   },
@@ -140,6 +158,8 @@ const botSchema = new Schema<BotDoc>(
 botSchema.index({ ownerId: 1, _id: -1 });
 botSchema.index({ ownerId: 1, status: 1, _id: -1 });
 botSchema.index({ ownerId: 1, platform: 1, _id: -1 });
+// A number's bot when Redis no longer names it, and the highest number given (bot-numbers.ts).
+botSchema.index({ number: 1 });
 // The sweeps read Redis due-sets and recovery the live index, so no other query reaches this collection.
 
 const botEventSchema = new Schema<BotEventDoc>(

@@ -1,22 +1,26 @@
 import { CoolifySettings } from '../../src/config';
 import { BotClient } from '../../src/sdk/bot-client';
 import { runSimBot } from '../../src/sdk/sim-bot';
+import { STANDIN_TIMING } from './bot-player';
 import { CoolifyServer, startCoolifyServer } from './coolify-server';
 import { startTestFleet, TestFleet } from './fleet';
+import { spawnUpstreamBot } from './upstream-bot';
 
 /** Shared set-up of the Coolify tests: the test server, and the env or settings that point a fleet at it. */
 export const COOLIFY_TOKEN = 'coolify-test-token-0123456789';
 
 /**
- * A Coolify test server whose started applications run the sim bot with the env the slot received, as a
- * bot image would (it ends when the application is stopped).
+ * A Coolify test server whose started applications run the sim bot (or, with `upstream`, the stand-in
+ * upstream bot image) with the env the slot received, as a bot image would (it ends when the application is
+ * stopped).
  */
-export function startCoolifyWithBots(): Promise<CoolifyServer> {
+export function startCoolifyWithBots(protocol: 'sdk' | 'upstream' = 'sdk'): Promise<CoolifyServer> {
   return startCoolifyServer({
     token: COOLIFY_TOKEN,
     onRunning: (_app, env, signal) => {
       if (!env.BOT_ID) return;
-      void runSimBot(BotClient.fromEnv(env, signal), signal).catch(() => undefined);
+      if (protocol === 'upstream') void spawnUpstreamBot(env, { ...STANDIN_TIMING, inCallMs: 1500, signal });
+      else void runSimBot(BotClient.fromEnv(env, signal), signal).catch(() => undefined);
     },
   });
 }

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { botIdOfEnv } from './bot-id-of-env';
 
 /** What /proc says about processes, for tests that count bot processes or kill a process's children. */
 
@@ -28,7 +29,7 @@ export function childrenNamed(parent: number, comm: string): number[] {
 
 /**
  * Live bot processes of the given bots, as bot id → the process groups running it (one group per
- * deployment: the `sh -c` wrapper and the bot share one). Read from each process's environment (BOT_ID).
+ * deployment: the `sh -c` wrapper and the bot share one). Read from each process's environment (its token).
  */
 export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<number>> {
   const groups = new Map<string, Set<number>>();
@@ -39,7 +40,7 @@ export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<n
     } catch {
       continue;
     }
-    const botId = /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1];
+    const botId = botIdOfEnv({ MILO_AUTH_TOKEN: /(?:^|\0)MILO_AUTH_TOKEN=([^\0]*)/.exec(environ)?.[1], BOT_ID: /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1] });
     const info = botId && botIds.has(botId) ? stat(pid) : null;
     if (!botId || !info) continue;
     if (!groups.has(botId)) groups.set(botId, new Set());

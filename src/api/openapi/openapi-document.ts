@@ -2,7 +2,7 @@ import Joi from 'joi';
 import { SCREENSHOT_MAX_MB } from '../../recordings/screenshots';
 import { errorResponseSchema } from '../response-schemas';
 import { ROUTES } from '../routes';
-import { botIdSchema, platformControlSchema } from '../schemas';
+import { botRefSchema, platformControlSchema } from '../schemas';
 import { Components, joiToJsonSchema, JsonSchema } from './joi-json-schema';
 import { Answer, ErrorExample, OPERATIONS, Tag } from './operations';
 
@@ -93,7 +93,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): JsonSchema {
 
   const ceiling = Math.max(1, ...options.platforms.map((platform) => platform.limit));
   const pathParameters: Record<string, { schema: Joi.Schema; description: string }> = {
-    id: { schema: botIdSchema, description: 'The bot' },
+    id: { schema: botRefSchema, description: 'The bot, by its id or its number' },
     name: { schema: Joi.string().valid(...options.platforms.map((platform) => platform.name)), description: 'A platform of this fleet' },
   };
 

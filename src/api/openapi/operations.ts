@@ -3,12 +3,15 @@ import * as answers from '../response-schemas';
 import { SCREENSHOT_MAX_BYTES, SCREENSHOT_MAX_MB } from '../../recordings/screenshots';
 import {
   botEventSchema,
+  chatMessageSchema,
   createBotSchema,
   idempotencyKeySchema,
   listBotsSchema,
+  listLogsSchema,
   listScreenshotsSchema,
   screenshotFieldsSchema,
   statusReportSchema,
+  updateBotSchema,
 } from '../schemas';
 
 /**
@@ -56,6 +59,7 @@ const botId = '6751c0a4e3b2f1a9c8d7e6f5';
 /** A bot as a client sees it, in the call. */
 export const EXAMPLE_BOT = {
   id: botId,
+  number: 42,
   status: 'IN_CALL',
   meeting: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },
   displayName: 'Meeboter',
@@ -70,6 +74,8 @@ export const EXAMPLE_BOT = {
   endReason: null,
   lastHeartbeatAt: '2026-12-01T10:05:30.000Z',
   metadata: { team: 'sales' },
+  speakerTimeframes: null,
+  logLevel: null,
   recordingUrl: null,
 };
 
@@ -91,7 +97,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     tag: 'Bot protocol',
     summary: 'Report that the bot is alive',
     description: 'Every `heartbeatIntervalMs` (from the config). A live bot silent for HEARTBEAT_TIMEOUT_MS ends FATAL `HEARTBEAT_TIMEOUT`.',
-    answers: { 200: { description: 'Whether a client asked the bot to leave', schema: answers.heartbeatResponseSchema, example: { shouldLeave: false } } },
+    answers: { 200: { description: 'Whether a client asked the bot to leave', schema: answers.heartbeatResponseSchema, example: { shouldLeave: false, logLevel: null } } },
   },
   'POST /api/bots/:id/status': {
     operationId: 'reportStatus',
@@ -309,6 +315,46 @@ export const OPERATIONS: Record<string, OperationDoc> = {
             { id: '6751c0a4e3b2f1a9c8d7e6f6', type: 'status', status: 'QUEUED', reason: null, message: null, data: { source: 'client' }, at },
             { id: '6751c0a4e3b2f1a9c8d7e6f7', type: 'attempt.assigned', status: null, reason: null, message: null, data: { platform: 'local' }, at },
           ],
+        },
+      },
+    },
+  },
+  'PATCH /api/bots/:id': {
+    operationId: 'updateBot',
+    tag: 'Bots',
+    summary: "Change the level the bot is asked to log at",
+    description: 'Bots of the upstream protocol read it from each heartbeat answer (`logLevel`) and log at it from then on.',
+    body: { schema: updateBotSchema, example: { logLevel: 'DEBUG' } },
+    answers: { 200: bot('The bot', { ...EXAMPLE_BOT, logLevel: 'DEBUG' }) },
+  },
+  'POST /api/bots/:id/chat': {
+    operationId: 'sendChatMessage',
+    tag: 'Bots',
+    summary: 'Queue a message for the bot to post in the meeting chat',
+    description: 'The bot takes queued messages one at a time, in the order sent, each once (`bots.chat.dequeueMessage`). At most 100 wait at once; a queue is forgotten 24 h after its last message.',
+    body: { schema: chatMessageSchema, example: { message: 'Recording starts now' } },
+    answers: { 202: { description: 'Queued', schema: answers.chatQueuedResponseSchema, example: { queued: true, sentAt: at } } },
+    errors: {
+      409: { when: 'The bot already has 100 messages waiting', code: 'CONFLICT', message: 'bot 6751c0a4e3b2f1a9c8d7e6f5 already has the most chat messages that may wait; retry once it took some' },
+      410: 'The bot has ended',
+    },
+  },
+  'GET /api/bots/:id/logs': {
+    operationId: 'listBotLogs',
+    tag: 'Bots',
+    summary: 'What the bot logged (upstream protocol `bots.logs.stream`), oldest first',
+    description:
+      'Kept per bot up to 5,000 entries and 2 MB of entry JSON; past either the oldest give way to the newest and `dropped` counts them. ' +
+      'Kept 24 h after the last entry.',
+    query: listLogsSchema,
+    answers: {
+      200: {
+        description: 'One page',
+        schema: answers.logPageResponseSchema,
+        example: {
+          data: [{ seq: '1764583200000-0', id: '0b8f3c5e-6a1d-4b7e-9c2f-1d3e5f7a9b0c', botId: 42, timestamp: at, level: 'INFO', message: 'joined the call', state: 'IN_CALL' }],
+          nextCursor: null,
+          dropped: 0,
         },
       },
     },

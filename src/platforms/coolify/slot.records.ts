@@ -110,3 +110,15 @@ export function createSlotStats(connection: Connection, fleetId: string) {
     return { ...overall, byMeetingPlatform };
   };
 }
+
+/**
+ * The bot a slot holds now (starting or running it), by the slot's Coolify application uuid or its name: what
+ * a slot image started without `BOT_ID` asks for by its `POOL_SLOT_UUID`. Null for an unknown or idle slot.
+ */
+export function createSlotHolderReader(connection: Connection, fleetId: string) {
+  const records = createSlotRecords(connection, fleetId);
+  return async (poolSlotUuid: string): Promise<string | null> => {
+    const slot = (await records.all()).find((record) => record.applicationUuid === poolSlotUuid || record._id === poolSlotUuid);
+    return slot && (slot.state === 'BUSY' || slot.state === 'STARTING') ? slot.botId : null;
+  };
+}
