@@ -189,6 +189,23 @@ export async function bareExpress(sizes: Sizes) {
   }
 }
 
+/** The floor of P3 tRPC: tRPC's Express adapter with superjson and a heartbeat that does nothing (bare-express.ts). */
+export async function bareTrpc(sizes: Sizes) {
+  const port = await freePort();
+  const server = startProcess(bareExpressScript(), [], { PORT: String(port), TRPC: 'true' });
+  try {
+    await waitAnswering(port, 'bare tRPC');
+    const result = await load({
+      url: `http://127.0.0.1:${port}/api/trpc/bots.sendHeartbeat?batch=1`,
+      body: JSON.stringify({ 0: { json: { id: '1' } } }),
+      seconds: sizes.seconds,
+    });
+    return { perSecond: result.requestsPerSecond };
+  } finally {
+    await server.stop();
+  }
+}
+
 /**
  * Beside P2, the floor of this stack on this machine: a bare Express handler that adds a BullMQ job, and a
  * worker process whose processor does nothing (bench/bare-pipeline.ts), counted until the last job ran.

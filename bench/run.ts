@@ -124,6 +124,9 @@ async function main() {
     rows.push({ id: 'P3', figure: 'heartbeats/s with per-bot auth', unit: '/s', value: p3rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3rate.median / bareRps.median, target: '≥ 60% of peer', meets: p3rate.median >= 0.6 * bareRps.median });
     const p3trpc = pick(await repeat('P3 tRPC heartbeats/s', () => figures.p3Trpc(peers, sizes, 'heartbeat')), (r) => r.perSecond);
     rows.push({ id: 'P3 tRPC', figure: 'heartbeats/s through /api/trpc (upstream bot protocol, per-bot auth)', unit: '/s', value: p3trpc, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3trpc.median / bareRps.median, target: '≥ 60% of peer', meets: p3trpc.median >= 0.6 * bareRps.median });
+    const trpcFloor = pick(await repeat('P3 tRPC floor', () => figures.bareTrpc(sizes)), (r) => r.perSecond);
+    rows.push({ id: 'P3 tRPC floor', figure: "tRPC's Express adapter + superjson, a heartbeat that does nothing", unit: '/s', value: trpcFloor, peer: { name: 'bare Express POST', value: bareRps }, ratio: trpcFloor.median / bareRps.median, target: '—', meets: null });
+    rows.push({ id: 'P3 tRPC ÷ floor', figure: 'P3 tRPC against the tRPC floor in the same run', unit: '/s', value: p3trpc, peer: { name: 'P3 tRPC floor', value: trpcFloor }, ratio: p3trpc.median / trpcFloor.median, target: '—', meets: null });
     const p3logs = pick(await repeat('P3 tRPC logs.stream/s', () => figures.p3Trpc(peers, sizes, 'logs')), (r) => r.perSecond);
     rows.push({ id: 'P3 tRPC logs', figure: '`bots.logs.stream` calls of 10 entries/s through /api/trpc', unit: '/s', value: p3logs, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3logs.median / bareRps.median, target: '—', meets: null });
 
