@@ -15,10 +15,16 @@ async function main() {
   const runBots = process.env.SIM_HOST_RUN_BOTS !== 'false';
   const hosts = await Promise.all(platforms.map((name, i) => runSimHost(redis, subscribers[i], host, name, { runBots })));
   process.stdout.write(JSON.stringify({ msg: 'sim host running', host, platforms }) + '\n');
-  const stop = async () => {
+  const closeAll = async () => {
     await Promise.all(hosts.map((simHost) => simHost.close()));
     await Promise.all([redis, ...subscribers].map((connection) => connection.quit()));
     process.exit(0);
+  };
+  const stop = () => {
+    closeAll().catch((error) => {
+      process.stderr.write(`sim host failed to stop: ${String(error)}\n`);
+      process.exit(1);
+    });
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -196,8 +196,65 @@ const url = Joi.string().uri({ scheme: ['http', 'https'] });
 const FLEET_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const csv = Joi.string().pattern(/^[^,\s]+(\s*,\s*[^,\s]+)*$/);
 
+/**
+ * The variables of baseSchema as it returns them: converted, defaults filled in. `Joi.object<..., true>`
+ * makes the compiler check that the schema declares each of them with a schema of the matching type.
+ */
+type BaseVariables = {
+  PORT: number;
+  PUBLIC_URL?: string;
+  REDIS_URL?: string;
+  MONGODB_URI?: string;
+  LOG_LEVEL: Config['logLevel'];
+  PLATFORM_PRIORITY: string;
+  WORKER_PLATFORMS?: string;
+  GLOBAL_QUEUE_TIMEOUT_MS: number;
+  DEPLOYMENT_QUEUE_MAX_CONCURRENT: number;
+  BOT_TOKEN_SECRET?: string;
+  BOOTSTRAP_API_KEY?: string;
+  ADMIN_API_KEY?: string;
+  LOCAL_BOT_LIMIT: number;
+  LOCAL_QUEUE_TIMEOUT_MS: number;
+  LOCAL_BOT_COMMAND?: string;
+  LOCAL_RUN_DIR?: string;
+  REDIS_PREFIX: string;
+  FLEET_ID?: string;
+  LOCAL_HOST_ID?: string;
+  SIM_HOST?: string;
+  SIM_RUNNER: Config['simRunner'];
+  SHUTDOWN_TIMEOUT_MS: number;
+  API_RATE_LIMIT_PER_MINUTE: number;
+  METRICS_PORT?: number;
+  HEARTBEAT_TIMEOUT_MS: number;
+  HEARTBEAT_INTERVAL_MS: number;
+  DEPLOY_TIMEOUT_MS: number;
+  SWEEP_INTERVAL_MS: number;
+  SLOT_RECOVERY_INTERVAL_MS: number;
+  LEAVE_GRACE_MS: number;
+  WORKER_LOCK_DURATION_MS: number;
+  SCHEDULE_LEAD_MS: number;
+  WEBHOOK_SECRET?: string;
+  WEBHOOK_RATE_PER_SECOND: number;
+  WEBHOOK_RETRY_BASE_MS: number;
+  WEBHOOK_RETRY_MAX_AGE_MS: number;
+  WEBHOOK_ALLOWED_HOSTS?: string;
+  GHCR_ORG?: string;
+  MILO_AUTH_TOKEN?: string;
+  S3_ENDPOINT?: string;
+  S3_ACCESS_KEY?: string;
+  S3_SECRET_KEY?: string;
+  S3_BUCKET_NAME?: string;
+  S3_REGION: string;
+  K8S_BOT_LIMIT?: number;
+  K8S_QUEUE_TIMEOUT_MS: number;
+  AWS_BOT_LIMIT?: number;
+  AWS_QUEUE_TIMEOUT_MS: number;
+  COOLIFY_BOT_LIMIT?: number;
+  COOLIFY_QUEUE_TIMEOUT_MS: number;
+};
+
 /** Variables every process reads. Empty strings count as unset. */
-const baseSchema = Joi.object({
+const baseSchema = Joi.object<BaseVariables, true>({
   PORT: Joi.number().port().default(3000),
   PUBLIC_URL: url,
   REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }),
@@ -252,7 +309,24 @@ const baseSchema = Joi.object({
   COOLIFY_QUEUE_TIMEOUT_MS: positiveInt.default(300000),
 }).unknown(true);
 
-const k8sSchema = Joi.object({
+/** What k8sSchema returns. */
+type KubernetesVariables = {
+  K8S_BOT_LIMIT: number;
+  K8S_NAMESPACE: string;
+  K8S_KUBECONFIG?: string;
+  K8S_IMAGE_REGISTRY?: string;
+  K8S_IMAGE_TAG: string;
+  K8S_BOT_CPU_REQUEST: string;
+  K8S_BOT_CPU_LIMIT: string;
+  K8S_BOT_MEMORY_REQUEST: string;
+  K8S_BOT_MEMORY_LIMIT: string;
+  K8S_IMAGE_PULL_LOCK_ENABLED: boolean;
+  K8S_IMAGE_PULL_SECRET: string;
+  KUBERNETES_SERVICE_HOST?: string;
+  GHCR_ORG?: string;
+};
+
+const k8sSchema = Joi.object<KubernetesVariables, true>({
   K8S_BOT_LIMIT: positiveInt.required(),
   K8S_NAMESPACE: Joi.string().default('meeboter'),
   K8S_KUBECONFIG: Joi.string(),
@@ -270,7 +344,22 @@ const k8sSchema = Joi.object({
   .or('K8S_IMAGE_REGISTRY', 'GHCR_ORG')
   .unknown(true);
 
-const awsSchema = Joi.object({
+/** What awsSchema returns. */
+type AwsVariables = {
+  AWS_BOT_LIMIT: number;
+  AWS_REGION: string;
+  AWS_ECS_CLUSTER: string;
+  AWS_ECS_SUBNETS: string;
+  AWS_ECS_SECURITY_GROUPS: string;
+  AWS_ECS_ASSIGN_PUBLIC_IP: boolean;
+  AWS_ECS_TASK_DEF_GOOGLE_MEET: string;
+  AWS_ECS_TASK_DEF_MICROSOFT_TEAMS: string;
+  AWS_ECS_TASK_DEF_ZOOM: string;
+  AWS_ECS_CAPACITY_PROVIDERS?: string;
+  AWS_ECS_LAUNCH_TYPE?: 'FARGATE';
+};
+
+const awsSchema = Joi.object<AwsVariables, true>({
   AWS_BOT_LIMIT: positiveInt.required(),
   AWS_REGION: Joi.string().required(),
   AWS_ECS_CLUSTER: Joi.string().required(),
@@ -289,7 +378,24 @@ const awsSchema = Joi.object({
 /** Fargate Spot first (cheaper), on-demand Fargate when Spot has no capacity. */
 const DEFAULT_CAPACITY_PROVIDERS = 'FARGATE_SPOT,FARGATE';
 
-const coolifySchema = Joi.object({
+/** What coolifySchema returns. */
+type CoolifyVariables = {
+  COOLIFY_BOT_LIMIT: number;
+  COOLIFY_API_URL: string;
+  COOLIFY_API_TOKEN: string;
+  COOLIFY_PROJECT_UUID: string;
+  COOLIFY_SERVER_UUID: string;
+  COOLIFY_ENVIRONMENT_NAME: string;
+  COOLIFY_DESTINATION_UUID: string;
+  COOLIFY_IMAGE_TAG: string;
+  COOLIFY_MEETING_PLATFORMS: string;
+  COOLIFY_MIN_IDLE_SLOTS: number;
+  COOLIFY_POLL_INTERVAL_MS: number;
+  COOLIFY_SLOT_MAX_FAILURES: number;
+  GHCR_ORG: string;
+};
+
+const coolifySchema = Joi.object<CoolifyVariables, true>({
   COOLIFY_BOT_LIMIT: positiveInt.required(),
   COOLIFY_API_URL: url.required(),
   COOLIFY_API_TOKEN: Joi.string().required(),
@@ -310,12 +416,11 @@ const coolifySchema = Joi.object({
 const allowListEntry = Joi.alternatives(Joi.string().ip({ cidr: 'optional' }), Joi.string().hostname());
 
 type Env = Record<string, string | undefined>;
-type Parsed = Record<string, any>;
 
-function validate(schema: Joi.ObjectSchema, env: Env): Parsed {
-  const { value, error } = schema.validate(env, { convert: true, abortEarly: true });
-  if (error) {
-    const detail = error.details[0];
+function validate<Variables>(schema: Joi.ObjectSchema<Variables>, env: Env): Variables {
+  const result = schema.validate(env, { convert: true, abortEarly: true });
+  if (result.error) {
+    const detail = result.error.details[0];
     if (detail.type === 'object.missing') {
       throw new ConfigError(`${(detail.context?.peers as string[]).join(' or ')}: one of them is required`);
     }
@@ -324,7 +429,13 @@ function validate(schema: Joi.ObjectSchema, env: Env): Parsed {
     }
     throw new ConfigError(`${detail.path.join('.')}: ${detail.message.replace(/^"[^"]*" /, '')}`);
   }
-  return value;
+  return result.value;
+}
+
+/** The variable names an object schema declares. */
+function schemaKeys(schema: Joi.ObjectSchema<object>): string[] {
+  const keys: unknown = schema.describe().keys; // Joi's description types its keys as any
+  return keys && typeof keys === 'object' ? Object.keys(keys) : [];
 }
 
 function withoutEmpty(env: Env): Env {
@@ -352,9 +463,10 @@ function platformKind(name: string): PlatformKind {
 
 /**
  * The variables of one platform named in PLATFORM_PRIORITY: `<NAME>_BOT_LIMIT`, `_QUEUE_TIMEOUT_MS`,
- * `_START_TIMEOUT_MS`, `_START_RETRIES`.
+ * `_START_TIMEOUT_MS`, `_START_RETRIES`. Typed by these four, all numbers (the other variables pass through,
+ * unread).
  */
-function platformSchema(name: string): Joi.ObjectSchema {
+function platformSchema(name: string): Joi.ObjectSchema<Record<string, number>> {
   const kind = platformKind(name);
   const prefix = envPrefix(name);
   const defaults: Record<string, { limit?: number; timeout: number }> = {
@@ -362,7 +474,7 @@ function platformSchema(name: string): Joi.ObjectSchema {
     sim: { limit: 1000, timeout: 30000 },
   };
   const fallback = defaults[name] ?? (kind === 'sim' ? defaults.sim : undefined);
-  return Joi.object({
+  return Joi.object<Record<string, number>>({
     [`${prefix}_BOT_LIMIT`]: fallback?.limit ? positiveInt.default(fallback.limit) : positiveInt.required(),
     [`${prefix}_QUEUE_TIMEOUT_MS`]: positiveInt.default(fallback?.timeout ?? 60000),
     [`${prefix}_START_TIMEOUT_MS`]: positiveInt.default(DEFAULT_START_TIMEOUT_MS),
@@ -371,7 +483,7 @@ function platformSchema(name: string): Joi.ObjectSchema {
   }).unknown(true);
 }
 
-function platformSettings(name: string, env: Env, base: Parsed): PlatformSettings {
+function platformSettings(name: string, env: Env, base: BaseVariables): PlatformSettings {
   const kind = platformKind(name);
   const prefix = envPrefix(name);
   const parsed = validate(platformSchema(name), { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
@@ -413,7 +525,7 @@ const DEFAULT_START_TIMEOUT_MS = 300_000;
 const DEFAULT_START_RETRIES = 2;
 const MAX_START_RETRIES = 9;
 
-function pick(source: Parsed, ...keys: string[]): Env {
+function pick(source: Record<string, string | number | boolean | undefined>, ...keys: string[]): Env {
   const out: Env = {};
   for (const key of keys) if (source[key] !== undefined) out[key] = String(source[key]);
   return out;
@@ -426,7 +538,7 @@ function pick(source: Parsed, ...keys: string[]): Env {
  */
 export function configVariableNames(platformNames: readonly string[]): string[] {
   const schemas = [baseSchema, k8sSchema, awsSchema, coolifySchema, ...[...PLATFORM_KINDS, ...platformNames].map(platformSchema)];
-  const names = new Set(schemas.flatMap((schema) => Object.keys(schema.describe().keys ?? {})));
+  const names = new Set(schemas.flatMap(schemaKeys));
   return [...names].sort();
 }
 
@@ -440,7 +552,7 @@ const READ_BY_SIM_HOST = ['SIM_HOST_RUN_BOTS', 'SIM_PLATFORMS'];
  */
 export const OWN_PREFIXES = ['K8S_', 'AWS_ECS_', 'COOLIFY_', 'LOCAL_', 'SIM_', 'WEBHOOK_', 'S3_', 'HEARTBEAT_', 'DEPLOYMENT_', 'GHCR_'];
 /** Every platform's own variables end so: `<NAME>_BOT_LIMIT`, ... */
-export const PLATFORM_SUFFIXES = Object.keys(platformSchema('local').describe().keys ?? {}).map((name) => name.slice('LOCAL'.length));
+export const PLATFORM_SUFFIXES = schemaKeys(platformSchema('local')).map((name) => name.slice('LOCAL'.length));
 /** An `AWS_` variable is taken for a misspelling of ours only this close to one (the SDK's are further). */
 const NEAR_OURS_ONLY = { prefix: 'AWS_', distance: 2 };
 
@@ -570,8 +682,9 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     const k = validate(k8sSchema, env);
     const registry = k.K8S_IMAGE_REGISTRY
       ? { variable: 'K8S_IMAGE_REGISTRY', value: k.K8S_IMAGE_REGISTRY }
-      : // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit.
-        { variable: 'GHCR_ORG', value: ghcrRegistry(k.GHCR_ORG) };
+      : // A bare GHCR_ORG would resolve to Docker Hub; the registry host is made explicit. The schema's .or()
+        // demands one of the two, so GHCR_ORG is set here.
+        { variable: 'GHCR_ORG', value: ghcrRegistry(k.GHCR_ORG!) };
     checkBotImages(registry, { variable: 'K8S_IMAGE_TAG', value: k.K8S_IMAGE_TAG });
     config.k8s = {
       namespace: k.K8S_NAMESPACE,

@@ -129,7 +129,7 @@ export async function startFleet(
       redis,
       prefix,
       bots: models.Bot.collection as never,
-      events: models.BotEvent.collection as never,
+      events: models.BotEvent.collection,
       live: models.LiveBot.collection as never,
       partitions: changes.partitions,
       codec: botRecordCodec,

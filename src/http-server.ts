@@ -8,7 +8,7 @@ export interface ServedHttp {
    * Stops accepting connections, lets the requests in flight finish (10 s at most), then closes the
    * keep-alive connections that bots and clients hold open.
    */
-  close(): Promise<void>;
+  close: () => Promise<void>;
 }
 
 /** Listens on `port` with `handler` (the API's Express app, or a worker's /metrics). */

@@ -15,7 +15,7 @@ export interface StartedPeer {
   description: string;
   /** The process started (the benchmark counts its CPU). */
   pid?: number;
-  stop(): Promise<void>;
+  stop: () => Promise<void>;
 }
 
 /**

@@ -5,14 +5,15 @@ import { logger } from './logger';
  * connections they use close last. `close()` caches its promise, so concurrent callers wait for one run.
  */
 export interface Shutdown {
-  add(name: string, closer: () => Promise<unknown> | unknown): void;
+  /** `closer` may return a promise: the next closer runs once it settles. */
+  add(name: string, closer: () => unknown): void;
   close(): Promise<void>;
   /** The closers that have not finished yet, in the order they will run (for the deadline's log line). */
   unfinished(): string[];
 }
 
 export function createShutdown(): Shutdown {
-  const closers: Array<{ name: string; closer: () => Promise<unknown> | unknown }> = [];
+  const closers: Array<{ name: string; closer: () => unknown }> = [];
   let closing: Promise<void> | undefined;
   const finished = new Set<string>();
   return {
@@ -46,7 +47,7 @@ export function createShutdown(): Shutdown {
 export function installSignalHandlers(
   shutdown: Shutdown,
   deadlineMs: number,
-  exit: (code: number) => void = process.exit,
+  exit: (code: number) => void = (code) => process.exit(code),
 ): void {
   let received = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -49,7 +49,7 @@ export interface DeploySlot {
    * Runs `wait` without the slot: it is given back for the wait and taken again after it, in line with
    * every other deploy. Rejects, holding nothing, when `wait` does, or when the job is aborted meanwhile.
    */
-  outside<T>(wait: () => Promise<T>): Promise<T>;
+  outside: <T>(wait: () => Promise<T>) => Promise<T>;
 }
 
 export interface DeploySlots {

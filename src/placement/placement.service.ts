@@ -181,9 +181,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
       before,
     ]);
     await Promise.all(
-      assignments.map(({ botId, platform }, index) =>
-        states[index] === 'completed' || states[index] === 'failed' ? queueOf(platform).remove(occupyJobId(botId, platform)) : undefined,
-      ),
+      assignments
+        .filter((_, index) => states[index] === 'completed' || states[index] === 'failed')
+        .map(({ botId, platform }) => queueOf(platform).remove(occupyJobId(botId, platform))),
     );
     const platforms = [...new Set(assignments.map(({ platform }) => platform))];
     await Promise.all(

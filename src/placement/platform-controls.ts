@@ -19,7 +19,7 @@ export interface PlatformControls {
 
 export function createPlatformControls(redis: Redis, prefix: string): PlatformControls {
   const key = `${prefix}:platform-controls`;
-  const read = async (platform: string): Promise<PlatformControl> => JSON.parse((await redis.hget(key, platform)) ?? '{}');
+  const read = async (platform: string) => JSON.parse((await redis.hget(key, platform)) ?? '{}') as PlatformControl;
   return {
     async all() {
       const entries = Object.entries(await redis.hgetall(key));

@@ -35,7 +35,7 @@ export interface DeployContext {
    * platform's answer (Kubernetes: another bot's pod pulling the same image first), so that it holds up no
    * other bot's deploy, on this platform or another.
    */
-  outsideDeploySlot<T>(wait: () => Promise<T>): Promise<T>;
+  outsideDeploySlot: <T>(wait: () => Promise<T>) => Promise<T>;
 }
 
 export interface Deployment {

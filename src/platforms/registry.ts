@@ -3,7 +3,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { Redis } from 'ioredis';
 import { Connection } from 'mongoose';
-import { Config, ConfigError, PlatformKind, PlatformSettings } from '../config';
+import { Config, PlatformKind, PlatformSettings } from '../config';
 import { createAwsPlatform } from './aws/aws.platform';
 import { createCoolifyPlatform } from './coolify/coolify.platform';
 import { createSlotStats, createSlotHolderReader as readSlotHolder } from './coolify/slot.records';

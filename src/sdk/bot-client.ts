@@ -81,7 +81,7 @@ export class BotClient {
     const giveUpAt = Date.now() + (retryForMs ?? 120_000);
     for (let attempt = 1; ; attempt++) {
       let status = 0;
-      let message = '';
+      let message: string;
       const attemptSignal = abortableRequest(this.options.signal, this.options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       try {
         // undici's request rather than fetch: the same client at about half the CPU a call, which counts where
@@ -162,9 +162,10 @@ export function startHeartbeats(client: BotClient, intervalMs: number, onLeave: 
     } catch {
       // the next beat tries again
     }
-    if (!stopped) timer = setTimeout(beat, intervalMs);
+    if (!stopped) timer = setTimeout(() => void beat(), intervalMs);
   };
-  let timer = setTimeout(beat, 0);
+  // beat catches its own failures, so its promise never rejects
+  let timer = setTimeout(() => void beat(), 0);
   return {
     stop() {
       stopped = true;

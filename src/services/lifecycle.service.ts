@@ -57,7 +57,7 @@ export interface Lifecycle {
   claim(botId: string, platform: string): Promise<{ claimed: boolean; bot: BotDoc } | null>;
   /** Ends a bot (ENDED or FATAL) with a reason, if it is not terminal yet. */
   end(botId: string, status: 'ENDED' | 'FATAL', reason: EndReason, message?: string): Promise<BotDoc | null>;
-  event(botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }): Promise<void>;
+  event: (botId: string, type: string, fields?: { message?: string; data?: unknown; reason?: string }) => Promise<void>;
 }
 
 export function createLifecycle(repo: BotRepository, effects: LifecycleEffects): Lifecycle {

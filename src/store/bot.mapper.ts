@@ -38,7 +38,8 @@ export interface BotJson {
 const iso = (date?: Date | null) => (date ? new Date(date).toISOString() : null);
 
 export function toBotJson(bot: BotDoc, queuePosition: number | null = null): BotJson {
-  const { password: _password, ...meeting } = bot.meeting;
+  const meeting = { ...bot.meeting };
+  delete meeting.password;
   return {
     id: String(bot._id),
     number: bot.number ?? null,
@@ -84,7 +85,7 @@ export function toEventJson(event: BotEventDoc) {
     status: event.status ?? null,
     reason: event.reason ?? null,
     message: event.message ?? null,
-    data: typeof event.data === 'string' ? JSON.parse(event.data) : (event.data ?? null),
+    data: typeof event.data === 'string' ? (JSON.parse(event.data) as unknown) : (event.data ?? null),
     at: iso(event.at),
   };
 }

@@ -1,4 +1,4 @@
-import { mongo, QueryFilter, Types } from 'mongoose';
+import { QueryFilter, Types } from 'mongoose';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
@@ -88,7 +88,7 @@ type BotJsonDoc = Record<string, unknown>;
 
 export function botFromJson(json: BotJsonDoc): BotDoc {
   const bot: Record<string, unknown> = { ...json, _id: new Types.ObjectId(json._id as string) };
-  for (const field of DATE_FIELDS) if (typeof json[field] === 'string') bot[field] = new Date(json[field] as string);
+  for (const field of DATE_FIELDS) if (typeof json[field] === 'string') bot[field] = new Date(json[field]);
   bot.attempts = ((json.attempts as Array<Record<string, unknown>>) ?? []).map((attempt) => ({ ...attempt, at: new Date(attempt.at as string) }));
   return bot as unknown as BotDoc;
 }
@@ -99,7 +99,7 @@ const asChange = (bot: BotDoc) => bot as unknown as BotJsonDoc;
 /** How the flusher stores bots and their status events: ObjectIds and dates, as the rest of MongoDB has them. */
 export const botRecordCodec: RecordCodec = {
   id: (botId) => new Types.ObjectId(botId),
-  bot: (doc) => botFromJson(doc) as unknown as mongo.Document,
+  bot: (doc) => botFromJson(doc),
   event: ({ _id, at, ...event }) => ({
     ...event,
     ...(typeof _id === 'string' ? { _id: new Types.ObjectId(_id) } : {}),
@@ -117,8 +117,9 @@ function inHistoryOrder(a: BotEventDoc, b: BotEventDoc): number {
 /** A MongoDB record of a bot without the flusher's bookkeeping, and the version it was written at. */
 function fromRecord(record: (BotDoc & { changeVersion?: number; changedAt?: Date }) | null) {
   if (!record) return null;
-  const { changeVersion, changedAt: _changedAt, ...bot } = record;
-  return { bot: bot as BotDoc, version: changeVersion ?? 0 };
+  const { changeVersion, ...bot } = record;
+  delete bot.changedAt;
+  return { bot, version: changeVersion ?? 0 };
 }
 
 const NOT_THERE = { refused: 'not there' } as const;

@@ -205,12 +205,15 @@ const isVersion = (entry: Entry): entry is VersionEntry => entry.kind === 'inser
 /** An entry trimmed after delivery (by a holder that lost its lease, once it was written) has no fields. */
 type RawEntry = [string, string[] | null];
 
+/** A document or event as bot-changes.ts wrote it into the stream: a JSON object. */
+const parseRecord = (json: string) => JSON.parse(json) as Record<string, unknown>;
+
 function parse([id, fields]: RawEntry): Entry | null {
   if (!fields) return null;
   const f: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   const botId = f.bot;
-  if (f.kind === 'event') return { id, botId, kind: 'event', event: JSON.parse(f.event) };
+  if (f.kind === 'event') return { id, botId, kind: 'event', event: parseRecord(f.event) };
   if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
   if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
   return {
@@ -219,8 +222,8 @@ function parse([id, fields]: RawEntry): Entry | null {
     kind: f.kind as VersionEntry['kind'],
     version: Number(f.version),
     at: new Date(Number(f.at)),
-    doc: JSON.parse(f.doc),
-    event: f.event === undefined ? undefined : JSON.parse(f.event),
+    doc: parseRecord(f.doc),
+    event: f.event === undefined ? undefined : parseRecord(f.event),
   };
 }
 
@@ -345,7 +348,8 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
 
   // The bot's id is the `_id`, whatever the document says.
   const fields = ({ doc, version, at }: VersionEntry) => {
-    const { _id, ...record } = codec.bot(doc);
+    const record = { ...codec.bot(doc) };
+    delete record._id;
     return { ...record, changeVersion: version, changedAt: at };
   };
 

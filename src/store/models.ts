@@ -233,6 +233,6 @@ export async function createModels(connection: Connection): Promise<Models> {
   return models;
 }
 
-function ignoreAlreadyExists(error: { code?: number; codeName?: string }): void {
+function ignoreAlreadyExists(error: Error & { code?: number; codeName?: string }): void {
   if (error.code !== 48 && error.codeName !== 'NamespaceExists') throw error;
 }

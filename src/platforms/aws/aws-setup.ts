@@ -205,6 +205,6 @@ async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: Reg
     ]);
   const register = async () => (await ecs.send(new RegisterTaskDefinitionCommand(wanted))).taskDefinition!.taskDefinitionArn!;
   if (existing && summary(existing) !== summary(wanted)) await step.update(`task definition ${family}: new revision`, register);
-  else await step.ensure(`task definition ${family}`, async () => existing?.taskDefinitionArn, register);
+  else await step.ensure(`task definition ${family}`, () => Promise.resolve(existing?.taskDefinitionArn), register);
   return family;
 }

@@ -219,8 +219,9 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
         await new Promise((resolve) => setTimeout(resolve, pauseMs / 2 + Math.random() * pauseMs));
       }
     },
-    async close() {
+    close() {
       client.destroy();
+      return Promise.resolve();
     },
   };
 }

@@ -58,6 +58,12 @@ function retryAfterMs(header: string | null): number | undefined {
   return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), 120_000) : undefined;
 }
 
+/** What Coolify answers a refused call with (`errors`: the invalid fields of a 422). */
+interface CoolifyErrorAnswer {
+  message?: string;
+  errors?: unknown;
+}
+
 export function createCoolifyClient(options: CoolifyClientOptions) {
   const base = options.apiUrl.replace(/\/$/, '');
   const once = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
@@ -75,15 +81,16 @@ export function createCoolifyClient(options: CoolifyClientOptions) {
       throw new CoolifyError(0, `coolify ${method} ${path}: ${error instanceof Error ? error.message : String(error)}`);
     }
     const text = await response.text();
-    let parsed: any = null;
+    let parsed: unknown = null;
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch {
       // an HTML error page (a proxy in front of Coolify): the status code is what counts
     }
     if (!response.ok) {
-      const detail = parsed?.message ?? `HTTP ${response.status}`;
-      const errors = parsed?.errors ? ` ${JSON.stringify(parsed.errors)}` : '';
+      const answer = parsed as CoolifyErrorAnswer | null;
+      const detail = answer?.message ?? `HTTP ${response.status}`;
+      const errors = answer?.errors ? ` ${JSON.stringify(answer.errors)}` : '';
       throw new CoolifyError(response.status, `coolify ${method} ${path}: ${response.status} ${detail}${errors}`, retryAfterMs(response.headers.get('retry-after')));
     }
     return parsed as T;

@@ -176,7 +176,12 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
     let current = deploymentUuid;
     for (;;) {
       try {
-        let deployment = current ? await client.getDeployment(current).catch((error) => (isNotFound(error) ? null : Promise.reject(error))) : null;
+        let deployment = current
+          ? await client.getDeployment(current).catch((error: unknown) => {
+              if (isNotFound(error)) return null;
+              throw error;
+            })
+          : null;
         if (!deployment) {
           const latest = await client.latestDeployment(uuid);
           if (latest && latest.deployment_uuid !== stale) deployment = latest;

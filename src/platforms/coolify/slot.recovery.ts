@@ -46,7 +46,11 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
 
   const removeSlot = async (slot: string, uuid: string | null) => {
     if (!(await pool.forget(slot))) return false;
-    if (uuid) await client.deleteApplication(uuid).catch((error) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    if (uuid) {
+      await client.deleteApplication(uuid).catch((error: unknown) => {
+        if (!isNotFound(error)) throw error;
+      });
+    }
     await records.remove(slot);
     return true;
   };

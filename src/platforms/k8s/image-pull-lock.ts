@@ -147,9 +147,10 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
       holdUntilPulled(image, lock, deployment.identifier, status);
       return deployment;
     },
-    async close() {
+    close() {
       for (const handle of held) handle.stop();
       held.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -49,11 +49,11 @@ function apiClients(kc: KubeConfig, requestTimeoutMs: number) {
     authMethods: { default: kc },
     promiseMiddleware: [
       {
-        pre: async (request) => {
+        pre: (request) => {
           request.setSignal(AbortSignal.timeout(requestTimeoutMs));
-          return request;
+          return Promise.resolve(request);
         },
-        post: async (response) => response,
+        post: (response) => Promise.resolve(response),
       },
     ],
   });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, Platform, PlatformError } from '../platform';
+import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, ListedContainer, Platform, PlatformError } from '../platform';
 
 /**
  * `local`: one child process per bot, running LOCAL_BOT_COMMAND with the bot env. Each process gets its own
@@ -132,19 +132,25 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
         closeSync(log);
       }
     },
-    async status(identifier): Promise<ContainerStatus> {
-      const { pid, host } = parse(identifier);
-      if (host !== options.hostId) return { state: 'elsewhere', detail: `runs on host ${host}` };
-      // Only through its pid file: a bare pid may name anyone's process by now.
-      return { state: pidFilesOf(pid).live ? 'running' : 'gone' };
+    // status and list read the run directory synchronously; inside a promise's executor a failed read (the
+    // directory gone) still rejects, as it does on every other platform, rather than throwing at the caller.
+    status(identifier) {
+      return new Promise<ContainerStatus>((resolve) => {
+        const { pid, host } = parse(identifier);
+        if (host !== options.hostId) return resolve({ state: 'elsewhere', detail: `runs on host ${host}` });
+        // Only through its pid file: a bare pid may name anyone's process by now.
+        resolve({ state: pidFilesOf(pid).live ? 'running' : 'gone' });
+      });
     },
-    async list() {
-      const containers = [];
-      for (const name of pidFileNames()) {
-        const deployment = adoptHere(name);
-        if (deployment) containers.push({ identifier: deployment.identifier, botId: botIdOfDeployment(name) });
-      }
-      return containers;
+    list() {
+      return new Promise<ListedContainer[]>((resolve) => {
+        const containers = [];
+        for (const name of pidFileNames()) {
+          const deployment = adoptHere(name);
+          if (deployment) containers.push({ identifier: deployment.identifier, botId: botIdOfDeployment(name) });
+        }
+        resolve(containers);
+      });
     },
     async stop(identifier) {
       const { pid, host } = parse(identifier);

@@ -141,7 +141,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       }
       const [, owner, storedEnv] = answer;
       if (owner !== options.fleetId) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
-      const env = JSON.parse(storedEnv ?? '{}');
+      const env = JSON.parse(storedEnv ?? '{}') as DeploySpec['env'];
       if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
       if (!onHost) await runner.start(spec.name, env);
       const failAfterRun = /^fail-after-run:(\d+)$/.exec(fault ?? '');
@@ -155,7 +155,7 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       if (!(await ours(name))) return null;
       const stored = await options.redis.hget(keys.containers, name);
       if (!stored) return null;
-      await runner.start(name, JSON.parse(stored));
+      await runner.start(name, JSON.parse(stored) as DeploySpec['env']);
       return { identifier: name, state: 'running' };
     },
     async status(identifier): Promise<ContainerStatus> {
@@ -171,8 +171,9 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       await runner.stop(identifier);
       await removeContainer(options.redis, keys, identifier, options.fleetId);
     },
-    async close() {
+    close() {
       runner.close();
+      return Promise.resolve();
     },
   };
 }
@@ -195,23 +196,28 @@ function createInProcessRunner(redis: Redis, keys: SimHostKeys, fleetId: string)
   const running = new Map<string, AbortController>();
   const connections = new Agent({ connections: SIM_BOT_CONNECTIONS });
   return {
-    async start(name, env) {
-      if (running.has(name)) return;
-      const controller = new AbortController();
-      running.set(name, controller);
-      const client = BotClient.fromEnv(env, controller.signal, connections);
-      runSimBot(client, controller.signal)
-        .catch((error) => {
-          if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
-        })
-        .finally(async () => {
-          running.delete(name);
-          // The bot's program ended, so its container is gone, unless a stop() is already removing it.
-          if (!controller.signal.aborted) await removeContainer(redis, keys, name, fleetId).catch(() => undefined);
-        });
+    start(name, env) {
+      // In the executor, an env without the bot's variables rejects the start rather than throwing at the caller.
+      return new Promise<void>((resolve) => {
+        if (running.has(name)) return resolve();
+        const controller = new AbortController();
+        running.set(name, controller);
+        const client = BotClient.fromEnv(env, controller.signal, connections);
+        runSimBot(client, controller.signal)
+          .catch((error) => {
+            if (!controller.signal.aborted) logger.warn('sim bot failed', { botId: env.BOT_ID, error: String(error) });
+          })
+          .finally(async () => {
+            running.delete(name);
+            // The bot's program ended, so its container is gone, unless a stop() is already removing it.
+            if (!controller.signal.aborted) await removeContainer(redis, keys, name, fleetId).catch(() => undefined);
+          });
+        resolve();
+      });
     },
-    async stop(name) {
+    stop(name) {
       running.get(name)?.abort();
+      return Promise.resolve();
     },
     close() {
       for (const controller of running.values()) controller.abort();
@@ -253,7 +259,7 @@ export async function runSimHost(
       const name = popped[1];
       if (!runBots) continue;
       const [env, fleetId] = await Promise.all([redis.hget(keys.containers, name), redis.hget(keys.owners, name)]);
-      if (env && fleetId) await runnerOf(fleetId).start(name, JSON.parse(env));
+      if (env && fleetId) await runnerOf(fleetId).start(name, JSON.parse(env) as DeploySpec['env']);
     }
   })();
   return {
