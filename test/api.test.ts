@@ -1,5 +1,5 @@
 import { botToken } from '../src/auth/bot-token';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { ApiAnswer, meetings, startTestFleet, TestFleet } from './support/fleet';
 
 /**
  * The client REST API against real Redis and FerretDB. This fleet runs the API role only, so bots stay
@@ -52,7 +52,7 @@ describe('create, read, list', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: any = await t.request('GET', `/api/bots?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { auth: mine });
+      const page: ApiAnswer = await t.request('GET', `/api/bots?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { auth: mine });
       expect(page.status).toBe(200);
       expect(page.body.data.length).toBeLessThanOrEqual(2);
       seen.push(...page.body.data.map((bot: { id: string }) => bot.id));
@@ -70,7 +70,7 @@ describe('create, read, list', () => {
     await t.request('DELETE', `/api/bots/${bot.id}`);
     const events = await t.request('GET', `/api/bots/${bot.id}/events`);
     expect(events.status).toBe(200);
-    const statuses = events.body.data.filter((e: { type: string }) => e.type === 'status').map((e: any) => e.status);
+    const statuses = events.body.data.filter((e: { type: string }) => e.type === 'status').map((e: { status: string }) => e.status);
     expect(statuses).toEqual(['QUEUED', 'ENDED']);
   });
 });

@@ -33,7 +33,7 @@ it.each<[string, Partial<Task> | undefined, { state: string; detail?: string }]>
   ['STOPPED, exit 0', { lastStatus: 'STOPPED', stopCode: 'EssentialContainerExited', containers: [{ name: 'b', exitCode: 0 }] }, { state: 'gone', detail: 'EssentialContainerExited; container b exit code 0' }],
   ['STOPPED, nothing said', { lastStatus: 'STOPPED' }, { state: 'gone', detail: 'STOPPED' }],
 ])('task %s → %j', (_label, task, expected) => {
-  expect(taskStatus(task as Task | undefined)).toEqual(expected);
+  expect(taskStatus(task)).toEqual(expected);
 });
 
 it.each<[string[], boolean]>([

@@ -34,7 +34,7 @@ async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom'):
   return { botId, name: deploymentName(botId, 'aws'), attempt: 0, meetingPlatform, maxDurationMs: null, env: botEnv(config(), botId) };
 }
 
-runPlatformContract('aws', async () => ({
+runPlatformContract('aws', () => ({
   platform: make(),
   otherFleet: make('another-fleet'),
   newSpec: () => newSpec(),
@@ -122,7 +122,7 @@ describe('aws adapter', () => {
   });
 
   it('plain FARGATE launch type works for clusters without capacity providers', async () => {
-    const fargate = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!);
+    const fargate = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws);
     const spec = await newSpec();
     const deployment = await fargate.deploy(spec);
     const [request] = peer.proxy.requests('RunTask');
@@ -163,7 +163,7 @@ describe('aws adapter', () => {
   });
 
   it('a 4xx (an unknown task definition) fails the attempt with its reason', async () => {
-    const broken = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_TASK_DEF_ZOOM: 'no-such-family' }).aws!);
+    const broken = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_TASK_DEF_ZOOM: 'no-such-family' }).aws);
     const error = await broken.deploy(await newSpec()).catch((e) => e);
     expect(error).toMatchObject({ transient: false, full: false });
     expect(error.message).toMatch(/ClientException/);

@@ -116,6 +116,6 @@ it('key changes alongside a change are made with it, and not at all when it conf
   ]);
   expect(await redis.hgetall(kept)).toEqual({ other: 'y' });
   expect(await redis.zrange(due, 0, -1)).toEqual(['third']);
-  await waitFor(async () => heard.length > 0, 'the published message');
+  await waitFor(() => heard.length > 0, 'the published message');
   expect(heard).toEqual([botId]);
 });

@@ -44,7 +44,7 @@ it('a bot Redis lost is read from MongoDB, and its next change builds on MongoDB
 it('a record written before versions were kept (no changeVersion) takes the next change', async () => {
   const record = storedBot({ displayName: 'old', queuedAt: new Date(), statusChangedAt: new Date() });
   const id = record._id;
-  await t.fleet.models.Bot.collection.insertOne(record as never);
+  await t.fleet.models.Bot.collection.insertOne(record);
   await t.fleet.repo.transition(String(id), cancel);
   expect(await statusEvents(String(id))).toEqual(['ENDED']);
   // it counted as version 1, so the change is version 2

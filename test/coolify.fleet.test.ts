@@ -129,7 +129,7 @@ it('deploy failure on every try: the slots go ERROR, the bot falls back to sim w
   const id = await create({ 'sim.durationMs': '600000' });
   const running = await waitStatus(id, ['IN_CALL']);
   expect(running.platform).toBe('sim');
-  const failed = (await t.request('GET', `/api/bots/${id}/events`)).body.data.find((e: any) => e.type === 'attempt.failed');
+  const failed = (await t.request('GET', `/api/bots/${id}/events`)).body.data.find((e: { type: string }) => e.type === 'attempt.failed');
   expect(failed).toMatchObject({ data: { platform: 'coolify' }, reason: expect.stringMatching(/coolify slot .* failed to start: deployment \w+ failed/) });
   const errored = await waitFor(async () => (await records()).find((r) => r.lastError && /failed/.test(r.lastError)), 'the slot that failed');
   // recovery puts it back in the pool

@@ -63,14 +63,14 @@ const stopCallsOf = (identifier: string) => {
   return () => coolify.requests.filter((c) => c.method === 'POST' && c.path === path).length;
 };
 
-runPlatformContract('coolify', async () => {
+runPlatformContract('coolify', () => {
   const fleetId = `${t.env.REDIS_PREFIX}-contract`;
   return {
     platform: make({ fleetId }),
     otherFleet: make({ fleetId: 'another-fleet' }),
     newSpec: () => newSpec(),
     // Running containers of that bot on the Coolify server, whichever fleet started them.
-    containersNamed: async (name) => coolify.running().filter((app) => app.envs.get('BOT_ID') === botIdOfDeployment(name)).length,
+    containersNamed: (name) => Promise.resolve(coolify.running().filter((app) => app.envs.get('BOT_ID') === botIdOfDeployment(name)).length),
   };
 });
 
@@ -252,7 +252,7 @@ describe('coolify slots', () => {
     const held = await platform.deploy(await newSpec());
     const records = createSlotRecords(t.fleet.mongo, fleetId);
     const before = (await records.all()).map((r) => [r._id, r.state]);
-    const holdsBot = async () => false; // even with every bot gone, a failed list judges nothing
+    const holdsBot = () => Promise.resolve(false); // even with every bot gone, a failed list judges nothing
     for (const status of [500, 429] as const) {
       coolify.fail({ method: 'GET', path: /^\/applications$/, status, retryAfterSeconds: 1, times: 10 });
       const start = coolify.requests.length;
@@ -270,7 +270,7 @@ describe('coolify slots', () => {
     const fleetId = `${t.env.REDIS_PREFIX}-recovery`;
     const platform = make({ fleetId, settings: { minIdleSlots: 1, meetingPlatforms: ['zoom'], maxSlotFailures: 2 } });
     const records = createSlotRecords(t.fleet.mongo, fleetId);
-    const holdsBot = async () => true;
+    const holdsBot = () => Promise.resolve(true);
     expect(await platform.upkeep!.run({ holdsBot })).toMatchObject({ created: 1 });
     const [warm] = await records.all();
     expect(warm).toMatchObject({ state: 'IDLE', meetingPlatform: 'zoom' });
@@ -298,14 +298,14 @@ describe('coolify slots', () => {
     const fleetId = `${t.env.REDIS_PREFIX}-drift`;
     const platform = make({ fleetId, settings: { minIdleSlots: 1, meetingPlatforms: ['zoom'] } });
     const records = createSlotRecords(t.fleet.mongo, fleetId);
-    await platform.upkeep!.run({ holdsBot: async () => true });
+    await platform.upkeep!.run({ holdsBot: () => Promise.resolve(true) });
     const [slot] = await records.all();
     coolify.applications.delete(slot.applicationUuid!); // deleted in the Coolify UI
     const orphan = { uuid: 'orphan-uuid-000', name: 'mb-slot-x', description: `meeboter-fleet=${fleetId} left over`, status: 'exited:unhealthy', fields: {}, envs: new Map(), created_at: '', updated_at: '' };
     const foreign = { ...orphan, uuid: 'foreign-uuid-00', description: 'meeboter-fleet=someone-else' };
     coolify.applications.set(orphan.uuid, orphan);
     coolify.applications.set(foreign.uuid, foreign);
-    expect(await platform.upkeep!.run({ holdsBot: async () => true })).toMatchObject({ orphansDeleted: 1, healed: 1 });
+    expect(await platform.upkeep!.run({ holdsBot: () => Promise.resolve(true) })).toMatchObject({ orphansDeleted: 1, healed: 1 });
     expect(coolify.applications.has(orphan.uuid)).toBe(false);
     expect(coolify.applications.has(foreign.uuid)).toBe(true);
     const healed = await records.get(slot._id);

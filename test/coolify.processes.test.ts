@@ -96,7 +96,7 @@ it('20 concurrent bots, 2 worker processes, COOLIFY_BOT_LIMIT=5: one bot per slo
   const outcome = (b: (typeof bots)[number]) => `${b.status}/${b.endReason}/${b.platform}`;
   for (const bot of bots.filter((b) => outcome(b) !== 'ENDED/COMPLETED/coolify')) {
     const history = await t.fleet.models.BotEvent.find({ botId: bot._id }).sort({ at: 1 }).lean();
-    process.stdout.write(`bot ${bot._id} ${outcome(bot)}: ${JSON.stringify(history.map((e) => [e.at, e.type, e.message, e.data]))}\n`);
+    process.stdout.write(`bot ${String(bot._id)} ${outcome(bot)}: ${JSON.stringify(history.map((e) => [e.at, e.type, e.message, e.data]))}\n`);
     for (const [i, worker] of workers.entries()) {
       const lines = worker.output().split('\n').filter((line) => line.includes(String(bot._id)) || line.includes('"level":"warn"') || line.includes('"level":"error"'));
       process.stdout.write(`worker ${i} on it:\n${lines.join('\n')}\n`);

@@ -63,7 +63,7 @@ it("served waiters stop listening to the process's shutdown signal, which every 
   await Promise.all(
     Array.from({ length: 20 }, async (_, n) => {
       const slot = await slots.acquire(`deploy-${n}`, stopping.signal);
-      await slot.outside(async () => undefined);
+      await slot.outside(() => Promise.resolve(undefined));
       await slot.release();
     }),
   );
@@ -108,8 +108,8 @@ async function holderProcess(key: string): Promise<{ child: ChildProcess; output
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
   await waitFor(() => output.includes('holding'), 'the holder process to hold its slot', 30_000);
   return { child, output: () => output };
 }
@@ -164,16 +164,16 @@ it("a Kubernetes bot waiting for another bot's image pull holds no deploy slot: 
   const sim = createSimPlatform({ name: 'sim', redis, host: key, fleetId: 'fleet', runner: 'sim-host' });
   const order: string[] = [];
   let firstPodRuns = false;
-  const status = async (): Promise<ContainerStatus> => ({ state: firstPodRuns ? 'running' : 'starting' });
+  const status = (): Promise<ContainerStatus> => Promise.resolve({ state: firstPodRuns ? 'running' : 'starting' });
   const image = 'registry.test/meeboter/meeboter-zoom-bot:new';
   /** As the occupy job deploys: under a slot, with the slot's `outside` lent to the call. */
   const deployK8s = async (bot: string) => {
     const slot = await slots.acquire(bot);
     try {
-      return await lock.deploy(image, async () => {
+      return await lock.deploy(image, () => {
         order.push(`${bot} created`);
-        return { identifier: bot, state: 'starting' };
-      }, status, slot.outside);
+        return Promise.resolve({ identifier: bot, state: 'starting' });
+      }, status, (wait) => slot.outside(wait));
     } finally {
       await slot.release();
     }

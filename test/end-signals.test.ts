@@ -35,7 +35,7 @@ async function endSignals(hasEnded: (botId: string) => Promise<boolean>, prefix 
 const botIds = (n: number) => Array.from({ length: n }, () => String(new Types.ObjectId()));
 
 it('an announced end wakes the process holding the bot, and only that bot', async () => {
-  const { signals, prefix } = await endSignals(async () => false);
+  const { signals, prefix } = await endSignals(() => Promise.resolve(false));
   const [ending, staying] = botIds(2);
   const never = new AbortController();
   const woken: string[] = [];
@@ -77,7 +77,7 @@ it('an end that was never announced is found by the database fallback: bounded b
 });
 
 it('a wait with a timeout ends on time after a garbage collection, and leaves no waiter behind', async () => {
-  const { signals, prefix } = await endSignals(async () => false);
+  const { signals, prefix } = await endSignals(() => Promise.resolve(false));
   const held = botIds(20);
   const job = new AbortController();
   // The start-up poll waits this way between its reads. Node 20 forgets an AbortSignal.timeout() inside

@@ -303,8 +303,8 @@ function spawnFlusher(peers: Peers): FlusherProcess {
     env: { PATH: process.env.PATH ?? '', REDIS_URL: peers.redisUrl, MONGODB_URI: peers.mongodbUri, PREFIX: peers.prefix, LEASE_MS: '3000', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
   return { child, output: () => output };
 }
 
@@ -470,7 +470,7 @@ it('a Redis that lost its last writes after they were flushed: the versions it g
     const durable = await peers.redis.hgetall(key);
     await advance(peers.changes, [botId], 1);
     expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
-    expect(await peers.bots.findOne({ _id: botId as never })).toMatchObject({ changeVersion: 2, step: 2 });
+    expect(await peers.bots.findOne({ _id: botId })).toMatchObject({ changeVersion: 2, step: 2 });
     await peers.redis.multi().del(key).hset(key, durable).exec();
 
     // The next change is version 2 again, decided after the first one (Redis's clock went on).
@@ -480,7 +480,7 @@ it('a Redis that lost its last writes after they were flushed: the versions it g
     }));
     expect(again).toMatchObject({ version: 2 });
     expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
-    expect(await peers.bots.findOne({ _id: botId as never })).toMatchObject({ changeVersion: 2, note: 'after the loss' });
+    expect(await peers.bots.findOne({ _id: botId })).toMatchObject({ changeVersion: 2, note: 'after the loss' });
     const events = await peers.events.find({ botId }).sort({ seq: 1 }).toArray();
     expect(events.map((event) => [event.version, event.type])).toEqual([
       [1, 'created'],

@@ -120,14 +120,14 @@ function readFigures(ndjson: string): Figures {
     if (!line.includes('"ScenarioFinished"')) continue;
     const recorder = JSON.parse(line).ScenarioFinished.recorder;
     if (!recorder) continue;
-    for (const results of Object.values(recorder.checks ?? {}) as Array<Array<{ name: string; status: string }>>) {
+    for (const results of Object.values<Array<{ name: string; status: string }>>(recorder.checks ?? {})) {
       figures.cases += 1;
       for (const { name, status } of results) {
         figures.checks[name] ??= { passed: 0, failed: 0 };
         figures.checks[name][status === 'success' ? 'passed' : 'failed'] += 1;
       }
     }
-    for (const interaction of Object.values(recorder.interactions ?? {}) as Array<{ request: { method: string; uri: string }; response?: { status_code: number } }>) {
+    for (const interaction of Object.values<{ request: { method: string; uri: string }; response?: { status_code: number } }>(recorder.interactions ?? {})) {
       if (!interaction.response) continue;
       // requests off the document (schemathesis tries unexpected methods) count as `other`
       const operation = operationOf(interaction.request.method, new URL(interaction.request.uri).pathname) ?? 'other';

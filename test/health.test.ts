@@ -108,8 +108,8 @@ it('a bot that does leave when asked ends LEFT by itself', async () => {
   const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
   expect(ended).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
   const sources = (await t.request('GET', `/api/bots/${id}/events`)).body.data
-    .filter((e: any) => e.type === 'status' && e.status === 'ENDED')
-    .map((e: any) => e.data.source);
+    .filter((e: { type: string; status: string }) => e.type === 'status' && e.status === 'ENDED')
+    .map((e: { data: { source: string } }) => e.data.source);
   expect(sources).toEqual(['bot']);
 });
 
@@ -134,8 +134,8 @@ it('a SCHEDULED bot is queued at its join time, not before', async () => {
   const ended = await waitStatus(t, id, ['ENDED']);
   expect(new Date(ended.deployedAt).getTime()).toBeGreaterThanOrEqual(joinAt.getTime());
   const statuses = (await t.request('GET', `/api/bots/${id}/events`)).body.data
-    .filter((e: any) => e.type === 'status')
-    .map((e: any) => e.status);
+    .filter((e: { type: string }) => e.type === 'status')
+    .map((e: { status: string }) => e.status);
   expect(statuses.slice(0, 3)).toEqual(['SCHEDULED', 'QUEUED', 'DEPLOYING']);
 });
 
@@ -168,7 +168,7 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   const docs = Array.from({ length: 20_000 }, (_, i) =>
     storedBot({ ownerId: 'sweep-owner', status: 'IN_CALL', platform: 'sim', platformIdentifier: `c${i}`, createdAt: new Date(now), statusVersion: 3 }),
   );
-  for (let i = 0; i < docs.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(docs.slice(i, i + 2000) as never[]);
+  for (let i = 0; i < docs.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(docs.slice(i, i + 2000));
   const liveState = createLiveState(t.fleet.redis, t.env.REDIS_PREFIX);
   const expired = new Set(docs.slice(0, 10).map((d) => String(d._id)));
   const batch = t.fleet.redis.pipeline();
@@ -220,7 +220,7 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
   const platform = { ...sim, status: (identifier: string) => (statusCalls.push(identifier), sim.status(identifier)) };
   const held = [...healthy, ...lost.map((b) => String(b._id))];
-  const reconcile = () => reconcilePlatform({ repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: async () => held }, now);
+  const reconcile = () => reconcilePlatform({ repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: () => Promise.resolve(held) }, now);
 
   expect(await reconcile()).toEqual({ read: 6, acted: 3, stopped: 2 });
   expect(new Set(read)).toEqual(new Set([...lost.map((b) => String(b._id)), String(ended._id), String(awaitingAdoption._id), unknown]));

@@ -32,7 +32,7 @@ const addOccupyJob = async (botId: string) => {
 const finishJob = async (botId: string) => {
   const job = await player.getNextJob('player');
   expect(job?.id).toBe(occupyJobId(botId, 'sim'));
-  await job!.moveToCompleted('released', 'player', false);
+  await job.moveToCompleted('released', 'player', false);
 };
 
 it('killed after adding the job: the next run takes the bot out of the queue and adds no second job', async () => {

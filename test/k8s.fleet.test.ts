@@ -94,7 +94,7 @@ it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local
     expect(full.reason).toMatch(/exceeded quota: test-pods, requested: pods=1, used: pods=2, limited: pods=2/);
     expect((await t.fleet.repo.findById(third))!.excludedPlatforms).toEqual([]);
     expect(await jobsOf(third)).toEqual([]);
-    process.stdout.write(`k8s quota: third bot ${await attempts(t, third)}; reason: ${full.reason}\n`);
+    process.stdout.write(`k8s quota: third bot ${(await attempts(t, third)).join(',')}; reason: ${full.reason}\n`);
     for (const id of [first, second, third]) await t.request('DELETE', `/api/bots/${id}`);
     await waitFor(async () => (await peer.pods('app=meeboter-bot')).length === 0, 'the pods to be gone');
   } finally {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { configVariableNames, ConfigError, loadConfig } from '../src/config';
 import { freePort } from '../src/peers';
-import { cleanup, FleetProcess, peerUrls, spawnFleetProcess, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+import { cleanup, FleetProcess, peerUrls, spawnFleetProcess, testDatabaseUri, uniqueName, UntypedJson, waitFor } from './support/fleet';
 import { K8sPeer, NAMESPACE, startK8sPeer } from './support/k8s';
 
 /**
@@ -25,7 +25,7 @@ const TEST_SECRETS: Record<string, string> = {
   ADMIN_API_KEY: 'manifest-test-admin-0123456789',
 };
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: any }; [key: string]: any };
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: UntypedJson }; [key: string]: UntypedJson };
 
 let peer: K8sPeer;
 beforeAll(async () => {
@@ -84,9 +84,9 @@ const podOf = (name: string) => {
   expect(spec.containers).toHaveLength(1);
   return { pod: spec, container: spec.containers[0] };
 };
-const portNumber = (container: any, port: string | number) =>
-  typeof port === 'number' ? port : container.ports.find((p: any) => p.name === port)?.containerPort;
-const envValue = (container: any, name: string) => container.env?.find((e: any) => e.name === name)?.value;
+const portNumber = (container: UntypedJson, port: string | number) =>
+  typeof port === 'number' ? port : container.ports.find((p: { name: string }) => p.name === port)?.containerPort;
+const envValue = (container: UntypedJson, name: string) => container.env?.find((e: { name: string }) => e.name === name)?.value;
 
 /** What each role's process gets from the manifests, as the kubelet builds it (ConfigMap, Secret, env). */
 function roleEnv(deployment: string, secrets: Record<string, string> = {}): Record<string, string> {
@@ -120,8 +120,8 @@ describe('the API and worker Deployments', () => {
       expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(preStopSeconds * 1000 + shutdownMs);
       expect(pod.enableServiceLinks).toBe(false);
       // the root filesystem is read-only; /tmp is an emptyDir
-      const tmp = container.volumeMounts.find((m: any) => m.mountPath === '/tmp');
-      expect(pod.volumes.find((v: any) => v.name === tmp?.name)?.emptyDir).toBeDefined();
+      const tmp = container.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/tmp');
+      expect(pod.volumes.find((v: { name: string }) => v.name === tmp?.name)?.emptyDir).toBeDefined();
     }
 
     const api = podOf('meeboter-api');
@@ -151,7 +151,7 @@ describe('the API and worker Deployments', () => {
     const set = new Set([
       ...Object.keys(config),
       ...Object.keys(secretTemplate.data ?? {}),
-      ...['meeboter-api', 'meeboter-worker'].flatMap((name) => (podOf(name).container.env ?? []).map((e: any) => e.name)),
+      ...['meeboter-api', 'meeboter-worker'].flatMap((name) => (podOf(name).container.env ?? []).map((e: { name: string }) => e.name)),
     ]);
     process.stdout.write(`manifests set ${set.size} variables: ${[...set].sort().join(', ')}\n`);
     expect([...set].filter((name) => !known.has(name))).toEqual([]);
@@ -200,7 +200,7 @@ describe('the processes each Deployment starts, given its environment', () => {
     const ports = new Map<number, number>();
     for (const { containerPort } of container.ports) ports.set(containerPort, await freePort());
     for (const entry of container.env ?? []) if (ports.has(Number(entry.value))) env[entry.name] = String(ports.get(Number(entry.value)));
-    const port = (probe: any) => ports.get(portNumber(container, (probe.httpGet ?? probe.tcpSocket).port))!;
+    const port = (probe: UntypedJson) => ports.get(portNumber(container, (probe.httpGet ?? probe.tcpSocket).port))!;
     return { env, container, port };
   }
 
@@ -253,7 +253,7 @@ it('`kubectl apply -k` with the Secret and the quota: the fleet\'s pods are admi
   const pods = objectsOf(kubectl('-n', NAMESPACE, 'get', 'pods', '-l', 'app.kubernetes.io/name=meeboter', '-o', 'json'));
   const byRole = (role: string) => pods.filter((pod) => pod.metadata.labels['app.kubernetes.io/component'] === role && !pod.metadata.deletionTimestamp);
   const tokenMounted = (pod: K8sObject) =>
-    pod.spec.containers[0].volumeMounts?.some((m: any) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount') ?? false;
+    pod.spec.containers[0].volumeMounts?.some((m: { mountPath: string }) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount') ?? false;
   expect(byRole('api').length).toBe(find('Deployment', 'meeboter-api').spec.replicas);
   expect(byRole('worker').length).toBe(find('Deployment', 'meeboter-worker').spec.replicas);
   expect(byRole('api').map(tokenMounted)).toEqual(byRole('api').map(() => false));

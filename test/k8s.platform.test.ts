@@ -39,7 +39,7 @@ const jobsNamed = async (name: string) =>
   (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/deployment=${name}` })).items;
 const podsOf = (job: string) => peer.pods(`batch.kubernetes.io/job-name=${job}`);
 
-runPlatformContract('k8s', async () => ({
+runPlatformContract('k8s', () => ({
   platform: make(),
   otherFleet: make('another-fleet'),
   newSpec: () => newSpec(),

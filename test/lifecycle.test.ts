@@ -89,13 +89,13 @@ it('an end is announced and leaves the global queue in the step that ends it, ev
   const dying = createLifecycle(t.fleet.repo, {
     changesAlongside: changesAlongsideStatus(t.fleet.liveState, t.fleet.globalQueue, t.env.REDIS_PREFIX),
     withdraw: () => Promise.reject(new Error('the process died')),
-    lastHeartbeat: async () => null,
+    lastHeartbeat: () => Promise.resolve(null),
     notify: () => Promise.reject(new Error('the process died')),
   });
   await expect(dying.end(id, 'ENDED', 'CANCELLED')).rejects.toThrow('the process died');
   expect((await t.fleet.repo.findById(id))!.status).toBe('ENDED');
   expect(await t.fleet.globalQueue.position(id)).toBeNull();
   expect(await t.fleet.redis.zscore(endedSet(t.env.REDIS_PREFIX), id)).not.toBeNull();
-  await waitFor(async () => heard.includes(id), 'the end announced');
+  await waitFor(() => heard.includes(id), 'the end announced');
   await subscriber.quit();
 });

@@ -1,13 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import parsePrometheusTextFormat, { type MetricFamily as Family } from 'parse-prometheus-text-format';
 import { freePort } from '../src/peers';
 import { meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /** /metrics: Prometheus text that a parser reads, whose figures agree with what the API reports. */
 jest.setTimeout(120_000);
 
-type Family = { name: string; metrics: Array<{ labels?: Record<string, string>; value?: string; buckets?: Record<string, string>; count?: string }> };
 const scrape = async (url: string): Promise<Family[]> => parsePrometheusTextFormat(await (await fetch(url)).text());
 const value = (families: Family[], name: string, labels: Record<string, string> = {}) => {
   const family = families.find((f) => f.name === name);

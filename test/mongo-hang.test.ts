@@ -4,7 +4,7 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { startFerretDb, StartedPeer } from '../src/peers';
 import { API_KEY_CACHE_MS } from '../src/services/api-keys.service';
-import { expectStoredAsShown, httpRequest, meetings, sleep, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { expectStoredAsShown, httpRequest, meetings, sleep, startTestFleet, TestFleet, UntypedJson, waitFor } from './support/fleet';
 
 /**
  * The deployment as shipped through a MongoDB that hangs (its process stopped with SIGSTOP: connections stay
@@ -27,7 +27,7 @@ interface Probe {
 
 /** The readiness probe of a Deployment's first container, as the manifest sets it. */
 function readinessProbe(file: string, deployment: string): Probe {
-  const docs = yaml.loadAll(readFileSync(path.resolve(__dirname, '../deploy/k8s', file), 'utf8')) as any[];
+  const docs = yaml.loadAll(readFileSync(path.resolve(__dirname, '../deploy/k8s', file), 'utf8')) as UntypedJson[];
   const found = docs.find((doc) => doc?.kind === 'Deployment' && doc.metadata.name === deployment);
   const probe = found.spec.template.spec.containers[0].readinessProbe;
   // the kubelet's defaults for what a manifest leaves out
@@ -39,15 +39,15 @@ function readinessProbe(file: string, deployment: string): Probe {
  * answer and the longest run of failures.
  */
 function probeLikeKubelet(url: string, probe: Probe) {
-  const answers: Array<{ at: number; status: number; body: any }> = [];
+  const answers: Array<{ at: number; status: number; body: UntypedJson }> = [];
   let failuresInARow = 0;
   let mostFailuresInARow = 0;
   let running = true;
   const loop = (async () => {
     while (running) {
       const started = Date.now();
-      let status = 0;
-      let body: any = null;
+      let status: number;
+      let body: UntypedJson = null;
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(probe.timeoutSeconds * 1000) });
         status = res.status;

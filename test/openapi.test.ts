@@ -20,7 +20,7 @@ import {
   validate,
 } from '../src/api/schemas';
 import { botToken } from '../src/auth/bot-token';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { meetings, startTestFleet, TestFleet, UntypedJson } from './support/fleet';
 
 /**
  * The OpenAPI document (GET /api/openapi.json): the route table's routes and nothing else, valid OpenAPI 3.1,
@@ -29,7 +29,7 @@ import { meetings, startTestFleet, TestFleet } from './support/fleet';
  */
 const ADMIN = 'admin-key-openapi-0123456789abcdef';
 let t: TestFleet;
-let document: any;
+let document: UntypedJson;
 
 beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ADMIN_API_KEY: ADMIN }, { api: true, workers: false });
@@ -41,8 +41,8 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
-const operationsOf = (doc: any) =>
-  Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([route, item]) =>
+const operationsOf = (doc: UntypedJson) =>
+  Object.entries(doc.paths as Record<string, Record<string, UntypedJson>>).flatMap(([route, item]) =>
     Object.keys(item)
       .filter((key) => METHODS.includes(key))
       .map((method) => ({ key: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`, operation: item[method] })),
@@ -59,7 +59,7 @@ function schemaValidator() {
 }
 
 describe('the document', () => {
-  it('describes every route of the route table, with its guard, and nothing else; is served without credentials', async () => {
+  it('describes every route of the route table, with its guard, and nothing else; is served without credentials', () => {
     const described = operationsOf(document);
     expect(described.map((d) => d.key).sort()).toEqual(ROUTES.map(([method, route]) => `${method.toUpperCase()} ${route}`).sort());
     const schemes: Record<string, string[]> = { none: [], client: ['apiKey', 'apiKeyHeader'], bot: ['botToken', 'botTokenHeader'], admin: ['adminKey', 'adminKeyHeader', 'adminBasic'] };
@@ -104,7 +104,7 @@ describe('the document', () => {
     expect(valid).toBe(true);
     const compile = schemaValidator();
     let compiled = 0;
-    const walk = (node: any) => {
+    const walk = (node: UntypedJson) => {
       if (!node || typeof node !== 'object') return;
       if (node.schema && typeof node.schema === 'object') {
         compile(node.schema);
@@ -134,10 +134,11 @@ describe('the document', () => {
       const form = operation.requestBody?.content['multipart/form-data'];
       if (form) {
         accepted(form.schema, form.example, `${key} multipart example`);
-        const { file: _file, ...fields } = form.example;
+        const fields: Record<string, unknown> = { ...form.example };
+        delete fields.file;
         expect(() => validate(doc.body!.schema as Joi.Schema, fields)).not.toThrow();
       }
-      for (const [status, answer] of Object.entries(operation.responses as Record<string, any>)) {
+      for (const [status, answer] of Object.entries(operation.responses as Record<string, UntypedJson>)) {
         const media = answer.content['application/json'];
         accepted(media.schema, media.example, `${key} ${status} example`);
         const joi = doc.answers[Number(status)]?.schema ?? errorResponseSchema;
@@ -219,7 +220,7 @@ describe('the document', () => {
     for (const params of [{}, { status: 'QUEUED', limit: 5, cursor: '6751c0a4e3b2f1a9c8d7e6f5' }, { limit: 0 }, { limit: 101 }, { status: 'GONE' }, { cursor: 'xyz' }, { cursor: 'abc' }]) {
       cases.push(['GET /api/bots (query)', listBotsSchema, query, params]);
     }
-    const shots = operationsOf(document).find((d) => d.key === 'GET /api/bots/:id/screenshots')!.operation.parameters.filter((p: any) => p.in === 'query') as Array<{ name: string; required: boolean; schema: object }>;
+    const shots = operationsOf(document).find((d) => d.key === 'GET /api/bots/:id/screenshots')!.operation.parameters.filter((p: { in: string }) => p.in === 'query') as Array<{ name: string; required: boolean; schema: object }>;
     const shotQuery = compile({ type: 'object', properties: Object.fromEntries(shots.map((p) => [p.name, p.schema])), additionalProperties: false });
     for (const params of [{}, { limit: 100, cursor: '1764583500000-3b241101-e2bb-4255-8caf-4136c566a962.png' }, { limit: 101 }, { cursor: '../x.png' }, { cursor: '1764583500000-x.png' }]) {
       cases.push(['GET /api/bots/:id/screenshots (query)', listScreenshotsSchema, shotQuery, params]);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { configVariableNames, loadConfig, PLATFORM_KINDS } from '../src/config';
+import type { UntypedJson } from './support/fleet';
 
 /** docker-compose.yml is what the Compose client accepts (checked without a Docker engine). */
 const root = path.resolve(__dirname, '..');
@@ -16,7 +17,7 @@ function composeConfig(dir = root, env: Record<string, string> = { BOT_TOKEN_SEC
   return execFileSync(command, args, { cwd: dir, env: clean, encoding: 'utf8' });
 }
 
-type Services = Record<string, { environment: Record<string, string | null>; [key: string]: any }>;
+type Services = Record<string, { environment: Record<string, string | null>; [key: string]: UntypedJson }>;
 const servicesOf = (config: string) => (yaml.load(config) as { services: Services }).services;
 /** What the container gets: a name without a value is left unset. */
 const containerEnv = (environment: Record<string, string | null>) =>
@@ -30,19 +31,19 @@ const AWS_SDK = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKE
 it('docker-compose.yml passes the Compose client, with a healthcheck on every service and a worker that scales', () => {
   const config = composeConfig();
   for (const service of ['redis', 'mongo', 'api', 'worker']) expect(config).toMatch(new RegExp(`\\n  ${service}:\\n`));
-  expect(config.match(/\n    healthcheck:\n/g)).toHaveLength(4);
+  expect(config.match(/\n {4}healthcheck:\n/g)).toHaveLength(4);
   // `--scale worker=N` needs workers without a fixed container name
   expect(config).not.toMatch(/container_name:/);
 });
 
 it('compose: Redis append-only without eviction, data on volumes, roles api and worker, known variables, a grace period above the shutdown deadline', () => {
-  const { services } = yaml.load(composeConfig()) as { services: Record<string, any> };
+  const { services } = yaml.load(composeConfig()) as { services: Record<string, UntypedJson> };
   const command = (name: string) => [services[name].command].flat().join(' ');
   expect(command('redis')).toMatch(/--appendonly yes\b/);
   expect(command('redis')).toMatch(/--maxmemory-policy noeviction\b/);
-  expect(services.redis.volumes.map((v: any) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(redis-data:)?\/data/));
+  expect(services.redis.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(redis-data:)?\/data/));
   expect(services.mongo.image).toMatch(/^mongo:\d/);
-  expect(services.mongo.volumes.map((v: any) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(mongo-data:)?\/data\/db/));
+  expect(services.mongo.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(mongo-data:)?\/data\/db/));
   expect(command('api')).toBe('node dist/src/main.js api');
   expect(command('worker')).toBe('node dist/src/main.js worker');
 

@@ -1,5 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { Job, Queue, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import { occupyJobId } from '../queues/queue-names';
 import { endedSignal } from '../src/placement/end-signals';
@@ -172,15 +172,15 @@ it('a bot that ends while its job is being parked is woken by the parking itself
   await raceQueue.add('occupy', { botId: 'b', platform: 'sim' }, { jobId: 'b.sim' });
   const taker = new Worker(name, null, { connection, prefix, autorun: false });
   const token = 'taker';
-  const job = (await taker.getNextJob(token)) as Job;
+  const job = await taker.getNextJob(token);
   expect(await job.getState()).toBe('active');
   // The end came after withdrawal looked (it found the job active): parking sees it and wakes the job.
-  await park(job, token, async () => true);
+  await park(job, token, () => Promise.resolve(true));
   expect(await raceQueue.getJobState('b.sim')).toBe('waiting');
   expect((await raceQueue.getJob('b.sim'))!.data).toMatchObject({ parked: true });
   // And with no end, the job stays parked.
-  const other = (await taker.getNextJob(token)) as Job;
-  await park(other, token, async () => false);
+  const other = await taker.getNextJob(token);
+  await park(other, token, () => Promise.resolve(false));
   expect(await raceQueue.getJobState('b.sim')).toBe('delayed');
   await taker.close();
   await raceQueue.obliterate({ force: true });

@@ -1,5 +1,5 @@
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { eventsOf as events, meetings, startTestFleet, TestFleet, UntypedJson, waitFor } from './support/fleet';
 
 /**
  * Ordered fallback and queueing (docs/invariants.md, order and queue) in one fleet process with its
@@ -27,7 +27,6 @@ const createBot = async (t: TestFleet, metadata: Record<string, string> = { 'sim
 };
 
 const bot = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const events = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
 const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
   waitFor(async () => {
     const current = await bot(t, id);
@@ -187,7 +186,7 @@ it("a create answers the bot's place in the global queue as it entered it", asyn
   const t = await fleet({ PLATFORM_PRIORITY: 'sim', SIM_BOT_LIMIT: '1' });
   const holder = await createBot(t);
   await waitStatus(t, holder, ['IN_CALL']);
-  const answers: any[] = [];
+  const answers: UntypedJson[] = [];
   for (let i = 0; i < 3; i++) {
     answers.push((await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } } })).body);
   }

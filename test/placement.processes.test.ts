@@ -1,3 +1,5 @@
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { Types } from 'mongoose';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { platformQueueName } from '../queues/queue-names';
 import { Queue } from 'bullmq';
@@ -64,7 +66,7 @@ async function startRun(limits: Record<string, number>, extraEnv: Record<string,
 async function endRun(run: Run) {
   run.stopSampling();
   if (process.env.KEEP_WORKER_LOGS) {
-    run.workers.forEach((w, i) => require('fs').writeFileSync(`/tmp/worker-${i}.log`, w.output()));
+    run.workers.forEach((w, i) => writeFileSync(`/tmp/worker-${i}.log`, w.output()));
   }
   await Promise.all(run.workers.map((w) => w.kill('SIGTERM')));
   await run.t.close();
@@ -86,14 +88,14 @@ async function waitAllEnded(t: TestFleet, ids: string[], timeoutMs = 180_000) {
     1000,
   ).catch(async (error) => {
     const stuck = await t.fleet.models.Bot.aggregate([
-      { $match: { _id: { $in: ids.map((id) => new (require('mongoose').Types.ObjectId)(id)) } } },
+      { $match: { _id: { $in: ids.map((id) => new Types.ObjectId(id)) } } },
       { $group: { _id: { status: '$status', platform: '$platform' }, n: { $sum: 1 } } },
     ]);
     const platforms = await t.fleet.placement.stats();
     const stuckBots = await t.fleet.models.Bot.find({ _id: { $in: ids }, status: { $nin: ['ENDED', 'FATAL', 'QUEUED'] } }).limit(4).lean();
     for (const bot of stuckBots) {
       const events = await t.fleet.repo.events(String(bot._id), 100);
-      require('fs').appendFileSync('/tmp/stuck.log', `${bot._id} ${bot.status} ${bot.platform}\n` + events.map((e) => `  ${e.at.toISOString()} ${e.type} ${e.status ?? ''} ${e.data ?? ''}`).join('\n') + '\n');
+      appendFileSync('/tmp/stuck.log', `${String(bot._id)} ${bot.status} ${bot.platform}\n` + events.map((e) => `  ${e.at.toISOString()} ${e.type} ${e.status ?? ''} ${e.data ? JSON.stringify(e.data) : ''}`).join('\n') + '\n');
     }
     throw new Error(`${error.message}; bots: ${JSON.stringify(stuck)}; platforms: ${JSON.stringify(platforms)}`);
   });

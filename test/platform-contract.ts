@@ -2,7 +2,7 @@ import { botIdOfDeployment, DeploySpec, Platform } from '../src/platforms/platfo
 import { waitFor } from './support/fleet';
 
 /**
- * The battery every platform adapter passes (STYLE rule 9). `setup` gives a fresh adapter and a way to make
+ * The battery every platform adapter passes. `setup` gives a fresh adapter and a way to make
  * a deploy spec for a new bot that the fleet knows (its container talks to a real API).
  */
 export interface ContractSubject {
@@ -14,7 +14,7 @@ export interface ContractSubject {
   otherFleet: Platform;
 }
 
-export function runPlatformContract(label: string, setup: () => Promise<ContractSubject>) {
+export function runPlatformContract(label: string, setup: () => ContractSubject | Promise<ContractSubject>) {
   describe(`${label} platform contract`, () => {
     let subject: ContractSubject;
     beforeAll(async () => {

@@ -26,7 +26,7 @@ let dir: string;
 
 beforeAll(async () => {
   server = http.createServer((request, response) => {
-    received.push(`${request.method} ${request.headers['x-amz-target'] ?? request.url}`);
+    received.push(`${request.method} ${String(request.headers['x-amz-target'] ?? request.url)}`);
     held.push(response);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -55,7 +55,7 @@ describe('local', () => {
       prefix: t.env.REDIS_PREFIX,
     });
 
-  runPlatformContract('local', async () => {
+  runPlatformContract('local', () => {
     const platform = make();
     const otherFleet = make('another-fleet');
     return {
@@ -153,14 +153,14 @@ describe('sim', () => {
   const sim = (name: string, fleetId = t.env.REDIS_PREFIX) =>
     createSimPlatform({ name, redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId });
 
-  runPlatformContract('sim', async () => {
+  runPlatformContract('sim', () => {
     const platform = sim('sim');
     const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
     return {
       platform,
       otherFleet: sim('sim', 'another-fleet'),
       newSpec: () => newBotSpec('sim'),
-      containersNamed: async (name) => (await t.fleet.redis.hexists(keys.containers, name)) as number,
+      containersNamed: (name) => t.fleet.redis.hexists(keys.containers, name),
     };
   });
 
@@ -245,11 +245,11 @@ describe('sim with its bots on a sim host process (SIM_RUNNER=sim-host)', () => 
   const keys = () => simHostKeys(t.env.REDIS_PREFIX, 'sim-h');
   simHostProcess({ SIM_PLATFORMS: 'sim-h' });
 
-  runPlatformContract('sim on a sim host', async () => ({
+  runPlatformContract('sim on a sim host', () => ({
     platform: sim(),
     otherFleet: sim('another-fleet'),
     newSpec: () => newBotSpec('sim-h'),
-    containersNamed: async (name) => (await t.fleet.redis.hexists(keys().containers, name)) as number,
+    containersNamed: (name) => t.fleet.redis.hexists(keys().containers, name),
   }));
 
   it('the sim host process runs the bot to its end, and a stopped container stops its bot', async () => {

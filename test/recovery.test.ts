@@ -25,7 +25,7 @@ const makeRecovery = (repo = t.fleet.repo) =>
     queues: t.fleet.queues,
     placement: t.fleet.placement,
     leaveGraceMs: 60_000,
-    restoreQueues: async () => undefined,
+    restoreQueues: () => Promise.resolve(),
     log: createLogger({ level: 'error' }),
   });
 
@@ -41,7 +41,7 @@ it('reads only the live bots Redis does not track, and puts each back where it w
       ...extra,
     });
   const ended = Array.from({ length: 20_000 }, () => doc('ENDED', 3600, { endReason: 'COMPLETED' }));
-  for (let i = 0; i < ended.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(ended.slice(i, i + 2000) as never[]);
+  for (let i = 0; i < ended.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(ended.slice(i, i + 2000));
 
   // Created oldest first; the second one's deploy on `sim` failed earlier, so `sim` stays excluded for it.
   const queued = [50, 40, 30, 20, 10, 5].map((secondsAgo, index) =>
@@ -53,7 +53,7 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   // Ended on its platform, but its container was not confirmed gone before Redis lost its data.
   const endedOnPlatform = doc('ENDED', 60, { endReason: 'COMPLETED', platform: 'sim', platformIdentifier: 'z' });
   const live = [...queued, ...onPlatform, scheduled, endedButMarked, endedOnPlatform];
-  await t.fleet.models.Bot.collection.insertMany(live as never[]);
+  await t.fleet.models.Bot.collection.insertMany(live);
   for (const bot of live) await t.fleet.repo.markLive(String(bot._id), bot.createdAt);
   // One of them heartbeats again already: that holds no capacity, so it must still be held again.
   await t.fleet.redis.zadd(`${t.env.REDIS_PREFIX}:heartbeats`, now, String(onPlatform[0]._id));

@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FleetProcess, meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { eventsOf, FleetProcess, meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
 import { botProcessGroups, isAlive } from './support/processes';
 
 /**
@@ -36,7 +36,7 @@ afterAll(async () => {
 });
 
 const bot = async (id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const events = async (id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
+const events = (id: string) => eventsOf(t, id);
 const count = async (id: string, type: string) => (await events(id)).filter((e) => e.type === type).length;
 
 async function startWorker(): Promise<FleetProcess> {

@@ -9,7 +9,7 @@ import {
   SCREENSHOT_TRIGGER_MAX_CHARS,
   screenshotMetadata,
 } from '../src/recordings/screenshots';
-import { createBot, startTestFleet, TestFleet } from './support/fleet';
+import { ApiAnswer, createBot, startTestFleet, TestFleet } from './support/fleet';
 import { fleetS3Env, Moto, motoS3Client, startMoto } from './support/moto';
 
 /**
@@ -44,7 +44,7 @@ const pngOfSize = (size: number) => Buffer.concat([PNG_SIGNATURE, randomBytes(si
 type Part = [name: string, value: string | Buffer, filename?: string];
 
 /** A multipart request exactly as upstream's UploadScreenshotUseCase builds it (fetch + FormData, X-Milo-Token). */
-async function upload(base: string, botId: string, token: string | null, parts: Part[]) {
+async function upload(base: string, botId: string, token: string | null, parts: Part[]): Promise<ApiAnswer> {
   const form = new FormData();
   for (const [name, value, filename] of parts) {
     if (typeof value === 'string') form.append(name, value);
@@ -55,7 +55,7 @@ async function upload(base: string, botId: string, token: string | null, parts: 
     headers: token ? { 'X-Milo-Token': token } : {},
     body: form,
   });
-  return { status: response.status, body: (await response.json()) as any };
+  return { status: response.status, body: await response.json() };
 }
 
 const imageParts = (file: Buffer, fields: Record<string, string> = { type: 'state_change', state: 'IN_CALL' }): Part[] => [
@@ -96,7 +96,8 @@ it('keeps an upload in S3 under the bot prefix, answers 201 as upstream does, an
   const listed = await t.request('GET', `/api/bots/${id}/screenshots`);
   expect(listed.status).toBe(200);
   expect(listed.body.nextCursor).toBeNull();
-  expect(listed.body.data.map(({ url: _url, expiresAt: _expiresAt, ...shot }: any) => shot)).toEqual([answer.body, plain.body]);
+  // without url and expiresAt (toEqual skips undefined properties)
+  expect(listed.body.data.map((shot: object) => ({ ...shot, url: undefined, expiresAt: undefined }))).toEqual([answer.body, plain.body]);
   for (const shot of listed.body.data) {
     expect(new URL(shot.url).searchParams.get('X-Amz-Expires')).toBe('900');
     expect(Date.parse(shot.expiresAt)).toBeGreaterThan(Date.now());
@@ -117,10 +118,10 @@ it('lists oldest first in pages, and serves larger images byte for byte', async 
   }
   const first = await t.request('GET', `/api/bots/${id}/screenshots?limit=2`);
   expect(first.status).toBe(200);
-  expect(first.body.data.map((shot: any) => shot.state)).toEqual(['STEP_0', 'STEP_1']);
+  expect(first.body.data.map((shot: { state: string }) => shot.state)).toEqual(['STEP_0', 'STEP_1']);
   expect(first.body.nextCursor).toBe(keys[1].split('/').at(-1));
   const second = await t.request('GET', `/api/bots/${id}/screenshots?limit=2&cursor=${first.body.nextCursor}`);
-  expect(second.body.data.map((shot: any) => shot.state)).toEqual(['STEP_2']);
+  expect(second.body.data.map((shot: { state: string }) => shot.state)).toEqual(['STEP_2']);
   expect(second.body.nextCursor).toBeNull();
   const all = [...first.body.data, ...second.body.data];
   expect(all.map((shot) => shot.key)).toEqual(keys);
@@ -222,7 +223,7 @@ it('answers an ended bot 410 (before reading the body), as the other bot routes 
   expect((await t.request('POST', `/api/bots/${id}/heartbeat`, { auth: tokenOf(id) })).status).toBe(410);
   expect(await storedKeys(id)).toEqual([kept.body.key]);
   const listed = (await t.request('GET', `/api/bots/${id}/screenshots`)).body;
-  expect(listed.data.map((shot: any) => shot.key)).toEqual([kept.body.key]);
+  expect(listed.data.map((shot: { key: string }) => shot.key)).toEqual([kept.body.key]);
 });
 
 it('tells a PNG by its signature, whatever the filename and the part type', async () => {

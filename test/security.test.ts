@@ -10,6 +10,7 @@ import { botToken } from '../src/auth/bot-token';
 import { sweepHeartbeats } from '../workers/sweeps';
 import { endedSet } from '../src/store/live-state';
 import {
+  ApiAnswer,
   baseEnv,
   cleanup,
   meetings,
@@ -84,7 +85,7 @@ afterAll(async () => {
  * One request, recorded for the 5xx and secret checks at the end. Plain node:http rather than fetch, which
  * refuses to send a body with GET.
  */
-function call(base: string, method: string, route: string, options: RequestOptions = {}): Promise<{ status: number; body: any }> {
+function call(base: string, method: string, route: string, options: RequestOptions = {}): Promise<ApiAnswer> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth) headers.authorization = `Bearer ${options.auth}`;
   const multipart = options.body instanceof MultipartBody ? options.body : undefined;

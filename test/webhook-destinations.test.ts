@@ -49,7 +49,7 @@ const webhookEvents = async (api: TestFleet, id: string) =>
  * The bot's webhook events once every status change (DEPLOYING, JOINING_CALL, IN_CALL, LEAVING, ENDED) was
  * given up, one `webhook.abandoned` each, in order. `onPoll` runs at every look.
  */
-async function everyWebhookGivenUp(api: TestFleet, id: string, onPoll: () => Promise<void> = async () => undefined) {
+async function everyWebhookGivenUp(api: TestFleet, id: string, onPoll: () => Promise<void> = () => Promise.resolve()) {
   const abandoned = await waitFor(async () => {
     await onPoll();
     const events = await webhookEvents(api, id);

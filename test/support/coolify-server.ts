@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
+import type { UntypedJson } from './fleet';
 
 /**
  * A Coolify API v1 server for tests, written from Coolify's API documentation and observed behaviour: paths
@@ -155,7 +156,7 @@ export class CoolifyServer {
     try {
       if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
       result = this.route(req, method, path, url.searchParams, Buffer.concat(chunks).toString('utf8'));
-    } catch (error) {
+    } catch {
       result = answer(500, { message: 'Server Error' });
     }
     this.requests.push({ method, path: url.pathname + url.search, status: result.status });
@@ -185,7 +186,7 @@ export class CoolifyServer {
       }
       return answer(fault.status, { message: 'Server Error' });
     }
-    let body: Record<string, any> = {};
+    let body: Record<string, UntypedJson> = {};
     if (method === 'POST' || method === 'PATCH') {
       if (raw) {
         if (!(req.headers['content-type'] ?? '').includes('application/json')) {
@@ -253,7 +254,7 @@ export class CoolifyServer {
     return answer(404, { message: 'Not found.', docs: 'https://coolify.io/docs' });
   }
 
-  private create(body: Record<string, any>): HttpAnswer {
+  private create(body: Record<string, UntypedJson>): HttpAnswer {
     const refused = notAllowed(body, CREATE_FIELDS);
     if (refused) return refused;
     const required = ['project_uuid', 'server_uuid', 'docker_registry_image_name'].filter((key) => !body[key]);
@@ -275,7 +276,7 @@ export class CoolifyServer {
     return answer(201, { uuid: app.uuid, domains: null });
   }
 
-  private envs(app: FakeApplication, body: Record<string, any>): HttpAnswer {
+  private envs(app: FakeApplication, body: Record<string, UntypedJson>): HttpAnswer {
     if (!Array.isArray(body.data)) return answer(400, { message: 'Bulk data is required.' });
     const saved: unknown[] = [];
     for (const item of body.data) {

@@ -11,17 +11,22 @@ async function main() {
   const redis = createRedis(env.REDIS_URL, 'worker', 'slot-holder');
   const slots = createDeploySlots(redis, env.PREFIX, Number(env.CAP), Number(env.LEASE_MS));
   const slot = await slots.acquire('holder');
-  process.once('SIGTERM', async () => {
+  const release = async () => {
     await slot.release();
     process.stdout.write('released\n');
     await redis.quit();
     process.exit(0);
+  };
+  process.once('SIGTERM', () => {
+    release().catch(fail);
   });
   process.stdout.write('holding\n');
   setInterval(() => undefined, 60_000);
 }
 
-main().catch((error) => {
+function fail(error: unknown) {
   process.stderr.write(`${String(error)}\n`);
   process.exit(1);
-});
+}
+
+main().catch(fail);

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
+import type { UntypedJson } from './fleet';
 
 /**
  * A plain HTTP proxy in front of moto that makes the ECS answers moto cannot: the next N calls of an action
@@ -23,7 +24,7 @@ export interface EcsFaultProxy {
   url: string;
   inject(action: string, fault: Fault, times?: number): void;
   /** Every request of `action` that reached the proxy, faulted or not, as parsed JSON bodies. */
-  requests(action: string): any[];
+  requests(action: string): UntypedJson[];
   calls(action: string): number;
   /** Merges `fields` into the task `arn` of every DescribeTasks answer from now on. */
   patchTask(arn: string, fields: Record<string, unknown>): void;
@@ -38,7 +39,7 @@ const JSON_TYPE = 'application/x-amz-json-1.1';
 
 export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProxy> {
   const faults = new Map<string, Fault[]>();
-  const seen = new Map<string, any[]>();
+  const seen = new Map<string, UntypedJson[]>();
   const provisioning = new Set<string>();
   const patches = new Map<string, Record<string, unknown>>();
   let pageSize: number | null = null;
@@ -66,7 +67,7 @@ export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProx
   };
 
   /** Rewrites an ECS JSON answer on its way back; anything else passes unchanged. */
-  const rewrite = (action: string, request: any, text: string): string => {
+  const rewrite = (action: string, request: UntypedJson, text: string): string => {
     if (!['RunTask', 'DescribeTasks', 'ListTasks'].includes(action)) return text;
     const body = JSON.parse(text);
     if (action === 'ListTasks' && pageSize && Array.isArray(body.taskArns)) {
@@ -85,11 +86,11 @@ export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProx
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', async () => {
+    const relay = async () => {
       const body = Buffer.concat(chunks);
       const target = String(req.headers['x-amz-target'] ?? '');
       const action = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
-      let request: any = {};
+      let request: UntypedJson = {};
       try {
         if (action) request = JSON.parse(body.toString() || '{}');
       } catch {
@@ -120,6 +121,10 @@ export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProx
       } catch (error) {
         answer(res, 502, { __type: 'ProxyError', message: String(error) });
       }
+    };
+    // an answer that fails half-way (its headers already sent) resets the connection
+    req.on('end', () => {
+      relay().catch(() => res.destroy());
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -28,13 +28,26 @@ export function testDatabaseUri(mongodbUri: string, dbName: string): string {
   return url.toString();
 }
 
+/**
+ * A JSON body as JSON.parse reads it. Tests read the API's answers and the peers' wire bodies untyped and assert
+ * on their shape: the assertions are the check.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the one untyped JSON type, reused by every test
+export type UntypedJson = any;
+
+/** An answer of the API: its status and its parsed body (the text when it is not JSON). */
+export interface ApiAnswer {
+  status: number;
+  body: UntypedJson;
+}
+
 export interface TestFleet {
   fleet: Fleet;
   url: string;
   env: Record<string, string>;
   urls: PeerUrls;
   apiKey: string;
-  request(method: string, path: string, options?: RequestOptions): Promise<{ status: number; body: any }>;
+  request(method: string, path: string, options?: RequestOptions): Promise<ApiAnswer>;
   close(): Promise<void>;
 }
 
@@ -100,7 +113,7 @@ export async function startTestFleet(
   };
 }
 
-export async function httpRequest(base: string, method: string, route: string, options: RequestOptions = {}) {
+export async function httpRequest(base: string, method: string, route: string, options: RequestOptions = {}): Promise<ApiAnswer> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth) headers.authorization = `Bearer ${options.auth}`;
   let body: string | undefined = options.rawBody;
@@ -116,7 +129,7 @@ export async function httpRequest(base: string, method: string, route: string, o
   } catch {
     // not JSON: keep the text
   }
-  return { status: response.status, body: parsed as any };
+  return { status: response.status, body: parsed };
 }
 
 /** Drops the test database and every Redis key under the prefix. */
@@ -141,17 +154,17 @@ export async function waitFor<T>(
   intervalMs = 100,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
+  let lastError = '';
   while (Date.now() < deadline) {
     try {
       const value = await check();
-      if (value) return value as T;
+      if (value) return value;
     } catch (error) {
-      last = error;
+      lastError = String(error);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ''}`);
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -170,8 +183,8 @@ export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<st
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
   return {
     child,
     output: () => output,
@@ -204,7 +217,7 @@ export async function createBot(t: TestFleet, extra: Record<string, unknown> = {
 
 /** A bot as its client sees it. */
 export const botOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-export const eventsOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as any[];
+export const eventsOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as UntypedJson[];
 /** Its placement attempts, as `attempt.<what>:<platform>`. */
 export const attemptsOf = async (t: TestFleet, id: string) =>
   (await eventsOf(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);

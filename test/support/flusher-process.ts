@@ -16,15 +16,20 @@ async function main() {
     events: connection.db!.collection('bot_events'),
     leaseMs: Number(env.LEASE_MS),
   });
-  process.once('SIGTERM', async () => {
+  const stop = async () => {
     await flusher.close();
     await Promise.all([redis.quit(), connection.close()]);
     process.exit(0);
+  };
+  process.once('SIGTERM', () => {
+    stop().catch(fail);
   });
   process.stdout.write('flusher started\n');
 }
 
-main().catch((error) => {
+function fail(error: unknown) {
   process.stderr.write(`${String(error)}\n`);
   process.exit(1);
-});
+}
+
+main().catch(fail);

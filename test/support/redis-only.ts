@@ -12,7 +12,7 @@ export function redisOnly(label: string) {
   return {
     prefix,
     connections,
-    connect() {
+    connect: () => {
       const redis = createRedis(peerUrls().redisUrl, 'worker', 'test');
       connections.push(redis);
       return redis;
