@@ -2,7 +2,7 @@ import path from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../src/auth/bot-token';
 import { LOG_BOUNDS } from '../src/store/bot-logs';
-import { meetings, startTestFleet, TestFleet } from './support/fleet';
+import { meetings, startTestFleet, TestFleet, UntypedJson } from './support/fleet';
 import { HEARTBEAT_TIMEOUT_MS, livesThroughTrpc, SHORT_DEADLINES } from './support/upstream-life';
 import { imageClient } from './support/upstream-bot';
 
@@ -164,7 +164,7 @@ describe('every procedure refuses what it must', () => {
   });
 
   it('an unknown procedure is NOT_FOUND', async () => {
-    const client = imageClient(t.env.PUBLIC_URL, tokenOf(mine)) as any;
+    const client = imageClient(t.env.PUBLIC_URL, tokenOf(mine)) as UntypedJson;
     expect(await refusal(() => client.bots.pool.getSlot.query({ poolSlotUuid: 'x' }))).toMatchObject({ code: 'NOT_FOUND', httpStatus: 404 });
   });
 
@@ -200,10 +200,10 @@ describe('logs', () => {
       dropped += ((await client.bots.logs.stream.mutate({ botId: bot.number, entries })) as { dropped: number }).dropped;
     }
     expect(dropped).toBe(700);
-    const pages: any[] = [];
+    const pages: UntypedJson[] = [];
     let cursor: string | null = null;
     do {
-      const page: any = await logsOf(bot.id, `?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+      const page: UntypedJson = await logsOf(bot.id, `?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
       expect(page.dropped).toBe(700);
       pages.push(...page.data);
       cursor = page.nextCursor;
@@ -214,7 +214,7 @@ describe('logs', () => {
     // a cursor Redis could not take is the caller's mistake
     expect((await t.request('GET', `/api/bots/${bot.id}/logs?cursor=1-99999999999999999999`)).status).toBe(400);
     const warnings = (await logsOf(bot.id, '?level=WARN&limit=10')).data;
-    expect(warnings.map((entry: any) => entry.message)).toEqual(Array.from({ length: 10 }, (_, i) => `entry ${701 + 2 * i}`));
+    expect(warnings.map((entry: { message: string }) => entry.message)).toEqual(Array.from({ length: 10 }, (_, i) => `entry ${701 + 2 * i}`));
   });
 
   it(`keep at most ${LOG_BOUNDS.bytes} bytes a bot, the newest`, async () => {
@@ -227,7 +227,7 @@ describe('logs', () => {
       await client.bots.logs.stream.mutate({ botId: bot.number, entries });
     }
     const page = await logsOf(bot.id, '?limit=1000');
-    const bytes = page.data.reduce((sum: number, { seq: _seq, ...entry }: any) => sum + JSON.stringify(entry).length, 0);
+    const bytes = page.data.reduce((sum: number, { seq: _seq, ...entry }: { seq: string }) => sum + JSON.stringify(entry).length, 0);
     expect(bytes).toBeLessThanOrEqual(LOG_BOUNDS.bytes);
     expect(page.dropped).toBe(200 - page.data.length);
     expect(page.dropped).toBeGreaterThan(0);

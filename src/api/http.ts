@@ -29,7 +29,6 @@ export function route(handler: Handler, ctx: ApiContext): RequestHandler {
   };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- Express tells an error handler by its four parameters
 export function errorHandler(error: unknown, req: Request, res: Response, _next: NextFunction): void {
   const known = toAppError(error);
   if (known instanceof RateLimitedError) res.setHeader('Retry-After', String(known.retryAfterSeconds));

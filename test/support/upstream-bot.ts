@@ -122,8 +122,8 @@ export function spawnUpstreamBot(env: Record<string, string>, options: StandInOp
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
   const stop = () => child.kill('SIGKILL');
   options.signal?.addEventListener('abort', stop, { once: true });
   return new Promise((resolve) =>

@@ -1,7 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../../src/auth/bot-token';
 import { BotPlayer } from './bot-player';
-import { eventsOf, meetings, sleep, startTestFleet, TestFleet, waitFor, waitForStatus } from './fleet';
+import { eventsOf, meetings, sleep, startTestFleet, TestFleet, UntypedJson, waitFor, waitForStatus } from './fleet';
 import { imageClient } from './upstream-bot';
 
 /**
@@ -16,7 +16,7 @@ export async function livesThroughTrpc(t: TestFleet, meeting: Record<string, unk
     if (res.status !== 201) throw new Error(`POST /api/bots answered ${res.status}: ${JSON.stringify(res.body)}`);
     return res.body as { id: string; number: number };
   };
-  const logsOf = async (ref: string | number) => (await t.request('GET', `/api/bots/${ref}/logs?limit=1000`)).body.data as any[];
+  const logsOf = async (ref: string | number) => (await t.request('GET', `/api/bots/${ref}/logs?limit=1000`)).body.data as UntypedJson[];
 
   const leaver = await create('standin:leave');
   expect(leaver.number).toBeGreaterThan(0);
