@@ -15,7 +15,10 @@ export default defineConfig(
     rules: {
       // `{ dropped: _dropped, ...kept }` is how a copy leaves a field out; a leading underscore marks a
       // parameter kept for its position (an Express error handler is told by its four parameters).
-      '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { ignoreRestSiblings: true, argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
     },
   },
   {

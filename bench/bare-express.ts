@@ -15,7 +15,9 @@ if (process.env.TRPC === 'true') {
   const t = initTRPC.create({ transformer: superjson });
   const router = t.router({
     bots: t.router({
-      sendHeartbeat: t.procedure.input((input: unknown) => input).mutation(() => ({ shouldLeave: false, logLevel: null })),
+      sendHeartbeat: t.procedure
+        .input((input: unknown) => input)
+        .mutation(() => ({ shouldLeave: false, logLevel: null })),
     }),
   });
   app.use('/api/trpc', createExpressMiddleware({ router }));

@@ -67,7 +67,8 @@ function createRecorder(uri: string) {
 }
 
 const recorder = protocol ? createRecorder(process.env.MONGODB_URI!) : undefined;
-const statusEvent = (botId: string, status: string) => recorder!.add('bot_events', { botId, type: 'status', status, at: new Date() });
+const statusEvent = (botId: string, status: string) =>
+  recorder!.add('bot_events', { botId, type: 'status', status, at: new Date() });
 
 if (role === 'api') {
   const queue = new Queue('bare', { connection, prefix });
@@ -76,7 +77,12 @@ if (role === 'api') {
   let inCall = 0;
   app.get('/floor/stats', (_req, res) => void res.json({ inCall }));
   app.get('/api/bots/:id/config', (req, res) => {
-    res.json({ id: req.params.id, meeting: { platform: 'zoom', meetingId: '1' }, displayName: 'bot', heartbeatIntervalMs: 30_000 });
+    res.json({
+      id: req.params.id,
+      meeting: { platform: 'zoom', meetingId: '1' },
+      displayName: 'bot',
+      heartbeatIntervalMs: 30_000,
+    });
   });
   app.post('/api/bots/:id/heartbeat', (_req, res) => void res.json({ shouldLeave: false }));
   app.post('/api/bots/:id/status', (req: Request<{ id: string }, unknown, StatusReport>, res) => {
@@ -88,7 +94,13 @@ if (role === 'api') {
     const botId = new mongoose.Types.ObjectId().toHexString();
     if (recorder) {
       const now = new Date();
-      recorder.add('bots', { _id: botId, status: 'QUEUED', meeting: req.body.meeting, metadata: Object.entries(req.body.metadata ?? {}).map(([key, value]) => ({ key, value })), createdAt: now });
+      recorder.add('bots', {
+        _id: botId,
+        status: 'QUEUED',
+        meeting: req.body.meeting,
+        metadata: Object.entries(req.body.metadata ?? {}).map(([key, value]) => ({ key, value })),
+        createdAt: now,
+      });
       statusEvent(botId, 'QUEUED');
     }
     await queue.add('create', { botId }, { removeOnComplete: false });

@@ -89,7 +89,11 @@ async function paceCreates(url: string, rate: number, seconds: number, metadata:
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
     const sent = Date.now();
-    pending.push(api<CreatedBot>(url, 'POST', '/api/bots', { meeting: zoom, metadata }).then((res) => void sentAt.set(res.body.id, sent)));
+    pending.push(
+      api<CreatedBot>(url, 'POST', '/api/bots', { meeting: zoom, metadata }).then(
+        (res) => void sentAt.set(res.body.id, sent),
+      ),
+    );
   }
   await Promise.all(pending);
   return sentAt;
@@ -120,14 +124,18 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
   const latencies: number[] = [];
   const workerConnection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   // Same process, so a sub-millisecond clock: the peer's latency is often under 1 ms.
-  const worker = new Worker<{ t: number }>('raw', (job) => {
-    latencies.push(performance.now() - job.data.t);
-    return Promise.resolve();
-  }, {
-    connection: workerConnection,
-    prefix,
-    concurrency: 50,
-  });
+  const worker = new Worker<{ t: number }>(
+    'raw',
+    (job) => {
+      latencies.push(performance.now() - job.data.t);
+      return Promise.resolve();
+    },
+    {
+      connection: workerConnection,
+      prefix,
+      concurrency: 50,
+    },
+  );
   await worker.waitUntilReady();
   const total = 200 * sizes.seconds;
   const start = Date.now();
@@ -153,27 +161,32 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
  * never call the fleet (with them, each makes four requests in the span: config, a heartbeat, two reports).
  */
 export async function p2Throughput(peers: Peers, sizes: Sizes, { runBots = true } = {}) {
-  return withFleet(peers, {}, async (bench, redis, procs) => {
-    const cpu = cpuReader(peers, procs);
-    const before = cpu();
-    const start = Date.now();
-    const result = await load({
-      url: `${bench.url}/api/bots`,
-      headers: { authorization: `Bearer ${bench.env.BOOTSTRAP_API_KEY}` },
-      body: JSON.stringify({ meeting: zoom, metadata: HANG }),
-      seconds: sizes.seconds,
-    });
-    const keys = simHostKeys(bench.prefix, 'sim');
-    await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= result.ok, 'every deploy call');
-    const after = cpu();
-    const last = Math.max(...(await createdAtByBot(redis, bench.prefix)).values());
-    return {
-      perSecond: result.ok / ((last - start) / 1000),
-      apiPerSecond: result.requestsPerSecond,
-      errors: result.errors,
-      cpuMsPerBot: cpuMsPerBot(before, after, result.ok),
-    };
-  }, { runBots });
+  return withFleet(
+    peers,
+    {},
+    async (bench, redis, procs) => {
+      const cpu = cpuReader(peers, procs);
+      const before = cpu();
+      const start = Date.now();
+      const result = await load({
+        url: `${bench.url}/api/bots`,
+        headers: { authorization: `Bearer ${bench.env.BOOTSTRAP_API_KEY}` },
+        body: JSON.stringify({ meeting: zoom, metadata: HANG }),
+        seconds: sizes.seconds,
+      });
+      const keys = simHostKeys(bench.prefix, 'sim');
+      await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= result.ok, 'every deploy call');
+      const after = cpu();
+      const last = Math.max(...(await createdAtByBot(redis, bench.prefix)).values());
+      return {
+        perSecond: result.ok / ((last - start) / 1000),
+        apiPerSecond: result.requestsPerSecond,
+        errors: result.errors,
+        cpuMsPerBot: cpuMsPerBot(before, after, result.ok),
+      };
+    },
+    { runBots },
+  );
 }
 
 /** Peer of P2 and P3: a bare Express JSON POST handler under the same load. */
@@ -182,7 +195,11 @@ export async function bareExpress(sizes: Sizes) {
   const server = startProcess(bareExpressScript(), [], { PORT: String(port) });
   try {
     await waitAnswering(port, 'bare express');
-    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom }), seconds: sizes.seconds });
+    const result = await load({
+      url: `http://127.0.0.1:${port}/api/bots`,
+      body: JSON.stringify({ meeting: zoom }),
+      seconds: sizes.seconds,
+    });
     return { perSecond: result.requestsPerSecond };
   } finally {
     await server.stop();
@@ -217,13 +234,20 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
   const prefix = `mbbench_pipeline_${Date.now()}`;
   const db = new URL(peers.mongodbUri);
   db.pathname = `/${prefix}`;
-  const env = { REDIS_URL: peers.redisUrl, MONGODB_URI: db.toString(), PREFIX: prefix, PORT: String(port), PROTOCOL: String(protocol) };
+  const env = {
+    REDIS_URL: peers.redisUrl,
+    MONGODB_URI: db.toString(),
+    PREFIX: prefix,
+    PORT: String(port),
+    PROTOCOL: String(protocol),
+  };
   const script = path.resolve(__dirname, 'bare-pipeline.js');
   const server = startProcess(script, ['api'], env);
   const worker = startProcess(script, ['worker'], env);
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('bare', { connection, prefix });
-  const floorStats = async () => (await api<{ inCall: number }>(`http://127.0.0.1:${port}`, 'GET', '/floor/stats')).body;
+  const floorStats = async () =>
+    (await api<{ inCall: number }>(`http://127.0.0.1:${port}`, 'GET', '/floor/stats')).body;
   try {
     // The probe's POST added one job (and, with the protocol, one bot): once it ran, the worker is up, and
     // it counts beside the load's.
@@ -233,16 +257,33 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
     const cpu = cpuReader(peers, { api: server, worker });
     const before = cpu();
     const start = Date.now();
-    const result = await load({ url: `http://127.0.0.1:${port}/api/bots`, body: JSON.stringify({ meeting: zoom, metadata: HANG }), seconds: sizes.seconds });
+    const result = await load({
+      url: `http://127.0.0.1:${port}/api/bots`,
+      body: JSON.stringify({ meeting: zoom, metadata: HANG }),
+      seconds: sizes.seconds,
+    });
     const bots = result.ok + 1;
     await waitUntil(async () => (await queue.getCompletedCount()) >= bots, 'every bare pipeline job', undefined, 20);
     if (!protocol) {
       const [last] = await queue.getCompleted(0, 0);
-      return { perSecond: result.ok / ((last.finishedOn! - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
+      return {
+        perSecond: result.ok / ((last.finishedOn! - start) / 1000),
+        cpuMsPerBot: cpuMsPerBot(before, cpu(), bots),
+      };
     }
-    await waitUntil(async () => (await floorStats()).inCall >= bots, 'every bare pipeline bot in its call', undefined, 20);
+    await waitUntil(
+      async () => (await floorStats()).inCall >= bots,
+      'every bare pipeline bot in its call',
+      undefined,
+      20,
+    );
     // Five records a bot: the bot document and its four status events.
-    await waitUntil(async () => Number(await connection.hget(`${prefix}:floor`, 'recorded')) >= 5 * bots, 'every bare pipeline record', undefined, 20);
+    await waitUntil(
+      async () => Number(await connection.hget(`${prefix}:floor`, 'recorded')) >= 5 * bots,
+      'every bare pipeline record',
+      undefined,
+      20,
+    );
     // Recording ends last (the bots' last reports are recorded after they are answered): seen within 20 ms.
     return { perSecond: result.ok / ((Date.now() - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
   } finally {
@@ -268,12 +309,24 @@ export async function flusherSnapshots(peers: Peers, stored: number) {
   const redis = new IORedis(peers.redisUrl);
   const changes = createBotChanges(redis, bench.prefix);
   const flusherOf = () =>
-    createFlusher({ redis, prefix: bench.prefix, bots: connection.db!.collection<BotRecord>('bots'), events: connection.db!.collection('bot_events') });
+    createFlusher({
+      redis,
+      prefix: bench.prefix,
+      bots: connection.db!.collection<BotRecord>('bots'),
+      events: connection.db!.collection('bot_events'),
+    });
   const step = (botId: string) =>
     changes.update<Record<string, unknown> & { step: number }>(botId, (current) => {
       const next = (current?.doc.step ?? 0) + 1;
       return {
-        doc: { status: next === 1 ? 'QUEUED' : 'IN_CALL', step: next, meeting: zoom, metadata: { purpose: 'bench' }, platform: 'sim', platformIdentifier: `sim-${botId}` },
+        doc: {
+          status: next === 1 ? 'QUEUED' : 'IN_CALL',
+          step: next,
+          meeting: zoom,
+          metadata: { purpose: 'bench' },
+          platform: 'sim',
+          platformIdentifier: `sim-${botId}`,
+        },
         event: { type: 'status', step: next },
       };
     });
@@ -333,10 +386,23 @@ export async function p3Trpc(peers: Peers, sizes: Sizes, procedure: 'heartbeat' 
     await waitReady(bench.url);
     const bot = await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom });
     const number = bot.body.number;
-    const entries = Array.from({ length: 10 }, (_, i) => ({ id: `e${i}`, botId: number, timestamp: new Date().toISOString(), level: 'INFO', message: `bench line ${i}` }));
-    const call = procedure === 'heartbeat'
-      ? { path: 'bots.sendHeartbeat', input: { json: { id: String(number) } } }
-      : { path: 'bots.logs.stream', input: { json: { botId: String(number), entries }, meta: { values: Object.fromEntries(entries.map((_, i) => [`entries.${i}.timestamp`, ['Date']])), v: 1 } } };
+    const entries = Array.from({ length: 10 }, (_, i) => ({
+      id: `e${i}`,
+      botId: number,
+      timestamp: new Date().toISOString(),
+      level: 'INFO',
+      message: `bench line ${i}`,
+    }));
+    const call =
+      procedure === 'heartbeat'
+        ? { path: 'bots.sendHeartbeat', input: { json: { id: String(number) } } }
+        : {
+            path: 'bots.logs.stream',
+            input: {
+              json: { botId: String(number), entries },
+              meta: { values: Object.fromEntries(entries.map((_, i) => [`entries.${i}.timestamp`, ['Date']])), v: 1 },
+            },
+          };
     const result = await load({
       url: `${bench.url}/api/trpc/${call.path}?batch=1`,
       headers: { 'x-milo-token': botToken(bench.env.BOT_TOKEN_SECRET, bot.body.id, number) },
@@ -354,12 +420,21 @@ export async function p3Trpc(peers: Peers, sizes: Sizes, procedure: 'heartbeat' 
 export async function p4Sweep(peers: Peers, live: number) {
   const bench = await benchEnv(peers, {});
   const config = loadConfig(bench.env);
-  const fleet = await startFleet(config, { redisUrl: peers.redisUrl, mongodbUri: bench.env.MONGODB_URI }, { api: false, workers: false });
+  const fleet = await startFleet(
+    config,
+    { redisUrl: peers.redisUrl, mongodbUri: bench.env.MONGODB_URI },
+    { api: false, workers: false },
+  );
   try {
     const now = Date.now();
     const expired: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const created = await fleet.bots.create('bench', { meeting: zoom as never, displayName: 'b', recording: false, metadata: {} });
+      const created = await fleet.bots.create('bench', {
+        meeting: zoom as never,
+        displayName: 'b',
+        recording: false,
+        metadata: {},
+      });
       await fleet.repo.update(created.bot.id, { status: 'IN_CALL' });
       expired.push(created.bot.id);
     }
@@ -372,7 +447,13 @@ export async function p4Sweep(peers: Peers, live: number) {
     for (const id of expired) await fleet.redis.zadd(key, now - 10 * config.heartbeatTimeoutMs, id);
     const started = process.hrtime.bigint();
     const result = await sweepHeartbeats(
-      { liveState: fleet.liveState, repo: fleet.repo, lifecycle: fleet.lifecycle, heartbeatTimeoutMs: config.heartbeatTimeoutMs, deployTimeoutMs: 1 },
+      {
+        liveState: fleet.liveState,
+        repo: fleet.repo,
+        lifecycle: fleet.lifecycle,
+        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+        deployTimeoutMs: 1,
+      },
       now,
     );
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -389,7 +470,10 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
   return withFleet(peers, { SIM_BOT_LIMIT: '1' }, async (bench, redis) => {
     const ids: string[] = [];
     for (let i = 0; i < sizes.capacityBots; i++) {
-      ids.push((await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: { 'sim.durationMs': '20' } })).body.id);
+      ids.push(
+        (await api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: { 'sim.durationMs': '20' } }))
+          .body.id,
+      );
     }
     const keys = simHostKeys(bench.prefix, 'sim');
     await waitUntil(async () => (await redis.hlen(keys.stoppedAt)) >= ids.length, 'every bot to end');
@@ -409,29 +493,36 @@ export async function p5CapacityToDeploy(peers: Peers, sizes: Sizes) {
 export async function p6RssPerBot(peers: Peers, sizes: Sizes) {
   const inspectPort = await freePort();
   // The sim bots run in the sim host process, so the worker's growth is what holding costs it.
-  return withFleet(peers, {}, async (bench, redis, procs) => {
-    await sleep(1000);
-    await collectGarbage(inspectPort);
-    const before = procs.worker.rssKb();
-    const keys = simHostKeys(bench.prefix, 'sim');
-    for (let i = 0; i < sizes.rssBots; i += 50) {
-      await Promise.all(
-        Array.from({ length: Math.min(50, sizes.rssBots - i) }, () => api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
-      );
-    }
-    await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
-    await sleep(2000);
-    const uncollected = procs.worker.rssKb();
-    await collectGarbage(inspectPort);
-    const after = procs.worker.rssKb();
-    const perBot = (kb: number) => ((kb - before) * 1024) / sizes.rssBots;
-    return {
-      bytesPerBot: perBot(after),
-      uncollectedBytesPerBot: perBot(uncollected),
-      rssMb: after / 1024,
-      simHostRssMb: procs.simHost.rssKb() / 1024,
-    };
-  }, { workerNodeArgs: [`--inspect=127.0.0.1:${inspectPort}`] });
+  return withFleet(
+    peers,
+    {},
+    async (bench, redis, procs) => {
+      await sleep(1000);
+      await collectGarbage(inspectPort);
+      const before = procs.worker.rssKb();
+      const keys = simHostKeys(bench.prefix, 'sim');
+      for (let i = 0; i < sizes.rssBots; i += 50) {
+        await Promise.all(
+          Array.from({ length: Math.min(50, sizes.rssBots - i) }, () =>
+            api(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG }),
+          ),
+        );
+      }
+      await waitUntil(async () => (await redis.hlen(keys.containers)) >= sizes.rssBots, 'every bot to be live');
+      await sleep(2000);
+      const uncollected = procs.worker.rssKb();
+      await collectGarbage(inspectPort);
+      const after = procs.worker.rssKb();
+      const perBot = (kb: number) => ((kb - before) * 1024) / sizes.rssBots;
+      return {
+        bytesPerBot: perBot(after),
+        uncollectedBytesPerBot: perBot(uncollected),
+        rssMb: after / 1024,
+        simHostRssMb: procs.simHost.rssKb() / 1024,
+      };
+    },
+    { workerNodeArgs: [`--inspect=127.0.0.1:${inspectPort}`] },
+  );
 }
 
 export type ProcessCpu = Record<'api' | 'worker' | 'simHost' | 'redis' | 'mongodb' | 'load', number>;
@@ -457,7 +548,14 @@ function cpuReader(peers: Peers, procs: { api: Proc; worker: Proc; simHost?: Pro
 
 function cpuMsPerBot(before: ProcessCpu, after: ProcessCpu, bots: number): ProcessCpu {
   const per = (name: keyof ProcessCpu) => ((after[name] - before[name]) * 1000) / bots;
-  return { api: per('api'), worker: per('worker'), simHost: per('simHost'), redis: per('redis'), mongodb: per('mongodb'), load: per('load') };
+  return {
+    api: per('api'),
+    worker: per('worker'),
+    simHost: per('simHost'),
+    redis: per('redis'),
+    mongodb: per('mongodb'),
+    load: per('load'),
+  };
 }
 
 /** P7: placing N queued bots once N occupying bots are cancelled at once. */
@@ -469,7 +567,9 @@ export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
       const ids: string[] = [];
       for (let i = 0; i < n; i += 50) {
         const batch = await Promise.all(
-          Array.from({ length: Math.min(50, n - i) }, () => api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG })),
+          Array.from({ length: Math.min(50, n - i) }, () =>
+            api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG }),
+          ),
         );
         ids.push(...batch.map((r) => r.body.id));
       }

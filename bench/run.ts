@@ -53,7 +53,11 @@ async function peersForBench(): Promise<{ peers: Peers; started: StartedPeer[]; 
     process.env.MONGODB_URI ? 'MONGODB_URI' : 'FerretDB v1 SQLite on tmpfs (started)'
   }`;
   const pidOf = (url: string) => started.find((peer) => peer.url === url)?.pid;
-  return { peers: { redisUrl, mongodbUri, pids: { redis: pidOf(redisUrl), mongodb: pidOf(mongodbUri) } }, started, description };
+  return {
+    peers: { redisUrl, mongodbUri, pids: { redis: pidOf(redisUrl), mongodb: pidOf(mongodbUri) } },
+    started,
+    description,
+  };
 }
 
 async function main() {
@@ -84,91 +88,280 @@ async function main() {
         };
       });
 
-    rows.push(...latencyRows('P1', 'create → deploy call at 200/s', await repeat('P1 create → deploy call', () => figures.p1CreateToDeploy(peers, sizes))));
+    rows.push(
+      ...latencyRows(
+        'P1',
+        'create → deploy call at 200/s',
+        await repeat('P1 create → deploy call', () => figures.p1CreateToDeploy(peers, sizes)),
+      ),
+    );
 
     const p2 = await repeat('P2 creates/s end to end', () => figures.p2Throughput(peers, sizes));
     const p2rate = pick(p2, (r) => r.perSecond);
-    rows.push({ id: 'P2', figure: 'creates/s end to end until the deploy call', unit: '/s', value: p2rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p2rate.median / bareRps.median, target: '≥ 1,500/s', meets: p2rate.median >= 1500 });
+    rows.push({
+      id: 'P2',
+      figure: 'creates/s end to end until the deploy call',
+      unit: '/s',
+      value: p2rate,
+      peer: { name: 'bare Express POST', value: bareRps },
+      ratio: p2rate.median / bareRps.median,
+      target: '≥ 1,500/s',
+      meets: p2rate.median >= 1500,
+    });
 
     // For the redesign, no target: CPU per created bot of each process over P2's span (Redis and FerretDB
     // where the bench started them, the load generator's being the bench's own), and their sum: a machine
     // of N cores bounds the rate at N × 1,000 ms / the total.
-    const processes = [['api', 'API'], ['worker', 'worker'], ['simHost', 'sim host'], ['redis', 'Redis'], ['mongodb', 'FerretDB'], ['load', 'load generator']] as const;
+    const processes = [
+      ['api', 'API'],
+      ['worker', 'worker'],
+      ['simHost', 'sim host'],
+      ['redis', 'Redis'],
+      ['mongodb', 'FerretDB'],
+      ['load', 'load generator'],
+    ] as const;
     const cpuRows = (runs: Array<{ cpuMsPerBot: figures.ProcessCpu }>, id: string, during: string) => {
       const counted = processes.filter(([name]) => runs.every((r) => !Number.isNaN(r.cpuMsPerBot[name])));
       for (const [name, label] of counted) {
-        rows.push({ id: `${id} CPU ${label}`, figure: `CPU ms per bot in the ${label} process, ${during}`, unit: 'ms', value: pick(runs, (r) => r.cpuMsPerBot[name]), target: '—', meets: null });
+        rows.push({
+          id: `${id} CPU ${label}`,
+          figure: `CPU ms per bot in the ${label} process, ${during}`,
+          unit: 'ms',
+          value: pick(runs, (r) => r.cpuMsPerBot[name]),
+          target: '—',
+          meets: null,
+        });
       }
       const total = pick(runs, (r) => counted.reduce((sum, [name]) => sum + r.cpuMsPerBot[name], 0));
-      rows.push({ id: `${id} CPU total`, figure: `CPU ms per bot, the processes above together, ${during}; ${os.cpus().length} cores bound the rate at ${round((os.cpus().length * 1000) / total.median)}/s`, unit: 'ms', value: total, target: '—', meets: null });
+      rows.push({
+        id: `${id} CPU total`,
+        figure: `CPU ms per bot, the processes above together, ${during}; ${os.cpus().length} cores bound the rate at ${round((os.cpus().length * 1000) / total.median)}/s`,
+        unit: 'ms',
+        value: total,
+        target: '—',
+        meets: null,
+      });
     };
     cpuRows(p2, 'P2', 'during P2, per created bot');
 
     const floor = await repeat('bare pipeline (P2 floor)', () => figures.barePipeline(peers, sizes));
-    rows.push({ id: 'P2 floor', figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran', unit: '/s', value: pick(floor, (r) => r.perSecond), target: '—', meets: null });
+    rows.push({
+      id: 'P2 floor',
+      figure: 'bare Express POST → BullMQ add → no-op worker, jobs/s until the last ran',
+      unit: '/s',
+      value: pick(floor, (r) => r.perSecond),
+      target: '—',
+      meets: null,
+    });
     cpuRows(floor, 'P2 floor', 'in the floor, per job');
     // What every bot of P2 costs whatever the design: the floor plus the bot protocol's four calls and five
     // batched inserts. Above it P2 cannot go on this machine, so it says whether P2's target can be met here.
-    const protocolFloor = await repeat('bare pipeline with the bot protocol (P2 protocol floor)', () => figures.barePipeline(peers, sizes, { protocol: true }));
-    rows.push({ id: 'P2 protocol floor', figure: 'the floor, each bot also making its 4 protocol calls and recorded by 5 batched inserts, bots/s until all in call and recorded', unit: '/s', value: pick(protocolFloor, (r) => r.perSecond), target: '—', meets: null });
+    const protocolFloor = await repeat('bare pipeline with the bot protocol (P2 protocol floor)', () =>
+      figures.barePipeline(peers, sizes, { protocol: true }),
+    );
+    rows.push({
+      id: 'P2 protocol floor',
+      figure:
+        'the floor, each bot also making its 4 protocol calls and recorded by 5 batched inserts, bots/s until all in call and recorded',
+      unit: '/s',
+      value: pick(protocolFloor, (r) => r.perSecond),
+      target: '—',
+      meets: null,
+    });
     cpuRows(protocolFloor, 'P2 protocol floor', 'in the protocol floor, per bot');
 
     // Beside P2, no target: the same with bots that never call the fleet, so that only the create path
     // runs (in P2 each bot also makes four requests: config, a heartbeat, two status reports).
-    const quiet = await repeat('P2 create path (bots silent)', () => figures.p2Throughput(peers, sizes, { runBots: false }));
-    rows.push({ id: 'P2 create path', figure: 'P2 with bots that never call the fleet: the create path alone', unit: '/s', value: pick(quiet, (r) => r.perSecond), target: '—', meets: null });
+    const quiet = await repeat('P2 create path (bots silent)', () =>
+      figures.p2Throughput(peers, sizes, { runBots: false }),
+    );
+    rows.push({
+      id: 'P2 create path',
+      figure: 'P2 with bots that never call the fleet: the create path alone',
+      unit: '/s',
+      value: pick(quiet, (r) => r.perSecond),
+      target: '—',
+      meets: null,
+    });
     cpuRows(quiet, 'P2 create path', 'bots silent, per created bot');
 
     const p3 = await repeat('P3 heartbeats/s', () => figures.p3Heartbeats(peers, sizes));
     const p3rate = pick(p3, (r) => r.perSecond);
-    rows.push({ id: 'P3', figure: 'heartbeats/s with per-bot auth', unit: '/s', value: p3rate, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3rate.median / bareRps.median, target: '≥ 60% of peer', meets: p3rate.median >= 0.6 * bareRps.median });
-    const p3trpc = pick(await repeat('P3 tRPC heartbeats/s', () => figures.p3Trpc(peers, sizes, 'heartbeat')), (r) => r.perSecond);
-    rows.push({ id: 'P3 tRPC', figure: 'heartbeats/s through /api/trpc (upstream bot protocol, per-bot auth)', unit: '/s', value: p3trpc, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3trpc.median / bareRps.median, target: '≥ 60% of peer', meets: p3trpc.median >= 0.6 * bareRps.median });
+    rows.push({
+      id: 'P3',
+      figure: 'heartbeats/s with per-bot auth',
+      unit: '/s',
+      value: p3rate,
+      peer: { name: 'bare Express POST', value: bareRps },
+      ratio: p3rate.median / bareRps.median,
+      target: '≥ 60% of peer',
+      meets: p3rate.median >= 0.6 * bareRps.median,
+    });
+    const p3trpc = pick(
+      await repeat('P3 tRPC heartbeats/s', () => figures.p3Trpc(peers, sizes, 'heartbeat')),
+      (r) => r.perSecond,
+    );
+    rows.push({
+      id: 'P3 tRPC',
+      figure: 'heartbeats/s through /api/trpc (upstream bot protocol, per-bot auth)',
+      unit: '/s',
+      value: p3trpc,
+      peer: { name: 'bare Express POST', value: bareRps },
+      ratio: p3trpc.median / bareRps.median,
+      target: '≥ 60% of peer',
+      meets: p3trpc.median >= 0.6 * bareRps.median,
+    });
     const trpcFloor = pick(await repeat('P3 tRPC floor', () => figures.bareTrpc(sizes)), (r) => r.perSecond);
-    rows.push({ id: 'P3 tRPC floor', figure: "tRPC's Express adapter + superjson, a heartbeat that does nothing", unit: '/s', value: trpcFloor, peer: { name: 'bare Express POST', value: bareRps }, ratio: trpcFloor.median / bareRps.median, target: '—', meets: null });
-    rows.push({ id: 'P3 tRPC ÷ floor', figure: 'P3 tRPC against the tRPC floor in the same run', unit: '/s', value: p3trpc, peer: { name: 'P3 tRPC floor', value: trpcFloor }, ratio: p3trpc.median / trpcFloor.median, target: '—', meets: null });
-    const p3logs = pick(await repeat('P3 tRPC logs.stream/s', () => figures.p3Trpc(peers, sizes, 'logs')), (r) => r.perSecond);
-    rows.push({ id: 'P3 tRPC logs', figure: '`bots.logs.stream` calls of 10 entries/s through /api/trpc', unit: '/s', value: p3logs, peer: { name: 'bare Express POST', value: bareRps }, ratio: p3logs.median / bareRps.median, target: '—', meets: null });
+    rows.push({
+      id: 'P3 tRPC floor',
+      figure: "tRPC's Express adapter + superjson, a heartbeat that does nothing",
+      unit: '/s',
+      value: trpcFloor,
+      peer: { name: 'bare Express POST', value: bareRps },
+      ratio: trpcFloor.median / bareRps.median,
+      target: '—',
+      meets: null,
+    });
+    rows.push({
+      id: 'P3 tRPC ÷ floor',
+      figure: 'P3 tRPC against the tRPC floor in the same run',
+      unit: '/s',
+      value: p3trpc,
+      peer: { name: 'P3 tRPC floor', value: trpcFloor },
+      ratio: p3trpc.median / trpcFloor.median,
+      target: '—',
+      meets: null,
+    });
+    const p3logs = pick(
+      await repeat('P3 tRPC logs.stream/s', () => figures.p3Trpc(peers, sizes, 'logs')),
+      (r) => r.perSecond,
+    );
+    rows.push({
+      id: 'P3 tRPC logs',
+      figure: '`bots.logs.stream` calls of 10 entries/s through /api/trpc',
+      unit: '/s',
+      value: p3logs,
+      peer: { name: 'bare Express POST', value: bareRps },
+      ratio: p3logs.median / bareRps.median,
+      target: '—',
+      meets: null,
+    });
 
     const small = await repeat('P4 sweep, 1,000 live', () => figures.p4Sweep(peers, 1_000));
     const large = await repeat(`P4 sweep, ${sizes.sweepLarge} live`, () => figures.p4Sweep(peers, sizes.sweepLarge));
     const smallMs = pick(small, (r) => r.ms);
     const largeMs = pick(large, (r) => r.ms);
-    rows.push({ id: 'P4', figure: `heartbeat sweep, ${sizes.sweepLarge.toLocaleString('en')} vs 1,000 live, 100 expired`, unit: 'ms', value: largeMs, peer: { name: 'same sweep, 1,000 live', value: smallMs }, ratio: largeMs.median / smallMs.median, target: 'ratio ≤ 2', meets: largeMs.median / smallMs.median <= 2 });
+    rows.push({
+      id: 'P4',
+      figure: `heartbeat sweep, ${sizes.sweepLarge.toLocaleString('en')} vs 1,000 live, 100 expired`,
+      unit: 'ms',
+      value: largeMs,
+      peer: { name: 'same sweep, 1,000 live', value: smallMs },
+      ratio: largeMs.median / smallMs.median,
+      target: 'ratio ≤ 2',
+      meets: largeMs.median / smallMs.median <= 2,
+    });
 
-    const flushed = await repeat(`F1 flusher, ${sizes.storedBots.toLocaleString('en')} bots stored`, () => figures.flusherSnapshots(peers, sizes.storedBots));
-    rows.push({ id: 'F1', figure: `bot snapshots flushed to MongoDB/s with ${sizes.storedBots.toLocaleString('en')} bots stored`, unit: '/s', value: pick(flushed, (r) => r.perSecond), target: '—', meets: null });
+    const flushed = await repeat(`F1 flusher, ${sizes.storedBots.toLocaleString('en')} bots stored`, () =>
+      figures.flusherSnapshots(peers, sizes.storedBots),
+    );
+    rows.push({
+      id: 'F1',
+      figure: `bot snapshots flushed to MongoDB/s with ${sizes.storedBots.toLocaleString('en')} bots stored`,
+      unit: '/s',
+      value: pick(flushed, (r) => r.perSecond),
+      target: '—',
+      meets: null,
+    });
 
-    rows.push(...latencyRows('P5', 'capacity freed → next deploy call', await repeat('P5 capacity freed → deploy', () => figures.p5CapacityToDeploy(peers, sizes))));
+    rows.push(
+      ...latencyRows(
+        'P5',
+        'capacity freed → next deploy call',
+        await repeat('P5 capacity freed → deploy', () => figures.p5CapacityToDeploy(peers, sizes)),
+      ),
+    );
 
     const p6 = await repeat('P6 RSS per live bot', () => figures.p6RssPerBot(peers, sizes), heavyReps);
     const p6bytes = pick(p6, (r) => r.bytesPerBot);
-    rows.push({ id: 'P6', figure: `worker RSS per live sim bot at ${sizes.rssBots.toLocaleString('en')} bots (sim bots in a sim host process), after a full GC`, unit: 'bytes', value: p6bytes, target: '≤ 4 KB', meets: p6bytes.median <= 4096 });
+    rows.push({
+      id: 'P6',
+      figure: `worker RSS per live sim bot at ${sizes.rssBots.toLocaleString('en')} bots (sim bots in a sim host process), after a full GC`,
+      unit: 'bytes',
+      value: p6bytes,
+      target: '≤ 4 KB',
+      meets: p6bytes.median <= 4096,
+    });
     // For comparison only: the same reading with the garbage of creating the bots still uncollected.
-    rows.push({ id: 'P6 uncollected', figure: 'same, 2 s after the last bot went live, no GC', unit: 'bytes', value: pick(p6, (r) => r.uncollectedBytesPerBot), target: '—', meets: null });
+    rows.push({
+      id: 'P6 uncollected',
+      figure: 'same, 2 s after the last bot went live, no GC',
+      unit: 'bytes',
+      value: pick(p6, (r) => r.uncollectedBytesPerBot),
+      target: '—',
+      meets: null,
+    });
 
     const p7 = await repeat('P7 place queued bots', () => figures.p7PlaceQueued(peers, sizes), heavyReps);
     const p7rate = pick(p7, (r) => r.perSecond);
-    rows.push({ id: 'P7', figure: `placing ${sizes.placeBots.toLocaleString('en')} queued bots once capacity frees`, unit: 'bots/s', value: p7rate, peer: { name: 'P2 creates/s', value: p2rate }, ratio: p7rate.median / p2rate.median, target: '≥ 90% of P2', meets: p7rate.median >= 0.9 * p2rate.median });
+    rows.push({
+      id: 'P7',
+      figure: `placing ${sizes.placeBots.toLocaleString('en')} queued bots once capacity frees`,
+      unit: 'bots/s',
+      value: p7rate,
+      peer: { name: 'P2 creates/s', value: p2rate },
+      ratio: p7rate.median / p2rate.median,
+      target: '≥ 90% of P2',
+      meets: p7rate.median >= 0.9 * p2rate.median,
+    });
     // Beside P7, no target: CPU per placed bot over P7's span (the holder's cancel, its stop, the next claim and deploy).
     cpuRows(p7, 'P7', 'during P7, per bot placed');
   } finally {
     await Promise.all(started.map((peer) => peer.stop()));
   }
 
-  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` };
-  const report = { mode: quick ? 'quick' : 'full', repetitions: reps, sizes, peers: description, machine, at: new Date().toISOString(), seconds: round((Date.now() - startedAt) / 1000, 1), rows };
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGb: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+  const report = {
+    mode: quick ? 'quick' : 'full',
+    repetitions: reps,
+    sizes,
+    peers: description,
+    machine,
+    at: new Date().toISOString(),
+    seconds: round((Date.now() - startedAt) / 1000, 1),
+    rows,
+  };
   mkdirSync(path.resolve(__dirname, '../../bench/results'), { recursive: true });
   writeFileSync(path.resolve(__dirname, '../../bench/results/latest.json'), JSON.stringify(report, null, 2));
   printTable(rows);
-  process.stdout.write(`\n${report.mode} run, ${reps} repetition(s), ${report.seconds} s, peers: ${description}; written to bench/results/latest.json\n`);
+  process.stdout.write(
+    `\n${report.mode} run, ${reps} repetition(s), ${report.seconds} s, peers: ${description}; written to bench/results/latest.json\n`,
+  );
 }
 
 function printTable(rows: Row[]) {
   const fmt = (s: Sample) => `${round(s.median)} [${round(s.min)}–${round(s.max)}]`;
-  const lines = [['id', 'figure', 'median [min–max]', 'unit', 'peer', 'peer median [min–max]', 'ratio', 'target', 'meets']];
+  const lines = [
+    ['id', 'figure', 'median [min–max]', 'unit', 'peer', 'peer median [min–max]', 'ratio', 'target', 'meets'],
+  ];
   for (const row of rows) {
-    lines.push([row.id, row.figure, fmt(row.value), row.unit, row.peer?.name ?? '—', row.peer ? fmt(row.peer.value) : '—', row.ratio === undefined ? '—' : String(round(row.ratio)), row.target, row.meets === null ? '—' : row.meets ? 'yes' : 'NO']);
+    lines.push([
+      row.id,
+      row.figure,
+      fmt(row.value),
+      row.unit,
+      row.peer?.name ?? '—',
+      row.peer ? fmt(row.peer.value) : '—',
+      row.ratio === undefined ? '—' : String(round(row.ratio)),
+      row.target,
+      row.meets === null ? '—' : row.meets ? 'yes' : 'NO',
+    ]);
   }
   const widths = lines[0].map((_, col) => Math.max(...lines.map((line) => line[col].length)));
   for (const [i, line] of lines.entries()) {

@@ -111,7 +111,12 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-export function startProcess(script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Proc {
+export function startProcess(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Proc {
   const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -148,7 +153,10 @@ export async function collectGarbage(inspectPort: number, timeoutMs = 30_000): P
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`the inspector on port ${inspectPort} did not collect within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`the inspector on port ${inspectPort} did not collect within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       socket.onopen = () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
       socket.onmessage = (message) => {
         if ((JSON.parse(String(message.data)) as { id?: number }).id === 1) resolve();
@@ -170,20 +178,30 @@ export const startSimHostProcess = (bench: BenchEnv, { runBots = true } = {}) =>
   });
 
 export async function waitReady(url: string) {
-  await waitUntil(async () => {
-    try {
-      return (await fetch(`${url}/readyz`)).ok;
-    } catch {
-      return false;
-    }
-  }, `${url} to be ready`, 60_000);
+  await waitUntil(
+    async () => {
+      try {
+        return (await fetch(`${url}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    `${url} to be ready`,
+    60_000,
+  );
 }
 
 /** Waits until a peer on 127.0.0.1:`port` answers a JSON POST with a 2xx. */
 export async function waitAnswering(port: number, what: string) {
   await waitUntil(async () => {
     try {
-      return (await fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).ok;
+      return (
+        await fetch(`http://127.0.0.1:${port}/x`, {
+          method: 'POST',
+          body: '{}',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).ok;
     } catch {
       return false;
     }
@@ -230,7 +248,13 @@ export async function load(options: {
  * One API call, as a client of the fleet makes it. undici's request, not fetch: the load generator shares the
  * fleet's cores, and fetch costs about twice the CPU a call. `Answer` is the shape the caller reads of the body.
  */
-export async function api<Answer = unknown>(url: string, method: 'GET' | 'POST' | 'DELETE', route: string, body?: unknown, key = 'bench-api-key-0123456789abcdef') {
+export async function api<Answer = unknown>(
+  url: string,
+  method: 'GET' | 'POST' | 'DELETE',
+  route: string,
+  body?: unknown,
+  key = 'bench-api-key-0123456789abcdef',
+) {
   const response = await request(url + route, {
     method,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },

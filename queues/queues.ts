@@ -111,7 +111,8 @@ export async function createQueues(connection: Redis, prefix: string, platforms:
   };
   await applyLimits();
 
-  const all = () => [dispatch, schedule, sweeps, webhooks, ...platformQueues.values(), ...reconcile.values()] as Queue[];
+  const all = () =>
+    [dispatch, schedule, sweeps, webhooks, ...platformQueues.values(), ...reconcile.values()] as Queue[];
   return {
     dispatch,
     schedule,

@@ -21,7 +21,8 @@ const COMMANDS: Record<string, (keys: ApiKeys, argument?: string) => Promise<num
     return 0;
   },
   async list(keys) {
-    for (const key of await keys.list()) process.stdout.write(`${key.id}  ${key.owner}  ${key.createdAt.toISOString()}\n`);
+    for (const key of await keys.list())
+      process.stdout.write(`${key.id}  ${key.owner}  ${key.createdAt.toISOString()}\n`);
     return 0;
   },
   async revoke(keys, id) {

@@ -35,11 +35,13 @@ async function main() {
   const result = await setupAws({ ...options, report: (line) => process.stdout.write(`  ${line}\n`) });
   const verb = options.dryRun ? 'would make' : 'made';
   process.stdout.write(`aws:setup ${verb} ${result.changes.length} change(s) in ${options.region}\n`);
-  process.stdout.write('\n# Paste into the fleet\'s environment (PLATFORM_PRIORITY must name aws):\n');
+  process.stdout.write("\n# Paste into the fleet's environment (PLATFORM_PRIORITY must name aws):\n");
   for (const [name, value] of result.env) process.stdout.write(`${name}=${value}\n`);
 }
 
 main().catch((error) => {
-  process.stderr.write(`aws:setup failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`);
+  process.stderr.write(
+    `aws:setup failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`,
+  );
   process.exit(1);
 });

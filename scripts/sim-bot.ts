@@ -11,7 +11,10 @@ process.on('SIGINT', () => controller.abort());
 
 runSimBot(BotClient.fromEnv(process.env, controller.signal), controller.signal)
   .then((outcome) => {
-    process.stdout.write(JSON.stringify({ time: new Date().toISOString(), msg: 'sim bot finished', botId: process.env.BOT_ID, outcome }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ time: new Date().toISOString(), msg: 'sim bot finished', botId: process.env.BOT_ID, outcome }) +
+        '\n',
+    );
     process.exit(outcome === 'crashed' ? 1 : 0);
   })
   .catch((error) => {

@@ -9,11 +9,16 @@ import { runSimHost } from '../src/platforms/sim/sim.platform';
 async function main() {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const host = process.env.SIM_HOST ?? process.env.REDIS_PREFIX ?? 'meeboter';
-  const platforms = (process.env.SIM_PLATFORMS ?? 'sim').split(',').map((name) => name.trim()).filter(Boolean);
+  const platforms = (process.env.SIM_PLATFORMS ?? 'sim')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   const redis = new Redis(url, { maxRetriesPerRequest: null });
   const subscribers = platforms.map(() => new Redis(url, { maxRetriesPerRequest: null }));
   const runBots = process.env.SIM_HOST_RUN_BOTS !== 'false';
-  const hosts = await Promise.all(platforms.map((name, i) => runSimHost(redis, subscribers[i], host, name, { runBots })));
+  const hosts = await Promise.all(
+    platforms.map((name, i) => runSimHost(redis, subscribers[i], host, name, { runBots })),
+  );
   process.stdout.write(JSON.stringify({ msg: 'sim host running', host, platforms }) + '\n');
   const closeAll = async () => {
     await Promise.all(hosts.map((simHost) => simHost.close()));

@@ -271,7 +271,9 @@ const baseSchema = Joi.object<BaseVariables, true>({
   LOCAL_QUEUE_TIMEOUT_MS: positiveInt.default(30000),
   LOCAL_BOT_COMMAND: Joi.string(),
   LOCAL_RUN_DIR: Joi.string(),
-  REDIS_PREFIX: Joi.string().pattern(/^[A-Za-z0-9_-]+$/).default('meeboter'),
+  REDIS_PREFIX: Joi.string()
+    .pattern(/^[A-Za-z0-9_-]+$/)
+    .default('meeboter'),
   // A valid Kubernetes label value and ECS tag value, since every container carries it.
   FLEET_ID: Joi.string().pattern(FLEET_ID_PATTERN),
   LOCAL_HOST_ID: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
@@ -425,7 +427,9 @@ function validate<Variables>(schema: Joi.ObjectSchema<Variables>, env: Env): Var
       throw new ConfigError(`${(detail.context?.peers as string[]).join(' or ')}: one of them is required`);
     }
     if (detail.type === 'object.nand') {
-      throw new ConfigError(`${detail.context?.main}: cannot be combined with ${(detail.context?.peers as string[]).join(', ')}`);
+      throw new ConfigError(
+        `${detail.context?.main}: cannot be combined with ${(detail.context?.peers as string[]).join(', ')}`,
+      );
     }
     throw new ConfigError(`${detail.path.join('.')}: ${detail.message.replace(/^"[^"]*" /, '')}`);
   }
@@ -440,12 +444,16 @@ function schemaKeys(schema: Joi.ObjectSchema<object>): string[] {
 
 function withoutEmpty(env: Env): Env {
   const out: Env = {};
-  for (const [key, value] of Object.entries(env)) if (value !== undefined && value.trim() !== '') out[key] = value.trim();
+  for (const [key, value] of Object.entries(env))
+    if (value !== undefined && value.trim() !== '') out[key] = value.trim();
   return out;
 }
 
 function splitCsv(value: string): string[] {
-  return value.split(',').map((item) => item.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
 }
 
 /** `sim-load` → `SIM_LOAD`: the prefix of that platform's *_BOT_LIMIT and *_QUEUE_TIMEOUT_MS variables. */
@@ -486,7 +494,10 @@ function platformSchema(name: string): Joi.ObjectSchema<Record<string, number>> 
 function platformSettings(name: string, env: Env, base: BaseVariables): PlatformSettings {
   const kind = platformKind(name);
   const prefix = envPrefix(name);
-  const parsed = validate(platformSchema(name), { ...env, ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`) });
+  const parsed = validate(platformSchema(name), {
+    ...env,
+    ...pick(base, `${prefix}_BOT_LIMIT`, `${prefix}_QUEUE_TIMEOUT_MS`),
+  });
   return {
     name,
     kind,
@@ -537,7 +548,13 @@ function pick(source: Record<string, string | number | boolean | undefined>, ...
  * environment against this list instead.
  */
 export function configVariableNames(platformNames: readonly string[]): string[] {
-  const schemas = [baseSchema, k8sSchema, awsSchema, coolifySchema, ...[...PLATFORM_KINDS, ...platformNames].map(platformSchema)];
+  const schemas = [
+    baseSchema,
+    k8sSchema,
+    awsSchema,
+    coolifySchema,
+    ...[...PLATFORM_KINDS, ...platformNames].map(platformSchema),
+  ];
   const names = new Set(schemas.flatMap(schemaKeys));
   return [...names].sort();
 }
@@ -550,7 +567,18 @@ const READ_BY_SIM_HOST = ['SIM_HOST_RUN_BOTS', 'SIM_PLATFORMS'];
  * `AWS_` alone is also the AWS SDK's (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL, ...): see
  * NEAR_OURS_ONLY.
  */
-export const OWN_PREFIXES = ['K8S_', 'AWS_ECS_', 'COOLIFY_', 'LOCAL_', 'SIM_', 'WEBHOOK_', 'S3_', 'HEARTBEAT_', 'DEPLOYMENT_', 'GHCR_'];
+export const OWN_PREFIXES = [
+  'K8S_',
+  'AWS_ECS_',
+  'COOLIFY_',
+  'LOCAL_',
+  'SIM_',
+  'WEBHOOK_',
+  'S3_',
+  'HEARTBEAT_',
+  'DEPLOYMENT_',
+  'GHCR_',
+];
 /** Every platform's own variables end so: `<NAME>_BOT_LIMIT`, ... */
 export const PLATFORM_SUFFIXES = schemaKeys(platformSchema('local')).map((name) => name.slice('LOCAL'.length));
 /** An `AWS_` variable is taken for a misspelling of ours only this close to one (the SDK's are further). */
@@ -560,11 +588,19 @@ const NEAR_OURS_ONLY = { prefix: 'AWS_', distance: 2 };
 function platformBySuffix(variable: string): string | undefined {
   const suffix = PLATFORM_SUFFIXES.find((end) => variable.endsWith(end) && variable.length > end.length);
   const name = suffix && variable.slice(0, -suffix.length).toLowerCase().replace(/_/g, '-');
-  return name && (/^sim(-[a-z0-9]+)*$/.test(name) || (PLATFORM_KINDS as readonly string[]).includes(name)) ? name : undefined;
+  return name && (/^sim(-[a-z0-9]+)*$/.test(name) || (PLATFORM_KINDS as readonly string[]).includes(name))
+    ? name
+    : undefined;
 }
 
 /** Variables of one platform kind by their prefix (`K8S_NAMESPACE` → k8s, `SIM_RUNNER` → sim). */
-const PLATFORM_PREFIXES: Array<[string, PlatformKind]> = [['K8S_', 'k8s'], ['AWS_ECS_', 'aws'], ['COOLIFY_', 'coolify'], ['LOCAL_', 'local'], ['SIM_', 'sim']];
+const PLATFORM_PREFIXES: Array<[string, PlatformKind]> = [
+  ['K8S_', 'k8s'],
+  ['AWS_ECS_', 'aws'],
+  ['COOLIFY_', 'coolify'],
+  ['LOCAL_', 'local'],
+  ['SIM_', 'sim'],
+];
 
 /** What loadConfig warns about (see Config.warnings), for these enabled platforms. */
 export function configWarnings(env: Env, enabled: readonly string[]): string[] {
@@ -576,7 +612,10 @@ export function configWarnings(env: Env, enabled: readonly string[]): string[] {
     const bySuffix = platformBySuffix(variable);
     const platform = bySuffix ?? PLATFORM_PREFIXES.find(([prefix]) => variable.startsWith(prefix))?.[1];
     // `SIM_HOST` and `SIM_RUNNER` serve every sim platform, whatever it is called
-    const inUse = platform === 'sim' && !bySuffix ? enabled.some((name) => platformKind(name) === 'sim') : enabled.includes(platform ?? '');
+    const inUse =
+      platform === 'sim' && !bySuffix
+        ? enabled.some((name) => platformKind(name) === 'sim')
+        : enabled.includes(platform ?? '');
     if (platform && !inUse && (bySuffix || knownSet.has(variable))) {
       unusedPlatforms.set(platform, [...(unusedPlatforms.get(platform) ?? []), variable]);
       continue;
@@ -590,7 +629,9 @@ export function configWarnings(env: Env, enabled: readonly string[]): string[] {
     if (ours) warnings.push(`${variable} is not a variable meeboter reads; did you mean ${nearest}?`);
   }
   for (const [platform, variables] of unusedPlatforms) {
-    warnings.push(`platform ${platform} is configured (${variables.join(', ')}) but not in PLATFORM_PRIORITY (${enabled.join(',')}), so it is unused`);
+    warnings.push(
+      `platform ${platform} is configured (${variables.join(', ')}) but not in PLATFORM_PRIORITY (${enabled.join(',')}), so it is unused`,
+    );
   }
   return warnings;
 }
@@ -602,7 +643,9 @@ export function configWarnings(env: Env, enabled: readonly string[]): string[] {
  */
 function botTokenSecretOf(base: { BOT_TOKEN_SECRET?: string; MILO_AUTH_TOKEN?: string }): string | undefined {
   if (base.BOT_TOKEN_SECRET && base.MILO_AUTH_TOKEN && base.BOT_TOKEN_SECRET !== base.MILO_AUTH_TOKEN) {
-    throw new ConfigError('MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots\' own tokens (no static bot token is accepted)');
+    throw new ConfigError(
+      "MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots' own tokens (no static bot token is accepted)",
+    );
   }
   return base.BOT_TOKEN_SECRET ?? base.MILO_AUTH_TOKEN;
 }
@@ -688,7 +731,11 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     checkBotImages(registry, { variable: 'K8S_IMAGE_TAG', value: k.K8S_IMAGE_TAG });
     config.k8s = {
       namespace: k.K8S_NAMESPACE,
-      credentials: k.K8S_KUBECONFIG ? { kubeconfig: k.K8S_KUBECONFIG } : k.KUBERNETES_SERVICE_HOST ? 'in-cluster' : 'default',
+      credentials: k.K8S_KUBECONFIG
+        ? { kubeconfig: k.K8S_KUBECONFIG }
+        : k.KUBERNETES_SERVICE_HOST
+          ? 'in-cluster'
+          : 'default',
       imageRegistry: registry.value,
       imageTag: k.K8S_IMAGE_TAG,
       cpuRequest: k.K8S_BOT_CPU_REQUEST,
@@ -714,12 +761,17 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
       },
       launchOptions: a.AWS_ECS_LAUNCH_TYPE
         ? [{ launchType: a.AWS_ECS_LAUNCH_TYPE }]
-        : splitCsv(a.AWS_ECS_CAPACITY_PROVIDERS ?? DEFAULT_CAPACITY_PROVIDERS).map((capacityProvider) => ({ capacityProvider })),
+        : splitCsv(a.AWS_ECS_CAPACITY_PROVIDERS ?? DEFAULT_CAPACITY_PROVIDERS).map((capacityProvider) => ({
+            capacityProvider,
+          })),
     };
   }
   if (kinds.has('coolify')) {
     const c = validate(coolifySchema, env);
-    checkBotImages({ variable: 'GHCR_ORG', value: ghcrRegistry(c.GHCR_ORG) }, { variable: 'COOLIFY_IMAGE_TAG', value: c.COOLIFY_IMAGE_TAG });
+    checkBotImages(
+      { variable: 'GHCR_ORG', value: ghcrRegistry(c.GHCR_ORG) },
+      { variable: 'COOLIFY_IMAGE_TAG', value: c.COOLIFY_IMAGE_TAG },
+    );
     config.coolify = {
       apiUrl: c.COOLIFY_API_URL,
       apiToken: c.COOLIFY_API_TOKEN,
@@ -753,7 +805,9 @@ function checkBotImages(registry: { variable: string; value: string }, tag: { va
       );
     }
     if (!isImageReference(`${repository}:${tag.value}`)) {
-      throw new ConfigError(`${tag.variable}: "${tag.value}" is not a valid image tag (up to 128 letters, digits, _ . -, not starting with . or -)`);
+      throw new ConfigError(
+        `${tag.variable}: "${tag.value}" is not a valid image tag (up to 128 letters, digits, _ . -, not starting with . or -)`,
+      );
     }
   }
 }

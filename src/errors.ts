@@ -5,7 +5,10 @@
 export class AppError extends Error {
   readonly code: string = 'INTERNAL';
   readonly status: number = 500;
-  constructor(message: string, readonly details?: unknown) {
+  constructor(
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
     this.name = new.target.name;
   }

@@ -95,7 +95,11 @@ const DISPATCH_TICK_MS = 1000;
  * What each status change makes in its own Redis step: the due-sets move, and an end also leaves the global
  * queue and is announced, so that no process dying after an accepted end leaves it unannounced.
  */
-export function changesAlongsideStatus(liveState: LiveState, globalQueue: GlobalQueue, prefix: string): LifecycleEffects['changesAlongside'] {
+export function changesAlongsideStatus(
+  liveState: LiveState,
+  globalQueue: GlobalQueue,
+  prefix: string,
+): LifecycleEffects['changesAlongside'] {
   return (botId, status, bySelf) => [
     ...liveState.changesFor(botId, status, bySelf),
     ...(isTerminal(status) ? [...globalQueue.forgetChanges(botId), ...endedSignal(prefix, botId)] : []),
@@ -198,14 +202,28 @@ export async function startFleet(
 
     if (roles.workers) await startWorkers(fleet, urls.redisUrl);
     if (!roles.api && config.metricsPort !== undefined) {
-      const served = await serveHttp(metricsOnlyHandler(fleetGauges(placement, () => checkReadiness(fleet))), config.metricsPort);
+      const served = await serveHttp(
+        metricsOnlyHandler(fleetGauges(placement, () => checkReadiness(fleet))),
+        config.metricsPort,
+      );
       shutdown.add('metrics-http', served.close);
       fleet.metricsPort = served.port;
     }
     if (roles.api) {
       const poolStats = createPoolStatsReader(config, mongo, fleetId) ?? undefined;
       const slotHolder = createSlotHolderReader(config, mongo, fleetId) ?? undefined;
-      const app = createApp({ config, bots, apiKeys, placement, poolStats, slotHolder, queues: queues.all(), redis, mongo, flusher });
+      const app = createApp({
+        config,
+        bots,
+        apiKeys,
+        placement,
+        poolStats,
+        slotHolder,
+        queues: queues.all(),
+        redis,
+        mongo,
+        flusher,
+      });
       const served = await serveHttp(app, config.port);
       shutdown.add('http', served.close);
       fleet.server = served.server;
@@ -235,9 +253,17 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
 
   const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
   shutdown.add('platform-redis', () => platformRedis.quit());
-  const platforms = createPlatforms({ config, fleetId: fleet.fleetId, redis: platformRedis, prefix, mongo: fleet.mongo }, config.workerPlatforms);
+  const platforms = createPlatforms(
+    { config, fleetId: fleet.fleetId, redis: platformRedis, prefix, mongo: fleet.mongo },
+    config.workerPlatforms,
+  );
   // A deploy slot lapses after a crash as soon as a held occupy job is adopted: within the worker lock's duration.
-  const slots = createDeploySlots(fleet.redis, prefix, config.deploymentQueueMaxConcurrent, config.workerLockDurationMs);
+  const slots = createDeploySlots(
+    fleet.redis,
+    prefix,
+    config.deploymentQueueMaxConcurrent,
+    config.workerLockDurationMs,
+  );
 
   const workers: Worker[] = [];
   const schedulers: Array<() => Promise<unknown>> = [];
@@ -278,7 +304,13 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   startScheduleWorker(deps);
   await startSweepsWorker(
     deps,
-    { liveState: fleet.liveState, repo, lifecycle, heartbeatTimeoutMs: config.heartbeatTimeoutMs, deployTimeoutMs: config.deployTimeoutMs },
+    {
+      liveState: fleet.liveState,
+      repo,
+      lifecycle,
+      heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      deployTimeoutMs: config.deployTimeoutMs,
+    },
     config.sweepIntervalMs,
   );
   startWebhookWorker(

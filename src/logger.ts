@@ -36,7 +36,15 @@ export function createLogger(options: LoggerOptions = {}, scope: LogMeta = {}): 
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       // what pino-http adds: credentials in request headers never reach the log
-      redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers["x-milo-token"]', 'req.headers.cookie'], censor: '[redacted]' },
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers["x-api-key"]',
+          'req.headers["x-milo-token"]',
+          'req.headers.cookie',
+        ],
+        censor: '[redacted]',
+      },
     },
     destination,
   );

@@ -45,7 +45,8 @@ async function resolvePeers(config: Config, dataDir: string) {
 
 async function main(): Promise<void> {
   const role = (process.argv[2] ?? 'all') as Role;
-  if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError(`role: expected all, api or worker, got "${role}"`);
+  if (!['all', 'api', 'worker'].includes(role))
+    throw new ConfigError(`role: expected all, api or worker, got "${role}"`);
   const dataDir = path.resolve('.data');
   const config = loadConfig(role === 'all' ? withKeptBotTokenSecret(process.env, dataDir) : process.env);
   setLogger(createLogger({ level: config.logLevel }, { role }));
@@ -58,7 +59,12 @@ async function main(): Promise<void> {
   const shutdown = createShutdown();
   for (const peer of started) shutdown.add('peer', () => peer.stop());
   installSignalHandlers(shutdown, config.shutdownTimeoutMs);
-  const fleet = await startFleet(config, { redisUrl, mongodbUri }, { api: role !== 'worker', workers: role !== 'api' }, shutdown);
+  const fleet = await startFleet(
+    config,
+    { redisUrl, mongodbUri },
+    { api: role !== 'worker', workers: role !== 'api' },
+    shutdown,
+  );
   logger.info('meeboter started', {
     role,
     node: process.version,

@@ -81,7 +81,8 @@ export const metrics = {
   }),
 };
 
-export const secondsSince = (start: Date | undefined, now = Date.now()) => (start ? Math.max(0, now - start.getTime()) / 1000 : 0);
+export const secondsSince = (start: Date | undefined, now = Date.now()) =>
+  start ? Math.max(0, now - start.getTime()) / 1000 : 0;
 
 /** Times `run` into the sweep-duration histogram. */
 export async function timedSweep<T>(sweep: string, run: () => Promise<T>): Promise<T> {
@@ -119,7 +120,11 @@ export function fleetGauges(source: FleetGaugeSource, readiness: () => Promise<R
   };
   const stats = latestOnce(() => source.stats());
   const health = latestOnce(readiness);
-  const perPlatform = (name: string, help: string, pick: (p: Awaited<ReturnType<FleetGaugeSource['stats']>>['platforms'][number]) => number) =>
+  const perPlatform = (
+    name: string,
+    help: string,
+    pick: (p: Awaited<ReturnType<FleetGaugeSource['stats']>>['platforms'][number]) => number,
+  ) =>
     new Gauge({
       name,
       help,
@@ -129,9 +134,21 @@ export function fleetGauges(source: FleetGaugeSource, readiness: () => Promise<R
         for (const platform of (await stats()).platforms) this.set({ platform: platform.name }, pick(platform));
       },
     });
-  perPlatform('meeboter_platform_limit', 'Bots the platform may hold at once (a lowered limit included)', (p) => p.limit);
-  perPlatform('meeboter_platform_occupied', 'Bots occupying the platform (deploying or running there)', (p) => p.active);
-  perPlatform('meeboter_platform_queued', 'Bots assigned to the platform, waiting for their deploy to start', (p) => p.queued);
+  perPlatform(
+    'meeboter_platform_limit',
+    'Bots the platform may hold at once (a lowered limit included)',
+    (p) => p.limit,
+  );
+  perPlatform(
+    'meeboter_platform_occupied',
+    'Bots occupying the platform (deploying or running there)',
+    (p) => p.active,
+  );
+  perPlatform(
+    'meeboter_platform_queued',
+    'Bots assigned to the platform, waiting for their deploy to start',
+    (p) => p.queued,
+  );
   perPlatform('meeboter_platform_draining', '1 while the platform takes no new bots', (p) => (p.draining ? 1 : 0));
   new Gauge({
     name: 'meeboter_global_queue_length',

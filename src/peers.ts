@@ -126,7 +126,14 @@ export async function startRedis(dataDir: string, port?: number, durable = false
   const child = spawn(
     binary,
     [
-      '--port', String(listenPort), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '',
+      '--port',
+      String(listenPort),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dataDir,
+      '--save',
+      '',
       ...(durable ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']),
     ],
     { stdio: 'ignore' },

@@ -25,7 +25,11 @@ export class RedisScript {
 }
 
 /** Deletes a lock's key only for the holder whose token it still holds. */
-export const RELEASE_LOCK = new RedisScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`);
+export const RELEASE_LOCK = new RedisScript(
+  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+);
 
 /** Extends a lock's lease (ARGV[2] ms) only for the holder whose token it still holds; 0 when it is not theirs. */
-export const RENEW_LOCK = new RedisScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
+export const RENEW_LOCK = new RedisScript(
+  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
+);

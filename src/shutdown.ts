@@ -18,7 +18,11 @@ export function createShutdown(): Shutdown {
   const finished = new Set<string>();
   return {
     add: (name, closer) => closers.push({ name, closer }),
-    unfinished: () => [...closers].reverse().map(({ name }) => name).filter((name) => !finished.has(name)),
+    unfinished: () =>
+      [...closers]
+        .reverse()
+        .map(({ name }) => name)
+        .filter((name) => !finished.has(name)),
     close() {
       closing ??= (async () => {
         for (const { name, closer } of [...closers].reverse()) {

@@ -9,7 +9,10 @@ let t: TestFleet;
 let otherKey: string;
 
 beforeAll(async () => {
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ADMIN_API_KEY: 'admin-key-0123456789abcdef' }, { api: true, workers: false });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', ADMIN_API_KEY: 'admin-key-0123456789abcdef' },
+    { api: true, workers: false },
+  );
   otherKey = await t.fleet.apiKeys.create('owner-b');
 });
 afterAll(() => t.close());
@@ -52,7 +55,9 @@ describe('create, read, list', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: ApiAnswer = await t.request('GET', `/api/bots?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { auth: mine });
+      const page: ApiAnswer = await t.request('GET', `/api/bots?limit=2${cursor ? `&cursor=${cursor}` : ''}`, {
+        auth: mine,
+      });
       expect(page.status).toBe(200);
       expect(page.body.data.length).toBeLessThanOrEqual(2);
       seen.push(...page.body.data.map((bot: { id: string }) => bot.id));
@@ -70,7 +75,9 @@ describe('create, read, list', () => {
     await t.request('DELETE', `/api/bots/${bot.id}`);
     const events = await t.request('GET', `/api/bots/${bot.id}/events`);
     expect(events.status).toBe(200);
-    const statuses = events.body.data.filter((e: { type: string }) => e.type === 'status').map((e: { status: string }) => e.status);
+    const statuses = events.body.data
+      .filter((e: { type: string }) => e.type === 'status')
+      .map((e: { status: string }) => e.status);
     expect(statuses).toEqual(['QUEUED', 'ENDED']);
   });
 });
@@ -102,7 +109,9 @@ describe('cancel and leave', () => {
   it('leave on a live bot makes it LEAVING and tells it on its next heartbeat', async () => {
     const bot = (await create({ meeting: meetings.zoom })).body;
     const token = botToken(t.env.BOT_TOKEN_SECRET, bot.id);
-    expect((await t.request('POST', `/api/bots/${bot.id}/status`, { auth: token, body: { status: 'IN_CALL' } })).status).toBe(200);
+    expect(
+      (await t.request('POST', `/api/bots/${bot.id}/status`, { auth: token, body: { status: 'IN_CALL' } })).status,
+    ).toBe(200);
     const before = await t.request('POST', `/api/bots/${bot.id}/heartbeat`, { auth: token, body: {} });
     expect(before.body).toEqual({ shouldLeave: false, logLevel: null });
     const left = await t.request('POST', `/api/bots/${bot.id}/leave`);
@@ -132,9 +141,13 @@ describe('platforms and pool stats', () => {
 
 describe('bot endpoints', () => {
   it('serve config with the meeting password to the bot itself, and 410 once it ended', async () => {
-    const bot = (await create({ meeting: { ...meetings.zoom, password: 'pw' }, metadata: { 'sim.durationMs': '5' } })).body;
+    const bot = (await create({ meeting: { ...meetings.zoom, password: 'pw' }, metadata: { 'sim.durationMs': '5' } }))
+      .body;
     const token = botToken(t.env.BOT_TOKEN_SECRET, bot.id);
-    const config = await t.request('GET', `/api/bots/${bot.id}/config`, { auth: null, headers: { 'x-milo-token': token } });
+    const config = await t.request('GET', `/api/bots/${bot.id}/config`, {
+      auth: null,
+      headers: { 'x-milo-token': token },
+    });
     expect(config.status).toBe(200);
     expect(config.body).toMatchObject({
       meeting: { platform: 'zoom', password: 'pw' },
@@ -153,7 +166,7 @@ describe('bot endpoints', () => {
     expect((await t.request('GET', `/api/bots/${bot.id}/config`, { auth: token })).status).toBe(410);
   });
 
-  it('reject an API key, a forged token and another bot\'s token', async () => {
+  it("reject an API key, a forged token and another bot's token", async () => {
     const a = (await create({ meeting: meetings.zoom })).body;
     const b = (await create({ meeting: meetings.zoom })).body;
     const tokenA = botToken(t.env.BOT_TOKEN_SECRET, a.id);
@@ -162,7 +175,10 @@ describe('bot endpoints', () => {
       const method = path === 'config' ? 'GET' : 'POST';
       const body = path === 'status' ? { status: 'IN_CALL' } : path === 'events' ? { type: 'x' } : {};
       for (const auth of [t.apiKey, forged, tokenA, null]) {
-        const res = await t.request(method, `/api/bots/${b.id}/${path}`, { auth, body: method === 'POST' ? body : undefined });
+        const res = await t.request(method, `/api/bots/${b.id}/${path}`, {
+          auth,
+          body: method === 'POST' ? body : undefined,
+        });
         expect([path, res.status]).toEqual([path, 401]);
       }
     }
@@ -177,10 +193,22 @@ describe('validation', () => {
     ['unknown meeting platform', { meeting: { platform: 'webex', url: 'https://x.y' } }, 'meeting.platform'],
     ['google meet without url', { meeting: { platform: 'google-meet' } }, 'meeting.url'],
     ['zoom without url or id', { meeting: { platform: 'zoom' } }, 'meeting.meetingId'],
-    ['teams id without organizer', { meeting: { platform: 'microsoft-teams', meetingId: '1', tenantId: 't' } }, 'meeting.organizerId'],
-    ['teams id without tenant', { meeting: { platform: 'microsoft-teams', meetingId: '1', organizerId: 'o' } }, 'meeting.tenantId'],
+    [
+      'teams id without organizer',
+      { meeting: { platform: 'microsoft-teams', meetingId: '1', tenantId: 't' } },
+      'meeting.organizerId',
+    ],
+    [
+      'teams id without tenant',
+      { meeting: { platform: 'microsoft-teams', meetingId: '1', organizerId: 'o' } },
+      'meeting.tenantId',
+    ],
     ['bad meeting url', { meeting: { platform: 'google-meet', url: 'ftp://x' } }, 'meeting.url'],
-    ['meeting url of another platform', { meeting: { platform: 'zoom', url: 'https://meet.google.com/abc-defg-hij' } }, 'meeting.url'],
+    [
+      'meeting url of another platform',
+      { meeting: { platform: 'zoom', url: 'https://meet.google.com/abc-defg-hij' } },
+      'meeting.url',
+    ],
     ['meeting url of no known platform', { meeting: { url: 'https://example.com/meeting/123456789' } }, 'meeting.url'],
     ['neither platform nor url', { meeting: { meetingId: '123456789' } }, 'meeting.platform'],
     ['display name too long', { meeting: meetings.zoom, displayName: 'x'.repeat(101) }, 'displayName'],
@@ -188,7 +216,11 @@ describe('validation', () => {
     ['maxDurationMs negative', { meeting: meetings.zoom, maxDurationMs: -1 }, 'maxDurationMs'],
     ['recording not boolean', { meeting: meetings.zoom, recording: 'yes' }, 'recording'],
     ['automaticLeave unknown key', { meeting: meetings.zoom, automaticLeave: { foo: 1 } }, 'automaticLeave.foo'],
-    ['automaticLeave negative', { meeting: meetings.zoom, automaticLeave: { waitingRoomTimeoutMs: -5 } }, 'automaticLeave.waitingRoomTimeoutMs'],
+    [
+      'automaticLeave negative',
+      { meeting: meetings.zoom, automaticLeave: { waitingRoomTimeoutMs: -5 } },
+      'automaticLeave.waitingRoomTimeoutMs',
+    ],
     ['callbackUrl not http', { meeting: meetings.zoom, callbackUrl: 'javascript:alert(1)' }, 'callbackUrl'],
     ['metadata value not a string', { meeting: meetings.zoom, metadata: { a: 1 } }, 'metadata.a'],
     [
@@ -199,7 +231,11 @@ describe('validation', () => {
     ['unknown field', { meeting: meetings.zoom, colour: 'red' }, 'colour'],
     // found by the fuzz: an empty key was reported with the path "" (test/fuzz.test.ts)
     ['an empty key', { meeting: meetings.zoom, '': {} }, '[""]'],
-    ['a key that is not a plain name', { meeting: meetings.zoom, metadata: { 'sim.durationMs': 5 } }, 'metadata["sim.durationMs"]'],
+    [
+      'a key that is not a plain name',
+      { meeting: meetings.zoom, metadata: { 'sim.durationMs': 5 } },
+      'metadata["sim.durationMs"]',
+    ],
   ];
 
   it.each(cases)('%s → 400 naming %s, nothing written', async (_name, body, path) => {
@@ -261,7 +297,11 @@ describe('validation', () => {
 
   it('answers 413 for a body over 64 KB and writes nothing', async () => {
     const owner = await t.fleet.apiKeys.create('owner-413');
-    const res = await create({ meeting: meetings.zoom, displayName: 'x', metadata: { big: 'y'.repeat(70_000) } }, {}, owner);
+    const res = await create(
+      { meeting: meetings.zoom, displayName: 'x', metadata: { big: 'y'.repeat(70_000) } },
+      {},
+      owner,
+    );
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('PAYLOAD_TOO_LARGE');
     expect((await t.request('GET', '/api/bots', { auth: owner })).body.data).toHaveLength(0);
@@ -340,9 +380,14 @@ describe('Bull Board', () => {
     expect(page.status).toBe(200);
     const queues = await t.request('GET', '/admin/queues/api/queues', { auth: 'admin-key-0123456789abcdef' });
     expect(queues.status).toBe(200);
-    expect(queues.body.queues.map((q: { name: string }) => q.name).sort()).toEqual(
-      ['dispatch', 'platform-sim', 'reconcile-sim', 'schedule', 'sweeps', 'webhooks'],
-    );
+    expect(queues.body.queues.map((q: { name: string }) => q.name).sort()).toEqual([
+      'dispatch',
+      'platform-sim',
+      'reconcile-sim',
+      'schedule',
+      'sweeps',
+      'webhooks',
+    ]);
   });
 });
 
@@ -351,7 +396,12 @@ describe('health', () => {
     expect((await t.request('GET', '/healthz', { auth: null })).body).toEqual({ ok: true });
     const ready = await t.request('GET', '/readyz', { auth: null });
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ ready: true, degraded: false, checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' }, unflushedChanges: ready.body.unflushedChanges });
+    expect(ready.body).toEqual({
+      ready: true,
+      degraded: false,
+      checks: { redis: 'ok', mongodb: 'ok', flusher: 'ok' },
+      unflushedChanges: ready.body.unflushedChanges,
+    });
     expect(Number.isInteger(ready.body.unflushedChanges)).toBe(true);
   });
 

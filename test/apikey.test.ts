@@ -45,6 +45,9 @@ it('creates a key that works, lists it without showing it, and revokes it', asyn
 });
 
 it('answers a wrong command with its usage and exit code 2', async () => {
-  expect(await apikey('delete', 'x')).toMatchObject({ code: 2, stderr: expect.stringContaining('usage: npm run apikey') });
+  expect(await apikey('delete', 'x')).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining('usage: npm run apikey'),
+  });
   expect(await apikey('create')).toMatchObject({ code: 2 });
 });

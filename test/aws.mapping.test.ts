@@ -7,14 +7,34 @@ const started = new Date();
 
 it.each<[string, Partial<Task> | undefined, { state: string; detail?: string }]>([
   ['unknown to ECS', undefined, { state: 'gone', detail: 'ECS does not know the task (MISSING)' }],
-  ['PROVISIONING', { lastStatus: 'PROVISIONING', desiredStatus: 'RUNNING' }, { state: 'starting', detail: 'PROVISIONING' }],
+  [
+    'PROVISIONING',
+    { lastStatus: 'PROVISIONING', desiredStatus: 'RUNNING' },
+    { state: 'starting', detail: 'PROVISIONING' },
+  ],
   ['PENDING', { lastStatus: 'PENDING', desiredStatus: 'RUNNING' }, { state: 'starting', detail: 'PENDING' }],
   ['ACTIVATING', { lastStatus: 'ACTIVATING', desiredStatus: 'RUNNING' }, { state: 'starting', detail: 'ACTIVATING' }],
   ['RUNNING', { lastStatus: 'RUNNING', desiredStatus: 'RUNNING' }, { state: 'running' }],
-  ['RUNNING, asked to stop', { lastStatus: 'RUNNING', desiredStatus: 'STOPPED', stoppedReason: 'bye' }, { state: 'running', detail: 'RUNNING, stopping: bye' }],
-  ['DEACTIVATING after it ran', { lastStatus: 'DEACTIVATING', desiredStatus: 'STOPPED', startedAt: started }, { state: 'running', detail: 'DEACTIVATING, stopping' }],
-  ['DEPROVISIONING after it ran', { lastStatus: 'DEPROVISIONING', desiredStatus: 'STOPPED', startedAt: started }, { state: 'running', detail: 'DEPROVISIONING, stopping' }],
-  ['DEPROVISIONING, never ran', { lastStatus: 'DEPROVISIONING', desiredStatus: 'STOPPED', stoppedReason: 'CannotPullContainerError' }, { state: 'starting', detail: 'DEPROVISIONING, stopping: CannotPullContainerError' }],
+  [
+    'RUNNING, asked to stop',
+    { lastStatus: 'RUNNING', desiredStatus: 'STOPPED', stoppedReason: 'bye' },
+    { state: 'running', detail: 'RUNNING, stopping: bye' },
+  ],
+  [
+    'DEACTIVATING after it ran',
+    { lastStatus: 'DEACTIVATING', desiredStatus: 'STOPPED', startedAt: started },
+    { state: 'running', detail: 'DEACTIVATING, stopping' },
+  ],
+  [
+    'DEPROVISIONING after it ran',
+    { lastStatus: 'DEPROVISIONING', desiredStatus: 'STOPPED', startedAt: started },
+    { state: 'running', detail: 'DEPROVISIONING, stopping' },
+  ],
+  [
+    'DEPROVISIONING, never ran',
+    { lastStatus: 'DEPROVISIONING', desiredStatus: 'STOPPED', stoppedReason: 'CannotPullContainerError' },
+    { state: 'starting', detail: 'DEPROVISIONING, stopping: CannotPullContainerError' },
+  ],
   [
     'STOPPED by a Spot interruption',
     {
@@ -27,10 +47,23 @@ it.each<[string, Partial<Task> | undefined, { state: string; detail?: string }]>
   ],
   [
     'STOPPED, failed to start',
-    { lastStatus: 'STOPPED', stopCode: 'TaskFailedToStart', stoppedReason: 'CannotPullContainerError: pull access denied', containers: [{ name: 'zoom-bot', reason: 'CannotPullContainerError' }] },
-    { state: 'gone', detail: 'TaskFailedToStart: CannotPullContainerError: pull access denied; container zoom-bot (CannotPullContainerError)' },
+    {
+      lastStatus: 'STOPPED',
+      stopCode: 'TaskFailedToStart',
+      stoppedReason: 'CannotPullContainerError: pull access denied',
+      containers: [{ name: 'zoom-bot', reason: 'CannotPullContainerError' }],
+    },
+    {
+      state: 'gone',
+      detail:
+        'TaskFailedToStart: CannotPullContainerError: pull access denied; container zoom-bot (CannotPullContainerError)',
+    },
   ],
-  ['STOPPED, exit 0', { lastStatus: 'STOPPED', stopCode: 'EssentialContainerExited', containers: [{ name: 'b', exitCode: 0 }] }, { state: 'gone', detail: 'EssentialContainerExited; container b exit code 0' }],
+  [
+    'STOPPED, exit 0',
+    { lastStatus: 'STOPPED', stopCode: 'EssentialContainerExited', containers: [{ name: 'b', exitCode: 0 }] },
+    { state: 'gone', detail: 'EssentialContainerExited; container b exit code 0' },
+  ],
   ['STOPPED, nothing said', { lastStatus: 'STOPPED' }, { state: 'gone', detail: 'STOPPED' }],
 ])('task %s → %j', (_label, task, expected) => {
   expect(taskStatus(task)).toEqual(expected);
@@ -44,27 +77,47 @@ it.each<[string[], boolean]>([
   [['MISSING'], false],
   [['AGENT'], false],
 ])('RunTask failures %j → full %s', (reasons, full) => {
-  const error = runTaskFailure(reasons.map((reason) => ({ reason })), 'FARGATE_SPOT');
+  const error = runTaskFailure(
+    reasons.map((reason) => ({ reason })),
+    'FARGATE_SPOT',
+  );
   expect(error).toMatchObject({ full, transient: false });
   for (const reason of reasons) expect(error.message).toContain(reason);
   expect(isCapacityFailure(reasons[0])).toBe(reasons[0].startsWith('RESOURCE') || reasons[0].startsWith('Capacity'));
 });
 
 it('a RunTask answer with neither a task nor a failure is a failure', () => {
-  expect(runTaskFailure([], 'FARGATE')).toMatchObject({ full: false, transient: false, message: 'RunTask on FARGATE: no task and no failure in the answer' });
+  expect(runTaskFailure([], 'FARGATE')).toMatchObject({
+    full: false,
+    transient: false,
+    message: 'RunTask on FARGATE: no task and no failure in the answer',
+  });
 });
 
 const sdkError = (name: string, message: string, status: number) =>
   Object.assign(new Error(message), { name, $metadata: { httpStatusCode: status } });
 
 it.each<[Error, { full: boolean; message: string }]>([
-  [sdkError('ThrottlingException', 'Rate exceeded', 400), { full: false, message: 'RunTask: ThrottlingException (HTTP 400): Rate exceeded' }],
+  [
+    sdkError('ThrottlingException', 'Rate exceeded', 400),
+    { full: false, message: 'RunTask: ThrottlingException (HTTP 400): Rate exceeded' },
+  ],
   [
     sdkError('ThrottlingException', "You've reached the limit on the number of vCPUs you can run concurrently", 400),
-    { full: true, message: "RunTask: ThrottlingException (HTTP 400): You've reached the limit on the number of vCPUs you can run concurrently" },
+    {
+      full: true,
+      message:
+        "RunTask: ThrottlingException (HTTP 400): You've reached the limit on the number of vCPUs you can run concurrently",
+    },
   ],
-  [sdkError('ServerException', 'internal', 500), { full: false, message: 'RunTask: ServerException (HTTP 500): internal' }],
-  [sdkError('AccessDeniedException', 'not authorized to perform: ecs:RunTask', 400), { full: false, message: 'RunTask: AccessDeniedException (HTTP 400): not authorized to perform: ecs:RunTask' }],
+  [
+    sdkError('ServerException', 'internal', 500),
+    { full: false, message: 'RunTask: ServerException (HTTP 500): internal' },
+  ],
+  [
+    sdkError('AccessDeniedException', 'not authorized to perform: ecs:RunTask', 400),
+    { full: false, message: 'RunTask: AccessDeniedException (HTTP 400): not authorized to perform: ecs:RunTask' },
+  ],
 ])('SDK error %s → never transient (the SDK already retried)', (error, expected) => {
   expect(ecsError('RunTask', error)).toMatchObject({ transient: false, ...expected });
 });

@@ -13,11 +13,19 @@ jest.setTimeout(120_000);
 
 let peer: AwsPeer;
 let t: TestFleet;
-const S3 = { S3_ENDPOINT: 'http://127.0.0.1:9000', S3_ACCESS_KEY: 'ak', S3_SECRET_KEY: 'sk', S3_BUCKET_NAME: 'recordings' };
+const S3 = {
+  S3_ENDPOINT: 'http://127.0.0.1:9000',
+  S3_ACCESS_KEY: 'ak',
+  S3_SECRET_KEY: 'sk',
+  S3_BUCKET_NAME: 'recordings',
+};
 
 beforeAll(async () => {
   peer = await startAwsPeer();
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'aws', AWS_BOT_LIMIT: '10', ...peer.env, ...S3 }, { api: true, workers: false });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'aws', AWS_BOT_LIMIT: '10', ...peer.env, ...S3 },
+    { api: true, workers: false },
+  );
 });
 afterAll(async () => {
   await t?.close();
@@ -31,7 +39,14 @@ const make = (fleetId = t.fleet.fleetId, settings = config().aws!) =>
 async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom'): Promise<DeploySpec> {
   const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } });
   const botId = created.body.id as string;
-  return { botId, name: deploymentName(botId, 'aws'), attempt: 0, meetingPlatform, maxDurationMs: null, env: botEnv(config(), botId) };
+  return {
+    botId,
+    name: deploymentName(botId, 'aws'),
+    attempt: 0,
+    meetingPlatform,
+    maxDurationMs: null,
+    env: botEnv(config(), botId),
+  };
 }
 
 runPlatformContract('aws', () => ({
@@ -71,10 +86,12 @@ describe('aws adapter', () => {
     // The container name comes from the task definition (aws:setup names it after the meeting platform).
     expect(task.overrides?.containerOverrides?.[0]?.name).toBe('google-meet-bot');
     expect(task.startedBy).toBe(spec.name);
-    expect(task.tags).toEqual(expect.arrayContaining([
-      { key: 'meeboter:fleet', value: t.fleet.fleetId },
-      { key: 'meeboter:bot', value: spec.botId },
-    ]));
+    expect(task.tags).toEqual(
+      expect.arrayContaining([
+        { key: 'meeboter:fleet', value: t.fleet.fleetId },
+        { key: 'meeboter:bot', value: spec.botId },
+      ]),
+    );
     const [request] = peer.proxy.requests('RunTask');
     expect(request).toMatchObject({
       cluster: 'meeboter-bots',
@@ -110,7 +127,9 @@ describe('aws adapter', () => {
     const spec = await newSpec();
     peer.proxy.inject('RunTask', { kind: 'failures', reason: 'RESOURCE:MEMORY' });
     const deployment = await platform.deploy(spec);
-    const strategies = peer.proxy.requests('RunTask').map((request) => request.capacityProviderStrategy[0].capacityProvider);
+    const strategies = peer.proxy
+      .requests('RunTask')
+      .map((request) => request.capacityProviderStrategy[0].capacityProvider);
     expect(strategies).toEqual(['FARGATE_SPOT', 'FARGATE']);
     await platform.stop(deployment.identifier);
 
@@ -122,7 +141,10 @@ describe('aws adapter', () => {
   });
 
   it('plain FARGATE launch type works for clusters without capacity providers', async () => {
-    const fargate = make(t.fleet.fleetId, loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws);
+    const fargate = make(
+      t.fleet.fleetId,
+      loadConfig({ ...t.env, AWS_ECS_CAPACITY_PROVIDERS: '', AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws,
+    );
     const spec = await newSpec();
     const deployment = await fargate.deploy(spec);
     const [request] = peer.proxy.requests('RunTask');
@@ -171,15 +193,27 @@ describe('aws adapter', () => {
   });
 
   it('status of many tasks costs one DescribeTasks per 100 tasks', async () => {
-    const deployments = await Promise.all([newSpec(), newSpec(), newSpec()].map(async (spec) => platform.deploy(await spec)));
+    const deployments = await Promise.all(
+      [newSpec(), newSpec(), newSpec()].map(async (spec) => platform.deploy(await spec)),
+    );
     peer.proxy.reset();
     const states = await Promise.all(deployments.map((d) => platform.status(d.identifier)));
     expect(states.map((s) => s.state)).toEqual(['running', 'running', 'running']);
     expect(peer.proxy.calls('DescribeTasks')).toBe(1);
-    const unknown = Array.from({ length: 150 }, (_, i) => `arn:aws:ecs:${peer.region}:123456789012:task/meeboter-bots/${i.toString(16).padStart(32, '0')}`);
-    const gone = await Promise.all([...unknown, ...deployments.map((d) => d.identifier)].map((arn) => platform.status(arn)));
+    const unknown = Array.from(
+      { length: 150 },
+      (_, i) => `arn:aws:ecs:${peer.region}:123456789012:task/meeboter-bots/${i.toString(16).padStart(32, '0')}`,
+    );
+    const gone = await Promise.all(
+      [...unknown, ...deployments.map((d) => d.identifier)].map((arn) => platform.status(arn)),
+    );
     expect(gone.filter((s) => s.state === 'gone')).toHaveLength(150);
-    expect(peer.proxy.requests('DescribeTasks').slice(1).map((request) => request.tasks.length)).toEqual([100, 53]);
+    expect(
+      peer.proxy
+        .requests('DescribeTasks')
+        .slice(1)
+        .map((request) => request.tasks.length),
+    ).toEqual([100, 53]);
     for (const deployment of deployments) await platform.stop(deployment.identifier);
   });
 
@@ -201,7 +235,9 @@ describe('aws adapter', () => {
     await platform.stop(starting.identifier);
 
     const deployment = await platform.deploy(await newSpec());
-    await peer.ecs.send(new StopTaskCommand({ cluster: 'meeboter-bots', task: deployment.identifier, reason: 'interrupted' }));
+    await peer.ecs.send(
+      new StopTaskCommand({ cluster: 'meeboter-bots', task: deployment.identifier, reason: 'interrupted' }),
+    );
     peer.proxy.patchTask(deployment.identifier, {
       stopCode: 'SpotInterruption',
       stoppedReason: 'Your Spot Task was interrupted.',
@@ -226,6 +262,8 @@ describe('aws adapter', () => {
   });
 
   it('StopTask of a missing task is fine', async () => {
-    await expect(platform.stop(`arn:aws:ecs:${peer.region}:123456789012:task/meeboter-bots/${'f'.repeat(32)}`)).resolves.toBeUndefined();
+    await expect(
+      platform.stop(`arn:aws:ecs:${peer.region}:123456789012:task/meeboter-bots/${'f'.repeat(32)}`),
+    ).resolves.toBeUndefined();
   });
 });

@@ -13,7 +13,12 @@ jest.setTimeout(420_000);
 let peer: AwsPeer;
 let t: TestFleet;
 const workers: FleetProcess[] = [];
-const S3 = { S3_ENDPOINT: 'http://127.0.0.1:9000', S3_ACCESS_KEY: 'ak', S3_SECRET_KEY: 'sk', S3_BUCKET_NAME: 'recordings' };
+const S3 = {
+  S3_ENDPOINT: 'http://127.0.0.1:9000',
+  S3_ACCESS_KEY: 'ak',
+  S3_SECRET_KEY: 'sk',
+  S3_BUCKET_NAME: 'recordings',
+};
 
 afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
@@ -35,9 +40,14 @@ it('PLATFORM_PRIORITY=aws, AWS_BOT_LIMIT=7, 2 worker processes, 100 bots: never 
 
   // Tasks with desiredStatus RUNNING, read from moto every 50 ms; each bot stays in its call 300 ms.
   const player = playBots(peer, { inCallMs: 300, intervalMs: 50 });
-  workers.push(spawnFleetProcess('worker', { ...t.env, PORT: '0' }), spawnFleetProcess('worker', { ...t.env, PORT: '0' }));
+  workers.push(
+    spawnFleetProcess('worker', { ...t.env, PORT: '0' }),
+    spawnFleetProcess('worker', { ...t.env, PORT: '0' }),
+  );
   await waitFor(
-    async () => (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) === ids.length,
+    async () =>
+      (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) ===
+      ids.length,
     'all 100 bots to end',
     360_000,
     1000,
@@ -47,7 +57,9 @@ it('PLATFORM_PRIORITY=aws, AWS_BOT_LIMIT=7, 2 worker processes, 100 bots: never 
   await player.stop();
 
   const bots = await t.fleet.models.Bot.find({ _id: { $in: ids } }).lean();
-  expect(bots.map((b) => `${b.status}/${b.endReason}/${b.platform}`).filter((s) => s !== 'ENDED/COMPLETED/aws')).toEqual([]);
+  expect(
+    bots.map((b) => `${b.status}/${b.endReason}/${b.platform}`).filter((s) => s !== 'ENDED/COMPLETED/aws'),
+  ).toEqual([]);
   expect(player.errors).toEqual([]);
 
   const peak = Math.max(...player.samples);
@@ -56,7 +68,8 @@ it('PLATFORM_PRIORITY=aws, AWS_BOT_LIMIT=7, 2 worker processes, 100 bots: never 
 
   const tasks = await peer.tasks('STOPPED');
   const perBot = new Map<string, number>();
-  for (const task of tasks) perBot.set(tagValue(task, 'meeboter:bot')!, (perBot.get(tagValue(task, 'meeboter:bot')!) ?? 0) + 1);
+  for (const task of tasks)
+    perBot.set(tagValue(task, 'meeboter:bot')!, (perBot.get(tagValue(task, 'meeboter:bot')!) ?? 0) + 1);
   expect(ids.filter((id) => perBot.get(id) !== 1)).toEqual([]);
   expect(tasks).toHaveLength(100);
 

@@ -33,7 +33,12 @@ function setup(args: string[]): Promise<{ code: number | null; output: string }>
 }
 
 const variables = (output: string) =>
-  Object.fromEntries(output.split('\n').filter((line) => /^AWS_[A-Z_]+=/.test(line)).map((line) => line.split(/=(.*)/s).slice(0, 2)));
+  Object.fromEntries(
+    output
+      .split('\n')
+      .filter((line) => /^AWS_[A-Z_]+=/.test(line))
+      .map((line) => line.split(/=(.*)/s).slice(0, 2)),
+  );
 
 it('creates everything, then changes nothing, and prints variables that make PLATFORM_PRIORITY=aws work', async () => {
   const dry = await setup(['--region', 'us-east-2', '--dry-run']);
@@ -75,13 +80,19 @@ it('creates everything, then changes nothing, and prints variables that make PLA
     AWS_ECS_SECURITY_GROUPS: expect.stringMatching(/^sg-[0-9a-f]+$/),
     AWS_ECS_TASK_DEF_ZOOM: 'meeboter-zoom-bot',
   });
-  process.stdout.write(`aws:setup: first run ${made} changes, second run 0; variables: ${Object.keys(env).join(', ')}\n`);
+  process.stdout.write(
+    `aws:setup: first run ${made} changes, second run 0; variables: ${Object.keys(env).join(', ')}\n`,
+  );
 
   // A fleet with exactly the printed variables, against the same moto.
   const proxy = await startEcsFaultProxy(moto.url);
   Object.assign(process.env, awsSdkEnv(proxy.url));
   t = await startTestFleet({ ...env, ...awsSdkEnv(proxy.url), PLATFORM_PRIORITY: 'aws' });
-  const ecs = new ECSClient({ region: 'us-east-2', endpoint: moto.url, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  const ecs = new ECSClient({
+    region: 'us-east-2',
+    endpoint: moto.url,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
   const player = playBots({ ecs, proxy, region: 'us-east-2', cluster: env.AWS_ECS_CLUSTER });
   try {
     const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
@@ -92,10 +103,13 @@ it('creates everything, then changes nothing, and prints variables that make PLA
     expect(ended).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'aws' });
     // Its holder stops the task right after the bot's end.
     const arns = await waitFor(async () => {
-      const stopped = (await ecs.send(new ListTasksCommand({ cluster: 'meeboter-bots', desiredStatus: 'STOPPED' }))).taskArns!;
+      const stopped = (await ecs.send(new ListTasksCommand({ cluster: 'meeboter-bots', desiredStatus: 'STOPPED' })))
+        .taskArns!;
       return stopped.length > 0 && stopped;
     }, 'the task to be stopped');
-    const [task] = (await ecs.send(new DescribeTasksCommand({ cluster: 'meeboter-bots', tasks: arns, include: ['TAGS'] }))).tasks!;
+    const [task] = (
+      await ecs.send(new DescribeTasksCommand({ cluster: 'meeboter-bots', tasks: arns, include: ['TAGS'] }))
+    ).tasks!;
     expect(task.taskDefinitionArn).toMatch(/task-definition\/meeboter-zoom-bot:1$/);
   } finally {
     await player.stop();

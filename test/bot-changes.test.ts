@@ -37,7 +37,9 @@ it('20 concurrent conflicting updates of one bot give versions 1..20 in order, n
   // The stream holds each version once, in order, each built on the one before.
   const entries = await connections[0].xrange(changesKey(prefix, partitionOf(botId, 4)), '-', '+');
   const mine = entries
-    .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])))
+    .map(([, fields]) =>
+      Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])),
+    )
     .filter((fields) => fields.bot === botId);
   expect(mine.map((fields) => Number(fields.version))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   expect(mine.map((fields) => fields.kind)).toEqual(['insert', ...Array(19).fill('snapshot')]);
@@ -57,7 +59,9 @@ it('a create finds the bot existing; a refusal writes nothing', async () => {
   expect(await changes.apply(botId, 0, { n: 2 })).toEqual({ conflict: { version: 1 } });
   expect(await changes.apply(botId, 5, { n: 2 })).toEqual({ conflict: { version: 1 } });
 
-  const refused = await changes.update<{ n: number }>(botId, (current) => (current!.doc.n === 1 ? { refused: 'already one' } : { doc: { n: 1 } }));
+  const refused = await changes.update<{ n: number }>(botId, (current) =>
+    current!.doc.n === 1 ? { refused: 'already one' } : { doc: { n: 1 } },
+  );
   expect(refused).toEqual({ refused: 'already one' });
   const live = await changes.read<{ n: number }>(botId);
   expect(live).toMatchObject({ version: 1, doc: { n: 1 } });
@@ -84,7 +88,9 @@ it('key changes alongside a change are made with it, and not at all when it conf
   await redis.zadd(due, 5, 'other');
 
   // A conflict (the bot is not at version 3) makes none of them.
-  expect(await changes.apply(botId, 3, { n: 1 }, undefined, 0, [{ op: 'zadd', key: due, score: 7, member: botId }])).toEqual({ conflict: { version: 0 } });
+  expect(
+    await changes.apply(botId, 3, { n: 1 }, undefined, 0, [{ op: 'zadd', key: due, score: 7, member: botId }]),
+  ).toEqual({ conflict: { version: 0 } });
   expect(await redis.zscore(due, botId)).toBeNull();
 
   await changes.apply(botId, 0, { n: 1 }, undefined, 0, [{ op: 'zadd', key: due, score: 7, member: botId }]);

@@ -23,29 +23,47 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const client = (signal?: AbortSignal) => new BotClient({ baseUrl, botId: 'b1', token: 't', retryForMs: 0, requestTimeoutMs: 300, signal });
+const client = (signal?: AbortSignal) =>
+  new BotClient({ baseUrl, botId: 'b1', token: 't', retryForMs: 0, requestTimeoutMs: 300, signal });
 
 it.each([
   ['without a signal of its own', undefined],
   ['with a signal of its own', new AbortController().signal],
-])('a request the fleet never answers is given up after its timeout, across a garbage collection (%s)', async (_case, signal) => {
-  const beat = client(signal).heartbeat().then(
-    () => 'answered',
-    (error: unknown) => error,
-  );
-  await sleep(50);
-  collectGarbage();
-  const outcome = await Promise.race([beat, sleep(5000).then(() => 'still waiting after 5 s')]);
-  expect(outcome).toBeInstanceOf(BotApiError);
-  expect(outcome).toMatchObject({ status: 0, message: expect.stringMatching(/^POST heartbeat: 0 .*no answer in 300 ms/) });
-});
+])(
+  'a request the fleet never answers is given up after its timeout, across a garbage collection (%s)',
+  async (_case, signal) => {
+    const beat = client(signal)
+      .heartbeat()
+      .then(
+        () => 'answered',
+        (error: unknown) => error,
+      );
+    await sleep(50);
+    collectGarbage();
+    const outcome = await Promise.race([beat, sleep(5000).then(() => 'still waiting after 5 s')]);
+    expect(outcome).toBeInstanceOf(BotApiError);
+    expect(outcome).toMatchObject({
+      status: 0,
+      message: expect.stringMatching(/^POST heartbeat: 0 .*no answer in 300 ms/),
+    });
+  },
+);
 
 it("the caller's signal cancels a request at once", async () => {
   const caller = new AbortController();
-  const beat = new BotClient({ baseUrl, botId: 'b1', token: 't', retryForMs: 60_000, requestTimeoutMs: 60_000, signal: caller.signal }).heartbeat();
+  const beat = new BotClient({
+    baseUrl,
+    botId: 'b1',
+    token: 't',
+    retryForMs: 60_000,
+    requestTimeoutMs: 60_000,
+    signal: caller.signal,
+  }).heartbeat();
   await sleep(50);
   caller.abort(new Error('shutting down'));
-  await expect(Promise.race([beat, sleep(5000).then(() => 'still waiting after 5 s')])).rejects.toThrow('shutting down');
+  await expect(Promise.race([beat, sleep(5000).then(() => 'still waiting after 5 s')])).rejects.toThrow(
+    'shutting down',
+  );
 });
 
 describe('answers', () => {
@@ -59,7 +77,12 @@ describe('answers', () => {
       let body = '';
       request.on('data', (chunk) => (body += chunk));
       request.on('end', () => {
-        received.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization, body });
+        received.push({
+          method: request.method!,
+          url: request.url!,
+          authorization: request.headers.authorization,
+          body,
+        });
         const [status, text] = answers.shift() ?? [500, 'no answer scripted'];
         response.writeHead(status, { 'content-type': 'application/json' }).end(text);
       });
@@ -74,27 +97,45 @@ describe('answers', () => {
   beforeEach(() => {
     received.length = 0;
   });
-  const bot = () => new BotClient({ baseUrl: `${answeringUrl}/`, botId: 'b1', token: 'secret-token', retryForMs: 10_000 });
+  const bot = () =>
+    new BotClient({ baseUrl: `${answeringUrl}/`, botId: 'b1', token: 'secret-token', retryForMs: 10_000 });
 
   it('sends the call with its token and body, and reads a 2xx answer (an empty one as {})', async () => {
-    answers = [[200, '{"shouldLeave":true}'], [200, '']];
+    answers = [
+      [200, '{"shouldLeave":true}'],
+      [200, ''],
+    ];
     await expect(bot().heartbeat()).resolves.toEqual({ shouldLeave: true });
     await expect(bot().reportStatus('IN_CALL')).resolves.toEqual({});
     expect(received).toEqual([
       { method: 'POST', url: '/api/bots/b1/heartbeat', authorization: 'Bearer secret-token', body: '{}' },
-      { method: 'POST', url: '/api/bots/b1/status', authorization: 'Bearer secret-token', body: '{"status":"IN_CALL"}' },
+      {
+        method: 'POST',
+        url: '/api/bots/b1/status',
+        authorization: 'Bearer secret-token',
+        body: '{"status":"IN_CALL"}',
+      },
     ]);
   });
 
   it('retries a 503 and a 429, then takes the answer', async () => {
-    answers = [[503, 'restarting'], [429, 'slow down'], [200, '{"id":"b1"}']];
+    answers = [
+      [503, 'restarting'],
+      [429, 'slow down'],
+      [200, '{"id":"b1"}'],
+    ];
     await expect(bot().getConfig()).resolves.toEqual({ id: 'b1' });
     expect(received.map((r) => r.method + ' ' + r.url)).toEqual(Array(3).fill('GET /api/bots/b1/config'));
   });
 
   it('gives up at once on an answer that will not change (410), with its status and text', async () => {
-    answers = [[410, '{"error":"bot ended"}'], [200, '{}']];
-    const outcome = await bot().reportStatus('LEAVING').catch((error: unknown) => error);
+    answers = [
+      [410, '{"error":"bot ended"}'],
+      [200, '{}'],
+    ];
+    const outcome = await bot()
+      .reportStatus('LEAVING')
+      .catch((error: unknown) => error);
     expect(outcome).toBeInstanceOf(BotApiError);
     expect(outcome).toMatchObject({ status: 410, message: 'POST status: 410 {"error":"bot ended"}' });
     expect(received).toHaveLength(1);

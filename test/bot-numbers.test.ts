@@ -20,7 +20,8 @@ const create = async () => {
   expect(res.status).toBe(201);
   return res.body as { id: string; number: number };
 };
-const flushed = async () => expect(await createBotChanges(t.fleet.redis, t.env.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
+const flushed = async () =>
+  expect(await createBotChanges(t.fleet.redis, t.env.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
 async function wipeRedis() {
   let cursor = '0';
   do {
@@ -36,12 +37,17 @@ it('numbers are unique under concurrent creates, and name their bot in client an
   expect(new Set(bots.map((bot) => bot.number)).size).toBe(30);
   for (const bot of bots.slice(0, 3)) {
     expect((await t.request('GET', `/api/bots/${bot.number}`)).body).toMatchObject({ id: bot.id, number: bot.number });
-    const config = await t.request('GET', `/api/bots/${bot.number}/config`, { auth: botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number) });
+    const config = await t.request('GET', `/api/bots/${bot.number}/config`, {
+      auth: botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number),
+    });
     expect(config.body.id).toBe(bot.id);
   }
   // a token names one bot: another's number in the path is refused
   const [a, b] = bots;
-  expect((await t.request('GET', `/api/bots/${b.number}/config`, { auth: botToken(t.env.BOT_TOKEN_SECRET, a.id, a.number) })).status).toBe(401);
+  expect(
+    (await t.request('GET', `/api/bots/${b.number}/config`, { auth: botToken(t.env.BOT_TOKEN_SECRET, a.id, a.number) }))
+      .status,
+  ).toBe(401);
   // another owner's bot by number is a 404, as by id
   const stranger = await t.fleet.apiKeys.create(`stranger-${Date.now()}`);
   expect((await t.request('GET', `/api/bots/${a.number}`, { auth: stranger })).status).toBe(404);
@@ -55,7 +61,11 @@ it('after Redis lost all its data, live bots are found by number and new numbers
   await wipeRedis();
 
   for (const bot of before) {
-    expect((await t.request('GET', `/api/bots/${bot.number}`)).body).toMatchObject({ id: bot.id, number: bot.number, status: 'QUEUED' });
+    expect((await t.request('GET', `/api/bots/${bot.number}`)).body).toMatchObject({
+      id: bot.id,
+      number: bot.number,
+      status: 'QUEUED',
+    });
     const client = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number));
     expect(await client.bots.getConfig.query({ botId: bot.number })).toMatchObject({ id: bot.number });
     expect(await client.bots.sendHeartbeat.mutate({ id: bot.number })).toEqual({ shouldLeave: false, logLevel: null });

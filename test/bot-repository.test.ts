@@ -9,26 +9,34 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const create = async () => (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
+const create = async () =>
+  (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
 const cancel = { kind: 'move', to: 'ENDED', source: 'client', reason: 'CANCELLED' } as const;
 /** The bot as MongoDB holds it, once MongoDB holds every change made so far. */
 const stored = async (id: string) => {
   expect(await createBotChanges(t.fleet.redis, t.env.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
   return t.fleet.models.Bot.findById(id).lean<Record<string, unknown>>();
 };
-const statusEvents = async (id: string) => (await t.fleet.repo.events(id, 100)).filter((e) => e.type === 'status').map((e) => e.status);
+const statusEvents = async (id: string) =>
+  (await t.fleet.repo.events(id, 100)).filter((e) => e.type === 'status').map((e) => e.status);
 
 it('a list made right after creates holds every one of them (it waits for MongoDB to have them)', async () => {
   const owner = `owner-list-${Date.now()}`;
   const key = await t.fleet.apiKeys.create(owner);
   const created = await Promise.all(
-    Array.from({ length: 30 }, async () => (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string),
+    Array.from(
+      { length: 30 },
+      async () =>
+        (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string,
+    ),
   );
-  const listed = (await t.request('GET', '/api/bots?limit=100', { auth: key })).body.data.map((bot: { id: string }) => bot.id);
+  const listed = (await t.request('GET', '/api/bots?limit=100', { auth: key })).body.data.map(
+    (bot: { id: string }) => bot.id,
+  );
   expect([...listed].sort()).toEqual([...created].sort());
 });
 
-it('a bot Redis lost is read from MongoDB, and its next change builds on MongoDB\'s version', async () => {
+it("a bot Redis lost is read from MongoDB, and its next change builds on MongoDB's version", async () => {
   const id = await create();
   expect(await statusEvents(id)).toEqual(['QUEUED']);
   expect((await stored(id))!.changeVersion).toBe(1);
@@ -68,9 +76,12 @@ it('Redis keeps a live bot, and an ended one for 24 h', async () => {
 it('a list waits a bounded time for MongoDB, then answers from what MongoDB has, with the live state over it; a history has the changes MongoDB lacks', async () => {
   const owner = `owner-stale-${Date.now()}`;
   const key = await t.fleet.apiKeys.create(owner);
-  const createFor = async () => (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string;
+  const createFor = async () =>
+    (await t.request('POST', '/api/bots', { auth: key, body: { meeting: meetings.zoom } })).body.id as string;
   const flushed = await createFor();
-  expect((await t.request('GET', '/api/bots', { auth: key })).body.data.map((bot: { id: string }) => bot.id)).toEqual([flushed]);
+  expect((await t.request('GET', '/api/bots', { auth: key })).body.data.map((bot: { id: string }) => bot.id)).toEqual([
+    flushed,
+  ]);
 
   await t.fleet.flusher.close();
   const unflushed = await createFor();
@@ -83,7 +94,9 @@ it('a list waits a bounded time for MongoDB, then answers from what MongoDB has,
   // Histories read what the flusher has not written yet from its stream, beside what MongoDB holds.
   expect(await t.fleet.models.BotEvent.countDocuments({ botId: unflushed })).toBe(0);
   const history = async (id: string) =>
-    (await t.request('GET', `/api/bots/${id}/events`, { auth: key })).body.data.filter((e: { type: string }) => e.type === 'status').map((e: { status: string }) => e.status);
+    (await t.request('GET', `/api/bots/${id}/events`, { auth: key })).body.data
+      .filter((e: { type: string }) => e.type === 'status')
+      .map((e: { status: string }) => e.status);
   expect(await history(unflushed)).toEqual(['QUEUED']);
   expect(await history(flushed)).toEqual(['QUEUED', 'ENDED']);
   expect(await statusEvents(flushed)).toEqual(['QUEUED', 'ENDED']);

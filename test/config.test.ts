@@ -1,4 +1,11 @@
-import { configVariableNames, configWarnings, ConfigError, loadConfig, OWN_PREFIXES, PLATFORM_SUFFIXES } from '../src/config';
+import {
+  configVariableNames,
+  configWarnings,
+  ConfigError,
+  loadConfig,
+  OWN_PREFIXES,
+  PLATFORM_SUFFIXES,
+} from '../src/config';
 import { freePort } from '../src/peers';
 import { spawnFleetProcess } from './support/fleet';
 
@@ -15,7 +22,9 @@ const fails = (env: Record<string, string>) => {
 
 it('has the seed defaults with no configuration at all', () => {
   const config = loadConfig({});
-  expect(config.platforms).toEqual([{ name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000, startTimeoutMs: 300000, startRetries: 2 }]);
+  expect(config.platforms).toEqual([
+    { name: 'local', kind: 'local', limit: 5, queueTimeoutMs: 30000, startTimeoutMs: 300000, startRetries: 2 },
+  ]);
   expect(config).toMatchObject({
     port: 3000,
     globalQueueTimeoutMs: 600000,
@@ -43,14 +52,24 @@ it('names the bad variable', () => {
   expect(fails({ WORKER_PLATFORMS: 'aws' })).toBe('WORKER_PLATFORMS: "aws" is not in PLATFORM_PRIORITY');
 });
 
-it('demands a platform\'s variables only when it is enabled', () => {
+it("demands a platform's variables only when it is enabled", () => {
   expect(() => loadConfig({ PLATFORM_PRIORITY: 'local' })).not.toThrow();
   expect(fails({ PLATFORM_PRIORITY: 'aws', AWS_BOT_LIMIT: '50' })).toBe('AWS_REGION: is required');
   expect(fails({ PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3' })).toBe('COOLIFY_API_URL: is required');
-  expect(fails({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '80' })).toBe('K8S_IMAGE_REGISTRY or GHCR_ORG: one of them is required');
+  expect(fails({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '80' })).toBe(
+    'K8S_IMAGE_REGISTRY or GHCR_ORG: one of them is required',
+  );
   const k8s = loadConfig({ PLATFORM_PRIORITY: 'k8s,local', K8S_BOT_LIMIT: '80', GHCR_ORG: 'Payme-Works' });
-  expect(k8s.k8s).toMatchObject({ namespace: 'meeboter', imageRegistry: 'ghcr.io/payme-works', cpuRequest: '500m', imagePullLockEnabled: true });
-  expect(k8s.platforms.map((p) => `${p.name}:${p.limit}:${p.queueTimeoutMs}`)).toEqual(['k8s:80:60000', 'local:5:30000']);
+  expect(k8s.k8s).toMatchObject({
+    namespace: 'meeboter',
+    imageRegistry: 'ghcr.io/payme-works',
+    cpuRequest: '500m',
+    imagePullLockEnabled: true,
+  });
+  expect(k8s.platforms.map((p) => `${p.name}:${p.limit}:${p.queueTimeoutMs}`)).toEqual([
+    'k8s:80:60000',
+    'local:5:30000',
+  ]);
 });
 
 it('k8s: every seed variable, the pull secret, and where the credentials come from', () => {
@@ -69,21 +88,49 @@ it('k8s: every seed variable, the pull secret, and where the credentials come fr
   });
   expect(loadConfig({ ...base, KUBERNETES_SERVICE_HOST: '10.96.0.1' }).k8s!.credentials).toBe('in-cluster');
   const set = loadConfig({
-    ...base, KUBERNETES_SERVICE_HOST: '10.96.0.1', K8S_KUBECONFIG: '/etc/kube/config', K8S_NAMESPACE: 'bots',
-    K8S_IMAGE_REGISTRY: 'registry.example/bots', K8S_IMAGE_TAG: 'v2', K8S_BOT_CPU_REQUEST: '150m', K8S_BOT_CPU_LIMIT: '2',
-    K8S_BOT_MEMORY_REQUEST: '512Mi', K8S_BOT_MEMORY_LIMIT: '3Gi', K8S_IMAGE_PULL_LOCK_ENABLED: 'false',
-    K8S_IMAGE_PULL_SECRET: 'regcred', K8S_QUEUE_TIMEOUT_MS: '5000', K8S_START_TIMEOUT_MS: '90000',
+    ...base,
+    KUBERNETES_SERVICE_HOST: '10.96.0.1',
+    K8S_KUBECONFIG: '/etc/kube/config',
+    K8S_NAMESPACE: 'bots',
+    K8S_IMAGE_REGISTRY: 'registry.example/bots',
+    K8S_IMAGE_TAG: 'v2',
+    K8S_BOT_CPU_REQUEST: '150m',
+    K8S_BOT_CPU_LIMIT: '2',
+    K8S_BOT_MEMORY_REQUEST: '512Mi',
+    K8S_BOT_MEMORY_LIMIT: '3Gi',
+    K8S_IMAGE_PULL_LOCK_ENABLED: 'false',
+    K8S_IMAGE_PULL_SECRET: 'regcred',
+    K8S_QUEUE_TIMEOUT_MS: '5000',
+    K8S_START_TIMEOUT_MS: '90000',
   });
   expect(set.k8s).toEqual({
-    namespace: 'bots', credentials: { kubeconfig: '/etc/kube/config' }, imageRegistry: 'registry.example/bots', imageTag: 'v2',
-    cpuRequest: '150m', cpuLimit: '2', memoryRequest: '512Mi', memoryLimit: '3Gi', imagePullLockEnabled: false, imagePullSecret: 'regcred',
+    namespace: 'bots',
+    credentials: { kubeconfig: '/etc/kube/config' },
+    imageRegistry: 'registry.example/bots',
+    imageTag: 'v2',
+    cpuRequest: '150m',
+    cpuLimit: '2',
+    memoryRequest: '512Mi',
+    memoryLimit: '3Gi',
+    imagePullLockEnabled: false,
+    imagePullSecret: 'regcred',
   });
   expect(set.platforms[0]).toMatchObject({ queueTimeoutMs: 5000, startTimeoutMs: 90000 });
 });
 
-it('lists the variables it reads: every platform kind\'s, and those of the platforms named', () => {
+it("lists the variables it reads: every platform kind's, and those of the platforms named", () => {
   const names = configVariableNames(['k8s', 'sim-a']);
-  for (const name of ['PORT', 'BOT_TOKEN_SECRET', 'METRICS_PORT', 'K8S_NAMESPACE', 'K8S_START_TIMEOUT_MS', 'SIM_A_BOT_LIMIT', 'SIM_A_QUEUE_TIMEOUT_MS', 'AWS_ECS_CLUSTER', 'COOLIFY_API_TOKEN']) {
+  for (const name of [
+    'PORT',
+    'BOT_TOKEN_SECRET',
+    'METRICS_PORT',
+    'K8S_NAMESPACE',
+    'K8S_START_TIMEOUT_MS',
+    'SIM_A_BOT_LIMIT',
+    'SIM_A_QUEUE_TIMEOUT_MS',
+    'AWS_ECS_CLUSTER',
+    'COOLIFY_API_TOKEN',
+  ]) {
     expect(names).toContain(name);
   }
   expect(names).not.toContain('SIM_B_BOT_LIMIT');
@@ -95,19 +142,27 @@ it('signs webhooks with WEBHOOK_SECRET, else with a key derived from BOT_TOKEN_S
   expect(derived('bot-token-secret-0123456789')).toBe(derived('bot-token-secret-0123456789'));
   expect(derived('bot-token-secret-0123456789')).not.toBe(derived('other-token-secret-0123456789'));
   expect(derived('bot-token-secret-0123456789')).not.toBe('bot-token-secret-0123456789');
-  expect(loadConfig({ BOT_TOKEN_SECRET: 'bot-token-secret-0123456789', WEBHOOK_SECRET: 'webhook-secret-0123456789' }).webhooks.secret).toBe(
-    'webhook-secret-0123456789',
-  );
+  expect(
+    loadConfig({ BOT_TOKEN_SECRET: 'bot-token-secret-0123456789', WEBHOOK_SECRET: 'webhook-secret-0123456789' })
+      .webhooks.secret,
+  ).toBe('webhook-secret-0123456789');
 });
 
-it('reads each platform\'s <NAME>_START_RETRIES (default 2, 0 turns retries off) and refuses a bad one by name', () => {
+it("reads each platform's <NAME>_START_RETRIES (default 2, 0 turns retries off) and refuses a bad one by name", () => {
   const config = loadConfig({ PLATFORM_PRIORITY: 'sim-a,local', SIM_A_START_RETRIES: '0', LOCAL_START_RETRIES: '5' });
-  expect(config.platforms.map((p) => [p.name, p.startRetries])).toEqual([['sim-a', 0], ['local', 5]]);
+  expect(config.platforms.map((p) => [p.name, p.startRetries])).toEqual([
+    ['sim-a', 0],
+    ['local', 5],
+  ]);
   expect(loadConfig({ PLATFORM_PRIORITY: 'sim-a' }).platforms[0].startRetries).toBe(2);
   expect(fails({ PLATFORM_PRIORITY: 'sim-a', SIM_A_START_RETRIES: '-1' })).toMatch(/^SIM_A_START_RETRIES: /);
-  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: 'two' })).toMatch(/^LOCAL_START_RETRIES: must be a number/);
+  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: 'two' })).toMatch(
+    /^LOCAL_START_RETRIES: must be a number/,
+  );
   // Each try's number is in its deployment name, which ECS caps at 36 characters.
-  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: '10' })).toMatch(/^LOCAL_START_RETRIES: must be less than or equal to 9/);
+  expect(fails({ PLATFORM_PRIORITY: 'local', LOCAL_START_RETRIES: '10' })).toMatch(
+    /^LOCAL_START_RETRIES: must be less than or equal to 9/,
+  );
   expect(configVariableNames(['k8s'])).toContain('K8S_START_RETRIES');
 });
 
@@ -119,7 +174,7 @@ it('supports several sim platforms, each with its own limit and timeout', () => 
   ]);
 });
 
-it('reads the seed\'s AWS variables, a start timeout, and Fargate Spot then on-demand Fargate by default', () => {
+it("reads the seed's AWS variables, a start timeout, and Fargate Spot then on-demand Fargate by default", () => {
   const seed = {
     PLATFORM_PRIORITY: 'aws',
     AWS_REGION: 'us-east-2',
@@ -132,18 +187,28 @@ it('reads the seed\'s AWS variables, a start timeout, and Fargate Spot then on-d
     AWS_BOT_LIMIT: '50',
   };
   const config = loadConfig({ ...seed, AWS_START_TIMEOUT_MS: '120000' });
-  expect(config.platforms).toEqual([{ name: 'aws', kind: 'aws', limit: 50, queueTimeoutMs: 30000, startTimeoutMs: 120000, startRetries: 2 }]);
+  expect(config.platforms).toEqual([
+    { name: 'aws', kind: 'aws', limit: 50, queueTimeoutMs: 30000, startTimeoutMs: 120000, startRetries: 2 },
+  ]);
   expect(config.aws).toEqual({
     region: 'us-east-2',
     cluster: 'meeboter-bots',
     subnets: ['subnet-a', 'subnet-b'],
     securityGroups: ['sg-x'],
     assignPublicIp: true,
-    taskDefinitions: { 'google-meet': 'meeboter-google-meet-bot', 'microsoft-teams': 'meeboter-microsoft-teams-bot', zoom: 'meeboter-zoom-bot' },
+    taskDefinitions: {
+      'google-meet': 'meeboter-google-meet-bot',
+      'microsoft-teams': 'meeboter-microsoft-teams-bot',
+      zoom: 'meeboter-zoom-bot',
+    },
     launchOptions: [{ capacityProvider: 'FARGATE_SPOT' }, { capacityProvider: 'FARGATE' }],
   });
-  expect(loadConfig({ ...seed, AWS_ECS_CAPACITY_PROVIDERS: 'FARGATE' }).aws!.launchOptions).toEqual([{ capacityProvider: 'FARGATE' }]);
-  expect(loadConfig({ ...seed, AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!.launchOptions).toEqual([{ launchType: 'FARGATE' }]);
+  expect(loadConfig({ ...seed, AWS_ECS_CAPACITY_PROVIDERS: 'FARGATE' }).aws!.launchOptions).toEqual([
+    { capacityProvider: 'FARGATE' },
+  ]);
+  expect(loadConfig({ ...seed, AWS_ECS_LAUNCH_TYPE: 'FARGATE' }).aws!.launchOptions).toEqual([
+    { launchType: 'FARGATE' },
+  ]);
   expect(loadConfig({ ...seed, AWS_ECS_ASSIGN_PUBLIC_IP: 'false' }).aws!.assignPublicIp).toBe(false);
   expect(fails({ ...seed, AWS_ECS_LAUNCH_TYPE: 'EC2' })).toMatch(/^AWS_ECS_LAUNCH_TYPE: must be \[FARGATE\]/);
   expect(fails({ ...seed, AWS_ECS_LAUNCH_TYPE: 'FARGATE', AWS_ECS_CAPACITY_PROVIDERS: 'FARGATE' })).toBe(
@@ -165,7 +230,9 @@ it('retries a webhook event for 24 h by default, WEBHOOK_RETRY_MAX_AGE_MS for at
 
 it('reads WEBHOOK_ALLOWED_HOSTS as host names and address ranges', () => {
   expect(loadConfig({}).webhooks).toMatchObject({ allowedHosts: [], allowedRanges: [] });
-  const config = loadConfig({ WEBHOOK_ALLOWED_HOSTS: 'Hooks.Internal.Example, localhost,127.0.0.1, 10.0.0.0/8,fd00::/8' });
+  const config = loadConfig({
+    WEBHOOK_ALLOWED_HOSTS: 'Hooks.Internal.Example, localhost,127.0.0.1, 10.0.0.0/8,fd00::/8',
+  });
   expect(config.webhooks.allowedHosts).toEqual(['hooks.internal.example', 'localhost']);
   expect(config.webhooks.allowedRanges).toEqual([
     { address: '127.0.0.1', prefix: 32, family: 'ipv4' },
@@ -175,14 +242,21 @@ it('reads WEBHOOK_ALLOWED_HOSTS as host names and address ranges', () => {
   expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'localhost,10.0.0.0/33' })).toBe(
     'WEBHOOK_ALLOWED_HOSTS: "10.0.0.0/33" is neither a host name nor an IP address or CIDR range',
   );
-  expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'http://localhost' })).toMatch(/^WEBHOOK_ALLOWED_HOSTS: "http:\/\/localhost" is neither/);
+  expect(fails({ WEBHOOK_ALLOWED_HOSTS: 'http://localhost' })).toMatch(
+    /^WEBHOOK_ALLOWED_HOSTS: "http:\/\/localhost" is neither/,
+  );
 });
 
 describe('bot images', () => {
   const k8s = { PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '5' };
   const coolify = {
-    PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://coolify.example/api/v1', COOLIFY_API_TOKEN: 't',
-    COOLIFY_PROJECT_UUID: 'p', COOLIFY_SERVER_UUID: 's', COOLIFY_DESTINATION_UUID: 'd',
+    PLATFORM_PRIORITY: 'coolify',
+    COOLIFY_BOT_LIMIT: '3',
+    COOLIFY_API_URL: 'https://coolify.example/api/v1',
+    COOLIFY_API_TOKEN: 't',
+    COOLIFY_PROJECT_UUID: 'p',
+    COOLIFY_SERVER_UUID: 's',
+    COOLIFY_DESTINATION_UUID: 'd',
   };
 
   it.each([
@@ -190,14 +264,23 @@ describe('bot images', () => {
     [{ GHCR_ORG: 'Payme-Works' }, 'ghcr.io/payme-works'],
     [{ GHCR_ORG: 'acme' }, 'ghcr.io/acme'],
     // a registry given in full is taken as it is (host names may have capitals, a port, a path)
-    [{ K8S_IMAGE_REGISTRY: 'Registry.Example:5000/team/bots', GHCR_ORG: 'Payme-Works' }, 'Registry.Example:5000/team/bots'],
-    [{ K8S_IMAGE_REGISTRY: '123456789012.dkr.ecr.eu-west-1.amazonaws.com' }, '123456789012.dkr.ecr.eu-west-1.amazonaws.com'],
+    [
+      { K8S_IMAGE_REGISTRY: 'Registry.Example:5000/team/bots', GHCR_ORG: 'Payme-Works' },
+      'Registry.Example:5000/team/bots',
+    ],
+    [
+      { K8S_IMAGE_REGISTRY: '123456789012.dkr.ecr.eu-west-1.amazonaws.com' },
+      '123456789012.dkr.ecr.eu-west-1.amazonaws.com',
+    ],
   ])('k8s with %j pulls from %s', (env, registry) => {
     expect(loadConfig({ ...k8s, ...env }).k8s!.imageRegistry).toBe(registry);
   });
 
   it.each([
-    [{ K8S_IMAGE_REGISTRY: 'ghcr.io/Payme-Works' }, /^K8S_IMAGE_REGISTRY: makes the image name "ghcr.io\/Payme-Works\/meeboter-google-meet-bot", which is not a valid image reference/],
+    [
+      { K8S_IMAGE_REGISTRY: 'ghcr.io/Payme-Works' },
+      /^K8S_IMAGE_REGISTRY: makes the image name "ghcr.io\/Payme-Works\/meeboter-google-meet-bot", which is not a valid image reference/,
+    ],
     [{ K8S_IMAGE_REGISTRY: 'https://ghcr.io/acme' }, /^K8S_IMAGE_REGISTRY: /],
     [{ K8S_IMAGE_REGISTRY: 'ghcr.io/acme/' }, /^K8S_IMAGE_REGISTRY: /],
     [{ K8S_IMAGE_REGISTRY: 'ghcr.io/ac me' }, /^K8S_IMAGE_REGISTRY: /],
@@ -211,16 +294,29 @@ describe('bot images', () => {
   });
 
   it('coolify lowercases the org too, and refuses an org or tag that makes no valid image, naming the variable', () => {
-    expect(loadConfig({ ...coolify, GHCR_ORG: 'Payme-Works', COOLIFY_IMAGE_TAG: 'v1.2_rc' }).coolify).toMatchObject({ ghcrOrg: 'Payme-Works', imageTag: 'v1.2_rc' });
-    expect(fails({ ...coolify, GHCR_ORG: 'Payme_Works!' })).toMatch(/^GHCR_ORG: makes the image name "ghcr.io\/payme_works!\/meeboter-google-meet-bot"/);
-    expect(fails({ ...coolify, GHCR_ORG: 'acme', COOLIFY_IMAGE_TAG: 'a b' })).toMatch(/^COOLIFY_IMAGE_TAG: "a b" is not a valid image tag/);
+    expect(loadConfig({ ...coolify, GHCR_ORG: 'Payme-Works', COOLIFY_IMAGE_TAG: 'v1.2_rc' }).coolify).toMatchObject({
+      ghcrOrg: 'Payme-Works',
+      imageTag: 'v1.2_rc',
+    });
+    expect(fails({ ...coolify, GHCR_ORG: 'Payme_Works!' })).toMatch(
+      /^GHCR_ORG: makes the image name "ghcr.io\/payme_works!\/meeboter-google-meet-bot"/,
+    );
+    expect(fails({ ...coolify, GHCR_ORG: 'acme', COOLIFY_IMAGE_TAG: 'a b' })).toMatch(
+      /^COOLIFY_IMAGE_TAG: "a b" is not a valid image tag/,
+    );
   });
 });
 
-it('COOLIFY_START_TIMEOUT_MS has one default, the seed\'s five minutes, and one value wherever it is read', () => {
+it("COOLIFY_START_TIMEOUT_MS has one default, the seed's five minutes, and one value wherever it is read", () => {
   const coolify = {
-    PLATFORM_PRIORITY: 'coolify', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://coolify.example/api/v1', COOLIFY_API_TOKEN: 't',
-    COOLIFY_PROJECT_UUID: 'p', COOLIFY_SERVER_UUID: 's', COOLIFY_DESTINATION_UUID: 'd', GHCR_ORG: 'acme',
+    PLATFORM_PRIORITY: 'coolify',
+    COOLIFY_BOT_LIMIT: '3',
+    COOLIFY_API_URL: 'https://coolify.example/api/v1',
+    COOLIFY_API_TOKEN: 't',
+    COOLIFY_PROJECT_UUID: 'p',
+    COOLIFY_SERVER_UUID: 's',
+    COOLIFY_DESTINATION_UUID: 'd',
+    GHCR_ORG: 'acme',
   };
   const byDefault = loadConfig(coolify);
   expect(byDefault.coolify!.startTimeoutMs).toBe(300000);
@@ -234,40 +330,132 @@ describe('startup warnings', () => {
 
   it.each<[string, Record<string, string>, string[]]>([
     ['nothing amiss', { ...k8s, K8S_NAMESPACE: 'bots', LOG_LEVEL: 'info' }, []],
-    ['a misspelt platform variable', { ...k8s, K8S_BOT_LIMT: '10' }, ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
-    ['a misspelt variable of a platform not enabled', { K8S_BOT_LIMT: '10' }, ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
-    ['one of our suffixes on an unknown platform', { ...k8s, KS8_BOT_LIMIT: '10' }, ['KS8_BOT_LIMIT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?']],
-    ['a misspelt queue timeout', { ...k8s, K8S_QUEUE_TIMOUT_MS: '1' }, ['K8S_QUEUE_TIMOUT_MS is not a variable meeboter reads; did you mean K8S_QUEUE_TIMEOUT_MS?']],
-    ['our other prefixes', { ...k8s, WEBHOOK_SECRT: 'x', S3_BUCKET: 'b', COOLIFY_TOKEN: 't', LOCAL_RUNDIR: '/tmp', AWS_ECS_SUBNET: 's', HEARTBEAT_TIMEOUT: '1' }, [
-      'AWS_ECS_SUBNET is not a variable meeboter reads; did you mean AWS_ECS_SUBNETS?',
-      'COOLIFY_TOKEN is not a variable meeboter reads; did you mean COOLIFY_API_TOKEN?',
-      'HEARTBEAT_TIMEOUT is not a variable meeboter reads; did you mean HEARTBEAT_TIMEOUT_MS?',
-      'LOCAL_RUNDIR is not a variable meeboter reads; did you mean LOCAL_RUN_DIR?',
-      'S3_BUCKET is not a variable meeboter reads; did you mean S3_BUCKET_NAME?',
-      'WEBHOOK_SECRT is not a variable meeboter reads; did you mean WEBHOOK_SECRET?',
-    ]],
+    [
+      'a misspelt platform variable',
+      { ...k8s, K8S_BOT_LIMT: '10' },
+      ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?'],
+    ],
+    [
+      'a misspelt variable of a platform not enabled',
+      { K8S_BOT_LIMT: '10' },
+      ['K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?'],
+    ],
+    [
+      'one of our suffixes on an unknown platform',
+      { ...k8s, KS8_BOT_LIMIT: '10' },
+      ['KS8_BOT_LIMIT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?'],
+    ],
+    [
+      'a misspelt queue timeout',
+      { ...k8s, K8S_QUEUE_TIMOUT_MS: '1' },
+      ['K8S_QUEUE_TIMOUT_MS is not a variable meeboter reads; did you mean K8S_QUEUE_TIMEOUT_MS?'],
+    ],
+    [
+      'our other prefixes',
+      {
+        ...k8s,
+        WEBHOOK_SECRT: 'x',
+        S3_BUCKET: 'b',
+        COOLIFY_TOKEN: 't',
+        LOCAL_RUNDIR: '/tmp',
+        AWS_ECS_SUBNET: 's',
+        HEARTBEAT_TIMEOUT: '1',
+      },
+      [
+        'AWS_ECS_SUBNET is not a variable meeboter reads; did you mean AWS_ECS_SUBNETS?',
+        'COOLIFY_TOKEN is not a variable meeboter reads; did you mean COOLIFY_API_TOKEN?',
+        'HEARTBEAT_TIMEOUT is not a variable meeboter reads; did you mean HEARTBEAT_TIMEOUT_MS?',
+        'LOCAL_RUNDIR is not a variable meeboter reads; did you mean LOCAL_RUN_DIR?',
+        'S3_BUCKET is not a variable meeboter reads; did you mean S3_BUCKET_NAME?',
+        'WEBHOOK_SECRT is not a variable meeboter reads; did you mean WEBHOOK_SECRET?',
+      ],
+    ],
     // AWS_ is also the AWS SDK's: its own variables pass, a near miss of ours does not
-    ['the AWS SDK\'s variables', {
-      ...k8s, AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 's', AWS_SESSION_TOKEN: 't', AWS_PROFILE: 'p', AWS_ENDPOINT_URL: 'http://127.0.0.1:5000',
-      AWS_DEFAULT_REGION: 'eu-west-1', AWS_CONFIG_FILE: '/c', AWS_SHARED_CREDENTIALS_FILE: '/s', AWS_WEB_IDENTITY_TOKEN_FILE: '/w', AWS_ROLE_ARN: 'arn',
-      AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2', AWS_EXECUTION_ENV: 'AWS_ECS_FARGATE', AWS_MAX_ATTEMPTS: '3', AWS_RETRY_MODE: 'adaptive', AWS_REGION: 'eu-west-1',
-    }, []],
-    ['a near miss of an AWS variable of ours', { ...k8s, AWS_REGON: 'eu-west-1', AWS_BOT_LIMT: '3' }, [
-      'AWS_BOT_LIMT is not a variable meeboter reads; did you mean AWS_BOT_LIMIT?',
-      'AWS_REGON is not a variable meeboter reads; did you mean AWS_REGION?',
-    ]],
-    ['other software\'s variables', { ...k8s, KUBERNETES_SERVICE_PORT: '443', REDIS_PASSWORD: 'x', NODE_ENV: 'production', HOME: '/home/node', PATH: '/usr/bin' }, []],
-    ['variables read by npm run sim-host', { PLATFORM_PRIORITY: 'sim', SIM_HOST_RUN_BOTS: 'false', SIM_PLATFORMS: 'sim' }, []],
-    ['a configured platform not in PLATFORM_PRIORITY', { PLATFORM_PRIORITY: 'local', COOLIFY_BOT_LIMIT: '3', COOLIFY_API_URL: 'https://c.example/api/v1', AWS_ECS_CLUSTER: 'c', AWS_REGION: 'eu-west-1' }, [
-      'platform aws is configured (AWS_ECS_CLUSTER) but not in PLATFORM_PRIORITY (local), so it is unused',
-      'platform coolify is configured (COOLIFY_API_URL, COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused',
-    ]],
-    ['a sim platform not in PLATFORM_PRIORITY', { PLATFORM_PRIORITY: 'sim-a', SIM_A_BOT_LIMIT: '3', SIM_B_BOT_LIMIT: '4', SIM_BOT_LIMIT: '5', SIM_RUNNER: 'sim-host' }, [
-      'platform sim is configured (SIM_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
-      'platform sim-b is configured (SIM_B_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
-    ]],
-    ['shared settings of the sim platforms without one', { PLATFORM_PRIORITY: 'local', SIM_RUNNER: 'sim-host' }, ['platform sim is configured (SIM_RUNNER) but not in PLATFORM_PRIORITY (local), so it is unused']],
-    ['a platform enabled in second place', { PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '5', GHCR_ORG: 'acme', LOCAL_BOT_LIMIT: '2' }, []],
+    [
+      "the AWS SDK's variables",
+      {
+        ...k8s,
+        AWS_ACCESS_KEY_ID: 'a',
+        AWS_SECRET_ACCESS_KEY: 's',
+        AWS_SESSION_TOKEN: 't',
+        AWS_PROFILE: 'p',
+        AWS_ENDPOINT_URL: 'http://127.0.0.1:5000',
+        AWS_DEFAULT_REGION: 'eu-west-1',
+        AWS_CONFIG_FILE: '/c',
+        AWS_SHARED_CREDENTIALS_FILE: '/s',
+        AWS_WEB_IDENTITY_TOKEN_FILE: '/w',
+        AWS_ROLE_ARN: 'arn',
+        AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2',
+        AWS_EXECUTION_ENV: 'AWS_ECS_FARGATE',
+        AWS_MAX_ATTEMPTS: '3',
+        AWS_RETRY_MODE: 'adaptive',
+        AWS_REGION: 'eu-west-1',
+      },
+      [],
+    ],
+    [
+      'a near miss of an AWS variable of ours',
+      { ...k8s, AWS_REGON: 'eu-west-1', AWS_BOT_LIMT: '3' },
+      [
+        'AWS_BOT_LIMT is not a variable meeboter reads; did you mean AWS_BOT_LIMIT?',
+        'AWS_REGON is not a variable meeboter reads; did you mean AWS_REGION?',
+      ],
+    ],
+    [
+      "other software's variables",
+      {
+        ...k8s,
+        KUBERNETES_SERVICE_PORT: '443',
+        REDIS_PASSWORD: 'x',
+        NODE_ENV: 'production',
+        HOME: '/home/node',
+        PATH: '/usr/bin',
+      },
+      [],
+    ],
+    [
+      'variables read by npm run sim-host',
+      { PLATFORM_PRIORITY: 'sim', SIM_HOST_RUN_BOTS: 'false', SIM_PLATFORMS: 'sim' },
+      [],
+    ],
+    [
+      'a configured platform not in PLATFORM_PRIORITY',
+      {
+        PLATFORM_PRIORITY: 'local',
+        COOLIFY_BOT_LIMIT: '3',
+        COOLIFY_API_URL: 'https://c.example/api/v1',
+        AWS_ECS_CLUSTER: 'c',
+        AWS_REGION: 'eu-west-1',
+      },
+      [
+        'platform aws is configured (AWS_ECS_CLUSTER) but not in PLATFORM_PRIORITY (local), so it is unused',
+        'platform coolify is configured (COOLIFY_API_URL, COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused',
+      ],
+    ],
+    [
+      'a sim platform not in PLATFORM_PRIORITY',
+      {
+        PLATFORM_PRIORITY: 'sim-a',
+        SIM_A_BOT_LIMIT: '3',
+        SIM_B_BOT_LIMIT: '4',
+        SIM_BOT_LIMIT: '5',
+        SIM_RUNNER: 'sim-host',
+      },
+      [
+        'platform sim is configured (SIM_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
+        'platform sim-b is configured (SIM_B_BOT_LIMIT) but not in PLATFORM_PRIORITY (sim-a), so it is unused',
+      ],
+    ],
+    [
+      'shared settings of the sim platforms without one',
+      { PLATFORM_PRIORITY: 'local', SIM_RUNNER: 'sim-host' },
+      ['platform sim is configured (SIM_RUNNER) but not in PLATFORM_PRIORITY (local), so it is unused'],
+    ],
+    [
+      'a platform enabled in second place',
+      { PLATFORM_PRIORITY: 'local,k8s', K8S_BOT_LIMIT: '5', GHCR_ORG: 'acme', LOCAL_BOT_LIMIT: '2' },
+      [],
+    ],
     ['empty values count as unset', { ...k8s, K8S_BOT_LIMT: '', COOLIFY_BOT_LIMIT: ' ' }, []],
   ])('%s', (_case, env, warnings) => {
     expect(loadConfig(env).warnings).toEqual(warnings);
@@ -286,7 +474,8 @@ describe('startup warnings', () => {
     expect(everything.K8S_BOT_LIMIT).toBe('x');
     // every variable read, all set at once with every platform enabled, draws no warning
     expect(configWarnings(everything, all)).toEqual([]);
-    for (const prefix of OWN_PREFIXES) expect(Object.keys(everything).some((name) => name.startsWith(prefix))).toBe(true);
+    for (const prefix of OWN_PREFIXES)
+      expect(Object.keys(everything).some((name) => name.startsWith(prefix))).toBe(true);
     expect(PLATFORM_SUFFIXES).toEqual(['_BOT_LIMIT', '_QUEUE_TIMEOUT_MS', '_START_TIMEOUT_MS', '_START_RETRIES']);
   });
 });
@@ -304,18 +493,30 @@ it('a fleet process logs each warning once at startup, as a warn line', async ()
     COOLIFY_BOT_LIMIT: '3',
   });
   await new Promise((resolve) => fleet.child.once('exit', resolve));
-  const lines = fleet.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  const lines = fleet
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line));
   const warnings = lines.filter((line) => String(line.msg).startsWith('configuration warning: '));
   expect(warnings.map((line) => [line.level, line.msg])).toEqual([
     ['warn', 'configuration warning: K8S_BOT_LIMT is not a variable meeboter reads; did you mean K8S_BOT_LIMIT?'],
-    ['warn', 'configuration warning: platform coolify is configured (COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused'],
+    [
+      'warn',
+      'configuration warning: platform coolify is configured (COOLIFY_BOT_LIMIT) but not in PLATFORM_PRIORITY (local), so it is unused',
+    ],
   ]);
 }, 60_000);
 it("MILO_AUTH_TOKEN, the seed's static bot token, signs the bots' own tokens; beside a different BOT_TOKEN_SECRET it stops startup", () => {
   const seedStyle = loadConfig({ MILO_AUTH_TOKEN: 'your-milo-auth-token' });
   expect(seedStyle).toMatchObject({ botTokenSecret: 'your-milo-auth-token', botTokenSecretGenerated: false });
-  expect(loadConfig({ MILO_AUTH_TOKEN: 'same-secret-0123456789', BOT_TOKEN_SECRET: 'same-secret-0123456789' }).botTokenSecret).toBe('same-secret-0123456789');
-  expect(fails({ MILO_AUTH_TOKEN: 'milo-auth-token-0123456789', BOT_TOKEN_SECRET: 'bot-token-secret-0123456789' })).toBe(
+  expect(
+    loadConfig({ MILO_AUTH_TOKEN: 'same-secret-0123456789', BOT_TOKEN_SECRET: 'same-secret-0123456789' })
+      .botTokenSecret,
+  ).toBe('same-secret-0123456789');
+  expect(
+    fails({ MILO_AUTH_TOKEN: 'milo-auth-token-0123456789', BOT_TOKEN_SECRET: 'bot-token-secret-0123456789' }),
+  ).toBe(
     "MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots' own tokens (no static bot token is accepted)",
   );
   expect(fails({ MILO_AUTH_TOKEN: 'short' })).toMatch(/^MILO_AUTH_TOKEN: /);

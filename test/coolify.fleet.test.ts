@@ -34,10 +34,14 @@ const create = async (metadata: Record<string, string>) => {
 };
 const get = async (id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
 const waitStatus = (id: string, statuses: string[], timeoutMs?: number) =>
-  waitFor(async () => {
-    const bot = await get(id);
-    return statuses.includes(bot.status) ? bot : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`, timeoutMs);
+  waitFor(
+    async () => {
+      const bot = await get(id);
+      return statuses.includes(bot.status) ? bot : null;
+    },
+    `bot ${id} to reach ${statuses.join('/')}`,
+    timeoutMs,
+  );
 /**
  * IN_CALL and deployed: a bot in a slot may report IN_CALL before the adapter's next poll saw its deployment
  * finish, which is when the fleet records the identifier.
@@ -81,7 +85,10 @@ beforeAll(async () => {
 it('completed: the bot runs in a slot with its own env, and the slot is IDLE after it ended', async () => {
   const id = await create({ 'sim.durationMs': '1000' });
   const inCall = await waitInCall(id);
-  expect(inCall).toMatchObject({ platform: 'coolify', platformIdentifier: expect.stringMatching(new RegExp(`^mb-${id}-coolify@mb-slot-`)) });
+  expect(inCall).toMatchObject({
+    platform: 'coolify',
+    platformIdentifier: expect.stringMatching(new RegExp(`^mb-${id}-coolify@mb-slot-`)),
+  });
   expect((await poolStatsMatchRecords()).busy).toBe(1);
   expect((await waitStatus(id, ['ENDED', 'FATAL'])).endReason).toBe('COMPLETED');
   await allIdle();
@@ -129,9 +136,17 @@ it('deploy failure on every try: the slots go ERROR, the bot falls back to sim w
   const id = await create({ 'sim.durationMs': '600000' });
   const running = await waitStatus(id, ['IN_CALL']);
   expect(running.platform).toBe('sim');
-  const failed = (await t.request('GET', `/api/bots/${id}/events`)).body.data.find((e: { type: string }) => e.type === 'attempt.failed');
-  expect(failed).toMatchObject({ data: { platform: 'coolify' }, reason: expect.stringMatching(/coolify slot .* failed to start: deployment \w+ failed/) });
-  const errored = await waitFor(async () => (await records()).find((r) => r.lastError && /failed/.test(r.lastError)), 'the slot that failed');
+  const failed = (await t.request('GET', `/api/bots/${id}/events`)).body.data.find(
+    (e: { type: string }) => e.type === 'attempt.failed',
+  );
+  expect(failed).toMatchObject({
+    data: { platform: 'coolify' },
+    reason: expect.stringMatching(/coolify slot .* failed to start: deployment \w+ failed/),
+  });
+  const errored = await waitFor(
+    async () => (await records()).find((r) => r.lastError && /failed/.test(r.lastError)),
+    'the slot that failed',
+  );
   // recovery puts it back in the pool
   await allIdle();
   expect((await createSlotRecords(t.fleet.mongo, t.fleet.fleetId).get(errored._id))?.state).toBe('IDLE');

@@ -30,7 +30,14 @@ afterAll(async () => {
 let fleets = 0;
 /** An adapter of its own fleet (own slots) unless `fleetId` names one. */
 function make(
-  options: { fleetId?: string; limit?: number; stopClaimMs?: number; statusLagGraceMs?: number; stopConfirmMs?: number; settings?: Parameters<typeof coolifySettings>[1] } = {},
+  options: {
+    fleetId?: string;
+    limit?: number;
+    stopClaimMs?: number;
+    statusLagGraceMs?: number;
+    stopConfirmMs?: number;
+    settings?: Parameters<typeof coolifySettings>[1];
+  } = {},
 ): Platform {
   return createCoolifyPlatform({
     name: 'coolify',
@@ -49,10 +56,20 @@ function make(
 
 async function newSpec(meetingPlatform: MeetingPlatform = 'zoom') {
   const created = await t.request('POST', '/api/bots', {
-    body: { meeting: meetingPlatform === 'zoom' ? meetings.zoom : meetings.meet, metadata: { 'sim.durationMs': '600000' } },
+    body: {
+      meeting: meetingPlatform === 'zoom' ? meetings.zoom : meetings.meet,
+      metadata: { 'sim.durationMs': '600000' },
+    },
   });
   const botId = created.body.id as string;
-  return { botId, name: deploymentName(botId, 'coolify'), attempt: 0, meetingPlatform, maxDurationMs: null, env: botEnv(loadConfig(t.env), botId) };
+  return {
+    botId,
+    name: deploymentName(botId, 'coolify'),
+    attempt: 0,
+    meetingPlatform,
+    maxDurationMs: null,
+    env: botEnv(loadConfig(t.env), botId),
+  };
 }
 
 const appOf = (slot: string) => [...coolify.applications.values()].find((app) => app.name === slot)!;
@@ -70,7 +87,8 @@ runPlatformContract('coolify', () => {
     otherFleet: make({ fleetId: 'another-fleet' }),
     newSpec: () => newSpec(),
     // Running containers of that bot on the Coolify server, whichever fleet started them.
-    containersNamed: (name) => Promise.resolve(coolify.running().filter((app) => app.envs.get('BOT_ID') === botIdOfDeployment(name)).length),
+    containersNamed: (name) =>
+      Promise.resolve(coolify.running().filter((app) => app.envs.get('BOT_ID') === botIdOfDeployment(name)).length),
   };
 });
 
@@ -81,9 +99,16 @@ describe('coolify slots', () => {
     const a = await platform.deploy(zoomA);
     const b = await platform.deploy(zoomB);
     const m = await platform.deploy(meetA);
-    expect([imageOf(coolify, appOf(slotOf(a.identifier)).uuid), imageOf(coolify, appOf(slotOf(m.identifier)).uuid)]).toEqual(['zoom', 'google-meet']);
+    expect([
+      imageOf(coolify, appOf(slotOf(a.identifier)).uuid),
+      imageOf(coolify, appOf(slotOf(m.identifier)).uuid),
+    ]).toEqual(['zoom', 'google-meet']);
     expect(appOf(slotOf(a.identifier)).fields.docker_registry_image_name).toBe('ghcr.io/payme-works/meeboter-zoom-bot');
-    expect(Object.fromEntries(appOf(slotOf(a.identifier)).envs)).toMatchObject({ BOT_ID: zoomA.botId, MILO_URL: t.env.PUBLIC_URL, NODE_ENV: 'production' });
+    expect(Object.fromEntries(appOf(slotOf(a.identifier)).envs)).toMatchObject({
+      BOT_ID: zoomA.botId,
+      MILO_URL: t.env.PUBLIC_URL,
+      NODE_ENV: 'production',
+    });
     // b's slot was used last, so a's is the least recently used once both are idle
     await platform.stop(a.identifier);
     await platform.stop(b.identifier);
@@ -191,7 +216,7 @@ describe('coolify slots', () => {
     expect(await pool.claimStop(slot, spec.name, 500)).toEqual({ outcome: 'not-held' });
   });
 
-  it("right after a start, the exited status Coolify has not updated yet is starting, not gone; an exit written after the start is gone", async () => {
+  it('right after a start, the exited status Coolify has not updated yet is starting, not gone; an exit written after the start is gone', async () => {
     const platform = make();
     coolify.statusLagMs = 1000; // the server's next status check
     try {
@@ -237,12 +262,21 @@ describe('coolify slots', () => {
     const deployment = await platform.deploy(await newSpec());
     await platform.stop(deployment.identifier);
     const calls = coolify.requests.slice(before);
-    expect(calls.filter((c) => c.path.startsWith('/api/v1/deploy?')).map((c) => `${c.method} ${c.status}`)).toEqual(['POST 429', 'POST 200']);
+    expect(calls.filter((c) => c.path.startsWith('/api/v1/deploy?')).map((c) => `${c.method} ${c.status}`)).toEqual([
+      'POST 429',
+      'POST 200',
+    ]);
     expect(calls.some((c) => c.path.endsWith('/stop') && c.method === 'POST' && c.status === 200)).toBe(true);
     expect(calls.filter((c) => c.status >= 400 && c.status !== 429)).toEqual([]);
     // what our server answers where those rules are broken
     const raw = (path: string, init: RequestInit = {}) => fetch(coolify.url + path, init);
-    expect((await raw('/deploy?uuid=x', { headers: { authorization: `Bearer ${COOLIFY_TOKEN}`, accept: 'application/json' } })).status).toBe(405);
+    expect(
+      (
+        await raw('/deploy?uuid=x', {
+          headers: { authorization: `Bearer ${COOLIFY_TOKEN}`, accept: 'application/json' },
+        })
+      ).status,
+    ).toBe(405);
     expect((await raw('/applications', { headers: { accept: 'application/json' } })).status).toBe(401);
   });
 
@@ -301,11 +335,23 @@ describe('coolify slots', () => {
     await platform.upkeep!.run({ holdsBot: () => Promise.resolve(true) });
     const [slot] = await records.all();
     coolify.applications.delete(slot.applicationUuid!); // deleted in the Coolify UI
-    const orphan = { uuid: 'orphan-uuid-000', name: 'mb-slot-x', description: `meeboter-fleet=${fleetId} left over`, status: 'exited:unhealthy', fields: {}, envs: new Map(), created_at: '', updated_at: '' };
+    const orphan = {
+      uuid: 'orphan-uuid-000',
+      name: 'mb-slot-x',
+      description: `meeboter-fleet=${fleetId} left over`,
+      status: 'exited:unhealthy',
+      fields: {},
+      envs: new Map(),
+      created_at: '',
+      updated_at: '',
+    };
     const foreign = { ...orphan, uuid: 'foreign-uuid-00', description: 'meeboter-fleet=someone-else' };
     coolify.applications.set(orphan.uuid, orphan);
     coolify.applications.set(foreign.uuid, foreign);
-    expect(await platform.upkeep!.run({ holdsBot: () => Promise.resolve(true) })).toMatchObject({ orphansDeleted: 1, healed: 1 });
+    expect(await platform.upkeep!.run({ holdsBot: () => Promise.resolve(true) })).toMatchObject({
+      orphansDeleted: 1,
+      healed: 1,
+    });
     expect(coolify.applications.has(orphan.uuid)).toBe(false);
     expect(coolify.applications.has(foreign.uuid)).toBe(true);
     const healed = await records.get(slot._id);

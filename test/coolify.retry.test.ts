@@ -19,7 +19,12 @@ afterEach(async () => {
 });
 
 async function fleet(env: Record<string, string> = {}) {
-  const started = await startCoolifyFleet({ PLATFORM_PRIORITY: 'coolify', COOLIFY_MIN_IDLE_SLOTS: '2', GLOBAL_QUEUE_TIMEOUT_MS: '600000', ...env });
+  const started = await startCoolifyFleet({
+    PLATFORM_PRIORITY: 'coolify',
+    COOLIFY_MIN_IDLE_SLOTS: '2',
+    GLOBAL_QUEUE_TIMEOUT_MS: '600000',
+    ...env,
+  });
   ({ coolify, t } = started);
   return started;
 }
@@ -27,7 +32,14 @@ async function fleet(env: Record<string, string> = {}) {
 /** The idle slots of the pool, the least recently used (the next one taken) first, once there are `count`. */
 async function idleSlots(t: TestFleet, count: number) {
   const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
-  const pool = createSlotPool({ redis: t.fleet.redis, prefix: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX, limit: 3, meetingPlatforms: ['zoom'], records: () => records.all() });
+  const pool = createSlotPool({
+    redis: t.fleet.redis,
+    prefix: t.env.REDIS_PREFIX,
+    fleetId: t.env.REDIS_PREFIX,
+    limit: 3,
+    meetingPlatforms: ['zoom'],
+    records: () => records.all(),
+  });
   const slots = await waitFor(async () => {
     const idle = await t.fleet.redis.zrange(`${pool.keys.idlePrefix}zoom`, 0, -1);
     return idle.length >= count && idle;
@@ -54,7 +66,14 @@ it('one broken slot among healthy ones: the failed try is recorded, the bot is r
   expect(tries[0].reason).toMatch(new RegExp(`^coolify slot ${broken.slot} failed to start: deployment \\w+ failed$`));
   expect(tries[1].data).toEqual({ platform: 'coolify', try: 1, name: `mb-${id}-coolify--1` });
   // Never moved back to the queue, never excluded: the bot stayed on coolify the whole time.
-  expect(all.filter((e) => e.type === 'status').map((e) => e.status)).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL', 'LEAVING', 'ENDED']);
+  expect(all.filter((e) => e.type === 'status').map((e) => e.status)).toEqual([
+    'QUEUED',
+    'DEPLOYING',
+    'JOINING_CALL',
+    'IN_CALL',
+    'LEAVING',
+    'ENDED',
+  ]);
   expect((await t.fleet.repo.findById(id))!.excludedPlatforms).toEqual([]);
 });
 
@@ -66,9 +85,16 @@ it('retries exhausted: with every try on a broken slot the platform is excluded,
 
   expect(await waitStatus(t, id, ['ENDED', 'FATAL'])).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_FAILED' });
   const tries = (await events(t, id)).filter((e) => e.type.startsWith('attempt.') && e.type !== 'attempt.assigned');
-  expect(tries.map((e) => `${e.type}:${e.data.try ?? ''}`)).toEqual(['attempt.start-failed:0', 'attempt.retried:1', 'attempt.start-failed:1', 'attempt.failed:']);
+  expect(tries.map((e) => `${e.type}:${e.data.try ?? ''}`)).toEqual([
+    'attempt.start-failed:0',
+    'attempt.retried:1',
+    'attempt.start-failed:1',
+    'attempt.failed:',
+  ]);
   // One try on each slot, each with its reason.
-  const failedOn = tries.filter((e) => e.type === 'attempt.start-failed').map((e) => /^coolify slot (\S+) failed to start/.exec(e.reason)?.[1]);
+  const failedOn = tries
+    .filter((e) => e.type === 'attempt.start-failed')
+    .map((e) => /^coolify slot (\S+) failed to start/.exec(e.reason)?.[1]);
   expect(new Set(failedOn)).toEqual(new Set(slots.map((s) => s.slot)));
   expect(tries[3].reason).toMatch(/failed to start: deployment \w+ failed \(after 2 tries\)$/);
 });

@@ -33,7 +33,10 @@ it('answers 503 with nothing written when Redis is gone', async () => {
   const first = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } });
   expect(first.status).toBe(201); // (also warms the API key cache, so authentication needs no Redis)
   // the flusher writes the bot, its live-index entry and its first event
-  await waitFor(async () => JSON.stringify(await stored()) === JSON.stringify({ bots: 1, live: 1, events: 1 }), 'the first bot in MongoDB');
+  await waitFor(
+    async () => JSON.stringify(await stored()) === JSON.stringify({ bots: 1, live: 1, events: 1 }),
+    'the first bot in MongoDB',
+  );
 
   await redis.stop();
   const refused = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } });

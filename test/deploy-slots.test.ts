@@ -78,7 +78,10 @@ const leases = async (key: string) => {
 /** Resolves once the lease has been renewed past `times` lease lengths after it was first seen. */
 const renewedPast = async (key: string, times: number) => {
   const [first] = await leases(key);
-  await waitFor(async () => (await leases(key)).some((score) => score > first + times * LEASE_MS), `the lease renewed past ${times} lease lengths`);
+  await waitFor(
+    async () => (await leases(key)).some((score) => score > first + times * LEASE_MS),
+    `the lease renewed past ${times} lease lengths`,
+  );
 };
 const served = (acquiring: Promise<DeploySlot>) => {
   const state = { slot: null as DeploySlot | null };
@@ -104,7 +107,13 @@ it('a deploy longer than the lease keeps its slot: its holder renews it, and nob
 async function holderProcess(key: string): Promise<{ child: ChildProcess; output(): string }> {
   let output = '';
   const child = spawn(process.execPath, [path.resolve(__dirname, '../dist/test/support/deploy-slot-holder.js')], {
-    env: { PATH: process.env.PATH ?? '', REDIS_URL: peerUrls().redisUrl, PREFIX: key, CAP: '1', LEASE_MS: String(LEASE_MS) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      REDIS_URL: peerUrls().redisUrl,
+      PREFIX: key,
+      CAP: '1',
+      LEASE_MS: String(LEASE_MS),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -170,10 +179,15 @@ it("a Kubernetes bot waiting for another bot's image pull holds no deploy slot: 
   const deployK8s = async (bot: string) => {
     const slot = await slots.acquire(bot);
     try {
-      return await lock.deploy(image, () => {
-        order.push(`${bot} created`);
-        return Promise.resolve({ identifier: bot, state: 'starting' });
-      }, status, (wait) => slot.outside(wait));
+      return await lock.deploy(
+        image,
+        () => {
+          order.push(`${bot} created`);
+          return Promise.resolve({ identifier: bot, state: 'starting' });
+        },
+        status,
+        (wait) => slot.outside(wait),
+      );
     } finally {
       await slot.release();
     }
@@ -182,7 +196,14 @@ it("a Kubernetes bot waiting for another bot's image pull holds no deploy slot: 
   const second = deployK8s('second');
   await waitFor(async () => (await slots.inUse()) === 0, 'the second bot to wait without its slot');
 
-  const spec: DeploySpec = { botId: 'b'.repeat(24), name: `mb-${'b'.repeat(24)}-sim`, attempt: 0, meetingPlatform: 'zoom', maxDurationMs: null, env: {} };
+  const spec: DeploySpec = {
+    botId: 'b'.repeat(24),
+    name: `mb-${'b'.repeat(24)}-sim`,
+    attempt: 0,
+    meetingPlatform: 'zoom',
+    maxDurationMs: null,
+    env: {},
+  };
   const slot = await slots.acquire('other-platform');
   await sim.deploy(spec);
   order.push('other platform deployed');

@@ -30,12 +30,17 @@ it('a dispatch run whose process died holds up placement only until its lock lap
     lockDuration: DISPATCH_LOCK_MS,
   });
   await t.fleet.placement.kick('a wake-up the dead process takes');
-  const job = await waitFor(() => dead!.getNextJob('token-of-a-dead-process'), 'a dispatch job taken by the dead process');
+  const job = await waitFor(
+    () => dead!.getNextJob('token-of-a-dead-process'),
+    'a dispatch job taken by the dead process',
+  );
   expect(await t.fleet.queues.dispatch.getJobState(job.id!)).toBe('active');
   // The live workers start after it died.
   workers = spawnFleetProcess('worker', { ...t.env, PORT: '0' });
 
-  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } } });
+  const res = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } },
+  });
   expect(res.status).toBe(201);
   // The lock lapses after DISPATCH_LOCK_MS and the next stall check (every half of it) frees the queue.
   const placed = await waitFor(

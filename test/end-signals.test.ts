@@ -64,7 +64,9 @@ it('an end that was never announced is found by the database fallback: bounded b
   });
   const jobs = held.map(() => new AbortController()); // one per held job, as in the platform workers
   const outcomes = new Map<string, string>();
-  held.forEach((botId, i) => void signals.waitForEnd(botId, jobs[i].signal).then((outcome) => outcomes.set(botId, outcome)));
+  held.forEach(
+    (botId, i) => void signals.waitForEnd(botId, jobs[i].signal).then((outcome) => outcomes.set(botId, outcome)),
+  );
 
   await waitFor(() => outcomes.get(endedInDatabase) === 'ended', 'the unannounced end to be found');
   expect(maxInFlight).toBe(1);

@@ -9,13 +9,16 @@ import { cleanup, peerUrls, startTestFleet, testDatabaseUri, uniqueName } from '
  */
 jest.setTimeout(120_000);
 
-const connect = (dbName: string) => mongoose.createConnection(testDatabaseUri(peerUrls().mongodbUri, dbName)).asPromise();
+const connect = (dbName: string) =>
+  mongoose.createConnection(testDatabaseUri(peerUrls().mongodbUri, dbName)).asPromise();
 
 it('processes of one fleet starting at once all agree on one identity, made once', async () => {
   const dbName = uniqueName('meeboter_test_identity');
   const connections = await Promise.all(Array.from({ length: 6 }, () => connect(dbName)));
   try {
-    const ids = await Promise.all(connections.flatMap((connection) => [keptFleetId(connection, 'mbfleet'), keptFleetId(connection, 'mbfleet')]));
+    const ids = await Promise.all(
+      connections.flatMap((connection) => [keptFleetId(connection, 'mbfleet'), keptFleetId(connection, 'mbfleet')]),
+    );
     expect(new Set(ids).size).toBe(1);
     expect(ids[0]).toMatch(/^mbfleet-[0-9a-f]{12}$/);
     expect(await connections[0].collection('fleet').countDocuments()).toBe(1);
@@ -47,7 +50,10 @@ it('a fleet keeps its identity across restarts and a Redis that lost its data; a
   const kept = first.fleet.fleetId;
   expect(first.fleet.config.fleetId).toBe(kept);
   await first.fleet.shutdown.close();
-  await cleanup({ ...first.urls, mongodbUri: testDatabaseUri(first.urls.mongodbUri, uniqueName('meeboter_test_unused')) }, prefix); // Redis only
+  await cleanup(
+    { ...first.urls, mongodbUri: testDatabaseUri(first.urls.mongodbUri, uniqueName('meeboter_test_unused')) },
+    prefix,
+  ); // Redis only
 
   const again = await startTestFleet({ __DB: dbName, REDIS_PREFIX: prefix }, { api: true, workers: true });
   try {
@@ -55,7 +61,10 @@ it('a fleet keeps its identity across restarts and a Redis that lost its data; a
   } finally {
     await again.fleet.shutdown.close();
   }
-  const named = await startTestFleet({ __DB: dbName, REDIS_PREFIX: prefix, FLEET_ID: 'named-fleet' }, { api: true, workers: false });
+  const named = await startTestFleet(
+    { __DB: dbName, REDIS_PREFIX: prefix, FLEET_ID: 'named-fleet' },
+    { api: true, workers: false },
+  );
   try {
     expect(named.fleet.fleetId).toBe('named-fleet');
   } finally {

@@ -27,7 +27,9 @@ afterAll(async () => {
 
 it('is closed without the admin key', async () => {
   expect((await fetch(`${t.url}/ui`)).status).toBe(401);
-  expect((await fetch(`${t.url}/ui/fleet.json`, { headers: { authorization: `Bearer ${t.apiKey}` } })).status).toBe(401);
+  expect((await fetch(`${t.url}/ui/fleet.json`, { headers: { authorization: `Bearer ${t.apiKey}` } })).status).toBe(
+    401,
+  );
 });
 
 it('shows a bot created through the API, live, until it has ENDED', async () => {
@@ -36,7 +38,9 @@ it('shows a bot created through the API, live, until it has ENDED', async () => 
   await page.goto(`${t.url}/ui`);
   await page.locator('#platforms tr[data-platform="sim"]').waitFor();
 
-  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '1500' } } });
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '1500' } },
+  });
   const row = page.locator(`#bots tr[data-bot="${created.body.id}"]`);
   await row.waitFor({ timeout: 30_000 });
   await row.locator('.status-ENDED').waitFor({ timeout: 60_000 });

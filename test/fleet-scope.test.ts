@@ -37,7 +37,9 @@ it('each of two fleets on one local and one sim host runs 20 bots to COMPLETED',
     fleets.map(async (fleet) => {
       const created = [];
       for (let i = 0; i < 20; i++) {
-        const res = await fleet.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '1500' } } });
+        const res = await fleet.request('POST', '/api/bots', {
+          body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '1500' } },
+        });
         created.push(res.body.id as string);
       }
       return created;
@@ -45,10 +47,16 @@ it('each of two fleets on one local and one sim host runs 20 bots to COMPLETED',
   );
   const outcomes = await Promise.all(
     fleets.map((fleet, index) =>
-      waitFor(async () => {
-        const bots = await Promise.all(ids[index].map(async (id) => (await fleet.request('GET', `/api/bots/${id}`)).body));
-        return bots.every((b) => b.status === 'ENDED' || b.status === 'FATAL') ? bots : null;
-      }, `fleet ${index}'s bots to end`, 180_000),
+      waitFor(
+        async () => {
+          const bots = await Promise.all(
+            ids[index].map(async (id) => (await fleet.request('GET', `/api/bots/${id}`)).body),
+          );
+          return bots.every((b) => b.status === 'ENDED' || b.status === 'FATAL') ? bots : null;
+        },
+        `fleet ${index}'s bots to end`,
+        180_000,
+      ),
     ),
   );
   for (const bots of outcomes) {
@@ -82,7 +90,9 @@ it('two fleets with default settings and one REDIS_PREFIX, each on its own Redis
       twins.map(async (twin) => {
         const created: string[] = [];
         for (let i = 0; i < 3; i++) {
-          const res = await twin.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '30000' } } });
+          const res = await twin.request('POST', '/api/bots', {
+            body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '30000' } },
+          });
           expect(res.status).toBe(201);
           created.push(res.body.id);
         }
@@ -90,12 +100,20 @@ it('two fleets with default settings and one REDIS_PREFIX, each on its own Redis
       }),
     );
     const statuses = async (index: number) =>
-      Promise.all(ids[index].map(async (id) => (await twins[index].request('GET', `/api/bots/${id}`)).body.status as string));
-    await waitFor(async () => (await Promise.all([0, 1].map(statuses))).flat().every((status) => status === 'IN_CALL'), 'all six bots in call', 120_000);
+      Promise.all(
+        ids[index].map(async (id) => (await twins[index].request('GET', `/api/bots/${id}`)).body.status as string),
+      );
+    await waitFor(
+      async () => (await Promise.all([0, 1].map(statuses))).flat().every((status) => status === 'IN_CALL'),
+      'all six bots in call',
+      120_000,
+    );
     // each fleet's bots run from its own run directory, with the same host id
     for (const [index, twin] of twins.entries()) {
       for (const id of ids[index]) {
-        expect((await twin.request('GET', `/api/bots/${id}`)).body.platformIdentifier).toMatch(new RegExp(`^\\d+@${os.hostname()}$`));
+        expect((await twin.request('GET', `/api/bots/${id}`)).body.platformIdentifier).toMatch(
+          new RegExp(`^\\d+@${os.hostname()}$`),
+        );
       }
       expect(existsSync(runDirs[index])).toBe(true);
     }
@@ -103,16 +121,28 @@ it('two fleets with default settings and one REDIS_PREFIX, each on its own Redis
     // Both fleets reconcile their local host ten times while all six bots run: nothing is stopped.
     const runs = (twin: TestFleet) => twin.fleet.redis.get(`${prefix}:sweeps:reconcile-local:runs`).then(Number);
     const start = await Promise.all(twins.map(runs));
-    await waitFor(async () => (await Promise.all(twins.map(runs))).every((n, i) => n >= start[i] + 10), 'ten reconciliations in each fleet', 60_000);
+    await waitFor(
+      async () => (await Promise.all(twins.map(runs))).every((n, i) => n >= start[i] + 10),
+      'ten reconciliations in each fleet',
+      60_000,
+    );
     expect((await Promise.all([0, 1].map(statuses))).flat()).toEqual(Array(6).fill('IN_CALL'));
     expect(botProcessGroups(new Set(ids.flat())).size).toBe(6);
 
     const ends = await Promise.all(
       twins.map((twin, index) =>
-        waitFor(async () => {
-          const bots = await Promise.all(ids[index].map(async (id) => (await twin.request('GET', `/api/bots/${id}`)).body));
-          return bots.every((bot) => bot.status === 'ENDED' || bot.status === 'FATAL') ? bots.map((bot) => `${bot.status}/${bot.endReason}`) : null;
-        }, `fleet ${index}'s bots to end`, 120_000),
+        waitFor(
+          async () => {
+            const bots = await Promise.all(
+              ids[index].map(async (id) => (await twin.request('GET', `/api/bots/${id}`)).body),
+            );
+            return bots.every((bot) => bot.status === 'ENDED' || bot.status === 'FATAL')
+              ? bots.map((bot) => `${bot.status}/${bot.endReason}`)
+              : null;
+          },
+          `fleet ${index}'s bots to end`,
+          120_000,
+        ),
       ),
     );
     expect(ends.flat()).toEqual(Array(6).fill('ENDED/COMPLETED'));

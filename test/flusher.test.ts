@@ -39,7 +39,12 @@ afterAll(async () => {
 });
 
 /** Its own Redis prefix and database, on the run's peers or on the given MongoDB server. */
-async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4, redisUrl = peerUrls().redisUrl, role: RedisRole = 'worker'): Promise<Peers> {
+async function peersOfOwn(
+  server = peerUrls().mongodbUri,
+  partitions = 4,
+  redisUrl = peerUrls().redisUrl,
+  role: RedisRole = 'worker',
+): Promise<Peers> {
   const prefix = uniqueName('mbtest_flusher');
   const mongodbUri = testDatabaseUri(server, uniqueName('meeboter_test_flusher'));
   const redis = createRedis(redisUrl, role, 'test');
@@ -66,7 +71,10 @@ async function peersOfOwn(server = peerUrls().mongodbUri, partitions = 4, redisU
   return peers;
 }
 
-const flusherOn = (peers: Peers, extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number; standby?: boolean } = {}): Flusher =>
+const flusherOn = (
+  peers: Peers,
+  extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number; standby?: boolean } = {},
+): Flusher =>
   createFlusher({
     redis: peers.redis,
     prefix: peers.prefix,
@@ -95,7 +103,11 @@ async function advance(changes: BotChanges, botIds: string[], steps: number): Pr
         const result = await changes.update<Step>(botId, (current) => {
           const step = (current?.doc.step ?? 0) + 1;
           return {
-            doc: { step, label: `bot ${botId} at ${step}`, meeting: { platform: 'zoom', meetingId: String(100000000 + step) } },
+            doc: {
+              step,
+              label: `bot ${botId} at ${step}`,
+              meeting: { platform: 'zoom', meetingId: String(100000000 + step) },
+            },
             event: { type: step === 1 ? 'created' : 'stepped', step },
           };
         });
@@ -113,7 +125,9 @@ const botIdsFor = (count: number) => Array.from({ length: count }, () => new mon
 async function expectRecorded(peers: Peers, latest: Map<string, number>): Promise<void> {
   const bots = await peers.bots.find({}).toArray();
   expect(bots).toHaveLength(latest.size);
-  const wrong = bots.filter((bot) => bot.changeVersion !== latest.get(String(bot._id)) || bot.step !== bot.changeVersion);
+  const wrong = bots.filter(
+    (bot) => bot.changeVersion !== latest.get(String(bot._id)) || bot.step !== bot.changeVersion,
+  );
   expect(wrong).toEqual([]);
 
   const events = await peers.events.find({}).toArray();
@@ -126,7 +140,10 @@ async function expectRecorded(peers: Peers, latest: Map<string, number>): Promis
     versions.set(event.botId, [...(versions.get(event.botId) ?? []), event.version]);
   }
   for (const [botId, version] of latest) {
-    expect([botId, (versions.get(botId) ?? []).sort((a, b) => a - b)]).toEqual([botId, Array.from({ length: version }, (_, i) => i + 1)]);
+    expect([botId, (versions.get(botId) ?? []).sort((a, b) => a - b)]).toEqual([
+      botId,
+      Array.from({ length: version }, (_, i) => i + 1),
+    ]);
   }
 }
 
@@ -149,7 +166,9 @@ it('300 bots created and changed while it runs: each stored once at its latest v
   await expectDrained(peers);
   const status = await flusher.status();
   expect(status.lagging).toBe(false);
-  expect(status.partitions.every((partition) => partition.held && partition.backlog === 0 && partition.lastFlushAt)).toBe(true);
+  expect(
+    status.partitions.every((partition) => partition.held && partition.backlog === 0 && partition.lastFlushAt),
+  ).toBe(true);
   await flusher.close();
   // released: nobody holds a partition
   expect(await peers.redis.keys(`${peers.prefix}:flusher-lease:*`)).toEqual([]);
@@ -197,12 +216,14 @@ it('its versioned updates and live-index unmarks find their documents by the _id
   const bots = {
     insertMany: (docs: BotRecord[], options: mongo.BulkWriteOptions) => peers.bots.insertMany(docs, options),
     bulkWrite: (operations: mongo.AnyBulkWriteOperation<BotRecord>[], options: mongo.BulkWriteOptions) => {
-      for (const operation of operations) if ('updateOne' in operation) filters.push({ collection: 'bots', filter: operation.updateOne.filter });
+      for (const operation of operations)
+        if ('updateOne' in operation) filters.push({ collection: 'bots', filter: operation.updateOne.filter });
       return peers.bots.bulkWrite(operations, options);
     },
   } as unknown as mongo.Collection<BotRecord>;
   const liveIndex = {
-    insertMany: (docs: Array<{ _id: RecordId; createdAt: Date }>, options: mongo.BulkWriteOptions) => live.insertMany(docs, options),
+    insertMany: (docs: Array<{ _id: RecordId; createdAt: Date }>, options: mongo.BulkWriteOptions) =>
+      live.insertMany(docs, options),
     deleteMany: (filter: mongo.Filter<{ _id: RecordId }>) => {
       filters.push({ collection: 'live_bots', filter });
       return live.deleteMany(filter);
@@ -212,12 +233,28 @@ it('its versioned updates and live-index unmarks find their documents by the _id
   const botIds = botIdsFor(5);
   await advance(peers.changes, botIds, 1);
   await peers.changes.append(botIds.map((botId) => ({ botId, kind: 'live' as const, createdAt: new Date() })));
-  let flusher = createFlusher({ redis: peers.redis, prefix: peers.prefix, bots, events: peers.events, live: liveIndex, partitions: 1, leaseMs: 3000 });
+  let flusher = createFlusher({
+    redis: peers.redis,
+    prefix: peers.prefix,
+    bots,
+    events: peers.events,
+    live: liveIndex,
+    partitions: 1,
+    leaseMs: 3000,
+  });
   expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
   await flusher.close();
   const latest = await advance(peers.changes, botIds, 1);
   await peers.changes.append(botIds.map((botId) => ({ botId, kind: 'unlive' as const })));
-  flusher = createFlusher({ redis: peers.redis, prefix: peers.prefix, bots, events: peers.events, live: liveIndex, partitions: 1, leaseMs: 3000 });
+  flusher = createFlusher({
+    redis: peers.redis,
+    prefix: peers.prefix,
+    bots,
+    events: peers.events,
+    live: liveIndex,
+    partitions: 1,
+    leaseMs: 3000,
+  });
   expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
   await flusher.close();
   await expectRecorded(peers, latest);
@@ -227,7 +264,10 @@ it('its versioned updates and live-index unmarks find their documents by the _id
   // FerretDB says whether it looked the filter's documents up (pushdown, the SQLite plan) or scanned them all;
   // an update and a delete choose their documents as a find with the same filter does.
   for (const { collection, filter } of filters) {
-    const explained = await peers.connection.db!.command({ explain: { find: collection, filter }, verbosity: 'queryPlanner' });
+    const explained = await peers.connection.db!.command({
+      explain: { find: collection, filter },
+      verbosity: 'queryPlanner',
+    });
     expect(explained.serverInfo?.ferretdbVersion).toBeDefined(); // (this check is for the embedded FerretDB)
     expect({ filter, pushdown: explained.filterPushdown, plan: explained.queryPlanner.Plan.join(' ') }).toEqual({
       filter,
@@ -237,13 +277,17 @@ it('its versioned updates and live-index unmarks find their documents by the _id
   }
 });
 
-const heldBy = async (flusher: Flusher) => (await flusher.status()).partitions.filter((p) => p.held).map((p) => p.partition);
+const heldBy = async (flusher: Flusher) =>
+  (await flusher.status()).partitions.filter((p) => p.held).map((p) => p.partition);
 
 it('each partition has one writer; a lease taken away stops its writes until the lease is free again', async () => {
   const peers = await peersOfOwn();
   const a = flusherOn(peers);
   const b = flusherOn(peers);
-  await waitFor(async () => (await heldBy(a)).length + (await heldBy(b)).length === 4, 'the four partitions to be held');
+  await waitFor(
+    async () => (await heldBy(a)).length + (await heldBy(b)).length === 4,
+    'the four partitions to be held',
+  );
   const [heldByA, heldByB] = [await heldBy(a), await heldBy(b)];
   expect([...heldByA, ...heldByB].sort()).toEqual([0, 1, 2, 3]);
   const botIds = botIdsFor(100);
@@ -300,7 +344,14 @@ function spawnFlusher(peers: Peers): FlusherProcess {
   if (!existsSync(script)) throw new Error(`${script} is missing: run npm run build first`);
   let output = '';
   const child = spawn(process.execPath, [script], {
-    env: { PATH: process.env.PATH ?? '', REDIS_URL: peers.redisUrl, MONGODB_URI: peers.mongodbUri, PREFIX: peers.prefix, LEASE_MS: '3000', LOG_LEVEL: 'warn' },
+    env: {
+      PATH: process.env.PATH ?? '',
+      REDIS_URL: peers.redisUrl,
+      MONGODB_URI: peers.mongodbUri,
+      PREFIX: peers.prefix,
+      LEASE_MS: '3000',
+      LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.on('data', (chunk) => (output += chunk));
@@ -320,14 +371,18 @@ async function writtenUnacknowledged(peers: Peers): Promise<{ bots: number; even
     if (count === 0) continue;
     // read in order and acknowledged a batch at a time: everything from first to last is unacknowledged
     const entries = (await peers.redis.xrange(stream, first, last)).map(([, fields]) => {
-      const f = Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]));
+      const f = Object.fromEntries(
+        Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]),
+      );
       return { botId: f.bot, version: Number(f.version), kind: f.kind };
     });
     const created = entries.filter((entry) => entry.kind === 'insert').map((entry) => entry.botId);
     written.bots += await peers.bots.countDocuments({ _id: { $in: created } });
     // by bot and version, not by `_id`: this must see a replayed event however its `_id` is made
     const unacknowledged = new Set(entries.map((entry) => `${entry.botId}:${entry.version}`));
-    const stored = await peers.events.find({ botId: { $in: [...new Set(entries.map((entry) => entry.botId))] } }).toArray();
+    const stored = await peers.events
+      .find({ botId: { $in: [...new Set(entries.map((entry) => entry.botId))] } })
+      .toArray();
     written.events += stored.filter((event) => unacknowledged.has(`${event.botId}:${event.version}`)).length;
   }
   return written;
@@ -396,7 +451,9 @@ it('MongoDB away for a while: reports lagging with the error, acknowledges nothi
       const status = await flusher.status();
       return status.lagging ? status : null;
     }, 'the flusher to report lagging');
-    expect(lagging.partitions.some((partition) => partition.held && partition.lastError && partition.lastErrorAt)).toBe(true);
+    expect(lagging.partitions.some((partition) => partition.held && partition.lastError && partition.lastErrorAt)).toBe(
+      true,
+    );
     // Nothing written, so nothing acknowledged or trimmed: all 200 changes made while it was away are there.
     expect(lagging.partitions.reduce((sum, partition) => sum + partition.backlog, 0)).toBe(200);
     expect(await peers.changes.waitFlushed('now', 0)).toBe(false);
@@ -405,7 +462,9 @@ it('MongoDB away for a while: reports lagging with the error, acknowledges nothi
     expect(await peers.changes.waitFlushed('now', 180_000)).toBe(true);
     const status = await flusher.status();
     expect(status.lagging).toBe(false);
-    expect(status.partitions.every((partition) => partition.lastError === undefined && partition.backlog === 0)).toBe(true);
+    expect(status.partitions.every((partition) => partition.lastError === undefined && partition.backlog === 0)).toBe(
+      true,
+    );
     await expectRecorded(peers, new Map(botIds.map((botId) => [botId, 3])));
     await expectDrained(peers);
     expect(logs.some((line) => line.includes('flush failed, retrying'))).toBe(true);
@@ -444,7 +503,10 @@ it('Redis restarted under it: it takes its partitions again and writes what come
     const after = botIdsFor(20);
     await advance(peers.changes, after, 2);
     expect(await peers.changes.waitFlushed('now', 60_000)).toBe(true);
-    await expectRecorded(peers, new Map([...before.map((botId) => [botId, 1] as const), ...after.map((botId) => [botId, 2] as const)]));
+    await expectRecorded(
+      peers,
+      new Map([...before.map((botId) => [botId, 1] as const), ...after.map((botId) => [botId, 2] as const)]),
+    );
 
     // Its blocking reads were on the wire when Redis went; ioredis keeps them to resend after reconnecting,
     // which a closed connection never does. close() must not wait for them.

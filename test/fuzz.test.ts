@@ -39,7 +39,12 @@ const ROOT = path.resolve(__dirname, '..');
 const SCHEMATHESIS = path.join(ROOT, '.venv-schemathesis/bin/schemathesis');
 const MAX_EXAMPLES = process.env.FUZZ_MAX_EXAMPLES ?? '50';
 const SEED = process.env.FUZZ_SEED ?? '20261201';
-const CHECKS = ['not_a_server_error', 'status_code_conformance', 'content_type_conformance', 'response_schema_conformance'];
+const CHECKS = [
+  'not_a_server_error',
+  'status_code_conformance',
+  'content_type_conformance',
+  'response_schema_conformance',
+];
 
 const API_KEY = `fuzz-${randomBytes(12).toString('hex')}`;
 const ADMIN_KEY = `admin-${randomBytes(12).toString('hex')}`;
@@ -99,7 +104,9 @@ const call = (method: string, route: string, options: Parameters<typeof httpRequ
 
 /** A bot of the API key's owner in a call that lasts an hour, once it is IN_CALL. */
 async function liveBot(metadata: Record<string, string> = {}): Promise<string> {
-  const created = await call('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '3600000', ...metadata } } });
+  const created = await call('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '3600000', ...metadata } },
+  });
   expect(created.status).toBe(201);
   const id = created.body.id as string;
   await waitFor(async () => (await call('GET', `/api/bots/${id}`)).body.status === 'IN_CALL', `bot ${id} IN_CALL`);
@@ -127,7 +134,10 @@ function readFigures(ndjson: string): Figures {
         figures.checks[name][status === 'success' ? 'passed' : 'failed'] += 1;
       }
     }
-    for (const interaction of Object.values<{ request: { method: string; uri: string }; response?: { status_code: number } }>(recorder.interactions ?? {})) {
+    for (const interaction of Object.values<{
+      request: { method: string; uri: string };
+      response?: { status_code: number };
+    }>(recorder.interactions ?? {})) {
       if (!interaction.response) continue;
       // requests off the document (schemathesis tries unexpected methods) count as `other`
       const operation = operationOf(interaction.request.method, new URL(interaction.request.uri).pathname) ?? 'other';
@@ -142,7 +152,10 @@ function readFigures(ndjson: string): Figures {
 /** The route-table entry a request went to, as `METHOD /path/:param`. */
 function operationOf(method: string, pathname: string): string | undefined {
   const route = ROUTES.find(
-    ([m, p]) => m.toUpperCase() === method && new RegExp(`^${p.replace(/:\w+/g, '[^/]+')}$`).test(pathname) && !(p.endsWith('/:id') && pathname.endsWith('/pool-stats')),
+    ([m, p]) =>
+      m.toUpperCase() === method &&
+      new RegExp(`^${p.replace(/:\w+/g, '[^/]+')}$`).test(pathname) &&
+      !(p.endsWith('/:id') && pathname.endsWith('/pool-stats')),
   );
   return route && `${route[0].toUpperCase()} ${route[1]}`;
 }
@@ -162,16 +175,24 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
 
   const reports = mkdtempSync(path.join(os.tmpdir(), 'meeboter-fuzz-'));
   const args = [
-    '--config-file', path.join(__dirname, 'schemathesis.toml'),
-    'run', `${url}/api/openapi.json`,
-    '--max-examples', MAX_EXAMPLES,
-    '--seed', SEED,
+    '--config-file',
+    path.join(__dirname, 'schemathesis.toml'),
+    'run',
+    `${url}/api/openapi.json`,
+    '--max-examples',
+    MAX_EXAMPLES,
+    '--seed',
+    SEED,
     // one worker: schemathesis 4.32 errs internally with more on this Python, and the order stays the same
-    '--workers', '1',
-    '--request-timeout', '10',
+    '--workers',
+    '1',
+    '--request-timeout',
+    '10',
     '--no-color',
-    '--report-json-path', path.join(reports, 'run.json'),
-    '--report-ndjson-path', path.join(reports, 'events.ndjson'),
+    '--report-json-path',
+    path.join(reports, 'run.json'),
+    '--report-ndjson-path',
+    path.join(reports, 'events.ndjson'),
   ];
   const runEnv = {
     ...process.env,
@@ -195,7 +216,8 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
     child.on('exit', (exitCode) => resolve({ code: exitCode, output: text }));
   });
   try {
-    if (!existsSync(path.join(reports, 'run.json'))) throw new Error(`schemathesis wrote no report (exit ${code}):\n${output}`);
+    if (!existsSync(path.join(reports, 'run.json')))
+      throw new Error(`schemathesis wrote no report (exit ${code}):\n${output}`);
     const run = JSON.parse(readFileSync(path.join(reports, 'run.json'), 'utf8'));
     const figures = readFigures(readFileSync(path.join(reports, 'events.ndjson'), 'utf8'));
     process.stdout.write(
@@ -207,7 +229,12 @@ it('finds no 5xx and no answer the OpenAPI document does not describe, for clien
     if (code !== 0) process.stdout.write(output);
     expect({ code, failures: run.failures, errors: run.errors }).toEqual({ code: 0, failures: [], errors: [] });
     expect(run.operations.tested).toBe(ROUTES.length);
-    for (const name of CHECKS) expect([name, figures.checks[name]?.failed, (figures.checks[name]?.passed ?? 0) > ROUTES.length]).toEqual([name, 0, true]);
+    for (const name of CHECKS)
+      expect([name, figures.checks[name]?.failed, (figures.checks[name]?.passed ?? 0) > ROUTES.length]).toEqual([
+        name,
+        0,
+        true,
+      ]);
     const withoutSuccess = ROUTES.map(([method, route]) => `${method.toUpperCase()} ${route}`).filter(
       (operation) => !Object.keys(figures.answers[operation] ?? {}).some((status) => status.startsWith('2')),
     );

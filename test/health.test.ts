@@ -40,10 +40,13 @@ const create = async (t: TestFleet, metadata: Record<string, string>, extra: Rec
 };
 const get = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
 const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
-  waitFor(async () => {
-    const bot = await get(t, id);
-    return statuses.includes(bot.status) ? bot : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`);
+  waitFor(
+    async () => {
+      const bot = await get(t, id);
+      return statuses.includes(bot.status) ? bot : null;
+    },
+    `bot ${id} to reach ${statuses.join('/')}`,
+  );
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -121,8 +124,12 @@ it('a bot DEPLOYING longer than DEPLOY_TIMEOUT_MS becomes FATAL DEPLOY_TIMEOUT',
   const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended).toMatchObject({ status: 'FATAL', endReason: 'DEPLOY_TIMEOUT' });
   // the slow deploy still finishes; its container is then stopped because the bot has ended
-  await waitFor(async () => (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:containers`)) === 0 &&
-    (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:deploys`)) === 1, 'the late container to be stopped');
+  await waitFor(
+    async () =>
+      (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:containers`)) === 0 &&
+      (await t.fleet.redis.hlen(`${t.env.REDIS_PREFIX}:sim:sim:deploys`)) === 1,
+    'the late container to be stopped',
+  );
 });
 
 it('a SCHEDULED bot is queued at its join time, not before', async () => {
@@ -142,7 +149,10 @@ it('a SCHEDULED bot is queued at its join time, not before', async () => {
 it('with 2 worker processes each sweep runs once per interval', async () => {
   const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', SWEEP_INTERVAL_MS: '250' }, { api: true, workers: false });
   fleets.push(t);
-  const workers = [spawnFleetProcess('worker', { ...t.env, PORT: '0' }), spawnFleetProcess('worker', { ...t.env, PORT: '0' })];
+  const workers = [
+    spawnFleetProcess('worker', { ...t.env, PORT: '0' }),
+    spawnFleetProcess('worker', { ...t.env, PORT: '0' }),
+  ];
   try {
     const runs = (name: string) => t.fleet.redis.get(`${t.env.REDIS_PREFIX}:sweeps:${name}:runs`).then(Number);
     await waitFor(async () => (await runs('heartbeat-expiry')) > 0, 'the first sweep');
@@ -162,22 +172,36 @@ it('with 2 worker processes each sweep runs once per interval', async () => {
 });
 
 it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10', async () => {
-  const t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', HEARTBEAT_TIMEOUT_MS: '60000' }, { api: true, workers: false });
+  const t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', HEARTBEAT_TIMEOUT_MS: '60000' },
+    { api: true, workers: false },
+  );
   fleets.push(t);
   const now = Date.now();
   const docs = Array.from({ length: 20_000 }, (_, i) =>
-    storedBot({ ownerId: 'sweep-owner', status: 'IN_CALL', platform: 'sim', platformIdentifier: `c${i}`, createdAt: new Date(now), statusVersion: 3 }),
+    storedBot({
+      ownerId: 'sweep-owner',
+      status: 'IN_CALL',
+      platform: 'sim',
+      platformIdentifier: `c${i}`,
+      createdAt: new Date(now),
+      statusVersion: 3,
+    }),
   );
   for (let i = 0; i < docs.length; i += 2000) await t.fleet.models.Bot.collection.insertMany(docs.slice(i, i + 2000));
   const liveState = createLiveState(t.fleet.redis, t.env.REDIS_PREFIX);
   const expired = new Set(docs.slice(0, 10).map((d) => String(d._id)));
   const batch = t.fleet.redis.pipeline();
-  for (const doc of docs) batch.zadd(`${t.env.REDIS_PREFIX}:heartbeats`, expired.has(String(doc._id)) ? now - 120_000 : now, String(doc._id));
+  for (const doc of docs)
+    batch.zadd(`${t.env.REDIS_PREFIX}:heartbeats`, expired.has(String(doc._id)) ? now - 120_000 : now, String(doc._id));
   await batch.exec();
 
   const read: string[] = [];
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
-  const result = await sweepHeartbeats({ liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 }, now);
+  const result = await sweepHeartbeats(
+    { liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 },
+    now,
+  );
 
   expect(result).toEqual({ read: 10, acted: 10 });
   expect(new Set(read)).toEqual(expired);
@@ -185,7 +209,12 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   expect(fatal.map((b) => `${b?.status}/${b?.endReason}`)).toEqual(Array(10).fill('FATAL/HEARTBEAT_TIMEOUT'));
   expect(await t.fleet.redis.zcard(`${t.env.REDIS_PREFIX}:heartbeats`)).toBe(19_990);
   // a second sweep finds nothing
-  expect(await sweepHeartbeats({ liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 }, now)).toEqual({ read: 0, acted: 0 });
+  expect(
+    await sweepHeartbeats(
+      { liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 },
+      now,
+    ),
+  ).toEqual({ read: 0, acted: 0 });
 });
 
 it('reconciliation of 2,000 held bots reads only where the platform and the fleet disagree', async () => {
@@ -201,7 +230,10 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
       deployedAt: new Date(now - minutesAgo * 60_000),
       statusVersion: 3,
     });
-  const withName = <T extends { _id: Types.ObjectId }>(doc: T) => ({ ...doc, platformIdentifier: deploymentName(String(doc._id), 'sim') });
+  const withName = <T extends { _id: Types.ObjectId }>(doc: T) => ({
+    ...doc,
+    platformIdentifier: deploymentName(String(doc._id), 'sim'),
+  });
   const healthy = Array.from({ length: 1_997 }, () => String(new Types.ObjectId())); // held and listed: never read
   const lost = Array.from({ length: 3 }, () => withName(botDoc('IN_CALL', 5))); // held, container gone
   const ended = withName(botDoc('ENDED', 5)); // container left behind by an ended bot
@@ -211,19 +243,36 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
 
   const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim');
   const listedBots = [...healthy, String(ended._id), String(awaitingAdoption._id), unknown];
-  await t.fleet.redis.hset(keys.containers, Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), '{}'])));
-  await t.fleet.redis.hset(keys.owners, Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), t.env.REDIS_PREFIX])));
+  await t.fleet.redis.hset(
+    keys.containers,
+    Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), '{}'])),
+  );
+  await t.fleet.redis.hset(
+    keys.owners,
+    Object.fromEntries(listedBots.map((id) => [deploymentName(id, 'sim'), t.env.REDIS_PREFIX])),
+  );
 
-  const sim = createSimPlatform({ name: 'sim', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX });
+  const sim = createSimPlatform({
+    name: 'sim',
+    redis: t.fleet.redis,
+    host: t.env.REDIS_PREFIX,
+    fleetId: t.env.REDIS_PREFIX,
+  });
   const read: string[] = [];
   const statusCalls: string[] = [];
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
   const platform = { ...sim, status: (identifier: string) => (statusCalls.push(identifier), sim.status(identifier)) };
   const held = [...healthy, ...lost.map((b) => String(b._id))];
-  const reconcile = () => reconcilePlatform({ repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: () => Promise.resolve(held) }, now);
+  const reconcile = () =>
+    reconcilePlatform(
+      { repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: () => Promise.resolve(held) },
+      now,
+    );
 
   expect(await reconcile()).toEqual({ read: 6, acted: 3, stopped: 2 });
-  expect(new Set(read)).toEqual(new Set([...lost.map((b) => String(b._id)), String(ended._id), String(awaitingAdoption._id), unknown]));
+  expect(new Set(read)).toEqual(
+    new Set([...lost.map((b) => String(b._id)), String(ended._id), String(awaitingAdoption._id), unknown]),
+  );
   expect(statusCalls.sort()).toEqual(lost.map((b) => b.platformIdentifier).sort());
   const lostNow = await Promise.all(lost.map((b) => t.fleet.repo.findById(String(b._id))));
   expect(lostNow.map((b) => `${b?.status}/${b?.endReason}`)).toEqual(Array(3).fill('FATAL/CONTAINER_LOST'));

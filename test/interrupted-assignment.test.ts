@@ -15,7 +15,10 @@ beforeAll(async () => {
   t = await startTestFleet({ PLATFORM_PRIORITY: 'sim,sim-b' }, { api: true, workers: false });
   // As a recovery pass would have: the dispatcher places nobody before one did.
   await t.fleet.globalQueue.markRebuilt(await t.fleet.globalQueue.beginRebuild());
-  player = new Worker(platformQueueName('sim'), null, { connection: { url: t.urls.redisUrl, maxRetriesPerRequest: null }, prefix: t.env.REDIS_PREFIX });
+  player = new Worker(platformQueueName('sim'), null, {
+    connection: { url: t.urls.redisUrl, maxRetriesPerRequest: null },
+    prefix: t.env.REDIS_PREFIX,
+  });
 });
 afterAll(async () => {
   await player.close(true);
@@ -23,7 +26,8 @@ afterAll(async () => {
 });
 
 const sim = () => t.fleet.queues.platforms.get('sim')!;
-const queuedBot = async () => (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
+const queuedBot = async () =>
+  (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
 const addOccupyJob = async (botId: string) => {
   const { name, data, opts } = occupyJob(botId, 'sim');
   await sim().add(name, data, opts);

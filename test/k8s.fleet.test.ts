@@ -3,7 +3,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { BotPlayer } from './support/bot-player';
 import { K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
-import { attemptsOf as attempts, createBot, eventsOf as events, startTestFleet, TestFleet, waitFor, waitForStatus as waitStatus } from './support/fleet';
+import {
+  attemptsOf as attempts,
+  createBot,
+  eventsOf as events,
+  startTestFleet,
+  TestFleet,
+  waitFor,
+  waitForStatus as waitStatus,
+} from './support/fleet';
 
 /**
  * The k8s platform inside a fleet (API and workers in this process) against a real control plane, with the
@@ -55,41 +63,83 @@ it('ImagePullBackOff past the start timeout: the Job is deleted and the bot move
     'attempt.deployed:local',
   ]);
   const timedOut = (await events(t, id)).find((e) => e.type === 'attempt.timed-out');
-  expect(timedOut.reason).toMatch(/^still starting after 12000 ms \(ImagePullBackOff: Back-off pulling image "registry\.test\/meeboter\/meeboter-zoom-bot:pull-fails"\)$/);
-  await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'the Job and its pod to be gone');
+  expect(timedOut.reason).toMatch(
+    /^still starting after 12000 ms \(ImagePullBackOff: Back-off pulling image "registry\.test\/meeboter\/meeboter-zoom-bot:pull-fails"\)$/,
+  );
+  await waitFor(
+    async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0,
+    'the Job and its pod to be gone',
+  );
   process.stdout.write(`k8s ImagePullBackOff: ${timedOut.reason}\n`);
 });
 
-it('a Job whose pod fails before it runs is retried as a new Job under the next try\'s name, and the bot completes on k8s', async () => {
+it("a Job whose pod fails before it runs is retried as a new Job under the next try's name, and the bot completes on k8s", async () => {
   const t = await fleet({ K8S_IMAGE_TAG: 'start-fails-once' });
   player = playBots(peer);
   const id = await createBot(t, { metadata: { 'sim.durationMs': '1500' } });
   const ended = await waitStatus(t, id, ['ENDED', 'FATAL']);
-  expect(ended).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'k8s', platformIdentifier: `mb-${id}-k8s--1-0` });
-  expect(await attempts(t, id)).toEqual(['attempt.assigned:k8s', 'attempt.deployed:k8s', 'attempt.start-failed:k8s', 'attempt.retried:k8s', 'attempt.deployed:k8s']);
+  expect(ended).toMatchObject({
+    status: 'ENDED',
+    endReason: 'COMPLETED',
+    platform: 'k8s',
+    platformIdentifier: `mb-${id}-k8s--1-0`,
+  });
+  expect(await attempts(t, id)).toEqual([
+    'attempt.assigned:k8s',
+    'attempt.deployed:k8s',
+    'attempt.start-failed:k8s',
+    'attempt.retried:k8s',
+    'attempt.deployed:k8s',
+  ]);
   const all = await events(t, id);
   const failed = all.find((e) => e.type === 'attempt.start-failed');
   expect(failed.data).toEqual({ platform: 'k8s', try: 0, identifier: `mb-${id}-k8s-0` });
-  expect(failed.reason).toMatch(new RegExp(`^container mb-${id}-k8s-0 stopped before it ran: .*exit code 128 \\(StartError\\)`));
-  expect(all.find((e) => e.type === 'attempt.retried').data).toEqual({ platform: 'k8s', try: 1, name: `mb-${id}-k8s--1` });
+  expect(failed.reason).toMatch(
+    new RegExp(`^container mb-${id}-k8s-0 stopped before it ran: .*exit code 128 \\(StartError\\)`),
+  );
+  expect(all.find((e) => e.type === 'attempt.retried').data).toEqual({
+    platform: 'k8s',
+    try: 1,
+    name: `mb-${id}-k8s--1`,
+  });
   // The failed try's Job is deleted rather than left for its TTL, and the second one once the bot ended.
-  await waitFor(async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0, 'both Jobs and their pods to be gone');
+  await waitFor(
+    async () => (await jobsOf(id)).length === 0 && (await peer.pods(`meeboter.io/bot-id=${id}`)).length === 0,
+    'both Jobs and their pods to be gone',
+  );
   process.stdout.write(`k8s start retry: ${failed.reason}\n`);
 });
 
 it('a ResourceQuota of pods: 2 with K8S_BOT_LIMIT=5: the third bot goes to local at once, k8s full and not failed', async () => {
-  peer.plane.kubectl(['-n', NAMESPACE, 'apply', '-f', '-'], undefined,
-    'apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: test-pods}\nspec:\n  hard: {pods: "2"}\n');
+  peer.plane.kubectl(
+    ['-n', NAMESPACE, 'apply', '-f', '-'],
+    undefined,
+    'apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: test-pods}\nspec:\n  hard: {pods: "2"}\n',
+  );
   try {
     // The quota controller must have counted before the test relies on its refusals.
-    await waitFor(() => JSON.parse(peer.plane.kubectl(['-n', NAMESPACE, 'get', 'resourcequota', 'test-pods', '-o', 'json'])).status?.hard?.pods === '2', 'the quota to be active');
+    await waitFor(
+      () =>
+        JSON.parse(peer.plane.kubectl(['-n', NAMESPACE, 'get', 'resourcequota', 'test-pods', '-o', 'json'])).status
+          ?.hard?.pods === '2',
+      'the quota to be active',
+    );
     const t = await fleet();
     const first = await createBot(t);
     const second = await createBot(t);
-    for (const id of [first, second]) await waitFor(async () => (await peer.pods(`meeboter.io/bot-id=${id}`))[0]?.status?.phase === 'Running', 'a pod to run');
+    for (const id of [first, second])
+      await waitFor(
+        async () => (await peer.pods(`meeboter.io/bot-id=${id}`))[0]?.status?.phase === 'Running',
+        'a pod to run',
+      );
     const third = await createBot(t);
     expect((await waitStatus(t, third, ['IN_CALL'])).platform).toBe('local');
-    expect(await attempts(t, third)).toEqual(['attempt.assigned:k8s', 'attempt.full:k8s', 'attempt.assigned:local', 'attempt.deployed:local']);
+    expect(await attempts(t, third)).toEqual([
+      'attempt.assigned:k8s',
+      'attempt.full:k8s',
+      'attempt.assigned:local',
+      'attempt.deployed:local',
+    ]);
     const full = (await events(t, third)).find((e) => e.type === 'attempt.full');
     expect(full.reason).toMatch(/exceeded quota: test-pods, requested: pods=1, used: pods=2, limited: pods=2/);
     expect((await t.fleet.repo.findById(third))!.excludedPlatforms).toEqual([]);
@@ -111,20 +161,30 @@ it("a bot waiting for another bot's image pull holds no deploy slot: with DEPLOY
     DEPLOYMENT_QUEUE_MAX_CONCURRENT: '1',
   });
   const first = await createBot(t);
-  await waitFor(async () => (await attempts(t, first)).includes('attempt.deployed:k8s'), "the first bot's Job, its pod pulling");
+  await waitFor(
+    async () => (await attempts(t, first)).includes('attempt.deployed:k8s'),
+    "the first bot's Job, its pod pulling",
+  );
   const second = await createBot(t);
   await waitStatus(t, second, ['DEPLOYING']); // claimed, and waiting for the first pull
   const third = await createBot(t); // k8s is full: to local
   expect((await waitStatus(t, third, ['IN_CALL'])).platform).toBe('local');
-  await waitFor(async () => (await attempts(t, second)).includes('attempt.deployed:k8s'), "the second bot's Job once the image is pulled", 120_000);
-  const deployedAt = async (id: string) => new Date((await events(t, id)).find((e) => e.type === 'attempt.deployed').at).getTime();
+  await waitFor(
+    async () => (await attempts(t, second)).includes('attempt.deployed:k8s'),
+    "the second bot's Job once the image is pulled",
+    120_000,
+  );
+  const deployedAt = async (id: string) =>
+    new Date((await events(t, id)).find((e) => e.type === 'attempt.deployed').at).getTime();
   // The local deploy did not wait for the pull: it came first, although the second bot took the one slot first.
   const [local, pulled] = [await deployedAt(third), await deployedAt(second)];
   expect(local).toBeLessThan(pulled);
   expect(await attempts(t, second)).toEqual(['attempt.assigned:k8s', 'attempt.deployed:k8s']);
   for (const id of [first, second, third]) await t.request('DELETE', `/api/bots/${id}`);
   await waitFor(async () => (await peer.pods('app=meeboter-bot')).length === 0, 'the pods to be gone');
-  process.stdout.write(`k8s pull wait outside the deploy slot: local deployed ${pulled - local} ms before the waiting k8s bot\n`);
+  process.stdout.write(
+    `k8s pull wait outside the deploy slot: local deployed ${pulled - local} ms before the waiting k8s bot\n`,
+  );
 });
 
 it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST', async () => {
@@ -135,7 +195,10 @@ it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST'
   peer.plane.kubectl(['-n', NAMESPACE, 'delete', 'job', job]);
   expect(await waitStatus(t, id, ['FATAL', 'ENDED'])).toMatchObject({ status: 'FATAL', endReason: 'CONTAINER_LOST' });
   // The status event is written beside the bot's own update: wait for it too.
-  const fatal = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'status' && e.status === 'FATAL'), 'the FATAL event');
+  const fatal = await waitFor(
+    async () => (await events(t, id)).find((e) => e.type === 'status' && e.status === 'FATAL'),
+    'the FATAL event',
+  );
   const lost = fatal.message;
   expect(lost).toMatch(new RegExp(`^container ${job} is gone: Kubernetes does not know the Job`));
   await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
@@ -145,14 +208,29 @@ it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST'
 it('reconciliation: a Job of an ended bot is deleted', async () => {
   const t = await fleet({ SWEEP_INTERVAL_MS: '500' });
   const id = await createBot(t, { joinAt: new Date(Date.now() + 3600_000).toISOString() });
-  expect((await t.request('DELETE', `/api/bots/${id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
+  expect((await t.request('DELETE', `/api/bots/${id}`)).body).toMatchObject({
+    status: 'ENDED',
+    endReason: 'CANCELLED',
+  });
   // A Job of this fleet for that bot, as an earlier crash might have left behind.
-  const labels = { app: 'meeboter-bot', 'meeboter.io/fleet': t.fleet.fleetId, 'meeboter.io/bot-id': id, 'meeboter.io/deployment': `mb-${id}-k8s`, 'meeboter.io/attempt': '0' };
+  const labels = {
+    app: 'meeboter-bot',
+    'meeboter.io/fleet': t.fleet.fleetId,
+    'meeboter.io/bot-id': id,
+    'meeboter.io/deployment': `mb-${id}-k8s`,
+    'meeboter.io/attempt': '0',
+  };
   await peer.batch.createNamespacedJob({
     namespace: NAMESPACE,
     body: {
       metadata: { name: `mb-${id}-k8s-0`, labels },
-      spec: { backoffLimit: 0, template: { metadata: { labels }, spec: { restartPolicy: 'Never', containers: [{ name: 'bot', image: 'registry.test/x:1' }] } } },
+      spec: {
+        backoffLimit: 0,
+        template: {
+          metadata: { labels },
+          spec: { restartPolicy: 'Never', containers: [{ name: 'bot', image: 'registry.test/x:1' }] },
+        },
+      },
     },
   });
   await waitFor(async () => (await jobsOf(id)).length === 0, 'the leftover Job to be deleted');
@@ -170,14 +248,27 @@ describe('the deploy/k8s ServiceAccount (kubectl auth can-i)', () => {
 
   it('can do what the adapter does in its namespace, and no more', () => {
     const allowed = [
-      ['create', 'jobs.batch'], ['get', 'jobs.batch'], ['list', 'jobs.batch'], ['patch', 'jobs.batch'], ['delete', 'jobs.batch'],
-      ['create', 'secrets'], ['list', 'pods'], ['list', 'events'],
+      ['create', 'jobs.batch'],
+      ['get', 'jobs.batch'],
+      ['list', 'jobs.batch'],
+      ['patch', 'jobs.batch'],
+      ['delete', 'jobs.batch'],
+      ['create', 'secrets'],
+      ['list', 'pods'],
+      ['list', 'events'],
     ];
-    for (const [verb, resource] of allowed) expect(`${verb} ${resource}: ${canI(verb, resource, '-n', NAMESPACE)}`).toBe(`${verb} ${resource}: yes`);
+    for (const [verb, resource] of allowed)
+      expect(`${verb} ${resource}: ${canI(verb, resource, '-n', NAMESPACE)}`).toBe(`${verb} ${resource}: yes`);
     const denied = [
-      ['list', 'nodes'], ['get', 'secrets', '-n', NAMESPACE], ['list', 'secrets', '-n', NAMESPACE], ['delete', 'pods', '-n', NAMESPACE],
-      ['create', 'jobs.batch', '-n', 'default'], ['list', 'pods', '-n', 'default'], ['list', 'jobs.batch', '-n', 'kube-system'],
-      ['create', 'namespaces'], ['update', 'roles.rbac.authorization.k8s.io', '-n', NAMESPACE],
+      ['list', 'nodes'],
+      ['get', 'secrets', '-n', NAMESPACE],
+      ['list', 'secrets', '-n', NAMESPACE],
+      ['delete', 'pods', '-n', NAMESPACE],
+      ['create', 'jobs.batch', '-n', 'default'],
+      ['list', 'pods', '-n', 'default'],
+      ['list', 'jobs.batch', '-n', 'kube-system'],
+      ['create', 'namespaces'],
+      ['update', 'roles.rbac.authorization.k8s.io', '-n', NAMESPACE],
     ];
     for (const args of denied) expect(`${args.join(' ')}: ${canI(...args)}`).toBe(`${args.join(' ')}: no`);
     process.stdout.write(`k8s RBAC: ${allowed.length} verbs allowed in ${NAMESPACE}, ${denied.length} checks denied\n`);

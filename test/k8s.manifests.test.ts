@@ -3,7 +3,16 @@ import net from 'node:net';
 import path from 'node:path';
 import { configVariableNames, ConfigError, loadConfig } from '../src/config';
 import { freePort } from '../src/peers';
-import { cleanup, FleetProcess, peerUrls, spawnFleetProcess, testDatabaseUri, uniqueName, UntypedJson, waitFor } from './support/fleet';
+import {
+  cleanup,
+  FleetProcess,
+  peerUrls,
+  spawnFleetProcess,
+  testDatabaseUri,
+  uniqueName,
+  UntypedJson,
+  waitFor,
+} from './support/fleet';
 import { K8sPeer, NAMESPACE, startK8sPeer } from './support/k8s';
 
 /**
@@ -15,7 +24,9 @@ import { K8sPeer, NAMESPACE, startK8sPeer } from './support/k8s';
 jest.setTimeout(300_000);
 
 const DIR = path.resolve(__dirname, '../deploy/k8s');
-const MANIFESTS = readdirSync(DIR).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml').sort();
+const MANIFESTS = readdirSync(DIR)
+  .filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml')
+  .sort();
 /** Applied by hand, not by `kubectl apply -k`: the Secret is a template, the quota an example to size. */
 const NOT_IN_KUSTOMIZATION = ['resource-quota.yaml', 'secret.example.yaml'];
 /** Test values for the Secret's keys (the template's placeholders are refused on purpose). */
@@ -25,7 +36,12 @@ const TEST_SECRETS: Record<string, string> = {
   ADMIN_API_KEY: 'manifest-test-admin-0123456789',
 };
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: UntypedJson }; [key: string]: UntypedJson };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [key: string]: UntypedJson };
+  [key: string]: UntypedJson;
+};
 
 let peer: K8sPeer;
 beforeAll(async () => {
@@ -55,22 +71,34 @@ const find = (kind: string, name: string) => {
   return object;
 };
 
-it('every manifest, and the kustomization, passes the API server\'s server-side dry run, object by object', () => {
+it("every manifest, and the kustomization, passes the API server's server-side dry run, object by object", () => {
   const byFile = new Map<string, K8sObject[]>();
   for (const file of [...MANIFESTS, '-k']) {
-    const printed = kubectl('apply', '--dry-run=server', ...source(file)).trim().split('\n');
+    const printed = kubectl('apply', '--dry-run=server', ...source(file))
+      .trim()
+      .split('\n');
     const objects = objectsOf(kubectl('apply', '--dry-run=server', '-o', 'json', ...source(file)));
     byFile.set(file, objects);
-    process.stdout.write(`dry run ${file === '-k' ? '-k deploy/k8s' : file}:\n${printed.map((line) => `  ${line}\n`).join('')}`);
+    process.stdout.write(
+      `dry run ${file === '-k' ? '-k deploy/k8s' : file}:\n${printed.map((line) => `  ${line}\n`).join('')}`,
+    );
     expect(objects.length).toBeGreaterThan(0);
     // one line per object, each one the server accepted
     expect(printed).toHaveLength(objects.length);
     for (const object of objects) {
-      expect(printed).toContainEqual(expect.stringMatching(new RegExp(`^${kubectlName(object).replace(/\./g, '\\.')} (created|configured|unchanged) \\(server dry run\\)$`)));
+      expect(printed).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^${kubectlName(object).replace(/\./g, '\\.')} (created|configured|unchanged) \\(server dry run\\)$`,
+          ),
+        ),
+      );
     }
   }
   // `kubectl apply -k` applies every manifest but the two applied by hand
-  const expected = MANIFESTS.filter((file) => !NOT_IN_KUSTOMIZATION.includes(file)).flatMap((file) => byFile.get(file)!.map(key));
+  const expected = MANIFESTS.filter((file) => !NOT_IN_KUSTOMIZATION.includes(file)).flatMap((file) =>
+    byFile.get(file)!.map(key),
+  );
   served = byFile.get('-k')!;
   expect(served.map(key).sort()).toEqual(expected.sort());
   expect(MANIFESTS).toEqual(expect.arrayContaining(NOT_IN_KUSTOMIZATION));
@@ -86,7 +114,8 @@ const podOf = (name: string) => {
 };
 const portNumber = (container: UntypedJson, port: string | number) =>
   typeof port === 'number' ? port : container.ports.find((p: { name: string }) => p.name === port)?.containerPort;
-const envValue = (container: UntypedJson, name: string) => container.env?.find((e: { name: string }) => e.name === name)?.value;
+const envValue = (container: UntypedJson, name: string) =>
+  container.env?.find((e: { name: string }) => e.name === name)?.value;
 
 /** What each role's process gets from the manifests, as the kubelet builds it (ConfigMap, Secret, env). */
 function roleEnv(deployment: string, secrets: Record<string, string> = {}): Record<string, string> {
@@ -96,7 +125,8 @@ function roleEnv(deployment: string, secrets: Record<string, string> = {}): Reco
     if (from.configMapRef) Object.assign(env, find('ConfigMap', from.configMapRef.name).data);
     else {
       expect(from.secretRef.name).toBe(secretTemplate.metadata.name);
-      for (const [name, value] of Object.entries<string>(secretTemplate.data ?? {})) env[name] = Buffer.from(value, 'base64').toString('utf8');
+      for (const [name, value] of Object.entries<string>(secretTemplate.data ?? {}))
+        env[name] = Buffer.from(value, 'base64').toString('utf8');
     }
   }
   for (const entry of container.env ?? []) env[entry.name] = entry.value;
@@ -104,14 +134,22 @@ function roleEnv(deployment: string, secrets: Record<string, string> = {}): Reco
 }
 
 describe('the API and worker Deployments', () => {
-  it('run the image\'s api and worker roles with probes on their declared ports, non-root, with resources', () => {
+  it("run the image's api and worker roles with probes on their declared ports, non-root, with resources", () => {
     const shutdownMs = Number(find('ConfigMap', 'meeboter').data.SHUTDOWN_TIMEOUT_MS);
-    for (const [name, role] of [['meeboter-api', 'api'], ['meeboter-worker', 'worker']]) {
+    for (const [name, role] of [
+      ['meeboter-api', 'api'],
+      ['meeboter-worker', 'worker'],
+    ]) {
       const { pod, container } = podOf(name);
       expect(container.args).toEqual(['node', 'dist/src/main.js', role]);
       expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
-      expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-      for (const kind of ['requests', 'limits']) expect(Object.keys(container.resources[kind]).sort()).toEqual(['cpu', 'memory']);
+      expect(container.securityContext).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
+      for (const kind of ['requests', 'limits'])
+        expect(Object.keys(container.resources[kind]).sort()).toEqual(['cpu', 'memory']);
       for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
         const action = container[probe].httpGet ?? container[probe].tcpSocket;
         expect(portNumber(container, action.port)).toBeDefined();
@@ -127,12 +165,20 @@ describe('the API and worker Deployments', () => {
     const api = podOf('meeboter-api');
     expect(find('Deployment', 'meeboter-api').spec.replicas).toBeGreaterThanOrEqual(2);
     // a rollout adds a new pod before it removes an old one; a drain takes one at a time
-    expect(find('Deployment', 'meeboter-api').spec.strategy.rollingUpdate).toMatchObject({ maxUnavailable: 0, maxSurge: 1 });
+    expect(find('Deployment', 'meeboter-api').spec.strategy.rollingUpdate).toMatchObject({
+      maxUnavailable: 0,
+      maxSurge: 1,
+    });
     const budget = find('PodDisruptionBudget', 'meeboter-api').spec;
-    expect(budget).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: find('Deployment', 'meeboter-api').spec.selector.matchLabels } });
+    expect(budget).toMatchObject({
+      maxUnavailable: 1,
+      selector: { matchLabels: find('Deployment', 'meeboter-api').spec.selector.matchLabels },
+    });
     expect(api.container.readinessProbe.httpGet.path).toBe('/readyz');
     expect(api.container.livenessProbe.httpGet.path).toBe('/healthz');
-    expect(portNumber(api.container, api.container.readinessProbe.httpGet.port)).toBe(Number(envValue(api.container, 'PORT')));
+    expect(portNumber(api.container, api.container.readinessProbe.httpGet.port)).toBe(
+      Number(envValue(api.container, 'PORT')),
+    );
     expect(api.pod.automountServiceAccountToken).toBe(false);
     const service = find('Service', 'meeboter-api');
     expect(service.spec.selector).toEqual(find('Deployment', 'meeboter-api').spec.template.metadata.labels);
@@ -142,40 +188,62 @@ describe('the API and worker Deployments', () => {
     expect(worker.pod.serviceAccountName).toBe('meeboter');
     expect(find('ServiceAccount', 'meeboter').metadata.namespace).toBe(NAMESPACE);
     expect(worker.container.readinessProbe.httpGet.path).toBe('/metrics');
-    expect(portNumber(worker.container, worker.container.readinessProbe.httpGet.port)).toBe(Number(envValue(worker.container, 'METRICS_PORT')));
+    expect(portNumber(worker.container, worker.container.readinessProbe.httpGet.port)).toBe(
+      Number(envValue(worker.container, 'METRICS_PORT')),
+    );
   });
 
-  it('set only variables the configuration reads, and the environment of each role loads (the template\'s placeholders refused)', () => {
+  it("set only variables the configuration reads, and the environment of each role loads (the template's placeholders refused)", () => {
     const config = find('ConfigMap', 'meeboter').data as Record<string, string>;
     const known = new Set(configVariableNames(config.PLATFORM_PRIORITY.split(',')));
     const set = new Set([
       ...Object.keys(config),
       ...Object.keys(secretTemplate.data ?? {}),
-      ...['meeboter-api', 'meeboter-worker'].flatMap((name) => (podOf(name).container.env ?? []).map((e: { name: string }) => e.name)),
+      ...['meeboter-api', 'meeboter-worker'].flatMap((name) =>
+        (podOf(name).container.env ?? []).map((e: { name: string }) => e.name),
+      ),
     ]);
     process.stdout.write(`manifests set ${set.size} variables: ${[...set].sort().join(', ')}\n`);
     expect([...set].filter((name) => !known.has(name))).toEqual([]);
-    for (const name of ['REDIS_URL', 'MONGODB_URI', 'BOT_TOKEN_SECRET', 'ADMIN_API_KEY']) expect(Object.keys(secretTemplate.data)).toContain(name);
+    for (const name of ['REDIS_URL', 'MONGODB_URI', 'BOT_TOKEN_SECRET', 'ADMIN_API_KEY'])
+      expect(Object.keys(secretTemplate.data)).toContain(name);
 
     // applied unedited, the template stops every pod at startup, naming the placeholder
-    expect(() => loadConfig(roleEnv('meeboter-worker'))).toThrow(new ConfigError('BOT_TOKEN_SECRET: length must be at least 16 characters long'));
+    expect(() => loadConfig(roleEnv('meeboter-worker'))).toThrow(
+      new ConfigError('BOT_TOKEN_SECRET: length must be at least 16 characters long'),
+    );
 
     const worker = loadConfig(roleEnv('meeboter-worker', TEST_SECRETS));
-    expect(worker).toMatchObject({ botTokenSecretGenerated: false, metricsPort: 9100, adminApiKey: TEST_SECRETS.ADMIN_API_KEY });
+    expect(worker).toMatchObject({
+      botTokenSecretGenerated: false,
+      metricsPort: 9100,
+      adminApiKey: TEST_SECRETS.ADMIN_API_KEY,
+    });
     expect(worker.redisUrl).toMatch(/^redis:\/\//);
     expect(worker.mongodbUri).toMatch(/^mongodb:\/\//);
     expect(worker.webhooks.secret).toBe(TEST_SECRETS.WEBHOOK_SECRET);
     expect(worker.platforms.map((p) => p.name)).toEqual(['k8s']);
-    expect(worker.k8s).toMatchObject({ credentials: 'in-cluster', namespace: NAMESPACE, imagePullSecret: 'ghcr-secret' });
+    expect(worker.k8s).toMatchObject({
+      credentials: 'in-cluster',
+      namespace: NAMESPACE,
+      imagePullSecret: 'ghcr-secret',
+    });
     expect(worker.shutdownTimeoutMs).toBe(25_000);
     // as shipped, no variable is misspelt or unused
     expect(worker.warnings).toEqual([]);
 
     const api = loadConfig(roleEnv('meeboter-api', TEST_SECRETS));
-    expect(api).toMatchObject({ botTokenSecretGenerated: false, port: 3000, botTokenSecret: worker.botTokenSecret, warnings: [] });
+    expect(api).toMatchObject({
+      botTokenSecretGenerated: false,
+      port: 3000,
+      botTokenSecret: worker.botTokenSecret,
+      warnings: [],
+    });
     // bots reach the API through its Service
     const service = find('Service', 'meeboter-api');
-    expect(api.publicUrl).toBe(`http://${service.metadata.name}.${service.metadata.namespace}.svc:${service.spec.ports[0].port}`);
+    expect(api.publicUrl).toBe(
+      `http://${service.metadata.name}.${service.metadata.namespace}.svc:${service.spec.ports[0].port}`,
+    );
   });
 });
 
@@ -192,20 +260,29 @@ describe('the processes each Deployment starts, given its environment', () => {
   /** The role's env with this test's Redis, database and free ports, and the ServiceAccount's kubeconfig. */
   async function testEnv(deployment: string) {
     const { container } = podOf(deployment);
-    const env = roleEnv(deployment, { ...TEST_SECRETS, REDIS_URL: urls.redisUrl, MONGODB_URI: mongodbUri, REDIS_PREFIX: prefix });
+    const env = roleEnv(deployment, {
+      ...TEST_SECRETS,
+      REDIS_URL: urls.redisUrl,
+      MONGODB_URI: mongodbUri,
+      REDIS_PREFIX: prefix,
+    });
     // not in a pod here: the ServiceAccount's token comes in a kubeconfig instead of the pod's own files
     delete env.KUBERNETES_SERVICE_HOST;
     env.K8S_KUBECONFIG = peer.serviceAccountKubeconfig;
     // each declared port becomes a free one, and the probes follow it by name
     const ports = new Map<number, number>();
     for (const { containerPort } of container.ports) ports.set(containerPort, await freePort());
-    for (const entry of container.env ?? []) if (ports.has(Number(entry.value))) env[entry.name] = String(ports.get(Number(entry.value)));
+    for (const entry of container.env ?? [])
+      if (ports.has(Number(entry.value))) env[entry.name] = String(ports.get(Number(entry.value)));
     const port = (probe: UntypedJson) => ports.get(portNumber(container, (probe.httpGet ?? probe.tcpSocket).port))!;
     return { env, container, port };
   }
 
   const answers = (port: number, route: string) =>
-    fetch(`http://127.0.0.1:${port}${route}`).then((res) => res.status, () => 0);
+    fetch(`http://127.0.0.1:${port}${route}`).then(
+      (res) => res.status,
+      () => 0,
+    );
   const accepts = (port: number) =>
     new Promise<boolean>((resolve) => {
       const socket = net.connect(port, '127.0.0.1', () => {
@@ -226,7 +303,9 @@ describe('the processes each Deployment starts, given its environment', () => {
           ? async () => (await answers(port(probe), probe.httpGet.path)) === 200
           : () => accepts(port(probe));
         await waitFor(check, `${deployment}'s ${name} to pass (output: ${fleet.output().slice(-2000)})`, 60_000);
-        process.stdout.write(`${deployment} ${name}: ${probe.httpGet ? `GET ${probe.httpGet.path}` : 'TCP'} on ${(probe.httpGet ?? probe.tcpSocket).port} passes\n`);
+        process.stdout.write(
+          `${deployment} ${name}: ${probe.httpGet ? `GET ${probe.httpGet.path}` : 'TCP'} on ${(probe.httpGet ?? probe.tcpSocket).port} passes\n`,
+        );
       }
       expect(fleet.child.exitCode).toBeNull();
     }
@@ -238,31 +317,62 @@ describe('the processes each Deployment starts, given its environment', () => {
     const fleet = spawnFleetProcess('worker', env);
     const code = await new Promise((resolve) => fleet.child.once('exit', resolve));
     expect(code).toBe(1);
-    expect(fleet.output().trim()).toBe('configuration error: BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
+    expect(fleet.output().trim()).toBe(
+      'configuration error: BOT_TOKEN_SECRET: required when the API and workers run as separate processes',
+    );
   });
 });
 
-it('`kubectl apply -k` with the Secret and the quota: the fleet\'s pods are admitted; only the workers get the ServiceAccount\'s token', async () => {
-  const secret = { ...TEST_SECRETS, REDIS_URL: 'redis://redis.test:6379', MONGODB_URI: 'mongodb://mongodb.test:27017/meeboter' };
-  kubectl('-n', NAMESPACE, 'create', 'secret', 'generic', 'meeboter', ...Object.entries(secret).map(([k, v]) => `--from-literal=${k}=${v}`));
+it("`kubectl apply -k` with the Secret and the quota: the fleet's pods are admitted; only the workers get the ServiceAccount's token", async () => {
+  const secret = {
+    ...TEST_SECRETS,
+    REDIS_URL: 'redis://redis.test:6379',
+    MONGODB_URI: 'mongodb://mongodb.test:27017/meeboter',
+  };
+  kubectl(
+    '-n',
+    NAMESPACE,
+    'create',
+    'secret',
+    'generic',
+    'meeboter',
+    ...Object.entries(secret).map(([k, v]) => `--from-literal=${k}=${v}`),
+  );
   kubectl('apply', '-f', path.join(DIR, 'resource-quota.yaml'));
-  process.stdout.write(`apply -k deploy/k8s:\n${kubectl('apply', ...source('-k')).trim().split('\n').map((line) => `  ${line}\n`).join('')}`);
+  process.stdout.write(
+    `apply -k deploy/k8s:\n${kubectl('apply', ...source('-k'))
+      .trim()
+      .split('\n')
+      .map((line) => `  ${line}\n`)
+      .join('')}`,
+  );
   for (const name of ['meeboter-api', 'meeboter-worker']) {
-    process.stdout.write(`  ${kubectl('-n', NAMESPACE, 'rollout', 'status', `deployment/${name}`, '--timeout=120s').trim()}\n`);
+    process.stdout.write(
+      `  ${kubectl('-n', NAMESPACE, 'rollout', 'status', `deployment/${name}`, '--timeout=120s').trim()}\n`,
+    );
   }
-  const pods = objectsOf(kubectl('-n', NAMESPACE, 'get', 'pods', '-l', 'app.kubernetes.io/name=meeboter', '-o', 'json'));
-  const byRole = (role: string) => pods.filter((pod) => pod.metadata.labels['app.kubernetes.io/component'] === role && !pod.metadata.deletionTimestamp);
+  const pods = objectsOf(
+    kubectl('-n', NAMESPACE, 'get', 'pods', '-l', 'app.kubernetes.io/name=meeboter', '-o', 'json'),
+  );
+  const byRole = (role: string) =>
+    pods.filter(
+      (pod) => pod.metadata.labels['app.kubernetes.io/component'] === role && !pod.metadata.deletionTimestamp,
+    );
   const tokenMounted = (pod: K8sObject) =>
-    pod.spec.containers[0].volumeMounts?.some((m: { mountPath: string }) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount') ?? false;
+    pod.spec.containers[0].volumeMounts?.some(
+      (m: { mountPath: string }) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount',
+    ) ?? false;
   expect(byRole('api').length).toBe(find('Deployment', 'meeboter-api').spec.replicas);
   expect(byRole('worker').length).toBe(find('Deployment', 'meeboter-worker').spec.replicas);
   expect(byRole('api').map(tokenMounted)).toEqual(byRole('api').map(() => false));
-  expect(byRole('worker').map((pod) => [pod.spec.serviceAccountName, tokenMounted(pod)])).toEqual(byRole('worker').map(() => ['meeboter', true]));
+  expect(byRole('worker').map((pod) => [pod.spec.serviceAccountName, tokenMounted(pod)])).toEqual(
+    byRole('worker').map(() => ['meeboter', true]),
+  );
   // the quota counts them: every pod carries requests and limits
   const quota = await waitFor(() => {
     const read = objectsOf(kubectl('-n', NAMESPACE, 'get', 'resourcequota', 'meeboter-quota', '-o', 'json'))[0];
     return Number(read.status?.used?.pods) === pods.length ? read : null;
-  }, 'the quota to count the fleet\'s pods');
+  }, "the quota to count the fleet's pods");
   process.stdout.write(`  quota used: ${JSON.stringify(quota.status.used)}\n`);
   expect(Number(quota.status.used['requests.cpu'].replace(/m$/, ''))).toBeGreaterThan(0);
 });

@@ -14,11 +14,19 @@ jest.setTimeout(180_000);
 
 let peer: K8sPeer;
 let t: TestFleet;
-const S3 = { S3_ENDPOINT: 'http://127.0.0.1:9000', S3_ACCESS_KEY: 'ak', S3_SECRET_KEY: 'sk', S3_BUCKET_NAME: 'recordings' };
+const S3 = {
+  S3_ENDPOINT: 'http://127.0.0.1:9000',
+  S3_ACCESS_KEY: 'ak',
+  S3_SECRET_KEY: 'sk',
+  S3_BUCKET_NAME: 'recordings',
+};
 
 beforeAll(async () => {
   peer = await startK8sPeer();
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '10', K8S_IMAGE_PULL_LOCK_ENABLED: 'false', ...peer.env, ...S3 }, { api: true, workers: false });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'k8s', K8S_BOT_LIMIT: '10', K8S_IMAGE_PULL_LOCK_ENABLED: 'false', ...peer.env, ...S3 },
+    { api: true, workers: false },
+  );
 }, 300_000);
 afterAll(async () => {
   await t?.close();
@@ -29,10 +37,20 @@ const config = (env: Record<string, string> = {}) => loadConfig({ ...t.env, ...e
 const make = (fleetId = t.fleet.fleetId, env: Record<string, string> = {}) =>
   createK8sPlatform({ name: 'k8s', settings: config(env).k8s!, fleetId, startTimeoutMs: 60_000, stopWaitMs: 60_000 });
 
-async function newSpec(meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom', maxDurationMs: number | null = null): Promise<DeploySpec> {
+async function newSpec(
+  meetingPlatform: DeploySpec['meetingPlatform'] = 'zoom',
+  maxDurationMs: number | null = null,
+): Promise<DeploySpec> {
   const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } });
   const botId = created.body.id as string;
-  return { botId, name: deploymentName(botId, 'k8s'), attempt: 0, meetingPlatform, maxDurationMs, env: botEnv(config(), botId) };
+  return {
+    botId,
+    name: deploymentName(botId, 'k8s'),
+    attempt: 0,
+    meetingPlatform,
+    maxDurationMs,
+    env: botEnv(config(), botId),
+  };
 }
 
 const jobsNamed = async (name: string) =>
@@ -68,7 +86,12 @@ describe('k8s adapter', () => {
       'meeboter.io/attempt': '0',
     };
     expect(job.metadata!.labels).toEqual(labels);
-    expect(job.spec).toMatchObject({ suspend: false, backoffLimit: 0, ttlSecondsAfterFinished: 300, activeDeadlineSeconds: 3600 + 60 + 600 });
+    expect(job.spec).toMatchObject({
+      suspend: false,
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: 300,
+      activeDeadlineSeconds: 3600 + 60 + 600,
+    });
     expect(job.spec!.template.metadata!.labels).toMatchObject(labels);
     const pod = job.spec!.template.spec!;
     expect(pod.restartPolicy).toBe('Never');
@@ -76,9 +99,14 @@ describe('k8s adapter', () => {
     expect(pod.volumes).toEqual([{ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '512Mi' } }]);
     const [container] = pod.containers;
     expect(container.image).toBe('registry.test/meeboter/meeboter-google-meet-bot:latest');
-    expect(container.resources).toEqual({ requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } });
+    expect(container.resources).toEqual({
+      requests: { cpu: '500m', memory: '1Gi' },
+      limits: { cpu: '1', memory: '2Gi' },
+    });
     expect(container.volumeMounts).toEqual([{ name: 'dshm', mountPath: '/dev/shm' }]);
-    const plain = Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    const plain = Object.fromEntries(
+      (container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value]),
+    );
     expect(Object.keys(plain)).not.toEqual(expect.arrayContaining(['MILO_AUTH_TOKEN']));
     expect(JSON.stringify(job)).not.toContain(spec.env.MILO_AUTH_TOKEN);
     expect(JSON.stringify(job)).not.toContain('"sk"');
@@ -88,7 +116,9 @@ describe('k8s adapter', () => {
     ]);
     // The Secret is owned by the Job, so the garbage collector deletes it with the Job.
     const secret = await peer.core.readNamespacedSecret({ name: deployment.identifier, namespace: NAMESPACE });
-    expect(secret.metadata!.ownerReferences).toEqual([expect.objectContaining({ kind: 'Job', name: deployment.identifier, uid: job.metadata!.uid })]);
+    expect(secret.metadata!.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: deployment.identifier, uid: job.metadata!.uid }),
+    ]);
     const [running] = await waitFor(async () => {
       const pods = await podsOf(deployment.identifier);
       return pods[0]?.status?.phase === 'Running' ? pods : null;
@@ -99,14 +129,26 @@ describe('k8s adapter', () => {
       BOT_ID: spec.botId,
       MILO_URL: t.env.PUBLIC_URL,
       MILO_AUTH_TOKEN: botToken(t.env.BOT_TOKEN_SECRET, spec.botId),
-      S3_ENDPOINT: S3.S3_ENDPOINT, S3_ACCESS_KEY: 'ak', S3_SECRET_KEY: 'sk', S3_BUCKET_NAME: 'recordings', S3_REGION: 'us-east-1',
+      S3_ENDPOINT: S3.S3_ENDPOINT,
+      S3_ACCESS_KEY: 'ak',
+      S3_SECRET_KEY: 'sk',
+      S3_BUCKET_NAME: 'recordings',
+      S3_REGION: 'us-east-1',
       NODE_ENV: 'production',
     });
     // kubectl, a client we did not write, sees the same Job.
-    const viaKubectl = JSON.parse(peer.plane.kubectl(['-n', NAMESPACE, 'get', 'job', deployment.identifier, '-o', 'json']));
+    const viaKubectl = JSON.parse(
+      peer.plane.kubectl(['-n', NAMESPACE, 'get', 'job', deployment.identifier, '-o', 'json']),
+    );
     expect(viaKubectl.spec.template.spec.containers[0].image).toBe(container.image);
     await platform.stop(deployment.identifier);
-    await waitFor(async () => !(await peer.core.readNamespacedSecret({ name: deployment.identifier, namespace: NAMESPACE }).catch(() => null)), 'the Secret to be collected');
+    await waitFor(
+      async () =>
+        !(await peer.core
+          .readNamespacedSecret({ name: deployment.identifier, namespace: NAMESPACE })
+          .catch(() => null)),
+      'the Secret to be collected',
+    );
     expect(await podsOf(deployment.identifier)).toEqual([]);
   });
 
@@ -118,7 +160,10 @@ describe('k8s adapter', () => {
       const current = await pulling.status(stuck.identifier);
       return current.detail?.startsWith('ImagePullBackOff') ? current : null;
     }, 'ImagePullBackOff');
-    expect(status).toEqual({ state: 'starting', detail: expect.stringContaining('Back-off pulling image "registry.test/meeboter/meeboter-zoom-bot:pull-fails-1"') });
+    expect(status).toEqual({
+      state: 'starting',
+      detail: expect.stringContaining('Back-off pulling image "registry.test/meeboter/meeboter-zoom-bot:pull-fails-1"'),
+    });
     await pulling.stop(stuck.identifier);
 
     const huge = make(t.fleet.fleetId, { K8S_BOT_CPU_REQUEST: '64', K8S_BOT_CPU_LIMIT: '64' });
@@ -127,14 +172,25 @@ describe('k8s adapter', () => {
       const current = await huge.status(pending.identifier);
       return current.detail?.startsWith('Unschedulable') ? current : null;
     }, 'Unschedulable');
-    expect(unschedulable).toEqual({ state: 'starting', detail: expect.stringMatching(/^Unschedulable: 0\/1 nodes are available: .*Insufficient cpu/) });
+    expect(unschedulable).toEqual({
+      state: 'starting',
+      detail: expect.stringMatching(/^Unschedulable: 0\/1 nodes are available: .*Insufficient cpu/),
+    });
     await huge.stop(pending.identifier);
   });
 
   it('a pod that succeeds or fails makes the Job gone, with the Job condition and the exit code', async () => {
     const [ok, bad] = await Promise.all([platform.deploy(await newSpec()), platform.deploy(await newSpec())]);
-    await waitFor(async () => (await platform.status(ok.identifier)).state === 'running' && (await platform.status(bad.identifier)).state === 'running', 'both running');
-    for (const [deployment, outcome] of [[ok, 'succeed'], [bad, 'fail']] as const) {
+    await waitFor(
+      async () =>
+        (await platform.status(ok.identifier)).state === 'running' &&
+        (await platform.status(bad.identifier)).state === 'running',
+      'both running',
+    );
+    for (const [deployment, outcome] of [
+      [ok, 'succeed'],
+      [bad, 'fail'],
+    ] as const) {
       const [pod] = await podsOf(deployment.identifier);
       peer.plane.kubectl(['-n', NAMESPACE, 'label', 'pod', pod.metadata!.name!, `${OUTCOME_LABEL}=${outcome}`]);
     }
@@ -157,7 +213,10 @@ describe('k8s adapter', () => {
   it('a Job left suspended by a deploy that died before resuming it is starting, and the next deploy resumes it', async () => {
     const spec = await newSpec();
     // What a deploy killed between its create and its resume leaves: a suspended Job and no Secret.
-    await peer.batch.createNamespacedJob({ namespace: NAMESPACE, body: buildJob(spec, config().k8s!, t.fleet.fleetId, 60_000) });
+    await peer.batch.createNamespacedJob({
+      namespace: NAMESPACE,
+      body: buildJob(spec, config().k8s!, t.fleet.fleetId, 60_000),
+    });
     expect(await platform.adopt(spec.name)).toMatchObject({ identifier: `${spec.name}-0`, state: 'starting' });
     const deployment = await platform.deploy(spec);
     expect(deployment.identifier).toBe(`${spec.name}-0`);

@@ -1,5 +1,11 @@
 import { botToken } from '../src/auth/bot-token';
-import { BOT_REPORTABLE_STATUSES, BOT_STATUSES, BotStatus, canTransition, isTerminal } from '../src/domain/bot.lifecycle';
+import {
+  BOT_REPORTABLE_STATUSES,
+  BOT_STATUSES,
+  BotStatus,
+  canTransition,
+  isTerminal,
+} from '../src/domain/bot.lifecycle';
 import { changesAlongsideStatus } from '../src/fleet';
 import { endedChannel } from '../src/placement/end-signals';
 import { createLifecycle } from '../src/services/lifecycle.service';
@@ -26,18 +32,21 @@ const table = BOT_STATUSES.flatMap((from) => BOT_REPORTABLE_STATUSES.map((to) =>
 
 describe('every transition a bot can report', () => {
   // A bot that has ended has no more say: its token is refused with 410 before the lifecycle is asked.
-  it.each(table.filter(([from, to]) => !canTransition(from, to) && from !== to))('%s → %s is refused with 409 (410 once ended)', async (from, to) => {
-    const { id, token } = await botAt(from);
-    const res = await report(id, token, to);
-    if (isTerminal(from)) {
-      expect(res.status).toBe(410);
-      expect(res.body.error.code).toBe('GONE');
-    } else {
-      expect(res.status).toBe(409);
-      expect(res.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { from, to } });
-    }
-    expect((await t.fleet.repo.findById(id))!.status).toBe(from);
-  });
+  it.each(table.filter(([from, to]) => !canTransition(from, to) && from !== to))(
+    '%s → %s is refused with 409 (410 once ended)',
+    async (from, to) => {
+      const { id, token } = await botAt(from);
+      const res = await report(id, token, to);
+      if (isTerminal(from)) {
+        expect(res.status).toBe(410);
+        expect(res.body.error.code).toBe('GONE');
+      } else {
+        expect(res.status).toBe(409);
+        expect(res.body.error).toMatchObject({ code: 'ILLEGAL_TRANSITION', details: { from, to } });
+      }
+      expect((await t.fleet.repo.findById(id))!.status).toBe(from);
+    },
+  );
 
   it.each(table.filter(([from, to]) => canTransition(from, to)))('%s → %s is accepted', async (from, to) => {
     const { id, token } = await botAt(from);
@@ -59,12 +68,15 @@ describe('every transition a bot can report', () => {
 it('20 concurrent conflicting reports leave one consistent history', async () => {
   const { id, token } = await botAt('JOINING_CALL');
   const choices: BotStatus[] = ['IN_WAITING_ROOM', 'IN_CALL', 'LEAVING', 'ENDED', 'FATAL'];
-  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => report(id, token, choices[i % choices.length])));
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => report(id, token, choices[i % choices.length])),
+  );
   expect(results.every((r) => [200, 409, 410].includes(r.status))).toBe(true);
 
   const bot = (await t.fleet.repo.findById(id))!;
   const history = (await t.fleet.repo.events(id, 1000)).filter((e) => e.type === 'status' && e.data);
-  const changes = history.map((e) => ({ status: e.status!, version: JSON.parse(e.data as string).version as number }))
+  const changes = history
+    .map((e) => ({ status: e.status!, version: JSON.parse(e.data as string).version as number }))
     .filter((c) => c.version !== undefined);
   // versions are 1..n with no gaps or repeats, and the document agrees with the last one
   expect(changes.map((c) => c.version)).toEqual(changes.map((_, i) => i + 1));
@@ -72,7 +84,8 @@ it('20 concurrent conflicting reports leave one consistent history', async () =>
   expect(bot.status).toBe(changes[changes.length - 1].status);
   // each step is one the lifecycle allows, starting from where the bot was
   const path: BotStatus[] = ['JOINING_CALL', ...changes.map((c) => c.status)];
-  for (let i = 1; i < path.length; i++) expect([path[i - 1], path[i], canTransition(path[i - 1], path[i])]).toEqual([path[i - 1], path[i], true]);
+  for (let i = 1; i < path.length; i++)
+    expect([path[i - 1], path[i], canTransition(path[i - 1], path[i])]).toEqual([path[i - 1], path[i], true]);
   expect(isTerminal(bot.status)).toBe(true);
   // accepted answers match the history: one per change
   expect(results.filter((r) => r.status === 200 && r.body.status).length).toBeGreaterThanOrEqual(changes.length);

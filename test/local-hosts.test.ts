@@ -27,27 +27,45 @@ afterAll(async () => {
 });
 
 const bot = async (id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-const counter = async (name: string) => Number((await t.fleet.redis.get(`${t.env.REDIS_PREFIX}:sweeps:${name}:runs`)) ?? 0);
+const counter = async (name: string) =>
+  Number((await t.fleet.redis.get(`${t.env.REDIS_PREFIX}:sweeps:${name}:runs`)) ?? 0);
 
 async function createInCall(count: number, host: string): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.meet, metadata: { 'sim.durationMs': '600000' } } });
+    const created = await t.request('POST', '/api/bots', {
+      body: { meeting: meetings.meet, metadata: { 'sim.durationMs': '600000' } },
+    });
     ids.push(created.body.id);
   }
-  await waitFor(async () => (await Promise.all(ids.map(bot))).every((b) => b.status === 'IN_CALL'), `bots in call on ${host}`);
+  await waitFor(
+    async () => (await Promise.all(ids.map(bot))).every((b) => b.status === 'IN_CALL'),
+    `bots in call on ${host}`,
+  );
   for (const id of ids) expect((await bot(id)).platformIdentifier).toMatch(new RegExp(`^\\d+@${host}$`));
   return ids;
 }
 
 it('reconciliation on either host never touches the other host’s bots; a host gone for good ends its bots by heartbeat expiry', async () => {
   const dirA = hostDir('host-a');
-  const hostA = spawnFleetProcess('worker', { ...t.env, LOG_LEVEL: 'info', LOCAL_RUN_DIR: dirA, LOCAL_HOST_ID: 'host-a', WORKER_LOCK_DURATION_MS: '10000' });
+  const hostA = spawnFleetProcess('worker', {
+    ...t.env,
+    LOG_LEVEL: 'info',
+    LOCAL_RUN_DIR: dirA,
+    LOCAL_HOST_ID: 'host-a',
+    WORKER_LOCK_DURATION_MS: '10000',
+  });
   workers.push(hostA);
   await waitFor(() => hostA.output().includes('workers started'), 'host A to start');
   const onA = await createInCall(3, 'host-a');
 
-  const hostB = spawnFleetProcess('worker', { ...t.env, LOG_LEVEL: 'info', LOCAL_RUN_DIR: hostDir('host-b'), LOCAL_HOST_ID: 'host-b', WORKER_LOCK_DURATION_MS: '2000' });
+  const hostB = spawnFleetProcess('worker', {
+    ...t.env,
+    LOG_LEVEL: 'info',
+    LOCAL_RUN_DIR: hostDir('host-b'),
+    LOCAL_HOST_ID: 'host-b',
+    WORKER_LOCK_DURATION_MS: '2000',
+  });
   workers.push(hostB);
   await waitFor(() => hostB.output().includes('workers started'), 'host B to start');
   // Host A paused for a moment (well within its lock) so that host B takes the next bots. Not while a
@@ -86,17 +104,23 @@ it('reconciliation on either host never touches the other host’s bots; a host 
   }
   // Host B takes over host A's held jobs (after A's locks expire) without judging A's containers...
   await waitFor(async () => {
-    const events = await Promise.all(onA.map(async (id) => (await t.request('GET', `/api/bots/${id}/events`)).body.data));
+    const events = await Promise.all(
+      onA.map(async (id) => (await t.request('GET', `/api/bots/${id}/events`)).body.data),
+    );
     return events.every((list: Array<{ type: string; data?: { state?: string } }>) =>
       list.some((e) => e.type === 'attempt.adopted' && e.data?.state === 'elsewhere'),
     );
   }, 'host B to hold host A’s bots');
   expect((await Promise.all(onA.map(bot))).map((b) => b.status)).toEqual(Array(3).fill('IN_CALL'));
   // ...and they end only when their heartbeats expire.
-  const ended = await waitFor(async () => {
-    const list = await Promise.all(onA.map(bot));
-    return list.every((b) => b.status === 'FATAL' || b.status === 'ENDED') ? list : null;
-  }, 'host A’s bots to end', 120_000);
+  const ended = await waitFor(
+    async () => {
+      const list = await Promise.all(onA.map(bot));
+      return list.every((b) => b.status === 'FATAL' || b.status === 'ENDED') ? list : null;
+    },
+    'host A’s bots to end',
+    120_000,
+  );
   expect(ended.map((b) => `${b.status}/${b.endReason}`)).toEqual(Array(3).fill('FATAL/HEARTBEAT_TIMEOUT'));
   // Host B's own bots were never touched.
   expect((await Promise.all(onB.map(bot))).map((b) => b.status)).toEqual(Array(3).fill('IN_CALL'));

@@ -6,7 +6,10 @@ const accepted: Array<[string, MeetingPlatform]> = [
   ['https://meet.google.com/abc-defg-hij', 'google-meet'],
   ['https://meet.google.com/abc-defg-hij?authuser=1', 'google-meet'],
   ['https://meet.google.com/ABC-DEFG-HIJ/', 'google-meet'],
-  ['https://teams.microsoft.com/l/meetup-join/19%3ameeting_N2E3%40thread.v2/0?context=%7b%22Tid%22%3a%22t%22%7d', 'microsoft-teams'],
+  [
+    'https://teams.microsoft.com/l/meetup-join/19%3ameeting_N2E3%40thread.v2/0?context=%7b%22Tid%22%3a%22t%22%7d',
+    'microsoft-teams',
+  ],
   ['https://teams.live.com/meet/9876543210123?p=AbCdEf', 'microsoft-teams'],
   ['https://teams.live.com/meet/9876543210123', 'microsoft-teams'],
   ['https://zoom.us/j/123456789', 'zoom'],

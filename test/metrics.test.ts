@@ -23,7 +23,13 @@ afterAll(() => t.close());
 it('after a scripted run its gauges and counters equal what the API reports', async () => {
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
-    ids.push((await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '300' } } })).body.id);
+    ids.push(
+      (
+        await t.request('POST', '/api/bots', {
+          body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '300' } },
+        })
+      ).body.id,
+    );
   }
   const bots = await waitFor(async () => {
     const list = await Promise.all(ids.map(async (id) => (await t.request('GET', `/api/bots/${id}`)).body));
@@ -37,22 +43,35 @@ it('after a scripted run its gauges and counters equal what the API reports', as
   await t.fleet.placement.control('sim-b', { limit: 2 });
 
   const families = await scrape(`${t.url}/metrics`);
-  const platforms = (await t.request('GET', '/api/platforms')).body.platforms as Array<{ name: string; limit: number; active: number; queued: number; draining: boolean }>;
+  const platforms = (await t.request('GET', '/api/platforms')).body.platforms as Array<{
+    name: string;
+    limit: number;
+    active: number;
+    queued: number;
+    draining: boolean;
+  }>;
   for (const platform of platforms) {
-    expect([platform.name, value(families, 'meeboter_platform_limit', { platform: platform.name })]).toEqual([platform.name, platform.limit]);
+    expect([platform.name, value(families, 'meeboter_platform_limit', { platform: platform.name })]).toEqual([
+      platform.name,
+      platform.limit,
+    ]);
     expect(value(families, 'meeboter_platform_occupied', { platform: platform.name })).toBe(platform.active);
     expect(value(families, 'meeboter_platform_queued', { platform: platform.name })).toBe(platform.queued);
     expect(value(families, 'meeboter_platform_draining', { platform: platform.name })).toBe(platform.draining ? 1 : 0);
   }
   expect(platforms.map((p) => p.limit)).toEqual([3, 2]);
-  expect(value(families, 'meeboter_global_queue_length')).toBe((await t.request('GET', '/api/platforms')).body.globalQueue.length);
+  expect(value(families, 'meeboter_global_queue_length')).toBe(
+    (await t.request('GET', '/api/platforms')).body.globalQueue.length,
+  );
 
   const byPlatform = (name: string) => bots.filter((b) => b.platform === name).length;
   expect(value(families, 'meeboter_bot_ends_total', { status: 'ENDED', reason: 'COMPLETED' })).toBe(5);
   expect(value(families, 'meeboter_deploy_attempts_total', { platform: 'sim' }) ?? 0).toBe(byPlatform('sim'));
   expect(value(families, 'meeboter_deploy_attempts_total', { platform: 'sim-b' }) ?? 0).toBe(byPlatform('sim-b'));
   expect(value(families, 'meeboter_create_to_in_call_seconds')).toBe(5);
-  expect(value(families, 'meeboter_http_requests_total', { method: 'POST', route: '/api/bots', status: '201' })).toBe(5);
+  expect(value(families, 'meeboter_http_requests_total', { method: 'POST', route: '/api/bots', status: '201' })).toBe(
+    5,
+  );
   expect(value(families, 'meeboter_heartbeats_total')).toBeGreaterThan(0);
   expect(families.map((f) => f.name)).toContain('process_cpu_user_seconds_total');
   // MongoDB's state beside readiness: up, the changes written
@@ -67,9 +86,14 @@ it('a worker-only process serves its own /metrics, labelled with its role', asyn
   const worker = spawnFleetProcess('worker', { ...t.env, METRICS_PORT: String(port), LOG_LEVEL: 'info' });
   try {
     await waitFor(() => worker.output().includes('workers started'), 'the worker to start');
-    const families = await waitFor(async () => scrape(`http://127.0.0.1:${port}/metrics`).catch(() => null), 'its metrics');
+    const families = await waitFor(
+      async () => scrape(`http://127.0.0.1:${port}/metrics`).catch(() => null),
+      'its metrics',
+    );
     // per-process figures carry the role; the fleet's gauges are the same from every process
-    expect(families.find((f) => f.name === 'process_cpu_user_seconds_total')!.metrics[0].labels).toEqual({ role: 'worker' });
+    expect(families.find((f) => f.name === 'process_cpu_user_seconds_total')!.metrics[0].labels).toEqual({
+      role: 'worker',
+    });
     expect(value(families, 'meeboter_platform_limit', { platform: 'sim' })).toBe(3);
   } finally {
     await worker.kill('SIGTERM');
@@ -77,11 +101,14 @@ it('a worker-only process serves its own /metrics, labelled with its role', asyn
 });
 
 it('the Grafana dashboard in deploy/ queries only metrics this fleet serves', async () => {
-  const dashboard = JSON.parse(readFileSync(path.resolve(__dirname, '../deploy/grafana/meeboter-dashboard.json'), 'utf8'));
+  const dashboard = JSON.parse(
+    readFileSync(path.resolve(__dirname, '../deploy/grafana/meeboter-dashboard.json'), 'utf8'),
+  );
   const served = new Set((await scrape(`${t.url}/metrics`)).map((f) => f.name));
   const queried = new Set<string>();
   for (const panel of dashboard.panels) {
-    for (const target of panel.targets) for (const name of target.expr.match(/meeboter_[a-z_]+/g) ?? []) queried.add(name.replace(/_bucket$/, ''));
+    for (const target of panel.targets)
+      for (const name of target.expr.match(/meeboter_[a-z_]+/g) ?? []) queried.add(name.replace(/_bucket$/, ''));
   }
   expect(queried.size).toBeGreaterThanOrEqual(12);
   expect([...queried].filter((name) => !served.has(name))).toEqual([]);

@@ -4,7 +4,16 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { startFerretDb, StartedPeer } from '../src/peers';
 import { API_KEY_CACHE_MS } from '../src/services/api-keys.service';
-import { expectStoredAsShown, httpRequest, meetings, sleep, startTestFleet, TestFleet, UntypedJson, waitFor } from './support/fleet';
+import {
+  expectStoredAsShown,
+  httpRequest,
+  meetings,
+  sleep,
+  startTestFleet,
+  TestFleet,
+  UntypedJson,
+  waitFor,
+} from './support/fleet';
 
 /**
  * The deployment as shipped through a MongoDB that hangs (its process stopped with SIGSTOP: connections stay
@@ -31,7 +40,14 @@ function readinessProbe(file: string, deployment: string): Probe {
   const found = docs.find((doc) => doc?.kind === 'Deployment' && doc.metadata.name === deployment);
   const probe = found.spec.template.spec.containers[0].readinessProbe;
   // the kubelet's defaults for what a manifest leaves out
-  return { periodSeconds: 10, timeoutSeconds: 1, failureThreshold: 3, ...probe, path: probe.httpGet.path, port: probe.httpGet.port };
+  return {
+    periodSeconds: 10,
+    timeoutSeconds: 1,
+    failureThreshold: 3,
+    ...probe,
+    path: probe.httpGet.path,
+    port: probe.httpGet.port,
+  };
 }
 
 /**
@@ -97,7 +113,11 @@ beforeAll(async () => {
   };
   api = await startTestFleet(env, { api: true, workers: false });
   // the same fleet: its Redis prefix and database, its bots reporting to the API
-  const same = { REDIS_PREFIX: api.env.REDIS_PREFIX, __DB: new URL(api.urls.mongodbUri).pathname.slice(1), PUBLIC_URL: api.env.PUBLIC_URL };
+  const same = {
+    REDIS_PREFIX: api.env.REDIS_PREFIX,
+    __DB: new URL(api.urls.mongodbUri).pathname.slice(1),
+    PUBLIC_URL: api.env.PUBLIC_URL,
+  };
   worker = await startTestFleet({ ...env, ...same, METRICS_PORT: '0' }, { api: false, workers: true });
 });
 afterAll(async () => {
@@ -109,7 +129,9 @@ afterAll(async () => {
 
 const statusOf = async (id: string) => (await api.request('GET', `/api/bots/${id}`)).body;
 const create = async (durationMs: number) => {
-  const res = await api.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(durationMs) } } });
+  const res = await api.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(durationMs) } },
+  });
   expect(res.status).toBe(201);
   return res.body.id as string;
 };
@@ -125,15 +147,21 @@ it('a MongoDB hung for longer than the probe window takes no process out of serv
   process.kill(ferret.pid!, 'SIGSTOP');
   stopped = true;
   const hungAt = Date.now();
-  const beforeHang = new Map(await Promise.all(running.map(async (id) => [id, (await statusOf(id)).lastHeartbeatAt as string] as const)));
+  const beforeHang = new Map(
+    await Promise.all(running.map(async (id) => [id, (await statusOf(id)).lastHeartbeatAt as string] as const)),
+  );
 
   // past the probe's window and the API key's cache: the key is looked up again, and MongoDB does not answer
   await sleep(Math.max(0, hungAt + CREATE_AFTER_MS - Date.now()));
   const created = await create(1000);
-  const completed = await waitFor(async () => {
-    const bot = await statusOf(created);
-    return ['ENDED', 'FATAL'].includes(bot.status) ? bot : null;
-  }, 'the bot created meanwhile to complete', 60_000).catch(() => null);
+  const completed = await waitFor(
+    async () => {
+      const bot = await statusOf(created);
+      return ['ENDED', 'FATAL'].includes(bot.status) ? bot : null;
+    },
+    'the bot created meanwhile to complete',
+    60_000,
+  ).catch(() => null);
   // a key this process never saw cannot be checked meanwhile: 503, not a hang and not a 401
   const unknownKey = await httpRequest(api.url, 'GET', '/api/bots', { auth: 'mbk_never-seen-key-0123456789' });
   const duringHang = await Promise.all(running.map(statusOf));
@@ -150,21 +178,32 @@ it('a MongoDB hung for longer than the probe window takes no process out of serv
   expect(apiFailures).toBeLessThan(apiProbe.failureThreshold);
   expect(workerFailures).toBeLessThan(workerProbe.failureThreshold);
   // and /readyz said so: ready, MongoDB unavailable, degraded
-  const degraded = readyAnswers.filter((answer) => answer.status === 200 && answer.body.degraded && /^unavailable/.test(answer.body.checks.mongodb));
+  const degraded = readyAnswers.filter(
+    (answer) => answer.status === 200 && answer.body.degraded && /^unavailable/.test(answer.body.checks.mongodb),
+  );
   expect(degraded.length).toBeGreaterThan(0);
   expect(readyAnswers.every((answer) => answer.status === 200 || answer.status === 0)).toBe(true);
-  expect(workerProbes.answers.some((answer) => answer.at >= hungAt && answer.status === 200 && /meeboter_mongodb_up\S* 0\b/.test(answer.body))).toBe(true);
+  expect(
+    workerProbes.answers.some(
+      (answer) => answer.at >= hungAt && answer.status === 200 && /meeboter_mongodb_up\S* 0\b/.test(answer.body),
+    ),
+  ).toBe(true);
   // the running bots heartbeat through it and stay in their call
   expect(duringHang.map((bot) => bot.status)).toEqual(['IN_CALL', 'IN_CALL']);
-  for (const bot of duringHang) expect(new Date(bot.lastHeartbeatAt).getTime()).toBeGreaterThan(new Date(beforeHang.get(bot.id)!).getTime() + 5000);
+  for (const bot of duringHang)
+    expect(new Date(bot.lastHeartbeatAt).getTime()).toBeGreaterThan(new Date(beforeHang.get(bot.id)!).getTime() + 5000);
   // the bot created meanwhile was placed and completed without MongoDB
   expect(completed).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED' });
   expect([unknownKey.status, unknownKey.body.error?.code]).toEqual([503, 'UNAVAILABLE']);
 
   // MongoDB runs again: the changes of the hang reach it
-  await waitFor(async () => {
-    const res = await httpRequest(api.url, 'GET', '/readyz');
-    return res.status === 200 && !res.body.degraded && res.body.unflushedChanges === 0;
-  }, 'the flusher to catch up', 120_000);
+  await waitFor(
+    async () => {
+      const res = await httpRequest(api.url, 'GET', '/readyz');
+      return res.status === 200 && !res.body.degraded && res.body.unflushedChanges === 0;
+    },
+    'the flusher to catch up',
+    120_000,
+  );
   await expectStoredAsShown(api, [...running, created]);
 });

@@ -35,11 +35,14 @@ it('creates and places bots while MongoDB is down, and MongoDB holds all of it o
 
   const port = Number(new URL(ferret.url).port);
   await ferret.stop();
-  const created = await Promise.all(Array.from({ length: 5 }, () => t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })));
+  const created = await Promise.all(
+    Array.from({ length: 5 }, () => t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })),
+  );
   expect(created.map((res) => res.status)).toEqual([201, 201, 201, 201, 201]);
   const ids = created.map((res) => res.body.id as string);
   // placement goes on: each is deployed and reports its way into the call
-  for (const id of ids) await waitFor(async () => (await statusOf(id)) === 'IN_CALL', `bot ${id} in call without MongoDB`);
+  for (const id of ids)
+    await waitFor(async () => (await statusOf(id)) === 'IN_CALL', `bot ${id} in call without MongoDB`);
   // a bot that ends meanwhile ends for good
   expect((await t.request('POST', `/api/bots/${first.body.id}/leave`)).status).toBe(200);
   await waitFor(async () => ['ENDED', 'FATAL'].includes(await statusOf(first.body.id)), 'the first bot to end');
@@ -55,10 +58,19 @@ it('creates and places bots while MongoDB is down, and MongoDB holds all of it o
   expect(down.body.unflushedChanges).toBeGreaterThan(0);
 
   ferret = await startFerretDb(dir, port);
-  const up = await waitFor(async () => {
-    const res = await readyz();
-    return res.status === 200 && !res.body.degraded && res.body.checks.flusher === 'ok' && res.body.unflushedChanges === 0 ? res : null;
-  }, 'the flusher to catch up', 120_000);
+  const up = await waitFor(
+    async () => {
+      const res = await readyz();
+      return res.status === 200 &&
+        !res.body.degraded &&
+        res.body.checks.flusher === 'ok' &&
+        res.body.unflushedChanges === 0
+        ? res
+        : null;
+    },
+    'the flusher to catch up',
+    120_000,
+  );
   expect(up.body.checks).toEqual({ redis: 'ok', mongodb: 'ok', flusher: 'ok' });
 
   await expectStoredAsShown(t, [first.body.id as string, ...ids]);

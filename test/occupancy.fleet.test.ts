@@ -43,9 +43,14 @@ afterAll(async () => {
   await t?.close();
 });
 
-it('GET /api/platforms and the pool stats equal the dispatcher\'s count at every sample of a busy run', async () => {
+it("GET /api/platforms and the pool stats equal the dispatcher's count at every sample of a busy run", async () => {
   const queues = PLATFORMS.map((name) => t.fleet.queues.platforms.get(name)!);
-  const lastEvents = () => Promise.all(queues.map(async (queue) => (await t.fleet.redis.xrevrange(queue.keys.events, '+', '-', 'COUNT', 1))[0]?.[0] ?? '-'));
+  const lastEvents = () =>
+    Promise.all(
+      queues.map(
+        async (queue) => (await t.fleet.redis.xrevrange(queue.keys.events, '+', '-', 'COUNT', 1))[0]?.[0] ?? '-',
+      ),
+    );
   const mismatches: unknown[] = [];
   let stable = 0;
   let unstable = 0;
@@ -70,7 +75,8 @@ it('GET /api/platforms and the pool stats equal the dispatcher\'s count at every
       const dispatcher = counted.map(({ occupied }) => occupied);
       const stats = shown.map((p: { active: number; queued: number }) => p.active + p.queued);
       const busy = dispatcher.reduce((sum, n) => sum + n, 0);
-      if (stats.join() !== dispatcher.join() || pool.body.busy !== busy) mismatches.push({ stats: shown, dispatcher: counted, pool: pool.body });
+      if (stats.join() !== dispatcher.join() || pool.body.busy !== busy)
+        mismatches.push({ stats: shown, dispatcher: counted, pool: pool.body });
       seen.parked += parked.some((n) => n > 0) ? 1 : 0;
       seen.occupiedA += dispatcher[0] > 0 ? 1 : 0;
       seen.occupiedB += dispatcher[1] > 0 ? 1 : 0;
@@ -90,19 +96,26 @@ it('GET /api/platforms and the pool stats equal the dispatcher\'s count at every
   })();
   const ids: string[] = [];
   for (let n = 0; n < 40; n++) {
-    const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(300 + (n % 5) * 300) } } });
+    const res = await t.request('POST', '/api/bots', {
+      body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(300 + (n % 5) * 300) } },
+    });
     expect(res.status).toBe(201);
     ids.push(res.body.id);
     if (n % 7 === 3) await t.request('DELETE', `/api/bots/${ids[n - 2]}`);
     await sleep(50);
   }
   await waitFor(
-    async () => (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) === ids.length,
+    async () =>
+      (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) ===
+      ids.length,
     'every bot to end',
     180_000,
     500,
   );
-  await waitFor(async () => (await Promise.all(queues.map(occupancyOf))).every(({ occupied }) => occupied === 0), 'every capacity freed');
+  await waitFor(
+    async () => (await Promise.all(queues.map(occupancyOf))).every(({ occupied }) => occupied === 0),
+    'every capacity freed',
+  );
   flipping = false;
   sampling = false;
   await Promise.all([sampler, flipper]);
@@ -124,11 +137,14 @@ it('GET /api/platforms and the pool stats equal the dispatcher\'s count at every
   expect(endings).toEqual(new Set(['ENDED/COMPLETED', 'ENDED/CANCELLED']));
 });
 
-it('withdrawal follows the rule: it removes only the waiting job of a bot no platform claimed, wakes a parked one, and leaves a claimed bot\'s waiting job to stop what runs', async () => {
+it("withdrawal follows the rule: it removes only the waiting job of a bot no platform claimed, wakes a parked one, and leaves a claimed bot's waiting job to stop what runs", async () => {
   // Queues of their own, with no worker, so every job stays in the state it is put in.
   const prefix = `${t.env.REDIS_PREFIX}:withdrawal`;
   const queues = await createQueues(t.fleet.redis, prefix, [{ name: 'sim-a', limit: 10 }]);
-  const withdraw = createWithdrawal(queues, t.fleet.config.platforms.filter((p) => p.name === 'sim-a'));
+  const withdraw = createWithdrawal(
+    queues,
+    t.fleet.config.platforms.filter((p) => p.name === 'sim-a'),
+  );
   const queue = queues.platforms.get('sim-a')!;
   const bot = (n: number) => String(n).padStart(24, '0');
   const add = async (n: number, delay?: number) => {

@@ -1,11 +1,20 @@
-import { isUnfinished, JOB_STATES, tallyOccupancy, UNFINISHED_JOB_STATES, WAKE_ON_END_STATES, withdrawalOf } from '../src/domain/occupancy';
+import {
+  isUnfinished,
+  JOB_STATES,
+  tallyOccupancy,
+  UNFINISHED_JOB_STATES,
+  WAKE_ON_END_STATES,
+  withdrawalOf,
+} from '../src/domain/occupancy';
 
 /**
  * "Holds a platform's capacity", as a table: for each state of a bot's occupy job, written out rather than
  * computed, whether it holds the capacity, where GET /api/platforms shows it, and what withdrawing the
  * ended bot does to it, unclaimed and claimed.
  */
-const TABLE: Array<[state: string, holds: boolean, shownAs: 'active' | 'queued' | null, unclaimed: string, claimed: string]> = [
+const TABLE: Array<
+  [state: string, holds: boolean, shownAs: 'active' | 'queued' | null, unclaimed: string, claimed: string]
+> = [
   ['waiting', true, 'queued', 'remove', 'none'],
   ['prioritized', true, 'queued', 'remove', 'none'],
   ['waiting-children', true, 'queued', 'remove', 'none'],
@@ -18,21 +27,32 @@ const TABLE: Array<[state: string, holds: boolean, shownAs: 'active' | 'queued' 
   ['paused', false, null, 'none', 'none'],
 ];
 
-it.each(TABLE)('%s: holds capacity %s, shown as %s, withdrawn unclaimed: %s, claimed: %s', (state, holds, shownAs, unclaimed, claimed) => {
-  expect(isUnfinished(state)).toBe(holds);
-  const shown = tallyOccupancy({ [state]: 3 });
-  expect(shown).toEqual({
-    active: shownAs === 'active' ? 3 : 0,
-    queued: shownAs === 'queued' ? 3 : 0,
-    occupied: holds ? 3 : 0,
-  });
-  expect(withdrawalOf(state, false)).toBe(unclaimed);
-  expect(withdrawalOf(state, true)).toBe(claimed);
-});
+it.each(TABLE)(
+  '%s: holds capacity %s, shown as %s, withdrawn unclaimed: %s, claimed: %s',
+  (state, holds, shownAs, unclaimed, claimed) => {
+    expect(isUnfinished(state)).toBe(holds);
+    const shown = tallyOccupancy({ [state]: 3 });
+    expect(shown).toEqual({
+      active: shownAs === 'active' ? 3 : 0,
+      queued: shownAs === 'queued' ? 3 : 0,
+      occupied: holds ? 3 : 0,
+    });
+    expect(withdrawalOf(state, false)).toBe(unclaimed);
+    expect(withdrawalOf(state, true)).toBe(claimed);
+  },
+);
 
 it('every state of the rule is in the table, and the lists derived from it agree with it', () => {
-  expect([...JOB_STATES].sort()).toEqual(TABLE.map(([state]) => state).filter((state) => state !== 'paused').sort());
-  expect([...UNFINISHED_JOB_STATES].sort()).toEqual(TABLE.filter(([, holds]) => holds).map(([state]) => state).sort());
+  expect([...JOB_STATES].sort()).toEqual(
+    TABLE.map(([state]) => state)
+      .filter((state) => state !== 'paused')
+      .sort(),
+  );
+  expect([...UNFINISHED_JOB_STATES].sort()).toEqual(
+    TABLE.filter(([, holds]) => holds)
+      .map(([state]) => state)
+      .sort(),
+  );
   expect(WAKE_ON_END_STATES).toEqual(['delayed']);
 });
 

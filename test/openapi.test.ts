@@ -45,7 +45,10 @@ const operationsOf = (doc: UntypedJson) =>
   Object.entries(doc.paths as Record<string, Record<string, UntypedJson>>).flatMap(([route, item]) =>
     Object.keys(item)
       .filter((key) => METHODS.includes(key))
-      .map((method) => ({ key: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`, operation: item[method] })),
+      .map((method) => ({
+        key: `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`,
+        operation: item[method],
+      })),
   );
 const routeOf = (key: string) => ROUTES.find(([method, route]) => `${method.toUpperCase()} ${route}` === key)!;
 
@@ -53,19 +56,34 @@ const routeOf = (key: string) => ROUTES.find(([method, route]) => `${method.toUp
 function schemaValidator() {
   const ajv = new Ajv2020({ strict: true, strictTypes: false, strictRequired: false, allErrors: true });
   addFormats(ajv);
-  const definitions = JSON.parse(JSON.stringify(document.components.schemas).replaceAll('#/components/schemas/', '#/$defs/'));
+  const definitions = JSON.parse(
+    JSON.stringify(document.components.schemas).replaceAll('#/components/schemas/', '#/$defs/'),
+  );
   return (schema: object): ValidateFunction =>
-    ajv.compile({ ...JSON.parse(JSON.stringify(schema).replaceAll('#/components/schemas/', '#/$defs/')), $defs: definitions });
+    ajv.compile({
+      ...JSON.parse(JSON.stringify(schema).replaceAll('#/components/schemas/', '#/$defs/')),
+      $defs: definitions,
+    });
 }
 
 describe('the document', () => {
   it('describes every route of the route table, with its guard, and nothing else; is served without credentials', () => {
     const described = operationsOf(document);
-    expect(described.map((d) => d.key).sort()).toEqual(ROUTES.map(([method, route]) => `${method.toUpperCase()} ${route}`).sort());
-    const schemes: Record<string, string[]> = { none: [], client: ['apiKey', 'apiKeyHeader'], bot: ['botToken', 'botTokenHeader'], admin: ['adminKey', 'adminKeyHeader', 'adminBasic'] };
+    expect(described.map((d) => d.key).sort()).toEqual(
+      ROUTES.map(([method, route]) => `${method.toUpperCase()} ${route}`).sort(),
+    );
+    const schemes: Record<string, string[]> = {
+      none: [],
+      client: ['apiKey', 'apiKeyHeader'],
+      bot: ['botToken', 'botTokenHeader'],
+      admin: ['adminKey', 'adminKeyHeader', 'adminBasic'],
+    };
     for (const { key, operation } of described) {
       const [, , guard, body] = routeOf(key);
-      expect([key, operation.security.flatMap((requirement: object) => Object.keys(requirement))]).toEqual([key, schemes[guard]]);
+      expect([key, operation.security.flatMap((requirement: object) => Object.keys(requirement))]).toEqual([
+        key,
+        schemes[guard],
+      ]);
       expect([key, Boolean(operation.requestBody)]).toEqual([key, body !== 'none']);
       expect([key, Object.keys(operation.requestBody?.content ?? {})]).toEqual([
         key,
@@ -75,7 +93,9 @@ describe('the document', () => {
     }
     // the document served is the one built from this fleet's configuration
     expect(document).toEqual(JSON.parse(JSON.stringify(buildOpenApiDocument({ platforms: t.fleet.config.platforms }))));
-    expect(document.info.version).toBe(JSON.parse(readFileSync(path.resolve(__dirname, '../package.json'), 'utf8')).version);
+    expect(document.info.version).toBe(
+      JSON.parse(readFileSync(path.resolve(__dirname, '../package.json'), 'utf8')).version,
+    );
     expect(API_VERSION).toBe(document.info.version);
   });
 
@@ -86,7 +106,9 @@ describe('the document', () => {
       delete OPERATIONS[key];
       expect(() => buildOpenApiDocument({ platforms: [] })).toThrow(`route ${key} has no entry`);
       OPERATIONS['GET /api/bots/:id/nothing'] = entry;
-      expect(() => buildOpenApiDocument({ platforms: [] })).toThrow('described but not in the route table: GET /api/bots/:id/nothing');
+      expect(() => buildOpenApiDocument({ platforms: [] })).toThrow(
+        'described but not in the route table: GET /api/bots/:id/nothing',
+      );
     } finally {
       OPERATIONS[key] = entry;
       delete OPERATIONS['GET /api/bots/:id/nothing'];
@@ -142,19 +164,31 @@ describe('the document', () => {
         const media = answer.content['application/json'];
         accepted(media.schema, media.example, `${key} ${status} example`);
         const joi = doc.answers[Number(status)]?.schema ?? errorResponseSchema;
-        expect([key, status, joi.validate(media.example, { convert: false }).error?.message]).toEqual([key, status, undefined]);
+        expect([key, status, joi.validate(media.example, { convert: false }).error?.message]).toEqual([
+          key,
+          status,
+          undefined,
+        ]);
       }
     }
   });
 
   it('refuses the bodies and queries Joi refuses, and accepts the ones it accepts (but for what a custom rule decides)', () => {
     const compile = schemaValidator();
-    const bodyOf = (key: string) => compile(operationsOf(document).find((d) => d.key === key)!.operation.requestBody.content['application/json'].schema);
+    const bodyOf = (key: string) =>
+      compile(
+        operationsOf(document).find((d) => d.key === key)!.operation.requestBody.content['application/json'].schema,
+      );
     const cases: Array<[string, Joi.Schema, (value: unknown) => boolean, unknown]> = [];
     const create = bodyOf('POST /api/bots');
     for (const body of [
       { meeting: meetings.zoom },
-      { meeting: meetings.meet, displayName: 'Notes', metadata: { 'sim.durationMs': '5000' }, automaticLeave: { everyoneLeftTimeoutMs: 1 } },
+      {
+        meeting: meetings.meet,
+        displayName: 'Notes',
+        metadata: { 'sim.durationMs': '5000' },
+        automaticLeave: { everyoneLeftTimeoutMs: 1 },
+      },
       { meeting: { url: 'https://zoom.us/j/123456789' } },
       { meeting: { platform: 'microsoft-teams', meetingId: '1', organizerId: 'o', tenantId: 't' } },
       { meeting: { platform: 'microsoft-teams', url: 'https://teams.live.com/meet/123' } },
@@ -181,15 +215,32 @@ describe('the document', () => {
       cases.push(['POST /api/bots', createBotSchema, create, body]);
     }
     const status = bodyOf('POST /api/bots/:id/status');
-    for (const body of [{ status: 'IN_CALL' }, { status: 'ENDED', reason: 'COMPLETED', recordingKey: 'a/b.mp4' }, {}, { status: 'QUEUED' }, { status: 'ENDED', reason: 'NOPE' }]) {
+    for (const body of [
+      { status: 'IN_CALL' },
+      { status: 'ENDED', reason: 'COMPLETED', recordingKey: 'a/b.mp4' },
+      {},
+      { status: 'QUEUED' },
+      { status: 'ENDED', reason: 'NOPE' },
+    ]) {
       cases.push(['POST /api/bots/:id/status', statusReportSchema, status, body]);
     }
     const event = bodyOf('POST /api/bots/:id/events');
-    for (const body of [{ type: 'Participant.Joined-1_x' }, { type: 'x', data: [1, { a: null }] }, { type: 'a b' }, { type: '' }, { type: 'x'.repeat(65) }, { type: 'x', extra: 1 }]) {
+    for (const body of [
+      { type: 'Participant.Joined-1_x' },
+      { type: 'x', data: [1, { a: null }] },
+      { type: 'a b' },
+      { type: '' },
+      { type: 'x'.repeat(65) },
+      { type: 'x', extra: 1 },
+    ]) {
       cases.push(['POST /api/bots/:id/events', botEventSchema, event, body]);
     }
     // the upload's fields as Joi reads them; the document also requires the file beside them
-    const upload = compile(operationsOf(document).find((d) => d.key === 'POST /api/bots/:id/screenshots')!.operation.requestBody.content['multipart/form-data'].schema);
+    const upload = compile(
+      operationsOf(document).find((d) => d.key === 'POST /api/bots/:id/screenshots')!.operation.requestBody.content[
+        'multipart/form-data'
+      ].schema,
+    );
     const withFile = (value: unknown) => upload({ file: '…', ...(value as object) });
     for (const body of [
       { type: 'state_change', state: 'IN_CALL' },
@@ -207,26 +258,67 @@ describe('the document', () => {
     expect(upload({ type: 'manual', state: 'IN_CALL' })).toBe(false);
     const control = bodyOf('PATCH /api/platforms/:name');
     const ceiling = Math.max(...t.fleet.config.platforms.map((p) => p.limit));
-    for (const body of [{ draining: true }, { limit: 1 }, { limit: null }, {}, { limit: 0 }, { limit: ceiling + 1 }, { draining: 'yes' }]) {
+    for (const body of [
+      { draining: true },
+      { limit: 1 },
+      { limit: null },
+      {},
+      { limit: 0 },
+      { limit: ceiling + 1 },
+      { draining: 'yes' },
+    ]) {
       cases.push(['PATCH /api/platforms/:name', platformControlSchema(ceiling), control, body]);
     }
-    const list = operationsOf(document).find((d) => d.key === 'GET /api/bots')!.operation.parameters as Array<{ name: string; required: boolean; schema: object }>;
+    const list = operationsOf(document).find((d) => d.key === 'GET /api/bots')!.operation.parameters as Array<{
+      name: string;
+      required: boolean;
+      schema: object;
+    }>;
     const query = compile({
       type: 'object',
       properties: Object.fromEntries(list.map((p) => [p.name, p.schema])),
       required: list.filter((p) => p.required).map((p) => p.name),
       additionalProperties: false,
     });
-    for (const params of [{}, { status: 'QUEUED', limit: 5, cursor: '6751c0a4e3b2f1a9c8d7e6f5' }, { limit: 0 }, { limit: 101 }, { status: 'GONE' }, { cursor: 'xyz' }, { cursor: 'abc' }]) {
+    for (const params of [
+      {},
+      { status: 'QUEUED', limit: 5, cursor: '6751c0a4e3b2f1a9c8d7e6f5' },
+      { limit: 0 },
+      { limit: 101 },
+      { status: 'GONE' },
+      { cursor: 'xyz' },
+      { cursor: 'abc' },
+    ]) {
       cases.push(['GET /api/bots (query)', listBotsSchema, query, params]);
     }
-    const shots = operationsOf(document).find((d) => d.key === 'GET /api/bots/:id/screenshots')!.operation.parameters.filter((p: { in: string }) => p.in === 'query') as Array<{ name: string; required: boolean; schema: object }>;
-    const shotQuery = compile({ type: 'object', properties: Object.fromEntries(shots.map((p) => [p.name, p.schema])), additionalProperties: false });
-    for (const params of [{}, { limit: 100, cursor: '1764583500000-3b241101-e2bb-4255-8caf-4136c566a962.png' }, { limit: 101 }, { cursor: '../x.png' }, { cursor: '1764583500000-x.png' }]) {
+    const shots = operationsOf(document)
+      .find((d) => d.key === 'GET /api/bots/:id/screenshots')!
+      .operation.parameters.filter((p: { in: string }) => p.in === 'query') as Array<{
+      name: string;
+      required: boolean;
+      schema: object;
+    }>;
+    const shotQuery = compile({
+      type: 'object',
+      properties: Object.fromEntries(shots.map((p) => [p.name, p.schema])),
+      additionalProperties: false,
+    });
+    for (const params of [
+      {},
+      { limit: 100, cursor: '1764583500000-3b241101-e2bb-4255-8caf-4136c566a962.png' },
+      { limit: 101 },
+      { cursor: '../x.png' },
+      { cursor: '1764583500000-x.png' },
+    ]) {
       cases.push(['GET /api/bots/:id/screenshots (query)', listScreenshotsSchema, shotQuery, params]);
     }
     const disagreements = cases
-      .map(([what, joi, check, value]) => ({ what, value, joi: !joi.validate(value ?? {}, { convert: false }).error, document: check(value) }))
+      .map(([what, joi, check, value]) => ({
+        what,
+        value,
+        joi: !joi.validate(value ?? {}, { convert: false }).error,
+        document: check(value),
+      }))
       .filter((c) => c.joi !== c.document);
     expect(disagreements).toEqual([]);
     expect(cases.filter(([, joi, , value]) => joi.validate(value).error).length).toBeGreaterThan(cases.length / 2);
@@ -235,20 +327,36 @@ describe('the document', () => {
   it('names the credentials as the API reads them: every scheme of every guard gets through, nothing else does', async () => {
     const bot = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
     const token = botToken(t.env.BOT_TOKEN_SECRET, bot);
-    const secrets: Record<string, string> = { apiKey: t.apiKey, apiKeyHeader: t.apiKey, botToken: token, botTokenHeader: token, adminKey: ADMIN, adminKeyHeader: ADMIN, adminBasic: ADMIN };
+    const secrets: Record<string, string> = {
+      apiKey: t.apiKey,
+      apiKeyHeader: t.apiKey,
+      botToken: token,
+      botTokenHeader: token,
+      adminKey: ADMIN,
+      adminKeyHeader: ADMIN,
+      adminBasic: ADMIN,
+    };
     const probes: Record<string, { method: string; path: string; body?: unknown }> = {
       apiKey: { method: 'GET', path: '/api/platforms' },
       botToken: { method: 'POST', path: `/api/bots/${bot}/heartbeat` },
       adminKey: { method: 'PATCH', path: '/api/platforms/sim', body: { draining: false } },
     };
-    const schemes = document.components.securitySchemes as Record<string, { type: string; scheme?: string; in?: string; name?: string }>;
+    const schemes = document.components.securitySchemes as Record<
+      string,
+      { type: string; scheme?: string; in?: string; name?: string }
+    >;
     expect(Object.keys(schemes).sort()).toEqual(Object.keys(secrets).sort());
     for (const [name, scheme] of Object.entries(schemes)) {
       const probe = probes[Object.keys(probes).find((kind) => name.startsWith(kind.slice(0, 3)))!];
       const headers: Record<string, string> =
         scheme.type === 'apiKey'
           ? { [scheme.in === 'header' ? scheme.name! : 'none']: secrets[name] }
-          : { authorization: scheme.scheme === 'basic' ? `Basic ${Buffer.from(`anyone:${secrets[name]}`).toString('base64')}` : `Bearer ${secrets[name]}` };
+          : {
+              authorization:
+                scheme.scheme === 'basic'
+                  ? `Basic ${Buffer.from(`anyone:${secrets[name]}`).toString('base64')}`
+                  : `Bearer ${secrets[name]}`,
+            };
       const given = await t.request(probe.method, probe.path, { auth: null, headers, body: probe.body });
       const missing = await t.request(probe.method, probe.path, { auth: null, body: probe.body });
       expect([name, given.status, missing.status]).toEqual([name, 200, 401]);
@@ -263,43 +371,90 @@ describe('joi-json-schema', () => {
     ['a string refuses the empty one, as Joi does', Joi.string(), { type: 'string', minLength: 1 }],
     ['allow("") lifts that', Joi.string().allow(''), { type: 'string' }],
     ['limits', Joi.string().min(2).max(5), { type: 'string', minLength: 2, maxLength: 5 }],
-    ['hex of a length', Joi.string().hex().length(4), { type: 'string', minLength: 4, maxLength: 4, pattern: '^[0-9a-fA-F]*$' }],
-    ['two patterns', Joi.string().pattern(/^a/).pattern(/b$/), { type: 'string', minLength: 1, allOf: [{ pattern: '^a' }, { pattern: 'b$' }] }],
-    ['an http(s) uri', Joi.string().uri({ scheme: ['http', 'https'] }), { type: 'string', minLength: 1, format: 'uri', pattern: '^(?:http|https):' }],
+    [
+      'hex of a length',
+      Joi.string().hex().length(4),
+      { type: 'string', minLength: 4, maxLength: 4, pattern: '^[0-9a-fA-F]*$' },
+    ],
+    [
+      'two patterns',
+      Joi.string().pattern(/^a/).pattern(/b$/),
+      { type: 'string', minLength: 1, allOf: [{ pattern: '^a' }, { pattern: 'b$' }] },
+    ],
+    [
+      'an http(s) uri',
+      Joi.string().uri({ scheme: ['http', 'https'] }),
+      { type: 'string', minLength: 1, format: 'uri', pattern: '^(?:http|https):' },
+    ],
     ['an ISO date', Joi.date().iso(), { type: 'string', format: 'date-time' }],
     ['valid() with null', Joi.string().valid('a', 'b').allow(null), { enum: ['a', 'b', null] }],
     ['one valid value', Joi.boolean().valid(true), { const: true }],
-    ['an integer with bounds', Joi.number().integer().greater(0).max(9), { type: 'integer', exclusiveMinimum: 0, maximum: 9 }],
+    [
+      'an integer with bounds',
+      Joi.number().integer().greater(0).max(9),
+      { type: 'integer', exclusiveMinimum: 0, maximum: 9 },
+    ],
     ['nullable number', Joi.number().allow(null), { type: ['number', 'null'] }],
-    ['a default and a description', Joi.string().default('x').description('d').example('x'), { type: 'string', minLength: 1, default: 'x', description: 'd', examples: ['x'] }],
-    ['alternatives with null', Joi.alternatives().try(Joi.string(), Joi.number()).allow(null), { anyOf: [{ type: 'string', minLength: 1 }, { type: 'number' }, { type: 'null' }] }],
+    [
+      'a default and a description',
+      Joi.string().default('x').description('d').example('x'),
+      { type: 'string', minLength: 1, default: 'x', description: 'd', examples: ['x'] },
+    ],
+    [
+      'alternatives with null',
+      Joi.alternatives().try(Joi.string(), Joi.number()).allow(null),
+      { anyOf: [{ type: 'string', minLength: 1 }, { type: 'number' }, { type: 'null' }] },
+    ],
     ['an array', Joi.array().items(Joi.boolean()).max(3), { type: 'array', items: { type: 'boolean' }, maxItems: 3 }],
     [
       'an object of required keys (prefs), one optional, unknown keys refused',
       Joi.object({ a: Joi.string(), b: Joi.number().optional() }).prefs({ presence: 'required' }),
-      { type: 'object', properties: { a: { type: 'string', minLength: 1 }, b: { type: 'number' } }, required: ['a'], additionalProperties: false },
+      {
+        type: 'object',
+        properties: { a: { type: 'string', minLength: 1 }, b: { type: 'number' } },
+        required: ['a'],
+        additionalProperties: false,
+      },
     ],
     ['any keys', Joi.object().unknown(), { type: 'object' }],
     [
       'keys by pattern, counted',
       Joi.object().pattern(Joi.string().max(3), Joi.string()).max(2),
-      { type: 'object', propertyNames: { type: 'string', minLength: 1, maxLength: 3 }, additionalProperties: { type: 'string', minLength: 1 }, maxProperties: 2 },
+      {
+        type: 'object',
+        propertyNames: { type: 'string', minLength: 1, maxLength: 3 },
+        additionalProperties: { type: 'string', minLength: 1 },
+        maxProperties: 2,
+      },
     ],
     [
       'or()',
       Joi.object({ a: Joi.any(), b: Joi.any() }).or('a', 'b'),
-      { type: 'object', properties: { a: {}, b: {} }, additionalProperties: false, allOf: [{ anyOf: [{ required: ['a'] }, { required: ['b'] }] }] },
+      {
+        type: 'object',
+        properties: { a: {}, b: {} },
+        additionalProperties: false,
+        allOf: [{ anyOf: [{ required: ['a'] }, { required: ['b'] }] }],
+      },
     ],
     [
       'when() on a sibling, nested',
       Joi.object({
         kind: Joi.string(),
         url: Joi.string(),
-        id: Joi.string().when('kind', { is: 'x', then: Joi.when('url', { not: Joi.exist(), then: Joi.required() }), otherwise: Joi.forbidden() }),
+        id: Joi.string().when('kind', {
+          is: 'x',
+          then: Joi.when('url', { not: Joi.exist(), then: Joi.required() }),
+          otherwise: Joi.forbidden(),
+        }),
       }),
       {
         type: 'object',
-        properties: { kind: { type: 'string', minLength: 1 }, url: { type: 'string', minLength: 1 }, id: { type: 'string', minLength: 1 } },
+        properties: {
+          kind: { type: 'string', minLength: 1 },
+          url: { type: 'string', minLength: 1 },
+          id: { type: 'string', minLength: 1 },
+        },
         additionalProperties: false,
         allOf: [
           {
@@ -312,7 +467,9 @@ describe('joi-json-schema', () => {
     ],
     [
       'meta({ jsonSchema }) beside a custom rule',
-      Joi.object({ a: Joi.any() }).custom((value) => value).meta({ jsonSchema: { minProperties: 1 } }),
+      Joi.object({ a: Joi.any() })
+        .custom((value) => value)
+        .meta({ jsonSchema: { minProperties: 1 } }),
       { type: 'object', properties: { a: {} }, additionalProperties: false, allOf: [{ minProperties: 1 }] },
     ],
   ])('%s', (_what, schema, expected) => {
@@ -322,9 +479,16 @@ describe('joi-json-schema', () => {
   it('names schemas with an id as components and refers to them', () => {
     const components = {};
     const item = Joi.object({ n: Joi.number() }).id('Item');
-    expect(joiToJsonSchema(Joi.array().items(item), components)).toEqual({ type: 'array', items: { $ref: '#/components/schemas/Item' } });
-    expect(components).toEqual({ Item: { type: 'object', properties: { n: { type: 'number' } }, additionalProperties: false } });
-    expect(() => joiToJsonSchema(Joi.object({ m: Joi.number() }).id('Item'), components)).toThrow('two different schemas are both named "Item"');
+    expect(joiToJsonSchema(Joi.array().items(item), components)).toEqual({
+      type: 'array',
+      items: { $ref: '#/components/schemas/Item' },
+    });
+    expect(components).toEqual({
+      Item: { type: 'object', properties: { n: { type: 'number' } }, additionalProperties: false },
+    });
+    expect(() => joiToJsonSchema(Joi.object({ m: Joi.number() }).id('Item'), components)).toThrow(
+      'two different schemas are both named "Item"',
+    );
   });
 
   it.each<[string, Joi.Schema]>([
@@ -334,8 +498,14 @@ describe('joi-json-schema', () => {
     ['a date that is not ISO', Joi.date()],
     ['invalid()', Joi.string().invalid('x')],
     ['a number rule (multiple)', Joi.number().multiple(3)],
-    ['a when() that changes the type', Joi.object({ a: Joi.any(), b: Joi.any().when('a', { is: 1, then: Joi.string() }) })],
-    ['a when() on an unrequired is', Joi.object({ a: Joi.any(), b: Joi.any().when('a', { is: Joi.string(), then: Joi.required() }) })],
+    [
+      'a when() that changes the type',
+      Joi.object({ a: Joi.any(), b: Joi.any().when('a', { is: 1, then: Joi.string() }) }),
+    ],
+    [
+      'a when() on an unrequired is',
+      Joi.object({ a: Joi.any(), b: Joi.any().when('a', { is: Joi.string(), then: Joi.required() }) }),
+    ],
     ['a type it does not know', Joi.binary()],
     ['a meta() of another kind', Joi.string().meta({ x: 1 })],
   ])('refuses %s rather than say less than Joi checks', (_what, schema) => {

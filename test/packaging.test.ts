@@ -10,7 +10,10 @@ import type { UntypedJson } from './support/fleet';
 const root = path.resolve(__dirname, '..');
 
 /** `config` of the Compose client (the plugin, else docker-compose) in `dir`, with only this environment. */
-function composeConfig(dir = root, env: Record<string, string> = { BOT_TOKEN_SECRET: 'compose-check-0123456789' }): string {
+function composeConfig(
+  dir = root,
+  env: Record<string, string> = { BOT_TOKEN_SECRET: 'compose-check-0123456789' },
+): string {
   const clean = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env };
   const plugin = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' });
   const [command, args] = plugin.status === 0 ? ['docker', ['compose', 'config']] : ['docker-compose', ['config']];
@@ -21,12 +24,22 @@ type Services = Record<string, { environment: Record<string, string | null>; [ke
 const servicesOf = (config: string) => (yaml.load(config) as { services: Services }).services;
 /** What the container gets: a name without a value is left unset. */
 const containerEnv = (environment: Record<string, string | null>) =>
-  Object.fromEntries(Object.entries(environment).filter((entry): entry is [string, string] => entry[1] !== null && entry[1] !== undefined));
+  Object.fromEntries(
+    Object.entries(environment).filter(
+      (entry): entry is [string, string] => entry[1] !== null && entry[1] !== undefined,
+    ),
+  );
 
 /** Set by Compose for each service itself, or by Kubernetes, rather than by the operator. */
 const FIXED_BY_COMPOSE = ['PORT', 'METRICS_PORT', 'LOCAL_HOST_ID', 'KUBERNETES_SERVICE_HOST'];
 /** The AWS SDK's own credentials and endpoints, which the `aws` platform reads through the SDK. */
-const AWS_SDK = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_ECS'];
+const AWS_SDK = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_ENDPOINT_URL',
+  'AWS_ENDPOINT_URL_ECS',
+];
 
 it('docker-compose.yml passes the Compose client, with a healthcheck on every service and a worker that scales', () => {
   const config = composeConfig();
@@ -41,9 +54,13 @@ it('compose: Redis append-only without eviction, data on volumes, roles api and 
   const command = (name: string) => [services[name].command].flat().join(' ');
   expect(command('redis')).toMatch(/--appendonly yes\b/);
   expect(command('redis')).toMatch(/--maxmemory-policy noeviction\b/);
-  expect(services.redis.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(redis-data:)?\/data/));
+  expect(
+    services.redis.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target)),
+  ).toContainEqual(expect.stringMatching(/^(redis-data:)?\/data/));
   expect(services.mongo.image).toMatch(/^mongo:\d/);
-  expect(services.mongo.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target))).toContainEqual(expect.stringMatching(/^(mongo-data:)?\/data\/db/));
+  expect(
+    services.mongo.volumes.map((v: string | { target: string }) => (typeof v === 'string' ? v : v.target)),
+  ).toContainEqual(expect.stringMatching(/^(mongo-data:)?\/data\/db/));
   expect(command('api')).toBe('node dist/src/main.js api');
   expect(command('worker')).toBe('node dist/src/main.js worker');
 
@@ -88,18 +105,32 @@ describe('compose forwards every variable of the configuration to the API and th
     for (const name of ['api', 'worker']) {
       const config = loadConfig(containerEnv(services[name].environment));
       expect(config.platforms.map((p) => `${p.name}:${p.limit}`)).toEqual(['coolify:12', 'local:2']);
-      expect(config.coolify).toMatchObject({ apiUrl: 'https://coolify.example.com/api/v1', apiToken: 'token-123', ghcrOrg: 'Payme-Works', startTimeoutMs: 240000 });
-      expect(config).toMatchObject({ botTokenSecret: 'dotenv-secret-0123456789abcdef', s3: { bucketName: 'recordings' }, webhooks: { secret: 'webhook-secret-0123456789' } });
+      expect(config.coolify).toMatchObject({
+        apiUrl: 'https://coolify.example.com/api/v1',
+        apiToken: 'token-123',
+        ghcrOrg: 'Payme-Works',
+        startTimeoutMs: 240000,
+      });
+      expect(config).toMatchObject({
+        botTokenSecret: 'dotenv-secret-0123456789abcdef',
+        s3: { bucketName: 'recordings' },
+        webhooks: { secret: 'webhook-secret-0123456789' },
+      });
       expect(config.redisUrl).toBe('redis://redis:6379');
       expect(config.warnings).toEqual([]);
     }
   });
 
   it('every variable the configuration reads (but those Compose sets per service) reaches both, from .env or the shell', () => {
-    const forwarded = [...configVariableNames(PLATFORM_KINDS), ...AWS_SDK].filter((name) => !FIXED_BY_COMPOSE.includes(name));
+    const forwarded = [...configVariableNames(PLATFORM_KINDS), ...AWS_SDK].filter(
+      (name) => !FIXED_BY_COMPOSE.includes(name),
+    );
     const value = (name: string) => `value-of-${name.toLowerCase()}`;
     const half = Math.ceil(forwarded.length / 2);
-    const dotenv = forwarded.slice(0, half).map((name) => `${name}=${value(name)}`).join('\n');
+    const dotenv = forwarded
+      .slice(0, half)
+      .map((name) => `${name}=${value(name)}`)
+      .join('\n');
     const shell = Object.fromEntries(forwarded.slice(half).map((name) => [name, value(name)]));
     const services = servicesOf(composeConfig(inProject(dotenv), shell));
     for (const name of ['api', 'worker']) {
@@ -109,7 +140,7 @@ describe('compose forwards every variable of the configuration to the API and th
     expect([services.api.environment.PORT, services.worker.environment.METRICS_PORT]).toEqual(['3000', '9100']);
   });
 
-  it('without a .env, a variable nobody set stays unset (the fleet\'s default holds)', () => {
+  it("without a .env, a variable nobody set stays unset (the fleet's default holds)", () => {
     const services = servicesOf(composeConfig(inProject(undefined), { BOT_TOKEN_SECRET: 'shell-secret-0123456789' }));
     for (const name of ['api', 'worker']) {
       const env = containerEnv(services[name].environment);

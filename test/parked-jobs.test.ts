@@ -41,7 +41,8 @@ const create = async () => {
   expect(res.status).toBe(201);
   return res.body.id as string;
 };
-const parked = (botId: string) => waitFor(async () => (await jobState(botId)) === 'delayed', `bot ${botId}'s job to be parked`);
+const parked = (botId: string) =>
+  waitFor(async () => (await jobState(botId)) === 'delayed', `bot ${botId}'s job to be parked`);
 const startWorker = () => spawnFleetProcess('worker', { ...t.env, PORT: '0' });
 
 beforeAll(async () => {
@@ -79,7 +80,12 @@ it('parked bots take the capacity; ending one wakes its job, which stops the con
   // Both parked jobs count against the limit of 2: the third bot waits in the global queue.
   await sleep(1000);
   expect((await botOf(t, third)).status).toBe('QUEUED');
-  expect((await t.request('GET', '/api/bots/pool-stats')).body).toMatchObject({ total: LIMIT, busy: LIMIT, idle: 0, queueLength: 1 });
+  expect((await t.request('GET', '/api/bots/pool-stats')).body).toMatchObject({
+    total: LIMIT,
+    busy: LIMIT,
+    idle: 0,
+    queueLength: 1,
+  });
   const { platforms } = (await t.request('GET', '/api/platforms')).body;
   expect(platforms.find((p: { name: string }) => p.name === 'sim')).toMatchObject({ active: LIMIT, queued: 0 });
 

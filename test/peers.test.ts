@@ -10,7 +10,10 @@ it('a missing ferretdb names the provisioning script, not a plain `go install`',
   process.env.PATH = empty;
   process.env.GOBIN = empty;
   try {
-    const failure = await startFerretDb(path.join(empty, 'data')).then(() => null, (error: Error) => error.message);
+    const failure = await startFerretDb(path.join(empty, 'data')).then(
+      () => null,
+      (error: Error) => error.message,
+    );
     expect(failure).toContain('bash scripts/provision.sh');
     expect(failure).toContain('MONGODB_URI');
     expect(failure).not.toMatch(/go install/);

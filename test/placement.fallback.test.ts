@@ -15,7 +15,11 @@ afterEach(async () => {
 });
 
 async function fleet(env: Record<string, string>, workerPlatforms?: string) {
-  const t = await startTestFleet({ GLOBAL_QUEUE_TIMEOUT_MS: '600000', ...env, ...(workerPlatforms ? { WORKER_PLATFORMS: workerPlatforms } : {}) });
+  const t = await startTestFleet({
+    GLOBAL_QUEUE_TIMEOUT_MS: '600000',
+    ...env,
+    ...(workerPlatforms ? { WORKER_PLATFORMS: workerPlatforms } : {}),
+  });
   fleets.push(t);
   return t;
 }
@@ -28,10 +32,13 @@ const createBot = async (t: TestFleet, metadata: Record<string, string> = { 'sim
 
 const bot = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
 const waitStatus = (t: TestFleet, id: string, statuses: string[]) =>
-  waitFor(async () => {
-    const current = await bot(t, id);
-    return statuses.includes(current.status) ? current : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`);
+  waitFor(
+    async () => {
+      const current = await bot(t, id);
+      return statuses.includes(current.status) ? current : null;
+    },
+    `bot ${id} to reach ${statuses.join('/')}`,
+  );
 
 it('skips a full platform at once and records it', async () => {
   const t = await fleet({ PLATFORM_PRIORITY: 'sim-a,sim-b', SIM_A_BOT_LIMIT: '1', SIM_B_BOT_LIMIT: '5' });
@@ -80,7 +87,9 @@ it('moves on from a platform whose deploys fail, after its retries, with every t
     { platform: 'sim-a', try: 1, name: `mb-${id}-sim-a--1` },
     { platform: 'sim-a', try: 2, name: `mb-${id}-sim-a--2` },
   ]);
-  expect(all.find((e) => e.type === 'attempt.failed').reason).toBe('simulated transient deploy failure (after 3 tries)');
+  expect(all.find((e) => e.type === 'attempt.failed').reason).toBe(
+    'simulated transient deploy failure (after 3 tries)',
+  );
 });
 
 it('with <NAME>_START_RETRIES=0 the first failed start excludes the platform', async () => {
@@ -90,7 +99,9 @@ it('with <NAME>_START_RETRIES=0 the first failed start excludes the platform', a
   const id = await createBot(t);
   expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('sim-b');
   expect(Number(await t.fleet.redis.get(keysA.calls))).toBe(1);
-  const types = (await events(t, id)).map((e) => e.type).filter((type) => type.startsWith('attempt.') && type !== 'attempt.assigned');
+  const types = (await events(t, id))
+    .map((e) => e.type)
+    .filter((type) => type.startsWith('attempt.') && type !== 'attempt.assigned');
   expect(types).toEqual(['attempt.start-failed', 'attempt.failed', 'attempt.deployed']);
 });
 
@@ -101,7 +112,11 @@ it('a deploy that fails after the platform created its container stops that cont
   const id = await createBot(t);
   expect((await waitStatus(t, id, ['IN_CALL'])).platform).toBe('sim-b');
   // Each try made one container under its own name, and each was stopped before the next one was made.
-  expect(await t.fleet.redis.hgetall(keysA.deploys)).toEqual({ [`mb-${id}-sim-a`]: '1', [`mb-${id}-sim-a--1`]: '1', [`mb-${id}-sim-a--2`]: '1' });
+  expect(await t.fleet.redis.hgetall(keysA.deploys)).toEqual({
+    [`mb-${id}-sim-a`]: '1',
+    [`mb-${id}-sim-a--1`]: '1',
+    [`mb-${id}-sim-a--2`]: '1',
+  });
   expect(await t.fleet.redis.get(keysA.peak)).toBe('1');
   // Stopped: left there, it would run beside the bot's sim-b container for the bot's whole life.
   expect(await t.fleet.redis.hlen(keysA.containers)).toBe(0);
@@ -115,8 +130,14 @@ it('a deploy that fails after its bot already reports from the container keeps t
   await t.fleet.redis.set(keysA.fault, 'fail-after-run:1500');
   const id = await createBot(t);
   const name = `mb-${id}-sim-a`;
-  const adopted = await waitFor(async () => (await events(t, id)).find((e) => e.type === 'attempt.adopted'), 'the failed deploy to keep the bot');
-  expect(adopted).toMatchObject({ reason: 'simulated failure after the container started running', data: { platform: 'sim-a', identifier: name } });
+  const adopted = await waitFor(
+    async () => (await events(t, id)).find((e) => e.type === 'attempt.adopted'),
+    'the failed deploy to keep the bot',
+  );
+  expect(adopted).toMatchObject({
+    reason: 'simulated failure after the container started running',
+    data: { platform: 'sim-a', identifier: name },
+  });
   // Still in the call on sim-a, in the one container made for it; never moved to sim-b.
   expect(await bot(t, id)).toMatchObject({ status: 'IN_CALL', platform: 'sim-a', platformIdentifier: name });
   expect(Number(await t.fleet.redis.hget(keysA.deploys, name))).toBe(1);
@@ -125,7 +146,10 @@ it('a deploy that fails after its bot already reports from the container keeps t
   expect((await events(t, id)).map((e) => e.type)).not.toContain('attempt.failed');
   // Held like any deployed bot: its cancel stops the container.
   expect((await t.request('DELETE', `/api/bots/${id}`)).status).toBe(200);
-  await waitFor(async () => (await t.fleet.redis.hexists(keysA.containers, name)) === 0, 'the kept container to be stopped');
+  await waitFor(
+    async () => (await t.fleet.redis.hexists(keysA.containers, name)) === 0,
+    'the kept container to be stopped',
+  );
 });
 
 it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED', async () => {
@@ -147,7 +171,9 @@ it('a permanent deploy failure on the last platform ends the bot DEPLOY_FAILED',
     'attempt.start-failed:2',
     'attempt.failed:',
   ]);
-  expect(tries.filter((e) => e.type === 'attempt.start-failed').map((e) => e.reason)).toEqual(Array(3).fill('simulated permanent deploy failure'));
+  expect(tries.filter((e) => e.type === 'attempt.start-failed').map((e) => e.reason)).toEqual(
+    Array(3).fill('simulated permanent deploy failure'),
+  );
 });
 
 it('a bot waiting for a platform longer than its queue timeout moves on to the next', async () => {
@@ -188,7 +214,13 @@ it("a create answers the bot's place in the global queue as it entered it", asyn
   await waitStatus(t, holder, ['IN_CALL']);
   const answers: UntypedJson[] = [];
   for (let i = 0; i < 3; i++) {
-    answers.push((await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } } })).body);
+    answers.push(
+      (
+        await t.request('POST', '/api/bots', {
+          body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' } },
+        })
+      ).body,
+    );
   }
   expect(answers.map((answer) => [answer.status, answer.queuePosition])).toEqual([
     ['QUEUED', 1],
@@ -209,7 +241,8 @@ it('cancelled queued bots are never deployed; the others are placed oldest first
     const res = await t.request('DELETE', `/api/bots/${id}`);
     expect(res.body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
   }
-  for (const id of [holder, queued[1], queued[3]]) expect((await waitStatus(t, id, ['ENDED'])).endReason).toBe('COMPLETED');
+  for (const id of [holder, queued[1], queued[3]])
+    expect((await waitStatus(t, id, ['ENDED'])).endReason).toBe('COMPLETED');
   const deploys = await t.fleet.redis.hgetall(simHostKeys(t.env.REDIS_PREFIX, 'sim').deploys);
   for (const id of cancelled) {
     expect(deploys[`mb-${id}-sim`]).toBeUndefined();
@@ -227,7 +260,10 @@ it('DELETE of a running bot stops its container and frees the capacity for the n
   const second = await createBot(t);
   expect((await bot(t, second)).status).toBe('QUEUED');
   await t.request('DELETE', `/api/bots/${first}`);
-  await waitFor(async () => (await t.fleet.redis.hexists(keys.containers, `mb-${first}-sim`)) === 0, 'container stopped');
+  await waitFor(
+    async () => (await t.fleet.redis.hexists(keys.containers, `mb-${first}-sim`)) === 0,
+    'container stopped',
+  );
   await waitStatus(t, second, ['IN_CALL']);
   expect((await events(t, first)).map((e) => e.type)).toContain('container.stopped');
   expect(Number(await t.fleet.redis.get(keys.peak))).toBe(1);
@@ -244,7 +280,9 @@ it('a bot that only timed out everywhere keeps waiting, until the global queue t
   const id = await createBot(t);
   const ended = await waitStatus(t, id, ['FATAL', 'ENDED']);
   expect(ended.endReason).toBe('QUEUE_TIMEOUT');
-  const attempts = (await events(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
+  const attempts = (await events(t, id))
+    .filter((e) => e.type.startsWith('attempt.'))
+    .map((e) => `${e.type}:${e.data.platform}`);
   expect(attempts.filter((a) => a === 'attempt.timed-out:sim-a').length).toBeGreaterThanOrEqual(2);
   expect(attempts.filter((a) => a === 'attempt.failed:sim-b')).toHaveLength(1);
 });

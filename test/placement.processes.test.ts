@@ -28,7 +28,9 @@ async function startRun(limits: Record<string, number>, extraEnv: Record<string,
     PLATFORM_PRIORITY: names.join(','),
     GLOBAL_QUEUE_TIMEOUT_MS: '600000',
     WORKER_LOCK_DURATION_MS: '2000',
-    ...Object.fromEntries(names.map((name) => [`${name.toUpperCase().replace(/-/g, '_')}_BOT_LIMIT`, String(limits[name])])),
+    ...Object.fromEntries(
+      names.map((name) => [`${name.toUpperCase().replace(/-/g, '_')}_BOT_LIMIT`, String(limits[name])]),
+    ),
     ...extraEnv,
   };
   const t = await startTestFleet(env, { api: true, workers: false });
@@ -37,8 +39,15 @@ async function startRun(limits: Record<string, number>, extraEnv: Record<string,
   const workers: FleetProcess[] = [];
 
   // The platforms' own count (containers on the sim host) and BullMQ's active count, sampled throughout.
-  const samples: Record<string, number[]> = Object.fromEntries(names.flatMap((n) => [[n, []], [`${n}:active`, []]]));
-  const queues = names.map((name) => new Queue(platformQueueName(name), { connection: t.fleet.redis, prefix: t.env.REDIS_PREFIX }));
+  const samples: Record<string, number[]> = Object.fromEntries(
+    names.flatMap((n) => [
+      [n, []],
+      [`${n}:active`, []],
+    ]),
+  );
+  const queues = names.map(
+    (name) => new Queue(platformQueueName(name), { connection: t.fleet.redis, prefix: t.env.REDIS_PREFIX }),
+  );
   let sampling = true;
   const loop = (async () => {
     while (sampling) {
@@ -82,7 +91,9 @@ async function createBots(t: TestFleet, count: number, metadata: Record<string, 
 
 async function waitAllEnded(t: TestFleet, ids: string[], timeoutMs = 180_000) {
   await waitFor(
-    async () => (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) === ids.length,
+    async () =>
+      (await t.fleet.models.Bot.countDocuments({ _id: { $in: ids }, status: { $in: ['ENDED', 'FATAL'] } })) ===
+      ids.length,
     `all ${ids.length} bots to end`,
     timeoutMs,
     1000,
@@ -92,10 +103,22 @@ async function waitAllEnded(t: TestFleet, ids: string[], timeoutMs = 180_000) {
       { $group: { _id: { status: '$status', platform: '$platform' }, n: { $sum: 1 } } },
     ]);
     const platforms = await t.fleet.placement.stats();
-    const stuckBots = await t.fleet.models.Bot.find({ _id: { $in: ids }, status: { $nin: ['ENDED', 'FATAL', 'QUEUED'] } }).limit(4).lean();
+    const stuckBots = await t.fleet.models.Bot.find({
+      _id: { $in: ids },
+      status: { $nin: ['ENDED', 'FATAL', 'QUEUED'] },
+    })
+      .limit(4)
+      .lean();
     for (const bot of stuckBots) {
       const events = await t.fleet.repo.events(String(bot._id), 100);
-      appendFileSync('/tmp/stuck.log', `${String(bot._id)} ${bot.status} ${bot.platform}\n` + events.map((e) => `  ${e.at.toISOString()} ${e.type} ${e.status ?? ''} ${e.data ? JSON.stringify(e.data) : ''}`).join('\n') + '\n');
+      appendFileSync(
+        '/tmp/stuck.log',
+        `${String(bot._id)} ${bot.status} ${bot.platform}\n` +
+          events
+            .map((e) => `  ${e.at.toISOString()} ${e.type} ${e.status ?? ''} ${e.data ? JSON.stringify(e.data) : ''}`)
+            .join('\n') +
+          '\n',
+      );
     }
     throw new Error(`${error.message}; bots: ${JSON.stringify(stuck)}; platforms: ${JSON.stringify(platforms)}`);
   });
@@ -174,7 +197,8 @@ it('a worker holding live bots is SIGKILLed and replaced: its bots are adopted, 
     run.startWorkers();
     const ids = await createBots(run.t, 40, { 'sim.durationMs': '2500' });
     // Kill a worker that holds bots in call right now: which worker BullMQ hands the jobs to is up to it.
-    const inCall = async (botIds: string[]) => run.t.fleet.models.Bot.countDocuments({ _id: { $in: botIds }, status: 'IN_CALL' });
+    const inCall = async (botIds: string[]) =>
+      run.t.fleet.models.Bot.countDocuments({ _id: { $in: botIds }, status: 'IN_CALL' });
     const victim = await waitFor(async () => {
       for (const worker of run.workers) if ((await inCall(deployedBy(worker))) >= 3) return worker;
       return undefined;
@@ -200,7 +224,10 @@ it('a worker holding live bots is SIGKILLed and replaced: its bots are adopted, 
     }
     const deploys = await deploysPerBot(run.t, platforms);
     expect(ids.filter((id) => deploys.get(id) !== 1)).toEqual([]);
-    const adopted = await run.t.fleet.models.BotEvent.find({ type: 'attempt.adopted', botId: { $in: orphaned } }).lean();
+    const adopted = await run.t.fleet.models.BotEvent.find({
+      type: 'attempt.adopted',
+      botId: { $in: orphaned },
+    }).lean();
     expect(orphaned.filter((id) => !adopted.some((e) => String(e.botId) === id))).toEqual([]);
   } finally {
     await endRun(run);
@@ -219,10 +246,15 @@ it('a worker SIGKILLed while it retries a failed start: its replacement deploys 
     // The first call took its fault when it was counted: the next try's call (after the retry's pause) hangs.
     await waitFor(async () => Number(await t.fleet.redis.get(keys.calls)) >= 1, 'the first deploy call', 30_000, 10);
     await t.fleet.redis.set(keys.fault, 'delay:600000');
-    await waitFor(async () => Number(await t.fleet.redis.get(keys.calls)) === 2 && Number(await t.fleet.redis.get(keys.inflight)) === 1, "the retry's deploy call to be in flight");
+    await waitFor(
+      async () =>
+        Number(await t.fleet.redis.get(keys.calls)) === 2 && Number(await t.fleet.redis.get(keys.inflight)) === 1,
+      "the retry's deploy call to be in flight",
+    );
     await victim.kill('SIGKILL');
     await t.fleet.redis.del(keys.fault);
-    const eventsOf = async () => (await t.request('GET', `/api/bots/${id}/events`)).body.data as Array<{ type: string; data?: unknown }>;
+    const eventsOf = async () =>
+      (await t.request('GET', `/api/bots/${id}/events`)).body.data as Array<{ type: string; data?: unknown }>;
     const retried = (await eventsOf()).filter((e) => e.type === 'attempt.retried');
     expect(retried.map((e) => e.data)).toEqual([{ platform: 'sim-a', try: 1, name: `mb-${id}-sim-a--1` }]);
 
@@ -233,7 +265,12 @@ it('a worker SIGKILLed while it retries a failed start: its replacement deploys 
     run.stopSampling();
 
     const byId = new Map(bots.map((b) => [String(b._id), b]));
-    expect(byId.get(id)).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'sim-a', platformIdentifier: `mb-${id}-sim-a--1` });
+    expect(byId.get(id)).toMatchObject({
+      status: 'ENDED',
+      endReason: 'COMPLETED',
+      platform: 'sim-a',
+      platformIdentifier: `mb-${id}-sim-a--1`,
+    });
     expect(byId.get(other)).toMatchObject({ status: 'ENDED', endReason: 'COMPLETED', platform: 'sim-b' });
     // One container per try, each made once: the replacement neither deployed the failed try again nor skipped to a third.
     expect(await t.fleet.redis.hgetall(keys.deploys)).toEqual({ [`mb-${id}-sim-a`]: '1', [`mb-${id}-sim-a--1`]: '1' });
@@ -289,7 +326,9 @@ it('deploys slower than the deploy-slot lease: with DEPLOYMENT_QUEUE_MAX_CONCURR
     expect(Number(await run.t.fleet.redis.get(keys.inflightPeak))).toBe(4);
     const deploys = await deploysPerBot(run.t, ['sim']);
     expect(ids.filter((id) => deploys.get(id) !== 1)).toEqual([]);
-    process.stdout.write(`slow deploys (6 s, lease 2 s, cap 4, 3 processes): ${running.length} samples, peak ${Math.max(...running)}\n`);
+    process.stdout.write(
+      `slow deploys (6 s, lease 2 s, cap 4, 3 processes): ${running.length} samples, peak ${Math.max(...running)}\n`,
+    );
   } finally {
     await endRun(run);
   }

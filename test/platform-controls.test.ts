@@ -11,19 +11,30 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-const patch = (body: unknown, auth = ADMIN, name = 'sim') => t.request('PATCH', `/api/platforms/${name}`, { auth, body });
+const patch = (body: unknown, auth = ADMIN, name = 'sim') =>
+  t.request('PATCH', `/api/platforms/${name}`, { auth, body });
 const createBots = async (count: number, durationMs: number) => {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    ids.push((await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(durationMs) } } })).body.id);
+    ids.push(
+      (
+        await t.request('POST', '/api/bots', {
+          body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(durationMs) } },
+        })
+      ).body.id,
+    );
   }
   return ids;
 };
 const allEnded = (ids: string[]) =>
-  waitFor(async () => {
-    const bots = await Promise.all(ids.map(async (id) => (await t.request('GET', `/api/bots/${id}`)).body));
-    return bots.every((b) => b.status === 'ENDED' || b.status === 'FATAL') ? bots : null;
-  }, 'the bots to end', 120_000);
+  waitFor(
+    async () => {
+      const bots = await Promise.all(ids.map(async (id) => (await t.request('GET', `/api/bots/${id}`)).body));
+      return bots.every((b) => b.status === 'ENDED' || b.status === 'FATAL') ? bots : null;
+    },
+    'the bots to end',
+    120_000,
+  );
 
 it('refuses callers without the admin key, unknown platforms and limits above the configured one', async () => {
   expect((await patch({ limit: 2 }, t.apiKey)).status).toBe(401);
@@ -51,7 +62,9 @@ it('a limit lowered from 5 to 2 under load: nobody is stopped, and no bot is pla
   // The sim host's own clock of every container's life: how many lived when each new one started.
   const created = await t.fleet.redis.hgetall(keys.createdAt);
   const stopped = await t.fleet.redis.hgetall(keys.stoppedAt);
-  const lives = ids.map((id) => `mb-${id}-sim`).map((name) => ({ from: Number(created[name]), to: Number(stopped[name]) }));
+  const lives = ids
+    .map((id) => `mb-${id}-sim`)
+    .map((name) => ({ from: Number(created[name]), to: Number(stopped[name]) }));
   const aliveAt = (ms: number) => lives.filter((life) => life.from < ms && life.to > ms).length;
   expect(Math.max(...lives.map((life) => aliveAt(life.from) + 1))).toBeLessThanOrEqual(5);
   const placedAfter = lives.filter((life) => life.from > loweredAt);

@@ -93,7 +93,13 @@ it('k8s: every call to a silent API server fails after the request timeout as a 
     imagePullLockEnabled: false,
     imagePullSecret: 'pull',
   };
-  const platform = createK8sPlatform({ name: 'k8s', settings, fleetId: 'f1', startTimeoutMs: 60_000, requestTimeoutMs: 2000 });
+  const platform = createK8sPlatform({
+    name: 'k8s',
+    settings,
+    fleetId: 'f1',
+    startTimeoutMs: 60_000,
+    requestTimeoutMs: 2000,
+  });
   // list() sends its two lists side by side: whichever is abandoned first names the failure.
   const calls: [string, () => Promise<unknown>, RegExp][] = [
     ['deploy', () => platform.deploy(spec('00000000000000000000000a')), /^create Job: /],
@@ -104,10 +110,19 @@ it('k8s: every call to a silent API server fails after the request timeout as a 
     const outcome = await outcomeOf(call());
     expect([name, outcome]).toEqual([name, expect.any(PlatformError)]);
     const { message, transient } = outcome as PlatformError;
-    expect([name, message.replace(operation, ''), transient]).toEqual([name, 'no answer within the request timeout', true]);
+    expect([name, message.replace(operation, ''), transient]).toEqual([
+      name,
+      'no answer within the request timeout',
+      true,
+    ]);
     expect(message).toMatch(operation);
   }
-  expect(received).toEqual(expect.arrayContaining(['POST /apis/batch/v1/namespaces/meeboter/jobs', 'GET /apis/batch/v1/namespaces/meeboter/jobs/mb-x-k8s-0']));
+  expect(received).toEqual(
+    expect.arrayContaining([
+      'POST /apis/batch/v1/namespaces/meeboter/jobs',
+      'GET /apis/batch/v1/namespaces/meeboter/jobs/mb-x-k8s-0',
+    ]),
+  );
   await platform.close();
 });
 

@@ -27,7 +27,14 @@ async function newBotSpec(platform: string) {
   });
   const botId = created.body.id as string;
   const config = loadConfig(t.env);
-  return { botId, name: deploymentName(botId, platform), attempt: 0, meetingPlatform: 'zoom' as const, maxDurationMs: null, env: botEnv(config, botId) };
+  return {
+    botId,
+    name: deploymentName(botId, platform),
+    attempt: 0,
+    meetingPlatform: 'zoom' as const,
+    maxDurationMs: null,
+    env: botEnv(config, botId),
+  };
 }
 
 function pidAlive(pid: number) {
@@ -94,7 +101,10 @@ describe('local', () => {
       const name = deploymentName(`stale${forged.boot ? 'boot' : 'start'}`, 'local');
       // Each look finds the file in place (a stale one is removed once seen).
       const staleFile = () =>
-        writeFileSync(path.join(runDir, `${name}.pid`), JSON.stringify({ pid: stranger.pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', ...forged }));
+        writeFileSync(
+          path.join(runDir, `${name}.pid`),
+          JSON.stringify({ pid: stranger.pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', ...forged }),
+        );
       const identifier = `${stranger.pid}@host-a`;
       staleFile();
       expect(await platform.adopt(name)).toBeNull();
@@ -116,7 +126,10 @@ describe('local', () => {
     const pid = pidOf(deployment.identifier);
     // Left from before a reboot by another bot, whose process had the pid this one has now.
     const staleName = deploymentName('beforereboot', 'local');
-    writeFileSync(path.join(runDir, `${staleName}.pid`), JSON.stringify({ pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', boot: 'an-earlier-boot' }));
+    writeFileSync(
+      path.join(runDir, `${staleName}.pid`),
+      JSON.stringify({ pid, fleet: t.env.REDIS_PREFIX, host: 'host-a', boot: 'an-earlier-boot' }),
+    );
     expect(await platform.status(deployment.identifier)).toEqual({ state: 'running' });
     await platform.stop(deployment.identifier);
     expect(await platform.status(deployment.identifier)).toEqual({ state: 'gone' });
@@ -280,7 +293,13 @@ describe('a sim host that runs no bots (SIM_HOST_RUN_BOTS=false, the benchmarkâ€
   simHostProcess({ SIM_PLATFORMS: 'sim-q', SIM_HOST_RUN_BOTS: 'false' });
 
   it('takes the containerâ€™s start, and its bot never calls the fleet', async () => {
-    const platform = createSimPlatform({ name: 'sim-q', redis: t.fleet.redis, host: t.env.REDIS_PREFIX, fleetId: t.env.REDIS_PREFIX, runner: 'sim-host' });
+    const platform = createSimPlatform({
+      name: 'sim-q',
+      redis: t.fleet.redis,
+      host: t.env.REDIS_PREFIX,
+      fleetId: t.env.REDIS_PREFIX,
+      runner: 'sim-host',
+    });
     const spec = await newBotSpec('sim-q');
     await platform.deploy(spec);
     const keys = simHostKeys(t.env.REDIS_PREFIX, 'sim-q');

@@ -5,7 +5,11 @@ import { httpRequest, meetings, startTestFleet, TestFleet, uniqueName } from './
 let first: TestFleet;
 let second: TestFleet;
 beforeAll(async () => {
-  const shared = { API_RATE_LIMIT_PER_MINUTE: '6', REDIS_PREFIX: uniqueName('mbtest'), __DB: uniqueName('meeboter_test_rate') };
+  const shared = {
+    API_RATE_LIMIT_PER_MINUTE: '6',
+    REDIS_PREFIX: uniqueName('mbtest'),
+    __DB: uniqueName('meeboter_test_rate'),
+  };
   first = await startTestFleet(shared, { api: true, workers: false });
   second = await startTestFleet(shared, { api: true, workers: false });
 });
@@ -17,7 +21,8 @@ afterAll(async () => {
 it('answers 429 with Retry-After past the limit of one key, counted across two API processes', async () => {
   const key = first.apiKey;
   const statuses: number[] = [];
-  for (let i = 0; i < 6; i++) statuses.push((await httpRequest(i % 2 ? second.url : first.url, 'GET', '/api/bots', { auth: key })).status);
+  for (let i = 0; i < 6; i++)
+    statuses.push((await httpRequest(i % 2 ? second.url : first.url, 'GET', '/api/bots', { auth: key })).status);
   expect(statuses).toEqual(Array(6).fill(200));
   const refused = await fetch(`${second.url}/api/bots`, { headers: { authorization: `Bearer ${key}` } });
   expect(refused.status).toBe(429);
@@ -30,6 +35,8 @@ it('answers 429 with Retry-After past the limit of one key, counted across two A
   const created = await httpRequest(first.url, 'POST', '/api/bots', { auth: other, body: { meeting: meetings.zoom } });
   const token = botToken(first.env.BOT_TOKEN_SECRET, created.body.id);
   for (let i = 0; i < 10; i++) {
-    expect((await httpRequest(first.url, 'POST', `/api/bots/${created.body.id}/heartbeat`, { auth: token })).status).toBe(200);
+    expect(
+      (await httpRequest(first.url, 'POST', `/api/bots/${created.body.id}/heartbeat`, { auth: token })).status,
+    ).toBe(200);
   }
 });

@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 const endedBot = async (metadata: Record<string, string>) => {
-  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200', ...metadata } } });
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200', ...metadata } },
+  });
   return waitFor(async () => {
     const bot = (await t.request('GET', `/api/bots/${created.body.id}`)).body;
     return bot.status === 'ENDED' ? bot : null;
@@ -54,7 +56,9 @@ it('is a 404 for another owner and for a bot without a recording', async () => {
 });
 
 it('keeps a recordingKey sent with a repeat of the status the bot already has', async () => {
-  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } });
+  const created = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } },
+  });
   const id = created.body.id as string;
   await waitFor(async () => (await t.request('GET', `/api/bots/${id}`)).body.status === 'IN_CALL', 'IN_CALL');
   const repeat = await t.request('POST', `/api/bots/${id}/status`, {

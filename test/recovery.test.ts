@@ -45,9 +45,21 @@ it('reads only the live bots Redis does not track, and puts each back where it w
 
   // Created oldest first; the second one's deploy on `sim` failed earlier, so `sim` stays excluded for it.
   const queued = [50, 40, 30, 20, 10, 5].map((secondsAgo, index) =>
-    doc('QUEUED', secondsAgo, index === 1 ? { attempts: [{ platform: 'sim', outcome: 'failed', reason: 'boom', at: new Date(now) }], excludedPlatforms: ['sim'] } : {}),
+    doc(
+      'QUEUED',
+      secondsAgo,
+      index === 1
+        ? {
+            attempts: [{ platform: 'sim', outcome: 'failed', reason: 'boom', at: new Date(now) }],
+            excludedPlatforms: ['sim'],
+          }
+        : {},
+    ),
   );
-  const onPlatform = [doc('IN_CALL', 60, { platform: 'sim', platformIdentifier: 'x' }), doc('LEAVING', 60, { platform: 'sim-b', platformIdentifier: 'y', leaveRequestedAt: new Date(now) })];
+  const onPlatform = [
+    doc('IN_CALL', 60, { platform: 'sim', platformIdentifier: 'x' }),
+    doc('LEAVING', 60, { platform: 'sim-b', platformIdentifier: 'y', leaveRequestedAt: new Date(now) }),
+  ];
   const scheduled = doc('SCHEDULED', 60, { joinAt: new Date(now + 3600_000), queuedAt: undefined });
   const endedButMarked = doc('ENDED', 60, { endReason: 'CANCELLED' });
   // Ended on its platform, but its container was not confirmed gone before Redis lost its data.
@@ -63,18 +75,34 @@ it('reads only the live bots Redis does not track, and puts each back where it w
   expect(await t.fleet.placement.dispatch()).toEqual({ placed: 0, expired: 0, timedOut: 0 });
 
   const read: string[] = [];
-  const recovery = makeRecovery({ ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) });
+  const recovery = makeRecovery({
+    ...t.fleet.repo,
+    findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)),
+  });
 
-  expect(await recovery.recover(false)).toEqual({ live: 12, read: 11, requeued: 6, reheld: 3, rescheduled: 1, dropped: 1 });
+  expect(await recovery.recover(false)).toEqual({
+    live: 12,
+    read: 11,
+    requeued: 6,
+    reheld: 3,
+    rescheduled: 1,
+    dropped: 1,
+  });
   expect(new Set(read)).toEqual(new Set(live.map((bot) => String(bot._id))));
   // Queued again at their original places, ahead of the bot created just now, with the old exclusion.
   expect(await t.fleet.globalQueue.head(0, 10)).toEqual([...queued.map((bot) => String(bot._id)), created.body.id]);
   expect(await t.fleet.globalQueue.excludedOf([String(queued[1]._id)])).toEqual([{ sim: 'failed' }]);
   // Held again on their platforms (the occupy job adopts the container, or stops what is left of an ended
   // one before its capacity counts as free), deadlines re-armed.
-  expect(await t.fleet.queues.platforms.get('sim')!.getJobState(occupyJobId(String(endedOnPlatform._id), 'sim'))).toBe('waiting');
+  expect(await t.fleet.queues.platforms.get('sim')!.getJobState(occupyJobId(String(endedOnPlatform._id), 'sim'))).toBe(
+    'waiting',
+  );
   for (const bot of onPlatform) {
-    expect(await t.fleet.queues.platforms.get(bot.platform as string)!.getJobState(occupyJobId(String(bot._id), bot.platform as string))).toBe('waiting');
+    expect(
+      await t.fleet.queues.platforms
+        .get(bot.platform as string)!
+        .getJobState(occupyJobId(String(bot._id), bot.platform as string)),
+    ).toBe('waiting');
     expect(await t.fleet.liveState.lastHeartbeat(String(bot._id))).not.toBeNull();
   }
   expect(await t.fleet.queues.schedule.getJobState(String(scheduled._id))).toBe('delayed');
@@ -82,7 +110,14 @@ it('reads only the live bots Redis does not track, and puts each back where it w
 
   // A second pass finds nothing missing and reads no bot document.
   read.length = 0;
-  expect(await recovery.recover(false)).toEqual({ live: 11, read: 0, requeued: 0, reheld: 0, rescheduled: 0, dropped: 0 });
+  expect(await recovery.recover(false)).toEqual({
+    live: 11,
+    read: 0,
+    requeued: 0,
+    reheld: 0,
+    rescheduled: 0,
+    dropped: 0,
+  });
   expect(read).toEqual([]);
 
   // When a fleet starts, the deadlines it finds count from then (its bots could not report while it was down).
@@ -94,7 +129,9 @@ it('reads only the live bots Redis does not track, and puts each back where it w
 
   // Rebuilt: the dispatcher places again, honouring the restored exclusion.
   expect((await t.fleet.placement.dispatch()).placed).toBe(7);
-  expect(await t.fleet.queues.platforms.get('sim-b')!.getJobState(occupyJobId(String(queued[1]._id), 'sim-b'))).toBe('waiting');
+  expect(await t.fleet.queues.platforms.get('sim-b')!.getJobState(occupyJobId(String(queued[1]._id), 'sim-b'))).toBe(
+    'waiting',
+  );
 });
 
 it('runs one pass per interval across callers, and restarts deadlines only after the whole fleet was down', async () => {

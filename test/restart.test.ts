@@ -37,10 +37,15 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
     LOG_LEVEL: 'info',
   };
   const base = env.PUBLIC_URL;
-  const api = (method: string, route: string, body?: unknown) => httpRequest(base, method, route, { auth: API_KEY, body });
+  const api = (method: string, route: string, body?: unknown) =>
+    httpRequest(base, method, route, { auth: API_KEY, body });
   const start = async () => {
     const fleet = spawnFleetProcess('all', env, dir);
-    await waitFor(async () => (await httpRequest(base, 'GET', '/readyz')).status === 200, 'the fleet to be ready', 90_000);
+    await waitFor(
+      async () => (await httpRequest(base, 'GET', '/readyz')).status === 200,
+      'the fleet to be ready',
+      90_000,
+    );
     return fleet;
   };
 
@@ -96,23 +101,38 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
     }
 
     fleet = await start();
-    const ended = await waitFor(async () => {
-      const bots = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}`)).body));
-      return bots.every((bot) => bot.status === 'ENDED' || bot.status === 'FATAL') ? bots : null;
-    }, 'every bot to end', 180_000);
+    const ended = await waitFor(
+      async () => {
+        const bots = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}`)).body));
+        return bots.every((bot) => bot.status === 'ENDED' || bot.status === 'FATAL') ? bots : null;
+      },
+      'every bot to end',
+      180_000,
+    );
     const lost = options.machineRestart ? ['FATAL/CONTAINER_LOST'] : ['ENDED/COMPLETED'];
-    expect(ended.map((bot) => `${bot.status}/${bot.endReason}`)).toEqual([...Array(3).fill(lost[0]), ...Array(3).fill('ENDED/COMPLETED')]);
+    expect(ended.map((bot) => `${bot.status}/${bot.endReason}`)).toEqual([
+      ...Array(3).fill(lost[0]),
+      ...Array(3).fill('ENDED/COMPLETED'),
+    ]);
 
     const events = await Promise.all(botIds.map(async (id) => (await api('GET', `/api/bots/${id}/events`)).body.data));
     // Deployed once each: the first three were adopted after the restart, never started again.
-    expect(events.map((list: Array<{ type: string }>) => list.filter((e) => e.type === 'attempt.deployed').length)).toEqual(Array(6).fill(1));
+    expect(
+      events.map((list: Array<{ type: string }>) => list.filter((e) => e.type === 'attempt.deployed').length),
+    ).toEqual(Array(6).fill(1));
     if (!options.machineRestart) {
       // (their calls outlast the restart by far, even on a slow machine)
-      const adopted = events.slice(0, 3).filter((list: Array<{ type: string }>) => list.some((e) => e.type === 'attempt.adopted'));
+      const adopted = events
+        .slice(0, 3)
+        .filter((list: Array<{ type: string }>) => list.some((e) => e.type === 'attempt.adopted'));
       expect(adopted).toHaveLength(3);
     }
     // The queued ones were placed in the order they were created.
-    const assignedAt = events.slice(3).map((list: Array<{ type: string; at: string }>) => Date.parse(list.find((e) => e.type === 'attempt.assigned')!.at));
+    const assignedAt = events
+      .slice(3)
+      .map((list: Array<{ type: string; at: string }>) =>
+        Date.parse(list.find((e) => e.type === 'attempt.assigned')!.at),
+      );
     expect([...assignedAt].sort((a, b) => a - b)).toEqual(assignedAt);
     expect(peak.bots).toBeLessThanOrEqual(3);
     expect(peak.groupsPerBot).toBe(1);
@@ -121,7 +141,9 @@ async function runScenario(options: { flushRedis: boolean; machineRestart?: bool
     await sampler;
     // The embedded peers are closed last; a fleet cut short by its deadline would leave them on 6379/27017
     // for the next scenario.
-    const leftovers = fleet?.child.pid ? [...childrenNamed(fleet.child.pid, 'redis-server'), ...childrenNamed(fleet.child.pid, 'ferretdb')] : [];
+    const leftovers = fleet?.child.pid
+      ? [...childrenNamed(fleet.child.pid, 'redis-server'), ...childrenNamed(fleet.child.pid, 'ferretdb')]
+      : [];
     await fleet?.kill('SIGTERM');
     for (const pid of leftovers.filter(isAlive)) process.kill(pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,16 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { eventsOf, FleetProcess, meetings, pidOf, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import {
+  eventsOf,
+  FleetProcess,
+  meetings,
+  pidOf,
+  spawnFleetProcess,
+  startTestFleet,
+  TestFleet,
+  waitFor,
+} from './support/fleet';
 import { botProcessGroups, isAlive } from './support/processes';
 
 /**
@@ -20,7 +29,10 @@ const workers: FleetProcess[] = [];
 let workerEnv: Record<string, string>;
 
 beforeAll(async () => {
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'local', LOCAL_BOT_LIMIT: String(BOTS), LOG_LEVEL: 'info' }, { api: true, workers: false });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'local', LOCAL_BOT_LIMIT: String(BOTS), LOG_LEVEL: 'info' },
+    { api: true, workers: false },
+  );
   workerEnv = {
     ...t.env,
     LOCAL_RUN_DIR: mkdtempSync(path.join(os.tmpdir(), 'meeboter-rolling-')),
@@ -57,7 +69,9 @@ it('workers replaced one after the other by SIGTERM while holding bots in call: 
   const first = await startWorker();
   const ids: string[] = [];
   for (let i = 0; i < BOTS; i++) {
-    const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } } });
+    const created = await t.request('POST', '/api/bots', {
+      body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '600000' } },
+    });
     expect(created.status).toBe(201);
     ids.push(created.body.id);
   }
@@ -71,10 +85,14 @@ it('workers replaced one after the other by SIGTERM while holding bots in call: 
     expect(await stop(holder)).toBe(0);
     expect(holder.output()).toContain('shutting down gracefully');
     expect(holder.output()).not.toContain('shutdown deadline passed');
-    await waitFor(async () => {
-      for (const id of ids) if ((await count(id, 'attempt.adopted')) < round) return false;
-      return true;
-    }, `round ${round}: every bot adopted by the next worker`, 60_000);
+    await waitFor(
+      async () => {
+        for (const id of ids) if ((await count(id, 'attempt.adopted')) < round) return false;
+        return true;
+      },
+      `round ${round}: every bot adopted by the next worker`,
+      60_000,
+    );
     // the same bot processes, still running, one each
     const groups = botProcessGroups(new Set(ids));
     for (const id of ids) {
@@ -96,5 +114,7 @@ it('workers replaced one after the other by SIGTERM while holding bots in call: 
     expect(await count(id, 'attempt.deployed')).toBe(1);
     expect(await count(id, 'attempt.adopted')).toBe(2);
   }
-  process.stdout.write(`rolling restart: ${BOTS} bots in call through 2 worker replacements, each deployed once and adopted twice, all ENDED/LEFT\n`);
+  process.stdout.write(
+    `rolling restart: ${BOTS} bots in call through 2 worker replacements, each deployed once and adopted twice, all ENDED/LEFT\n`,
+  );
 });

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { botToken } from '../src/auth/bot-token';
 import {
   SCREENSHOT_MAX_BYTES,
@@ -27,7 +33,10 @@ beforeAll(async () => {
   moto = await startMoto();
   s3 = motoS3Client(moto.url);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...fleetS3Env(moto.url, BUCKET) }, { api: true, workers: false });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', ...fleetS3Env(moto.url, BUCKET) },
+    { api: true, workers: false },
+  );
 });
 afterAll(async () => {
   await t?.close();
@@ -36,7 +45,10 @@ afterAll(async () => {
 });
 
 /** A real 1×1 PNG. */
-const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
 const PNG_SIGNATURE = PNG.subarray(0, 8);
 /** Bytes that pass for a PNG (they start with its signature), of any size. */
 const pngOfSize = (size: number) => Buffer.concat([PNG_SIGNATURE, randomBytes(size - PNG_SIGNATURE.length)]);
@@ -58,10 +70,10 @@ async function upload(base: string, botId: string, token: string | null, parts: 
   return { status: response.status, body: await response.json() };
 }
 
-const imageParts = (file: Buffer, fields: Record<string, string> = { type: 'state_change', state: 'IN_CALL' }): Part[] => [
-  ['file', file],
-  ...Object.entries(fields),
-];
+const imageParts = (
+  file: Buffer,
+  fields: Record<string, string> = { type: 'state_change', state: 'IN_CALL' },
+): Part[] => [['file', file], ...Object.entries(fields)];
 
 const tokenOf = (id: string) => botToken(t.env.BOT_TOKEN_SECRET, id);
 
@@ -74,7 +86,12 @@ async function storedKeys(botId: string): Promise<string[]> {
 it('keeps an upload in S3 under the bot prefix, answers 201 as upstream does, and lists it with a link serving the same bytes', async () => {
   const id = await createBot(t);
   const before = Date.now();
-  const answer = await upload(t.url, id, tokenOf(id), imageParts(PNG, { type: 'state_change', state: 'IN_WAITING_ROOM', trigger: 'knocked' }));
+  const answer = await upload(
+    t.url,
+    id,
+    tokenOf(id),
+    imageParts(PNG, { type: 'state_change', state: 'IN_WAITING_ROOM', trigger: 'knocked' }),
+  );
   expect(answer.status).toBe(201);
   expect(Object.keys(answer.body).sort()).toEqual(['capturedAt', 'key', 'state', 'trigger', 'type']);
   expect(answer.body).toMatchObject({ type: 'state_change', state: 'IN_WAITING_ROOM', trigger: 'knocked' });
@@ -97,7 +114,10 @@ it('keeps an upload in S3 under the bot prefix, answers 201 as upstream does, an
   expect(listed.status).toBe(200);
   expect(listed.body.nextCursor).toBeNull();
   // without url and expiresAt (toEqual skips undefined properties)
-  expect(listed.body.data.map((shot: object) => ({ ...shot, url: undefined, expiresAt: undefined }))).toEqual([answer.body, plain.body]);
+  expect(listed.body.data.map((shot: object) => ({ ...shot, url: undefined, expiresAt: undefined }))).toEqual([
+    answer.body,
+    plain.body,
+  ]);
   for (const shot of listed.body.data) {
     expect(new URL(shot.url).searchParams.get('X-Amz-Expires')).toBe('900');
     expect(Date.parse(shot.expiresAt)).toBeGreaterThan(Date.now());
@@ -129,15 +149,26 @@ it('lists oldest first in pages, and serves larger images byte for byte', async 
     expect(Buffer.from(await (await fetch(shot.url)).arrayBuffer()).equals(images[i])).toBe(true);
   }
   expect((await t.request('GET', `/api/bots/${id}/screenshots?limit=0`)).body.error.details[0].path).toBe('limit');
-  expect((await t.request('GET', `/api/bots/${id}/screenshots?cursor=../../other`)).body.error.details[0].path).toBe('cursor');
+  expect((await t.request('GET', `/api/bots/${id}/screenshots?cursor=../../other`)).body.error.details[0].path).toBe(
+    'cursor',
+  );
 });
 
 it('keeps the longest state and trigger it accepts, in any script, within S3 2 KB of user metadata', async () => {
   // three-byte characters are the worst case for base64 of UTF-8 (astral ones take two UTF-16 units for four bytes)
   const state = '€'.repeat(SCREENSHOT_STATE_MAX_CHARS);
   const trigger = '€'.repeat(SCREENSHOT_TRIGGER_MAX_CHARS);
-  const metadata = screenshotMetadata({ key: 'k', capturedAt: new Date().toISOString(), type: 'state_change', state, trigger });
-  const bytes = Object.entries(metadata).reduce((sum, [key, value]) => sum + Buffer.byteLength(key) + Buffer.byteLength(value), 0);
+  const metadata = screenshotMetadata({
+    key: 'k',
+    capturedAt: new Date().toISOString(),
+    type: 'state_change',
+    state,
+    trigger,
+  });
+  const bytes = Object.entries(metadata).reduce(
+    (sum, [key, value]) => sum + Buffer.byteLength(key) + Buffer.byteLength(value),
+    0,
+  );
   expect(bytes).toBeLessThanOrEqual(2048);
 
   const id = await createBot(t);
@@ -168,19 +199,84 @@ describe('refuses a bad upload naming its field, and keeps nothing', () => {
     ['no type', imageParts(PNG, { state: 'IN_CALL' }), 400, 'type'],
     ['no state', imageParts(PNG, { type: 'manual' }), 400, 'state'],
     ['an empty state', imageParts(PNG, { type: 'manual', state: '' }), 400, 'state'],
-    ['a state too long', imageParts(PNG, { type: 'manual', state: 'S'.repeat(SCREENSHOT_STATE_MAX_CHARS + 1) }), 400, 'state'],
+    [
+      'a state too long',
+      imageParts(PNG, { type: 'manual', state: 'S'.repeat(SCREENSHOT_STATE_MAX_CHARS + 1) }),
+      400,
+      'state',
+    ],
     ['an empty trigger', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: '' }), 400, 'trigger'],
-    ['a trigger too long', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(SCREENSHOT_TRIGGER_MAX_CHARS + 1) }), 400, 'trigger'],
-    ['a field of 5000 bytes', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(5000) }), 400, 'trigger'],
-    ['an unknown field', imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 'x', colour: 'red' }), 400, 'colour'],
-    ['twenty unknown fields', imageParts(PNG, { type: 'manual', state: 'IN_CALL', ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`extra${i}`, 'x'])) }), 400, 'extra0'],
+    [
+      'a trigger too long',
+      imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(SCREENSHOT_TRIGGER_MAX_CHARS + 1) }),
+      400,
+      'trigger',
+    ],
+    [
+      'a field of 5000 bytes',
+      imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 't'.repeat(5000) }),
+      400,
+      'trigger',
+    ],
+    [
+      'an unknown field',
+      imageParts(PNG, { type: 'manual', state: 'IN_CALL', trigger: 'x', colour: 'red' }),
+      400,
+      'colour',
+    ],
+    [
+      'twenty unknown fields',
+      imageParts(PNG, {
+        type: 'manual',
+        state: 'IN_CALL',
+        ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`extra${i}`, 'x'])),
+      }),
+      400,
+      'extra0',
+    ],
     ['a field given twice', [...imageParts(PNG), ['type', 'error']], 400, 'type'],
-    ['no file', [['type', 'manual'], ['state', 'IN_CALL']], 400, 'file'],
-    ['the file as text', [['file', 'not an image'], ['type', 'manual'], ['state', 'IN_CALL']], 400, 'file'],
+    [
+      'no file',
+      [
+        ['type', 'manual'],
+        ['state', 'IN_CALL'],
+      ],
+      400,
+      'file',
+    ],
+    [
+      'the file as text',
+      [
+        ['file', 'not an image'],
+        ['type', 'manual'],
+        ['state', 'IN_CALL'],
+      ],
+      400,
+      'file',
+    ],
     ['a JPEG', imageParts(Buffer.from('ffd8ffe000104a46494600010100000100010000ffd9', 'hex')), 400, 'file'],
     ['an empty file', imageParts(Buffer.alloc(0)), 400, 'file'],
-    ['two files', [['file', PNG], ['file', PNG], ['type', 'manual'], ['state', 'IN_CALL']], 400, 'file'],
-    ['the file under another name', [['image', PNG], ['type', 'manual'], ['state', 'IN_CALL']], 400, 'image'],
+    [
+      'two files',
+      [
+        ['file', PNG],
+        ['file', PNG],
+        ['type', 'manual'],
+        ['state', 'IN_CALL'],
+      ],
+      400,
+      'file',
+    ],
+    [
+      'the file under another name',
+      [
+        ['image', PNG],
+        ['type', 'manual'],
+        ['state', 'IN_CALL'],
+      ],
+      400,
+      'image',
+    ],
     ['a file one byte over the limit', imageParts(pngOfSize(SCREENSHOT_MAX_BYTES + 1)), 413, 'file'],
   ];
   it.each(cases)('%s', async (_what, parts, status, field) => {
@@ -200,7 +296,10 @@ describe('refuses a bad upload naming its field, and keeps nothing', () => {
 
   it('a body that is not multipart is a 415, a broken one a 400', async () => {
     const id = await createBot(t);
-    const json = await t.request('POST', `/api/bots/${id}/screenshots`, { auth: tokenOf(id), body: { type: 'manual', state: 'IN_CALL' } });
+    const json = await t.request('POST', `/api/bots/${id}/screenshots`, {
+      auth: tokenOf(id),
+      body: { type: 'manual', state: 'IN_CALL' },
+    });
     expect([json.status, json.body.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
     const broken = await t.request('POST', `/api/bots/${id}/screenshots`, {
       auth: tokenOf(id),
@@ -232,10 +331,22 @@ it('tells a PNG by its signature, whatever the filename and the part type', asyn
   form.append('file', new Blob([new Uint8Array(PNG)], { type: 'image/png' }), 'shot-at-dawn.bin');
   form.append('type', 'error');
   form.append('state', 'JOINING_CALL');
-  const typed = await fetch(`${t.url}/api/bots/${id}/screenshots`, { method: 'POST', headers: { 'X-Milo-Token': tokenOf(id) }, body: form });
+  const typed = await fetch(`${t.url}/api/bots/${id}/screenshots`, {
+    method: 'POST',
+    headers: { 'X-Milo-Token': tokenOf(id) },
+    body: form,
+  });
   expect(typed.status).toBe(201);
   // the images' own Blob has no type: it goes as application/octet-stream
-  expect((await upload(t.url, id, tokenOf(id), [['file', PNG, 'screenshot.png'], ['type', 'error'], ['state', 'JOINING_CALL']])).status).toBe(201);
+  expect(
+    (
+      await upload(t.url, id, tokenOf(id), [
+        ['file', PNG, 'screenshot.png'],
+        ['type', 'error'],
+        ['state', 'JOINING_CALL'],
+      ])
+    ).status,
+  ).toBe(201);
   expect((await storedKeys(id)).length).toBe(2);
 });
 
@@ -267,7 +378,9 @@ async function startS3FaultProxy(upstream: string) {
         req.resume();
         req.on('end', () => {
           res.writeHead(503, { 'content-type': 'application/xml' });
-          res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+          res.end(
+            '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+          );
         });
         return;
       }
@@ -279,7 +392,11 @@ async function startS3FaultProxy(upstream: string) {
     req.pipe(forwarded);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, state, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    state,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
 }
 
 it('retries a failing S3 a bounded number of times (the SDK: 3 attempts, backoff with jitter), then answers 503 and keeps nothing', async () => {
@@ -302,9 +419,13 @@ it('retries a failing S3 a bounded number of times (the SDK: 3 attempts, backoff
     Object.assign(proxy.state, { failures: 1000, puts: 0 });
     const refused = await upload(flaky.url, id, token, imageParts(PNG));
     expect([refused.status, refused.body.error.code, proxy.state.puts]).toEqual([503, 'UNAVAILABLE', 3]);
-    expect(refused.body.error.message).toBe('could not store the screenshot (S3 did not answer as expected); retry later');
+    expect(refused.body.error.message).toBe(
+      'could not store the screenshot (S3 did not answer as expected); retry later',
+    );
     // the reason is in the log
-    const logged = lines.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'could not store the screenshot');
+    const logged = lines
+      .map((line) => JSON.parse(line))
+      .find((entry) => entry.msg === 'could not store the screenshot');
     expect(logged).toMatchObject({ level: 'warn', botId: id, error: 'SlowDown: Please reduce your request rate.' });
     expect(await storedKeys(id)).toEqual([kept.body.key]);
   } finally {

@@ -51,7 +51,9 @@ const SECRET_ENV = {
 };
 
 /** Every secret value this file uses, by name; bot tokens are added as bots are made. */
-const secrets = new Map<string, string>(Object.entries({ ADMIN_API_KEY, BOOTSTRAP_API_KEY, WEBHOOK_SECRET, S3_SECRET_KEY, MEETING_PASSWORD, CALLBACK_TOKEN }));
+const secrets = new Map<string, string>(
+  Object.entries({ ADMIN_API_KEY, BOOTSTRAP_API_KEY, WEBHOOK_SECRET, S3_SECRET_KEY, MEETING_PASSWORD, CALLBACK_TOKEN }),
+);
 const logLines: string[] = [];
 const answers: Array<{ what: string; status: number; body: string }> = [];
 
@@ -70,7 +72,11 @@ beforeAll(async () => {
   const s3 = motoS3Client(moto.url);
   await s3.send(new CreateBucketCommand({ Bucket: SECRET_ENV.S3_BUCKET_NAME }));
   s3.destroy();
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', ...SECRET_ENV, S3_ENDPOINT: moto.url }, { api: true, workers: false }, { log: (line) => logLines.push(line) });
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', ...SECRET_ENV, S3_ENDPOINT: moto.url },
+    { api: true, workers: false },
+    { log: (line) => logLines.push(line) },
+  );
   secrets.set('BOT_TOKEN_SECRET', t.env.BOT_TOKEN_SECRET);
   secrets.set('API key of owner-a', t.apiKey);
   otherKey = await t.fleet.apiKeys.create('owner-b');
@@ -90,7 +96,11 @@ function call(base: string, method: string, route: string, options: RequestOptio
   if (options.auth) headers.authorization = `Bearer ${options.auth}`;
   const multipart = options.body instanceof MultipartBody ? options.body : undefined;
   if (multipart) headers['content-type'] = `multipart/form-data; boundary=${multipart.boundary}`;
-  const body = multipart ? multipart.bytes : options.body !== undefined ? JSON.stringify(options.body) : options.rawBody;
+  const body = multipart
+    ? multipart.bytes
+    : options.body !== undefined
+      ? JSON.stringify(options.body)
+      : options.rawBody;
   if (body !== undefined) {
     headers['content-type'] ??= 'application/json';
     headers['content-length'] = String(Buffer.byteLength(body));
@@ -120,19 +130,28 @@ class MultipartBody {
   readonly bytes: Buffer;
   constructor(parts: Array<[name: string, value: string | Buffer, filename?: string]>) {
     const chunks = parts.flatMap(([name, value, filename]) => [
-      Buffer.from(`--${this.boundary}\r\nContent-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"\r\nContent-Type: application/octet-stream` : ''}\r\n\r\n`),
+      Buffer.from(
+        `--${this.boundary}\r\nContent-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"\r\nContent-Type: application/octet-stream` : ''}\r\n\r\n`,
+      ),
       Buffer.from(value),
       Buffer.from('\r\n'),
     ]);
     this.bytes = Buffer.concat([...chunks, Buffer.from(`--${this.boundary}--\r\n`)]);
   }
 }
-const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
 
-const api = (method: string, route: string, options: RequestOptions = {}) => call(t.url, method, route, { auth: t.apiKey, ...options });
+const api = (method: string, route: string, options: RequestOptions = {}) =>
+  call(t.url, method, route, { auth: t.apiKey, ...options });
 
 const newBot = async (auth = t.apiKey) => {
-  const res = await api('POST', '/api/bots', { auth, body: { meeting: { ...meetings.zoom, password: MEETING_PASSWORD } } });
+  const res = await api('POST', '/api/bots', {
+    auth,
+    body: { meeting: { ...meetings.zoom, password: MEETING_PASSWORD } },
+  });
   expect(res.status).toBe(201);
   return res.body.id as string;
 };
@@ -143,7 +162,13 @@ const SAMPLES: Record<string, { body?: unknown }> = {
   'POST /api/bots/:id/status': { body: { status: 'JOINING_CALL' } },
   'GET /api/bots/:id/config': {},
   'POST /api/bots/:id/events': { body: { type: 'probe' } },
-  'POST /api/bots/:id/screenshots': { body: new MultipartBody([['file', PNG, 'screenshot.png'], ['type', 'manual'], ['state', 'IN_CALL']]) },
+  'POST /api/bots/:id/screenshots': {
+    body: new MultipartBody([
+      ['file', PNG, 'screenshot.png'],
+      ['type', 'manual'],
+      ['state', 'IN_CALL'],
+    ]),
+  },
   'GET /healthz': {},
   'GET /readyz': {},
   'GET /api/platforms': {},
@@ -203,7 +228,7 @@ describe('client routes', () => {
     expect((await api('GET', '/api/bots?limit=100', { auth: owner })).body.data).toHaveLength(1);
   });
 
-  it("answer 404 to another owner on every route that names a bot, and change nothing", async () => {
+  it('answer 404 to another owner on every route that names a bot, and change nothing', async () => {
     const id = await newBot();
     const routesWithId = clientRoutes.filter((r) => r.path.includes(':id'));
     expect(routesWithId.length).toBeGreaterThan(0);
@@ -271,9 +296,18 @@ describe('bot routes', () => {
     await api('DELETE', `/api/bots/${await newBot()}`);
     expect((await api('POST', `/api/bots/${id}/heartbeat`, { auth: token })).status).toBe(200);
     for (const route of botRoutes.filter((r) => !r.path.endsWith('/heartbeat'))) {
-      expect([route.key, (await api(route.method, route.at(id), { auth: token, body: route.sample.body })).status]).toEqual([route.key, 410]);
+      expect([
+        route.key,
+        (await api(route.method, route.at(id), { auth: token, body: route.sample.body })).status,
+      ]).toEqual([route.key, 410]);
     }
-    const sweepDeps = { liveState: t.fleet.liveState, repo: t.fleet.repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 1, deployTimeoutMs: 1 };
+    const sweepDeps = {
+      liveState: t.fleet.liveState,
+      repo: t.fleet.repo,
+      lifecycle: t.fleet.lifecycle,
+      heartbeatTimeoutMs: 1,
+      deployTimeoutMs: 1,
+    };
     await sweepHeartbeats(sweepDeps, Date.now() + 1000);
     expect(await t.fleet.liveState.lastHeartbeat(id)).toBeNull();
     expect((await api('GET', `/api/bots/${id}`)).body).toMatchObject({ status: 'ENDED', endReason: 'CANCELLED' });
@@ -289,19 +323,45 @@ describe('bodies', () => {
 
   it('that are not JSON get 415 on every route that reads a body', async () => {
     for (const route of routes.filter((r) => r.takesBody)) {
-      for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml']) {
+      for (const contentType of [
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/xml',
+      ]) {
         const { id, auth } = await callerFor(route);
-        const res = await api(route.method, route.at(id), { auth, rawBody: JSON.stringify(route.sample.body), headers: { 'content-type': contentType } });
-        expect([route.key, contentType, res.status, res.body.error.code]).toEqual([route.key, contentType, 415, 'UNSUPPORTED_MEDIA_TYPE']);
+        const res = await api(route.method, route.at(id), {
+          auth,
+          rawBody: JSON.stringify(route.sample.body),
+          headers: { 'content-type': contentType },
+        });
+        expect([route.key, contentType, res.status, res.body.error.code]).toEqual([
+          route.key,
+          contentType,
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        ]);
       }
       const { id, auth } = await callerFor(route);
-      const charset = await api(route.method, route.at(id), { auth, rawBody: '{}', headers: { 'content-type': 'application/json; charset=koi8-r' } });
+      const charset = await api(route.method, route.at(id), {
+        auth,
+        rawBody: '{}',
+        headers: { 'content-type': 'application/json; charset=koi8-r' },
+      });
       expect([route.key, charset.status]).toEqual([route.key, 415]);
       // an empty body is no body: the route's own validation answers
-      const empty = await api(route.method, route.at(id), { auth, rawBody: '', headers: { 'content-type': 'text/plain' } });
+      const empty = await api(route.method, route.at(id), {
+        auth,
+        rawBody: '',
+        headers: { 'content-type': 'text/plain' },
+      });
       expect([route.key, empty.status, empty.body.error.code]).toEqual([route.key, 400, 'VALIDATION_FAILED']);
       // credentials come first: without them the type of the body is never looked at
-      const anonymous = await api(route.method, route.at(id), { auth: null, rawBody: 'x', headers: { 'content-type': 'text/plain' } });
+      const anonymous = await api(route.method, route.at(id), {
+        auth: null,
+        rawBody: 'x',
+        headers: { 'content-type': 'text/plain' },
+      });
       expect([route.key, anonymous.status]).toEqual([route.key, 401]);
     }
   });
@@ -325,7 +385,15 @@ describe('bodies', () => {
 
 it('odd ids are never a 5xx on any route, even with a valid token made for them', async () => {
   for (const route of routes.filter((r) => r.path.includes(':id'))) {
-    for (const id of ['000000000000000000000000', 'not-an-id', 'x'.repeat(2000), '%E0%A4%A', '%00', encodeURIComponent('ü"\'<>'), '..%2F..%2Fetc']) {
+    for (const id of [
+      '000000000000000000000000',
+      'not-an-id',
+      'x'.repeat(2000),
+      '%E0%A4%A',
+      '%00',
+      encodeURIComponent('ü"\'<>'),
+      '..%2F..%2Fetc',
+    ]) {
       const auth = route.guard === 'bot' ? botToken(t.env.BOT_TOKEN_SECRET, decodeURIComponentSafe(id)) : t.apiKey;
       const res = await api(route.method, route.at(id), { auth, body: route.sample.body });
       expect([route.key, id, res.status < 500]).toEqual([route.key, id, true]);
@@ -366,7 +434,7 @@ describe('the admin surface', () => {
         expect([route, label, res.status]).toEqual([route, label, 401]);
       }
     }
-    expect((await t.fleet.queues.dispatch.isPaused())).toBe(false);
+    expect(await t.fleet.queues.dispatch.isPaused()).toBe(false);
     expect((await api('GET', '/admin/queues/api/queues', { auth: ADMIN_API_KEY })).status).toBe(200);
   });
 
@@ -390,7 +458,11 @@ describe('the admin surface', () => {
   });
 
   it('is not served at all without ADMIN_API_KEY, whatever is presented', async () => {
-    const bare = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false }, { log: (line) => logLines.push(line) });
+    const bare = await startTestFleet(
+      { PLATFORM_PRIORITY: 'sim' },
+      { api: true, workers: false },
+      { log: (line) => logLines.push(line) },
+    );
     try {
       for (const [method, route] of adminPaths) {
         for (const auth of [null, ADMIN_API_KEY, bare.apiKey]) {
@@ -431,26 +503,43 @@ it('a whole fleet process runs bots, webhooks and refusals without a secret in i
   const fleet = spawnFleetProcess('all', env);
   try {
     const base = env.PUBLIC_URL;
-    await waitFor(async () => (await call(base, 'GET', '/readyz').catch(() => ({ status: 0 }))).status === 200, 'the fleet process to be ready');
+    await waitFor(
+      async () => (await call(base, 'GET', '/readyz').catch(() => ({ status: 0 }))).status === 200,
+      'the fleet process to be ready',
+    );
     const auth = BOOTSTRAP_API_KEY;
     const callbackUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook?token=${CALLBACK_TOKEN}`;
     const created = await call(base, 'POST', '/api/bots', {
       auth,
-      body: { meeting: { ...meetings.meet, password: MEETING_PASSWORD }, callbackUrl, metadata: { 'sim.durationMs': '300' } },
+      body: {
+        meeting: { ...meetings.meet, password: MEETING_PASSWORD },
+        callbackUrl,
+        metadata: { 'sim.durationMs': '300' },
+      },
     });
     expect(created.status).toBe(201);
     const id = created.body.id;
     const token = botToken(env.BOT_TOKEN_SECRET, id);
     secrets.set(`bot token of ${id}`, token);
-    await waitFor(async () => (await call(base, 'GET', `/api/bots/${id}`, { auth })).body.status === 'ENDED', 'the bot to end');
+    await waitFor(
+      async () => (await call(base, 'GET', `/api/bots/${id}`, { auth })).body.status === 'ENDED',
+      'the bot to end',
+    );
     await waitFor(() => received.some((body) => body.includes('"ENDED"')), 'the ENDED webhook');
     // refusals that log or answer: a replayed token, wrong keys, a refused callbackUrl, a body that is not JSON
     expect((await call(base, 'POST', `/api/bots/${id}/heartbeat`, { auth: token })).status).toBe(410);
     expect((await call(base, 'GET', '/api/bots', { auth: `${BOOTSTRAP_API_KEY}x` })).status).toBe(401);
     expect((await call(base, 'GET', '/admin/queues', { auth: BOOTSTRAP_API_KEY })).status).toBe(401);
-    const refused = await call(base, 'POST', '/api/bots', { auth, body: { meeting: meetings.zoom, callbackUrl: `http://169.254.169.254/?k=${S3_SECRET_KEY}` } });
+    const refused = await call(base, 'POST', '/api/bots', {
+      auth,
+      body: { meeting: meetings.zoom, callbackUrl: `http://169.254.169.254/?k=${S3_SECRET_KEY}` },
+    });
     expect(refused.status).toBe(400);
-    const plain = await call(base, 'POST', '/api/bots', { auth, rawBody: 'meeting', headers: { 'content-type': 'text/plain' } });
+    const plain = await call(base, 'POST', '/api/bots', {
+      auth,
+      rawBody: 'meeting',
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(plain.status).toBe(415);
   } finally {
     await fleet.kill('SIGTERM');
@@ -460,7 +549,9 @@ it('a whole fleet process runs bots, webhooks and refusals without a secret in i
   }
   // the process and its bot processes did log, at debug level
   const processLog = fleet.output();
-  const botLogs = readdirSync(runDir).filter((f) => f.endsWith('.log')).map((f) => readFileSync(path.join(runDir, f), 'utf8'));
+  const botLogs = readdirSync(runDir)
+    .filter((f) => f.endsWith('.log'))
+    .map((f) => readFileSync(path.join(runDir, f), 'utf8'));
   expect(processLog).toContain('"msg":"bot ended"');
   expect(botLogs.join('').length).toBeGreaterThan(0);
   expect(logLines.length).toBeGreaterThan(0);

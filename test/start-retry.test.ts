@@ -23,7 +23,7 @@ it.each(TABLE)('%s on try %i with %i retries → %s', (failure, failedTry, retri
   expect(decideFailedStart(failure, failedTry, retries)).toBe(decision);
 });
 
-it('names every try apart, within the 36 characters ECS allows a startedBy, and never as another platform\'s name', () => {
+it("names every try apart, within the 36 characters ECS allows a startedBy, and never as another platform's name", () => {
   const botId = '0123456789abcdef01234567';
   const names = [0, 1, 2, 9].map((startTry) => deploymentName(botId, 'aws', startTry));
   expect(names).toEqual([`mb-${botId}-aws`, `mb-${botId}-aws--1`, `mb-${botId}-aws--2`, `mb-${botId}-aws--9`]);

@@ -1,4 +1,14 @@
-import { baseEnv, cleanup, httpRequest, peerUrls, pidOf, spawnFleetProcess, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
+import {
+  baseEnv,
+  cleanup,
+  httpRequest,
+  peerUrls,
+  pidOf,
+  spawnFleetProcess,
+  testDatabaseUri,
+  uniqueName,
+  waitFor,
+} from './support/fleet';
 
 /**
  * What a newcomer sees: `node dist/src/main.js` with the embedded defaults (PLATFORM_PRIORITY=local, the sim
@@ -21,7 +31,10 @@ it('runs a local sim bot through DEPLOYING → JOINING_CALL → IN_CALL → ENDE
     const auth = env.BOOTSTRAP_API_KEY;
     const created = await httpRequest(base, 'POST', '/api/bots', {
       auth,
-      body: { meeting: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' }, metadata: { 'sim.durationMs': '1000' } },
+      body: {
+        meeting: { platform: 'google-meet', url: 'https://meet.google.com/abc-defg-hij' },
+        metadata: { 'sim.durationMs': '1000' },
+      },
     });
     expect(created.status).toBe(201);
     const id = created.body.id;
@@ -41,7 +54,9 @@ it('runs a local sim bot through DEPLOYING → JOINING_CALL → IN_CALL → ENDE
       }
     }, 'the bot process to be gone');
     const events = (await httpRequest(base, 'GET', `/api/bots/${id}/events`, { auth })).body.data;
-    const statuses = events.filter((e: { type: string }) => e.type === 'status').map((e: { status: string }) => e.status);
+    const statuses = events
+      .filter((e: { type: string }) => e.type === 'status')
+      .map((e: { status: string }) => e.status);
     expect(statuses).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL', 'LEAVING', 'ENDED']);
   } finally {
     await fleet.kill('SIGTERM');

@@ -11,7 +11,10 @@ const bot = (status: BotStatus, fields: Partial<BotState> = {}): BotState => ({
   statusChangedAt: new Date(NOW - 1000),
   ...fields,
 });
-const move = (to: BotStatus, fields: Partial<Extract<TransitionRequest, { kind: 'move' }>> = {}): TransitionRequest => ({
+const move = (
+  to: BotStatus,
+  fields: Partial<Extract<TransitionRequest, { kind: 'move' }>> = {},
+): TransitionRequest => ({
   kind: 'move',
   to,
   source: 'fleet',
@@ -48,9 +51,24 @@ it.each(pairs)('%s → %s allowed: %s', (from, to, allowed) => {
 describe('end reasons', () => {
   const table: Array<[string, BotState, TransitionRequest, string | undefined]> = [
     ['a bot reporting ENDED on its own completed', bot('IN_CALL'), move('ENDED', { source: 'bot' }), 'COMPLETED'],
-    ['a bot reporting ENDED after a client asked it to leave left', bot('LEAVING', { leaveRequestedAt: new Date(NOW - 50) }), move('ENDED', { source: 'bot' }), 'LEFT'],
-    ['a bot reporting FATAL without a reason had an error', bot('IN_CALL'), move('FATAL', { source: 'bot' }), 'BOT_ERROR'],
-    ['a reason the bot gives is kept', bot('IN_CALL'), move('FATAL', { source: 'bot', reason: 'CONTAINER_LOST' }), 'CONTAINER_LOST'],
+    [
+      'a bot reporting ENDED after a client asked it to leave left',
+      bot('LEAVING', { leaveRequestedAt: new Date(NOW - 50) }),
+      move('ENDED', { source: 'bot' }),
+      'LEFT',
+    ],
+    [
+      'a bot reporting FATAL without a reason had an error',
+      bot('IN_CALL'),
+      move('FATAL', { source: 'bot' }),
+      'BOT_ERROR',
+    ],
+    [
+      'a reason the bot gives is kept',
+      bot('IN_CALL'),
+      move('FATAL', { source: 'bot', reason: 'CONTAINER_LOST' }),
+      'CONTAINER_LOST',
+    ],
     ['the fleet names its own reason', bot('QUEUED'), move('FATAL', { reason: 'QUEUE_TIMEOUT' }), 'QUEUE_TIMEOUT'],
     ['a client cancel', bot('QUEUED'), move('ENDED', { source: 'client', reason: 'CANCELLED' }), 'CANCELLED'],
     ['the fleet without a reason records none', bot('IN_CALL'), move('ENDED'), undefined],
@@ -64,8 +82,15 @@ describe('end reasons', () => {
 });
 
 describe('requeue: the one backward move', () => {
-  const attempt = (outcome: 'failed' | 'timed-out' | 'full') => ({ platform: 'k8s', outcome, reason: 'why', at: new Date(NOW) });
-  const table: Array<[BotStatus, string | null, 'failed' | 'timed-out' | 'full', 'requeued' | 'refused', string | undefined]> = [
+  const attempt = (outcome: 'failed' | 'timed-out' | 'full') => ({
+    platform: 'k8s',
+    outcome,
+    reason: 'why',
+    at: new Date(NOW),
+  });
+  const table: Array<
+    [BotStatus, string | null, 'failed' | 'timed-out' | 'full', 'requeued' | 'refused', string | undefined]
+  > = [
     ['DEPLOYING', 'k8s', 'failed', 'requeued', 'k8s'],
     ['DEPLOYING', 'k8s', 'timed-out', 'requeued', 'k8s'],
     ['DEPLOYING', 'k8s', 'full', 'requeued', undefined],
@@ -76,7 +101,11 @@ describe('requeue: the one backward move', () => {
     ['SCHEDULED', null, 'failed', 'refused', undefined],
   ];
   it.each(table)('%s on %s, %s → %s (excludes %s)', (status, platform, outcome, expected, excluded) => {
-    const result = decideTransition(bot(status, { platform }), { kind: 'requeue', platform: 'k8s', attempt: attempt(outcome) }, NOW);
+    const result = decideTransition(
+      bot(status, { platform }),
+      { kind: 'requeue', platform: 'k8s', attempt: attempt(outcome) },
+      NOW,
+    );
     if (expected === 'refused') return expect(result).toBeInstanceOf(TransitionError);
     const change = result as StatusChange;
     expect(change.set).toMatchObject({ status: 'QUEUED', platform: null, platformIdentifier: null, statusVersion: 4 });
@@ -93,7 +122,11 @@ it('stamps a change no earlier than a millisecond after the previous one, whatev
 });
 
 it('fields the caller sets travel with the move, but cannot override the status or the version', () => {
-  const change = decideTransition(bot('QUEUED'), move('DEPLOYING', { set: { platform: 'sim', status: 'IN_CALL', statusVersion: 99 } }), NOW) as StatusChange;
+  const change = decideTransition(
+    bot('QUEUED'),
+    move('DEPLOYING', { set: { platform: 'sim', status: 'IN_CALL', statusVersion: 99 } }),
+    NOW,
+  ) as StatusChange;
   expect(change.set).toMatchObject({ platform: 'sim', status: 'DEPLOYING', statusVersion: 4 });
 });
 

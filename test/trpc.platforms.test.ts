@@ -47,19 +47,33 @@ describe('coolify', () => {
   });
 
   it('getSlot by POOL_SLOT_UUID answers the bot the slot holds, to that bot only', async () => {
-    const bot = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, displayName: 'standin:leave' } })).body;
+    const bot = (
+      await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, displayName: 'standin:leave' } })
+    ).body;
     await waitForStatus(t, bot.id, ['IN_CALL'], 60_000);
     const slots = await createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX).all();
     const held = slots.find((slot) => slot.botId === bot.id)!;
     const own = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number));
     for (const uuid of [held.applicationUuid!, held._id]) {
-      expect(await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: uuid })).toMatchObject({ id: bot.number, displayName: 'standin:leave' });
+      expect(await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: uuid })).toMatchObject({
+        id: bot.number,
+        displayName: 'standin:leave',
+      });
     }
-    const stranger = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, joinAt: new Date(Date.now() + 3600_000).toISOString() } })).body;
+    const stranger = (
+      await t.request('POST', '/api/bots', {
+        body: { meeting: meetings.zoom, joinAt: new Date(Date.now() + 3600_000).toISOString() },
+      })
+    ).body;
     const theirs = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, stranger.id, stranger.number));
-    const refused = await theirs.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: held.applicationUuid! }).catch((error) => error);
+    const refused = await theirs.infrastructure.coolify.pool.getSlot
+      .query({ poolSlotUuid: held.applicationUuid! })
+      .catch((error) => error);
     expect(refused.data).toMatchObject({ code: 'FORBIDDEN' });
-    expect((await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: 'no-such-slot' }).catch((error) => error)).data).toMatchObject({ code: 'NOT_FOUND' });
+    expect(
+      (await own.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: 'no-such-slot' }).catch((error) => error))
+        .data,
+    ).toMatchObject({ code: 'NOT_FOUND' });
     await t.request('DELETE', `/api/bots/${bot.id}`);
   });
 });

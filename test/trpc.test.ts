@@ -33,7 +33,8 @@ const create = async (displayName: string, extra: Record<string, unknown> = {}) 
   return res.body as { id: string; number: number };
 };
 const tokenOf = (bot: { id: string; number: number }) => botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number);
-const logsOf = async (ref: string | number, query = '') => (await t.request('GET', `/api/bots/${ref}/logs${query}`)).body;
+const logsOf = async (ref: string | number, query = '') =>
+  (await t.request('GET', `/api/bots/${ref}/logs${query}`)).body;
 
 /** The error a call answered, as the images see it (they read only the body). */
 async function refusal(call: () => Promise<unknown>): Promise<{ code: string; httpStatus: number; message: string }> {
@@ -59,16 +60,27 @@ describe('a bot image on local, through tRPC', () => {
   it('answers a batch of a heartbeat and a log stream in one request, with the log level the owner set', async () => {
     const bot = await create('table', { joinAt: new Date(Date.now() + 3600_000).toISOString() });
     await t.fleet.repo.update(bot.id, { status: 'IN_CALL' });
-    expect((await t.request('PATCH', `/api/bots/${bot.number}`, { body: { logLevel: 'DEBUG' } })).body.logLevel).toBe('DEBUG');
+    expect((await t.request('PATCH', `/api/bots/${bot.number}`, { body: { logLevel: 'DEBUG' } })).body.logLevel).toBe(
+      'DEBUG',
+    );
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(bot));
-    const entry = { id: 'e1', botId: bot.number, timestamp: new Date(), level: 'INFO' as const, message: 'hi', context: null };
+    const entry = {
+      id: 'e1',
+      botId: bot.number,
+      timestamp: new Date(),
+      level: 'INFO' as const,
+      message: 'hi',
+      context: null,
+    };
     const [beat, streamed] = await Promise.all([
       client.bots.sendHeartbeat.mutate({ id: String(bot.number) as unknown as number }),
       client.bots.logs.stream.mutate({ botId: String(bot.number) as unknown as number, entries: [entry] }),
     ]);
     expect(beat).toEqual({ shouldLeave: false, logLevel: 'DEBUG' });
     expect(streamed).toMatchObject({ received: 1 });
-    expect((await logsOf(bot.id)).data).toEqual([expect.objectContaining({ message: 'hi', timestamp: entry.timestamp.toISOString() })]);
+    expect((await logsOf(bot.id)).data).toEqual([
+      expect.objectContaining({ message: 'hi', timestamp: entry.timestamp.toISOString() }),
+    ]);
   });
 });
 
@@ -78,12 +90,14 @@ describe('chat', () => {
     await t.fleet.repo.update(bot.id, { status: 'IN_CALL' });
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(bot));
     expect(await client.bots.chat.dequeueMessage.query({ botId: bot.number })).toBeNull();
-    for (let i = 0; i < 100; i++) expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: `m${i}` } })).status).toBe(202);
+    for (let i = 0; i < 100; i++)
+      expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: `m${i}` } })).status).toBe(202);
     const over = await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'one too many' } });
     expect([over.status, over.body.error.code]).toEqual([409, 'CONFLICT']);
     expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: {} })).status).toBe(400);
     const taken: string[] = [];
-    for (let i = 0; i < 100; i++) taken.push((await client.bots.chat.dequeueMessage.query({ botId: bot.number }))!.messageText);
+    for (let i = 0; i < 100; i++)
+      taken.push((await client.bots.chat.dequeueMessage.query({ botId: bot.number }))!.messageText);
     expect(taken).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
     expect(await client.bots.chat.dequeueMessage.query({ botId: bot.number })).toBeNull();
     await t.request('DELETE', `/api/bots/${bot.id}`);
@@ -96,16 +110,31 @@ describe('every procedure refuses what it must', () => {
   const calls: Array<[string, (client: Client, number: number) => Promise<unknown>]> = [
     ['bots.getConfig', (c, n) => c.bots.getConfig.query({ botId: n })],
     ['bots.sendHeartbeat', (c, n) => c.bots.sendHeartbeat.mutate({ id: n })],
-    ['bots.events.report', (c, n) => c.bots.events.report.mutate({ id: n, event: { eventType: 'PARTICIPANT_JOIN', eventTime: new Date(), data: { participantId: 'p1' } } })],
+    [
+      'bots.events.report',
+      (c, n) =>
+        c.bots.events.report.mutate({
+          id: n,
+          event: { eventType: 'PARTICIPANT_JOIN', eventTime: new Date(), data: { participantId: 'p1' } },
+        }),
+    ],
     ['bots.updateStatus', (c, n) => c.bots.updateStatus.mutate({ id: n, status: 'IN_CALL' })],
     ['bots.chat.dequeueMessage', (c, n) => c.bots.chat.dequeueMessage.query({ botId: n })],
-    ['bots.logs.stream', (c, n) => c.bots.logs.stream.mutate({ botId: n, entries: [{ id: 'x', botId: n, timestamp: new Date(), level: 'WARN', message: 'm' }] })],
+    [
+      'bots.logs.stream',
+      (c, n) =>
+        c.bots.logs.stream.mutate({
+          botId: n,
+          entries: [{ id: 'x', botId: n, timestamp: new Date(), level: 'WARN', message: 'm' }],
+        }),
+    ],
     ['bots.logs.flush', (c, n) => c.bots.logs.flush.mutate({ botId: n })],
   ];
   const malformed: Record<string, (client: Client) => Promise<unknown>> = {
     'bots.getConfig': (c) => c.bots.getConfig.query({ botId: 'NaN' as unknown as number }),
     'bots.sendHeartbeat': (c) => c.bots.sendHeartbeat.mutate({} as never),
-    'bots.events.report': (c) => c.bots.events.report.mutate({ id: 1, event: { eventType: 'NOPE', eventTime: 'yesterday' } } as never),
+    'bots.events.report': (c) =>
+      c.bots.events.report.mutate({ id: 1, event: { eventType: 'NOPE', eventTime: 'yesterday' } } as never),
     'bots.updateStatus': (c) => c.bots.updateStatus.mutate({ id: 1, status: 'DANCING' } as never),
     'bots.chat.dequeueMessage': (c) => c.bots.chat.dequeueMessage.query({ botId: -3 }),
     'bots.logs.stream': (c) => c.bots.logs.stream.mutate({ botId: 1, entries: [{ level: 'LOUD' }] } as never),
@@ -135,26 +164,38 @@ describe('every procedure refuses what it must', () => {
     await t.fleet.repo.update(mine.id, { status: 'IN_CALL' });
     await t.fleet.repo.update(other.id, { status: 'IN_CALL' });
     expect((await t.request('DELETE', `/api/bots/${ended.id}`)).body.status).toBe('ENDED');
-    for (const bot of [mine, other]) expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'waiting' } })).status).toBe(202);
+    for (const bot of [mine, other])
+      expect((await t.request('POST', `/api/bots/${bot.id}/chat`, { body: { message: 'waiting' } })).status).toBe(202);
   });
 
   const cases: Array<[string, () => Client, () => number, string]> = [
     ['no token', () => imageClient(t.env.PUBLIC_URL, ''), () => mine.number, 'UNAUTHORIZED'],
     ["another bot's token", () => imageClient(t.env.PUBLIC_URL, tokenOf(other)), () => mine.number, 'FORBIDDEN'],
-    ['a forged token', () => imageClient(t.env.PUBLIC_URL, botToken('some-other-secret-0123456789', mine.id, mine.number)), () => mine.number, 'UNAUTHORIZED'],
-    ["an ended bot's token", () => imageClient(t.env.PUBLIC_URL, tokenOf(ended)), () => ended.number, 'PRECONDITION_FAILED'],
+    [
+      'a forged token',
+      () => imageClient(t.env.PUBLIC_URL, botToken('some-other-secret-0123456789', mine.id, mine.number)),
+      () => mine.number,
+      'UNAUTHORIZED',
+    ],
+    [
+      "an ended bot's token",
+      () => imageClient(t.env.PUBLIC_URL, tokenOf(ended)),
+      () => ended.number,
+      'PRECONDITION_FAILED',
+    ],
   ];
-  it.each(calls.flatMap(([name, call]) => cases.map(([who, client, number, code]) => [name, who, call, client, number, code] as const)))(
-    '%s with %s',
-    async (_name, _who, call, client, number, code) => {
-      const before = [await stateOf(mine), await stateOf(other)];
-      const answer = await refusal(() => call(client(), number()));
-      expect(answer.code).toBe(code);
-      expect(answer.httpStatus).toBeLessThan(500);
-      if (code === 'PRECONDITION_FAILED') expect(answer.message).toContain('PRECONDITION_FAILED');
-      expect([await stateOf(mine), await stateOf(other)]).toEqual(before);
-    },
-  );
+  it.each(
+    calls.flatMap(([name, call]) =>
+      cases.map(([who, client, number, code]) => [name, who, call, client, number, code] as const),
+    ),
+  )('%s with %s', async (_name, _who, call, client, number, code) => {
+    const before = [await stateOf(mine), await stateOf(other)];
+    const answer = await refusal(() => call(client(), number()));
+    expect(answer.code).toBe(code);
+    expect(answer.httpStatus).toBeLessThan(500);
+    if (code === 'PRECONDITION_FAILED') expect(answer.message).toContain('PRECONDITION_FAILED');
+    expect([await stateOf(mine), await stateOf(other)]).toEqual(before);
+  });
 
   it.each(Object.entries(malformed))('%s with malformed input is BAD_REQUEST', async (_name, call) => {
     const before = await stateOf(mine);
@@ -165,24 +206,34 @@ describe('every procedure refuses what it must', () => {
 
   it('an unknown procedure is NOT_FOUND', async () => {
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(mine)) as UntypedJson;
-    expect(await refusal(() => client.bots.pool.getSlot.query({ poolSlotUuid: 'x' }))).toMatchObject({ code: 'NOT_FOUND', httpStatus: 404 });
+    expect(await refusal(() => client.bots.pool.getSlot.query({ poolSlotUuid: 'x' }))).toMatchObject({
+      code: 'NOT_FOUND',
+      httpStatus: 404,
+    });
   });
 
   it("a batch mixing bots is refused item by item: the caller's own call is answered", async () => {
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(mine));
     const [own, theirs] = await Promise.allSettled([
       client.bots.sendHeartbeat.mutate({ id: mine.number }),
-      client.bots.logs.stream.mutate({ botId: other.number, entries: [{ id: 'y', botId: other.number, timestamp: new Date(), level: 'INFO', message: 'not mine' }] }),
+      client.bots.logs.stream.mutate({
+        botId: other.number,
+        entries: [{ id: 'y', botId: other.number, timestamp: new Date(), level: 'INFO', message: 'not mine' }],
+      }),
     ]);
     expect(own).toMatchObject({ status: 'fulfilled', value: { shouldLeave: false } });
     expect(theirs.status).toBe('rejected');
-    expect(((theirs as PromiseRejectedResult).reason as TRPCClientError<never>).data).toMatchObject({ code: 'FORBIDDEN' });
+    expect(((theirs as PromiseRejectedResult).reason as TRPCClientError<never>).data).toMatchObject({
+      code: 'FORBIDDEN',
+    });
     expect((await logsOf(other.id)).data).toHaveLength(0);
   });
 
   it('getSlot without a pool platform is NOT_FOUND', async () => {
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(mine));
-    expect(await refusal(() => client.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: 'nope' }))).toMatchObject({ code: 'NOT_FOUND' });
+    expect(
+      await refusal(() => client.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: 'nope' })),
+    ).toMatchObject({ code: 'NOT_FOUND' });
   });
 });
 
@@ -195,9 +246,14 @@ describe('logs', () => {
     let dropped = 0;
     for (let from = 0; from < total; from += 500) {
       const entries = Array.from({ length: Math.min(500, total - from) }, (_, i) => ({
-        id: `e${from + i}`, botId: bot.number, timestamp: new Date(), level: (from + i) % 2 ? ('WARN' as const) : ('INFO' as const), message: `entry ${from + i}`,
+        id: `e${from + i}`,
+        botId: bot.number,
+        timestamp: new Date(),
+        level: (from + i) % 2 ? ('WARN' as const) : ('INFO' as const),
+        message: `entry ${from + i}`,
       }));
-      dropped += ((await client.bots.logs.stream.mutate({ botId: bot.number, entries })) as { dropped: number }).dropped;
+      dropped += ((await client.bots.logs.stream.mutate({ botId: bot.number, entries })) as { dropped: number })
+        .dropped;
     }
     expect(dropped).toBe(700);
     const pages: UntypedJson[] = [];
@@ -214,7 +270,9 @@ describe('logs', () => {
     // a cursor Redis could not take is the caller's mistake
     expect((await t.request('GET', `/api/bots/${bot.id}/logs?cursor=1-99999999999999999999`)).status).toBe(400);
     const warnings = (await logsOf(bot.id, '?level=WARN&limit=10')).data;
-    expect(warnings.map((entry: { message: string }) => entry.message)).toEqual(Array.from({ length: 10 }, (_, i) => `entry ${701 + 2 * i}`));
+    expect(warnings.map((entry: { message: string }) => entry.message)).toEqual(
+      Array.from({ length: 10 }, (_, i) => `entry ${701 + 2 * i}`),
+    );
   });
 
   it(`keep at most ${LOG_BOUNDS.bytes} bytes a bot, the newest`, async () => {
@@ -223,11 +281,20 @@ describe('logs', () => {
     const client = imageClient(t.env.PUBLIC_URL, tokenOf(bot));
     const big = 'x'.repeat(16_000);
     for (let batch = 0; batch < 4; batch++) {
-      const entries = Array.from({ length: 50 }, (_, i) => ({ id: `b${batch * 50 + i}`, botId: bot.number, timestamp: new Date(), level: 'INFO' as const, message: `${batch * 50 + i} ${big}` }));
+      const entries = Array.from({ length: 50 }, (_, i) => ({
+        id: `b${batch * 50 + i}`,
+        botId: bot.number,
+        timestamp: new Date(),
+        level: 'INFO' as const,
+        message: `${batch * 50 + i} ${big}`,
+      }));
       await client.bots.logs.stream.mutate({ botId: bot.number, entries });
     }
     const page = await logsOf(bot.id, '?limit=1000');
-    const bytes = page.data.reduce((sum: number, { seq: _seq, ...entry }: { seq: string }) => sum + JSON.stringify(entry).length, 0);
+    const bytes = page.data.reduce(
+      (sum: number, { seq: _seq, ...entry }: { seq: string }) => sum + JSON.stringify(entry).length,
+      0,
+    );
     expect(bytes).toBeLessThanOrEqual(LOG_BOUNDS.bytes);
     expect(page.dropped).toBe(200 - page.data.length);
     expect(page.dropped).toBeGreaterThan(0);

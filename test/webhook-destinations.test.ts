@@ -18,7 +18,9 @@ interface Receiver {
   close(): Promise<void>;
 }
 
-async function startReceiver(answer: (res: http.ServerResponse) => void = (res) => res.writeHead(200).end()): Promise<Receiver> {
+async function startReceiver(
+  answer: (res: http.ServerResponse) => void = (res) => res.writeHead(200).end(),
+): Promise<Receiver> {
   const hits: Receiver['hits'] = [];
   const server = http.createServer((req, res) => {
     let body = '';
@@ -43,7 +45,9 @@ async function startReceiver(answer: (res: http.ServerResponse) => void = (res) 
 const refusedWith = (destination: Destination) => (destination.allowed ? 'allowed' : destination.reason);
 
 const webhookEvents = async (api: TestFleet, id: string) =>
-  (await api.request('GET', `/api/bots/${id}/events`)).body.data.filter((e: { type: string }) => e.type.startsWith('webhook.'));
+  (await api.request('GET', `/api/bots/${id}/events`)).body.data.filter((e: { type: string }) =>
+    e.type.startsWith('webhook.'),
+  );
 
 /**
  * The bot's webhook events once every status change (DEPLOYING, JOINING_CALL, IN_CALL, LEAVING, ENDED) was
@@ -56,7 +60,9 @@ async function everyWebhookGivenUp(api: TestFleet, id: string, onPoll: () => Pro
     return events.length === 5 && (await api.fleet.outbox.pending(id)) === 0 ? events : null;
   }, 'every webhook to be given up');
   expect(abandoned.map((e: { type: string }) => e.type)).toEqual(Array(5).fill('webhook.abandoned'));
-  expect(abandoned.map((e: { data: { eventId: string } }) => e.data.eventId)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
+  expect(abandoned.map((e: { data: { eventId: string } }) => e.data.eventId)).toEqual(
+    [1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`),
+  );
   return abandoned as Array<{ reason: string }>;
 }
 
@@ -117,16 +123,28 @@ describe('the destination rule', () => {
   });
 
   it('allows public addresses as they are, with no DNS for a literal', async () => {
-    expect(await check('https://93.184.215.14/hook')).toMatchObject({ allowed: true, addresses: [{ address: '93.184.215.14', family: 4 }] });
-    expect(await check('http://[2606:4700::1111]:8080/')).toMatchObject({ allowed: true, addresses: [{ address: '2606:4700::1111', family: 6 }] });
+    expect(await check('https://93.184.215.14/hook')).toMatchObject({
+      allowed: true,
+      addresses: [{ address: '93.184.215.14', family: 4 }],
+    });
+    expect(await check('http://[2606:4700::1111]:8080/')).toMatchObject({
+      allowed: true,
+      addresses: [{ address: '2606:4700::1111', family: 6 }],
+    });
     // a public IPv4 receiver reached through IPv4-mapped IPv6 or through the NAT64 gateway
     expect(await check('http://[::ffff:93.184.215.14]/')).toMatchObject({ allowed: true });
-    expect(await check('http://[64:ff9b::5db8:d70e]/')).toMatchObject({ allowed: true, addresses: [{ address: '64:ff9b::5db8:d70e', family: 6 }] });
+    expect(await check('http://[64:ff9b::5db8:d70e]/')).toMatchObject({
+      allowed: true,
+      addresses: [{ address: '64:ff9b::5db8:d70e', family: 6 }],
+    });
   });
 
   it('opens exactly what the operator allows, by host name or by range', async () => {
     const byName = createDestinationCheck({ allowedHosts: ['LocalHost'], allowedRanges: [] });
-    expect(await byName('http://localhost:8080/')).toMatchObject({ allowed: true, addresses: [{ address: '127.0.0.1', family: 4 }] });
+    expect(await byName('http://localhost:8080/')).toMatchObject({
+      allowed: true,
+      addresses: [{ address: '127.0.0.1', family: 4 }],
+    });
     expect(refusedWith(await byName('http://127.0.0.1:8080/'))).toContain('a loopback address');
 
     const byRange = createDestinationCheck({
@@ -145,7 +163,10 @@ describe('the destination rule', () => {
     expect((await byRange('http://[::ffff:10.9.8.7]/')).allowed).toBe(true);
     expect((await byRange('http://[64:ff9b::a09:807]/')).allowed).toBe(true);
     expect(refusedWith(await byRange('http://[64:ff9b::a9fe:a9fe]/'))).toContain('a link-local address');
-    const byV6Range = createDestinationCheck({ allowedHosts: [], allowedRanges: [{ address: '2002::', prefix: 16, family: 'ipv6' }] });
+    const byV6Range = createDestinationCheck({
+      allowedHosts: [],
+      allowedRanges: [{ address: '2002::', prefix: 16, family: 'ipv6' }],
+    });
     expect((await byV6Range('http://[2002:a00:1::1]/')).allowed).toBe(true);
     expect(refusedWith(await byV6Range('http://[2001::1]/'))).toContain('a Teredo tunnel address');
   });
@@ -156,7 +177,13 @@ it('a delivery connects to the addresses that were checked, never to a new DNS a
   try {
     // `.invalid` never resolves: the request can only arrive through the checked address it was given
     const url = new URL(receiver.url('pinned.invalid'));
-    const status = await postToAddresses(url, [{ address: '127.0.0.1', family: 4 }], { 'content-type': 'application/json' }, '{"pinned":true}', 10_000);
+    const status = await postToAddresses(
+      url,
+      [{ address: '127.0.0.1', family: 4 }],
+      { 'content-type': 'application/json' },
+      '{"pinned":true}',
+      10_000,
+    );
     expect(status).toBe(200);
     expect(receiver.hits.map((hit) => hit.body)).toEqual(['{"pinned":true}']);
   } finally {
@@ -177,7 +204,11 @@ describe('at creation', () => {
     ['private', 'http://192.168.1.10/hook', 'is not an allowed webhook destination'],
     ['name resolving to 127.0.0.1', 'http://localhost:8080/hook', 'is not an allowed webhook destination'],
     ['IPv4-mapped loopback', 'http://[::ffff:127.0.0.1]/hook', 'is not an allowed webhook destination'],
-    ['NAT64 metadata address', 'http://[64:ff9b::a9fe:a9fe]/latest/meta-data/', 'is not an allowed webhook destination'],
+    [
+      'NAT64 metadata address',
+      'http://[64:ff9b::a9fe:a9fe]/latest/meta-data/',
+      'is not an allowed webhook destination',
+    ],
     ['6to4', 'http://[2002:a9fe:a9fe::1]/hook', 'is not an allowed webhook destination'],
   ])('callbackUrl (%s) %s is a 400 naming callbackUrl, and nothing is written', async (what, callbackUrl, reason) => {
     const owner = await t.fleet.apiKeys.create(`owner-ssrf-${what.replace(/\W+/g, '-')}`);
@@ -193,14 +224,22 @@ describe('a host name that does not resolve yet', () => {
   let t: TestFleet;
   beforeAll(async () => {
     // Short retries: every event is retried for 1.5 s after its status change, then given up with its reason.
-    t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', WEBHOOK_RETRY_BASE_MS: '100', WEBHOOK_RETRY_MAX_AGE_MS: '1500' });
+    t = await startTestFleet({
+      PLATFORM_PRIORITY: 'sim',
+      WEBHOOK_RETRY_BASE_MS: '100',
+      WEBHOOK_RETRY_MAX_AGE_MS: '1500',
+    });
   });
   afterAll(() => t.close());
 
   it('is accepted at creation; its deliveries are retried, then given up with the reason in the bot events', async () => {
     // `.invalid` resolves nowhere (RFC 2606), so no request ever leaves the machine
     const created = await t.request('POST', '/api/bots', {
-      body: { meeting: meetings.zoom, callbackUrl: 'http://hooks.not-yet-live.invalid/hook', metadata: { 'sim.durationMs': '200' } },
+      body: {
+        meeting: meetings.zoom,
+        callbackUrl: 'http://hooks.not-yet-live.invalid/hook',
+        metadata: { 'sim.durationMs': '200' },
+      },
     });
     expect(created.status).toBe(201);
     const id = created.body.id;
@@ -212,7 +251,9 @@ describe('a host name that does not resolve yet', () => {
     });
     expect(tries).toBeGreaterThanOrEqual(2);
     for (const event of abandoned) {
-      expect(event.reason).toMatch(/^undelivered after 1500 ms; last try: callbackUrl host hooks\.not-yet-live\.invalid does not resolve \(\w+\)$/);
+      expect(event.reason).toMatch(
+        /^undelivered after 1500 ms; last try: callbackUrl host hooks\.not-yet-live\.invalid does not resolve \(\w+\)$/,
+      );
     }
   });
 });
@@ -221,7 +262,11 @@ describe('at delivery', () => {
   let t: TestFleet;
   beforeAll(async () => {
     // A development receiver on loopback, opened by name only: 127.0.0.1 itself stays closed.
-    t = await startTestFleet({ PLATFORM_PRIORITY: 'sim', WEBHOOK_ALLOWED_HOSTS: 'localhost', WEBHOOK_RETRY_BASE_MS: '100' });
+    t = await startTestFleet({
+      PLATFORM_PRIORITY: 'sim',
+      WEBHOOK_ALLOWED_HOSTS: 'localhost',
+      WEBHOOK_RETRY_BASE_MS: '100',
+    });
   });
   afterAll(() => t.close());
 
@@ -232,9 +277,14 @@ describe('at delivery', () => {
         body: { meeting: meetings.zoom, callbackUrl: receiver.url('localhost'), metadata: { 'sim.durationMs': '200' } },
       });
       expect(created.status).toBe(201);
-      await waitFor(() => receiver.hits.some((hit) => JSON.parse(hit.body).data.bot.status === 'ENDED'), 'the ENDED webhook');
+      await waitFor(
+        () => receiver.hits.some((hit) => JSON.parse(hit.body).data.bot.status === 'ENDED'),
+        'the ENDED webhook',
+      );
       // the same receiver by address is not allowed
-      const byAddress = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, callbackUrl: receiver.url() } });
+      const byAddress = await t.request('POST', '/api/bots', {
+        body: { meeting: meetings.zoom, callbackUrl: receiver.url() },
+      });
       expect(byAddress.status).toBe(400);
     } finally {
       await receiver.close();
@@ -246,7 +296,11 @@ describe('at delivery', () => {
     const redirecting = await startReceiver((res) => res.writeHead(302, { location: target.url() }).end());
     try {
       const created = await t.request('POST', '/api/bots', {
-        body: { meeting: meetings.zoom, callbackUrl: redirecting.url('localhost'), metadata: { 'sim.durationMs': '200' } },
+        body: {
+          meeting: meetings.zoom,
+          callbackUrl: redirecting.url('localhost'),
+          metadata: { 'sim.durationMs': '200' },
+        },
       });
       expect(created.status).toBe(201);
       await waitFor(() => redirecting.hits.length >= 3, 'three tries of the first event');
@@ -265,7 +319,10 @@ describe('at delivery', () => {
  * worker starts only after `beforeWorker`, so every webhook it sends sees the state that left.
  */
 async function splitFleets(apiEnv: Record<string, string>, beforeWorker: (api: TestFleet) => Promise<void>) {
-  const api = await startTestFleet({ PLATFORM_PRIORITY: 'sim', WEBHOOK_RETRY_BASE_MS: '100', ...apiEnv }, { api: true, workers: false });
+  const api = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', WEBHOOK_RETRY_BASE_MS: '100', ...apiEnv },
+    { api: true, workers: false },
+  );
   await beforeWorker(api);
   const worker = await startTestFleet(
     {
@@ -286,7 +343,6 @@ async function splitFleets(apiEnv: Record<string, string>, beforeWorker: (api: T
   };
 }
 
-
 describe('checked again at delivery', () => {
   it('a destination refused at delivery is abandoned at once, with the reason in the bot events', async () => {
     const receiver = await startReceiver();
@@ -300,11 +356,16 @@ describe('checked again at delivery', () => {
     });
     const { api } = fleets;
     try {
-      await waitFor(async () => (await api.request('GET', `/api/bots/${id}`)).body.status === 'ENDED', 'the bot to end');
+      await waitFor(
+        async () => (await api.request('GET', `/api/bots/${id}`)).body.status === 'ENDED',
+        'the bot to end',
+      );
       // one abandonment per status change, none retried
       const abandoned = await everyWebhookGivenUp(api, id);
       for (const event of abandoned) {
-        expect(event.reason).toBe('callbackUrl is not an allowed webhook destination (127.0.0.1 is a loopback address)');
+        expect(event.reason).toBe(
+          'callbackUrl is not an allowed webhook destination (127.0.0.1 is a loopback address)',
+        );
       }
       const job = await api.fleet.queues.webhooks.getJob(webhookJobId(id));
       expect(job?.attemptsMade ?? 0).toBe(0);
@@ -318,7 +379,9 @@ describe('checked again at delivery', () => {
   it('a host that no longer resolves is a failed delivery, retried, not abandoned', async () => {
     let id = '';
     const fleets = await splitFleets({}, async (api) => {
-      const created = await api.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200' } } });
+      const created = await api.request('POST', '/api/bots', {
+        body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '200' } },
+      });
       id = created.body.id;
       await api.fleet.repo.update(id, { callbackUrl: 'http://no-such-host.invalid/hook' });
     });

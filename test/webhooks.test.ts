@@ -59,7 +59,10 @@ it('delivers every status change, signed, in order, retrying a failing receiver 
   });
   const id = created.body.id;
   await waitFor(async () => (await t.request('GET', `/api/bots/${id}`)).body.status === 'ENDED', 'the bot to end');
-  await waitFor(() => received.filter((r) => r.answered === 200).some((r) => JSON.parse(r.body).data.bot.status === 'ENDED'), 'the ENDED webhook');
+  await waitFor(
+    () => received.filter((r) => r.answered === 200).some((r) => JSON.parse(r.body).data.bot.status === 'ENDED'),
+    'the ENDED webhook',
+  );
 
   // the first event was refused twice and accepted on the third try, with the same id each time
   expect(received.slice(0, 3).map((r) => r.answered)).toEqual([503, 503, 200]);
@@ -68,7 +71,9 @@ it('delivers every status change, signed, in order, retrying a failing receiver 
 
   // every delivery verifies against the shared secret, over "<timestamp>.<body>"
   for (const r of received) {
-    const expected = createHmac('sha256', 'whsec-test-0123456789abcdef').update(`${r.timestamp}.${r.body}`).digest('hex');
+    const expected = createHmac('sha256', 'whsec-test-0123456789abcdef')
+      .update(`${r.timestamp}.${r.body}`)
+      .digest('hex');
     expect(r.signature).toBe(`t=${r.timestamp},v1=${expected}`);
   }
 
@@ -76,5 +81,7 @@ it('delivers every status change, signed, in order, retrying a failing receiver 
   const accepted = received.filter((r) => r.answered === 200).map((r) => JSON.parse(r.body));
   expect(accepted.map((e) => e.data.bot.status)).toEqual(['DEPLOYING', 'JOINING_CALL', 'IN_CALL', 'LEAVING', 'ENDED']);
   expect(accepted.map((e) => e.id)).toEqual([1, 2, 3, 4, 5].map((v) => `evt_${id}_${v}`));
-  expect(accepted.every((e) => e.type === 'bot.status' && e.data.bot.id === id && !('password' in e.data.bot.meeting))).toBe(true);
+  expect(
+    accepted.every((e) => e.type === 'bot.status' && e.data.bot.id === id && !('password' in e.data.bot.meeting)),
+  ).toBe(true);
 });

@@ -1,5 +1,11 @@
 import { Worker } from 'bullmq';
-import { DISPATCH_QUEUE, DISPATCH_TICK_REASON, DISPATCH_TICK_SCHEDULER_ID, DISPATCH_WAKE_ID, JobPayloads } from '../queues/queue-names';
+import {
+  DISPATCH_QUEUE,
+  DISPATCH_TICK_REASON,
+  DISPATCH_TICK_SCHEDULER_ID,
+  DISPATCH_WAKE_ID,
+  JobPayloads,
+} from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 
 /** A dispatch job's lock (BullMQ renews it while the run goes on). */

@@ -48,7 +48,8 @@ export interface OccupyJob {
   signal: AbortSignal;
 }
 
-export type OccupyOutcome = 'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down' | 'parked';
+export type OccupyOutcome =
+  'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down' | 'parked';
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
@@ -81,7 +82,9 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   if (isTerminal(bot.status)) {
     await stopLeftovers(ctx, job.botId, bot.platform === settings.name ? bot : null, log);
     // (ended on another platform: that platform's job releases it)
-    return bot.platform === settings.name || bot.platform === null ? released('ended-before-deploy') : 'ended-before-deploy';
+    return bot.platform === settings.name || bot.platform === null
+      ? released('ended-before-deploy')
+      : 'ended-before-deploy';
   }
 
   let first: Deployment | FailedStart | null = null;
@@ -103,9 +106,18 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
       const { state, detail } = await platform.status(bot.platformIdentifier);
       if (state === 'gone' && bot.status === 'DEPLOYING') {
         // Its bot never reported: a start that failed while no one watched it, judged as the watch would.
-        first = { failure: 'failed', reason: stoppedBeforeRunning(bot.platformIdentifier, detail), identifier: bot.platformIdentifier };
+        first = {
+          failure: 'failed',
+          reason: stoppedBeforeRunning(bot.platformIdentifier, detail),
+          identifier: bot.platformIdentifier,
+        };
       } else if (state === 'gone') {
-        await lifecycle.end(job.botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
+        await lifecycle.end(
+          job.botId,
+          'FATAL',
+          'CONTAINER_LOST',
+          `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`,
+        );
         return released('released');
       } else {
         deployment = { identifier: bot.platformIdentifier, state };
@@ -146,7 +158,8 @@ interface Started {
   deployment: Deployment;
 }
 
-const stoppedBeforeRunning = (identifier: string, detail?: string) => `container ${identifier} stopped before it ran${detail ? `: ${detail}` : ''}`;
+const stoppedBeforeRunning = (identifier: string, detail?: string) =>
+  `container ${identifier} stopped before it ran${detail ? `: ${detail}` : ''}`;
 
 /**
  * Deploys the bot's current start try (unless `first` already is its deployment or its failure) and waits
@@ -193,7 +206,8 @@ async function start(
       // Whatever a failed try left goes before the bot moves on, or the bot would run twice. A stop that
       // fails too fails the job, and its retry adopts what runs.
       if (failed.failure === 'failed') await stopFailedTry(ctx, failed, name, log);
-      const reason = failed.failure === 'failed' && startTry > 0 ? `${failed.reason} (after ${startTry + 1} tries)` : failed.reason;
+      const reason =
+        failed.failure === 'failed' && startTry > 0 ? `${failed.reason} (after ${startTry + 1} tries)` : failed.reason;
       await ctx.placement.handBack(job.botId, settings.name, decision, reason);
       return 'handed-back';
     }
@@ -223,7 +237,11 @@ async function stopFailedTry(ctx: OccupyContext, failed: FailedStart, name: stri
  * Records the next start try, and forgets the failed try's container (confirmed gone by then), in one write;
  * unless the bot ended or moved meanwhile, which deploys nothing more.
  */
-async function recordRetry(ctx: OccupyContext, botId: string, startTry: number): Promise<'retried' | 'ended-before-deploy' | 'not-ours'> {
+async function recordRetry(
+  ctx: OccupyContext,
+  botId: string,
+  startTry: number,
+): Promise<'retried' | 'ended-before-deploy' | 'not-ours'> {
   const { settings, repo } = ctx;
   const bot = await repo.findById(botId);
   if (!bot || isTerminal(bot.status)) return bot && bot.platform !== settings.name ? 'not-ours' : 'ended-before-deploy';
@@ -236,7 +254,11 @@ async function recordRetry(ctx: OccupyContext, botId: string, startTry: number):
   await repo.update(
     botId,
     { startTry, platformIdentifier: null },
-    { type: 'attempt.retried', at: new Date(), data: { platform: settings.name, try: startTry, name: deploymentName(botId, settings.name, startTry) } },
+    {
+      type: 'attempt.retried',
+      at: new Date(),
+      data: { platform: settings.name, try: startTry, name: deploymentName(botId, settings.name, startTry) },
+    },
   );
   return 'retried';
 }
@@ -246,15 +268,28 @@ async function recordRetry(ctx: OccupyContext, botId: string, startTry: number):
  * that may still hold capacity (a bot that ended is kept there until its container is confirmed gone, so
  * a Redis wiped meanwhile cannot free capacity early).
  */
-async function release<T extends OccupyOutcome>(ctx: OccupyContext, botId: string, log: Logger, outcome: T): Promise<T> {
-  await ctx.repo.unmarkLive(botId).catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
+async function release<T extends OccupyOutcome>(
+  ctx: OccupyContext,
+  botId: string,
+  log: Logger,
+  outcome: T,
+): Promise<T> {
+  await ctx.repo
+    .unmarkLive(botId)
+    .catch((error) => log.warn('could not unmark a released bot', { error: String(error) }));
   return outcome;
 }
 
 /** Once the bot's container started: parks the job, or waits for the end, stops the container and releases. */
-async function hold(ctx: OccupyContext, job: OccupyJob, { outcome, deployment }: Started, log: Logger): Promise<OccupyOutcome> {
+async function hold(
+  ctx: OccupyContext,
+  job: OccupyJob,
+  { outcome, deployment }: Started,
+  log: Logger,
+): Promise<OccupyOutcome> {
   if (outcome === 'started' && !ctx.platform.stopsOnlyWhereDeployed) return 'parked';
-  if (outcome === 'started') outcome = (await ctx.endSignals.waitForEnd(job.botId, job.signal)) === 'aborted' ? 'aborted' : 'ended';
+  if (outcome === 'started')
+    outcome = (await ctx.endSignals.waitForEnd(job.botId, job.signal)) === 'aborted' ? 'aborted' : 'ended';
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
     // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
@@ -330,7 +365,9 @@ async function awaitStart(
   const reason = `still starting after ${settings.startTimeoutMs} ms${detail ? ` (${detail})` : ''}`;
   log.warn('container did not start in time; stopping it and moving on', { identifier, reason });
   await stopContainer(ctx, identifier);
-  await ctx.lifecycle.event(job.botId, 'container.stopped', { data: { platform: settings.name, identifier, detail: reason } });
+  await ctx.lifecycle.event(job.botId, 'container.stopped', {
+    data: { platform: settings.name, identifier, detail: reason },
+  });
   return { failure: 'timed-out', reason, identifier };
 }
 
@@ -377,7 +414,10 @@ async function deployOnce(
       log.warn(full ? 'platform full' : 'deploy failed', { reason });
       return { failure: full ? 'full' : 'failed', reason };
     }
-    log.warn('deploy failed, but its bot already reports from the container; keeping it', { identifier: kept.identifier, reason });
+    log.warn('deploy failed, but its bot already reports from the container; keeping it', {
+      identifier: kept.identifier,
+      reason,
+    });
     deployment = kept;
     deployError = reason;
   } finally {
@@ -386,7 +426,10 @@ async function deployOnce(
   bot.deployedAt = deployedAt;
   metrics.createToDeploySeconds.observe({ platform: settings.name }, secondsSince(bot.createdAt, deployedAt.getTime()));
   const data = { platform: settings.name, identifier: deployment.identifier, state: deployment.state };
-  const event = deployError === undefined ? { type: 'attempt.deployed', data } : { type: 'attempt.adopted', reason: deployError, data };
+  const event =
+    deployError === undefined
+      ? { type: 'attempt.deployed', data }
+      : { type: 'attempt.adopted', reason: deployError, data };
   await repo.update(job.botId, { platformIdentifier: deployment.identifier, deployedAt }, { ...event, at: new Date() });
   log.info('deployed', { identifier: deployment.identifier });
   return deployment;
@@ -399,7 +442,8 @@ async function deployOnce(
  */
 async function keptIfReporting(ctx: OccupyContext, botId: string, name: string): Promise<Deployment | null> {
   const bot = await ctx.repo.findById(botId);
-  if (bot?.platform !== ctx.settings.name || bot.status === 'DEPLOYING' || !LIVE_STATUSES.includes(bot.status)) return null;
+  if (bot?.platform !== ctx.settings.name || bot.status === 'DEPLOYING' || !LIVE_STATUSES.includes(bot.status))
+    return null;
   const leftover = await ctx.platform.adopt(name);
   return leftover && leftover.state !== 'elsewhere' ? leftover : null;
 }

@@ -30,7 +30,9 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
         throw new WaitingError();
       }
       if (outcome === 'parked') {
-        await park(job, token!, async () => isTerminal((await deps.occupyContext.repo.findById(job.data.botId))?.status ?? 'ENDED'));
+        await park(job, token!, async () =>
+          isTerminal((await deps.occupyContext.repo.findById(job.data.botId))?.status ?? 'ENDED'),
+        );
         throw new DelayedError();
       }
       return outcome;
@@ -62,7 +64,11 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
  * Parks a running bot's occupy job as a delayed job (PARKED_RECHECK_MS). An end recorded before the job was
  * delayed found no parked job to wake (withdrawal.ts), so the bot is looked at once more afterwards.
  */
-export async function park(job: Job<JobPayloads['occupy']>, token: string, hasEnded: () => Promise<boolean>): Promise<void> {
+export async function park(
+  job: Job<JobPayloads['occupy']>,
+  token: string,
+  hasEnded: () => Promise<boolean>,
+): Promise<void> {
   if (!job.data.parked) await job.updateData({ ...job.data, parked: true });
   await job.moveToDelayed(Date.now() + PARKED_RECHECK_MS, token);
   if (await hasEnded()) await job.promote().catch(() => undefined); // already woken meanwhile

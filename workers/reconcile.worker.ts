@@ -4,7 +4,13 @@ import { LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { reconcilePlatform } from './sweeps';
 import { Platform } from '../src/platforms/platform';
 import { timedSweep } from '../src/metrics';
-import { JobPayloads, occupyJobId, reconcileQueueName, reconcileSchedulerId, upkeepSchedulerId } from '../queues/queue-names';
+import {
+  JobPayloads,
+  occupyJobId,
+  reconcileQueueName,
+  reconcileSchedulerId,
+  upkeepSchedulerId,
+} from '../queues/queue-names';
 import { WorkerDeps } from './worker-deps';
 import { occupyingBotIds, wakeableBotIds } from '../src/placement/occupancy';
 
@@ -21,16 +27,24 @@ export async function startReconcileWorker(
 ): Promise<Worker> {
   const queue = deps.queues.reconcile.get(settings.name)!;
   await deps.keepScheduled(() =>
-    queue.upsertJobScheduler(reconcileSchedulerId(settings.name), { every: intervalMs }, {
-      name: 'reconcile',
-      data: { platform: settings.name },
-    }),
+    queue.upsertJobScheduler(
+      reconcileSchedulerId(settings.name),
+      { every: intervalMs },
+      {
+        name: 'reconcile',
+        data: { platform: settings.name },
+      },
+    ),
   );
   const upkeep = platform.upkeep;
   const upkeepId = upkeep ? upkeepSchedulerId(settings.name, upkeep.name) : null;
   if (upkeep && upkeepId) {
     await deps.keepScheduled(() =>
-      queue.upsertJobScheduler(upkeepId, { every: upkeep.intervalMs }, { name: upkeepId, data: { platform: settings.name } }),
+      queue.upsertJobScheduler(
+        upkeepId,
+        { every: upkeep.intervalMs },
+        { name: upkeepId, data: { platform: settings.name } },
+      ),
     );
   }
   const { repo } = deps.occupyContext;
@@ -43,7 +57,9 @@ export async function startReconcileWorker(
     const parked = await wakeableBotIds(occupyQueue);
     const ended = await deps.occupyContext.endSignals.endedAmong(parked);
     await Promise.all(
-      ended.map(async (botId) => (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined)),
+      ended.map(async (botId) =>
+        (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined),
+      ),
     );
     return ended.length;
   };
@@ -53,7 +69,8 @@ export async function startReconcileWorker(
       if (upkeep && job.name === upkeepId) {
         const result = await timedSweep(upkeepId, () => upkeep.run({ holdsBot }));
         await deps.countRun(upkeepId);
-        if (Object.values(result).some(Boolean)) deps.log.info('platform upkeep acted', { platform: settings.name, upkeep: upkeep.name, ...result });
+        if (Object.values(result).some(Boolean))
+          deps.log.info('platform upkeep acted', { platform: settings.name, upkeep: upkeep.name, ...result });
         return result;
       }
       const result = await timedSweep(reconcileSchedulerId(settings.name), async () => ({
@@ -70,7 +87,8 @@ export async function startReconcileWorker(
         woken: await wakeEndedParked(),
       }));
       await deps.countRun(reconcileSchedulerId(settings.name));
-      if (result.acted || result.stopped || result.woken) deps.log.info('reconciliation acted', { platform: settings.name, ...result });
+      if (result.acted || result.stopped || result.woken)
+        deps.log.info('reconciliation acted', { platform: settings.name, ...result });
       return result;
     },
     { concurrency: 1 },

@@ -53,7 +53,12 @@ export function sweepHeartbeats(deps: SweepDeps, now = Date.now()): Promise<Swee
     const bot = await deps.repo.findById(botId);
     if (!bot || !LIVE_STATUSES.includes(bot.status)) return false;
     if (bot.status === 'LEAVING' && bot.leaveRequestedAt) return false; // the leave grace decides
-    const ended = await deps.lifecycle.end(botId, 'FATAL', 'HEARTBEAT_TIMEOUT', `no heartbeat for ${deps.heartbeatTimeoutMs} ms`);
+    const ended = await deps.lifecycle.end(
+      botId,
+      'FATAL',
+      'HEARTBEAT_TIMEOUT',
+      `no heartbeat for ${deps.heartbeatTimeoutMs} ms`,
+    );
     return ended !== null;
   });
 }
@@ -63,7 +68,10 @@ export function sweepDeployTimeouts(deps: SweepDeps, now = Date.now()): Promise<
   return sweepDue(deps, 'deploying', now - deps.deployTimeoutMs, async (botId) => {
     const bot = await deps.repo.findById(botId);
     if (bot?.status !== 'DEPLOYING') return false;
-    return (await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_TIMEOUT', `deploying for over ${deps.deployTimeoutMs} ms`)) !== null;
+    return (
+      (await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_TIMEOUT', `deploying for over ${deps.deployTimeoutMs} ms`)) !==
+      null
+    );
   });
 }
 
@@ -92,7 +100,10 @@ export interface ReconcileDeps {
  * number of live bots: a held bot whose container is not listed becomes FATAL CONTAINER_LOST once the
  * platform confirms it is gone; a listed container whose bot is not held is stopped if its bot has ended.
  */
-export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): Promise<SweepResult & { stopped: number }> {
+export async function reconcilePlatform(
+  deps: ReconcileDeps,
+  now = Date.now(),
+): Promise<SweepResult & { stopped: number }> {
   const result = { read: 0, acted: 0, stopped: 0 };
   // Held first: a bot placed after this read is not held here, and its container is then left alone below
   // because its bot is live.
@@ -107,10 +118,21 @@ export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): 
     if (!bot || !LIVE_STATUSES.includes(bot.status) || bot.platform !== deps.platform.name) continue;
     // Not deployed yet, or too recently to be listed. A container that is gone before its bot ever reported
     // is its occupy job's to judge, which watches every start and retries a failed one.
-    if (bot.status === 'DEPLOYING' || !bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
+    if (
+      bot.status === 'DEPLOYING' ||
+      !bot.platformIdentifier ||
+      !bot.deployedAt ||
+      now - bot.deployedAt.getTime() < deps.settleMs
+    )
+      continue;
     const { state, detail } = await deps.platform.status(bot.platformIdentifier);
     if (state !== 'gone') continue;
-    const ended = await deps.lifecycle.end(botId, 'FATAL', 'CONTAINER_LOST', `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`);
+    const ended = await deps.lifecycle.end(
+      botId,
+      'FATAL',
+      'CONTAINER_LOST',
+      `container ${bot.platformIdentifier} is gone${detail ? `: ${detail}` : ''}`,
+    );
     if (ended) result.acted++;
   }
 
@@ -119,7 +141,10 @@ export async function reconcilePlatform(deps: ReconcileDeps, now = Date.now()): 
     result.read++;
     const bot = container.botId ? await deps.repo.findById(container.botId) : null;
     if (bot && !isTerminal(bot.status)) continue; // e.g. waiting to be adopted after its worker died
-    logger.warn('stopping a container whose bot has ended', { botId: container.botId, identifier: container.identifier });
+    logger.warn('stopping a container whose bot has ended', {
+      botId: container.botId,
+      identifier: container.identifier,
+    });
     await deps.platform.stop(container.identifier);
     result.stopped++;
   }

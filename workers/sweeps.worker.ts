@@ -16,7 +16,9 @@ const SWEEPS: Record<SweepName, (deps: SweepDeps) => Promise<SweepResult>> = {
  */
 export async function startSweepsWorker(deps: WorkerDeps, sweepDeps: SweepDeps, intervalMs: number): Promise<Worker> {
   for (const name of SWEEP_NAMES) {
-    await deps.keepScheduled(() => deps.queues.sweeps.upsertJobScheduler(name, { every: intervalMs }, { name, data: {} }));
+    await deps.keepScheduled(() =>
+      deps.queues.sweeps.upsertJobScheduler(name, { every: intervalMs }, { name, data: {} }),
+    );
   }
   return deps.makeWorker<JobPayloads['sweep']>(
     SWEEPS_QUEUE,

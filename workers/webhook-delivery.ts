@@ -87,7 +87,8 @@ export function postToAddresses(
   });
 }
 
-const inWords = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`);
+const inWords = (ms: number) =>
+  ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 
 /** One try of one event: delivered, refused for good (its destination), or failed (worth another try). */
 type TryOutcome = { delivered: true } | { refused: string } | { failed: string };
@@ -96,7 +97,9 @@ async function tryOnce(deps: DeliveryDeps, { url, event }: PendingWebhook): Prom
   const destination = await deps.checkDestination(url);
   if (!destination.allowed) {
     // a host that does not resolve now may later: that is a failed try, not a refusal
-    return destination.unresolved ? { failed: `callbackUrl ${destination.reason}` } : { refused: `callbackUrl ${destination.reason}` };
+    return destination.unresolved
+      ? { failed: `callbackUrl ${destination.reason}` }
+      : { refused: `callbackUrl ${destination.reason}` };
   }
   await waitForToken(deps, destination.url.host);
   const body = JSON.stringify(event);
@@ -110,7 +113,13 @@ async function tryOnce(deps: DeliveryDeps, { url, event }: PendingWebhook): Prom
     'x-meeboter-signature': signWebhook(deps.secret, timestamp, body),
   };
   try {
-    const status = await postToAddresses(destination.url, destination.addresses, headers, body, deps.timeoutMs ?? 10_000);
+    const status = await postToAddresses(
+      destination.url,
+      destination.addresses,
+      headers,
+      body,
+      deps.timeoutMs ?? 10_000,
+    );
     if (status >= 200 && status < 300) return { delivered: true };
     const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
     return { failed: `answered HTTP ${status}${redirect}` };

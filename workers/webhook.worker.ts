@@ -8,10 +8,14 @@ import { WorkerDeps } from './worker-deps';
  * (job id per bot) keeps each bot's events in order.
  */
 export function startWebhookWorker(deps: WorkerDeps, delivery: DeliveryDeps, retryBaseMs: number): Worker {
-  const worker = deps.makeWorker<JobPayloads['webhook']>(WEBHOOKS_QUEUE, (job) => deliverPending(delivery, job.data.botId), {
-    concurrency: 20,
-    settings: { backoffStrategy: (attemptsMade: number) => webhookBackoff(attemptsMade, retryBaseMs) },
-  });
+  const worker = deps.makeWorker<JobPayloads['webhook']>(
+    WEBHOOKS_QUEUE,
+    (job) => deliverPending(delivery, job.data.botId),
+    {
+      concurrency: 20,
+      settings: { backoffStrategy: (attemptsMade: number) => webhookBackoff(attemptsMade, retryBaseMs) },
+    },
+  );
   // An event recorded while the job was finishing found the job still there and did not add a new one.
   worker.on('completed', (job) => {
     void delivery.outbox

@@ -1,5 +1,12 @@
 import express, { NextFunction, Request, RequestHandler, Response } from 'express';
-import { AppError, PayloadTooLargeError, RateLimitedError, UnauthorizedError, UnsupportedMediaTypeError, ValidationError } from '../errors';
+import {
+  AppError,
+  PayloadTooLargeError,
+  RateLimitedError,
+  UnauthorizedError,
+  UnsupportedMediaTypeError,
+  ValidationError,
+} from '../errors';
 import { logger } from '../logger';
 import type { ApiContext } from './api-context';
 
@@ -33,7 +40,12 @@ export function errorHandler(error: unknown, req: Request, res: Response, _next:
   const known = toAppError(error);
   if (known instanceof RateLimitedError) res.setHeader('Retry-After', String(known.retryAfterSeconds));
   if (known.status >= 500) {
-    logger.error('request failed', { method: req.method, path: req.path, requestId: req.id, error: error instanceof Error ? error : String(error) });
+    logger.error('request failed', {
+      method: req.method,
+      path: req.path,
+      requestId: req.id,
+      error: error instanceof Error ? error : String(error),
+    });
   }
   res.status(known.status).json({
     error: {

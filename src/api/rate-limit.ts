@@ -13,7 +13,12 @@ import { Caller } from './http';
  */
 export function clientRateLimit(redis: Redis, prefix: string, perMinute: number): RequestHandler {
   if (perMinute === 0) return (_req, _res, next) => next();
-  const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix: `${prefix}:rate:api-key`, points: perMinute, duration: 60 });
+  const limiter = new RateLimiterRedis({
+    storeClient: redis,
+    keyPrefix: `${prefix}:rate:api-key`,
+    points: perMinute,
+    duration: 60,
+  });
   return (_req, res, next) => {
     const { keyId } = res.locals.caller as Caller;
     limiter
@@ -22,7 +27,12 @@ export function clientRateLimit(redis: Redis, prefix: string, perMinute: number)
       .catch((outcome: unknown) => {
         if (outcome instanceof RateLimiterRes) {
           const seconds = Math.max(1, Math.ceil(outcome.msBeforeNext / 1000));
-          return next(new RateLimitedError(`more than ${perMinute} requests a minute with this API key; retry in ${seconds} s`, seconds));
+          return next(
+            new RateLimitedError(
+              `more than ${perMinute} requests a minute with this API key; retry in ${seconds} s`,
+              seconds,
+            ),
+          );
         }
         logger.warn('rate limit not counted', { error: String(outcome) });
         next();

@@ -30,7 +30,13 @@ const metadata = Joi.object().pattern(Joi.string(), Joi.string()).description('U
 export const botResponseSchema = answer(
   Joi.object({
     id: botIdSchema,
-    number: Joi.number().integer().min(1).allow(null).description("The bot's number, unique in the fleet: its `BOT_ID`, and another name of it in URLs (null for bots made before numbers)"),
+    number: Joi.number()
+      .integer()
+      .min(1)
+      .allow(null)
+      .description(
+        "The bot's number, unique in the fleet: its `BOT_ID`, and another name of it in URLs (null for bots made before numbers)",
+      ),
     status: Joi.string().valid(...BOT_STATUSES),
     meeting: Joi.object(meetingFields).description('As given at creation, without the password'),
     displayName: text,
@@ -38,18 +44,35 @@ export const botResponseSchema = answer(
     joinAt: isoTime.allow(null),
     platform: text.allow(null).description('The deployment platform of the current or last attempt'),
     platformIdentifier: text.allow(null).description("The container's name or id on that platform"),
-    queuePosition: Joi.number().integer().min(1).allow(null).description('Place in the global queue (1 = next) while QUEUED'),
+    queuePosition: Joi.number()
+      .integer()
+      .min(1)
+      .allow(null)
+      .description('Place in the global queue (1 = next) while QUEUED'),
     createdAt: isoTime,
     deployedAt: isoTime.allow(null),
     endedAt: isoTime.allow(null),
-    endReason: Joi.string().valid(...END_REASONS).allow(null),
+    endReason: Joi.string()
+      .valid(...END_REASONS)
+      .allow(null),
     lastHeartbeatAt: isoTime.allow(null),
     metadata,
     speakerTimeframes: Joi.array()
-      .items(answer(Joi.object({ speakerName: text, start: Joi.alternatives(Joi.number(), text), end: Joi.alternatives(Joi.number(), text) })))
+      .items(
+        answer(
+          Joi.object({
+            speakerName: text,
+            start: Joi.alternatives(Joi.number(), text),
+            end: Joi.alternatives(Joi.number(), text),
+          }),
+        ),
+      )
       .allow(null)
       .description('Who spoke when, as the bot reported it with its end'),
-    logLevel: Joi.string().valid(...LOG_LEVELS).allow(null).description('The level the bot is asked to log at; null: its own default'),
+    logLevel: Joi.string()
+      .valid(...LOG_LEVELS)
+      .allow(null)
+      .description('The level the bot is asked to log at; null: its own default'),
     recordingUrl: text.allow(null).description('A short-lived link to the recording, once the bot reported one'),
   }),
 ).id('Bot');
@@ -65,7 +88,9 @@ export const botEventResponseSchema = answer(
   Joi.object({
     id: botIdSchema.description('The event id'),
     type: text.description('`status`, `attempt.<what>`, `container.<what>`, `webhook.<what>` or `bot.<reported type>`'),
-    status: Joi.string().valid(...BOT_STATUSES).allow(null),
+    status: Joi.string()
+      .valid(...BOT_STATUSES)
+      .allow(null),
     reason: text.allow(null),
     message: text.allow(null),
     data: Joi.any(),
@@ -93,9 +118,16 @@ export const screenshotResponseSchema = answer(Joi.object(screenshotFields));
 export const screenshotListResponseSchema = answer(
   Joi.object({
     data: Joi.array().items(
-      Joi.object({ ...screenshotFields, url: text.description('A presigned S3 GET link, valid 15 minutes'), expiresAt: isoTime }),
+      Joi.object({
+        ...screenshotFields,
+        url: text.description('A presigned S3 GET link, valid 15 minutes'),
+        expiresAt: isoTime,
+      }),
     ),
-    nextCursor: Joi.string().pattern(SCREENSHOT_NAME).allow(null).description('Pass as `cursor` for the next page; null on the last'),
+    nextCursor: Joi.string()
+      .pattern(SCREENSHOT_NAME)
+      .allow(null)
+      .description('Pass as `cursor` for the next page; null on the last'),
   }),
 );
 
@@ -138,7 +170,9 @@ export const poolStatsResponseSchema = answer(
 export const botConfigResponseSchema = answer(
   Joi.object({
     id: botIdSchema,
-    meeting: Joi.object({ ...meetingFields, password: text.optional() }).description('With the password: only the bot itself reads this'),
+    meeting: Joi.object({ ...meetingFields, password: text.optional() }).description(
+      'With the password: only the bot itself reads this',
+    ),
     displayName: text,
     imageUrl: text.allow(null),
     automaticLeave: Joi.object({
@@ -157,7 +191,10 @@ export const botConfigResponseSchema = answer(
 export const heartbeatResponseSchema = answer(
   Joi.object({
     shouldLeave: Joi.boolean().description('True once a client asked the bot to leave'),
-    logLevel: Joi.string().valid(...LOG_LEVELS).allow(null).description("The level the bot's owner asks it to log at; null: its own default"),
+    logLevel: Joi.string()
+      .valid(...LOG_LEVELS)
+      .allow(null)
+      .description("The level the bot's owner asks it to log at; null: its own default"),
   }),
 );
 
@@ -180,7 +217,11 @@ export const logPageResponseSchema = answer(
 );
 
 export const statusReportResponseSchema = answer(
-  Joi.object({ status: Joi.string().valid(...BOT_REPORTABLE_STATUSES).description('The status the bot now has') }),
+  Joi.object({
+    status: Joi.string()
+      .valid(...BOT_REPORTABLE_STATUSES)
+      .description('The status the bot now has'),
+  }),
 );
 
 export const reportedEventResponseSchema = answer(Joi.object({ ok: Joi.boolean().valid(true) }));
@@ -190,13 +231,21 @@ export const healthResponseSchema = answer(Joi.object({ ok: Joi.boolean().valid(
 export const readyResponseSchema = answer(
   Joi.object({
     ready: Joi.boolean().description('Redis answers: the process serves (bots, heartbeats, reports, placement)'),
-    degraded: Joi.boolean().description('Ready, but MongoDB does not answer or the bot changes do not reach it: they wait in Redis'),
+    degraded: Joi.boolean().description(
+      'Ready, but MongoDB does not answer or the bot changes do not reach it: they wait in Redis',
+    ),
     checks: Joi.object({
       redis: text.description('`ok`, or `unavailable: <why>`'),
       mongodb: text.description('`ok`, or `unavailable: <why>`'),
-      flusher: text.description('`ok`, `lagging: <why>` while MongoDB refuses the bot changes this process writes, or `unknown: ...` without Redis'),
+      flusher: text.description(
+        '`ok`, `lagging: <why>` while MongoDB refuses the bot changes this process writes, or `unknown: ...` without Redis',
+      ),
     }),
-    unflushedChanges: Joi.number().integer().min(0).allow(null).description('Bot changes not in MongoDB yet (null: Redis does not answer)'),
+    unflushedChanges: Joi.number()
+      .integer()
+      .min(0)
+      .allow(null)
+      .description('Bot changes not in MongoDB yet (null: Redis does not answer)'),
   }),
 );
 
@@ -210,7 +259,9 @@ export const errorResponseSchema = answer(
       message: text,
       details: Joi.alternatives()
         .try(
-          Joi.array().items(answer(Joi.object({ path: text, message: text }))).description('VALIDATION_FAILED: each failing field'),
+          Joi.array()
+            .items(answer(Joi.object({ path: text, message: text })))
+            .description('VALIDATION_FAILED: each failing field'),
           Joi.object().unknown(),
         )
         .allow(null),

@@ -18,8 +18,13 @@ import { LOG_LEVELS } from '../store/bot-logs';
 
 /** Joi schemas for every input of the API. `validate` turns the first failure into a 400 naming its path. */
 
-const httpUrl = Joi.string().uri({ scheme: ['http', 'https'] }).max(2048);
-const timeoutMs = Joi.number().integer().min(0).max(24 * 3600 * 1000);
+const httpUrl = Joi.string()
+  .uri({ scheme: ['http', 'https'] })
+  .max(2048);
+const timeoutMs = Joi.number()
+  .integer()
+  .min(0)
+  .max(24 * 3600 * 1000);
 
 /** Required when the meeting is on one of `platforms` and has no url (Zoom and Teams can join by id). */
 const requiredWithoutUrlOn = (schema: Joi.StringSchema, platforms: string[]) =>
@@ -38,12 +43,17 @@ const meetingUrl = Joi.string()
   )
   .custom((url: string, helpers) => {
     const named = (helpers.state.ancestors as Array<{ platform?: unknown }>)[0].platform;
-    const check = checkMeetingUrl(url, MEETING_PLATFORMS.find((platform) => platform === named));
+    const check = checkMeetingUrl(
+      url,
+      MEETING_PLATFORMS.find((platform) => platform === named),
+    );
     return 'problem' in check ? helpers.message({ custom: check.problem }) : url;
   });
 
 const meeting = Joi.object({
-  platform: Joi.string().valid(...MEETING_PLATFORMS).description('Required without `url`; inferred from `url` when left out'),
+  platform: Joi.string()
+    .valid(...MEETING_PLATFORMS)
+    .description('Required without `url`; inferred from `url` when left out'),
   // Google Meet joins by url only.
   url: meetingUrl.when('platform', { is: 'google-meet', then: Joi.required() }),
   meetingId: requiredWithoutUrlOn(Joi.string().max(256), ['zoom', 'microsoft-teams']),
@@ -70,7 +80,10 @@ export const createBotSchema = Joi.object({
   displayName: Joi.string().trim().min(1).max(100).default('Meeboter'),
   imageUrl: httpUrl,
   joinAt: Joi.date().iso(),
-  maxDurationMs: Joi.number().integer().min(1000).max(24 * 3600 * 1000),
+  maxDurationMs: Joi.number()
+    .integer()
+    .min(1000)
+    .max(24 * 3600 * 1000),
   recording: Joi.boolean().default(false),
   automaticLeave: Joi.object({
     waitingRoomTimeoutMs: timeoutMs,
@@ -83,7 +96,11 @@ export const createBotSchema = Joi.object({
 });
 
 /** A bot's id, as in its JSON. */
-export const botIdSchema = Joi.string().hex().length(24).description('A bot id: 24 hex digits').example('6751c0a4e3b2f1a9c8d7e6f5');
+export const botIdSchema = Joi.string()
+  .hex()
+  .length(24)
+  .description('A bot id: 24 hex digits')
+  .example('6751c0a4e3b2f1a9c8d7e6f5');
 
 /** What a URL may name a bot by (`/api/bots/:id`): its id or its number. */
 export const botRefSchema = Joi.string()
@@ -96,7 +113,10 @@ export const logLevelSchema = Joi.string().valid(...LOG_LEVELS);
 
 /** PATCH /api/bots/:id: what an owner may change on a bot. */
 export const updateBotSchema = Joi.object({
-  logLevel: logLevelSchema.allow(null).required().description('The level the bot is asked to log at (answered with its heartbeats); null: its own default'),
+  logLevel: logLevelSchema
+    .allow(null)
+    .required()
+    .description('The level the bot is asked to log at (answered with its heartbeats); null: its own default'),
 });
 
 export const chatMessageSchema = Joi.object({
@@ -107,7 +127,9 @@ export const listLogsSchema = Joi.object({
   level: logLevelSchema,
   limit: Joi.number().integer().min(1).max(1000).default(100),
   // a Redis stream id, each part short enough for Redis (64 bits)
-  cursor: Joi.string().pattern(/^\d{1,15}-\d{1,15}$/).description('`nextCursor` of the page before'),
+  cursor: Joi.string()
+    .pattern(/^\d{1,15}-\d{1,15}$/)
+    .description('`nextCursor` of the page before'),
 });
 
 export const listBotsSchema = Joi.object({
@@ -121,9 +143,16 @@ export const idempotencyKeySchema = Joi.string().min(1).max(255);
 
 /** The text fields of a screenshot upload (multipart, beside the PNG in `file`). */
 export const screenshotFieldsSchema = Joi.object({
-  type: Joi.string().valid(...SCREENSHOT_TYPES).required(),
-  state: Joi.string().max(SCREENSHOT_STATE_MAX_CHARS).required().description("The bot's state when it took the shot, e.g. `IN_CALL`"),
-  trigger: Joi.string().max(SCREENSHOT_TRIGGER_MAX_CHARS).description('What made the bot take it, e.g. an error message'),
+  type: Joi.string()
+    .valid(...SCREENSHOT_TYPES)
+    .required(),
+  state: Joi.string()
+    .max(SCREENSHOT_STATE_MAX_CHARS)
+    .required()
+    .description("The bot's state when it took the shot, e.g. `IN_CALL`"),
+  trigger: Joi.string()
+    .max(SCREENSHOT_TRIGGER_MAX_CHARS)
+    .description('What made the bot take it, e.g. an error message'),
 });
 
 export const listScreenshotsSchema = Joi.object({
@@ -141,7 +170,10 @@ export const statusReportSchema = Joi.object({
 });
 
 export const botEventSchema = Joi.object({
-  type: Joi.string().pattern(/^[a-zA-Z0-9_.-]+$/).max(64).required(),
+  type: Joi.string()
+    .pattern(/^[a-zA-Z0-9_.-]+$/)
+    .max(64)
+    .required(),
   at: Joi.date().iso(),
   data: Joi.any(),
 });
@@ -149,13 +181,16 @@ export const botEventSchema = Joi.object({
 /** PATCH /api/platforms/:name: at least one field; the limit no higher than the configured `ceiling`. */
 export const platformControlSchema = (ceiling: number) =>
   Joi.object({
-    limit: Joi.number().integer().min(1).max(ceiling).allow(null)
+    limit: Joi.number()
+      .integer()
+      .min(1)
+      .max(ceiling)
+      .allow(null)
       .messages({ 'number.max': `must be at most the configured limit ({{#limit}}); raise it in the configuration` }),
     draining: Joi.boolean(),
   })
     .or('limit', 'draining')
     .required();
-
 
 /**
  * A field's path as a client reads it: `meeting.url`, `data[0]`, and keys that are not plain names quoted,
@@ -179,7 +214,10 @@ export function validate<T>(schema: Joi.Schema, input: unknown, where = 'body'):
       path: fieldPath(detail.path, where),
       message: detail.message.replace(/^"[^"]*" /, ''),
     }));
-    throw new ValidationError(`${where === 'body' ? '' : where + ': '}${details[0].path} ${details[0].message}`, details);
+    throw new ValidationError(
+      `${where === 'body' ? '' : where + ': '}${details[0].path} ${details[0].message}`,
+      details,
+    );
   }
   return result.value as T;
 }

@@ -74,7 +74,8 @@ export function readScreenshotUpload(req: Request): Promise<ScreenshotUpload> {
       try {
         if (refusal) throw refusal;
         if (!png) throw invalid('file', 'is required (a PNG image)');
-        if (!png.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) throw invalid('file', 'must be a PNG image (it does not start with the PNG signature)');
+        if (!png.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE))
+          throw invalid('file', 'must be a PNG image (it does not start with the PNG signature)');
         resolve({ png, ...validate<ScreenshotInfo>(screenshotFieldsSchema, fields) });
       } catch (error) {
         // everything thrown above is an Error: a refusal, or validate's ValidationError

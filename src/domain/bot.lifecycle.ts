@@ -26,7 +26,13 @@ export type BotStatus = (typeof BOT_STATUSES)[number];
 export const TERMINAL_STATUSES: readonly BotStatus[] = ['ENDED', 'FATAL'];
 
 /** Statuses in which a container may exist and the bot is expected to heartbeat. */
-export const LIVE_STATUSES: readonly BotStatus[] = ['DEPLOYING', 'JOINING_CALL', 'IN_WAITING_ROOM', 'IN_CALL', 'LEAVING'];
+export const LIVE_STATUSES: readonly BotStatus[] = [
+  'DEPLOYING',
+  'JOINING_CALL',
+  'IN_WAITING_ROOM',
+  'IN_CALL',
+  'LEAVING',
+];
 
 /** Statuses a bot itself may report through POST /status. The fleet owns SCHEDULED, QUEUED and DEPLOYING. */
 export const BOT_REPORTABLE_STATUSES: readonly BotStatus[] = [

@@ -4,7 +4,16 @@ import { BotStatus } from './bot.lifecycle';
  * The statuses the upstream bot images report (`bots.updateStatus`) and what each asks of our lifecycle.
  * Pure: the caller applies the answer through the one transition rule (transition.ts).
  */
-export const IMAGE_STATUSES = ['DEPLOYING', 'JOINING_CALL', 'IN_WAITING_ROOM', 'IN_CALL', 'LEAVING', 'CALL_ENDED', 'DONE', 'FATAL'] as const;
+export const IMAGE_STATUSES = [
+  'DEPLOYING',
+  'JOINING_CALL',
+  'IN_WAITING_ROOM',
+  'IN_CALL',
+  'LEAVING',
+  'CALL_ENDED',
+  'DONE',
+  'FATAL',
+] as const;
 export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 
 /** The event codes the images report (`bots.events.report`): their statuses and what happens in a meeting. */
@@ -30,7 +39,10 @@ export const IMAGE_EVENT_CODES = [
  * (ENDED, with the reason the lifecycle gives a bot's own end); CALL_ENDED means the meeting ended under the
  * bot, which now leaves.
  */
-export function fromImageStatus(reported: ImageStatus, current: BotStatus): { status: BotStatus; message?: string } | null {
+export function fromImageStatus(
+  reported: ImageStatus,
+  current: BotStatus,
+): { status: BotStatus; message?: string } | null {
   if (current === 'LEAVING' && reported !== 'DONE' && reported !== 'FATAL') return null;
   switch (reported) {
     case 'DEPLOYING':

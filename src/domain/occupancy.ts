@@ -9,7 +9,16 @@
  *
  * This module is pure: no queue, database or HTTP import may appear here.
  */
-export const JOB_STATES = ['waiting', 'prioritized', 'waiting-children', 'active', 'delayed', 'completed', 'failed', 'unknown'] as const;
+export const JOB_STATES = [
+  'waiting',
+  'prioritized',
+  'waiting-children',
+  'active',
+  'delayed',
+  'completed',
+  'failed',
+  'unknown',
+] as const;
 export type JobStateName = (typeof JOB_STATES)[number];
 
 export interface JobStateRule {
@@ -58,7 +67,11 @@ export function isUnfinished(state: string): boolean {
  * A platform's occupancy from the number of its occupy jobs per state: what `GET /api/platforms` shows
  * (`active`, `queued`) and what the dispatcher counts against the limit (`occupied`, always their sum).
  */
-export function tallyOccupancy(counts: Partial<Record<string, number>>): { active: number; queued: number; occupied: number } {
+export function tallyOccupancy(counts: Partial<Record<string, number>>): {
+  active: number;
+  queued: number;
+  occupied: number;
+} {
   let active = 0;
   let queued = 0;
   for (const state of UNFINISHED_JOB_STATES) {
@@ -81,4 +94,6 @@ export function withdrawalOf(state: string, claimed: boolean): 'remove' | 'wake'
 }
 
 /** The states whose occupy job an ended bot wakes (reconciliation wakes those whose wake-up was lost). */
-export const WAKE_ON_END_STATES: readonly UnfinishedJobState[] = UNFINISHED_JOB_STATES.filter((state) => JOB_STATE_RULES[state].whenBotEnds === 'wake');
+export const WAKE_ON_END_STATES: readonly UnfinishedJobState[] = UNFINISHED_JOB_STATES.filter(
+  (state) => JOB_STATE_RULES[state].whenBotEnds === 'wake',
+);

@@ -58,7 +58,11 @@ export interface StatusChange {
  * same millisecond as the previous one is stamped a millisecond later), so the event list orders changes as
  * they happened even when they come from several processes.
  */
-export function decideTransition(current: BotState, request: TransitionRequest, nowMs: number): StatusChange | TransitionError {
+export function decideTransition(
+  current: BotState,
+  request: TransitionRequest,
+  nowMs: number,
+): StatusChange | TransitionError {
   const at = new Date(Math.max(nowMs, (current.statusChangedAt?.getTime() ?? 0) + 1));
   const statusVersion = current.statusVersion + 1;
   if (request.kind === 'requeue') {
@@ -80,7 +84,9 @@ export function decideTransition(current: BotState, request: TransitionRequest, 
   const set: StatusChange['set'] = { ...request.set, status: to, statusChangedAt: at, statusVersion };
   if (isTerminal(to)) {
     set.endedAt = at;
-    const endReason = request.reason ?? (request.source === 'bot' ? defaultEndReason(to, Boolean(current.leaveRequestedAt)) : undefined);
+    const endReason =
+      request.reason ??
+      (request.source === 'bot' ? defaultEndReason(to, Boolean(current.leaveRequestedAt)) : undefined);
     if (endReason) set.endReason = endReason;
   }
   return {

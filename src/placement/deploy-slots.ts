@@ -89,7 +89,10 @@ export function createDeploySlots(redis: Redis, prefix: string, max: number, lea
     try {
       const lost = (await RENEW.run(redis, 1, key, leaseMs, ...held)) as string[];
       for (const member of lost) {
-        logger.warn('a deploy slot lapsed while its deploy still ran; it counts again, above the cap until deploys end', { holder: member });
+        logger.warn(
+          'a deploy slot lapsed while its deploy still ran; it counts again, above the cap until deploys end',
+          { holder: member },
+        );
       }
     } catch (error) {
       logger.warn('deploy slot renewal failed; trying again', { error: String(error) });

@@ -121,7 +121,10 @@ export async function createEndSignals(options: EndSignalOptions): Promise<EndSi
         };
         const done = () => settle('ended');
         const onAbort = () => settle('aborted');
-        const timer = timeoutMs === undefined ? undefined : setTimeout(() => settle('timed-out'), Math.max(1, Math.round(timeoutMs)));
+        const timer =
+          timeoutMs === undefined
+            ? undefined
+            : setTimeout(() => settle('timed-out'), Math.max(1, Math.round(timeoutMs)));
         signal.addEventListener('abort', onAbort, { once: true });
         if (!waiters.has(botId)) waiters.set(botId, new Set());
         waiters.get(botId)!.add(done);

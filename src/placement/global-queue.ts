@@ -118,10 +118,17 @@ export function createGlobalQueue(redis: Redis, prefix: string): GlobalQueue {
       await redis.hset(excluded, botId, JSON.stringify(failedOnly));
     },
     async markInflight(assignments) {
-      if (assignments.length) await redis.hset(inflight, Object.fromEntries(assignments.map(({ botId, platform }) => [botId, platform])));
+      if (assignments.length)
+        await redis.hset(inflight, Object.fromEntries(assignments.map(({ botId, platform }) => [botId, platform])));
     },
     async completeAssignments(botIds) {
-      if (botIds.length) await redis.multi().zrem(order, ...botIds).zrem(since, ...botIds).hdel(inflight, ...botIds).exec();
+      if (botIds.length)
+        await redis
+          .multi()
+          .zrem(order, ...botIds)
+          .zrem(since, ...botIds)
+          .hdel(inflight, ...botIds)
+          .exec();
     },
     async clearInflight(botIds) {
       if (botIds.length) await redis.hdel(inflight, ...botIds);

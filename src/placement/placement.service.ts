@@ -159,7 +159,12 @@ export function createPlacement(deps: PlacementDeps): Placement {
           continue; // it started meanwhile: the processor owns it now
         }
         count++;
-        await handBack(job.data.botId, settings.name, 'timed-out', `waited ${now - job.timestamp} ms for ${settings.name}`);
+        await handBack(
+          job.data.botId,
+          settings.name,
+          'timed-out',
+          `waited ${now - job.timestamp} ms for ${settings.name}`,
+        );
       }
     }
     return count;
@@ -177,7 +182,9 @@ export function createPlacement(deps: PlacementDeps): Placement {
     if (assignments.length === 0) return before;
     const [, states] = await Promise.all([
       globalQueue.markInflight(assignments),
-      Promise.all(assignments.map(({ botId, platform }) => queueOf(platform).getJobState(occupyJobId(botId, platform)))),
+      Promise.all(
+        assignments.map(({ botId, platform }) => queueOf(platform).getJobState(occupyJobId(botId, platform))),
+      ),
       before,
     ]);
     await Promise.all(
@@ -189,9 +196,7 @@ export function createPlacement(deps: PlacementDeps): Placement {
     await Promise.all(
       platforms.map((platform) =>
         queueOf(platform).addBulk(
-          assignments
-            .filter((data) => data.platform === platform)
-            .map(({ botId }) => occupyJob(botId, platform)),
+          assignments.filter((data) => data.platform === platform).map(({ botId }) => occupyJob(botId, platform)),
         ),
       ),
     );
@@ -280,14 +285,23 @@ export function createPlacement(deps: PlacementDeps): Placement {
         }
         free.set(target.name, free.get(target.name)! - 1);
         round.push({ botId, platform: target.name });
-        assigned.push({ botId, platform: target.name, skippedFull: eligible.slice(0, eligible.indexOf(target)).map((p) => p.name) });
+        assigned.push({
+          botId,
+          platform: target.name,
+          skippedFull: eligible.slice(0, eligible.indexOf(target)).map((p) => p.name),
+        });
         placed++;
         if (totalFree() === 0) break;
       }
       // Recorded before the occupy jobs exist, so each comes before its bot's claim in the bot's history.
       const at = new Date();
       const events = repo.appendEvents(
-        assigned.splice(0).map(({ botId, platform, skippedFull }) => ({ botId, type: 'attempt.assigned', at, data: { platform, skippedFull } })),
+        assigned.splice(0).map(({ botId, platform, skippedFull }) => ({
+          botId,
+          type: 'attempt.assigned',
+          at,
+          data: { platform, skippedFull },
+        })),
       );
       await assign(round, events);
       offset += kept;

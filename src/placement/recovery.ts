@@ -107,7 +107,10 @@ export function createRecovery(deps: RecoveryDeps) {
     const platform = bot.platform;
     const queue = platform ? queues.platforms.get(platform) : undefined;
     if (!platform || !queue) {
-      deps.log.warn('a live bot is on a platform this fleet no longer runs; heartbeat expiry will end it', { botId, platform });
+      deps.log.warn('a live bot is on a platform this fleet no longer runs; heartbeat expiry will end it', {
+        botId,
+        platform,
+      });
       await liveState.statusChanged(botId, bot.status, true);
       return false;
     }
@@ -117,7 +120,8 @@ export function createRecovery(deps: RecoveryDeps) {
     const { name, data, opts } = occupyJob(botId, platform);
     await queue.add(name, data, opts);
     await liveState.statusChanged(botId, bot.status, true);
-    if (bot.status === 'LEAVING' && bot.leaveRequestedAt) await liveState.requestLeave(botId, Date.now() + deps.leaveGraceMs);
+    if (bot.status === 'LEAVING' && bot.leaveRequestedAt)
+      await liveState.requestLeave(botId, Date.now() + deps.leaveGraceMs);
     return true;
   };
 

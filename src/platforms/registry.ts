@@ -59,7 +59,9 @@ const FACTORIES: Record<PlatformKind, Factory> = {
       settings: config.k8s!,
       fleetId,
       startTimeoutMs: settings.startTimeoutMs,
-      pullLock: config.k8s!.imagePullLockEnabled ? createImagePullLock({ redis, prefix, waitMs: settings.startTimeoutMs }) : undefined,
+      pullLock: config.k8s!.imagePullLockEnabled
+        ? createImagePullLock({ redis, prefix, waitMs: settings.startTimeoutMs })
+        : undefined,
     }),
   aws: (settings, { config, fleetId }) => createAwsPlatform({ name: settings.name, settings: config.aws!, fleetId }),
   coolify: (settings, { config, fleetId, redis, prefix, mongo }) =>

@@ -12,14 +12,21 @@ export function createS3Client(s3: Config['s3']): S3Client {
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: Boolean(s3.endpoint),
-    credentials: s3.accessKey && s3.secretKey ? { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } : undefined,
+    credentials:
+      s3.accessKey && s3.secretKey ? { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey } : undefined,
   });
 }
 
 export const DOWNLOAD_LINK_TTL_SECONDS = 900;
 
 /** A short-lived GET link to an object, signed locally: it costs no request to S3. */
-export async function downloadLink(client: S3Client, bucket: string, key: string): Promise<{ url: string; expiresAt: string }> {
-  const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: DOWNLOAD_LINK_TTL_SECONDS });
+export async function downloadLink(
+  client: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ url: string; expiresAt: string }> {
+  const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), {
+    expiresIn: DOWNLOAD_LINK_TTL_SECONDS,
+  });
   return { url, expiresAt: new Date(Date.now() + DOWNLOAD_LINK_TTL_SECONDS * 1000).toISOString() };
 }

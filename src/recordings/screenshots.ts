@@ -63,13 +63,24 @@ const fromBase64 = (text: string) => Buffer.from(text, 'base64').toString('utf8'
 
 /** S3 user metadata travels as HTTP headers (ASCII): the bot's free text is base64 of its UTF-8. */
 export function screenshotMetadata({ capturedAt, type, state, trigger }: Screenshot): Record<string, string> {
-  return { 'captured-at': capturedAt, type, state: toBase64(state), ...(trigger !== undefined ? { trigger: toBase64(trigger) } : {}) };
+  return {
+    'captured-at': capturedAt,
+    type,
+    state: toBase64(state),
+    ...(trigger !== undefined ? { trigger: toBase64(trigger) } : {}),
+  };
 }
 
 function fromMetadata(key: string, metadata: Record<string, string>): Screenshot | null {
   const { 'captured-at': capturedAt, type, state, trigger } = metadata;
   if (!capturedAt || !SCREENSHOT_TYPES.includes(type as ScreenshotType) || state === undefined) return null;
-  return { key, capturedAt, type: type as ScreenshotType, state: fromBase64(state), ...(trigger !== undefined ? { trigger: fromBase64(trigger) } : {}) };
+  return {
+    key,
+    capturedAt,
+    type: type as ScreenshotType,
+    state: fromBase64(state),
+    ...(trigger !== undefined ? { trigger: fromBase64(trigger) } : {}),
+  };
 }
 
 export function createScreenshotStore(s3: Config['s3']): ScreenshotStore | null {
@@ -79,7 +90,10 @@ export function createScreenshotStore(s3: Config['s3']): ScreenshotStore | null 
 
   /** S3's own failure (after the SDK's retries) is logged with its reason; the caller gets a 503. */
   const unavailable = (what: string, botId: string, error: unknown) => {
-    logger.warn(`could not ${what}`, { botId, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+    logger.warn(`could not ${what}`, {
+      botId,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    });
     return new UnavailableError(`could not ${what} (S3 did not answer as expected); retry later`);
   };
 
@@ -90,7 +104,13 @@ export function createScreenshotStore(s3: Config['s3']): ScreenshotStore | null 
       const shot: Screenshot = { key, capturedAt: capturedAt.toISOString(), ...info };
       try {
         await client.send(
-          new PutObjectCommand({ Bucket: bucket, Key: key, Body: png, ContentType: 'image/png', Metadata: screenshotMetadata(shot) }),
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: png,
+            ContentType: 'image/png',
+            Metadata: screenshotMetadata(shot),
+          }),
         );
       } catch (error) {
         throw unavailable('store the screenshot', botId, error);
@@ -102,9 +122,16 @@ export function createScreenshotStore(s3: Config['s3']): ScreenshotStore | null 
       const prefix = screenshotPrefix(botId);
       try {
         const listed = await client.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: limit, StartAfter: cursor ? prefix + cursor : undefined }),
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            MaxKeys: limit,
+            StartAfter: cursor ? prefix + cursor : undefined,
+          }),
         );
-        const keys = (listed.Contents ?? []).map((object) => object.Key!).filter((key) => SCREENSHOT_NAME.test(key.slice(prefix.length)));
+        const keys = (listed.Contents ?? [])
+          .map((object) => object.Key!)
+          .filter((key) => SCREENSHOT_NAME.test(key.slice(prefix.length)));
         const shots = await Promise.all(
           keys.map(async (key) => {
             try {

@@ -24,7 +24,10 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 export class BotApiError extends Error {
   override name = 'BotApiError';
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -52,7 +55,13 @@ export class BotClient {
   ): BotClient {
     const missing = ['BOT_ID', 'MILO_URL', 'MILO_AUTH_TOKEN'].filter((name) => !env[name]);
     if (missing.length) throw new Error(`missing environment: ${missing.join(', ')}`);
-    return new BotClient({ baseUrl: env.MILO_URL!, botId: env.BOT_ID!, token: env.MILO_AUTH_TOKEN!, signal, dispatcher });
+    return new BotClient({
+      baseUrl: env.MILO_URL!,
+      botId: env.BOT_ID!,
+      token: env.MILO_AUTH_TOKEN!,
+      signal,
+      dispatcher,
+    });
   }
 
   get botId(): string {
@@ -76,7 +85,12 @@ export class BotClient {
     return this.call('POST', 'events', { type, at: new Date().toISOString(), data });
   }
 
-  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, retryForMs = this.options.retryForMs): Promise<T> {
+  private async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    retryForMs = this.options.retryForMs,
+  ): Promise<T> {
     const { baseUrl, botId, token } = this.options;
     const giveUpAt = Date.now() + (retryForMs ?? 120_000);
     for (let attempt = 1; ; attempt++) {
@@ -104,7 +118,8 @@ export class BotClient {
         attemptSignal.done();
       }
       const retryable = status === 0 || status === 429 || status >= 500;
-      if (!retryable || Date.now() >= giveUpAt) throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
+      if (!retryable || Date.now() >= giveUpAt)
+        throw new BotApiError(status, `${method} ${path}: ${status} ${message}`);
       const backoff = Math.min(5000, 100 * 2 ** attempt);
       await sleep(Math.min(backoff / 2 + Math.random() * (backoff / 2), giveUpAt - Date.now()), this.options.signal);
     }

@@ -60,7 +60,10 @@ export function createApiKeys({ ApiKey }: Models): ApiKeys {
       try {
         found = await withTimeout(ApiKey.findById(digest).lean().exec(), LOOKUP_TIMEOUT_MS);
       } catch (error) {
-        if (!cached) throw new UnavailableError(`cannot check the API key: MongoDB does not answer (${error instanceof Error ? error.message : String(error)})`);
+        if (!cached)
+          throw new UnavailableError(
+            `cannot check the API key: MongoDB does not answer (${error instanceof Error ? error.message : String(error)})`,
+          );
         cached.until = Date.now() + STALE_RETRY_MS;
         return known(cached.owner);
       }

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import { Types } from 'mongoose';
+import { BotStatus, EndReason, isTerminal, LIVE_STATUSES, MeetingPlatform } from '../domain/bot.lifecycle';
 import {
-  BotStatus,
-  EndReason,
-  isTerminal,
-  LIVE_STATUSES,
-  MeetingPlatform,
-} from '../domain/bot.lifecycle';
-import { ConflictError, GoneError, IdempotencyConflictError, NotFoundError, TransitionError, UnavailableError, ValidationError } from '../errors';
+  ConflictError,
+  GoneError,
+  IdempotencyConflictError,
+  NotFoundError,
+  TransitionError,
+  UnavailableError,
+  ValidationError,
+} from '../errors';
 import { logger } from '../logger';
 import { metrics } from '../metrics';
 import { Placement } from '../placement/placement.service';
@@ -78,7 +80,8 @@ export function createBotsService(deps: BotsServiceDeps) {
     ]);
     const json = toBotJson(bot, position);
     json.recordingUrl = recording?.url ?? null;
-    if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt)) json.lastHeartbeatAt = heartbeat.toISOString();
+    if (heartbeat && (!bot.lastHeartbeatAt || heartbeat > bot.lastHeartbeatAt))
+      json.lastHeartbeatAt = heartbeat.toISOString();
     return json;
   };
 
@@ -91,7 +94,9 @@ export function createBotsService(deps: BotsServiceDeps) {
     if (!callbackUrl) return;
     const destination = await deps.checkDestination(callbackUrl);
     if (!destination.allowed && !destination.unresolved) {
-      throw new ValidationError(`callbackUrl ${destination.reason}`, [{ path: 'callbackUrl', message: destination.reason }]);
+      throw new ValidationError(`callbackUrl ${destination.reason}`, [
+        { path: 'callbackUrl', message: destination.reason },
+      ]);
     }
   };
 
@@ -110,7 +115,12 @@ export function createBotsService(deps: BotsServiceDeps) {
   };
 
   /** Records the bot (if absent) and hands it to placement; 503 with nothing kept if either cannot be done. */
-  const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput, idempotencyKey?: string) => {
+  const insertAndPlace = async (
+    owner: string,
+    botId: Types.ObjectId,
+    input: CreateBotInput,
+    idempotencyKey?: string,
+  ) => {
     const now = new Date();
     const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
     const number = await deps.numbers.next().catch((error) => {
@@ -135,13 +145,15 @@ export function createBotsService(deps: BotsServiceDeps) {
     };
     // only the record that points at this bot (a rare path, so the filter beyond _id is affordable)
     const forgetKey = async () => {
-      if (idempotencyKey) await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
+      if (idempotencyKey)
+        await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
     };
     try {
       // The flusher marks it in the live index as it writes the new bot (see BotRepository.insert).
       await repo.insert(doc, { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
     } catch (error) {
-      if ((error as { code?: number }).code === 11000) return { bot: (await repo.findById(String(botId)))!, created: false };
+      if ((error as { code?: number }).code === 11000)
+        return { bot: (await repo.findById(String(botId)))!, created: false };
       logger.error('could not record a new bot', { botId: String(botId), error: String(error) });
       await forgetKey();
       throw new UnavailableError('the bot store (Redis) is unavailable; nothing was created, retry later');
@@ -188,7 +200,8 @@ export function createBotsService(deps: BotsServiceDeps) {
   /** A bot that is live and has not been asked to leave: what a bot image (re)starting may join with. */
   const joinableBot = async (botId: string) => {
     const bot = await liveBot(botId);
-    if (bot.status === 'LEAVING') throw new GoneError(`bot ${bot.number ?? botId} has already finished (status: ${bot.status})`);
+    if (bot.status === 'LEAVING')
+      throw new GoneError(`bot ${bot.number ?? botId} has already finished (status: ${bot.status})`);
     return bot;
   };
 
@@ -210,7 +223,14 @@ export function createBotsService(deps: BotsServiceDeps) {
       for (let round = 0; round < 3; round++) {
         const botId = new Types.ObjectId();
         try {
-          await Idempotency.create({ _id: recordId, owner, key: idempotencyKey, requestHash, botId, createdAt: new Date() });
+          await Idempotency.create({
+            _id: recordId,
+            owner,
+            key: idempotencyKey,
+            requestHash,
+            botId,
+            createdAt: new Date(),
+          });
           const { bot, created, position } = await insertAndPlace(owner, botId, input, idempotencyKey);
           return { bot: await present(bot, position), created };
         } catch (error) {
@@ -281,7 +301,11 @@ export function createBotsService(deps: BotsServiceDeps) {
     /** Ends the bot now (CANCELLED): withdrawn from queues, its container stopped. Idempotent. */
     async cancel(owner: string, botId: string) {
       // One step: the owner is checked on the bot as it is changed, and a bot that already ended is answered as it is.
-      const outcome = await lifecycle.transitionOrRefusal(botId, 'ENDED', { reason: 'CANCELLED', source: 'client', ownerId: owner });
+      const outcome = await lifecycle.transitionOrRefusal(botId, 'ENDED', {
+        reason: 'CANCELLED',
+        source: 'client',
+        ownerId: owner,
+      });
       if (!outcome) throw new NotFoundError(`bot ${botId} not found`);
       return present(outcome.bot);
     },
@@ -295,7 +319,10 @@ export function createBotsService(deps: BotsServiceDeps) {
         return present(ended ?? (await ownBot(owner, botId)));
       }
       const now = new Date();
-      const leaving = await lifecycle.transition(botId, 'LEAVING', { source: 'client', set: { leaveRequestedAt: now } });
+      const leaving = await lifecycle.transition(botId, 'LEAVING', {
+        source: 'client',
+        set: { leaveRequestedAt: now },
+      });
       await liveState.requestLeave(botId, now.getTime() + deps.leaveGraceMs);
       return present(leaving);
     },
@@ -314,7 +341,9 @@ export function createBotsService(deps: BotsServiceDeps) {
       if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
       const sentAt = new Date().toISOString();
       if (!(await deps.chat.send(botId, { messageText, userId: owner, sentAt }))) {
-        throw new ConflictError(`bot ${botId} already has the most chat messages that may wait; retry once it took some`);
+        throw new ConflictError(
+          `bot ${botId} already has the most chat messages that may wait; retry once it took some`,
+        );
       }
       return { queued: true, sentAt };
     },
@@ -359,14 +388,22 @@ export function createBotsService(deps: BotsServiceDeps) {
      * A status report of an upstream bot image (see domain/image-status.ts). An image that restarted joins
      * again from the start, so a report behind the bot's status is answered with the status the bot has.
      */
-    async reportImageStatus(botId: string, report: { status: ImageStatus; recording?: string; speakerTimeframes?: SpeakerTimeframe[] }) {
+    async reportImageStatus(
+      botId: string,
+      report: { status: ImageStatus; recording?: string; speakerTimeframes?: SpeakerTimeframe[] },
+    ) {
       const current = (await liveBot(botId)).status;
       const ours = fromImageStatus(report.status, current);
       if (!ours) return { status: current };
       try {
-        return await reportStatus(botId, { ...ours, recordingKey: report.recording, speakerTimeframes: report.speakerTimeframes });
+        return await reportStatus(botId, {
+          ...ours,
+          recordingKey: report.recording,
+          speakerTimeframes: report.speakerTimeframes,
+        });
       } catch (error) {
-        if (error instanceof TransitionError && !isTerminal(error.from as BotStatus)) return { status: error.from as BotStatus };
+        if (error instanceof TransitionError && !isTerminal(error.from as BotStatus))
+          return { status: error.from as BotStatus };
         throw error;
       }
     },
@@ -377,7 +414,8 @@ export function createBotsService(deps: BotsServiceDeps) {
      */
     async saveScreenshot(botId: string, read: () => Promise<ScreenshotInfo & { png: Buffer }>) {
       await liveBot(botId);
-      if (!deps.screenshots) throw new UnavailableError('this fleet keeps no screenshots: it has no S3 bucket (S3_BUCKET_NAME)');
+      if (!deps.screenshots)
+        throw new UnavailableError('this fleet keeps no screenshots: it has no S3 bucket (S3_BUCKET_NAME)');
       const { png, ...info } = await read();
       return deps.screenshots.save(botId, png, info);
     },

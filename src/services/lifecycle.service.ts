@@ -74,12 +74,19 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
     if (bot.status === 'IN_CALL') metrics.createToInCallSeconds.observe(secondsSince(bot.createdAt));
     if (isTerminal(bot.status)) {
       metrics.botEnds.inc({ status: bot.status, reason: bot.endReason ?? 'none' });
-      logger.info('bot ended', { botId, status: bot.status, endReason: bot.endReason, source: request.kind === 'move' ? request.source : 'fleet' });
+      logger.info('bot ended', {
+        botId,
+        status: bot.status,
+        endReason: bot.endReason,
+        source: request.kind === 'move' ? request.source : 'fleet',
+      });
       await effects.withdraw(botId, bot.platform);
       // A bot never placed leaves the live index now; a placed one when its container is confirmed gone
       // (occupy). Best effort: one left there is settled by the next recovery pass.
       if (!bot.platform) {
-        await repo.unmarkLive(botId).catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
+        await repo
+          .unmarkLive(botId)
+          .catch((error) => logger.warn('could not unmark an ended bot', { botId, error: String(error) }));
       }
     }
     await effects.notify(bot);

@@ -21,7 +21,14 @@ export interface BotChanges {
    * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
    * change to the bot's partition stream; otherwise answers the version found.
    */
-  apply(botId: string, expectedVersion: number, doc: unknown, event?: object, expireMs?: number, alongside?: KeyChange[]): Promise<Applied | Conflict>;
+  apply(
+    botId: string,
+    expectedVersion: number,
+    doc: unknown,
+    event?: object,
+    expireMs?: number,
+    alongside?: KeyChange[],
+  ): Promise<Applied | Conflict>;
   /**
    * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
    * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
@@ -248,7 +255,8 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
     },
     async apply(botId, expectedVersion, doc, event, expireMs = 0, alongside = []) {
       const partition = partitionOf(botId, partitions);
-      const answer = (await APPLY.run(redis,
+      const answer = (await APPLY.run(
+        redis,
         2 + alongside.length,
         botKey(prefix, botId),
         changesKey(prefix, partition),
@@ -259,7 +267,11 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         event === undefined ? '' : JSON.stringify(event),
         Math.max(0, Math.floor(expireMs)),
         alongside.length,
-        ...alongside.flatMap((change) => [change.op, 'score' in change ? change.score : '', 'member' in change ? change.member : '']),
+        ...alongside.flatMap((change) => [
+          change.op,
+          'score' in change ? change.score : '',
+          'member' in change ? change.member : '',
+        ]),
       )) as [number, number] | [number, string, string, string];
       if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
       const [, version, at, id] = answer as [number, string, string, string];
@@ -273,8 +285,10 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       const batch = redis.pipeline();
       for (const record of records) {
         const stream = changesKey(prefix, partitionOf(record.botId, partitions));
-        if (record.kind === 'event') batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'event', 'event', JSON.stringify(record.event));
-        else if (record.kind === 'live') batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'live', 'at', record.createdAt.getTime());
+        if (record.kind === 'event')
+          batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'event', 'event', JSON.stringify(record.event));
+        else if (record.kind === 'live')
+          batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'live', 'at', record.createdAt.getTime());
         else batch.xadd(stream, '*', 'bot', record.botId, 'kind', 'unlive');
       }
       for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
@@ -297,13 +311,26 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
         const current = await changes.read<T>(botId);
         const decision = decide(current);
         if ('refused' in decision) return decision;
-        const result = await changes.apply(botId, current?.version ?? 0, decision.doc, decision.event, decision.expireMs, decision.alongside);
+        const result = await changes.apply(
+          botId,
+          current?.version ?? 0,
+          decision.doc,
+          decision.event,
+          decision.expireMs,
+          decision.alongside,
+        );
         if (!('conflict' in result)) return { ...result, doc: decision.doc };
       }
       throw new UpdateConflictError(botId, maxAttempts);
     },
     async unflushed(botId, scanAtMost = 5000) {
-      const answer = (await UNFLUSHED.run(redis, 1, changesKey(prefix, partitionOf(botId, partitions)), botId, scanAtMost)) as [0] | [1, StreamEntry[]];
+      const answer = (await UNFLUSHED.run(
+        redis,
+        1,
+        changesKey(prefix, partitionOf(botId, partitions)),
+        botId,
+        scanAtMost,
+      )) as [0] | [1, StreamEntry[]];
       return answer[0] === 1 ? answer[1] : null;
     },
     async waitFlushed(marks, timeoutMs) {

@@ -32,7 +32,10 @@ export function createBotChat(redis: Redis, prefix: string): BotChat {
   const queueKey = (botId: string) => `${prefix}:chat:${botId}`;
   return {
     async send(botId, message) {
-      return (await SEND.run(redis, 1, queueKey(botId), CHAT_BOUNDS.queued, CHAT_BOUNDS.keepMs, JSON.stringify(message))) === 1;
+      return (
+        (await SEND.run(redis, 1, queueKey(botId), CHAT_BOUNDS.queued, CHAT_BOUNDS.keepMs, JSON.stringify(message))) ===
+        1
+      );
     },
     async take(botId) {
       const next = await redis.lpop(queueKey(botId));

@@ -69,7 +69,16 @@ export function createBotLogs(redis: Redis, prefix: string, bounds = LOG_BOUNDS)
     async append(botId, entries) {
       if (entries.length === 0) return { received: 0, dropped: 0 };
       const dropped = Number(
-        await APPEND.run(redis, 2, streamKey(botId), countersKey(botId), bounds.entries, bounds.bytes, bounds.keepMs, ...entries.map((entry) => JSON.stringify(entry))),
+        await APPEND.run(
+          redis,
+          2,
+          streamKey(botId),
+          countersKey(botId),
+          bounds.entries,
+          bounds.bytes,
+          bounds.keepMs,
+          ...entries.map((entry) => JSON.stringify(entry)),
+        ),
       );
       return { received: entries.length, dropped };
     },
@@ -80,7 +89,9 @@ export function createBotLogs(redis: Redis, prefix: string, bounds = LOG_BOUNDS)
       let last: string | null = null;
       let exhausted = false;
       while (data.length < limit && scanned < SCAN_AT_MOST) {
-        const chunk = (await redis.xrange(streamKey(botId), from, '+', 'COUNT', limit - data.length)) as Array<[string, string[]]>;
+        const chunk = (await redis.xrange(streamKey(botId), from, '+', 'COUNT', limit - data.length)) as Array<
+          [string, string[]]
+        >;
         if (chunk.length === 0) {
           exhausted = true;
           break;
@@ -93,7 +104,8 @@ export function createBotLogs(redis: Redis, prefix: string, bounds = LOG_BOUNDS)
         scanned += chunk.length;
         from = `(${last}`;
       }
-      const more = !exhausted && last !== null && (await redis.xrange(streamKey(botId), `(${last}`, '+', 'COUNT', 1)).length > 0;
+      const more =
+        !exhausted && last !== null && (await redis.xrange(streamKey(botId), `(${last}`, '+', 'COUNT', 1)).length > 0;
       const dropped = Number((await redis.hget(countersKey(botId), 'dropped')) ?? 0);
       return { data, nextCursor: more ? last : null, dropped };
     },

@@ -42,7 +42,10 @@ export function createBotNumbers(redis: Redis, prefix: string, { Bot }: Pick<Mod
   const counter = `${prefix}:bot-numbers`;
 
   const highestStored = async () => {
-    const [top] = await Bot.find({ number: { $gt: 0 } }, { number: 1 }).sort({ number: -1 }).limit(1).lean<Array<{ number: number }>>();
+    const [top] = await Bot.find({ number: { $gt: 0 } }, { number: 1 })
+      .sort({ number: -1 })
+      .limit(1)
+      .lean<Array<{ number: number }>>();
     return top?.number ?? 0;
   };
   const catchUp = async () => {

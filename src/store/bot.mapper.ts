@@ -91,7 +91,12 @@ export function toEventJson(event: BotEventDoc) {
 }
 
 /** Upstream's defaults for the automatic-leave timeouts a bot was created without (ms). */
-const IMAGE_AUTOMATIC_LEAVE = { waitingRoomTimeout: 600_000, noOneJoinedTimeout: 60_000, everyoneLeftTimeout: 60_000, inactivityTimeout: 300_000 };
+const IMAGE_AUTOMATIC_LEAVE = {
+  waitingRoomTimeout: 600_000,
+  noOneJoinedTimeout: 60_000,
+  everyoneLeftTimeout: 60_000,
+  inactivityTimeout: 300_000,
+};
 /** A bot image ends itself an hour after `startTime`; without a maximum duration, `endTime` says the same. */
 const IMAGE_DEFAULT_DURATION_MS = 3600_000;
 
@@ -99,7 +104,8 @@ const IMAGE_DEFAULT_DURATION_MS = 3600_000;
 export function toImageConfig(bot: BotDoc) {
   const startTime = new Date(bot.joinAt ?? bot.createdAt);
   const leave = bot.automaticLeave ?? {};
-  const defined = <T extends object>(value: T) => Object.fromEntries(Object.entries(value).filter(([, inner]) => inner !== undefined)) as Partial<T>;
+  const defined = <T extends object>(value: T) =>
+    Object.fromEntries(Object.entries(value).filter(([, inner]) => inner !== undefined)) as Partial<T>;
   return {
     id: bot.number ?? 0,
     userId: bot.ownerId,

@@ -89,7 +89,10 @@ type BotJsonDoc = Record<string, unknown>;
 export function botFromJson(json: BotJsonDoc): BotDoc {
   const bot: Record<string, unknown> = { ...json, _id: new Types.ObjectId(json._id as string) };
   for (const field of DATE_FIELDS) if (typeof json[field] === 'string') bot[field] = new Date(json[field]);
-  bot.attempts = ((json.attempts as Array<Record<string, unknown>>) ?? []).map((attempt) => ({ ...attempt, at: new Date(attempt.at as string) }));
+  bot.attempts = ((json.attempts as Array<Record<string, unknown>>) ?? []).map((attempt) => ({
+    ...attempt,
+    at: new Date(attempt.at as string),
+  }));
   return bot as unknown as BotDoc;
 }
 
@@ -129,7 +132,8 @@ export function createBotRepository(
   changes: BotChanges,
   { readYourWritesMs = 5_000, keepEndedMs = 24 * 3600 * 1000 }: BotRepositoryOptions = {},
 ): BotRepository {
-  const readStored = async (id: string) => fromRecord(await Bot.findById(id).lean<BotDoc & { changeVersion?: number }>());
+  const readStored = async (id: string) =>
+    fromRecord(await Bot.findById(id).lean<BotDoc & { changeVersion?: number }>());
 
   /**
    * The one write path: `decide` sees the bot as it is and returns the next document (and its event), a
@@ -139,7 +143,9 @@ export function createBotRepository(
    */
   const write = async (
     id: string,
-    decide: (current: BotDoc) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: KeyChange[] } | TransitionError | null,
+    decide: (
+      current: BotDoc,
+    ) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: KeyChange[] } | TransitionError | null,
   ): Promise<TransitionOutcome | null> => {
     let refusal: { bot: BotDoc; refused: TransitionError } | undefined;
     let absent = false;
@@ -159,7 +165,8 @@ export function createBotRepository(
       const ended = isTerminal(decision.next.status);
       // An ended bot's number names it as long as Redis keeps its document; MongoDB answers after that.
       const alongside = [...(decision.alongside ?? [])];
-      if (ended && decision.next.number) alongside.push({ op: 'pexpire', key: changes.numberKey(decision.next.number), score: keepEndedMs });
+      if (ended && decision.next.number)
+        alongside.push({ op: 'pexpire', key: changes.numberKey(decision.next.number), score: keepEndedMs });
       return { doc: asChange(decision.next), event, expireMs: ended ? keepEndedMs : undefined, alongside };
     };
     for (let round = 0; round < 2; round++) {
@@ -225,7 +232,11 @@ export function createBotRepository(
         if (change.exclude && !current.excludedPlatforms.includes(change.exclude)) {
           next.excludedPlatforms = [...current.excludedPlatforms, change.exclude];
         }
-        return { next, event: { type: 'status', at: change.set.statusChangedAt, ...change.event }, alongside: alongside?.(next) };
+        return {
+          next,
+          event: { type: 'status', at: change.set.statusChangedAt, ...change.event },
+          alongside: alongside?.(next),
+        };
       });
     },
     async update(id, set, event) {
@@ -236,7 +247,9 @@ export function createBotRepository(
       await changes.append([{ botId, kind: 'event', event: toStoredEvent(event) }]);
     },
     async appendEvents(events) {
-      await changes.append(events.map(({ botId, ...event }) => ({ botId, kind: 'event', event: toStoredEvent(event) })));
+      await changes.append(
+        events.map(({ botId, ...event }) => ({ botId, kind: 'event', event: toStoredEvent(event) })),
+      );
     },
     async events(botId, limit) {
       if (!isObjectId(botId)) return [];
@@ -245,10 +258,14 @@ export function createBotRepository(
       const unflushed = await changes.unflushed(botId);
       // A flusher too far behind to scan its backlog: wait for it a bounded time, as lists do.
       if (!unflushed) await changes.waitFlushed('now', readYourWritesMs);
-      const stored = await BotEvent.find({ botId: new Types.ObjectId(botId) }).sort({ at: 1, seq: 1, _id: 1 }).limit(limit).lean<BotEventDoc[]>();
+      const stored = await BotEvent.find({ botId: new Types.ObjectId(botId) })
+        .sort({ at: 1, seq: 1, _id: 1 })
+        .limit(limit)
+        .lean<BotEventDoc[]>();
       if (!unflushed?.length) return stored;
       const byId = new Map(stored.map((event) => [String(event._id), event]));
-      for (const event of eventsOfEntries(unflushed, botRecordCodec) as BotEventDoc[]) byId.set(String(event._id), byId.get(String(event._id)) ?? event);
+      for (const event of eventsOfEntries(unflushed, botRecordCodec) as BotEventDoc[])
+        byId.set(String(event._id), byId.get(String(event._id)) ?? event);
       return [...byId.values()].sort(inHistoryOrder).slice(0, limit);
     },
     async remove(id) {
@@ -286,7 +303,11 @@ function withTextData({ data, ...event }: Omit<BotEventDoc, '_id' | 'botId'>) {
  * free-form JSON from bots; it is stored as text since its keys may hold dots or dollars.
  */
 function toStoredEvent({ data, at, ...event }: Omit<BotEventDoc, '_id' | 'botId'>) {
-  const stored: { _id: string } & Record<string, unknown> = { _id: new Types.ObjectId().toHexString(), ...event, at: at.toISOString() };
+  const stored: { _id: string } & Record<string, unknown> = {
+    _id: new Types.ObjectId().toHexString(),
+    ...event,
+    at: at.toISOString(),
+  };
   if (data !== undefined) stored.data = JSON.stringify(data);
   return stored;
 }

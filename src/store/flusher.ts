@@ -128,7 +128,9 @@ export function sequenceOf(streamId: string): string {
  * they were flushed (README, "Restarts and failures"); both changes happened, and both are kept.
  */
 export function eventId(botId: string, version: number, at: Date): mongo.ObjectId {
-  return new mongo.ObjectId(createHash('sha256').update(`${botId}:${version}:${at.getTime()}`).digest().subarray(0, 12));
+  return new mongo.ObjectId(
+    createHash('sha256').update(`${botId}:${version}:${at.getTime()}`).digest().subarray(0, 12),
+  );
 }
 
 /**
@@ -231,7 +233,10 @@ const chunks = <T>(items: T[], size: number): T[][] =>
   Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
 /** Inserts in batches; answers the indexes refused as duplicates, and throws on any other failure. */
-async function insertAll<T extends mongo.Document>(collection: mongo.Collection<T>, docs: mongo.OptionalUnlessRequiredId<T>[]): Promise<Set<number>> {
+async function insertAll<T extends mongo.Document>(
+  collection: mongo.Collection<T>,
+  docs: mongo.OptionalUnlessRequiredId<T>[],
+): Promise<Set<number>> {
   const duplicates = new Set<number>();
   for (const [n, chunk] of chunks(docs, MAX_INSERTS_PER_COMMAND).entries()) {
     try {
@@ -262,12 +267,16 @@ function oneAtATimeFleetWide(redis: Redis, key: string, stop: () => boolean): On
       let delay = 2;
       while ((await redis.set(key, token, 'PX', UPDATE_LOCK_MS, 'NX')) !== 'OK') {
         if (stop()) throw new Error('flusher closing');
-        if (Date.now() > deadline) throw new Error(`the update lock stayed taken for ${UPDATE_WAIT_MS} ms (an update command hung?)`);
+        if (Date.now() > deadline)
+          throw new Error(`the update lock stayed taken for ${UPDATE_WAIT_MS} ms (an update command hung?)`);
         await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay));
         delay = Math.min(delay * 2, 50);
       }
       // (a renewal that fails leaves the command running: the lock's only job is to keep others from theirs)
-      const renewal = setInterval(() => void RENEW_LOCK.run(redis, 1, key, token, UPDATE_LOCK_MS).catch(() => undefined), UPDATE_LOCK_MS / 3);
+      const renewal = setInterval(
+        () => void RENEW_LOCK.run(redis, 1, key, token, UPDATE_LOCK_MS).catch(() => undefined),
+        UPDATE_LOCK_MS / 3,
+      );
       try {
         return await fn();
       } finally {
@@ -296,7 +305,8 @@ interface Collections {
 /** The events of these entries, as MongoDB stores them. */
 function eventRecords(entries: Entry[], codec: RecordCodec): mongo.Document[] {
   return entries.flatMap((entry) => {
-    if (entry.kind === 'event') return [{ ...codec.event(entry.event), botId: codec.id(entry.botId), seq: sequenceOf(entry.id) }];
+    if (entry.kind === 'event')
+      return [{ ...codec.event(entry.event), botId: codec.id(entry.botId), seq: sequenceOf(entry.id) }];
     if (!isVersion(entry) || entry.event === undefined) return [];
     return [
       {
@@ -325,7 +335,12 @@ export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec): mon
  * document once, then unmarks. In any order would do: nothing is acknowledged before all of it is written,
  * and each write is idempotent.
  */
-async function write({ bots, events, live }: Collections, codec: RecordCodec, entries: Entry[], updating: OneAtATime): Promise<void> {
+async function write(
+  { bots, events, live }: Collections,
+  codec: RecordCodec,
+  entries: Entry[],
+  updating: OneAtATime,
+): Promise<void> {
   const latest = new Map<string, VersionEntry>();
   const created = new Set<string>();
   // Per bot, the live-index operation that comes last in the batch wins.
@@ -344,7 +359,11 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
 
   await insertAll(events, eventRecords(entries, codec));
   const marks = [...liveSince].filter(([, since]) => since !== null);
-  if (live && marks.length > 0) await insertAll(live, marks.map(([botId, since]) => ({ _id: codec.id(botId), createdAt: since! })));
+  if (live && marks.length > 0)
+    await insertAll(
+      live,
+      marks.map(([botId, since]) => ({ _id: codec.id(botId), createdAt: since! })),
+    );
 
   // The bot's id is the `_id`, whatever the document says.
   const fields = ({ doc, version, at }: VersionEntry) => {
@@ -354,7 +373,10 @@ async function write({ bots, events, live }: Collections, codec: RecordCodec, en
   };
 
   const inserts = [...created].map((botId) => latest.get(botId)!);
-  const replayed = await insertAll(bots, inserts.map((entry) => ({ ...fields(entry), _id: codec.id(entry.botId) })));
+  const replayed = await insertAll(
+    bots,
+    inserts.map((entry) => ({ ...fields(entry), _id: codec.id(entry.botId) })),
+  );
   const updates = [
     ...[...latest.values()].filter((entry) => !created.has(entry.botId)),
     ...inserts.filter((_, index) => replayed.has(index)),
@@ -397,7 +419,9 @@ export function createFlusher(options: FlusherOptions): Flusher {
   // Blocking reads hold their connection; each partition has its own, closed on close() to end the wait.
   // Their errors are the main connection's too, which logs them. Their first read may come before they are
   // connected, so it waits in their queue (the connection they copy, an API producer's, may refuse to queue).
-  const blocking = Array.from({ length: partitions }, () => redis.duplicate({ enableOfflineQueue: true }).on('error', () => undefined));
+  const blocking = Array.from({ length: partitions }, () =>
+    redis.duplicate({ enableOfflineQueue: true }).on('error', () => undefined),
+  );
   const codec = options.codec ?? asItIs;
   let closing = false;
   // Ends every wait on a blocking read at close(). Disconnecting alone does not while Redis is away: ioredis
@@ -438,9 +462,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
     });
     while (state.held && !closing) {
       const answer = (await READ.run(redis, 2, lease, stream, owner, GROUP, `partition-${partition}`, batchSize)) as
-        | [0]
-        | [1, RawEntry[]]
-        | [2, string];
+        [0] | [1, RawEntry[]] | [2, string];
       if (answer[0] === 0) {
         // expired or taken before a renewal noticed
         state.held = false;
@@ -472,7 +494,8 @@ export function createFlusher(options: FlusherOptions): Flusher {
     };
     while (!closing) {
       try {
-        if (!state.held && (await mayTake())) state.held = (await redis.set(lease, owner, 'PX', leaseMs, 'NX')) === 'OK';
+        if (!state.held && (await mayTake()))
+          state.held = (await redis.set(lease, owner, 'PX', leaseMs, 'NX')) === 'OK';
         if (state.held) await consume(partition);
         else await pause(leaseMs / 4);
       } catch (error) {

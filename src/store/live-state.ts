@@ -83,7 +83,16 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
   };
   return {
     async heartbeat(botId, nowMs = Date.now()) {
-      const [leave, level] = (await HEARTBEAT.run(redis, 4, endedSet(prefix), key('heartbeats'), leaving, logLevels, botId, nowMs)) as [number, string | null];
+      const [leave, level] = (await HEARTBEAT.run(
+        redis,
+        4,
+        endedSet(prefix),
+        key('heartbeats'),
+        leaving,
+        logLevels,
+        botId,
+        nowMs,
+      )) as [number, string | null];
       return { ended: leave === -1, shouldLeave: leave === 1, logLevel: level ?? null };
     },
     async setLogLevel(botId, level) {
@@ -103,7 +112,8 @@ export function createLiveState(redis: Redis, prefix: string): LiveState {
     async restartDeadlines(botIds, nowMs = Date.now()) {
       if (botIds.length === 0) return;
       const batch = redis.pipeline();
-      for (const botId of botIds) batch.zadd(key('heartbeats'), 'XX', nowMs, botId).zadd(key('deploying'), 'XX', nowMs, botId);
+      for (const botId of botIds)
+        batch.zadd(key('heartbeats'), 'XX', nowMs, botId).zadd(key('deploying'), 'XX', nowMs, botId);
       await batch.exec();
     },
     due: (set, nowMs, count) => redis.zrangebyscore(key(set), '-inf', nowMs, 'LIMIT', 0, count),

@@ -69,7 +69,8 @@ function reached(address: Address): { address: Address; via?: string } {
   return { address };
 }
 
-const inRange = (address: Address, [network, prefix]: [Address, number]) => address.kind() === network.kind() && address.match(network, prefix);
+const inRange = (address: Address, [network, prefix]: [Address, number]) =>
+  address.kind() === network.kind() && address.match(network, prefix);
 
 export function createDestinationCheck(allow: AllowList): DestinationCheck {
   const allowedHosts = new Set(allow.allowedHosts.map((host) => host.toLowerCase()));
@@ -111,7 +112,11 @@ export function createDestinationCheck(allow: AllowList): DestinationCheck {
     try {
       addresses = await resolve(host);
     } catch (error) {
-      return { allowed: false, unresolved: true, reason: `host ${host} does not resolve (${(error as { code?: string }).code ?? 'error'})` };
+      return {
+        allowed: false,
+        unresolved: true,
+        reason: `host ${host} does not resolve (${(error as { code?: string }).code ?? 'error'})`,
+      };
     }
     if (!addresses.length) return { allowed: false, unresolved: true, reason: `host ${host} does not resolve` };
     if (allowedHosts.has(host)) return { allowed: true, url, addresses };

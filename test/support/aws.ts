@@ -30,7 +30,12 @@ export async function startAwsPeer(region = 'eu-west-1'): Promise<AwsPeer> {
   // In-process adapters and setup read the SDK's variables from this process's environment.
   Object.assign(process.env, sdkEnv);
   const { env } = await setupAws({ region });
-  const ecs = new ECSClient({ region, endpoint: moto.url, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: 1 });
+  const ecs = new ECSClient({
+    region,
+    endpoint: moto.url,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    maxAttempts: 1,
+  });
   const cluster = Object.fromEntries(env).AWS_ECS_CLUSTER;
   return {
     moto,
@@ -43,7 +48,9 @@ export async function startAwsPeer(region = 'eu-west-1'): Promise<AwsPeer> {
       const arns = (await ecs.send(new ListTasksCommand({ cluster, desiredStatus, startedBy }))).taskArns ?? [];
       const tasks: Task[] = [];
       for (let i = 0; i < arns.length; i += 100) {
-        const answer = await ecs.send(new DescribeTasksCommand({ cluster, tasks: arns.slice(i, i + 100), include: ['TAGS'] }));
+        const answer = await ecs.send(
+          new DescribeTasksCommand({ cluster, tasks: arns.slice(i, i + 100), include: ['TAGS'] }),
+        );
         tasks.push(...(answer.tasks ?? []));
       }
       return tasks;
@@ -77,15 +84,22 @@ export function playBots(peer: BotStage, options: PlayerOptions = {}): BotPlayer
     endpoint: peer.proxy.url,
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
   });
-  return startBotPlayer(async (played, play) => {
-    const arns = (await peer.ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }))).taskArns ?? [];
-    const fresh = arns.filter((arn) => !played.has(arn));
-    for (let i = 0; i < fresh.length; i += 100) {
-      // Always with TAGS: moto keeps "include TAGS" in one dict shared by all requests, so a concurrent
-      // DescribeTasks without it strips the tags from the fleet's own answer.
-      const answer = await viaProxy.send(new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100), include: ['TAGS'] }));
-      for (const task of answer.tasks ?? []) if (task.lastStatus === 'RUNNING') play(task.taskArn!, overridesOf(task));
-    }
-    return arns.length;
-  }, options, () => viaProxy.destroy());
+  return startBotPlayer(
+    async (played, play) => {
+      const arns = (await peer.ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }))).taskArns ?? [];
+      const fresh = arns.filter((arn) => !played.has(arn));
+      for (let i = 0; i < fresh.length; i += 100) {
+        // Always with TAGS: moto keeps "include TAGS" in one dict shared by all requests, so a concurrent
+        // DescribeTasks without it strips the tags from the fleet's own answer.
+        const answer = await viaProxy.send(
+          new DescribeTasksCommand({ cluster, tasks: fresh.slice(i, i + 100), include: ['TAGS'] }),
+        );
+        for (const task of answer.tasks ?? [])
+          if (task.lastStatus === 'RUNNING') play(task.taskArn!, overridesOf(task));
+      }
+      return arns.length;
+    },
+    options,
+    () => viaProxy.destroy(),
+  );
 }

@@ -27,7 +27,10 @@ export interface PlayerOptions {
 export const STANDIN_TIMING = { heartbeatMs: 300, chatPollMs: 200 };
 
 /** One sample: returns the count; calls `play` for each new running container (`played` says which are known). */
-export type PlayerTick = (played: ReadonlyMap<string, unknown>, play: (container: string, env: Record<string, string>) => void) => Promise<number>;
+export type PlayerTick = (
+  played: ReadonlyMap<string, unknown>,
+  play: (container: string, env: Record<string, string>) => void,
+) => Promise<number>;
 
 export function startBotPlayer(tick: PlayerTick, options: PlayerOptions = {}, close?: () => void): BotPlayer {
   const inCallMs = options.inCallMs ?? 200;
@@ -40,7 +43,11 @@ export function startBotPlayer(tick: PlayerTick, options: PlayerOptions = {}, cl
 
   const playOne = async (env: Record<string, string>) => {
     if (options.protocol === 'upstream') {
-      const { code, output } = await spawnUpstreamBot(env, { ...STANDIN_TIMING, inCallMs: options.inCallMs ?? 1500, signal: stopping.signal });
+      const { code, output } = await spawnUpstreamBot(env, {
+        ...STANDIN_TIMING,
+        inCallMs: options.inCallMs ?? 1500,
+        signal: stopping.signal,
+      });
       if (code !== 0 && !stopping.signal.aborted) errors.push(`${env.BOT_ID}: exit ${code}: ${output}`);
       return;
     }

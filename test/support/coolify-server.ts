@@ -54,15 +54,49 @@ export interface CoolifyServerOptions {
 }
 
 const CREATE_FIELDS = [
-  'project_uuid', 'server_uuid', 'environment_name', 'environment_uuid', 'destination_uuid', 'docker_registry_image_name',
-  'docker_registry_image_tag', 'ports_exposes', 'name', 'description', 'domains', 'limits_memory', 'limits_cpus',
-  'instant_deploy', 'autogenerate_domain', 'health_check_enabled', 'health_check_path', 'tags',
+  'project_uuid',
+  'server_uuid',
+  'environment_name',
+  'environment_uuid',
+  'destination_uuid',
+  'docker_registry_image_name',
+  'docker_registry_image_tag',
+  'ports_exposes',
+  'name',
+  'description',
+  'domains',
+  'limits_memory',
+  'limits_cpus',
+  'instant_deploy',
+  'autogenerate_domain',
+  'health_check_enabled',
+  'health_check_path',
+  'tags',
 ];
 const PATCH_FIELDS = [
-  'name', 'description', 'docker_registry_image_name', 'docker_registry_image_tag', 'ports_exposes', 'domains',
-  'limits_memory', 'limits_cpus', 'instant_deploy', 'health_check_enabled', 'health_check_path',
+  'name',
+  'description',
+  'docker_registry_image_name',
+  'docker_registry_image_tag',
+  'ports_exposes',
+  'domains',
+  'limits_memory',
+  'limits_cpus',
+  'instant_deploy',
+  'health_check_enabled',
+  'health_check_path',
 ];
-const ENV_FIELDS = ['key', 'value', 'is_preview', 'is_literal', 'is_multiline', 'is_shown_once', 'is_runtime', 'is_buildtime', 'comment'];
+const ENV_FIELDS = [
+  'key',
+  'value',
+  'is_preview',
+  'is_literal',
+  'is_multiline',
+  'is_shown_once',
+  'is_runtime',
+  'is_buildtime',
+  'comment',
+];
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
 class HttpAnswer {
@@ -72,7 +106,8 @@ class HttpAnswer {
     readonly headers: Record<string, string> = {},
   ) {}
 }
-const answer = (status: number, body: unknown, headers?: Record<string, string>) => new HttpAnswer(status, body, headers);
+const answer = (status: number, body: unknown, headers?: Record<string, string>) =>
+  new HttpAnswer(status, body, headers);
 const notAllowed = (fields: Record<string, unknown>, allowed: string[]) => {
   const unknown = Object.keys(fields).filter((key) => !allowed.includes(key));
   if (unknown.length === 0) return null;
@@ -171,18 +206,29 @@ export class CoolifyServer {
     res.end(JSON.stringify(result.body));
   }
 
-  private route(req: http.IncomingMessage, method: string, path: string, query: URLSearchParams, raw: string): HttpAnswer {
+  private route(
+    req: http.IncomingMessage,
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    raw: string,
+  ): HttpAnswer {
     if (!path) return answer(404, { message: 'Not found.', docs: 'https://coolify.io/docs' });
-    if (req.headers.authorization !== `Bearer ${this.options.token}`) return answer(401, { message: 'Unauthenticated.' });
+    if (req.headers.authorization !== `Bearer ${this.options.token}`)
+      return answer(401, { message: 'Unauthenticated.' });
     const fault = this.faults.find((f) => (!f.method || f.method === method) && f.path.test(path));
     if (fault) {
       if (--fault.times <= 0) this.faults.splice(this.faults.indexOf(fault), 1);
       if (fault.status === 429) {
-        return answer(429, { message: 'Too Many Attempts.' }, {
-          'retry-after': String(fault.retryAfterSeconds ?? 1),
-          'x-ratelimit-limit': '200',
-          'x-ratelimit-remaining': '0',
-        });
+        return answer(
+          429,
+          { message: 'Too Many Attempts.' },
+          {
+            'retry-after': String(fault.retryAfterSeconds ?? 1),
+            'x-ratelimit-limit': '200',
+            'x-ratelimit-remaining': '0',
+          },
+        );
       }
       return answer(fault.status, { message: 'Server Error' });
     }
@@ -204,11 +250,13 @@ export class CoolifyServer {
     if (path === '/applications/dockerimage' && method === 'POST') return this.create(body);
     if (path === '/applications' && method === 'GET') return answer(200, [...this.applications.values()].map(view));
     if (path === '/deploy') {
-      if (method !== 'POST') return answer(405, { message: 'This endpoint has changed to a POST request.' }, { allow: 'POST' });
+      if (method !== 'POST')
+        return answer(405, { message: 'This endpoint has changed to a POST request.' }, { allow: 'POST' });
       return this.deployRequest(query.get('uuid') ?? body.uuid ?? '');
     }
     if ((match = /^\/applications\/([^/]+)\/(start|stop|restart)$/.exec(path))) {
-      if (method !== 'POST') return answer(405, { message: 'This endpoint has changed to a POST request.' }, { allow: 'POST' });
+      if (method !== 'POST')
+        return answer(405, { message: 'This endpoint has changed to a POST request.' }, { allow: 'POST' });
       const app = this.applications.get(match[1]);
       if (!app) return answer(404, { message: 'Application not found.' });
       if (match[2] === 'stop') return this.stop(app);
@@ -260,7 +308,10 @@ export class CoolifyServer {
     const required = ['project_uuid', 'server_uuid', 'docker_registry_image_name'].filter((key) => !body[key]);
     if (!body.environment_name && !body.environment_uuid) required.push('environment_name');
     if (required.length) {
-      return answer(422, { message: 'Validation failed.', errors: Object.fromEntries(required.map((key) => [key, [`The ${key} field is required.`]])) });
+      return answer(422, {
+        message: 'Validation failed.',
+        errors: Object.fromEntries(required.map((key) => [key, [`The ${key} field is required.`]])),
+      });
     }
     const app: FakeApplication = {
       uuid: uuid(),
@@ -287,28 +338,53 @@ export class CoolifyServer {
         return answer(422, { message: 'Validation failed.', errors: { key: ['The key format is invalid.'] } });
       }
       app.envs.set(item.key, String(item.value ?? ''));
-      saved.push({ uuid: uuid(), key: item.key, value: String(item.value ?? ''), is_runtime: true, is_buildtime: true });
+      saved.push({
+        uuid: uuid(),
+        key: item.key,
+        value: String(item.value ?? ''),
+        is_runtime: true,
+        is_buildtime: true,
+      });
     }
     return answer(201, saved);
   }
 
   private deployRequest(uuids: string): HttpAnswer {
-    const found = uuids.split(',').map((id) => this.applications.get(id)).filter((app): app is FakeApplication => !!app);
+    const found = uuids
+      .split(',')
+      .map((id) => this.applications.get(id))
+      .filter((app): app is FakeApplication => !!app);
     if (found.length === 0) return answer(404, { message: 'No resources found.' });
     const deployments = found.map((app) => {
-      const active = [...this.deployments.values()].some((d) => d.application_uuid === app.uuid && (d.status === 'queued' || d.status === 'in_progress'));
+      const active = [...this.deployments.values()].some(
+        (d) => d.application_uuid === app.uuid && (d.status === 'queued' || d.status === 'in_progress'),
+      );
       if (active) {
         // Coolify's dedup answer carries a freshly made uuid that was never stored.
-        return { message: 'Deployment already queued for this commit.', resource_uuid: app.uuid, deployment_uuid: uuid() };
+        return {
+          message: 'Deployment already queued for this commit.',
+          resource_uuid: app.uuid,
+          deployment_uuid: uuid(),
+        };
       }
       const deployment = this.deploy(app);
-      return { message: `Application ${app.name} deployment queued.`, resource_uuid: app.uuid, deployment_uuid: deployment.deployment_uuid };
+      return {
+        message: `Application ${app.name} deployment queued.`,
+        resource_uuid: app.uuid,
+        deployment_uuid: deployment.deployment_uuid,
+      };
     });
     return answer(200, { deployments });
   }
 
   private deploy(app: FakeApplication): FakeDeployment {
-    const deployment: FakeDeployment = { deployment_uuid: uuid(), application_uuid: app.uuid, status: 'queued', created_at: now(), updated_at: now() };
+    const deployment: FakeDeployment = {
+      deployment_uuid: uuid(),
+      application_uuid: app.uuid,
+      status: 'queued',
+      created_at: now(),
+      updated_at: now(),
+    };
     this.deployments.set(deployment.deployment_uuid, deployment);
     const fails = this.failApplications.has(app.uuid) || this.failDeployments > 0;
     if (this.failDeployments > 0) this.failDeployments--;

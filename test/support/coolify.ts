@@ -29,7 +29,9 @@ export function startCoolifyWithBots(protocol: 'sdk' | 'upstream' = 'sdk'): Prom
  * A fleet (API and workers in this process) on a fresh Coolify test server whose slots run the sim bot, with
  * zoom slots, up to 3 of them, recovered every second; `env` adds PLATFORM_PRIORITY and anything else.
  */
-export async function startCoolifyFleet(env: Record<string, string>): Promise<{ coolify: CoolifyServer; t: TestFleet }> {
+export async function startCoolifyFleet(
+  env: Record<string, string>,
+): Promise<{ coolify: CoolifyServer; t: TestFleet }> {
   const coolify = await startCoolifyWithBots();
   const t = await startTestFleet({
     COOLIFY_BOT_LIMIT: '3',

@@ -99,22 +99,29 @@ export async function startEcsFaultProxy(upstream: string): Promise<EcsFaultProx
       if (action) seen.set(action, [...(seen.get(action) ?? []), request]);
       const fault = faults.get(action)?.shift();
       try {
-        if (fault?.kind === 'throttle') return answer(res, 400, { __type: 'ThrottlingException', message: 'Rate exceeded' }, 'ThrottlingException');
-        if (fault?.kind === 'server-error') return answer(res, 500, { __type: 'ServerException', message: 'injected server error' }, 'ServerException');
+        if (fault?.kind === 'throttle')
+          return answer(res, 400, { __type: 'ThrottlingException', message: 'Rate exceeded' }, 'ThrottlingException');
+        if (fault?.kind === 'server-error')
+          return answer(res, 500, { __type: 'ServerException', message: 'injected server error' }, 'ServerException');
         if (fault?.kind === 'failures') return answer(res, 200, { tasks: [], failures: [{ reason: fault.reason }] });
         if (fault?.kind === 'unseen') {
-          return answer(res, 200, { tasks: [], failures: (request.tasks ?? []).map((arn: string) => ({ arn, reason: 'MISSING' })) });
+          return answer(res, 200, {
+            tasks: [],
+            failures: (request.tasks ?? []).map((arn: string) => ({ arn, reason: 'MISSING' })),
+          });
         }
         if (fault?.kind === 'delay') await new Promise((resolve) => setTimeout(resolve, fault.ms));
         const upstreamAnswer = await forward(req, body);
         let text = upstreamAnswer.text;
         if (upstreamAnswer.status === 200 && action) {
-          if (fault?.kind === 'provisioning') for (const task of JSON.parse(text).tasks ?? []) provisioning.add(task.taskArn);
+          if (fault?.kind === 'provisioning')
+            for (const task of JSON.parse(text).tasks ?? []) provisioning.add(task.taskArn);
           text = rewrite(action, request, text);
         }
         const headers: Record<string, string> = {};
         upstreamAnswer.headers.forEach((value, key) => {
-          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(key)) headers[key] = value;
+          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(key))
+            headers[key] = value;
         });
         res.writeHead(upstreamAnswer.status, { ...headers, 'content-length': Buffer.byteLength(text) });
         res.end(text);

@@ -88,7 +88,10 @@ export async function startTestFleet(
   const peers = peerUrls();
   const env = await baseEnv(overrides);
   const dbName = overrides.__DB ?? uniqueName('meeboter_test');
-  const urls = { redisUrl: env.REDIS_URL ?? peers.redisUrl, mongodbUri: testDatabaseUri(env.MONGODB_URI ?? peers.mongodbUri, dbName) };
+  const urls = {
+    redisUrl: env.REDIS_URL ?? peers.redisUrl,
+    mongodbUri: testDatabaseUri(env.MONGODB_URI ?? peers.mongodbUri, dbName),
+  };
   env.REDIS_URL = urls.redisUrl;
   env.MONGODB_URI = urls.mongodbUri;
   setLogger(
@@ -113,7 +116,12 @@ export async function startTestFleet(
   };
 }
 
-export async function httpRequest(base: string, method: string, route: string, options: RequestOptions = {}): Promise<ApiAnswer> {
+export async function httpRequest(
+  base: string,
+  method: string,
+  route: string,
+  options: RequestOptions = {},
+): Promise<ApiAnswer> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth) headers.authorization = `Bearer ${options.auth}`;
   let body: string | undefined = options.rawBody;
@@ -176,7 +184,11 @@ export interface FleetProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnFleetProcess(role: 'all' | 'api' | 'worker', env: Record<string, string>, cwd?: string): FleetProcess {
+export function spawnFleetProcess(
+  role: 'all' | 'api' | 'worker',
+  env: Record<string, string>,
+  cwd?: string,
+): FleetProcess {
   let output = '';
   const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/src/main.js'), role], {
     cwd,
@@ -210,22 +222,29 @@ export const meetings = {
 
 /** A bot in a zoom meeting whose sim bot (on `local`) stays 60 s in the call; returns its id. */
 export async function createBot(t: TestFleet, extra: Record<string, unknown> = {}): Promise<string> {
-  const res = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' }, ...extra } });
+  const res = await t.request('POST', '/api/bots', {
+    body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': '60000' }, ...extra },
+  });
   if (res.status !== 201) throw new Error(`POST /api/bots answered ${res.status}: ${JSON.stringify(res.body)}`);
   return res.body.id as string;
 }
 
 /** A bot as its client sees it. */
 export const botOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}`)).body;
-export const eventsOf = async (t: TestFleet, id: string) => (await t.request('GET', `/api/bots/${id}/events`)).body.data as UntypedJson[];
+export const eventsOf = async (t: TestFleet, id: string) =>
+  (await t.request('GET', `/api/bots/${id}/events`)).body.data as UntypedJson[];
 /** Its placement attempts, as `attempt.<what>:<platform>`. */
 export const attemptsOf = async (t: TestFleet, id: string) =>
   (await eventsOf(t, id)).filter((e) => e.type.startsWith('attempt.')).map((e) => `${e.type}:${e.data.platform}`);
 export const waitForStatus = (t: TestFleet, id: string, statuses: string[], timeoutMs = 120_000) =>
-  waitFor(async () => {
-    const current = await botOf(t, id);
-    return statuses.includes(current.status) ? current : null;
-  }, `bot ${id} to reach ${statuses.join('/')}`, timeoutMs);
+  waitFor(
+    async () => {
+      const current = await botOf(t, id);
+      return statuses.includes(current.status) ? current : null;
+    },
+    `bot ${id} to reach ${statuses.join('/')}`,
+    timeoutMs,
+  );
 
 /**
  * MongoDB holds each bot as the API shows it (status, end reason), and the bot's status history went through
@@ -235,8 +254,14 @@ export async function expectStoredAsShown(t: TestFleet, ids: string[]): Promise<
   for (const id of ids) {
     const shown = await botOf(t, id);
     const stored = (await t.fleet.models.Bot.findById(id).lean())!;
-    expect({ id, status: stored.status, endReason: stored.endReason ?? null }).toEqual({ id, status: shown.status, endReason: shown.endReason });
-    const history = (await eventsOf(t, id)).filter((event) => event.type === 'status').map((event) => event.status as string);
+    expect({ id, status: stored.status, endReason: stored.endReason ?? null }).toEqual({
+      id,
+      status: shown.status,
+      endReason: shown.endReason,
+    });
+    const history = (await eventsOf(t, id))
+      .filter((event) => event.type === 'status')
+      .map((event) => event.status as string);
     expect(history.slice(0, 4)).toEqual(['QUEUED', 'DEPLOYING', 'JOINING_CALL', 'IN_CALL']);
     expect(history[history.length - 1]).toBe(shown.status);
   }

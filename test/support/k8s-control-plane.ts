@@ -14,7 +14,10 @@ import { STAGES } from './kwok-stages';
  */
 export const K8S_BIN =
   process.env.MEEBOTER_K8S_BIN ??
-  path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'meeboter/k8s-v1.34.4-etcd-v3.6.16-kwok-v0.7.0/bin');
+  path.join(
+    process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'),
+    'meeboter/k8s-v1.34.4-etcd-v3.6.16-kwok-v0.7.0/bin',
+  );
 const BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'kubectl'];
 export const NODE_NAME = 'kwok-node-0';
 
@@ -44,16 +47,65 @@ function openssl(dir: string, ...args: string[]): void {
 /** A key and a certificate signed by the plane's CA. */
 function certificate(dir: string, name: string, subject: string, extensions: string): void {
   writeFileSync(path.join(dir, `${name}.ext`), extensions);
-  openssl(dir, 'req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-subj', subject, '-out', `${name}.csr`);
-  openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '3', '-out', `${name}.crt`, '-extfile', `${name}.ext`);
+  openssl(
+    dir,
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-subj',
+    subject,
+    '-out',
+    `${name}.csr`,
+  );
+  openssl(
+    dir,
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '3',
+    '-out',
+    `${name}.crt`,
+    '-extfile',
+    `${name}.ext`,
+  );
 }
 
 function makePki(dir: string): void {
-  openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3', '-subj', '/CN=meeboter-test-ca');
+  openssl(
+    dir,
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '3',
+    '-subj',
+    '/CN=meeboter-test-ca',
+  );
   const client = 'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n';
-  certificate(dir, 'apiserver', '/CN=kube-apiserver',
+  certificate(
+    dir,
+    'apiserver',
+    '/CN=kube-apiserver',
     'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' +
-      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n');
+      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n',
+  );
   certificate(dir, 'admin', '/O=system:masters/CN=meeboter-test-admin', client);
   certificate(dir, 'controller-manager', '/CN=system:kube-controller-manager', client);
   certificate(dir, 'scheduler', '/CN=system:kube-scheduler', client);
@@ -63,7 +115,9 @@ function makePki(dir: string): void {
 
 function kubeconfig(dir: string, name: string, server: string, user: string): string {
   const file = path.join(dir, `${name}.kubeconfig`);
-  writeFileSync(file, `apiVersion: v1
+  writeFileSync(
+    file,
+    `apiVersion: v1
 kind: Config
 clusters:
 - name: test
@@ -78,7 +132,8 @@ contexts:
 - name: ${name}
   context: {cluster: test, user: ${name}}
 current-context: ${name}
-`);
+`,
+  );
   return file;
 }
 
@@ -90,7 +145,10 @@ function probe(dir: string, port: number, route: string): Promise<number> {
   return new Promise((resolve) => {
     const request = https.get(
       {
-        host: '127.0.0.1', port, path: route, timeout: 2000,
+        host: '127.0.0.1',
+        port,
+        path: route,
+        timeout: 2000,
         ca: readFileSync(path.join(dir, 'ca.crt')),
         cert: readFileSync(path.join(dir, 'admin.crt')),
         key: readFileSync(path.join(dir, 'admin.key')),
@@ -109,7 +167,8 @@ async function until(what: string, check: () => Promise<boolean> | boolean, proc
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     const dead = processes.find((p) => p.child.exitCode !== null);
-    if (dead) throw new Error(`${dead.name} exited (${dead.child.exitCode}) while waiting for ${what}: ${tail(dead.log)}`);
+    if (dead)
+      throw new Error(`${dead.name} exited (${dead.child.exitCode}) while waiting for ${what}: ${tail(dead.log)}`);
     if (Date.now() > deadline) throw new Error(`control plane: timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -127,7 +186,9 @@ export async function startControlPlane(): Promise<ControlPlane> {
   assertBinaries();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-k8s-'));
   makePki(dir);
-  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort()));
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all(
+    [1, 2, 3, 4, 5, 6].map(() => freePort()),
+  );
   const server = `https://127.0.0.1:${apiPort}`;
   const admin = kubeconfig(dir, 'admin', server, certUser(dir, 'admin'));
   const kcm = kubeconfig(dir, 'controller-manager', server, certUser(dir, 'controller-manager'));
@@ -155,36 +216,72 @@ export async function startControlPlane(): Promise<ControlPlane> {
 
   try {
     run('etcd', [
-      `--data-dir=${file('etcd-data')}`, `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
-      `--advertise-client-urls=http://127.0.0.1:${etcdClient}`, `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`, `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
-      '--unsafe-no-fsync', '--log-level=warn',
+      `--data-dir=${file('etcd-data')}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
     ]);
     run('kube-apiserver', [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1',
-      `--secure-port=${apiPort}`, `--tls-cert-file=${file('apiserver.crt')}`, `--tls-private-key-file=${file('apiserver.key')}`,
-      `--client-ca-file=${file('ca.crt')}`, '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${file('sa.pub')}`, `--service-account-signing-key-file=${file('sa.key')}`,
-      '--authorization-mode=RBAC', '--service-cluster-ip-range=10.96.0.0/16', '--endpoint-reconciler-type=none',
+      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--tls-cert-file=${file('apiserver.crt')}`,
+      `--tls-private-key-file=${file('apiserver.key')}`,
+      `--client-ca-file=${file('ca.crt')}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${file('sa.pub')}`,
+      `--service-account-signing-key-file=${file('sa.key')}`,
+      '--authorization-mode=RBAC',
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--endpoint-reconciler-type=none',
     ]);
     await until('the API server to be ready', async () => (await probe(dir, apiPort, '/readyz')) === 200, processes);
     run('kube-controller-manager', [
-      `--kubeconfig=${kcm}`, `--authentication-kubeconfig=${kcm}`, `--authorization-kubeconfig=${kcm}`, '--controllers=*',
-      '--use-service-account-credentials', `--service-account-private-key-file=${file('sa.key')}`,
-      `--root-ca-file=${file('ca.crt')}`, '--leader-elect=false', '--bind-address=127.0.0.1', `--secure-port=${kcmPort}`,
+      `--kubeconfig=${kcm}`,
+      `--authentication-kubeconfig=${kcm}`,
+      `--authorization-kubeconfig=${kcm}`,
+      '--controllers=*',
+      '--use-service-account-credentials',
+      `--service-account-private-key-file=${file('sa.key')}`,
+      `--root-ca-file=${file('ca.crt')}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${kcmPort}`,
     ]);
     run('kube-scheduler', [
-      `--kubeconfig=${scheduler}`, `--authentication-kubeconfig=${scheduler}`, `--authorization-kubeconfig=${scheduler}`,
-      '--leader-elect=false', '--bind-address=127.0.0.1', `--secure-port=${schedPort}`,
+      `--kubeconfig=${scheduler}`,
+      `--authentication-kubeconfig=${scheduler}`,
+      `--authorization-kubeconfig=${scheduler}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${schedPort}`,
     ]);
     run('kwok', [
-      `--kubeconfig=${admin}`, '--manage-all-nodes=false', '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
-      '--node-ip=127.0.0.1', `--node-port=${kwokPort}`, `--server-address=127.0.0.1:${kwokPort}`,
-      `--tls-cert-file=${file('apiserver.crt')}`, `--tls-private-key-file=${file('apiserver.key')}`, `--config=${file('stages.yaml')}`,
+      `--kubeconfig=${admin}`,
+      '--manage-all-nodes=false',
+      '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+      '--node-ip=127.0.0.1',
+      `--node-port=${kwokPort}`,
+      `--server-address=127.0.0.1:${kwokPort}`,
+      `--tls-cert-file=${file('apiserver.crt')}`,
+      `--tls-private-key-file=${file('apiserver.key')}`,
+      `--config=${file('stages.yaml')}`,
     ]);
     const kubectl = (args: string[], config = admin, input?: string) =>
-      execFileSync(path.join(K8S_BIN, 'kubectl'), [`--kubeconfig=${config}`, ...args], { input, encoding: 'utf8', stdio: 'pipe' });
-    kubectl(['apply', '-f', '-'], admin, `apiVersion: v1
+      execFileSync(path.join(K8S_BIN, 'kubectl'), [`--kubeconfig=${config}`, ...args], {
+        input,
+        encoding: 'utf8',
+        stdio: 'pipe',
+      });
+    kubectl(
+      ['apply', '-f', '-'],
+      admin,
+      `apiVersion: v1
 kind: Node
 metadata:
   name: ${NODE_NAME}
@@ -193,11 +290,22 @@ metadata:
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
   capacity: {cpu: "32", memory: 256Gi, pods: "110"}
-`);
-    await until('the fake node to be Ready', () => {
-      const ready = kubectl(['get', 'node', NODE_NAME, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
-      return ready.trim() === 'True';
-    }, processes);
+`,
+    );
+    await until(
+      'the fake node to be Ready',
+      () => {
+        const ready = kubectl([
+          'get',
+          'node',
+          NODE_NAME,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        return ready.trim() === 'True';
+      },
+      processes,
+    );
     return {
       server,
       dir,

@@ -29,8 +29,17 @@ export async function startK8sPeer(): Promise<K8sPeer> {
   const plane = await startControlPlane();
   try {
     plane.kubectl(['apply', '-f', path.join(DEPLOY_DIR, 'namespace.yaml'), '-f', path.join(DEPLOY_DIR, 'rbac.yaml')]);
-    plane.kubectl(['-n', NAMESPACE, 'create', 'secret', 'docker-registry', 'ghcr-secret', '--docker-server=registry.test',
-      '--docker-username=test', '--docker-password=test']);
+    plane.kubectl([
+      '-n',
+      NAMESPACE,
+      'create',
+      'secret',
+      'docker-registry',
+      'ghcr-secret',
+      '--docker-server=registry.test',
+      '--docker-username=test',
+      '--docker-password=test',
+    ]);
     const token = plane.kubectl(['-n', NAMESPACE, 'create', 'token', 'meeboter', '--duration=24h']).trim();
     const serviceAccountKubeconfig = plane.tokenKubeconfig('meeboter-sa', token);
     const kc = new KubeConfig();
@@ -45,7 +54,11 @@ export async function startK8sPeer(): Promise<K8sPeer> {
     }
     return {
       plane,
-      env: { K8S_KUBECONFIG: serviceAccountKubeconfig, K8S_NAMESPACE: NAMESPACE, K8S_IMAGE_REGISTRY: 'registry.test/meeboter' },
+      env: {
+        K8S_KUBECONFIG: serviceAccountKubeconfig,
+        K8S_NAMESPACE: NAMESPACE,
+        K8S_IMAGE_REGISTRY: 'registry.test/meeboter',
+      },
       serviceAccountKubeconfig,
       batch,
       core,
@@ -80,7 +93,8 @@ export function playBots(peer: K8sPeer, options: PlayerOptions = {}): BotPlayer 
     const live = pods.filter((pod) => !['Succeeded', 'Failed'].includes(pod.status?.phase ?? ''));
     for (const pod of live) {
       const name = pod.metadata!.name!;
-      if (pod.status?.phase === 'Running' && !pod.metadata?.deletionTimestamp && !played.has(name)) play(name, await peer.podEnv(pod));
+      if (pod.status?.phase === 'Running' && !pod.metadata?.deletionTimestamp && !played.has(name))
+        play(name, await peer.podEnv(pod));
     }
     return new Set(live.map((pod) => pod.metadata!.labels!['batch.kubernetes.io/job-name'])).size;
   }, options);

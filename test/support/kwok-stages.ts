@@ -89,29 +89,58 @@ const firstTryFails = `(${image} | test("start-fails-once")) and (.metadata.labe
 export const STAGES = [
   stage(
     'pod-pull-fails',
-    [...unstarted, expression('.status.containerStatuses', 'DoesNotExist'), expression(`${image} | test("pull-fails")`, 'In', ['true'])].join('\n'),
+    [
+      ...unstarted,
+      expression('.status.containerStatuses', 'DoesNotExist'),
+      expression(`${image} | test("pull-fails")`, 'In', ['true']),
+    ].join('\n'),
     pullFails,
   ),
   stage(
     'pod-start-fails',
-    [...unstarted, expression('.status.containerStatuses', 'DoesNotExist'), expression(firstTryFails, 'In', ['true'])].join('\n'),
+    [
+      ...unstarted,
+      expression('.status.containerStatuses', 'DoesNotExist'),
+      expression(firstTryFails, 'In', ['true']),
+    ].join('\n'),
     terminated('Failed', 128, 'StartError'),
   ),
   stage(
     'pod-ready',
-    [...unstarted, expression(`${image} | test("pull-fails|slow-pull")`, 'In', ['false']), expression(firstTryFails, 'In', ['false'])].join('\n'),
+    [
+      ...unstarted,
+      expression(`${image} | test("pull-fails|slow-pull")`, 'In', ['false']),
+      expression(firstTryFails, 'In', ['false']),
+    ].join('\n'),
     running,
   ),
-  stage('pod-ready-slow', [...unstarted, expression(`${image} | test("slow-pull")`, 'In', ['true'])].join('\n'), running, SLOW_PULL_MS),
+  stage(
+    'pod-ready-slow',
+    [...unstarted, expression(`${image} | test("slow-pull")`, 'In', ['true'])].join('\n'),
+    running,
+    SLOW_PULL_MS,
+  ),
   stage(
     'pod-succeed',
-    [notDeleted, expression('.status.phase', 'In', ['Running']), expression(`.metadata.labels["${OUTCOME_LABEL}"]`, 'In', ['succeed'])].join('\n'),
+    [
+      notDeleted,
+      expression('.status.phase', 'In', ['Running']),
+      expression(`.metadata.labels["${OUTCOME_LABEL}"]`, 'In', ['succeed']),
+    ].join('\n'),
     terminated('Succeeded', 0, 'Completed'),
   ),
   stage(
     'pod-fail',
-    [notDeleted, expression('.status.phase', 'In', ['Running']), expression(`.metadata.labels["${OUTCOME_LABEL}"]`, 'In', ['fail'])].join('\n'),
+    [
+      notDeleted,
+      expression('.status.phase', 'In', ['Running']),
+      expression(`.metadata.labels["${OUTCOME_LABEL}"]`, 'In', ['fail']),
+    ].join('\n'),
     terminated('Failed', 1, 'Error'),
   ),
-  stage('pod-delete', expression('.metadata.deletionTimestamp', 'Exists'), '    finalizers:\n      empty: true\n    delete: true'),
+  stage(
+    'pod-delete',
+    expression('.metadata.deletionTimestamp', 'Exists'),
+    '    finalizers:\n      empty: true\n    delete: true',
+  ),
 ].join('\n---\n');

@@ -72,7 +72,12 @@ export function awsSdkEnv(endpoint: string): Record<string, string> {
 
 /** moto's S3 with its static test credentials, path-style, as the tests' own client. */
 export function motoS3Client(endpoint: string): S3Client {
-  return new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  return new S3Client({
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
 }
 
 /** The fleet's S3_* settings for `bucket` at `endpoint` (moto, or a proxy in front of it). */

@@ -4,7 +4,14 @@ declare module 'parse-prometheus-text-format' {
     name: string;
     help: string;
     type: string;
-    metrics: Array<{ labels?: Record<string, string>; value?: string; buckets?: Record<string, string>; quantiles?: Record<string, string>; count?: string; sum?: string }>;
+    metrics: Array<{
+      labels?: Record<string, string>;
+      value?: string;
+      buckets?: Record<string, string>;
+      quantiles?: Record<string, string>;
+      count?: string;
+      sum?: string;
+    }>;
   }
   export default function parsePrometheusTextFormat(text: string): MetricFamily[];
 }

@@ -14,7 +14,10 @@ function stat(pid: number): { ppid: number; pgid: number } | null {
   }
 }
 
-const pids = () => readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number);
+const pids = () =>
+  readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number);
 
 /** Children of `parent` whose command name (/proc/<pid>/comm) is `comm`. */
 export function childrenNamed(parent: number, comm: string): number[] {
@@ -40,7 +43,10 @@ export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<n
     } catch {
       continue;
     }
-    const botId = botIdOfEnv({ MILO_AUTH_TOKEN: /(?:^|\0)MILO_AUTH_TOKEN=([^\0]*)/.exec(environ)?.[1], BOT_ID: /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1] });
+    const botId = botIdOfEnv({
+      MILO_AUTH_TOKEN: /(?:^|\0)MILO_AUTH_TOKEN=([^\0]*)/.exec(environ)?.[1],
+      BOT_ID: /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1],
+    });
     const info = botId && botIds.has(botId) ? stat(pid) : null;
     if (!botId || !info) continue;
     if (!groups.has(botId)) groups.set(botId, new Set());

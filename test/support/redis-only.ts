@@ -20,7 +20,10 @@ export function redisOnly(label: string) {
     async close() {
       await Promise.all(connections.map((redis) => redis.quit()));
       // no database of its own: cleanup drops one that was never made
-      await cleanup({ ...peerUrls(), mongodbUri: testDatabaseUri(peerUrls().mongodbUri, uniqueName(`${label}_db`)) }, prefix);
+      await cleanup(
+        { ...peerUrls(), mongodbUri: testDatabaseUri(peerUrls().mongodbUri, uniqueName(`${label}_db`)) },
+        prefix,
+      );
     },
   };
 }

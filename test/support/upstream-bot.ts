@@ -18,7 +18,9 @@ import type { ImageRouter } from '../../src/api/trpc/trpc-router';
  */
 export function imageClient(miloUrl: string, token: string) {
   return createTRPCProxyClient<ImageRouter>({
-    links: [httpBatchLink({ url: miloUrl + '/api/trpc', transformer: superjson, headers: () => ({ 'X-Milo-Token': token }) })],
+    links: [
+      httpBatchLink({ url: miloUrl + '/api/trpc', transformer: superjson, headers: () => ({ 'X-Milo-Token': token }) }),
+    ],
   });
 }
 
@@ -36,24 +38,34 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 /** Plays one bot's life; resolves with how it ended. */
-export async function runUpstreamBot(env: Record<string, string | undefined>, options: StandInOptions = {}): Promise<string> {
-  if (!['development', 'production', 'test'].includes(env.NODE_ENV ?? '')) throw new Error('NODE_ENV must be development, production or test');
+export async function runUpstreamBot(
+  env: Record<string, string | undefined>,
+  options: StandInOptions = {},
+): Promise<string> {
+  if (!['development', 'production', 'test'].includes(env.NODE_ENV ?? ''))
+    throw new Error('NODE_ENV must be development, production or test');
   if (!env.MILO_URL || !env.MILO_AUTH_TOKEN) throw new Error('MILO_URL and MILO_AUTH_TOKEN are required');
   const client = imageClient(env.MILO_URL, env.MILO_AUTH_TOKEN);
   const config = env.BOT_ID
     ? await client.bots.getConfig.query({ botId: Number(env.BOT_ID) })
     : await client.infrastructure.coolify.pool.getSlot.query({ poolSlotUuid: env.POOL_SLOT_UUID ?? '' });
-  if (!(config.startTime instanceof Date) || Number.isNaN(config.startTime.getTime())) throw new Error('startTime did not decode as a Date');
+  if (!(config.startTime instanceof Date) || Number.isNaN(config.startTime.getTime()))
+    throw new Error('startTime did not decode as a Date');
   const id = config.id;
   const mode = config.displayName.replace(/^standin:/, '');
   const { signal } = options;
 
   let shouldLeave = false;
   let done = false;
-  const pending: Array<{ id: string; botId: number; timestamp: Date; level: 'INFO'; message: string; context: null }> = [];
-  const log = (message: string) => pending.push({ id: randomUUID(), botId: id, timestamp: new Date(), level: 'INFO', message, context: null });
+  const pending: Array<{ id: string; botId: number; timestamp: Date; level: 'INFO'; message: string; context: null }> =
+    [];
+  const log = (message: string) =>
+    pending.push({ id: randomUUID(), botId: id, timestamp: new Date(), level: 'INFO', message, context: null });
   const report = async (status: 'JOINING_CALL' | 'IN_WAITING_ROOM' | 'IN_CALL') => {
-    await client.bots.events.report.mutate({ id: String(id) as unknown as number, event: { eventType: status, eventTime: new Date(), data: null } });
+    await client.bots.events.report.mutate({
+      id: String(id) as unknown as number,
+      event: { eventType: status, eventTime: new Date(), data: null },
+    });
     await client.bots.updateStatus.mutate({ id: String(id) as unknown as number, status });
   };
 
@@ -62,7 +74,9 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
     const entries = pending.splice(0);
     const [answer] = await Promise.all([
       client.bots.sendHeartbeat.mutate({ id: String(id) as unknown as number }),
-      entries.length ? client.bots.logs.stream.mutate({ botId: String(id) as unknown as number, entries }) : Promise.resolve(null),
+      entries.length
+        ? client.bots.logs.stream.mutate({ botId: String(id) as unknown as number, entries })
+        : Promise.resolve(null),
     ]);
     if (answer.shouldLeave) shouldLeave = true;
   };
@@ -74,7 +88,9 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
   })();
   const chat = (async () => {
     while (!done && !signal?.aborted) {
-      const message = await client.bots.chat.dequeueMessage.query({ botId: String(id) as unknown as number }).catch(() => null);
+      const message = await client.bots.chat.dequeueMessage
+        .query({ botId: String(id) as unknown as number })
+        .catch(() => null);
       if (message) log(`chat: ${message.messageText}`);
       await sleep(options.chatPollMs ?? 5_000, signal);
     }
@@ -97,7 +113,12 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
     await client.bots.updateStatus.mutate({
       id: String(id) as unknown as number,
       status: 'DONE',
-      ...(mode === 'done' ? { recording: `bots/${id}/recordings/${randomUUID()}-${config.meeting.platform}.webm`, speakerTimeframes: [{ speakerName: 'Ada', start: 0, end: 1500 }] } : {}),
+      ...(mode === 'done'
+        ? {
+            recording: `bots/${id}/recordings/${randomUUID()}-${config.meeting.platform}.webm`,
+            speakerTimeframes: [{ speakerName: 'Ada', start: 0, end: 1500 }],
+          }
+        : {}),
     });
     return shouldLeave ? 'left' : 'DONE';
   } finally {
@@ -111,7 +132,10 @@ export async function runUpstreamBot(env: Record<string, string | undefined>, op
  * `env`, as a container would; stopped by `signal`. Under jest the in-process client does not decode
  * superjson's Dates, so players run it this way. Resolves with its output once it exited.
  */
-export function spawnUpstreamBot(env: Record<string, string>, options: StandInOptions = {}): Promise<{ code: number | null; output: string }> {
+export function spawnUpstreamBot(
+  env: Record<string, string>,
+  options: StandInOptions = {},
+): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/test/support/upstream-bot.js')], {
     env: {
       ...env,

@@ -16,30 +16,45 @@ export async function livesThroughTrpc(t: TestFleet, meeting: Record<string, unk
     if (res.status !== 201) throw new Error(`POST /api/bots answered ${res.status}: ${JSON.stringify(res.body)}`);
     return res.body as { id: string; number: number };
   };
-  const logsOf = async (ref: string | number) => (await t.request('GET', `/api/bots/${ref}/logs?limit=1000`)).body.data as UntypedJson[];
+  const logsOf = async (ref: string | number) =>
+    (await t.request('GET', `/api/bots/${ref}/logs?limit=1000`)).body.data as UntypedJson[];
 
   const leaver = await create('standin:leave');
   expect(leaver.number).toBeGreaterThan(0);
   await waitForStatus(t, leaver.id, ['IN_CALL'], 90_000);
 
-  const chat = await t.request('POST', `/api/bots/${leaver.number}/chat`, { body: { message: 'hello from the owner' } });
+  const chat = await t.request('POST', `/api/bots/${leaver.number}/chat`, {
+    body: { message: 'hello from the owner' },
+  });
   expect(chat.status).toBe(202);
-  await waitFor(async () => (await logsOf(leaver.id)).some((entry) => entry.message === 'chat: hello from the owner'), 'the chat message in the logs');
+  await waitFor(
+    async () => (await logsOf(leaver.id)).some((entry) => entry.message === 'chat: hello from the owner'),
+    'the chat message in the logs',
+  );
 
   // alive past HEARTBEAT_TIMEOUT_MS on its heartbeats alone
   await sleep(heartbeatTimeoutMs + 1500);
-  expect((await t.request('GET', `/api/bots/${leaver.number}`)).body).toMatchObject({ id: leaver.id, number: leaver.number, status: 'IN_CALL' });
+  expect((await t.request('GET', `/api/bots/${leaver.number}`)).body).toMatchObject({
+    id: leaver.id,
+    number: leaver.number,
+    status: 'IN_CALL',
+  });
 
   const events = await eventsOf(t, leaver.id);
   const statuses = events.filter((e) => e.type === 'status').map((e) => e.status);
   expect(statuses.indexOf('JOINING_CALL')).toBeGreaterThan(-1);
   expect(statuses.indexOf('JOINING_CALL')).toBeLessThan(statuses.indexOf('IN_WAITING_ROOM'));
   expect(statuses.indexOf('IN_WAITING_ROOM')).toBeLessThan(statuses.indexOf('IN_CALL'));
-  expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['bot.JOINING_CALL', 'bot.IN_WAITING_ROOM', 'bot.IN_CALL']));
+  expect(events.map((e) => e.type)).toEqual(
+    expect.arrayContaining(['bot.JOINING_CALL', 'bot.IN_WAITING_ROOM', 'bot.IN_CALL']),
+  );
 
   // leave via shouldLeave: the bot learns it from a heartbeat and ends itself
   expect((await t.request('POST', `/api/bots/${leaver.id}/leave`)).status).toBe(200);
-  expect(await waitForStatus(t, leaver.id, ['ENDED', 'FATAL'], 30_000)).toMatchObject({ status: 'ENDED', endReason: 'LEFT' });
+  expect(await waitForStatus(t, leaver.id, ['ENDED', 'FATAL'], 30_000)).toMatchObject({
+    status: 'ENDED',
+    endReason: 'LEFT',
+  });
   const logs = await logsOf(leaver.number);
   expect(logs.filter((entry) => entry.message === 'chat: hello from the owner')).toHaveLength(1);
   expect(logs[0]).toMatchObject({ message: 'joining', level: 'INFO', botId: leaver.number });
@@ -60,13 +75,20 @@ export async function livesThroughTrpc(t: TestFleet, meeting: Record<string, unk
     endReason: 'COMPLETED',
     speakerTimeframes: [{ speakerName: 'Ada', start: 0, end: 1500 }],
   });
-  expect(await waitForStatus(t, fatal.id, ['ENDED', 'FATAL'], 90_000)).toMatchObject({ status: 'FATAL', endReason: 'BOT_ERROR' });
+  expect(await waitForStatus(t, fatal.id, ['ENDED', 'FATAL'], 90_000)).toMatchObject({
+    status: 'FATAL',
+    endReason: 'BOT_ERROR',
+  });
   return { leaver, done, fatal };
 }
 
 /** Deadlines short enough that staying alive past them shows the heartbeats count. */
 export const HEARTBEAT_TIMEOUT_MS = 3000;
-export const SHORT_DEADLINES = { HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS), SWEEP_INTERVAL_MS: '500', LEAVE_GRACE_MS: '60000' };
+export const SHORT_DEADLINES = {
+  HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS),
+  SWEEP_INTERVAL_MS: '500',
+  LEAVE_GRACE_MS: '60000',
+};
 
 /**
  * In the calling test file: a fleet on `platform` over a test peer whose containers run no code, a player

@@ -14,6 +14,9 @@ export const updatePlatformHandler: Handler = async (req, ctx) => {
   const name = String(req.params.name);
   const settings = ctx.config.platforms.find((platform) => platform.name === name);
   if (!settings) throw new NotFoundError(`platform ${name} is not enabled in this fleet`);
-  const change = validate<{ limit?: number | null; draining?: boolean }>(platformControlSchema(settings.limit), req.body);
+  const change = validate<{ limit?: number | null; draining?: boolean }>(
+    platformControlSchema(settings.limit),
+    req.body,
+  );
   return { status: 200, body: await ctx.placement.control(name, change) };
 };

@@ -12,5 +12,8 @@ export const poolStatsHandler: Handler = async (_req, ctx) => {
   const total = platforms.reduce((sum, p) => sum + p.limit, 0);
   // every bot holding capacity, also one assigned and waiting for a worker: idle is what is left to place on
   const busy = platforms.reduce((sum, p) => sum + p.active + p.queued, 0);
-  return { status: 200, body: { total, idle: Math.max(0, total - busy), busy, error: 0, queueLength: globalQueue.length } };
+  return {
+    status: 200,
+    body: { total, idle: Math.max(0, total - busy), busy, error: 0, queueLength: globalQueue.length },
+  };
 };

@@ -54,7 +54,17 @@ interface RuleArgs {
 type Presence = 'required' | 'optional' | 'forbidden';
 
 /** Flags that change nothing a JSON Schema could say, or that the converter reads itself. */
-const KNOWN_FLAGS = new Set(['presence', 'only', 'default', 'description', 'format', 'unknown', 'id', 'label', 'match']);
+const KNOWN_FLAGS = new Set([
+  'presence',
+  'only',
+  'default',
+  'description',
+  'format',
+  'unknown',
+  'id',
+  'label',
+  'match',
+]);
 
 export function joiToJsonSchema(schema: Schema, components: Components): JsonSchema {
   return convert(schema.describe() as Description, components, 'optional', '(root)');
@@ -68,21 +78,24 @@ function presenceOf(description: Description, inherited: Presence): Presence {
 function convert(description: Description, components: Components, inherited: Presence, where: string): JsonSchema {
   const flags = description.flags ?? {};
   for (const flag of Object.keys(flags)) {
-    if (!KNOWN_FLAGS.has(flag)) throw new Error(`joi-json-schema: ${where}: flag "${flag}" has no JSON Schema translation`);
+    if (!KNOWN_FLAGS.has(flag))
+      throw new Error(`joi-json-schema: ${where}: flag "${flag}" has no JSON Schema translation`);
   }
   for (const preference of Object.keys(description.preferences ?? {})) {
     if (preference !== 'messages' && preference !== 'presence') {
       throw new Error(`joi-json-schema: ${where}: preference "${preference}" has no JSON Schema translation`);
     }
   }
-  if (description.invalid?.length) throw new Error(`joi-json-schema: ${where}: invalid() has no JSON Schema translation`);
+  if (description.invalid?.length)
+    throw new Error(`joi-json-schema: ${where}: invalid() has no JSON Schema translation`);
   const presence = (description.preferences?.presence as Presence | undefined) ?? inherited;
   const schema = typed(description, components, presence, where);
   annotate(schema, description);
   for (const meta of description.metas ?? []) {
     // `.meta({ jsonSchema })`: what a custom() rule beside it refuses, said in JSON Schema
     const extra = (meta as { jsonSchema?: JsonSchema }).jsonSchema;
-    if (!extra || Object.keys(meta as object).length !== 1) throw new Error(`joi-json-schema: ${where}: meta() other than { jsonSchema }`);
+    if (!extra || Object.keys(meta as object).length !== 1)
+      throw new Error(`joi-json-schema: ${where}: meta() other than { jsonSchema }`);
     schema.allOf = [...((schema.allOf as JsonSchema[]) ?? []), extra];
   }
   const id = flags.id as string | undefined;
@@ -113,7 +126,8 @@ function typed(description: Description, components: Components, presence: Prese
     case 'boolean':
       return withValues({ type: 'boolean' }, description, where);
     case 'date':
-      if (description.flags?.format !== 'iso') throw new Error(`joi-json-schema: ${where}: only Joi.date().iso() is translated`);
+      if (description.flags?.format !== 'iso')
+        throw new Error(`joi-json-schema: ${where}: only Joi.date().iso() is translated`);
       return withValues({ type: 'string', format: 'date-time' }, description, where);
     case 'object':
       return withValues(objectSchema(description, components, presence, where), description, where);
@@ -133,7 +147,9 @@ function typed(description: Description, components: Components, presence: Prese
 
 /** `valid()` becomes an enum (or const), `allow(null)` a null in the type; other allowed values throw. */
 function withValues(schema: JsonSchema, description: Description, where: string): JsonSchema {
-  const allowed = (description.allow ?? []).filter((value) => !(value && typeof value === 'object' && 'override' in value));
+  const allowed = (description.allow ?? []).filter(
+    (value) => !(value && typeof value === 'object' && 'override' in value),
+  );
   if (description.flags?.only) {
     if (allowed.length === 1) return { ...withoutType(schema), const: allowed[0] };
     return { ...withoutType(schema), enum: allowed };
@@ -142,7 +158,8 @@ function withValues(schema: JsonSchema, description: Description, where: string)
     if (value === null) {
       if (typeof schema.type === 'string') schema.type = [schema.type, 'null'];
       else if (Array.isArray(schema.anyOf)) schema.anyOf = [...(schema.anyOf as unknown[]), { type: 'null' }];
-      else if (schema.type === undefined && Object.keys(schema).length === 0) continue; // any: null is already allowed
+      else if (schema.type === undefined && Object.keys(schema).length === 0)
+        continue; // any: null is already allowed
       else throw new Error(`joi-json-schema: ${where}: allow(null) on a schema without a single type`);
     } else if (value === '' && schema.type === 'string') {
       delete schema.minLength;
@@ -155,7 +172,9 @@ function withValues(schema: JsonSchema, description: Description, where: string)
 
 /** An enum names its values; the string/number keywords beside it would only repeat them. */
 function withoutType(schema: JsonSchema): JsonSchema {
-  return Object.fromEntries(Object.entries(schema).filter(([key]) => !['type', 'minLength', 'maxLength', 'pattern', 'format'].includes(key)));
+  return Object.fromEntries(
+    Object.entries(schema).filter(([key]) => !['type', 'minLength', 'maxLength', 'pattern', 'format'].includes(key)),
+  );
 }
 
 function stringSchema(description: Description, where: string): JsonSchema {
@@ -178,7 +197,8 @@ function stringSchema(description: Description, where: string): JsonSchema {
       case 'pattern': {
         if (args.options?.invert) throw new Error(`joi-json-schema: ${where}: an inverted pattern is not translated`);
         const match = /^\/(.*)\/([a-z]*)$/s.exec(String(args.regex));
-        if (!match || match[2]) throw new Error(`joi-json-schema: ${where}: pattern ${args.regex} has flags, which JSON Schema has not`);
+        if (!match || match[2])
+          throw new Error(`joi-json-schema: ${where}: pattern ${args.regex} has flags, which JSON Schema has not`);
         patterns.push(match[1]);
         break;
       }
@@ -191,7 +211,8 @@ function stringSchema(description: Description, where: string): JsonSchema {
         const schemes = args.options?.scheme;
         if (schemes) patterns.push(`^(?:${[schemes].flat().join('|')}):`);
         for (const option of Object.keys(args.options ?? {})) {
-          if (option !== 'scheme') throw new Error(`joi-json-schema: ${where}: uri option "${option}" is not translated`);
+          if (option !== 'scheme')
+            throw new Error(`joi-json-schema: ${where}: uri option "${option}" is not translated`);
         }
         break;
       }
@@ -269,17 +290,20 @@ function objectSchema(description: Description, components: Components, presence
     if (description.flags?.unknown !== true && !description.patterns) schema.additionalProperties = false;
   }
   for (const [index, pattern] of (description.patterns ?? []).entries()) {
-    if (index > 0 || pattern.regex) throw new Error(`joi-json-schema: ${where}: only one pattern() with a key schema is translated`);
+    if (index > 0 || pattern.regex)
+      throw new Error(`joi-json-schema: ${where}: only one pattern() with a key schema is translated`);
     schema.propertyNames = convert(pattern.schema!, components, 'optional', `${where}{key}`);
     schema.additionalProperties = convert(pattern.rule, components, presence, `${where}{value}`);
   }
   for (const rule of description.rules ?? []) {
     if (rule.name === 'min') schema.minProperties = rule.args?.limit;
     else if (rule.name === 'max') schema.maxProperties = rule.args?.limit;
-    else if (rule.name !== 'custom') throw new Error(`joi-json-schema: ${where}: object rule "${rule.name}" is not translated`);
+    else if (rule.name !== 'custom')
+      throw new Error(`joi-json-schema: ${where}: object rule "${rule.name}" is not translated`);
   }
   for (const dependency of description.dependencies ?? []) {
-    if (dependency.rel !== 'or') throw new Error(`joi-json-schema: ${where}: object dependency "${dependency.rel}" is not translated`);
+    if (dependency.rel !== 'or')
+      throw new Error(`joi-json-schema: ${where}: object dependency "${dependency.rel}" is not translated`);
     conditions.push({ anyOf: dependency.peers.map((peer) => ({ required: [peer] })) });
   }
   if (conditions.length) schema.allOf = [...((schema.allOf as JsonSchema[]) ?? []), ...conditions];
@@ -300,10 +324,13 @@ function condition(when: When, key: string, where: string): JsonSchema {
   if (is.flags?.presence !== 'required') throw new Error(`joi-json-schema: ${where}: when() needs is: ….required()`);
   const isFlags = { ...is.flags };
   delete isFlags.presence;
-  const matched = Object.keys(isFlags).length || is.rules?.length || is.allow?.length
-    ? convert({ ...is, flags: isFlags }, {}, 'optional', `${where} (is)`)
-    : undefined;
-  const test: JsonSchema = matched ? { properties: { [sibling]: matched }, required: [sibling] } : { required: [sibling] };
+  const matched =
+    Object.keys(isFlags).length || is.rules?.length || is.allow?.length
+      ? convert({ ...is, flags: isFlags }, {}, 'optional', `${where} (is)`)
+      : undefined;
+  const test: JsonSchema = matched
+    ? { properties: { [sibling]: matched }, required: [sibling] }
+    : { required: [sibling] };
   const result: JsonSchema = { if: test };
   if (when.then) result.then = branch(when.then, key, where);
   if (when.otherwise) result.else = branch(when.otherwise, key, where);
@@ -312,13 +339,19 @@ function condition(when: When, key: string, where: string): JsonSchema {
 
 function branch(description: Description, key: string, where: string): JsonSchema {
   const { presence, ...others } = description.flags ?? {};
-  if (description.type !== 'any' || Object.keys(others).length || description.rules?.length || description.allow?.length) {
+  if (
+    description.type !== 'any' ||
+    Object.keys(others).length ||
+    description.rules?.length ||
+    description.allow?.length
+  ) {
     throw new Error(`joi-json-schema: ${where}: a when() branch may only change presence`);
   }
   const parts: JsonSchema[] = [];
   if (presence === 'required') parts.push({ required: [key] });
   else if (presence === 'forbidden') parts.push({ not: { required: [key] } });
-  else if (presence !== undefined) throw new Error(`joi-json-schema: ${where}: a when() branch with presence ${String(presence)}`);
+  else if (presence !== undefined)
+    throw new Error(`joi-json-schema: ${where}: a when() branch with presence ${String(presence)}`);
   for (const when of description.whens ?? []) parts.push(condition(when, key, where));
   if (parts.length === 0) throw new Error(`joi-json-schema: ${where}: an empty when() branch`);
   return parts.length === 1 ? parts[0] : { allOf: parts };

@@ -87,25 +87,51 @@ const SCREENSHOT_EXAMPLE = {
   trigger: 'admitted from the waiting room',
 };
 
-const bot = (description: string, example: unknown = EXAMPLE_BOT): Answer => ({ description, schema: answers.botResponseSchema, example });
+const bot = (description: string, example: unknown = EXAMPLE_BOT): Answer => ({
+  description,
+  schema: answers.botResponseSchema,
+  example,
+});
 
-const platformStats = { name: 'local', enabled: true, limit: 5, active: 2, queued: 0, queueTimeoutMs: 30000, draining: false };
+const platformStats = {
+  name: 'local',
+  enabled: true,
+  limit: 5,
+  active: 2,
+  queued: 0,
+  queueTimeoutMs: 30000,
+  draining: false,
+};
 
 export const OPERATIONS: Record<string, OperationDoc> = {
   'POST /api/bots/:id/heartbeat': {
     operationId: 'heartbeat',
     tag: 'Bot protocol',
     summary: 'Report that the bot is alive',
-    description: 'Every `heartbeatIntervalMs` (from the config). A live bot silent for HEARTBEAT_TIMEOUT_MS ends FATAL `HEARTBEAT_TIMEOUT`.',
-    answers: { 200: { description: 'Whether a client asked the bot to leave', schema: answers.heartbeatResponseSchema, example: { shouldLeave: false, logLevel: null } } },
+    description:
+      'Every `heartbeatIntervalMs` (from the config). A live bot silent for HEARTBEAT_TIMEOUT_MS ends FATAL `HEARTBEAT_TIMEOUT`.',
+    answers: {
+      200: {
+        description: 'Whether a client asked the bot to leave',
+        schema: answers.heartbeatResponseSchema,
+        example: { shouldLeave: false, logLevel: null },
+      },
+    },
   },
   'POST /api/bots/:id/status': {
     operationId: 'reportStatus',
     tag: 'Bot protocol',
     summary: "Report the bot's new status",
-    description: 'Steps may be skipped forward; nothing moves backward. A retried report of the status the bot already has is answered 200.',
+    description:
+      'Steps may be skipped forward; nothing moves backward. A retried report of the status the bot already has is answered 200.',
     body: { schema: statusReportSchema, example: { status: 'IN_CALL' } },
-    answers: { 200: { description: 'The status the bot now has', schema: answers.statusReportResponseSchema, example: { status: 'IN_CALL' } } },
+    answers: {
+      200: {
+        description: 'The status the bot now has',
+        schema: answers.statusReportResponseSchema,
+        example: { status: 'IN_CALL' },
+      },
+    },
     errors: { 409: 'A transition the lifecycle does not allow (`ILLEGAL_TRANSITION`)' },
   },
   'GET /api/bots/:id/config': {
@@ -134,7 +160,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     operationId: 'reportEvent',
     tag: 'Bot protocol',
     summary: 'Report an event (participant joined, a log line, …)',
-    description: 'Kept among the bot\'s events as `bot.<type>`.',
+    description: "Kept among the bot's events as `bot.<type>`.",
     body: { schema: botEventSchema, example: { type: 'participant.joined', at, data: { name: 'Ada' } } },
     answers: { 201: { description: 'Recorded', schema: answers.reportedEventResponseSchema, example: { ok: true } } },
   },
@@ -144,9 +170,12 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     summary: 'Upload a screenshot the bot took',
     description:
       `multipart/form-data as Meeboter's images send it: the PNG in \`file\` (at most ${SCREENSHOT_MAX_MB} MB), ` +
-      '`type`, `state` and optionally `trigger`; each field once, no other. Kept in the fleet bucket under the bot\'s prefix; ' +
+      "`type`, `state` and optionally `trigger`; each field once, no other. Kept in the fleet bucket under the bot's prefix; " +
       'its owner lists them at GET /api/bots/{id}/screenshots.',
-    body: { schema: screenshotFieldsSchema, example: { type: 'state_change', state: 'IN_CALL', trigger: 'admitted from the waiting room' } },
+    body: {
+      schema: screenshotFieldsSchema,
+      example: { type: 'state_change', state: 'IN_CALL', trigger: 'admitted from the waiting room' },
+    },
     answers: { 201: { description: 'Kept', schema: answers.screenshotResponseSchema, example: SCREENSHOT_EXAMPLE } },
     errors: {
       400: {
@@ -161,7 +190,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         message: `file is larger than ${SCREENSHOT_MAX_MB} MB (${SCREENSHOT_MAX_BYTES} bytes)`,
         details: [{ path: 'file', message: `is larger than ${SCREENSHOT_MAX_MB} MB (${SCREENSHOT_MAX_BYTES} bytes)` }],
       },
-      415: { when: 'The body is not multipart/form-data', code: 'UNSUPPORTED_MEDIA_TYPE', message: 'the request body must be multipart/form-data' },
+      415: {
+        when: 'The body is not multipart/form-data',
+        code: 'UNSUPPORTED_MEDIA_TYPE',
+        message: 'the request body must be multipart/form-data',
+      },
       503: {
         when: 'This fleet keeps no screenshots (no S3_BUCKET_NAME), or S3 failed after retries; nothing was kept',
         code: 'UNAVAILABLE',
@@ -189,7 +222,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         example: {
           ready: true,
           degraded: true,
-          checks: { redis: 'ok', mongodb: 'unavailable: timeout', flusher: 'lagging: MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017' },
+          checks: {
+            redis: 'ok',
+            mongodb: 'unavailable: timeout',
+            flusher: 'lagging: MongoServerSelectionError: connect ECONNREFUSED 127.0.0.1:27017',
+          },
           unflushedChanges: 412,
         },
       },
@@ -199,7 +236,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         example: {
           ready: false,
           degraded: false,
-          checks: { redis: 'unavailable: Connection is closed.', mongodb: 'ok', flusher: 'unknown: Redis does not answer' },
+          checks: {
+            redis: 'unavailable: Connection is closed.',
+            mongodb: 'ok',
+            flusher: 'unknown: Redis does not answer',
+          },
           unflushedChanges: null,
         },
       },
@@ -222,10 +263,16 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     tag: 'Platforms',
     summary: "Change a platform's limit or drain it, at run time",
     description:
-      'Admin key. `limit` at most the platform\'s configured `<NAME>_BOT_LIMIT` (`null` restores it); `draining: true` stops new ' +
+      "Admin key. `limit` at most the platform's configured `<NAME>_BOT_LIMIT` (`null` restores it); `draining: true` stops new " +
       'placements on it. Every process obeys at its next dispatcher run; no bot is stopped.',
     body: { schema: 'platform-control', example: { draining: true } },
-    answers: { 200: { description: 'The platform as it now is', schema: answers.platformStatsResponseSchema, example: { ...platformStats, draining: true } } },
+    answers: {
+      200: {
+        description: 'The platform as it now is',
+        schema: answers.platformStatsResponseSchema,
+        example: { ...platformStats, draining: true },
+      },
+    },
     errors: { 404: 'Not a platform of this fleet, or admin routes are off (no ADMIN_API_KEY)' },
   },
   'GET /api/bots/pool-stats': {
@@ -236,7 +283,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
       'With `coolify`: its slot records (`starting` and `byMeetingPlatform` added). Without: summed over all platforms ' +
       '(total = limits, busy = occupying bots, idle = free capacity).',
     answers: {
-      200: { description: 'The counts', schema: answers.poolStatsResponseSchema, example: { total: 5, idle: 3, busy: 2, error: 0, queueLength: 0 } },
+      200: {
+        description: 'The counts',
+        schema: answers.poolStatsResponseSchema,
+        example: { total: 5, idle: 3, busy: 2, error: 0, queueLength: 0 },
+      },
     },
   },
   'POST /api/bots': {
@@ -250,15 +301,28 @@ export const OPERATIONS: Record<string, OperationDoc> = {
       {
         name: 'Idempotency-Key',
         schema: idempotencyKeySchema,
-        description: 'The same key and body within 24 h answer the same bot (200) and never make a second; another body is a 409',
+        description:
+          'The same key and body within 24 h answer the same bot (200) and never make a second; another body is a 409',
       },
     ],
     body: {
       schema: createBotSchema,
-      example: { meeting: { url: 'https://meet.google.com/abc-defg-hij' }, displayName: 'Notes', metadata: { team: 'sales' } },
+      example: {
+        meeting: { url: 'https://meet.google.com/abc-defg-hij' },
+        displayName: 'Notes',
+        metadata: { team: 'sales' },
+      },
     },
     answers: {
-      201: bot('Created', { ...EXAMPLE_BOT, status: 'QUEUED', platform: null, platformIdentifier: null, queuePosition: 1, deployedAt: null, lastHeartbeatAt: null }),
+      201: bot('Created', {
+        ...EXAMPLE_BOT,
+        status: 'QUEUED',
+        platform: null,
+        platformIdentifier: null,
+        queuePosition: 1,
+        deployedAt: null,
+        lastHeartbeatAt: null,
+      }),
       200: bot('The bot an earlier request with this Idempotency-Key made'),
     },
     errors: {
@@ -276,7 +340,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     summary: "The caller's bots, newest first",
     query: listBotsSchema,
     answers: {
-      200: { description: 'One page', schema: answers.botListResponseSchema, example: { data: [EXAMPLE_BOT], nextCursor: null } },
+      200: {
+        description: 'One page',
+        schema: answers.botListResponseSchema,
+        example: { data: [EXAMPLE_BOT], nextCursor: null },
+      },
     },
   },
   'GET /api/bots/:id': {
@@ -289,8 +357,16 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     operationId: 'cancelBot',
     tag: 'Bots',
     summary: 'End the bot now',
-    description: 'ENDED `CANCELLED`: out of every queue, its container stopped, its capacity freed. Idempotent: an ended bot is answered as it is.',
-    answers: { 200: bot('The bot, ended', { ...EXAMPLE_BOT, status: 'ENDED', endReason: 'CANCELLED', endedAt: '2026-12-01T10:06:00.000Z' }) },
+    description:
+      'ENDED `CANCELLED`: out of every queue, its container stopped, its capacity freed. Idempotent: an ended bot is answered as it is.',
+    answers: {
+      200: bot('The bot, ended', {
+        ...EXAMPLE_BOT,
+        status: 'ENDED',
+        endReason: 'CANCELLED',
+        endedAt: '2026-12-01T10:06:00.000Z',
+      }),
+    },
   },
   'POST /api/bots/:id/leave': {
     operationId: 'leaveBot',
@@ -312,8 +388,24 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         schema: answers.botEventListResponseSchema,
         example: {
           data: [
-            { id: '6751c0a4e3b2f1a9c8d7e6f6', type: 'status', status: 'QUEUED', reason: null, message: null, data: { source: 'client' }, at },
-            { id: '6751c0a4e3b2f1a9c8d7e6f7', type: 'attempt.assigned', status: null, reason: null, message: null, data: { platform: 'local' }, at },
+            {
+              id: '6751c0a4e3b2f1a9c8d7e6f6',
+              type: 'status',
+              status: 'QUEUED',
+              reason: null,
+              message: null,
+              data: { source: 'client' },
+              at,
+            },
+            {
+              id: '6751c0a4e3b2f1a9c8d7e6f7',
+              type: 'attempt.assigned',
+              status: null,
+              reason: null,
+              message: null,
+              data: { platform: 'local' },
+              at,
+            },
           ],
         },
       },
@@ -322,8 +414,9 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   'PATCH /api/bots/:id': {
     operationId: 'updateBot',
     tag: 'Bots',
-    summary: "Change the level the bot is asked to log at",
-    description: 'Bots of the upstream protocol read it from each heartbeat answer (`logLevel`) and log at it from then on.',
+    summary: 'Change the level the bot is asked to log at',
+    description:
+      'Bots of the upstream protocol read it from each heartbeat answer (`logLevel`) and log at it from then on.',
     body: { schema: updateBotSchema, example: { logLevel: 'DEBUG' } },
     answers: { 200: bot('The bot', { ...EXAMPLE_BOT, logLevel: 'DEBUG' }) },
   },
@@ -331,11 +424,19 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     operationId: 'sendChatMessage',
     tag: 'Bots',
     summary: 'Queue a message for the bot to post in the meeting chat',
-    description: 'The bot takes queued messages one at a time, in the order sent, each once (`bots.chat.dequeueMessage`). At most 100 wait at once; a queue is forgotten 24 h after its last message.',
+    description:
+      'The bot takes queued messages one at a time, in the order sent, each once (`bots.chat.dequeueMessage`). At most 100 wait at once; a queue is forgotten 24 h after its last message.',
     body: { schema: chatMessageSchema, example: { message: 'Recording starts now' } },
-    answers: { 202: { description: 'Queued', schema: answers.chatQueuedResponseSchema, example: { queued: true, sentAt: at } } },
+    answers: {
+      202: { description: 'Queued', schema: answers.chatQueuedResponseSchema, example: { queued: true, sentAt: at } },
+    },
     errors: {
-      409: { when: 'The bot already has 100 messages waiting', code: 'CONFLICT', message: 'bot 6751c0a4e3b2f1a9c8d7e6f5 already has the most chat messages that may wait; retry once it took some' },
+      409: {
+        when: 'The bot already has 100 messages waiting',
+        code: 'CONFLICT',
+        message:
+          'bot 6751c0a4e3b2f1a9c8d7e6f5 already has the most chat messages that may wait; retry once it took some',
+      },
       410: 'The bot has ended',
     },
   },
@@ -352,7 +453,17 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         description: 'One page',
         schema: answers.logPageResponseSchema,
         example: {
-          data: [{ seq: '1764583200000-0', id: '0b8f3c5e-6a1d-4b7e-9c2f-1d3e5f7a9b0c', botId: 42, timestamp: at, level: 'INFO', message: 'joined the call', state: 'IN_CALL' }],
+          data: [
+            {
+              seq: '1764583200000-0',
+              id: '0b8f3c5e-6a1d-4b7e-9c2f-1d3e5f7a9b0c',
+              botId: 42,
+              timestamp: at,
+              level: 'INFO',
+              message: 'joined the call',
+              state: 'IN_CALL',
+            },
+          ],
           nextCursor: null,
           dropped: 0,
         },
@@ -367,7 +478,10 @@ export const OPERATIONS: Record<string, OperationDoc> = {
       200: {
         description: 'A presigned S3 link, valid 15 minutes',
         schema: answers.recordingResponseSchema,
-        example: { url: 'https://s3.example.com/recordings/6751c0a4e3b2f1a9c8d7e6f5.mp4?X-Amz-Signature=…', expiresAt: '2026-12-01T10:15:00.000Z' },
+        example: {
+          url: 'https://s3.example.com/recordings/6751c0a4e3b2f1a9c8d7e6f5.mp4?X-Amz-Signature=…',
+          expiresAt: '2026-12-01T10:15:00.000Z',
+        },
       },
     },
     errors: { 404: 'No such bot, no recording yet, or recordings are off (no S3_BUCKET_NAME)' },
@@ -382,7 +496,13 @@ export const OPERATIONS: Record<string, OperationDoc> = {
         description: 'One page; each link a presigned S3 GET, valid 15 minutes',
         schema: answers.screenshotListResponseSchema,
         example: {
-          data: [{ ...SCREENSHOT_EXAMPLE, url: `https://s3.example.com/recordings/${SCREENSHOT_EXAMPLE.key}?X-Amz-Signature=…`, expiresAt: '2026-12-01T10:20:00.000Z' }],
+          data: [
+            {
+              ...SCREENSHOT_EXAMPLE,
+              url: `https://s3.example.com/recordings/${SCREENSHOT_EXAMPLE.key}?X-Amz-Signature=…`,
+              expiresAt: '2026-12-01T10:20:00.000Z',
+            },
+          ],
           nextCursor: null,
         },
       },

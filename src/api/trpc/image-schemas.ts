@@ -17,7 +17,9 @@ export const dequeueMessageInput = Joi.object({ botId: botNumber });
 export const reportEventInput = Joi.object({
   id: botNumber,
   event: Joi.object({
-    eventType: Joi.string().valid(...IMAGE_EVENT_CODES).required(),
+    eventType: Joi.string()
+      .valid(...IMAGE_EVENT_CODES)
+      .required(),
     eventTime: Joi.date().required(),
     data: Joi.object({
       description: Joi.string().max(4000),
@@ -32,7 +34,9 @@ const timePoint = Joi.alternatives(Joi.number(), Joi.string().max(64)).required(
 
 export const updateStatusInput = Joi.object({
   id: botNumber,
-  status: Joi.string().valid(...IMAGE_STATUSES).required(),
+  status: Joi.string()
+    .valid(...IMAGE_STATUSES)
+    .required(),
   recording: Joi.string().max(1024),
   speakerTimeframes: Joi.array()
     .items(Joi.object({ speakerName: Joi.string().max(500).required(), start: timePoint, end: timePoint }))
@@ -48,7 +52,9 @@ export const streamLogsInput = Joi.object({
         id: Joi.string().max(100),
         botId: Joi.number(),
         timestamp: Joi.date().required(),
-        level: Joi.string().valid(...LOG_LEVELS).required(),
+        level: Joi.string()
+          .valid(...LOG_LEVELS)
+          .required(),
         message: Joi.string().max(16_384).allow('').required(),
         state: Joi.string().max(100),
         location: Joi.string().max(500),

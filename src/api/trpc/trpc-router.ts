@@ -4,7 +4,16 @@ import Joi from 'joi';
 import superjson from 'superjson';
 import { BotClaims, readBotToken } from '../../auth/bot-token';
 import { ImageStatus } from '../../domain/image-status';
-import { AppError, ConflictError, GoneError, NotFoundError, RateLimitedError, UnauthorizedError, UnavailableError, ValidationError } from '../../errors';
+import {
+  AppError,
+  ConflictError,
+  GoneError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthorizedError,
+  UnavailableError,
+  ValidationError,
+} from '../../errors';
 import { logger } from '../../logger';
 import { LogEntry } from '../../store/bot-logs';
 import { SpeakerTimeframe } from '../../store/models';
@@ -31,17 +40,25 @@ const t = initTRPC.context<TrpcContext>().create({ transformer: superjson });
 
 /** Every call needs a genuine bot token before its input is even read. */
 const botProcedure = t.procedure.use(({ ctx, next }) => {
-  if (!ctx.tokenPresented) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'X-Milo-Token is required: the bot token MILO_AUTH_TOKEN holds' });
+  if (!ctx.tokenPresented)
+    throw new TRPCError({
+      code: 'UNAUTHORIZED',
+      message: 'X-Milo-Token is required: the bot token MILO_AUTH_TOKEN holds',
+    });
   if (!ctx.caller) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'X-Milo-Token is not a valid bot token' });
   return next({ ctx: { caller: ctx.caller } });
 });
 
 /** A Joi schema as a tRPC input parser: a failure becomes BAD_REQUEST naming the field. */
-const parse = <T>(schema: Joi.Schema) => (raw: unknown) => validate<T>(schema, raw, 'input');
+const parse =
+  <T>(schema: Joi.Schema) =>
+  (raw: unknown) =>
+    validate<T>(schema, raw, 'input');
 
 /** The caller's own bot, if `number` names it. */
 function ownBot(caller: BotClaims, number: number): string {
-  if (caller.number !== number) throw new TRPCError({ code: 'FORBIDDEN', message: `this token is bot ${caller.number}'s, not bot ${number}'s` });
+  if (caller.number !== number)
+    throw new TRPCError({ code: 'FORBIDDEN', message: `this token is bot ${caller.number}'s, not bot ${number}'s` });
   return caller.botId;
 }
 
@@ -64,7 +81,8 @@ async function answer<T>(call: () => Promise<T>): Promise<T> {
     if (!code) throw error;
     const message = (error as Error).message;
     // the images stop restarting only on an error whose message holds these words
-    if (code === 'PRECONDITION_FAILED') throw new TRPCError({ code, message: `PRECONDITION_FAILED: ${message}; the container should exit` });
+    if (code === 'PRECONDITION_FAILED')
+      throw new TRPCError({ code, message: `PRECONDITION_FAILED: ${message}; the container should exit` });
     throw new TRPCError({ code, message });
   }
 }
@@ -80,17 +98,32 @@ export function createImageRouter(api: ApiContext) {
         .input(parse<{ id: number }>(inputs.heartbeatInput))
         .mutation(({ ctx, input }) => answer(() => bots.heartbeat(ownBot(ctx.caller, input.id)))),
       updateStatus: botProcedure
-        .input(parse<{ id: number; status: ImageStatus; recording?: string; speakerTimeframes?: SpeakerTimeframe[] }>(inputs.updateStatusInput))
+        .input(
+          parse<{ id: number; status: ImageStatus; recording?: string; speakerTimeframes?: SpeakerTimeframe[] }>(
+            inputs.updateStatusInput,
+          ),
+        )
         .mutation(({ ctx, input }) =>
-          answer(async () => ({ id: input.id, ...(await bots.reportImageStatus(ownBot(ctx.caller, input.id), input)) })),
+          answer(async () => ({
+            id: input.id,
+            ...(await bots.reportImageStatus(ownBot(ctx.caller, input.id), input)),
+          })),
         ),
       events: t.router({
         report: botProcedure
-          .input(parse<{ id: number; event: { eventType: string; eventTime: Date; data: unknown } }>(inputs.reportEventInput))
+          .input(
+            parse<{ id: number; event: { eventType: string; eventTime: Date; data: unknown } }>(
+              inputs.reportEventInput,
+            ),
+          )
           .mutation(({ ctx, input }) =>
             answer(async () => {
               const { eventType, eventTime, data } = input.event;
-              await bots.reportEvent(ownBot(ctx.caller, input.id), { type: eventType, at: eventTime, data: data ?? undefined });
+              await bots.reportEvent(ownBot(ctx.caller, input.id), {
+                type: eventType,
+                at: eventTime,
+                data: data ?? undefined,
+              });
             }),
           ),
       }),
@@ -108,30 +141,30 @@ export function createImageRouter(api: ApiContext) {
         stream: botProcedure
           .input(parse<{ botId: number; entries: LogEntry[] }>(inputs.streamLogsInput))
           .mutation(({ ctx, input }) => answer(() => bots.streamLogs(ownBot(ctx.caller, input.botId), input.entries))),
-        flush: botProcedure
-          .input(parse<{ botId: number }>(inputs.flushLogsInput))
-          .mutation(({ ctx, input }) =>
-            answer(async () => {
-              // entries are kept as they arrive: a flush only confirms the bot may still log
-              await bots.streamLogs(ownBot(ctx.caller, input.botId), []);
-              return { success: true };
-            }),
-          ),
+        flush: botProcedure.input(parse<{ botId: number }>(inputs.flushLogsInput)).mutation(({ ctx, input }) =>
+          answer(async () => {
+            // entries are kept as they arrive: a flush only confirms the bot may still log
+            await bots.streamLogs(ownBot(ctx.caller, input.botId), []);
+            return { success: true };
+          }),
+        ),
       }),
     }),
     infrastructure: t.router({
       coolify: t.router({
         pool: t.router({
-          getSlot: botProcedure
-            .input(parse<{ poolSlotUuid: string }>(inputs.getSlotInput))
-            .query(({ ctx, input }) =>
-              answer(async () => {
-                const holder = api.slotHolder ? await api.slotHolder(input.poolSlotUuid) : null;
-                if (!holder) throw new NotFoundError(`no bot holds pool slot ${input.poolSlotUuid}`);
-                if (holder !== ctx.caller.botId) throw new TRPCError({ code: 'FORBIDDEN', message: `pool slot ${input.poolSlotUuid} holds another bot` });
-                return bots.imageConfig(holder);
-              }),
-            ),
+          getSlot: botProcedure.input(parse<{ poolSlotUuid: string }>(inputs.getSlotInput)).query(({ ctx, input }) =>
+            answer(async () => {
+              const holder = api.slotHolder ? await api.slotHolder(input.poolSlotUuid) : null;
+              if (!holder) throw new NotFoundError(`no bot holds pool slot ${input.poolSlotUuid}`);
+              if (holder !== ctx.caller.botId)
+                throw new TRPCError({
+                  code: 'FORBIDDEN',
+                  message: `pool slot ${input.poolSlotUuid} holds another bot`,
+                });
+              return bots.imageConfig(holder);
+            }),
+          ),
         }),
       }),
     }),

@@ -1,4 +1,9 @@
-import { CloudWatchLogsClient, CreateLogGroupCommand, DescribeLogGroupsCommand, PutRetentionPolicyCommand } from '@aws-sdk/client-cloudwatch-logs';
+import {
+  CloudWatchLogsClient,
+  CreateLogGroupCommand,
+  DescribeLogGroupsCommand,
+  PutRetentionPolicyCommand,
+} from '@aws-sdk/client-cloudwatch-logs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import {
   ContainerDefinition,
@@ -10,7 +15,13 @@ import {
   RegisterTaskDefinitionCommand,
   RegisterTaskDefinitionCommandInput,
 } from '@aws-sdk/client-ecs';
-import { AttachRolePolicyCommand, CreateRoleCommand, GetRoleCommand, IAMClient, ListAttachedRolePoliciesCommand } from '@aws-sdk/client-iam';
+import {
+  AttachRolePolicyCommand,
+  CreateRoleCommand,
+  GetRoleCommand,
+  IAMClient,
+  ListAttachedRolePoliciesCommand,
+} from '@aws-sdk/client-iam';
 import { MEETING_PLATFORMS } from '../../domain/bot.lifecycle';
 import { botRepository, ghcrRegistry } from '../bot-image';
 import { ensureNetwork } from './setup-network';
@@ -71,7 +82,11 @@ export async function setupAws(options: AwsSetupOptions): Promise<AwsSetupResult
     await ensureCluster(ecs, step);
     const families: Record<string, string> = {};
     for (const platform of MEETING_PLATFORMS) {
-      families[platform] = await ensureTaskDefinition(ecs, step, taskDefinitionInput(platform, options, executionRoleArn, taskRoleArn));
+      families[platform] = await ensureTaskDefinition(
+        ecs,
+        step,
+        taskDefinitionInput(platform, options, executionRoleArn, taskRoleArn),
+      );
     }
     const pending = (value: string | undefined) => value ?? '<created by aws:setup>';
     return {
@@ -98,11 +113,17 @@ export async function setupAws(options: AwsSetupOptions): Promise<AwsSetupResult
 async function ensureLogGroup(logs: CloudWatchLogsClient, step: SetupStep): Promise<void> {
   const name = AWS_SETUP_NAMES.logGroup;
   const find = async () =>
-    (await logs.send(new DescribeLogGroupsCommand({ logGroupNamePrefix: name }))).logGroups?.find((group) => group.logGroupName === name);
-  await step.ensure(`log group ${name}`, async () => (await find())?.logGroupName, async () => {
-    await logs.send(new CreateLogGroupCommand({ logGroupName: name }));
-    return name;
-  });
+    (await logs.send(new DescribeLogGroupsCommand({ logGroupNamePrefix: name }))).logGroups?.find(
+      (group) => group.logGroupName === name,
+    );
+  await step.ensure(
+    `log group ${name}`,
+    async () => (await find())?.logGroupName,
+    async () => {
+      await logs.send(new CreateLogGroupCommand({ logGroupName: name }));
+      return name;
+    },
+  );
   const group = await find();
   if (group && group.retentionInDays !== LOG_RETENTION_DAYS) {
     await step.update(`log group ${name}: keep ${LOG_RETENTION_DAYS} days`, () =>
@@ -120,15 +141,27 @@ async function ensureRole(iam: IAMClient, name: string, policies: string[], step
       throw error;
     }
   };
-  const arn = await step.ensure(`IAM role ${name}`, find, async () =>
-    (await iam.send(new CreateRoleCommand({ RoleName: name, AssumeRolePolicyDocument: TRUST_ECS_TASKS, Description: 'meeboter bot tasks' })))
-      .Role!.Arn!,
+  const arn = await step.ensure(
+    `IAM role ${name}`,
+    find,
+    async () =>
+      (
+        await iam.send(
+          new CreateRoleCommand({
+            RoleName: name,
+            AssumeRolePolicyDocument: TRUST_ECS_TASKS,
+            Description: 'meeboter bot tasks',
+          }),
+        )
+      ).Role!.Arn!,
   );
   if (!arn) return `<role ${name}>`;
   const attached = (await iam.send(new ListAttachedRolePoliciesCommand({ RoleName: name }))).AttachedPolicies ?? [];
   for (const policy of policies) {
     if (attached.some((existing) => existing.PolicyArn === policy)) continue;
-    await step.update(`IAM role ${name}: attach ${policy}`, () => iam.send(new AttachRolePolicyCommand({ RoleName: name, PolicyArn: policy })));
+    await step.update(`IAM role ${name}: attach ${policy}`, () =>
+      iam.send(new AttachRolePolicyCommand({ RoleName: name, PolicyArn: policy })),
+    );
   }
   return arn;
 }
@@ -136,28 +169,44 @@ async function ensureRole(iam: IAMClient, name: string, policies: string[], step
 async function ensureCluster(ecs: ECSClient, step: SetupStep): Promise<void> {
   const name = AWS_SETUP_NAMES.cluster;
   const find = async () =>
-    (await ecs.send(new DescribeClustersCommand({ clusters: [name] }))).clusters?.find((cluster) => cluster.status === 'ACTIVE');
-  await step.ensure(`ECS cluster ${name}`, async () => (await find())?.clusterArn, async () =>
-    (await ecs.send(new CreateClusterCommand({
-      clusterName: name,
-      capacityProviders: CAPACITY_PROVIDERS,
-      defaultCapacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }],
-    }))).cluster!.clusterArn!,
+    (await ecs.send(new DescribeClustersCommand({ clusters: [name] }))).clusters?.find(
+      (cluster) => cluster.status === 'ACTIVE',
+    );
+  await step.ensure(
+    `ECS cluster ${name}`,
+    async () => (await find())?.clusterArn,
+    async () =>
+      (
+        await ecs.send(
+          new CreateClusterCommand({
+            clusterName: name,
+            capacityProviders: CAPACITY_PROVIDERS,
+            defaultCapacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }],
+          }),
+        )
+      ).cluster!.clusterArn!,
   );
   const cluster = await find();
   if (cluster && !CAPACITY_PROVIDERS.every((provider) => cluster.capacityProviders?.includes(provider))) {
     await step.update(`ECS cluster ${name}: capacity providers ${CAPACITY_PROVIDERS.join(', ')}`, () =>
-      ecs.send(new PutClusterCapacityProvidersCommand({
-        cluster: name,
-        capacityProviders: CAPACITY_PROVIDERS,
-        defaultCapacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }],
-      })),
+      ecs.send(
+        new PutClusterCapacityProvidersCommand({
+          cluster: name,
+          capacityProviders: CAPACITY_PROVIDERS,
+          defaultCapacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }],
+        }),
+      ),
     );
   }
 }
 
 /** The seed's task definitions: family `meeboter-<platform>-bot`, container `<platform>-bot`. */
-function taskDefinitionInput(platform: string, options: AwsSetupOptions, executionRoleArn: string, taskRoleArn: string): RegisterTaskDefinitionCommandInput {
+function taskDefinitionInput(
+  platform: string,
+  options: AwsSetupOptions,
+  executionRoleArn: string,
+  taskRoleArn: string,
+): RegisterTaskDefinitionCommandInput {
   const registry = ghcrRegistry(options.imageOrg ?? 'Payme-Works');
   return {
     family: `meeboter-${platform}-bot`,
@@ -176,7 +225,11 @@ function taskDefinitionInput(platform: string, options: AwsSetupOptions, executi
         memory: 2048,
         logConfiguration: {
           logDriver: 'awslogs',
-          options: { 'awslogs-group': AWS_SETUP_NAMES.logGroup, 'awslogs-region': options.region, 'awslogs-stream-prefix': platform },
+          options: {
+            'awslogs-group': AWS_SETUP_NAMES.logGroup,
+            'awslogs-region': options.region,
+            'awslogs-stream-prefix': platform,
+          },
         },
       },
     ],
@@ -184,7 +237,11 @@ function taskDefinitionInput(platform: string, options: AwsSetupOptions, executi
 }
 
 /** Registers a new revision only when the latest one differs from what we want. Returns the family. */
-async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: RegisterTaskDefinitionCommandInput): Promise<string> {
+async function ensureTaskDefinition(
+  ecs: ECSClient,
+  step: SetupStep,
+  wanted: RegisterTaskDefinitionCommandInput,
+): Promise<string> {
   const family = wanted.family!;
   let current;
   try {
@@ -193,7 +250,15 @@ async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: Reg
     if ((error as { name?: string }).name !== 'ClientException') throw error;
   }
   const existing = current?.status === 'ACTIVE' ? current : undefined;
-  const summary = (definition: { cpu?: string; memory?: string; networkMode?: string; requiresCompatibilities?: string[]; executionRoleArn?: string; taskRoleArn?: string; containerDefinitions?: ContainerDefinition[] }) =>
+  const summary = (definition: {
+    cpu?: string;
+    memory?: string;
+    networkMode?: string;
+    requiresCompatibilities?: string[];
+    executionRoleArn?: string;
+    taskRoleArn?: string;
+    containerDefinitions?: ContainerDefinition[];
+  }) =>
     JSON.stringify([
       definition.cpu,
       definition.memory,
@@ -201,10 +266,19 @@ async function ensureTaskDefinition(ecs: ECSClient, step: SetupStep, wanted: Reg
       [...(definition.requiresCompatibilities ?? [])].sort(),
       definition.executionRoleArn,
       definition.taskRoleArn,
-      (definition.containerDefinitions ?? []).map((c) => [c.name, c.image, c.essential, c.memory, c.logConfiguration?.logDriver, c.logConfiguration?.options]),
+      (definition.containerDefinitions ?? []).map((c) => [
+        c.name,
+        c.image,
+        c.essential,
+        c.memory,
+        c.logConfiguration?.logDriver,
+        c.logConfiguration?.options,
+      ]),
     ]);
-  const register = async () => (await ecs.send(new RegisterTaskDefinitionCommand(wanted))).taskDefinition!.taskDefinitionArn!;
-  if (existing && summary(existing) !== summary(wanted)) await step.update(`task definition ${family}: new revision`, register);
+  const register = async () =>
+    (await ecs.send(new RegisterTaskDefinitionCommand(wanted))).taskDefinition!.taskDefinitionArn!;
+  if (existing && summary(existing) !== summary(wanted))
+    await step.update(`task definition ${family}: new revision`, register);
   else await step.ensure(`task definition ${family}`, () => Promise.resolve(existing?.taskDefinitionArn), register);
   return family;
 }

@@ -11,7 +11,15 @@ import {
 } from '@aws-sdk/client-ecs';
 import { AwsLaunchOption, AwsSettings } from '../../config';
 import { logger } from '../../logger';
-import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, ListedContainer, Platform, PlatformError } from '../platform';
+import {
+  botIdOfDeployment,
+  ContainerStatus,
+  Deployment,
+  DeploySpec,
+  ListedContainer,
+  Platform,
+  PlatformError,
+} from '../platform';
 import { ecsError, isTaskNotFound, runTaskFailure } from './ecs-errors';
 import { createTaskReader } from './task-reader';
 import { BOT_TAG, FLEET_TAG, tagValue, taskStatus } from './task-status';
@@ -52,7 +60,12 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const client = new ECSClient({
     region: settings.region,
-    requestHandler: { connectionTimeout: requestTimeoutMs, socketTimeout: requestTimeoutMs, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true },
+    requestHandler: {
+      connectionTimeout: requestTimeoutMs,
+      socketTimeout: requestTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   });
 
   const send = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
@@ -104,7 +117,8 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
 
   const adopt = async (name: string): Promise<Deployment | null> => {
     const tasks = await listTasks(name);
-    if (tasks.length > 1) logger.warn('several ECS tasks for one deployment', { name, tasks: tasks.map((t) => t.taskArn) });
+    if (tasks.length > 1)
+      logger.warn('several ECS tasks for one deployment', { name, tasks: tasks.map((t) => t.taskArn) });
     return tasks.length ? deploymentOf(tasks[0]) : null;
   };
 
@@ -113,13 +127,13 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
   const containerName = (taskDefinition: string) => {
     let name = containerNames.get(taskDefinition);
     if (!name) {
-      name = send('DescribeTaskDefinition', () => client.send(new DescribeTaskDefinitionCommand({ taskDefinition }))).then(
-        (answer) => {
-          const first = answer.taskDefinition?.containerDefinitions?.[0]?.name;
-          if (!first) throw new PlatformError(`task definition ${taskDefinition} has no container`, false);
-          return first;
-        },
-      );
+      name = send('DescribeTaskDefinition', () =>
+        client.send(new DescribeTaskDefinitionCommand({ taskDefinition })),
+      ).then((answer) => {
+        const first = answer.taskDefinition?.containerDefinitions?.[0]?.name;
+        if (!first) throw new PlatformError(`task definition ${taskDefinition} has no container`, false);
+        return first;
+      });
       name.catch(() => containerNames.delete(taskDefinition));
       containerNames.set(taskDefinition, name);
     }
@@ -186,7 +200,8 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
     async status(identifier): Promise<ContainerStatus> {
       const task = await reader.read(identifier);
       if (task && !ours(task)) return { state: 'gone', detail: 'the task belongs to another fleet' };
-      if (notVisibleYet(identifier, task)) return { state: 'starting', detail: 'just started; DescribeTasks does not show it yet' };
+      if (notVisibleYet(identifier, task))
+        return { state: 'starting', detail: 'just started; DescribeTasks does not show it yet' };
       return taskStatus(task);
     },
     async list(): Promise<ListedContainer[]> {
@@ -204,7 +219,8 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
         const unseen = notVisibleYet(identifier, task);
         if ((!task && !unseen) || task?.lastStatus === 'STOPPED') return;
         // Loudly, not silently: a stop that quietly did nothing would free capacity while the task runs.
-        if (task && !ours(task)) throw new PlatformError(`task ${identifier} does not carry ${FLEET_TAG}=${fleetId}: not stopped`, false);
+        if (task && !ours(task))
+          throw new PlatformError(`task ${identifier} does not carry ${FLEET_TAG}=${fleetId}: not stopped`, false);
         if (unseen || task?.desiredStatus !== 'STOPPED') {
           try {
             await client.send(new StopTaskCommand({ cluster, task: identifier, reason: STOP_REASON }));
@@ -214,7 +230,10 @@ export function createAwsPlatform(options: AwsPlatformOptions): Platform {
           }
         }
         if (Date.now() >= deadline) {
-          throw new PlatformError(`task ${identifier} still ${task?.lastStatus ?? 'not visible'} ${stopWaitMs} ms after StopTask`, true);
+          throw new PlatformError(
+            `task ${identifier} still ${task?.lastStatus ?? 'not visible'} ${stopWaitMs} ms after StopTask`,
+            true,
+          );
         }
         await new Promise((resolve) => setTimeout(resolve, pauseMs / 2 + Math.random() * pauseMs));
       }

@@ -14,8 +14,11 @@ export function isCapacityFailure(reason: string | undefined): boolean {
 
 /** A RunTask that started nothing: `full` when every failure is about capacity. */
 export function runTaskFailure(failures: Failure[], launch: string): PlatformError {
-  if (failures.length === 0) return new PlatformError(`RunTask on ${launch}: no task and no failure in the answer`, false);
-  const reasons = failures.map((failure) => [failure.reason, failure.detail].filter(Boolean).join(': ') || 'unknown failure');
+  if (failures.length === 0)
+    return new PlatformError(`RunTask on ${launch}: no task and no failure in the answer`, false);
+  const reasons = failures.map(
+    (failure) => [failure.reason, failure.detail].filter(Boolean).join(': ') || 'unknown failure',
+  );
   const full = failures.every((failure) => isCapacityFailure(failure.reason));
   return new PlatformError(`RunTask on ${launch}: ${reasons.join('; ')}`, false, full);
 }

@@ -42,17 +42,25 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
   const tags = (type: ResourceType, value: string) => [{ ResourceType: type, Tags: [{ Key: 'Name', Value: value }] }];
   const vpcId = await step.ensure(
     `VPC ${name}`,
-    async () => (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'tag:Name', Values: [name] }] }))).Vpcs?.[0]?.VpcId,
-    async () => (await ec2.send(new CreateVpcCommand({ CidrBlock: VPC_CIDR, TagSpecifications: tags('vpc', name) }))).Vpc!.VpcId!,
+    async () =>
+      (await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'tag:Name', Values: [name] }] }))).Vpcs?.[0]?.VpcId,
+    async () =>
+      (await ec2.send(new CreateVpcCommand({ CidrBlock: VPC_CIDR, TagSpecifications: tags('vpc', name) }))).Vpc!.VpcId!,
   );
 
   /** What a Describe call finds in our VPC with one more filter; nothing while the VPC does not exist. */
   const inVpc = async <T>(key: string, value: string, describe: (filters: Filter[]) => Promise<T | undefined>) =>
-    vpcId ? describe([{ Name: 'vpc-id', Values: [vpcId] }, { Name: key, Values: [value] }]) : undefined;
+    vpcId
+      ? describe([
+          { Name: 'vpc-id', Values: [vpcId] },
+          { Name: key, Values: [value] },
+        ])
+      : undefined;
 
   // DNS hostnames as in a default VPC: the tasks' network interfaces get DNS names.
   const dnsHostnames = vpcId
-    ? (await ec2.send(new DescribeVpcAttributeCommand({ VpcId: vpcId, Attribute: 'enableDnsHostnames' }))).EnableDnsHostnames?.Value
+    ? (await ec2.send(new DescribeVpcAttributeCommand({ VpcId: vpcId, Attribute: 'enableDnsHostnames' })))
+        .EnableDnsHostnames?.Value
     : true;
   if (vpcId && !dnsHostnames) {
     await step.update(`VPC ${name}: DNS hostnames`, () =>
@@ -60,7 +68,9 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     );
   }
 
-  const zones = (await ec2.send(new DescribeAvailabilityZonesCommand({ Filters: [{ Name: 'state', Values: ['available'] }] })))
+  const zones = (
+    await ec2.send(new DescribeAvailabilityZonesCommand({ Filters: [{ Name: 'state', Values: ['available'] }] }))
+  )
     .AvailabilityZones!.map((zone) => zone.ZoneName!)
     .sort()
     .slice(0, 2);
@@ -68,17 +78,25 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
   for (const [index, cidr] of SUBNET_CIDRS.entries()) {
     const subnetName = `${name}-public-${index + 1}`;
     const findSubnet = () =>
-      inVpc('tag:Name', subnetName, async (Filters) => (await ec2.send(new DescribeSubnetsCommand({ Filters }))).Subnets?.[0]);
+      inVpc(
+        'tag:Name',
+        subnetName,
+        async (Filters) => (await ec2.send(new DescribeSubnetsCommand({ Filters }))).Subnets?.[0],
+      );
     const subnetId = await step.ensure(
       `subnet ${subnetName} (${zones[index % zones.length]})`,
       async () => (await findSubnet())?.SubnetId,
       async () =>
-        (await ec2.send(new CreateSubnetCommand({
-          VpcId: vpcId!,
-          CidrBlock: cidr,
-          AvailabilityZone: zones[index % zones.length],
-          TagSpecifications: tags('subnet', subnetName),
-        }))).Subnet!.SubnetId!,
+        (
+          await ec2.send(
+            new CreateSubnetCommand({
+              VpcId: vpcId!,
+              CidrBlock: cidr,
+              AvailabilityZone: zones[index % zones.length],
+              TagSpecifications: tags('subnet', subnetName),
+            }),
+          )
+        ).Subnet!.SubnetId!,
     );
     if (!subnetId) continue;
     subnetIds.push(subnetId);
@@ -93,12 +111,16 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     `internet gateway ${name}`,
     async () =>
       vpcId
-        ? (await ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: 'attachment.vpc-id', Values: [vpcId] }] })))
-            .InternetGateways?.[0]?.InternetGatewayId
+        ? (
+            await ec2.send(
+              new DescribeInternetGatewaysCommand({ Filters: [{ Name: 'attachment.vpc-id', Values: [vpcId] }] }),
+            )
+          ).InternetGateways?.[0]?.InternetGatewayId
         : undefined,
     async () => {
-      const id = (await ec2.send(new CreateInternetGatewayCommand({ TagSpecifications: tags('internet-gateway', name) })))
-        .InternetGateway!.InternetGatewayId!;
+      const id = (
+        await ec2.send(new CreateInternetGatewayCommand({ TagSpecifications: tags('internet-gateway', name) }))
+      ).InternetGateway!.InternetGatewayId!;
       await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: id, VpcId: vpcId! }));
       return id;
     },
@@ -106,16 +128,27 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
 
   const routeTableName = `${name}-public`;
   const findRouteTable = () =>
-    inVpc('tag:Name', routeTableName, async (Filters) => (await ec2.send(new DescribeRouteTablesCommand({ Filters }))).RouteTables?.[0]);
+    inVpc(
+      'tag:Name',
+      routeTableName,
+      async (Filters) => (await ec2.send(new DescribeRouteTablesCommand({ Filters }))).RouteTables?.[0],
+    );
   const routeTableId = await step.ensure(
     `route table ${routeTableName}`,
     async () => (await findRouteTable())?.RouteTableId,
-    async () => (await ec2.send(new CreateRouteTableCommand({ VpcId: vpcId!, TagSpecifications: tags('route-table', routeTableName) }))).RouteTable!.RouteTableId!,
+    async () =>
+      (
+        await ec2.send(
+          new CreateRouteTableCommand({ VpcId: vpcId!, TagSpecifications: tags('route-table', routeTableName) }),
+        )
+      ).RouteTable!.RouteTableId!,
   );
   const routeTable = await findRouteTable();
   if (routeTableId && gatewayId && !routeTable?.Routes?.some((route) => route.DestinationCidrBlock === '0.0.0.0/0')) {
     await step.update(`route table ${routeTableName}: default route to the internet gateway`, () =>
-      ec2.send(new CreateRouteCommand({ RouteTableId: routeTableId, DestinationCidrBlock: '0.0.0.0/0', GatewayId: gatewayId })),
+      ec2.send(
+        new CreateRouteCommand({ RouteTableId: routeTableId, DestinationCidrBlock: '0.0.0.0/0', GatewayId: gatewayId }),
+      ),
     );
   }
   for (const subnetId of subnetIds) {
@@ -127,23 +160,33 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
   }
 
   const findGroup = () =>
-    inVpc('group-name', name, async (Filters) => (await ec2.send(new DescribeSecurityGroupsCommand({ Filters }))).SecurityGroups?.[0]);
+    inVpc(
+      'group-name',
+      name,
+      async (Filters) => (await ec2.send(new DescribeSecurityGroupsCommand({ Filters }))).SecurityGroups?.[0],
+    );
   const securityGroupId = await step.ensure(
     `security group ${name} (outbound only)`,
     async () => (await findGroup())?.GroupId,
     async () =>
-      (await ec2.send(new CreateSecurityGroupCommand({
-        GroupName: name,
-        Description: 'meeboter bots: all outbound, no inbound',
-        VpcId: vpcId!,
-        TagSpecifications: tags('security-group', name),
-      }))).GroupId!,
+      (
+        await ec2.send(
+          new CreateSecurityGroupCommand({
+            GroupName: name,
+            Description: 'meeboter bots: all outbound, no inbound',
+            VpcId: vpcId!,
+            TagSpecifications: tags('security-group', name),
+          }),
+        )
+      ).GroupId!,
   );
   const group = await findGroup();
   if (securityGroupId && group) {
     if (group.IpPermissions?.length) {
       await step.update(`security group ${name}: remove inbound rules`, () =>
-        ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: securityGroupId, IpPermissions: group.IpPermissions })),
+        ec2.send(
+          new RevokeSecurityGroupIngressCommand({ GroupId: securityGroupId, IpPermissions: group.IpPermissions }),
+        ),
       );
     }
     const allOut = group.IpPermissionsEgress?.some(
@@ -151,10 +194,12 @@ export async function ensureNetwork(ec2: EC2Client, name: string, step: SetupSte
     );
     if (!allOut) {
       await step.update(`security group ${name}: allow all outbound`, () =>
-        ec2.send(new AuthorizeSecurityGroupEgressCommand({
-          GroupId: securityGroupId,
-          IpPermissions: [{ IpProtocol: '-1', IpRanges: [{ CidrIp: '0.0.0.0/0' }] }],
-        })),
+        ec2.send(
+          new AuthorizeSecurityGroupEgressCommand({
+            GroupId: securityGroupId,
+            IpPermissions: [{ IpProtocol: '-1', IpRanges: [{ CidrIp: '0.0.0.0/0' }] }],
+          }),
+        ),
       );
     }
   }

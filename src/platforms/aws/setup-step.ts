@@ -5,7 +5,11 @@
  */
 export interface SetupStep {
   /** The id of what `find` finds, or of what `create` makes (undefined in a dry run). */
-  ensure(what: string, find: () => Promise<string | undefined>, create: () => Promise<string>): Promise<string | undefined>;
+  ensure(
+    what: string,
+    find: () => Promise<string | undefined>,
+    create: () => Promise<string>,
+  ): Promise<string | undefined>;
   update(what: string, apply: () => Promise<unknown>): Promise<void>;
   readonly changes: string[];
 }

@@ -91,7 +91,11 @@ export function createCoolifyClient(options: CoolifyClientOptions) {
       const answer = parsed as CoolifyErrorAnswer | null;
       const detail = answer?.message ?? `HTTP ${response.status}`;
       const errors = answer?.errors ? ` ${JSON.stringify(answer.errors)}` : '';
-      throw new CoolifyError(response.status, `coolify ${method} ${path}: ${response.status} ${detail}${errors}`, retryAfterMs(response.headers.get('retry-after')));
+      throw new CoolifyError(
+        response.status,
+        `coolify ${method} ${path}: ${response.status} ${detail}${errors}`,
+        retryAfterMs(response.headers.get('retry-after')),
+      );
     }
     return parsed as T;
   };
@@ -113,7 +117,8 @@ export function createCoolifyClient(options: CoolifyClientOptions) {
       return list;
     },
     getApplication: (uuid: string) => call<CoolifyApplication>('GET', app(uuid)),
-    updateApplication: (uuid: string, fields: Record<string, unknown>) => call<{ uuid: string }>('PATCH', app(uuid), fields),
+    updateApplication: (uuid: string, fields: Record<string, unknown>) =>
+      call<{ uuid: string }>('PATCH', app(uuid), fields),
     /** Upserts env variables by key; they apply from the next deployment. */
     setEnvs: (uuid: string, env: Record<string, string>) =>
       call<unknown>('PATCH', `${app(uuid)}/envs/bulk`, {
@@ -130,9 +135,13 @@ export function createCoolifyClient(options: CoolifyClientOptions) {
     stop: (uuid: string) => call<unknown>('POST', `${app(uuid)}/stop`),
     deleteApplication: (uuid: string) =>
       call<unknown>('DELETE', `${app(uuid)}?delete_configurations=true&delete_volumes=true&docker_cleanup=true`),
-    getDeployment: (deploymentUuid: string) => call<CoolifyDeployment>('GET', `/deployments/${encodeURIComponent(deploymentUuid)}`),
+    getDeployment: (deploymentUuid: string) =>
+      call<CoolifyDeployment>('GET', `/deployments/${encodeURIComponent(deploymentUuid)}`),
     latestDeployment: async (uuid: string) => {
-      const answer = await call<{ deployments?: CoolifyDeployment[] }>('GET', `/deployments/applications/${encodeURIComponent(uuid)}?skip=0&take=1`);
+      const answer = await call<{ deployments?: CoolifyDeployment[] }>(
+        'GET',
+        `/deployments/applications/${encodeURIComponent(uuid)}?skip=0&take=1`,
+      );
       return answer?.deployments?.[0] ?? null;
     },
   };

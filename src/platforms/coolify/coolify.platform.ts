@@ -58,7 +58,12 @@ const isUp = (app: CoolifyApplication | undefined) => !!app && !app.status.start
  * is that stale reading, for at most this long; one written after it is a real exit.
  */
 const STATUS_LAG_GRACE_MS = 180_000;
-const reportsStaleExit = (app: CoolifyApplication, record: SlotRecord | null | undefined, graceMs: number, now = Date.now()) => {
+const reportsStaleExit = (
+  app: CoolifyApplication,
+  record: SlotRecord | null | undefined,
+  graceMs: number,
+  now = Date.now(),
+) => {
   const since = record?.runningSince?.getTime();
   if (!app.status.startsWith('exited') || since === undefined || now - since >= graceMs) return false;
   return !app.updated_at || Date.parse(app.updated_at) < since;
@@ -92,7 +97,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
 
   /** Creates the slot's application, or finds the one an interrupted earlier call created. */
   const createApplication = async (slot: string, meetingPlatform: MeetingPlatform): Promise<string> => {
-    const existing = (await client.listApplications()).find((app) => app.name === slot && isFleetApplication(app, fleetId));
+    const existing = (await client.listApplications()).find(
+      (app) => app.name === slot && isFleetApplication(app, fleetId),
+    );
     const uuid =
       existing?.uuid ??
       (
@@ -130,7 +137,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       if (claim.outcome === 'not-held') return false;
       if (claim.outcome === 'claimed') {
         const renewal = setInterval(() => {
-          pool.renewStop(slot, claim.token, claimMs).catch((error) => log.warn('could not renew a stop claim', { slot, error: String(error) }));
+          pool
+            .renewStop(slot, claim.token, claimMs)
+            .catch((error) => log.warn('could not renew a stop claim', { slot, error: String(error) }));
         }, claimMs / 3);
         try {
           await work();
@@ -140,7 +149,10 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         return true;
       }
       if (Date.now() > waitDeadline) {
-        throw new PlatformError(`another stop of ${holder} on slot ${slot} still runs after ${2 * Math.max(confirmMs, graceMs)} ms`, true);
+        throw new PlatformError(
+          `another stop of ${holder} on slot ${slot} still runs after ${2 * Math.max(confirmMs, graceMs)} ms`,
+          true,
+        );
       }
       await sleep(jittered(STOP_WAIT_MS));
     }
@@ -190,14 +202,18 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         // When it finished, by Coolify's clock: what the application's later status changes are compared with.
         if (deployment?.status === 'finished') return { outcome: 'finished' as const, at: deployment.updated_at };
         if (deployment?.status === 'failed' || deployment?.status === 'cancelled-by-user') {
-          return { outcome: 'failed' as const, reason: `deployment ${deployment.deployment_uuid} ${deployment.status}` };
+          return {
+            outcome: 'failed' as const,
+            reason: `deployment ${deployment.deployment_uuid} ${deployment.status}`,
+          };
         }
       } catch (error) {
         if (!(error instanceof CoolifyError && error.transient)) throw error;
         log.warn('reading a deployment failed; still following it', { uuid, error: error.message });
       }
       const left = deadline - Date.now();
-      if (left <= 0) return { outcome: 'failed' as const, reason: `did not start within ${settings.startTimeoutMs} ms` };
+      if (left <= 0)
+        return { outcome: 'failed' as const, reason: `did not start within ${settings.startTimeoutMs} ms` };
       await sleep(Math.min(left, jittered(settings.pollIntervalMs)));
     }
   };
@@ -206,7 +222,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
   const failStart = async (slot: string, spec: DeploySpec, record: SlotRecord | null, reason: string) => {
     const settled = await underStopClaim(slot, spec.name, async () => {
       if (record?.applicationUuid) {
-        await stopApplication(record.applicationUuid, record).catch((error) => log.warn('could not stop a slot whose start failed', { slot, error: String(error) }));
+        await stopApplication(record.applicationUuid, record).catch((error) =>
+          log.warn('could not stop a slot whose start failed', { slot, error: String(error) }),
+        );
       }
       if (await pool.settle(slot, spec.name, 'ERROR')) {
         await records.save(slot, {
@@ -218,7 +236,11 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         });
       }
     });
-    log.warn(settled ? 'slot failed to start' : 'slot failed to start; another stop already released it', { slot, botId: spec.botId, reason });
+    log.warn(settled ? 'slot failed to start' : 'slot failed to start; another stop already released it', {
+      slot,
+      botId: spec.botId,
+      reason,
+    });
   };
 
   const start = async (spec: DeploySpec, slot: string, kind: string): Promise<Deployment> => {
@@ -234,7 +256,13 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         runningSince: null,
         lastError: null,
       };
-      const fresh = { applicationUuid: null, recoveryAttempts: 0, createdAt: new Date(), deploymentUuid: null, deploymentFor: null };
+      const fresh = {
+        applicationUuid: null,
+        recoveryAttempts: 0,
+        createdAt: new Date(),
+        deploymentUuid: null,
+        deploymentFor: null,
+      };
       await records.save(slot, record ? taken : { ...fresh, ...taken });
       record = { _id: slot, fleetId, ...fresh, ...record, ...taken };
     }
@@ -268,7 +296,8 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
         // Nothing ran: the slot goes back to the pool and the fleet retries the deploy (under the stop claim,
         // so a stop of this bot already running is not cut short).
         await underStopClaim(slot, spec.name, async () => {
-          if (await pool.settle(slot, spec.name, 'IDLE')) await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
+          if (await pool.settle(slot, spec.name, 'IDLE'))
+            await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
         });
         throw error;
       }
@@ -322,7 +351,11 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       if (!uuid) return { state: 'gone', detail: `slot ${view.slot} has no application` };
       try {
         const app = await client.getApplication(uuid);
-        if (reportsStaleExit(app, record, graceMs)) return { state: 'starting', detail: `application still ${app.status}: Coolify has not checked its new container yet` };
+        if (reportsStaleExit(app, record, graceMs))
+          return {
+            state: 'starting',
+            detail: `application still ${app.status}: Coolify has not checked its new container yet`,
+          };
         if (app.status.startsWith('exited')) return { state: 'gone', detail: `application ${app.status}` };
         return { state: /^(starting|restarting)/.test(app.status) ? 'starting' : 'running', detail: app.status };
       } catch (error) {
@@ -331,7 +364,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       }
     },
     async list() {
-      const held = (await pool.all()).filter((view) => view.holder && (view.state === 'STARTING' || view.state === 'BUSY'));
+      const held = (await pool.all()).filter(
+        (view) => view.holder && (view.state === 'STARTING' || view.state === 'BUSY'),
+      );
       if (held.length === 0) return [];
       // One call for every application's status; a failed call throws, it is never read as "none".
       const apps = new Map((await client.listApplications()).map((app) => [app.uuid, app]));
@@ -340,7 +375,9 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       return held
         .filter((view) => {
           const app = appOf(view.slot);
-          return view.state === 'STARTING' || isUp(app) || (!!app && reportsStaleExit(app, bySlot.get(view.slot), graceMs));
+          return (
+            view.state === 'STARTING' || isUp(app) || (!!app && reportsStaleExit(app, bySlot.get(view.slot), graceMs))
+          );
         })
         .map((view) => ({ identifier: `${view.holder}@${view.slot}`, botId: botIdOfDeployment(view.holder!) }));
     },
@@ -355,7 +392,14 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
           if (!record?.applicationUuid) throw new PlatformError('the slot has no application', false);
           await stopApplication(record.applicationUuid, record);
           if (await pool.settle(view.slot, holder, 'IDLE')) {
-            await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), runningSince: null, lastError: null });
+            await records.save(view.slot, {
+              state: 'IDLE',
+              deploymentName: null,
+              botId: null,
+              lastUsedAt: new Date(),
+              runningSince: null,
+              lastError: null,
+            });
           }
         } catch (error) {
           // The bot's end stands whatever happens to its slot: the slot goes ERROR for recovery to deal with.
@@ -377,7 +421,18 @@ export function createCoolifyPlatform(options: CoolifyPlatformOptions): Platform
       name: 'slot-recovery',
       intervalMs: options.recoveryIntervalMs,
       run: (ctx) =>
-        recoverSlots({ ctx, client, pool, records, settings, fleetId, createApplication, stopApplication, underStopClaim, log }),
+        recoverSlots({
+          ctx,
+          client,
+          pool,
+          records,
+          settings,
+          fleetId,
+          createApplication,
+          stopApplication,
+          underStopClaim,
+          log,
+        }),
     },
     async close() {
       // The client holds no connection of its own (fetch's pool is global); slots keep running.

@@ -182,19 +182,38 @@ export function createSlotPool(options: {
     /** The attempt's own slot, else the LRU idle slot of its image, else a new one, else a re-imaged one. */
     async acquire(deploymentName: string, meetingPlatform: MeetingPlatform): Promise<SlotClaim | null> {
       const others = options.meetingPlatforms.filter((p) => p !== meetingPlatform).map((p) => keys.idlePrefix + p);
-      const result = (await withRebuild(
+      const result = await withRebuild(
         () =>
-          ACQUIRE.run(redis, 6 + others.length, ...core, keys.idlePrefix + meetingPlatform, ...others,
-            deploymentName, options.limit, newSlotName(meetingPlatform), meetingPlatform) as Promise<string[]>,
+          ACQUIRE.run(
+            redis,
+            6 + others.length,
+            ...core,
+            keys.idlePrefix + meetingPlatform,
+            ...others,
+            deploymentName,
+            options.limit,
+            newSlotName(meetingPlatform),
+            meetingPlatform,
+          ) as Promise<string[]>,
         (answer) => answer[0] === 'rebuild',
-      ));
+      );
       return result[0] === 'full' ? null : { kind: result[0] as SlotClaim['kind'], slot: result[1] };
     },
     /** Reserves a new warm slot while the pool is under its limit; null when it is full. */
     async reserve(meetingPlatform: MeetingPlatform): Promise<string | null> {
       const slot = newSlotName(meetingPlatform);
       const got = await withRebuild(
-        () => RESERVE.run(redis, 3, keys.state, keys.platform, keys.built, slot, options.limit, meetingPlatform) as Promise<number>,
+        () =>
+          RESERVE.run(
+            redis,
+            3,
+            keys.state,
+            keys.platform,
+            keys.built,
+            slot,
+            options.limit,
+            meetingPlatform,
+          ) as Promise<number>,
         (answer) => answer === -1,
       );
       return got === 1 ? slot : null;
@@ -202,7 +221,18 @@ export function createSlotPool(options: {
     /** Moves `slot` to `state` if `holder` (null: nobody) holds it; false when it does not. */
     async settle(slot: string, holder: string | null, state: SlotState): Promise<boolean> {
       const result = await withRebuild(
-        () => SETTLE.run(redis, 6, ...core, keys.stoppingPrefix + slot, slot, holder ?? '', state, Date.now(), keys.idlePrefix) as Promise<number>,
+        () =>
+          SETTLE.run(
+            redis,
+            6,
+            ...core,
+            keys.stoppingPrefix + slot,
+            slot,
+            holder ?? '',
+            state,
+            Date.now(),
+            keys.idlePrefix,
+          ) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1;
@@ -211,10 +241,25 @@ export function createSlotPool(options: {
      * Claims the stop of `holder`'s application on `slot` for `leaseMs` (renewStop extends it; it ends when a
      * settle moves the holder out). `another`: a stop of the same holder runs; ask again, it may lapse.
      */
-    async claimStop(slot: string, holder: string, leaseMs: number): Promise<{ outcome: 'claimed'; token: string } | { outcome: 'not-held' | 'another' }> {
+    async claimStop(
+      slot: string,
+      holder: string,
+      leaseMs: number,
+    ): Promise<{ outcome: 'claimed'; token: string } | { outcome: 'not-held' | 'another' }> {
       const token = randomBytes(8).toString('hex');
       const result = await withRebuild(
-        () => CLAIM_STOP.run(redis, 3, keys.holder, keys.built, keys.stoppingPrefix + slot, slot, holder, leaseMs, token) as Promise<number>,
+        () =>
+          CLAIM_STOP.run(
+            redis,
+            3,
+            keys.holder,
+            keys.built,
+            keys.stoppingPrefix + slot,
+            slot,
+            holder,
+            leaseMs,
+            token,
+          ) as Promise<number>,
         (answer) => answer === -1,
       );
       return result === 1 ? { outcome: 'claimed', token } : { outcome: result === 2 ? 'another' : 'not-held' };
@@ -224,7 +269,9 @@ export function createSlotPool(options: {
       return (await RENEW_LOCK.run(redis, 1, keys.stoppingPrefix + slot, token, leaseMs)) === 1;
     },
     async forget(slot: string): Promise<boolean> {
-      return (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1;
+      return (
+        (await FORGET.run(redis, 4, keys.state, keys.holder, keys.assigned, keys.platform, slot, keys.idlePrefix)) === 1
+      );
     },
     /** The slot an attempt holds, or null. */
     async slotOf(deploymentName: string): Promise<string | null> {
@@ -240,7 +287,14 @@ export function createSlotPool(options: {
         .hget(keys.platform, slot)
         .exec()
         .then((replies) => (replies ?? []).map(([, value]) => value as string | null));
-      return state ? { slot, state: state as SlotState, holder: holder || null, meetingPlatform: meetingPlatform as MeetingPlatform } : null;
+      return state
+        ? {
+            slot,
+            state: state as SlotState,
+            holder: holder || null,
+            meetingPlatform: meetingPlatform as MeetingPlatform,
+          }
+        : null;
     },
     async all(): Promise<SlotView[]> {
       await this.ensureBuilt();

@@ -64,7 +64,9 @@ export interface SlotRecords {
 }
 
 function slotModel(connection: Connection): Model<SlotRecord> {
-  return (connection.models.CoolifySlot as Model<SlotRecord>) ?? connection.model<SlotRecord>('CoolifySlot', slotSchema);
+  return (
+    (connection.models.CoolifySlot as Model<SlotRecord>) ?? connection.model<SlotRecord>('CoolifySlot', slotSchema)
+  );
 }
 
 export function createSlotRecords(connection: Connection, fleetId: string): SlotRecords {
@@ -118,7 +120,9 @@ export function createSlotStats(connection: Connection, fleetId: string) {
 export function createSlotHolderReader(connection: Connection, fleetId: string) {
   const records = createSlotRecords(connection, fleetId);
   return async (poolSlotUuid: string): Promise<string | null> => {
-    const slot = (await records.all()).find((record) => record.applicationUuid === poolSlotUuid || record._id === poolSlotUuid);
+    const slot = (await records.all()).find(
+      (record) => record.applicationUuid === poolSlotUuid || record._id === poolSlotUuid,
+    );
     return slot && (slot.state === 'BUSY' || slot.state === 'STARTING') ? slot.botId : null;
   };
 }

@@ -61,7 +61,8 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
       await records.save(slot, { applicationUuid: null });
       await deps.createApplication(slot, meetingPlatform);
     }
-    if (await pool.settle(slot, null, 'IDLE')) await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
+    if (await pool.settle(slot, null, 'IDLE'))
+      await records.save(slot, { state: 'IDLE', deploymentName: null, botId: null });
   };
   const attempt = async (slot: string, what: string, step: () => Promise<unknown>) => {
     try {
@@ -75,16 +76,20 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
   };
 
   for (const app of apps) {
-    const named = [...byId.values()].some((r) => r.applicationUuid === app.uuid || (!r.applicationUuid && r._id === app.name));
+    const named = [...byId.values()].some(
+      (r) => r.applicationUuid === app.uuid || (!r.applicationUuid && r._id === app.name),
+    );
     if (named) continue;
-    if (await attempt(app.name, 'delete an orphaned application', () => client.deleteApplication(app.uuid))) result.orphansDeleted++;
+    if (await attempt(app.name, 'delete an orphaned application', () => client.deleteApplication(app.uuid)))
+      result.orphansDeleted++;
   }
 
   const views = await pool.all();
   const inRedis = new Set(views.map((view) => view.slot));
   for (const record of byId.values()) {
     // A slot whose removal stopped half-way: forgotten by Redis, still recorded.
-    if (!inRedis.has(record._id)) await attempt(record._id, 'finish removing a slot', () => removeSlot(record._id, record.applicationUuid));
+    if (!inRedis.has(record._id))
+      await attempt(record._id, 'finish removing a slot', () => removeSlot(record._id, record.applicationUuid));
   }
 
   for (const view of views) {
@@ -97,12 +102,17 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
     if (view.state === 'ERROR' && record.recoveryAttempts >= settings.maxSlotFailures) {
       if (await attempt(view.slot, 'replace a failing slot', () => removeSlot(view.slot, uuid))) {
         result.replaced++;
-        log.warn('slot deleted after repeated failures', { slot: view.slot, lastError: record.lastError, failures: record.recoveryAttempts });
+        log.warn('slot deleted after repeated failures', {
+          slot: view.slot,
+          lastError: record.lastError,
+          failures: record.recoveryAttempts,
+        });
       }
       continue;
     }
     const missing = !uuid || !present.has(uuid);
-    const unheldStart = view.state === 'STARTING' && !view.holder && now - record.createdAt.getTime() > settings.startTimeoutMs;
+    const unheldStart =
+      view.state === 'STARTING' && !view.holder && now - record.createdAt.getTime() > settings.startTimeoutMs;
     if (view.state === 'ERROR' || (view.state === 'IDLE' && missing) || unheldStart) {
       // An idle slot leaves the idle set (ERROR) before its application is replaced, so no bot takes it meanwhile.
       if (view.state === 'IDLE' && !(await pool.settle(view.slot, null, 'ERROR'))) continue;
@@ -134,7 +144,13 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
         throw error;
       }
       if (await pool.settle(view.slot, holder, 'IDLE')) {
-        await records.save(view.slot, { state: 'IDLE', deploymentName: null, botId: null, lastUsedAt: new Date(), runningSince: null });
+        await records.save(view.slot, {
+          state: 'IDLE',
+          deploymentName: null,
+          botId: null,
+          lastUsedAt: new Date(),
+          runningSince: null,
+        });
         released = true;
       }
     };
@@ -165,7 +181,8 @@ export async function recoverSlots(deps: SlotRecoveryDeps): Promise<Record<strin
         if (await pool.settle(slot, null, 'IDLE')) await records.save(slot, { state: 'IDLE' });
       });
       if (!created) {
-        if (await pool.settle(slot, null, 'ERROR')) await records.save(slot, { state: 'ERROR', lastError: 'could not create its application' });
+        if (await pool.settle(slot, null, 'ERROR'))
+          await records.save(slot, { state: 'ERROR', lastError: 'could not create its application' });
         break;
       }
       result.created++;

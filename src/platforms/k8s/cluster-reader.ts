@@ -15,7 +15,9 @@ export interface ClusterSnapshot {
 
 const PAGE = 500;
 
-export async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { _continue?: string } }>): Promise<T[]> {
+export async function listAll<T>(
+  page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { _continue?: string } }>,
+): Promise<T[]> {
   const items: T[] = [];
   let cont: string | undefined;
   do {
@@ -32,12 +34,16 @@ export function createClusterReader(batch: BatchV1Api, core: CoreV1Api, namespac
 
   const fetch = async (): Promise<ClusterSnapshot> => {
     const [jobs, pods] = await Promise.all([
-      listAll((cont) => batch.listNamespacedJob({ namespace, labelSelector, limit: PAGE, _continue: cont })).catch((error) => {
-        throw k8sError('list Jobs', error);
-      }),
-      listAll((cont) => core.listNamespacedPod({ namespace, labelSelector, limit: PAGE, _continue: cont })).catch((error) => {
-        throw k8sError('list pods', error);
-      }),
+      listAll((cont) => batch.listNamespacedJob({ namespace, labelSelector, limit: PAGE, _continue: cont })).catch(
+        (error) => {
+          throw k8sError('list Jobs', error);
+        },
+      ),
+      listAll((cont) => core.listNamespacedPod({ namespace, labelSelector, limit: PAGE, _continue: cont })).catch(
+        (error) => {
+          throw k8sError('list pods', error);
+        },
+      ),
     ]);
     const byJob = new Map<string, V1Pod[]>();
     for (const pod of pods) {

@@ -61,7 +61,9 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
     const token = randomBytes(8).toString('hex');
     if (!(await redis.set(key(image, 'lock'), token, 'PX', LOCK_TTL_MS, 'NX'))) return null;
     const renew = setInterval(() => {
-      RENEW_LOCK.run(redis, 1, key(image, 'lock'), token, LOCK_TTL_MS).catch((error) => logger.warn('image pull lock: renew failed', { image, error: String(error) }));
+      RENEW_LOCK.run(redis, 1, key(image, 'lock'), token, LOCK_TTL_MS).catch((error) =>
+        logger.warn('image pull lock: renew failed', { image, error: String(error) }),
+      );
     }, RENEW_MS);
     let stopped = false;
     const handle = {
@@ -78,7 +80,9 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
       async release() {
         handle.stop();
         held.delete(handle);
-        await RELEASE_LOCK.run(redis, 1, key(image, 'lock'), token).catch((error) => logger.warn('image pull lock: release failed', { image, error: String(error) }));
+        await RELEASE_LOCK.run(redis, 1, key(image, 'lock'), token).catch((error) =>
+          logger.warn('image pull lock: release failed', { image, error: String(error) }),
+        );
       },
     };
   };
@@ -98,7 +102,12 @@ export function createImagePullLock(options: ImagePullLockOptions): ImagePullLoc
   };
 
   /** Keeps the lock until the holder's pod runs (image pulled), ends, or waitMs passes. */
-  const holdUntilPulled = (image: string, lock: HeldLock, identifier: string, status: (identifier: string) => Promise<ContainerStatus>) => {
+  const holdUntilPulled = (
+    image: string,
+    lock: HeldLock,
+    identifier: string,
+    status: (identifier: string) => Promise<ContainerStatus>,
+  ) => {
     const deadline = Date.now() + waitMs;
     void (async () => {
       try {

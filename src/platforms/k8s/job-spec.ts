@@ -46,7 +46,12 @@ export function fleetSelector(fleetId: string, extra: Record<string, string> = {
     .join(',');
 }
 
-export function buildJob(spec: DeploySpec, settings: KubernetesSettings, fleetId: string, startTimeoutMs: number): V1Job {
+export function buildJob(
+  spec: DeploySpec,
+  settings: KubernetesSettings,
+  fleetId: string,
+  startTimeoutMs: number,
+): V1Job {
   const name = jobName(spec);
   const labels = {
     [LABELS.app]: APP,

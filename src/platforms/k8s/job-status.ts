@@ -9,14 +9,21 @@ import { ContainerStatus } from '../platform';
  * can name it. A Job with no pod yet is starting, unless the API server refused its pod (FailedCreate).
  */
 export function jobStatus(job: V1Job | undefined, pods: V1Pod[], events: CoreV1Event[] = []): ContainerStatus {
-  if (!job) return { state: 'gone', detail: 'Kubernetes does not know the Job (deleted, or expired after it finished)' };
+  if (!job)
+    return { state: 'gone', detail: 'Kubernetes does not know the Job (deleted, or expired after it finished)' };
   const live = pods.filter((pod) => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed');
   const finished = (job.status?.conditions ?? []).find((c) => c.status === 'True' && END_CONDITIONS.includes(c.type));
   const running = live.find((pod) => pod.status?.phase === 'Running' || pod.status?.phase === 'Unknown');
-  if (running) return job.metadata?.deletionTimestamp || finished ? { state: 'running', detail: 'stopping' } : { state: 'running' };
+  if (running)
+    return job.metadata?.deletionTimestamp || finished
+      ? { state: 'running', detail: 'stopping' }
+      : { state: 'running' };
   if (live.length) return { state: 'starting', detail: pendingDetail(live[0]) };
   if (finished || job.metadata?.deletionTimestamp || pods.length) {
-    return { state: 'gone', detail: [conditionDetail(job), ...pods.map(podEndDetail)].filter(Boolean).join('; ') || 'ended' };
+    return {
+      state: 'gone',
+      detail: [conditionDetail(job), ...pods.map(podEndDetail)].filter(Boolean).join('; ') || 'ended',
+    };
   }
   if (job.spec?.suspend) return { state: 'starting', detail: 'suspended' };
   const refused = createFailure(events);

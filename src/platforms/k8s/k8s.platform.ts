@@ -1,4 +1,11 @@
-import { BatchV1Api, CoreV1Api, createConfiguration, KubeConfig, ServerConfiguration, V1Job } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  CoreV1Api,
+  createConfiguration,
+  KubeConfig,
+  ServerConfiguration,
+  V1Job,
+} from '@kubernetes/client-node';
 import { KubernetesSettings } from '../../config';
 import { ContainerStatus, Deployment, DeploySpec, ListedContainer, Platform, PlatformError } from '../platform';
 import { createClusterReader, listAll } from './cluster-reader';
@@ -87,15 +94,27 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
   const ours = (job: V1Job | undefined): job is V1Job => job?.metadata?.labels?.[LABELS.fleet] === fleetId;
 
   const podsOf = (name: string) =>
-    call('list pods', () => listAll((cont) => core.listNamespacedPod({ namespace, labelSelector: fleetSelector(fleetId, { [JOB_NAME_LABEL]: name }), _continue: cont })));
+    call('list pods', () =>
+      listAll((cont) =>
+        core.listNamespacedPod({
+          namespace,
+          labelSelector: fleetSelector(fleetId, { [JOB_NAME_LABEL]: name }),
+          _continue: cont,
+        }),
+      ),
+    );
   const eventsOf = (name: string) =>
-    call('list events', () => core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.kind=Job,involvedObject.name=${name}` })).then((list) => list.items);
+    call('list events', () =>
+      core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.kind=Job,involvedObject.name=${name}` }),
+    ).then((list) => list.items);
 
   const statusOf = async (job: V1Job | undefined, name: string): Promise<ContainerStatus> => {
     const pods = job ? await podsOf(name) : [];
     const status = jobStatus(job, pods);
     // Only a Job still without a pod needs its events: did the API server refuse the pod?
-    return status.state === 'starting' && !pods.length && !job?.spec?.suspend ? jobStatus(job, pods, await eventsOf(name)) : status;
+    return status.state === 'starting' && !pods.length && !job?.spec?.suspend
+      ? jobStatus(job, pods, await eventsOf(name))
+      : status;
   };
 
   const toDeployment = (name: string, status: ContainerStatus): Deployment => ({
@@ -127,13 +146,17 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     const name = jobName(spec);
     let job: V1Job | undefined;
     try {
-      job = await batch.createNamespacedJob({ namespace, body: buildJob(spec, settings, fleetId, options.startTimeoutMs) });
+      job = await batch.createNamespacedJob({
+        namespace,
+        body: buildJob(spec, settings, fleetId, options.startTimeoutMs),
+      });
     } catch (error) {
       if (statusCode(error) !== 409) throw k8sError('create Job', error);
       // A retry of this attempt: adopt what the first call made.
       job = await unlessMissing('read Job', () => batch.readNamespacedJob({ name, namespace }));
       if (!job) throw new PlatformError(`Job ${name} exists and vanished while read: try again`, true);
-      if (!ours(job)) throw new PlatformError(`Job ${name} exists but does not carry ${LABELS.fleet}=${fleetId}`, false);
+      if (!ours(job))
+        throw new PlatformError(`Job ${name} exists but does not carry ${LABELS.fleet}=${fleetId}`, false);
     }
     if (job.spec?.suspend) {
       try {
@@ -150,12 +173,20 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
 
   async function remove(name: string): Promise<void> {
     // Background: the Job goes at once and the garbage collector deletes its pods and Secret.
-    await unlessMissing('delete Job', () => batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }));
+    await unlessMissing('delete Job', () =>
+      batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }),
+    );
   }
 
   const adopt = async (name: string): Promise<Deployment | null> => {
     const jobs = await call('list Jobs', () =>
-      listAll((cont) => batch.listNamespacedJob({ namespace, labelSelector: fleetSelector(fleetId, { [LABELS.deployment]: name }), _continue: cont })),
+      listAll((cont) =>
+        batch.listNamespacedJob({
+          namespace,
+          labelSelector: fleetSelector(fleetId, { [LABELS.deployment]: name }),
+          _continue: cont,
+        }),
+      ),
     );
     jobs.sort((a, b) => Number(b.metadata?.labels?.[LABELS.attempt]) - Number(a.metadata?.labels?.[LABELS.attempt]));
     for (const job of jobs) {
@@ -171,7 +202,8 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     const job = snapshot.jobs.get(identifier);
     const pods = snapshot.pods.get(identifier) ?? [];
     const current = jobStatus(job, pods);
-    if (current.state === 'starting' && !pods.length && job && !job.spec?.suspend) return jobStatus(job, pods, await eventsOf(identifier));
+    if (current.state === 'starting' && !pods.length && job && !job.spec?.suspend)
+      return jobStatus(job, pods, await eventsOf(identifier));
     return current;
   };
 
@@ -180,7 +212,12 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     adopt,
     async deploy(spec, context) {
       if (!options.pullLock) return create(spec);
-      return options.pullLock.deploy(imageOf(settings, spec.meetingPlatform), () => create(spec), status, context?.outsideDeploySlot);
+      return options.pullLock.deploy(
+        imageOf(settings, spec.meetingPlatform),
+        () => create(spec),
+        status,
+        context?.outsideDeploySlot,
+      );
     },
     status,
     async list(): Promise<ListedContainer[]> {
@@ -196,7 +233,8 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
       const job = await unlessMissing('read Job', () => batch.readNamespacedJob({ name: identifier, namespace }));
       if (job) {
         // Loudly, not silently: a stop that quietly did nothing would free capacity while the Job runs.
-        if (!ours(job)) throw new PlatformError(`Job ${identifier} does not carry ${LABELS.fleet}=${fleetId}: not stopped`, false);
+        if (!ours(job))
+          throw new PlatformError(`Job ${identifier} does not carry ${LABELS.fleet}=${fleetId}: not stopped`, false);
         await remove(identifier);
       }
       // Stop means gone: wait until the API server lists none of its pods.
@@ -205,7 +243,10 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
         const pods = await podsOf(identifier);
         if (!pods.length) return;
         if (Date.now() >= deadline) {
-          throw new PlatformError(`Job ${identifier}: ${pods.length} pod(s) still there ${stopWaitMs} ms after its deletion`, true);
+          throw new PlatformError(
+            `Job ${identifier}: ${pods.length} pod(s) still there ${stopWaitMs} ms after its deletion`,
+            true,
+          );
         }
         await pause(wait);
       }
@@ -215,4 +256,3 @@ export function createK8sPlatform(options: K8sPlatformOptions): Platform {
     },
   };
 }
-

@@ -2,7 +2,15 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { botIdOfDeployment, ContainerStatus, Deployment, DeploySpec, ListedContainer, Platform, PlatformError } from '../platform';
+import {
+  botIdOfDeployment,
+  ContainerStatus,
+  Deployment,
+  DeploySpec,
+  ListedContainer,
+  Platform,
+  PlatformError,
+} from '../platform';
 
 /**
  * `local`: one child process per bot, running LOCAL_BOT_COMMAND with the bot env. Each process gets its own
@@ -79,7 +87,10 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
   };
 
   /** Deployment names of every pid file in the run directory, any fleet's: readPidFile() keeps only ours. */
-  const pidFileNames = () => readdirSync(options.runDir).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4));
+  const pidFileNames = () =>
+    readdirSync(options.runDir)
+      .filter((f) => f.endsWith('.pid'))
+      .map((f) => f.slice(0, -4));
   /**
    * This fleet's pid files recording `pid`: the one whose process still runs, if any, and the stale ones (a
    * file from before a reboot may record the pid a live bot has now).

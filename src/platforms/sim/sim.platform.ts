@@ -124,11 +124,25 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
       // A sim host's bot is started by the script itself (a push onto its list), in-process bots below.
       const onHost = options.runner === 'sim-host';
       const keysAndArgs = [
-        keys.calls, keys.inflight, keys.inflightPeak, keys.fault,
-        keys.containers, keys.peak, keys.deploys, keys.createdAt, keys.owners, keys.starts,
-        spec.name, JSON.stringify(spec.env), options.fleetId,
+        keys.calls,
+        keys.inflight,
+        keys.inflightPeak,
+        keys.fault,
+        keys.containers,
+        keys.peak,
+        keys.deploys,
+        keys.createdAt,
+        keys.owners,
+        keys.starts,
+        spec.name,
+        JSON.stringify(spec.env),
+        options.fleetId,
       ];
-      let answer = (await DEPLOY.run(options.redis, 10, ...keysAndArgs, onHost ? '1' : '0')) as [string, string | null, string | null];
+      let answer = (await DEPLOY.run(options.redis, 10, ...keysAndArgs, onHost ? '1' : '0')) as [
+        string,
+        string | null,
+        string | null,
+      ];
       const fault = answer[0] === 'fault' ? answer[1] : null;
       if (fault !== null) {
         try {
@@ -137,12 +151,19 @@ export function createSimPlatform(options: SimPlatformOptions): Platform {
           await options.redis.decr(keys.inflight);
           throw error;
         }
-        answer = (await FINISH.run(options.redis, 10, ...keysAndArgs, onHost && fault !== 'fail-after-start' ? '1' : '0')) as typeof answer;
+        answer = (await FINISH.run(
+          options.redis,
+          10,
+          ...keysAndArgs,
+          onHost && fault !== 'fail-after-start' ? '1' : '0',
+        )) as typeof answer;
       }
       const [, owner, storedEnv] = answer;
-      if (owner !== options.fleetId) throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
+      if (owner !== options.fleetId)
+        throw new PlatformError(`${spec.name} belongs to another fleet on this host`, false);
       const env = JSON.parse(storedEnv ?? '{}') as DeploySpec['env'];
-      if (fault === 'fail-after-start') throw new PlatformError('simulated failure after the container was created', false);
+      if (fault === 'fail-after-start')
+        throw new PlatformError('simulated failure after the container was created', false);
       if (!onHost) await runner.start(spec.name, env);
       const failAfterRun = /^fail-after-run:(\d+)$/.exec(fault ?? '');
       if (failAfterRun) {
