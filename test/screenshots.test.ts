@@ -15,7 +15,7 @@ import {
   SCREENSHOT_TRIGGER_MAX_CHARS,
   screenshotMetadata,
 } from '../src/recordings/screenshots';
-import { ApiAnswer, createBot, startTestFleet, TestFleet } from './support/fleet';
+import { ApiAnswer, botOf, createBot, startTestFleet, TestFleet } from './support/fleet';
 import { fleetS3Env, Moto, motoS3Client, startMoto } from './support/moto';
 
 /**
@@ -82,6 +82,28 @@ async function storedKeys(botId: string): Promise<string[]> {
   const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `bots/${botId}/` }));
   return (listed.Contents ?? []).map((object) => object.Key!);
 }
+
+it('takes an upload as the images send it, by the bot number their BOT_ID holds and the token that names it, and lists it by either', async () => {
+  const { id, number } = (await botOf(t, await createBot(t))) as { id: string; number: number };
+  // the token every platform gives a container (MILO_AUTH_TOKEN) names the bot's id and number
+  const answer = await upload(t.url, String(number), botToken(t.env.BOT_TOKEN_SECRET, id, number), imageParts(PNG));
+  expect(answer.status).toBe(201);
+  expect(await storedKeys(id)).toEqual([answer.body.key]);
+  for (const ref of [id, String(number)]) {
+    const listed = await t.request('GET', `/api/bots/${ref}/screenshots`);
+    expect(listed.body.data.map((shot: { key: string }) => shot.key)).toEqual([answer.body.key]);
+  }
+  // another bot's number with this token: refused, nothing kept
+  const other = (await botOf(t, await createBot(t))) as { id: string; number: number };
+  const refused = await upload(
+    t.url,
+    String(other.number),
+    botToken(t.env.BOT_TOKEN_SECRET, id, number),
+    imageParts(PNG),
+  );
+  expect(refused.status).toBe(401);
+  expect(await storedKeys(other.id)).toEqual([]);
+});
 
 it('keeps an upload in S3 under the bot prefix, answers 201 as upstream does, and lists it with a link serving the same bytes', async () => {
   const id = await createBot(t);
