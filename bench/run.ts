@@ -22,6 +22,18 @@ interface Row {
   meets: boolean | null;
 }
 
+/** A rate shown beside its peer's, with no target of its own: what a part costs, for reading the others. */
+const rateRow = (id: string, figure: string, value: Sample, peer: { name: string; value: Sample }): Row => ({
+  id,
+  figure,
+  unit: '/s',
+  value,
+  peer,
+  ratio: value.median / peer.value.median,
+  target: '—',
+  meets: null,
+});
+
 const quick = process.argv.includes('--quick');
 const reps = quick ? 1 : 3;
 /** P6 and P7 build fleets of thousands of bots; in a full run they are measured once to stay within 15 min. */
@@ -212,40 +224,28 @@ async function main() {
       meets: p3trpc.median >= 0.6 * bareRps.median,
     });
     const trpcFloor = pick(await repeat('P3 tRPC floor', () => figures.bareTrpc(sizes)), (r) => r.perSecond);
-    rows.push({
-      id: 'P3 tRPC floor',
-      figure: "tRPC's Express adapter + superjson, a heartbeat that does nothing",
-      unit: '/s',
-      value: trpcFloor,
-      peer: { name: 'bare Express POST', value: bareRps },
-      ratio: trpcFloor.median / bareRps.median,
-      target: '—',
-      meets: null,
-    });
-    rows.push({
-      id: 'P3 tRPC ÷ floor',
-      figure: 'P3 tRPC against the tRPC floor in the same run',
-      unit: '/s',
-      value: p3trpc,
-      peer: { name: 'P3 tRPC floor', value: trpcFloor },
-      ratio: p3trpc.median / trpcFloor.median,
-      target: '—',
-      meets: null,
-    });
+    rows.push(
+      rateRow('P3 tRPC floor', "tRPC's Express adapter + superjson, a heartbeat that does nothing", trpcFloor, {
+        name: 'bare Express POST',
+        value: bareRps,
+      }),
+    );
+    rows.push(
+      rateRow('P3 tRPC ÷ floor', 'P3 tRPC against the tRPC floor in the same run', p3trpc, {
+        name: 'P3 tRPC floor',
+        value: trpcFloor,
+      }),
+    );
     const p3logs = pick(
       await repeat('P3 tRPC logs.stream/s', () => figures.p3Trpc(peers, sizes, 'logs')),
       (r) => r.perSecond,
     );
-    rows.push({
-      id: 'P3 tRPC logs',
-      figure: '`bots.logs.stream` calls of 10 entries/s through /api/trpc',
-      unit: '/s',
-      value: p3logs,
-      peer: { name: 'bare Express POST', value: bareRps },
-      ratio: p3logs.median / bareRps.median,
-      target: '—',
-      meets: null,
-    });
+    rows.push(
+      rateRow('P3 tRPC logs', '`bots.logs.stream` calls of 10 entries/s through /api/trpc', p3logs, {
+        name: 'bare Express POST',
+        value: bareRps,
+      }),
+    );
 
     const small = await repeat('P4 sweep, 1,000 live', () => figures.p4Sweep(peers, 1_000));
     const large = await repeat(`P4 sweep, ${sizes.sweepLarge} live`, () => figures.p4Sweep(peers, sizes.sweepLarge));
