@@ -296,8 +296,8 @@ const baseSchema = Joi.object<BaseVariables, true>({
   WEBHOOK_RETRY_MAX_AGE_MS: positiveInt.max(7 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
   WEBHOOK_ALLOWED_HOSTS: csv,
   GHCR_ORG: Joi.string(),
-  // The seed's one static bot token: here, the secret each bot's own token is signed with (see loadConfig).
-  MILO_AUTH_TOKEN: Joi.string().min(16),
+  // The seed's one static bot token: read only to refuse it (botTokenSecretOf).
+  MILO_AUTH_TOKEN: Joi.string(),
   S3_ENDPOINT: url,
   S3_ACCESS_KEY: Joi.string(),
   S3_SECRET_KEY: Joi.string(),
@@ -638,16 +638,18 @@ export function configWarnings(env: Env, enabled: readonly string[]): string[] {
 
 /**
  * The secret bot tokens are signed with. The seed gives every bot one static `MILO_AUTH_TOKEN`; here each bot
- * gets its own token instead, so a fleet configured as the seed's signs them with that value (no static token
- * is ever accepted). Both set to different values is refused: one of them would be silently ignored.
+ * gets its own token, signed with BOT_TOKEN_SECRET. A seed's MILO_AUTH_TOKEN is refused rather than ignored
+ * or reused: no static token is accepted, so ignoring it would hide that the bots' tokens changed, and
+ * signing with it would make a value every container of the old deployment held able to forge any bot's
+ * token (and, through WEBHOOK_SECRET's default, webhooks).
  */
 function botTokenSecretOf(base: { BOT_TOKEN_SECRET?: string; MILO_AUTH_TOKEN?: string }): string | undefined {
-  if (base.BOT_TOKEN_SECRET && base.MILO_AUTH_TOKEN && base.BOT_TOKEN_SECRET !== base.MILO_AUTH_TOKEN) {
+  if (base.MILO_AUTH_TOKEN) {
     throw new ConfigError(
-      "MILO_AUTH_TOKEN: set BOT_TOKEN_SECRET or MILO_AUTH_TOKEN, not both: each signs the bots' own tokens (no static bot token is accepted)",
+      'MILO_AUTH_TOKEN: not used by this fleet: every bot gets its own token (signed with BOT_TOKEN_SECRET) and no static bot token is accepted; remove it, and set BOT_TOKEN_SECRET to a new secret if you set one',
     );
   }
-  return base.BOT_TOKEN_SECRET ?? base.MILO_AUTH_TOKEN;
+  return base.BOT_TOKEN_SECRET;
 }
 
 /** Parses and validates configuration; throws ConfigError whose message names the variable. */
