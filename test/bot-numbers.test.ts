@@ -1,6 +1,5 @@
 import { botToken } from '../src/auth/bot-token';
 import { createBotChanges } from '../src/store/bot-changes';
-import { createBotNumbers } from '../src/store/bot-numbers';
 import { meetings, startTestFleet, TestFleet } from './support/fleet';
 import { imageClient } from './support/upstream-bot';
 
@@ -78,11 +77,14 @@ it('after Redis lost all its data, live bots are found by number and new numbers
   expect(new Set(after.map((bot) => bot.number)).size).toBe(10);
 });
 
-it('a counter Redis kept at an older value (its last writes lost) is raised above MongoDB at startup', async () => {
+it('a Redis that comes back with an older counter (its last writes lost) is caught up on reconnect, before new numbers', async () => {
   const bot = await create();
   await flushed();
+  // as after a restart from an append-only file that missed its last second: the counter is behind MongoDB
   await t.fleet.redis.set(`${t.env.REDIS_PREFIX}:bot-numbers`, '1');
-  const numbers = createBotNumbers(t.fleet.redis, t.env.REDIS_PREFIX, t.fleet.models);
-  await numbers.catchUp();
-  expect(await numbers.next()).toBeGreaterThan(bot.number);
+  const reconnected = new Promise((resolve) => t.fleet.redis.once('ready', resolve));
+  t.fleet.redis.disconnect(true);
+  await reconnected;
+  const next = await create();
+  expect(next.number).toBeGreaterThan(bot.number);
 });

@@ -101,3 +101,15 @@ it('a list waits a bounded time for MongoDB, then answers from what MongoDB has,
   expect(await history(flushed)).toEqual(['QUEUED', 'ENDED']);
   expect(await statusEvents(flushed)).toEqual(['QUEUED', 'ENDED']);
 });
+
+it('an undone create leaves nothing behind: not the bot, not the name its number gives it', async () => {
+  const created = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body as {
+    id: string;
+    number: number;
+  };
+  const numberKey = `${t.env.REDIS_PREFIX}:bot-number:${created.number}`;
+  expect(await t.fleet.redis.get(numberKey)).toBe(created.id);
+  await t.fleet.repo.remove(created.id);
+  expect(await t.fleet.redis.exists(botKey(t.env.REDIS_PREFIX, created.id), numberKey)).toBe(0);
+  expect(await t.fleet.models.Bot.findById(created.id).lean()).toBeNull();
+});

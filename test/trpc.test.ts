@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { botToken } from '../src/auth/bot-token';
+import { MAX_CALLS_PER_REQUEST } from '../src/api/trpc/trpc-middleware';
 import { LOG_BOUNDS } from '../src/store/bot-logs';
 import { meetings, startTestFleet, TestFleet, UntypedJson } from './support/fleet';
 import { HEARTBEAT_TIMEOUT_MS, livesThroughTrpc, SHORT_DEADLINES } from './support/upstream-life';
@@ -81,6 +82,10 @@ describe('a bot image on local, through tRPC', () => {
     expect((await logsOf(bot.id)).data).toEqual([
       expect.objectContaining({ message: 'hi', timestamp: entry.timestamp.toISOString() }),
     ]);
+    // once it ended, its level is not kept (nothing would ever forget it)
+    expect((await t.request('DELETE', `/api/bots/${bot.id}`)).body.status).toBe('ENDED');
+    const late = await t.request('PATCH', `/api/bots/${bot.id}`, { body: { logLevel: 'TRACE' } });
+    expect([late.status, late.body.error.code]).toEqual([410, 'GONE']);
   });
 });
 
@@ -210,6 +215,42 @@ describe('every procedure refuses what it must', () => {
       code: 'NOT_FOUND',
       httpStatus: 404,
     });
+  });
+
+  it(`a request of more than ${MAX_CALLS_PER_REQUEST} calls is refused whole, none of them run`, async () => {
+    const before = await stateOf(mine);
+    const calls = MAX_CALLS_PER_REQUEST + 1;
+    const input = Object.fromEntries(
+      Array.from({ length: calls }, (_, i) => [
+        i,
+        {
+          json: {
+            id: String(mine.number),
+            event: { eventType: 'LOG', eventTime: new Date().toISOString(), data: null },
+          },
+        },
+      ]),
+    );
+    const answer = await fetch(
+      `${t.env.PUBLIC_URL}/api/trpc/${Array.from({ length: calls }, () => 'bots.events.report').join(',')}?batch=1`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-milo-token': tokenOf(mine) },
+        body: JSON.stringify(input),
+      },
+    );
+    expect(answer.status).toBe(400);
+    expect(await stateOf(mine)).toEqual(before);
+    // a batch within the bound runs
+    const within = await fetch(
+      `${t.env.PUBLIC_URL}/api/trpc/${Array.from({ length: 2 }, () => 'bots.sendHeartbeat').join(',')}?batch=1`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-milo-token': tokenOf(mine) },
+        body: JSON.stringify({ 0: { json: { id: String(mine.number) } }, 1: { json: { id: String(mine.number) } } }),
+      },
+    );
+    expect(within.status).toBe(200);
   });
 
   it("a batch mixing bots is refused item by item: the caller's own call is answered", async () => {

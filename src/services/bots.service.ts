@@ -328,8 +328,10 @@ export function createBotsService(deps: BotsServiceDeps) {
     },
 
     /** The level the bot is asked to log at, answered with its heartbeats; null gives the bot its own default. */
+    /** The level the bot is asked to log at; 410 once it ended (its live state, where the level lives, is gone). */
     async setLogLevel(owner: string, botId: string, logLevel: LogLevel | null) {
-      await ownBot(owner, botId);
+      const bot = await ownBot(owner, botId);
+      if (isTerminal(bot.status)) throw new GoneError(`bot ${botId} has ended (${bot.status})`);
       const updated = await repo.update(botId, { logLevel: logLevel ?? undefined });
       await liveState.setLogLevel(botId, logLevel);
       return present(updated!);

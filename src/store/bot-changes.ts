@@ -39,8 +39,11 @@ export interface BotChanges {
    * (with its `_id` chosen here, so a replay writes it once), or a live-index mark or unmark.
    */
   append(records: StreamRecord[]): Promise<void>;
-  /** Drops the bot from Redis (an undone create); changes already in its stream still reach MongoDB. */
-  forget(botId: string): Promise<void>;
+  /**
+   * Drops the bot, and the name its number gives it, from Redis (an undone create); changes already in its
+   * stream still reach MongoDB.
+   */
+  forget(botId: string, number?: number): Promise<void>;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
@@ -293,8 +296,8 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       }
       for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
     },
-    async forget(botId) {
-      await redis.del(botKey(prefix, botId));
+    async forget(botId, number) {
+      await redis.del(botKey(prefix, botId), ...(number ? [botNumberKey(prefix, number)] : []));
     },
     async readMany<T>(botIds: string[]) {
       if (botIds.length === 0) return [];

@@ -1,6 +1,8 @@
 import { Redis } from 'ioredis';
 import { isTerminal } from '../domain/bot.lifecycle';
+import { logger } from '../logger';
 import { RedisScript } from '../redis-script';
+import { withTimeout } from '../retry';
 import { botNumberKey } from './bot-changes';
 import { Models } from './models';
 
@@ -36,6 +38,9 @@ return 1`);
 /** A number names a bot for as long as an ended bot's document stays in Redis. */
 const ENDED_NAME_MS = 24 * 3600 * 1000;
 
+/** How long a new number waits for the check that follows a Redis reconnect (MongoDB may be slow or away). */
+const CATCH_UP_WAIT_MS = 2_000;
+
 export const BOT_NUMBER_PATTERN = /^[1-9][0-9]{0,15}$/;
 
 export function createBotNumbers(redis: Redis, prefix: string, { Bot }: Pick<Models, 'Bot'>): BotNumbers {
@@ -52,8 +57,24 @@ export function createBotNumbers(redis: Redis, prefix: string, { Bot }: Pick<Mod
     await RAISE.run(redis, 1, counter, await highestStored());
   };
 
+  // A Redis that restarted from an append-only file or failed over may come back without its last writes,
+  // the counter among them, while MongoDB already holds bots numbered above it: every (re)connection checks
+  // the counter again, and new numbers wait for that check (bounded: with MongoDB away, the counter Redis
+  // has is the best there is).
+  let catchingUp: Promise<void> | undefined;
+  redis.on('ready', () => {
+    catchingUp = catchUp()
+      .catch((error: unknown) =>
+        logger.warn('bot numbers: the counter was not checked against MongoDB after Redis reconnected', {
+          error: String(error),
+        }),
+      )
+      .finally(() => (catchingUp = undefined));
+  });
+
   return {
     async next() {
+      if (catchingUp) await withTimeout(catchingUp, CATCH_UP_WAIT_MS).catch(() => undefined);
       for (;;) {
         const number = Number(await NEXT.run(redis, 1, counter));
         if (number > 0) return number;

@@ -271,7 +271,8 @@ export function createBotRepository(
     async remove(id) {
       // Its insert must be in MongoDB before it can be deleted there for good.
       await changes.waitFlushed('now', readYourWritesMs);
-      await changes.forget(id);
+      const [doc] = await changes.readMany<{ number?: number }>([id]);
+      await changes.forget(id, doc?.number);
       await Bot.deleteOne({ _id: id });
       await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
       await LiveBot.deleteOne({ _id: id });

@@ -419,6 +419,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
       'Bots of the upstream protocol read it from each heartbeat answer (`logLevel`) and log at it from then on.',
     body: { schema: updateBotSchema, example: { logLevel: 'DEBUG' } },
     answers: { 200: bot('The bot', { ...EXAMPLE_BOT, logLevel: 'DEBUG' }) },
+    errors: { 410: 'The bot has ended' },
   },
   'POST /api/bots/:id/chat': {
     operationId: 'sendChatMessage',

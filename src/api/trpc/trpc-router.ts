@@ -36,7 +36,15 @@ export interface TrpcContext {
   tokenPresented: boolean;
 }
 
-const t = initTRPC.context<TrpcContext>().create({ transformer: superjson });
+const t = initTRPC.context<TrpcContext>().create({
+  transformer: superjson,
+  // What a fault of ours says (a Redis or MongoDB error names hosts and ports) stays in our log: the bot gets a
+  // plain message for it, and no stack whatever NODE_ENV says, as REST answers do.
+  errorFormatter: ({ shape, error }) => {
+    const { stack: _stack, ...data } = shape.data;
+    return { ...shape, message: error.code === 'INTERNAL_SERVER_ERROR' ? 'internal error' : shape.message, data };
+  },
+});
 
 /** Every call needs a genuine bot token before its input is even read. */
 const botProcedure = t.procedure.use(({ ctx, next }) => {
