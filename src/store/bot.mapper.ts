@@ -97,12 +97,18 @@ const IMAGE_AUTOMATIC_LEAVE = {
   everyoneLeftTimeout: 60_000,
   inactivityTimeout: 300_000,
 };
-/** A bot image ends itself an hour after `startTime`; without a maximum duration, `endTime` says the same. */
-const IMAGE_DEFAULT_DURATION_MS = 3600_000;
+/**
+ * A bot image ends itself (FATAL, "Maximum duration exceeded") an hour after the config's `startTime`, its
+ * only use of it. So `startTime` is set to when that hour must start for the image to stop at the bot's
+ * `maxDurationMs` (an hour without one), counted from its deploy: the time it waited in queues does not count.
+ */
+const IMAGE_RUN_LIMIT_MS = 3600_000;
 
 /** The config in the shape the upstream bot images read (`bots.getConfig`): numeric id, dates as Dates. */
 export function toImageConfig(bot: BotDoc) {
-  const startTime = new Date(bot.joinAt ?? bot.createdAt);
+  const ranFrom = new Date(bot.deployedAt ?? bot.joinAt ?? bot.createdAt).getTime();
+  const endTime = new Date(ranFrom + (bot.maxDurationMs ?? IMAGE_RUN_LIMIT_MS));
+  const startTime = new Date(endTime.getTime() - IMAGE_RUN_LIMIT_MS);
   const leave = bot.automaticLeave ?? {};
   const defined = <T extends object>(value: T) =>
     Object.fromEntries(Object.entries(value).filter(([, inner]) => inner !== undefined)) as Partial<T>;
@@ -118,7 +124,7 @@ export function toImageConfig(bot: BotDoc) {
       tenantId: bot.meeting.tenantId,
     }),
     startTime,
-    endTime: new Date(startTime.getTime() + (bot.maxDurationMs ?? IMAGE_DEFAULT_DURATION_MS)),
+    endTime,
     displayName: bot.displayName,
     ...(bot.imageUrl ? { imageUrl: bot.imageUrl } : {}),
     recordingEnabled: bot.recording,
