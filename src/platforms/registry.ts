@@ -44,8 +44,9 @@ const FACTORIES: Record<PlatformKind, Factory> = {
     createLocalPlatform({
       name: settings.name,
       command: config.localBotCommand ?? DEFAULT_LOCAL_BOT_COMMAND,
-      // per fleet, so that two fleets on one machine never read each other's pid files
-      runDir: config.localRunDir ?? path.join(os.tmpdir(), `meeboter-${fleetId}-local`),
+      // Named after REDIS_PREFIX, as it always was, so a fleet upgraded under running bots finds their pid
+      // files; fleets sharing it never act on each other's processes, since each pid file names its fleet.
+      runDir: config.localRunDir ?? path.join(os.tmpdir(), `meeboter-${prefix}-local`),
       fleetId,
       hostId: config.localHostId,
       redis,
