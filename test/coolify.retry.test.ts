@@ -31,11 +31,11 @@ async function fleet(env: Record<string, string> = {}) {
 
 /** The idle slots of the pool, the least recently used (the next one taken) first, once there are `count`. */
 async function idleSlots(t: TestFleet, count: number) {
-  const records = createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX);
+  const records = createSlotRecords(t.fleet.mongo, t.fleet.fleetId);
   const pool = createSlotPool({
     redis: t.fleet.redis,
     prefix: t.env.REDIS_PREFIX,
-    fleetId: t.env.REDIS_PREFIX,
+    fleetId: t.fleet.fleetId,
     limit: 3,
     meetingPlatforms: ['zoom'],
     records: () => records.all(),

@@ -51,7 +51,7 @@ describe('coolify', () => {
       await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, displayName: 'standin:leave' } })
     ).body;
     await waitForStatus(t, bot.id, ['IN_CALL'], 60_000);
-    const slots = await createSlotRecords(t.fleet.mongo, t.env.REDIS_PREFIX).all();
+    const slots = await createSlotRecords(t.fleet.mongo, t.fleet.fleetId).all();
     const held = slots.find((slot) => slot.botId === bot.id)!;
     const own = imageClient(t.env.PUBLIC_URL, botToken(t.env.BOT_TOKEN_SECRET, bot.id, bot.number));
     for (const uuid of [held.applicationUuid!, held._id]) {
