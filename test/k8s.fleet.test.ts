@@ -52,6 +52,15 @@ async function fleet(env: Record<string, string> = {}) {
   return t;
 }
 
+/** The attempts of a bot whose first start try failed and whose second was deployed. */
+const RETRIED_ONCE = [
+  'attempt.assigned:k8s',
+  'attempt.deployed:k8s',
+  'attempt.start-failed:k8s',
+  'attempt.retried:k8s',
+  'attempt.deployed:k8s',
+];
+
 const jobsOf = async (id: string) =>
   (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/bot-id=${id}` })).items;
 
@@ -88,13 +97,7 @@ it("a Job whose pod fails before it runs is retried as a new Job under the next 
     platform: 'k8s',
     platformIdentifier: `mb-${id}-k8s--1-0`,
   });
-  expect(await attempts(t, id)).toEqual([
-    'attempt.assigned:k8s',
-    'attempt.deployed:k8s',
-    'attempt.start-failed:k8s',
-    'attempt.retried:k8s',
-    'attempt.deployed:k8s',
-  ]);
+  expect(await attempts(t, id)).toEqual(RETRIED_ONCE);
   const all = await events(t, id);
   const failed = all.find((e) => e.type === 'attempt.start-failed');
   expect(failed.data).toEqual({ platform: 'k8s', try: 0, identifier: `mb-${id}-k8s-0` });
@@ -246,13 +249,7 @@ it('reconciliation: a Job deleted after its job parked but before its bot report
     async () => (await attempts(t, id)).filter((a) => a === 'attempt.deployed:k8s').length === 2,
     'the next start try deployed',
   );
-  expect(await attempts(t, id)).toEqual([
-    'attempt.assigned:k8s',
-    'attempt.deployed:k8s',
-    'attempt.start-failed:k8s',
-    'attempt.retried:k8s',
-    'attempt.deployed:k8s',
-  ]);
+  expect(await attempts(t, id)).toEqual(RETRIED_ONCE);
   const failed = (await events(t, id)).find((e) => e.type === 'attempt.start-failed');
   expect(failed.reason).toMatch(new RegExp(`^container ${job} stopped before it ran`));
   await parked();
