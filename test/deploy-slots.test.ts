@@ -103,6 +103,33 @@ it('a deploy longer than the lease keeps its slot: its holder renews it, and nob
   await waiter.slot!.release();
 });
 
+it('a slot released while its renewal is sent again after NOSCRIPT (Redis restarted) is not brought back by it', async () => {
+  const key = `${prefix}:renew-race`;
+  const redis = connect();
+  const slots = createDeploySlots(redis, key, 1, LEASE_MS);
+  const slot = await slots.acquire('released-mid-renewal');
+  const [member] = await peers.connections[0].zrange(`${key}:deploy-slots`, 0, -1);
+  // Redis forgot its scripts: the renewal's EVALSHA answers NOSCRIPT and the script is sent again with EVAL.
+  // The release lands in between, as it may when another job's deploy ends at that moment.
+  await peers.connections[0].script('FLUSH');
+  const resend = redis.eval.bind(redis) as (...args: unknown[]) => Promise<unknown>;
+  let releasedInBetween = false;
+  (redis as unknown as { eval: (...args: unknown[]) => Promise<unknown> }).eval = async (...args) => {
+    if (!releasedInBetween) {
+      releasedInBetween = true;
+      await slot.release();
+    }
+    return resend(...args);
+  };
+  await waitFor(() => releasedInBetween, 'a renewal sent again after NOSCRIPT');
+  await waitFor(
+    async () => (await peers.connections[0].zscore(`${key}:deploy-slots`, member)) === null,
+    'the released lease to stay gone',
+    15_000,
+  );
+  expect(await slots.inUse()).toBe(0);
+});
+
 /** A process holding a slot of `key` (cap 1), once it says so. */
 async function holderProcess(key: string): Promise<{ child: ChildProcess; output(): string }> {
   let output = '';

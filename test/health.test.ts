@@ -265,11 +265,19 @@ it('reconciliation of 2,000 held bots reads only where the platform and the flee
   const held = [...healthy, ...lost.map((b) => String(b._id))];
   const reconcile = () =>
     reconcilePlatform(
-      { repo, lifecycle: t.fleet.lifecycle, platform, settleMs: 60_000, heldBotIds: () => Promise.resolve(held) },
+      {
+        repo,
+        lifecycle: t.fleet.lifecycle,
+        platform,
+        settleMs: 60_000,
+        heldBotIds: () => Promise.resolve(held),
+        parkedBotIds: () => Promise.resolve([]),
+        wake: () => Promise.resolve(),
+      },
       now,
     );
 
-  expect(await reconcile()).toEqual({ read: 6, acted: 3, stopped: 2 });
+  expect(await reconcile()).toEqual({ read: 6, acted: 3, stopped: 2, lostStarts: 0 });
   expect(new Set(read)).toEqual(
     new Set([...lost.map((b) => String(b._id)), String(ended._id), String(awaitingAdoption._id), unknown]),
   );

@@ -3,8 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { BotPlayer } from './support/bot-player';
 import { K8sPeer, NAMESPACE, playBots, startK8sPeer } from './support/k8s';
+import { SLOW_PULL_MS } from './support/kwok-stages';
+import { occupyJobId } from '../queues/queue-names';
+import { deploymentName } from '../src/platforms/platform';
 import {
   attemptsOf as attempts,
+  botOf,
   createBot,
   eventsOf as events,
   startTestFleet,
@@ -48,6 +52,15 @@ async function fleet(env: Record<string, string> = {}) {
   return t;
 }
 
+/** The attempts of a bot whose first start try failed and whose second was deployed. */
+const RETRIED_ONCE = [
+  'attempt.assigned:k8s',
+  'attempt.deployed:k8s',
+  'attempt.start-failed:k8s',
+  'attempt.retried:k8s',
+  'attempt.deployed:k8s',
+];
+
 const jobsOf = async (id: string) =>
   (await peer.batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `meeboter.io/bot-id=${id}` })).items;
 
@@ -84,13 +97,7 @@ it("a Job whose pod fails before it runs is retried as a new Job under the next 
     platform: 'k8s',
     platformIdentifier: `mb-${id}-k8s--1-0`,
   });
-  expect(await attempts(t, id)).toEqual([
-    'attempt.assigned:k8s',
-    'attempt.deployed:k8s',
-    'attempt.start-failed:k8s',
-    'attempt.retried:k8s',
-    'attempt.deployed:k8s',
-  ]);
+  expect(await attempts(t, id)).toEqual(RETRIED_ONCE);
   const all = await events(t, id);
   const failed = all.find((e) => e.type === 'attempt.start-failed');
   expect(failed.data).toEqual({ platform: 'k8s', try: 0, identifier: `mb-${id}-k8s-0` });
@@ -187,6 +194,28 @@ it("a bot waiting for another bot's image pull holds no deploy slot: with DEPLOY
   );
 });
 
+it("a bot that waited for another bot's image pull gets its whole start timeout from its own Job's creation", async () => {
+  // One pull is within the start timeout; the waiter's wait for the first pull plus its own pull is not.
+  const t = await fleet({
+    K8S_BOT_LIMIT: '2',
+    K8S_IMAGE_PULL_LOCK_ENABLED: 'true',
+    K8S_IMAGE_TAG: `slow-pull-${Date.now()}`,
+    K8S_START_TIMEOUT_MS: String(SLOW_PULL_MS + 6000),
+  });
+  player = playBots(peer, { inCallMs: Infinity });
+  const first = await createBot(t);
+  await waitFor(
+    async () => (await attempts(t, first)).includes('attempt.deployed:k8s'),
+    "the first bot's Job, its pod pulling",
+  );
+  const second = await createBot(t); // waits for the first pull, then its own pod pulls (kwok: it takes as long)
+  expect((await waitStatus(t, first, ['IN_CALL'])).platform).toBe('k8s');
+  expect((await waitStatus(t, second, ['IN_CALL'])).platform).toBe('k8s');
+  expect(await attempts(t, second)).toEqual(['attempt.assigned:k8s', 'attempt.deployed:k8s']);
+  for (const id of [first, second]) await t.request('DELETE', `/api/bots/${id}`);
+  await waitFor(async () => (await peer.pods('app=meeboter-bot')).length === 0, 'the pods to be gone');
+});
+
 it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST', async () => {
   const t = await fleet({ SWEEP_INTERVAL_MS: '500', PLATFORM_PRIORITY: 'k8s' });
   player = playBots(peer, { inCallMs: Infinity });
@@ -203,6 +232,32 @@ it('reconciliation: a Job deleted with kubectl ends its live bot CONTAINER_LOST'
   expect(lost).toMatch(new RegExp(`^container ${job} is gone: Kubernetes does not know the Job`));
   await waitFor(async () => (await t.fleet.placement.stats()).platforms[0].active === 0, 'capacity to be freed');
   process.stdout.write(`k8s reconciliation: ${lost}\n`);
+});
+
+it('reconciliation: a Job deleted after its job parked but before its bot reported is a failed start, retried', async () => {
+  const t = await fleet({ SWEEP_INTERVAL_MS: '500', PLATFORM_PRIORITY: 'k8s' });
+  // No bot player: the pod runs (so the occupy job parks), its bot never reports (so it stays DEPLOYING).
+  const id = await createBot(t);
+  const queue = t.fleet.queues.platforms.get('k8s')!;
+  const parked = () =>
+    waitFor(async () => (await queue.getJobState(occupyJobId(id, 'k8s'))) === 'delayed', 'its occupy job to park');
+  await parked();
+  const job = (await botOf(t, id)).platformIdentifier as string;
+  peer.plane.kubectl(['-n', NAMESPACE, 'delete', 'job', job]);
+  // Far sooner than DEPLOY_TIMEOUT_MS (15 minutes), the only other end such a bot had.
+  await waitFor(
+    async () => (await attempts(t, id)).filter((a) => a === 'attempt.deployed:k8s').length === 2,
+    'the next start try deployed',
+  );
+  expect(await attempts(t, id)).toEqual(RETRIED_ONCE);
+  const failed = (await events(t, id)).find((e) => e.type === 'attempt.start-failed');
+  expect(failed.reason).toMatch(new RegExp(`^container ${job} stopped before it ran`));
+  await parked();
+  const retried = await botOf(t, id);
+  expect(retried.status).toBe('DEPLOYING');
+  expect(retried.platformIdentifier).toMatch(new RegExp(`^${deploymentName(id, 'k8s', 1)}-`)); // the Job of try 1
+  await t.request('DELETE', `/api/bots/${id}`);
+  await waitFor(async () => (await jobsOf(id)).length === 0, 'its Jobs to be gone');
 });
 
 it('reconciliation: a Job of an ended bot is deleted', async () => {

@@ -2,7 +2,7 @@ import { PlatformSettings } from '../src/config';
 import { isTerminal, LIVE_STATUSES } from '../src/domain/bot.lifecycle';
 import { decideFailedStart, StartFailure } from '../src/domain/start-retry';
 import { Logger } from '../src/logger';
-import { deploymentName, Deployment, Platform, PlatformError } from '../src/platforms/platform';
+import { deploymentName, DeployContext, Deployment, Platform, PlatformError } from '../src/platforms/platform';
 import { metrics, secondsSince } from '../src/metrics';
 import { withRetries } from '../src/retry';
 import { Lifecycle } from '../src/services/lifecycle.service';
@@ -138,9 +138,20 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
     }
   }
 
+  return startAndHold(ctx, job, bot, first, log);
+}
+
+/** Starts the bot (see start()), then holds it; what is left when it ends or moves on is released. */
+async function startAndHold(
+  ctx: OccupyContext,
+  job: OccupyJob,
+  bot: BotDoc,
+  first: Deployment | FailedStart | null,
+  log: Logger,
+): Promise<OccupyOutcome> {
   const started = await start(ctx, job, bot, first, log);
   if (started === 'handed-back' || started === 'not-ours' || started === 'shutting-down') return started;
-  if (started === 'ended-before-deploy') return released(started);
+  if (started === 'ended-before-deploy') return release(ctx, job.botId, log, started);
   // Returned, not awaited: this function's frame, with the bot document, is not kept for the whole call.
   return hold(ctx, job, started, log);
 }
@@ -302,11 +313,25 @@ async function hold(
 
 /**
  * A parked job woken: by the bot's end, by reconciliation, or by its own recheck. A bot still running on
- * this platform is parked again; otherwise its container is stopped and the capacity released.
+ * this platform is parked again; otherwise its container is stopped and the capacity released. A job is
+ * parked once the platform says its container runs, which may be before the bot reports: a container gone
+ * while its bot is still DEPLOYING is a start that failed, retried or moved on as any other.
  */
 async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Promise<OccupyOutcome> {
   const bot = await ctx.repo.findById(job.botId);
   const onThisPlatform = bot?.platform === ctx.settings.name;
+  if (bot && onThisPlatform && bot.status === 'DEPLOYING' && bot.platformIdentifier) {
+    const { state, detail } = await ctx.platform.status(bot.platformIdentifier);
+    if (state !== 'gone') return 'parked';
+    const identifier = bot.platformIdentifier;
+    return startAndHold(
+      ctx,
+      job,
+      bot,
+      { failure: 'failed', reason: stoppedBeforeRunning(identifier, detail), identifier },
+      log,
+    );
+  }
   if (bot && onThisPlatform && LIVE_STATUSES.includes(bot.status)) return 'parked';
   if (bot && onThisPlatform && bot.platformIdentifier) await stopAndRecord(ctx, job.botId, bot.platformIdentifier, log);
   else await stopLeftovers(ctx, job.botId, onThisPlatform ? bot : null, log);
@@ -383,7 +408,14 @@ async function deployOnce(
   let deployment: Deployment;
   /** Set when the deploy call failed but its bot already reports from the container, which is kept. */
   let deployError: string | undefined;
-  const deployedAt = new Date();
+  let deployedAt = new Date();
+  // The start timeout counts from when the deploy call really went out: a wait outside the slot (a Kubernetes
+  // bot waiting for another bot's image pull, for up to the start timeout) must not use up this try's.
+  const outsideDeploySlot: DeployContext['outsideDeploySlot'] = async (wait) => {
+    const result = await slot.outside(wait);
+    deployedAt = new Date();
+    return result;
+  };
   try {
     const spec = {
       botId: job.botId,
@@ -396,7 +428,7 @@ async function deployOnce(
     deployment = await withRetries(
       () => {
         metrics.deployAttempts.inc({ platform: settings.name });
-        return platform.deploy(spec, { outsideDeploySlot: slot.outside });
+        return platform.deploy(spec, { outsideDeploySlot });
       },
       { attempts: DEPLOY_RETRIES, isRetryable: (error) => error instanceof PlatformError && error.transient },
     );

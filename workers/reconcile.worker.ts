@@ -53,14 +53,14 @@ export async function startReconcileWorker(
     return !!bot && LIVE_STATUSES.includes(bot.status) && bot.platform === settings.name;
   };
   const occupyQueue = deps.queues.platforms.get(settings.name)!;
+  const wake = async (botId: string) => {
+    // already woken meanwhile: nothing to do
+    await (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined);
+  };
   const wakeEndedParked = async () => {
     const parked = await wakeableBotIds(occupyQueue);
     const ended = await deps.occupyContext.endSignals.endedAmong(parked);
-    await Promise.all(
-      ended.map(async (botId) =>
-        (await occupyQueue.getJob(occupyJobId(botId, settings.name)))?.promote().catch(() => undefined),
-      ),
-    );
+    await Promise.all(ended.map(wake));
     return ended.length;
   };
   return deps.makeWorker<JobPayloads['reconcile'] | JobPayloads['upkeep']>(
@@ -83,11 +83,13 @@ export async function startReconcileWorker(
           // parked job woken by its bot's end waits for a worker, and a second stop of the same container
           // meanwhile could reach the slot's next holder.
           heldBotIds: () => occupyingBotIds(occupyQueue),
+          parkedBotIds: () => wakeableBotIds(occupyQueue),
+          wake,
         })),
         woken: await wakeEndedParked(),
       }));
       await deps.countRun(reconcileSchedulerId(settings.name));
-      if (result.acted || result.stopped || result.woken)
+      if (result.acted || result.stopped || result.lostStarts || result.woken)
         deps.log.info('reconciliation acted', { platform: settings.name, ...result });
       return result;
     },

@@ -90,6 +90,9 @@ export interface ReconcileDeps {
   platform: Platform;
   /** Bots holding this platform's capacity (src/domain/occupancy.ts): the ones the fleet believes are on it. */
   heldBotIds(): Promise<string[]>;
+  /** Bots whose occupy job is parked (delayed), and how to wake one. */
+  parkedBotIds(): Promise<string[]>;
+  wake(botId: string): Promise<void>;
   /** A container younger than this is not declared lost (it may not be visible yet). */
   settleMs: number;
 }
@@ -103,11 +106,12 @@ export interface ReconcileDeps {
 export async function reconcilePlatform(
   deps: ReconcileDeps,
   now = Date.now(),
-): Promise<SweepResult & { stopped: number }> {
-  const result = { read: 0, acted: 0, stopped: 0 };
+): Promise<SweepResult & { stopped: number; lostStarts: number }> {
+  const result = { read: 0, acted: 0, stopped: 0, lostStarts: 0 };
   // Held first: a bot placed after this read is not held here, and its container is then left alone below
   // because its bot is live.
   const held = new Set(await deps.heldBotIds());
+  let parked: Set<string> | undefined;
   const containers = await deps.platform.list();
   const listed = new Set(containers.map((container) => container.botId));
 
@@ -116,17 +120,19 @@ export async function reconcilePlatform(
     result.read++;
     const bot = await deps.repo.findById(botId);
     if (!bot || !LIVE_STATUSES.includes(bot.status) || bot.platform !== deps.platform.name) continue;
-    // Not deployed yet, or too recently to be listed. A container that is gone before its bot ever reported
-    // is its occupy job's to judge, which watches every start and retries a failed one.
-    if (
-      bot.status === 'DEPLOYING' ||
-      !bot.platformIdentifier ||
-      !bot.deployedAt ||
-      now - bot.deployedAt.getTime() < deps.settleMs
-    )
-      continue;
+    // Not deployed yet, or too recently to be listed.
+    if (!bot.platformIdentifier || !bot.deployedAt || now - bot.deployedAt.getTime() < deps.settleMs) continue;
+    // A container that is gone before its bot ever reported is its occupy job's to judge, as a failed start:
+    // a job watching the start does so itself; a job parked (the platform said it ran) is woken to.
+    const starting = bot.status === 'DEPLOYING';
+    if (starting && !(parked ??= new Set(await deps.parkedBotIds())).has(botId)) continue;
     const { state, detail } = await deps.platform.status(bot.platformIdentifier);
     if (state !== 'gone') continue;
+    if (starting) {
+      await deps.wake(botId);
+      result.lostStarts++;
+      continue;
+    }
     const ended = await deps.lifecycle.end(
       botId,
       'FATAL',

@@ -13,7 +13,8 @@ import { RedisScript } from '../redis-script';
  * A renewal that finds one of its leases gone (Redis lost its data, or this process could not reach Redis
  * for a whole lease and the slot lapsed) puts it back, even above the cap, and logs a warning. The deploy
  * call under way cannot be taken back; counting it keeps the count true, so no new deploy starts until
- * the deploys really running are under the cap again. Each lease is a member of its own, so a second run
+ * the deploys really running are under the cap again. A lease released while a renewal was under way, which
+ * that renewal may have put back (sent again after NOSCRIPT), is removed once it returns. Each lease is a member of its own, so a second run
  * of the same bot's deploy (its job adopted after a stall) never shares or frees the first one's slot.
  */
 const NOW_MS = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)`;
@@ -86,9 +87,14 @@ export function createDeploySlots(redis: Redis, prefix: string, max: number, lea
       renewal = undefined;
       return;
     }
+    const renewing = [...held];
     try {
-      const lost = (await RENEW.run(redis, 1, key, leaseMs, ...held)) as string[];
-      for (const member of lost) {
+      const lost = (await RENEW.run(redis, 1, key, leaseMs, ...renewing)) as string[];
+      // A slot released while the renewal was under way (a NOSCRIPT answer has it sent twice, and a release
+      // can land in between) was put back by it: it goes again, or it would occupy the cap for a lease.
+      const released = renewing.filter((member) => !held.has(member));
+      if (released.length > 0) await redis.zrem(key, ...released);
+      for (const member of lost.filter((member) => held.has(member))) {
         logger.warn(
           'a deploy slot lapsed while its deploy still ran; it counts again, above the cap until deploys end',
           { holder: member },
