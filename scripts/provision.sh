@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the service needs on a fresh Debian machine with Go: redis-server (Debian), FerretDB v1
 # (our build, from the Go module proxy) and the npm dependencies, among them the Node the npm scripts run on
-# (the `node` devDependency). Cold about 4 minutes (README, Quick start), seconds when everything is present;
-# prints how long it took.
+# (the `node` devDependency). Cold about a minute and a half on a quiet machine (README, Quick start),
+# seconds when everything is present; prints how long it took.
 #
 # With --test it also installs what only the tests use: chromium and the docker-compose client (Debian),
 # moto server and schemathesis (PyPI, in .venv-moto and .venv-schemathesis), and the Kubernetes control plane
