@@ -24,6 +24,9 @@ beforeAll(async () => {
     PLATFORM_PRIORITY: PLATFORMS.join(','),
     SIM_A_BOT_LIMIT: '3',
     SIM_B_BOT_LIMIT: '4',
+    // a failed start on sim-a moves the bot on at once: with retries, a try after the fault flipped back
+    // would often succeed there, and the run would see few or no fallbacks
+    SIM_A_START_RETRIES: '0',
     // bots on a sim host, so running ones are parked (delayed jobs), as on k8s, aws and coolify
     SIM_RUNNER: 'sim-host',
     GLOBAL_QUEUE_TIMEOUT_MS: '600000',
