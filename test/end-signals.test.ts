@@ -13,6 +13,10 @@ import { collectGarbage } from './support/gc';
  */
 const redis = createRedis(peerUrls().redisUrl, 'producer');
 const opened: EndSignals[] = [];
+// A producer connection has no offline queue: a command sent before it connects fails at once.
+beforeAll(async () => {
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+});
 afterAll(async () => {
   await Promise.all(opened.map((signals) => signals.close()));
   await redis.quit();
