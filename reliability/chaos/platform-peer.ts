@@ -34,3 +34,38 @@ export interface PeerFault {
   kind: string;
   begin(): Promise<() => Promise<void>>;
 }
+
+/** What a platform peer is given when the run starts it. */
+export interface PeerContext {
+  /** A directory of the run's the peer may write to. */
+  dir: string;
+  /** The bot limit to give the platform. */
+  limit: number;
+  /** The run's FLEET_ID: the peer's truth lists only containers stamped with it. */
+  fleetId: string;
+  /** Where bots reach the fleet's API (the run's balancer over its API processes): their `MILO_URL`. */
+  apiUrl: string;
+  /** The network paths the run can break: the fleet reaches the peer through one. */
+  paths: NetworkPaths;
+  /** Where a peer reports what its bot players saw go wrong (printed and counted, not a violation). */
+  log(line: string): void;
+}
+
+/**
+ * Network paths between the fleet and a peer that the run can break: Toxiproxy's proxies in the run
+ * (`toxiproxy.ts`), straight connections without it (`directPaths`).
+ */
+export interface NetworkPaths {
+  /** A path to `upstream` (`host:port`): the fleet is given the returned `host:port` instead. */
+  open(name: string, upstream: string): Promise<string>;
+  /** Faults of a path opened before: added latency, a timeout, reset connections, low bandwidth, down. */
+  faultsOf(name: string): PeerFault[];
+  close(): Promise<void>;
+}
+
+/** Paths that are the upstream itself: a run without network faults. */
+export const directPaths: NetworkPaths = {
+  open: (_name, upstream) => Promise.resolve(upstream),
+  faultsOf: () => [],
+  close: () => Promise.resolve(),
+};
