@@ -113,15 +113,20 @@ it('a slot released while its renewal is sent again after NOSCRIPT (Redis restar
   // The release lands in between, as it may when another job's deploy ends at that moment.
   await peers.connections[0].script('FLUSH');
   const resend = redis.eval.bind(redis) as (...args: unknown[]) => Promise<unknown>;
-  let releasedInBetween = false;
+  let resentRenewal: Promise<unknown> | undefined;
   (redis as unknown as { eval: (...args: unknown[]) => Promise<unknown> }).eval = async (...args) => {
-    if (!releasedInBetween) {
-      releasedInBetween = true;
-      await slot.release();
-    }
-    return resend(...args);
+    if (resentRenewal) return resend(...args);
+    let answered!: (answer: Promise<unknown>) => void;
+    resentRenewal = new Promise((resolve) => (answered = resolve));
+    await slot.release();
+    const answer = resend(...args);
+    answered(answer);
+    return answer;
   };
-  await waitFor(() => releasedInBetween, 'a renewal sent again after NOSCRIPT');
+  await waitFor(() => resentRenewal, 'a renewal sent again after NOSCRIPT');
+  // The renewal sent after the release put the lease back; only once it has answered is the lease's removal
+  // by the renewing process due (checking before that could see the gap between the release and the renewal).
+  await resentRenewal;
   await waitFor(
     async () => (await peers.connections[0].zscore(`${key}:deploy-slots`, member)) === null,
     'the released lease to stay gone',
