@@ -112,7 +112,25 @@ async function downAndBack({ peer, logs }: Started, kind: string): Promise<void>
   for (const line of logs.splice(0)) expect(line).toMatch(/bot player: player: /);
 }
 
-test('k8s: a bot placed through fleetEnv is the pod the API server lists, until it ended; kube-apiserver down and back', async () => {
+/**
+ * A failure on the peer's side (`kind`) while a bot is in its call: its container leaves the peer's truth, and
+ * the fleet, seeing it gone, ends the bot CONTAINER_LOST.
+ */
+async function containerLost({ peer, t, logs }: Started, kind: string): Promise<void> {
+  const id = await createBot(t, { metadata: { 'sim.durationMs': '120000' } });
+  await waitForStatus(t, id, ['IN_CALL']);
+  expect((await peer.liveContainers()).map((container) => container.botId)).toEqual([id]);
+  const end = await peer.faults.find((fault) => fault.kind === kind)!.begin();
+  await end();
+  await waitFor(async () => (await peer.liveContainers()).length === 0, 'the failed container to leave the truth');
+  expect(await waitForStatus(t, id, ['ENDED', 'FATAL'])).toMatchObject({
+    status: 'FATAL',
+    endReason: 'CONTAINER_LOST',
+  });
+  expect(logs).toEqual([]);
+}
+
+test('k8s: a bot placed through fleetEnv is the pod the API server lists until it ended; kube-apiserver down and back; a pod crash', async () => {
   const started = await peerAndFleet(startK8sPeer, directPaths, { K8S_IMAGE_PULL_LOCK_ENABLED: 'false' });
   expect(started.peer.fleetEnv.K8S_BOT_LIMIT).toBe('2');
   expect(readFileSync(started.peer.fleetEnv.K8S_KUBECONFIG, 'utf8')).toContain(
@@ -122,9 +140,10 @@ test('k8s: a bot placed through fleetEnv is the pod the API server lists, until 
   await downAndBack(started, 'k8s:apiserver-down');
   // the control plane works again: the next bot is placed and listed
   await placeOneBot(started);
+  await containerLost(started, 'k8s:pod-crash');
 });
 
-test('aws through Toxiproxy: a bot placed through fleetEnv is the task moto lists, until it ended; moto paused and back', async () => {
+test('aws through Toxiproxy: a bot placed through fleetEnv is the task moto lists until it ended; moto paused and back; a task stopped', async () => {
   const paths = await startToxiproxy(path.join(dir, 'toxiproxy'));
   closing.push(() => paths.close());
   const started = await peerAndFleet(startAwsPeer, paths);
@@ -134,15 +153,31 @@ test('aws through Toxiproxy: a bot placed through fleetEnv is the task moto list
   await placeOneBot(started);
   await downAndBack(started, 'aws:moto-down');
   await placeOneBot(started);
+  await containerLost(started, 'aws:task-stopped');
 });
 
-test('coolify: a bot placed through fleetEnv is the slot the Coolify server runs, until it ended; its API down and back', async () => {
-  const started = await peerAndFleet(startCoolifyPeer, directPaths, { COOLIFY_MEETING_PLATFORMS: 'zoom' });
+test('coolify: a bot placed through fleetEnv is the slot the Coolify server runs until it ended; its API down and back; a crash; failing deployments', async () => {
+  const started = await peerAndFleet(startCoolifyPeer, directPaths, {
+    COOLIFY_MEETING_PLATFORMS: 'zoom',
+    COOLIFY_START_RETRIES: '0',
+    SLOT_RECOVERY_INTERVAL_MS: '1000',
+  });
   expect(started.peer.fleetEnv).toMatchObject({
     COOLIFY_API_URL: `http://${started.opened.get('coolify')}/api/v1`,
     COOLIFY_BOT_LIMIT: '2',
   });
   await placeOneBot(started);
   await downAndBack(started, 'coolify:api-down');
+  await placeOneBot(started);
+  await containerLost(started, 'coolify:container-crash');
+  // every deployment failing: the bot's only start fails, and nothing of it is left running
+  const end = await started.peer.faults.find((fault) => fault.kind === 'coolify:deployments-fail')!.begin();
+  const id = await createBot(started.t);
+  expect(await waitForStatus(started.t, id, ['ENDED', 'FATAL'])).toMatchObject({
+    status: 'FATAL',
+    endReason: 'DEPLOY_FAILED',
+  });
+  expect(await started.peer.liveContainers()).toEqual([]);
+  await end();
   await placeOneBot(started);
 });
