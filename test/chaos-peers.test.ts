@@ -14,7 +14,7 @@ import {
 import { startToxiproxy } from '../reliability/chaos/toxiproxy';
 import { freePort } from '../src/peers';
 import { awsSdkEnv } from './support/moto';
-import { createBot, startTestFleet, TestFleet, uniqueName, waitFor, waitForStatus } from './support/fleet';
+import { attemptsOf, createBot, startTestFleet, TestFleet, uniqueName, waitFor, waitForStatus } from './support/fleet';
 
 /**
  * The chaos run's platform peers, each against a real fleet: a bot placed through the peer's `fleetEnv` is
@@ -81,6 +81,25 @@ async function peerAndFleet(
   return { peer, t, logs, opened };
 }
 
+/**
+ * Another fleet's bot on the same peer, deployed and left there: the peer's truth must never list it (its
+ * player does not play it either, so it stays DEPLOYING).
+ */
+async function anotherFleetsBot({ peer }: Started, fleetEnv: Record<string, string> = {}): Promise<void> {
+  const other = await startTestFleet({
+    FLEET_ID: uniqueName('other'),
+    PLATFORM_PRIORITY: peer.platform,
+    ...peer.fleetEnv,
+    ...fleetEnv,
+  });
+  closing.push(() => other.close());
+  const id = await createBot(other);
+  await waitFor(
+    async () => (await attemptsOf(other, id)).includes(`attempt.deployed:${peer.platform}`),
+    "the other fleet's bot to be deployed",
+  );
+}
+
 /** One bot on the peer: listed alone by the peer while it runs, completed, and then nothing is listed. */
 async function placeOneBot({ peer, t, logs }: Started): Promise<void> {
   const id = await createBot(t, { metadata: { 'sim.durationMs': '3000' } });
@@ -136,6 +155,7 @@ test('k8s: a bot placed through fleetEnv is the pod the API server lists until i
   expect(readFileSync(started.peer.fleetEnv.K8S_KUBECONFIG, 'utf8')).toContain(
     `server: https://${started.opened.get('k8s')}\n`,
   );
+  await anotherFleetsBot(started, { K8S_IMAGE_PULL_LOCK_ENABLED: 'false' });
   await placeOneBot(started);
   await downAndBack(started, 'k8s:apiserver-down');
   // the control plane works again: the next bot is placed and listed
@@ -150,6 +170,7 @@ test('aws through Toxiproxy: a bot placed through fleetEnv is the task moto list
   const address = started.opened.get('aws')!;
   expect(started.peer.fleetEnv).toMatchObject({ AWS_ENDPOINT_URL: `http://${address}`, AWS_BOT_LIMIT: '2' });
   expect(paths.faultsOf('aws').map((fault) => fault.kind)).toContain('aws:down');
+  await anotherFleetsBot(started);
   await placeOneBot(started);
   await downAndBack(started, 'aws:moto-down');
   await placeOneBot(started);
@@ -166,6 +187,7 @@ test('coolify: a bot placed through fleetEnv is the slot the Coolify server runs
     COOLIFY_API_URL: `http://${started.opened.get('coolify')}/api/v1`,
     COOLIFY_BOT_LIMIT: '2',
   });
+  await anotherFleetsBot(started, { COOLIFY_MEETING_PLATFORMS: 'zoom' });
   await placeOneBot(started);
   await downAndBack(started, 'coolify:api-down');
   await placeOneBot(started);

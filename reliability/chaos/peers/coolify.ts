@@ -8,18 +8,20 @@ import { LiveContainer, PeerContext, PlatformPeer } from '../platform-peer';
 
 /**
  * The `coolify` platform's peer in a chaos run: the tests' Coolify API server (in this process), reached by
- * the fleet through the run's network path to it. Each deployment that finishes runs the sim bot with the env
- * the slot's application got, until the application is stopped or crashes.
+ * the fleet through the run's network path to it. Each deployment of the fleet's that finishes runs the sim bot
+ * with the env the slot's application got, until the application is stopped or crashes.
  *
  * Its truth, asked over its own API: the applications carrying the run's fleet marker whose container runs
  * (status `running:*`) or is being deployed (a deployment queued or in progress), each with the bot of the
  * env it was deployed with.
  */
 export async function startCoolifyPeer(ctx: PeerContext): Promise<PlatformPeer> {
+  const marker = fleetMarker(ctx.fleetId);
+  const ours = (description: string | null) => (description ?? '').split(/\s+/)[0] === marker;
   const server = await startCoolifyServer({
     token: COOLIFY_TOKEN,
     onRunning: (app, env, signal) => {
-      if (!env.BOT_ID) return;
+      if (!env.BOT_ID || !ours(app.description)) return;
       runSimBot(BotClient.fromEnv({ ...env, MILO_URL: ctx.apiUrl }, signal), signal).catch((error) => {
         if (!signal.aborted) ctx.log(`coolify bot player: ${env.BOT_ID} on ${app.uuid}: ${String(error)}`);
       });
@@ -27,8 +29,6 @@ export async function startCoolifyPeer(ctx: PeerContext): Promise<PlatformPeer> 
   });
   const api = new URL(server.url);
   const address = await ctx.paths.open('coolify', api.host);
-  const marker = fleetMarker(ctx.fleetId);
-  const ours = (description: string | null) => (description ?? '').split(/\s+/)[0] === marker;
   const deploying = (uuid: string) =>
     [...server.deployments.values()].some(
       (deployment) =>
