@@ -44,6 +44,8 @@ export async function startK8sPeer(ctx: PeerContext): Promise<PlatformPeer> {
     const player = startBotPlayer(
       async (_played, play) => {
         const pods = await unfinished();
+        const names = new Set(pods.map((pod) => pod.metadata!.name!));
+        for (const name of envs.keys()) if (!names.has(name)) envs.delete(name); // finished: never asked again
         for (const pod of pods)
           if (pod.status?.phase === 'Running' && !pod.metadata?.deletionTimestamp)
             play(pod.metadata!.name!, { ...(await envOf(pod)), MILO_URL: ctx.apiUrl });
