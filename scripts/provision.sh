@@ -6,7 +6,8 @@
 #
 # With --test it also installs what only the tests use: chromium and the docker-compose client (Debian),
 # moto server and schemathesis (PyPI, in .venv-moto and .venv-schemathesis), and the Kubernetes control plane
-# of the k8s platform's tests (scripts/provision-k8s.sh, about 8 minutes cold).
+# of the k8s platform's tests (scripts/provision-k8s.sh, about 8 minutes cold), and Toxiproxy (the chaos run's
+# network faults, from the Go module proxy).
 #
 # Idempotent: a second run only checks. Every step prints what it does and how long it took.
 set -euo pipefail
@@ -107,7 +108,26 @@ if [ "$TEST" = 1 ]; then
   python_tool .venv-schemathesis schemathesis "$SCHEMATHESIS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
 
   bash scripts/provision-k8s.sh
-  tools=", moto $MOTO_VERSION, schemathesis $SCHEMATHESIS_VERSION, the k8s control plane"
+
+  # Toxiproxy (Shopify's), the network faults of the chaos run (reliability/chaos/toxiproxy.ts): built from the
+  # Go module proxy into a cache directory named by its version, like the control plane; a second run only
+  # checks.
+  TOXIPROXY_VERSION=v2.5.0
+  TOXIPROXY_BIN="${MEEBOTER_TOXIPROXY_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/meeboter/toxiproxy-$TOXIPROXY_VERSION/bin}"
+  build_toxiproxy() {
+    local work
+    work="$(mktemp -d)"
+    GOBIN="$work" CGO_ENABLED=0 go install -v -trimpath \
+      -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
+      "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+    mkdir -p "$TOXIPROXY_BIN"
+    mv "$work/server" "$TOXIPROXY_BIN/toxiproxy-server"
+    rm -rf "$work"
+  }
+  if [ ! -x "$TOXIPROXY_BIN/toxiproxy-server" ]; then
+    step "building toxiproxy-server $TOXIPROXY_VERSION into $TOXIPROXY_BIN (Go module proxy)" build_toxiproxy
+  fi
+  tools=", moto $MOTO_VERSION, schemathesis $SCHEMATHESIS_VERSION, the k8s control plane, toxiproxy $TOXIPROXY_VERSION"
 fi
 
 echo "provision: ready in $(($(date +%s) - provision_start)) s$([ "$TEST" = 1 ] && echo ' (with the test peers)'):" \

@@ -104,7 +104,8 @@ async function waitForPort(port: number, child: ChildProcess, what: string): Pro
   throw new Error(`${what} did not listen on 127.0.0.1:${port} within 30 s`);
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+/** Stops `child`: SIGTERM, SIGKILL after 5 s; resolves once it exited. */
+export function stopper(child: ChildProcess): () => Promise<void> {
   return () =>
     new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();

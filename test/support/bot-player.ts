@@ -1,4 +1,5 @@
 import { BotClient } from '../../src/sdk/bot-client';
+import { runSimBot } from '../../src/sdk/sim-bot';
 import { spawnUpstreamBot } from './upstream-bot';
 
 /**
@@ -6,7 +7,8 @@ import { spawnUpstreamBot } from './upstream-bot';
  * every `intervalMs` the peer's `tick` samples how many containers hold capacity and hands over each new
  * running container's env; the player then reports JOINING_CALL → IN_CALL → ENDED through the bot SDK,
  * staying IN_CALL for `inCallMs` (Infinity: until the fleet ends it). With `protocol: 'upstream'` it plays
- * the stand-in upstream bot image instead (upstream-bot.ts), from the same env.
+ * the stand-in upstream bot image instead (upstream-bot.ts), from the same env; with `protocol: 'sim'` the sim bot
+ * (src/sdk/sim-bot.ts), whose behaviour and time in call come from the bot's metadata.
  */
 export interface BotPlayer {
   /** Container (task ARN, pod name) → the env it was played with. */
@@ -20,7 +22,13 @@ export interface BotPlayer {
 export interface PlayerOptions {
   inCallMs?: number;
   intervalMs?: number;
-  protocol?: 'sdk' | 'upstream';
+  /**
+   * `sim`: the sim bot. Its tick must offer every running container on every sample: a played container the
+   * tick no longer offers has ended, and its bot stops with it (as a bot's process dies with its container).
+   */
+  protocol?: 'sdk' | 'upstream' | 'sim';
+  /** Told each error as it is recorded in `errors`. */
+  onError?: (line: string) => void;
 }
 
 /** How often the stand-in upstream bot beats and polls its chat in tests (the images: 10 s and 5 s). */
@@ -39,16 +47,31 @@ export function startBotPlayer(tick: PlayerTick, options: PlayerOptions = {}, cl
   const errors: string[] = [];
   const plays: Promise<void>[] = [];
   const stopping = new AbortController();
+  /** Sim bots by container: each stops when its container is no longer offered. */
+  const containers = new Map<string, AbortController>();
   let running = true;
+  const recordError = (line: string) => {
+    errors.push(line);
+    options.onError?.(line);
+  };
 
-  const playOne = async (env: Record<string, string>) => {
+  const playOne = async (container: string, env: Record<string, string>) => {
+    if (options.protocol === 'sim') {
+      const ended = new AbortController();
+      containers.set(container, ended);
+      const signal = AbortSignal.any([stopping.signal, ended.signal]);
+      await runSimBot(BotClient.fromEnv(env, signal), signal).catch((error) => {
+        if (!signal.aborted) recordError(`${env.BOT_ID}: ${String(error)}`);
+      });
+      return;
+    }
     if (options.protocol === 'upstream') {
       const { code, output } = await spawnUpstreamBot(env, {
         ...STANDIN_TIMING,
         inCallMs: options.inCallMs ?? 1500,
         signal: stopping.signal,
       });
-      if (code !== 0 && !stopping.signal.aborted) errors.push(`${env.BOT_ID}: exit ${code}: ${output}`);
+      if (code !== 0 && !stopping.signal.aborted) recordError(`${env.BOT_ID}: exit ${code}: ${output}`);
       return;
     }
     const client = BotClient.fromEnv(env, stopping.signal);
@@ -59,21 +82,29 @@ export function startBotPlayer(tick: PlayerTick, options: PlayerOptions = {}, cl
       await new Promise((resolve) => setTimeout(resolve, inCallMs));
       await client.reportStatus('ENDED');
     } catch (error) {
-      if (!stopping.signal.aborted) errors.push(`${env.BOT_ID}: ${String(error)}`);
+      if (!stopping.signal.aborted) recordError(`${env.BOT_ID}: ${String(error)}`);
     }
   };
+  let offered = new Set<string>();
   const play = (container: string, env: Record<string, string>) => {
+    offered.add(container);
     if (played.has(container)) return;
     played.set(container, env);
-    plays.push(playOne(env));
+    plays.push(playOne(container, env));
   };
 
   const loop = (async () => {
     while (running) {
+      offered = new Set();
       try {
         samples.push(await tick(played, play));
+        for (const [container, ended] of containers) {
+          if (offered.has(container)) continue;
+          ended.abort();
+          containers.delete(container);
+        }
       } catch (error) {
-        errors.push(`player: ${String(error)}`);
+        recordError(`player: ${String(error)}`);
       }
       await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
     }

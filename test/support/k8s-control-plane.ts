@@ -30,6 +30,11 @@ export interface ControlPlane {
   kubectl(args: string[], kubeconfig?: string, input?: string): string;
   /** A kubeconfig for a bearer token (a ServiceAccount's), written into the plane's directory. */
   tokenKubeconfig(name: string, token: string): string;
+  /**
+   * Kills kube-apiserver (SIGKILL); the function returned starts it again on the same etcd and port and
+   * resolves once it is ready. The other components reconnect by themselves.
+   */
+  killApiServer(): Promise<() => Promise<void>>;
   stop(): Promise<void>;
 }
 
@@ -199,9 +204,27 @@ export async function startControlPlane(): Promise<ControlPlane> {
     const log = path.join(dir, `${name}.log`);
     const fd = openSync(log, 'a');
     const child = spawn(path.join(K8S_BIN, name), args, { stdio: ['ignore', fd, fd], cwd: dir });
-    processes.push({ name, child, log });
+    const restarted = processes.findIndex((running) => running.name === name);
+    if (restarted >= 0) processes[restarted] = { name, child, log };
+    else processes.push({ name, child, log });
   };
   const file = (name: string) => path.join(dir, name);
+  const apiServerArgs = [
+    `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${file('apiserver.crt')}`,
+    `--tls-private-key-file=${file('apiserver.key')}`,
+    `--client-ca-file=${file('ca.crt')}`,
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-account-key-file=${file('sa.pub')}`,
+    `--service-account-signing-key-file=${file('sa.key')}`,
+    '--authorization-mode=RBAC',
+    '--service-cluster-ip-range=10.96.0.0/16',
+    '--endpoint-reconciler-type=none',
+  ];
+  const apiServerReady = async () => (await probe(dir, apiPort, '/readyz')) === 200;
   const stop = async () => {
     for (const { child } of [...processes].reverse()) {
       if (child.exitCode !== null || child.signalCode !== null) continue;
@@ -225,22 +248,8 @@ export async function startControlPlane(): Promise<ControlPlane> {
       '--unsafe-no-fsync',
       '--log-level=warn',
     ]);
-    run('kube-apiserver', [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${apiPort}`,
-      `--tls-cert-file=${file('apiserver.crt')}`,
-      `--tls-private-key-file=${file('apiserver.key')}`,
-      `--client-ca-file=${file('ca.crt')}`,
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${file('sa.pub')}`,
-      `--service-account-signing-key-file=${file('sa.key')}`,
-      '--authorization-mode=RBAC',
-      '--service-cluster-ip-range=10.96.0.0/16',
-      '--endpoint-reconciler-type=none',
-    ]);
-    await until('the API server to be ready', async () => (await probe(dir, apiPort, '/readyz')) === 200, processes);
+    run('kube-apiserver', apiServerArgs);
+    await until('the API server to be ready', apiServerReady, processes);
     run('kube-controller-manager', [
       `--kubeconfig=${kcm}`,
       `--authentication-kubeconfig=${kcm}`,
@@ -312,6 +321,18 @@ status:
       adminKubeconfig: admin,
       kubectl,
       tokenKubeconfig: (name, token) => kubeconfig(dir, name, server, `    token: ${token}`),
+      async killApiServer() {
+        const { child } = processes.find((running) => running.name === 'kube-apiserver')!;
+        await new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGKILL');
+        });
+        return async () => {
+          run('kube-apiserver', apiServerArgs);
+          await until('the API server to be ready again', apiServerReady, processes);
+        };
+      },
       stop,
     };
   } catch (error) {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { BatchV1Api, CoreV1Api, KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { BotPlayer, PlayerOptions, startBotPlayer } from './bot-player';
@@ -9,7 +10,10 @@ import { ControlPlane, startControlPlane } from './k8s-control-plane';
  * clients for tests that look at what really exists.
  */
 export const NAMESPACE = 'meeboter';
-const DEPLOY_DIR = path.resolve(__dirname, '../../deploy/k8s');
+/** In the repository root, seen from test/support/ (jest) or dist/test/support/ (compiled: the chaos run). */
+const DEPLOY_DIR = ['../../deploy/k8s', '../../../deploy/k8s']
+  .map((candidate) => path.resolve(__dirname, candidate))
+  .find((candidate) => existsSync(candidate))!;
 
 export interface K8sPeer {
   plane: ControlPlane;

@@ -13,6 +13,8 @@ import { freePort, isPortOpen } from '../../src/peers';
  */
 export interface Moto {
   url: string;
+  /** The server's process (a fault can pause it: it keeps its state in memory, so it is never restarted). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startMoto(): Promise<Moto> {
   if (!response.ok) throw new Error(`moto set-transition answered ${response.status}`);
   return {
     url,
+    pid: child.pid!,
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
