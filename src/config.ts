@@ -681,7 +681,8 @@ function sentinelTarget(
   const { REDIS_SENTINELS: list, REDIS_SENTINEL_NAME: name } = base;
   if (!list && !name) return undefined;
   if (!list) throw new ConfigError('REDIS_SENTINELS: required with REDIS_SENTINEL_NAME (host:port[,host:port...])');
-  if (!name) throw new ConfigError("REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the primary's name in Sentinel)");
+  if (!name)
+    throw new ConfigError("REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the primary's name in Sentinel)");
   const sentinels = splitCsv(list).map((entry) => {
     const match = SENTINEL_ADDRESS.exec(entry);
     const port = Number(match?.[3]);

@@ -62,6 +62,20 @@ export function createRedis(target: RedisTarget, role: RedisRole, name: string =
   return client;
 }
 
+/**
+ * Whether a command failed because no Redis server took it: this process had no connection (Redis down, or
+ * failing over to a replica) and, as a producer, did not wait for one. Redis refusing a command is not this.
+ * ioredis marks these only by their messages and, for the retry limit, the error's name.
+ */
+export function isRedisUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.message === "Stream isn't writeable and enableOfflineQueue options is false" ||
+    error.message === 'Connection is closed.'
+  );
+}
+
 /** Opens a dedicated mongoose connection (never the global default) so tests and roles can hold several. */
 export async function createMongo(uri: string): Promise<Connection> {
   const connection = mongoose.createConnection(uri, {

@@ -98,7 +98,13 @@ function stop(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM
 
 /** One command on a short-lived connection that does not retry (a server may be gone). */
 async function ask<T>(port: number, ...command: Array<string | number>): Promise<T> {
-  const client = new IORedis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const client = new IORedis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
