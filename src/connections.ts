@@ -63,16 +63,19 @@ export function createRedis(target: RedisTarget, role: RedisRole, name: string =
 }
 
 /**
- * Whether a command failed because no Redis server took it: this process had no connection (Redis down, or
- * failing over to a replica) and, as a producer, did not wait for one. Redis refusing a command is not this.
- * ioredis marks these only by their messages and, for the retry limit, the error's name.
+ * Whether a command failed for want of a Redis that can take it now, so that it may succeed once one can:
+ * this process had no connection (Redis down, or failing over) and, as a producer, did not wait for one; or
+ * the server refused it for its state: a primary without enough replicas in reach (`min-replicas-to-write`),
+ * one still loading its data, a replica (a client still on an old primary). ioredis marks the first kind only
+ * by their messages and, for the retry limit, the error's name.
  */
-export function isRedisUnreachable(error: unknown): boolean {
+export function isRedisUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   return (
     error.name === 'MaxRetriesPerRequestError' ||
     error.message === "Stream isn't writeable and enableOfflineQueue options is false" ||
-    error.message === 'Connection is closed.'
+    error.message === 'Connection is closed.' ||
+    /^(NOREPLICAS|LOADING|MASTERDOWN|READONLY) /.test(error.message)
   );
 }
 

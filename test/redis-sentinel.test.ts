@@ -1,5 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import IORedis from 'ioredis';
 import mongoose, { Types } from 'mongoose';
+import { createRedis } from '../src/connections';
+import { startRedis } from '../src/peers';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
 import { RENEW_LOCK } from '../src/redis-script';
 import {
@@ -237,4 +242,60 @@ it('follows a failover: bots placed before, lost with the replica, and created a
       `GET /api/bots/:id (every 50 ms) failed ${failures.length} times over ${window} ms (statuses ${statuses}); ` +
       `creates refused after the failover: ${refused}\n`,
   );
+});
+
+it('with min-replicas-to-write, a primary whose replica is out of reach refuses writes: creates answer 503 and keep nothing', async () => {
+  const primary = await ha.primary();
+  const stored = () => mongo.collection('bots').countDocuments({});
+  const caughtUp = () =>
+    waitFor(async () => (await request('GET', '/readyz')).body.unflushedChanges === 0, 'the flusher to catch up');
+  await on(primary, 'CONFIG', 'SET', 'min-replicas-to-write', '1', 'min-replicas-max-lag', '10');
+  try {
+    await waitFor(
+      async () => (await on<string>(primary, 'INFO', 'replication')).includes('connected_slaves:1'),
+      'a replica',
+    );
+    await caughtUp();
+    const before = await stored();
+    await ha.cutReplication();
+    await waitFor(
+      async () => (await on<string>(primary, 'INFO', 'replication')).includes('connected_slaves:0'),
+      'the replica to be cut off',
+    );
+    const refused = await request('POST', '/api/bots', {
+      body: { meeting: meetings.zoom, metadata: { 'sim.durationMs': String(SHORT_MS) } },
+    });
+    expect({ status: refused.status, code: refused.body.error?.code }).toEqual({ status: 503, code: 'UNAVAILABLE' });
+
+    // Without the setting, the same primary takes writes again, unreplicated.
+    await on(primary, 'CONFIG', 'SET', 'min-replicas-to-write', '0');
+    const { id } = await createBot(SHORT_MS);
+    await caughtUp();
+    expect(await stored()).toBe(before + 1);
+    expect(await mongo.collection('bots').countDocuments({ _id: new Types.ObjectId(id) })).toBe(1);
+  } finally {
+    await on(primary, 'CONFIG', 'SET', 'min-replicas-to-write', '0');
+  }
+});
+
+it('a write refused with READONLY (the server became a replica under the connection) is sent again once it reaches a primary', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-readonly-'));
+  const [server, other] = [await startRedis(path.join(dir, 'a')), await startRedis(path.join(dir, 'b'))];
+  const at = (url: string): RedisAddress => ({ host: '127.0.0.1', port: Number(new URL(url).port), url });
+  const client = createRedis(server.url, 'worker', 'readonly-test');
+  let reconnects = 0;
+  client.on('reconnecting', () => reconnects++);
+  try {
+    await client.set('written', 'before');
+    await on(at(server.url), 'REPLICAOF', '127.0.0.1', String(new URL(other.url).port));
+    const write = client.set('written', 'after');
+    await waitFor(() => reconnects > 0, 'the client to reconnect on READONLY', 10_000);
+    await on(at(server.url), 'REPLICAOF', 'NO', 'ONE');
+    expect(await write).toBe('OK');
+    expect(await client.get('written')).toBe('after');
+  } finally {
+    client.disconnect();
+    await Promise.all([server.stop(), other.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
 } from '../errors';
-import { isRedisUnreachable } from '../connections';
+import { isRedisUnavailable } from '../connections';
 import { logger } from '../logger';
 import type { ApiContext } from './api-context';
 
@@ -67,8 +67,8 @@ function toAppError(error: unknown): AppError {
   // an unsupported charset or Content-Encoding
   if (typed?.status === 415) return new UnsupportedMediaTypeError(typed.message ?? 'unsupported body encoding');
   if (typed?.status === 400) return new ValidationError(typed.message ?? 'bad request');
-  // Redis away or failing over: the request may succeed once it is back
-  if (isRedisUnreachable(error)) return new UnavailableError('Redis is unavailable; retry later');
+  // Redis away, failing over or short of replicas: the request may succeed once it is back
+  if (isRedisUnavailable(error)) return new UnavailableError('Redis is unavailable; retry later');
   return new AppError('internal error');
 }
 
