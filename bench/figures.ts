@@ -422,7 +422,7 @@ export async function p4Sweep(peers: Peers, live: number) {
   const config = loadConfig(bench.env);
   const fleet = await startFleet(
     config,
-    { redisUrl: peers.redisUrl, mongodbUri: bench.env.MONGODB_URI },
+    { redis: peers.redisUrl, mongodbUri: bench.env.MONGODB_URI },
     { api: false, workers: false },
   );
   try {

@@ -106,10 +106,25 @@ export interface AddressRange {
   family: 'ipv4' | 'ipv6';
 }
 
+/**
+ * Redis reached through Sentinel: the sentinels that know where the primary named `name` is. The user,
+ * password and database number, if any, come from REDIS_URL (its host and port are not used); the sentinels
+ * themselves are asked without a password.
+ */
+export interface SentinelTarget {
+  sentinels: Array<{ host: string; port: number }>;
+  name: string;
+  username?: string;
+  password?: string;
+  db?: number;
+}
+
 export interface Config {
   port: number;
   publicUrl: string;
   redisUrl?: string;
+  /** REDIS_SENTINELS and REDIS_SENTINEL_NAME: when set, every connection finds the primary through them. */
+  redisSentinel?: SentinelTarget;
   mongodbUri?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Enabled platforms in priority order. */
@@ -204,6 +219,8 @@ type BaseVariables = {
   PORT: number;
   PUBLIC_URL?: string;
   REDIS_URL?: string;
+  REDIS_SENTINELS?: string;
+  REDIS_SENTINEL_NAME?: string;
   MONGODB_URI?: string;
   LOG_LEVEL: Config['logLevel'];
   PLATFORM_PRIORITY: string;
@@ -258,6 +275,8 @@ const baseSchema = Joi.object<BaseVariables, true>({
   PORT: Joi.number().port().default(3000),
   PUBLIC_URL: url,
   REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }),
+  REDIS_SENTINELS: Joi.string(),
+  REDIS_SENTINEL_NAME: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
   MONGODB_URI: Joi.string().uri({ scheme: ['mongodb', 'mongodb+srv'] }),
   LOG_LEVEL: Joi.string().valid('debug', 'info', 'warn', 'error').default('info'),
   PLATFORM_PRIORITY: csv.default('local'),
@@ -652,6 +671,44 @@ function botTokenSecretOf(base: { BOT_TOKEN_SECRET?: string; MILO_AUTH_TOKEN?: s
   return base.BOT_TOKEN_SECRET;
 }
 
+/** `host:port`: a host name or IPv4 address, or an IPv6 address in brackets (`[::1]:26379`). */
+const SENTINEL_ADDRESS = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})$/;
+
+/** REDIS_SENTINELS and REDIS_SENTINEL_NAME, both or neither, with REDIS_URL's credentials and database. */
+function sentinelTarget(
+  base: Pick<BaseVariables, 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME' | 'REDIS_URL'>,
+): SentinelTarget | undefined {
+  const { REDIS_SENTINELS: list, REDIS_SENTINEL_NAME: name } = base;
+  if (!list && !name) return undefined;
+  if (!list) throw new ConfigError('REDIS_SENTINELS: required with REDIS_SENTINEL_NAME (host:port[,host:port...])');
+  if (!name)
+    throw new ConfigError("REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the primary's name in Sentinel)");
+  const sentinels = splitCsv(list).map((entry) => {
+    const match = SENTINEL_ADDRESS.exec(entry);
+    const port = Number(match?.[3]);
+    if (!match || port < 1 || port > 65535) {
+      throw new ConfigError(`REDIS_SENTINELS: "${entry}" is not host:port (a port from 1 to 65535)`);
+    }
+    return { host: match[1] ?? match[2], port };
+  });
+  if (!sentinels.length) throw new ConfigError('REDIS_SENTINELS: names no sentinel (host:port[,host:port...])');
+  const target: SentinelTarget = { sentinels, name };
+  if (base.REDIS_URL) {
+    const url = new URL(base.REDIS_URL);
+    if (url.protocol === 'rediss:') {
+      throw new ConfigError('REDIS_URL: rediss (TLS) cannot be combined with REDIS_SENTINELS; use a redis: URL');
+    }
+    if (url.username) target.username = decodeURIComponent(url.username);
+    if (url.password) target.password = decodeURIComponent(url.password);
+    const db = url.pathname.replace(/^\//, '');
+    if (db) {
+      if (!/^[0-9]+$/.test(db)) throw new ConfigError(`REDIS_URL: the database "${db}" is not a number`);
+      target.db = Number(db);
+    }
+  }
+  return target;
+}
+
 /** Parses and validates configuration; throws ConfigError whose message names the variable. */
 export function loadConfig(rawEnv: Env): Readonly<Config> {
   const env = withoutEmpty(rawEnv);
@@ -674,6 +731,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     port: base.PORT,
     publicUrl: base.PUBLIC_URL ?? `http://127.0.0.1:${base.PORT}`,
     redisUrl: base.REDIS_URL,
+    redisSentinel: sentinelTarget(base),
     mongodbUri: base.MONGODB_URI,
     logLevel: base.LOG_LEVEL,
     platforms,

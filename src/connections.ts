@@ -1,5 +1,6 @@
 import IORedis, { Redis, RedisOptions } from 'ioredis';
 import mongoose, { Connection } from 'mongoose';
+import { SentinelTarget } from './config';
 import { logger } from './logger';
 
 /**
@@ -11,16 +12,71 @@ import { logger } from './logger';
  */
 export type RedisRole = 'worker' | 'producer' | 'subscriber';
 
-export function createRedis(url: string, role: RedisRole, name: string = role): Redis {
-  const options: RedisOptions = {
+/**
+ * Where Redis is, decided once at startup (src/main.ts) and handed to every connection: a URL (REDIS_URL), or
+ * the sentinels that name the current primary (REDIS_SENTINELS, REDIS_SENTINEL_NAME).
+ */
+export type RedisTarget = string | SentinelTarget;
+
+/** ioredis's options, with a retry strategy that always retries (the type BullMQ's connection option asks for). */
+export type RedisConnectionOptions = Omit<RedisOptions, 'retryStrategy'> & {
+  retryStrategy: (attempt: number) => number;
+  url?: string;
+};
+
+/**
+ * The options of one connection to `target`, for `createRedis` and for the connections BullMQ's workers make
+ * themselves (a `url` key is BullMQ's, which passes it to ioredis as the first argument).
+ *
+ * Through Sentinel every (re)connection asks a sentinel for the primary and checks the server's role before
+ * it is used, so a client follows a failover by reconnecting. A client can still be on a server that became a
+ * replica while it stayed connected (an old primary that came back and was turned into a replica): its
+ * writes answer READONLY, and `reconnectOnError` reconnects, which finds the primary, and sends the command
+ * again (a write Redis refused with READONLY was not made: a script stops at its first write).
+ */
+export function redisOptions(target: RedisTarget, role: RedisRole, name: string = role): RedisConnectionOptions {
+  const options: RedisConnectionOptions = {
     connectionName: `meeboter:${name}`,
     maxRetriesPerRequest: role === 'producer' ? 1 : null,
     enableOfflineQueue: role !== 'producer',
     retryStrategy: (attempt) => Math.min(200 * attempt, 2000),
+    reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
   };
-  const client = new IORedis(url, options);
+  if (typeof target === 'string') return { url: target, ...options };
+  return {
+    ...options,
+    sentinels: target.sentinels,
+    name: target.name,
+    role: 'master',
+    username: target.username,
+    password: target.password,
+    db: target.db,
+    sentinelRetryStrategy: (attempt) => Math.min(200 * attempt, 2000),
+  };
+}
+
+export function createRedis(target: RedisTarget, role: RedisRole, name: string = role): Redis {
+  const { url, ...options } = redisOptions(target, role, name);
+  const client = url ? new IORedis(url, options) : new IORedis(options);
   client.on('error', (error) => logger.warn('redis connection error', { role: name, error: String(error) }));
   return client;
+}
+
+/**
+ * Whether a command failed for want of a Redis that can take it now, so that it may succeed once one can:
+ * this process had no connection (Redis down, or failing over) and, as a producer, did not wait for one; or
+ * the server refused it for its state: a primary without enough replicas in reach (`min-replicas-to-write`),
+ * one still loading its data, a replica (a client still on an old primary). ioredis marks the first kind only
+ * by their messages and, for the retry limit, the error's name.
+ */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.message === "Stream isn't writeable and enableOfflineQueue options is false" ||
+    error.message === 'Connection is closed.' ||
+    /^(NOREPLICAS|LOADING|MASTERDOWN|READONLY) /.test(error.message)
+  );
 }
 
 /** Opens a dedicated mongoose connection (never the global default) so tests and roles can hold several. */

@@ -12,7 +12,7 @@ import { startScheduleWorker } from '../workers/schedule.worker';
 import { WorkerDeps } from '../workers/worker-deps';
 import { createApp } from './api/app';
 import { Config } from './config';
-import { createMongo, createRedis } from './connections';
+import { createMongo, createRedis, RedisTarget, redisOptions } from './connections';
 import { isTerminal } from './domain/bot.lifecycle';
 import { logger } from './logger';
 import { fleetGauges, metricsOnlyHandler } from './metrics';
@@ -84,8 +84,9 @@ export interface Fleet {
   shutdown: Shutdown;
 }
 
-export interface FleetUrls {
-  redisUrl: string;
+/** Where the peers are: every Redis connection of the process, BullMQ's included, goes to `redis`. */
+export interface FleetPeers {
+  redis: RedisTarget;
   mongodbUri: string;
 }
 
@@ -109,15 +110,15 @@ export function changesAlongsideStatus(
 /** `shutdown` may already hold closers (peers this process started); the fleet's close before them. */
 export async function startFleet(
   configured: Config,
-  urls: FleetUrls,
+  peers: FleetPeers,
   roles: FleetRoles,
   shutdown: Shutdown = createShutdown(),
 ): Promise<Fleet> {
   const prefix = configured.redisPrefix;
   try {
-    const redis = createRedis(urls.redisUrl, 'producer');
+    const redis = createRedis(peers.redis, 'producer');
     shutdown.add('redis', () => redis.quit());
-    const mongo = await createMongo(urls.mongodbUri);
+    const mongo = await createMongo(peers.mongodbUri);
     shutdown.add('mongodb', () => mongo.close());
     const models = await createModels(mongo);
     const fleetId = configured.fleetId ?? (await keptFleetId(mongo, prefix));
@@ -200,7 +201,7 @@ export async function startFleet(
       shutdown,
     };
 
-    if (roles.workers) await startWorkers(fleet, urls.redisUrl);
+    if (roles.workers) await startWorkers(fleet, peers.redis);
     if (!roles.api && config.metricsPort !== undefined) {
       const served = await serveHttp(
         metricsOnlyHandler(fleetGauges(placement, () => checkReadiness(fleet))),
@@ -236,10 +237,10 @@ export async function startFleet(
   }
 }
 
-async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
+async function startWorkers(fleet: Fleet, redisTarget: RedisTarget): Promise<void> {
   const { config, shutdown, repo, lifecycle, placement, queues } = fleet;
   const prefix = config.redisPrefix;
-  const subscriber = createRedis(redisUrl, 'subscriber');
+  const subscriber = createRedis(redisTarget, 'subscriber');
   const endSignals = await createEndSignals({
     redis: fleet.redis,
     subscriber,
@@ -251,7 +252,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
   });
   shutdown.add('end-signals', () => endSignals.close());
 
-  const platformRedis = createRedis(redisUrl, 'worker', 'platforms');
+  const platformRedis = createRedis(redisTarget, 'worker', 'platforms');
   shutdown.add('platform-redis', () => platformRedis.quit());
   const platforms = createPlatforms(
     { config, fleetId: fleet.fleetId, redis: platformRedis, prefix, mongo: fleet.mongo },
@@ -291,7 +292,7 @@ async function startWorkers(fleet: Fleet, redisUrl: string): Promise<void> {
     },
     makeWorker(name, processor, options) {
       const worker = new Worker(name, processor, {
-        connection: { url: redisUrl, maxRetriesPerRequest: null },
+        connection: redisOptions(redisTarget, 'worker', `worker:${name}`),
         prefix,
         ...options,
       });

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Config, ConfigError, loadConfig } from './config';
+import { RedisTarget } from './connections';
 import { startFleet } from './fleet';
 import { withKeptBotTokenSecret } from './kept-secret';
 import { labelProcess } from './metrics';
@@ -8,23 +9,30 @@ import { isPortOpen, startFerretDb, startRedis, StartedPeer } from './peers';
 import { createShutdown, installSignalHandlers } from './shutdown';
 
 /**
- * `node dist/src/main.js [all|api|worker]`. With no REDIS_URL / MONGODB_URI it uses a Redis and a MongoDB
- * already listening on their default local ports, or starts redis-server and FerretDB itself (data under
- * .data/), and says which it used.
+ * `node dist/src/main.js [all|api|worker]`. With no REDIS_URL (nor REDIS_SENTINELS) / MONGODB_URI it uses a
+ * Redis and a MongoDB already listening on their default local ports, or starts redis-server and FerretDB
+ * itself (data under .data/), and says which it used.
  */
 type Role = 'all' | 'api' | 'worker';
 
 async function resolvePeers(config: Config, dataDir: string) {
   const started: StartedPeer[] = [];
-  let redisUrl = config.redisUrl;
-  if (!redisUrl) {
+  // Through Sentinel the primary is wherever the sentinels say; REDIS_URL then only lends its credentials.
+  let redis: RedisTarget | undefined = config.redisSentinel ?? config.redisUrl;
+  if (config.redisSentinel) {
+    const { name, sentinels } = config.redisSentinel;
+    logger.info(`using Redis primary "${name}" through Sentinel`, {
+      sentinels: sentinels.map(({ host, port }) => `${host}:${port}`).join(','),
+    });
+  }
+  if (!redis) {
     if (await isPortOpen(6379)) {
-      redisUrl = 'redis://127.0.0.1:6379';
+      redis = 'redis://127.0.0.1:6379';
       logger.info('using Redis found on 127.0.0.1:6379');
     } else {
       const peer = await startRedis(path.join(dataDir, 'redis'), 6379, true);
       started.push(peer);
-      redisUrl = peer.url;
+      redis = peer.url;
       logger.info(`using ${peer.description}`);
     }
   }
@@ -40,7 +48,7 @@ async function resolvePeers(config: Config, dataDir: string) {
       logger.info(`using ${peer.description}`);
     }
   }
-  return { redisUrl, mongodbUri, started };
+  return { redis, mongodbUri, started };
 }
 
 async function main(): Promise<void> {
@@ -55,13 +63,13 @@ async function main(): Promise<void> {
   if (role !== 'all' && config.botTokenSecretGenerated) {
     throw new ConfigError('BOT_TOKEN_SECRET: required when the API and workers run as separate processes');
   }
-  const { redisUrl, mongodbUri, started } = await resolvePeers(config, dataDir);
+  const { redis, mongodbUri, started } = await resolvePeers(config, dataDir);
   const shutdown = createShutdown();
   for (const peer of started) shutdown.add('peer', () => peer.stop());
   installSignalHandlers(shutdown, config.shutdownTimeoutMs);
   const fleet = await startFleet(
     config,
-    { redisUrl, mongodbUri },
+    { redis, mongodbUri },
     { api: role !== 'worker', workers: role !== 'api' },
     shutdown,
   );

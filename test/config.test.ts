@@ -52,6 +52,65 @@ it('names the bad variable', () => {
   expect(fails({ WORKER_PLATFORMS: 'aws' })).toBe('WORKER_PLATFORMS: "aws" is not in PLATFORM_PRIORITY');
 });
 
+it('Redis through Sentinel: REDIS_SENTINELS and REDIS_SENTINEL_NAME together, each address host:port', () => {
+  expect(loadConfig({}).redisSentinel).toBeUndefined();
+  const config = loadConfig({
+    REDIS_SENTINELS: 'sentinel-a.internal:26379, 10.0.0.7:26380,[fd00::1]:26381',
+    REDIS_SENTINEL_NAME: 'meeboter',
+  });
+  expect(config.redisSentinel).toEqual({
+    name: 'meeboter',
+    sentinels: [
+      { host: 'sentinel-a.internal', port: 26379 },
+      { host: '10.0.0.7', port: 26380 },
+      { host: 'fd00::1', port: 26381 },
+    ],
+  });
+  // REDIS_URL lends its user, password and database; its host is not used
+  expect(
+    loadConfig({
+      REDIS_SENTINELS: '127.0.0.1:26379',
+      REDIS_SENTINEL_NAME: 'meeboter',
+      REDIS_URL: 'redis://fleet:p%40ss@ignored.example:6379/2',
+    }).redisSentinel,
+  ).toEqual({
+    name: 'meeboter',
+    sentinels: [{ host: '127.0.0.1', port: 26379 }],
+    username: 'fleet',
+    password: 'p@ss',
+    db: 2,
+  });
+  expect(fails({ REDIS_SENTINELS: '127.0.0.1:26379' })).toBe(
+    "REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the primary's name in Sentinel)",
+  );
+  expect(fails({ REDIS_SENTINEL_NAME: 'meeboter' })).toBe(
+    'REDIS_SENTINELS: required with REDIS_SENTINEL_NAME (host:port[,host:port...])',
+  );
+  for (const [value, entry] of [
+    ['127.0.0.1', '127.0.0.1'],
+    ['host:port', 'host:port'],
+    ['a:26379,:26379', ':26379'],
+    ['a:26379, b:0', 'b:0'],
+    ['a:70000', 'a:70000'],
+    ['fd00::1:26379', 'fd00::1:26379'],
+    ['a:1:2', 'a:1:2'],
+  ]) {
+    expect(fails({ REDIS_SENTINELS: value, REDIS_SENTINEL_NAME: 'meeboter' })).toBe(
+      `REDIS_SENTINELS: "${entry}" is not host:port (a port from 1 to 65535)`,
+    );
+  }
+  expect(fails({ REDIS_SENTINELS: ',', REDIS_SENTINEL_NAME: 'meeboter' })).toBe(
+    'REDIS_SENTINELS: names no sentinel (host:port[,host:port...])',
+  );
+  expect(fails({ REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'my master' })).toMatch(/^REDIS_SENTINEL_NAME: /);
+  expect(
+    fails({ REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'meeboter', REDIS_URL: 'rediss://:secret@a:6380' }),
+  ).toBe('REDIS_URL: rediss (TLS) cannot be combined with REDIS_SENTINELS; use a redis: URL');
+  expect(fails({ REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'meeboter', REDIS_URL: 'redis://a:6379/x' })).toBe(
+    'REDIS_URL: the database "x" is not a number',
+  );
+});
+
 it("demands a platform's variables only when it is enabled", () => {
   expect(() => loadConfig({ PLATFORM_PRIORITY: 'local' })).not.toThrow();
   expect(fails({ PLATFORM_PRIORITY: 'aws', AWS_BOT_LIMIT: '50' })).toBe('AWS_REGION: is required');

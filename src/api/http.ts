@@ -4,9 +4,11 @@ import {
   PayloadTooLargeError,
   RateLimitedError,
   UnauthorizedError,
+  UnavailableError,
   UnsupportedMediaTypeError,
   ValidationError,
 } from '../errors';
+import { isRedisUnavailable } from '../connections';
 import { logger } from '../logger';
 import type { ApiContext } from './api-context';
 
@@ -65,6 +67,8 @@ function toAppError(error: unknown): AppError {
   // an unsupported charset or Content-Encoding
   if (typed?.status === 415) return new UnsupportedMediaTypeError(typed.message ?? 'unsupported body encoding');
   if (typed?.status === 400) return new ValidationError(typed.message ?? 'bad request');
+  // Redis away, failing over or short of replicas: the request may succeed once it is back
+  if (isRedisUnavailable(error)) return new UnavailableError('Redis is unavailable; retry later');
   return new AppError('internal error');
 }
 

@@ -99,7 +99,7 @@ export async function startTestFleet(
       ? createLogger({ level: 'debug', write: options.log })
       : createLogger({ level: (process.env.TEST_LOG_LEVEL as 'warn') ?? 'warn' }),
   );
-  const fleet = await startFleet(loadConfig(env), urls, roles);
+  const fleet = await startFleet(loadConfig(env), { redis: urls.redisUrl, mongodbUri: urls.mongodbUri }, roles);
   const apiKey = await fleet.apiKeys.create('owner-a');
   const url = `http://127.0.0.1:${fleet.port ?? env.PORT}`;
   return {
