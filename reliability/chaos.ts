@@ -22,9 +22,14 @@ async function main() {
     process.stderr.write('usage: npm run chaos -- --minutes N --seed S [--platforms local,...]\n');
     process.exit(2);
   }
-  const platforms = values.platforms.split(',').map((name) => name.trim()).filter(Boolean);
+  const platforms = values.platforms
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   // First, so that whatever happens next, the run can be replayed.
-  process.stdout.write(`chaos seed ${seed} (replay: npm run chaos -- --minutes ${minutes} --seed ${seed} --platforms ${platforms.join(',')})\n`);
+  process.stdout.write(
+    `chaos seed ${seed} (replay: npm run chaos -- --minutes ${minutes} --seed ${seed} --platforms ${platforms.join(',')})\n`,
+  );
   const { record, file } = await runChaos({
     minutes,
     seed,
@@ -36,6 +41,8 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`chaos run failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `chaos run failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

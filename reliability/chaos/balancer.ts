@@ -37,7 +37,13 @@ export async function startBalancer(backendPorts: number[]): Promise<Balancer> {
         { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent },
         (answer) => {
           const status = answer.statusCode ?? 0;
-          answers.push({ at: Date.now(), status, method: req.method ?? '', path: req.url ?? '', backend: String(port) });
+          answers.push({
+            at: Date.now(),
+            status,
+            method: req.method ?? '',
+            path: req.url ?? '',
+            backend: String(port),
+          });
           res.writeHead(status, answer.headers);
           answer.pipe(res);
           answer.on('error', () => res.destroy());

@@ -18,8 +18,6 @@ export interface ChaosFleet {
   readonly members: FleetMember[];
   /** SIGKILL of each process, restarted with the same environment when the fault ends. */
   readonly faults: Fault[];
-  /** Members whose process is not running now (killed and not restarted yet). */
-  down(): string[];
   close(): Promise<void>;
 }
 
@@ -76,9 +74,8 @@ export function startChaosFleet(members: FleetMember[], dir: string): ChaosFleet
         };
       },
     })),
-    down: () => [...running].filter(([, child]) => !child).map(([name]) => name),
     async close() {
-      await Promise.all([...running.values()].map((child) => child?.kill('SIGTERM')));
+      await Promise.all([...running.values()].map((child) => child?.kill('SIGTERM') ?? Promise.resolve()));
       await Promise.all([...logs.values()].map((log) => new Promise((resolve) => log.end(resolve))));
     },
   };

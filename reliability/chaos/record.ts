@@ -39,13 +39,19 @@ export interface Recovery {
 
 export function invariantsOf(violations: Violations): RunRecord['invariants'] {
   return Object.fromEntries(
-    INVARIANTS.map((name) => [name, { violations: violations.counts.get(name)!, examples: violations.examples.get(name)! }]),
+    INVARIANTS.map((name) => [
+      name,
+      { violations: violations.counts.get(name)!, examples: violations.examples.get(name)! },
+    ]),
   );
 }
 
 export function writeRecord(dir: string, record: RunRecord): string {
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `chaos-seed${record.seed}-${record.minutes}m-${record.startedAt.replace(/[:.]/g, '-')}.json`);
+  const file = path.join(
+    dir,
+    `chaos-seed${record.seed}-${record.minutes}m-${record.startedAt.replace(/[:.]/g, '-')}.json`,
+  );
   writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
   return file;
 }
@@ -68,7 +74,8 @@ export function summary(record: RunRecord, file: string): string {
     `  webhooks: ${record.webhooks.events} events, ${record.webhooks.deliveries} deliveries`,
     `  invariants:`,
     ...Object.entries(record.invariants).map(
-      ([name, { violations }]) => `    ${violations === 0 ? 'ok  ' : 'FAIL'} ${name}${violations ? `: ${violations}` : ''}`,
+      ([name, { violations }]) =>
+        `    ${violations === 0 ? 'ok  ' : 'FAIL'} ${name}${violations ? `: ${violations}` : ''}`,
     ),
     `  record: ${file}${record.logs ? `\n  logs: ${record.logs}` : ''}`,
     record.violations === 0 ? 'PASS' : `FAIL: ${record.violations} violations (seed ${record.seed} replays the run)`,

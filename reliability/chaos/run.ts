@@ -12,7 +12,7 @@ import { startLoad } from './load';
 import { directPaths, NetworkPaths, PlatformPeer } from './platform-peer';
 import { PEER_LIMITS, PEER_STARTERS } from './peers/registry';
 import { Random } from './random';
-import { invariantsOf, Recovery, RunRecord, summary, writeRecord } from './record';
+import { invariantsOf, Recovery, RunRecord, writeRecord } from './record';
 import { startChaosMongo, startChaosRedis } from './stores';
 import { startWebhookReceiver } from './webhook-receiver';
 
@@ -85,14 +85,14 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
   process.once('SIGTERM', interrupt);
   try {
     const redis = await startChaosRedis(dir);
-    closers.unshift(redis.close);
+    closers.unshift(() => redis.close());
     const mongo = await startChaosMongo(dir);
-    closers.unshift(mongo.close);
+    closers.unshift(() => mongo.close());
     const receiver = await startWebhookReceiver();
-    closers.unshift(receiver.close);
+    closers.unshift(() => receiver.close());
     const apiPorts = [await freePort(), await freePort()];
     const balancer = await startBalancer(apiPorts);
-    closers.unshift(balancer.close);
+    closers.unshift(() => balancer.close());
     const fleetId = `chaos-${options.seed}-${randomBytes(3).toString('hex')}`;
     const peers: PlatformPeer[] = [];
     for (const platform of options.platforms) {
@@ -123,10 +123,10 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
       WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
       API_RATE_LIMIT_PER_MINUTE: '0',
       LOG_LEVEL: 'warn',
-      ...Object.assign({}, ...peers.map((peer) => peer.fleetEnv)),
+      ...Object.fromEntries(peers.flatMap((peer) => Object.entries(peer.fleetEnv))),
     };
     const fleet = startChaosFleet(layoutMembers({ apiPorts, workers: 3, workersPerHost: 2 }, env, dir), dir);
-    closers.unshift(fleet.close);
+    closers.unshift(() => fleet.close());
     const client = apiClient(balancer.url, API_KEY);
     const ready = await callUntilAnswered(client, Date.now() + 120_000, 'GET', '/readyz');
     if (ready?.status !== 200) throw new Error(`the fleet did not get ready: ${JSON.stringify(ready)}`);
@@ -255,7 +255,12 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
           if (delivery.botId === history.id) delivered.set(delivery.status, (delivered.get(delivery.status) ?? 0) + 1);
         return [...owed(history)]
           .filter(([status, count]) => (delivered.get(status) ?? 0) < count)
-          .map(([status, count]) => ({ botId: history.id, status, owed: count, delivered: delivered.get(status) ?? 0 }));
+          .map(([status, count]) => ({
+            botId: history.id,
+            status,
+            owed: count,
+            delivered: delivered.get(status) ?? 0,
+          }));
       });
     const webhookDeadline = Date.now() + WEBHOOK_WAIT_MS;
     while (missing().length && Date.now() < webhookDeadline) await sleep(1000);
@@ -338,7 +343,10 @@ function faultsByKind(
       api: answered ? answered.at - end : null,
       placement: placed !== undefined ? placed - end : null,
     };
-    entry.worstRecovery = { api: worse(entry.worstRecovery.api, recovery.api), placement: worse(entry.worstRecovery.placement, recovery.placement) };
+    entry.worstRecovery = {
+      api: worse(entry.worstRecovery.api, recovery.api),
+      placement: worse(entry.worstRecovery.placement, recovery.placement),
+    };
   }
   return byKind;
 }

@@ -59,12 +59,12 @@ export async function startChaosMongo(dir: string): Promise<Store> {
     faults: [
       {
         kind: 'mongodb:stop',
-        async begin() {
+        begin() {
           signal(peer, 'SIGSTOP');
-          return () => {
+          return Promise.resolve(() => {
             signal(peer, 'SIGCONT');
             return Promise.resolve();
-          };
+          });
         },
       },
       {
