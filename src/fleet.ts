@@ -165,7 +165,7 @@ export async function startFleet(
     const numbers = createBotNumbers(redis, prefix, models);
     // Redis may have lost its last writes (a restart without them on disk): numbers MongoDB holds stay taken.
     await numbers.catchUp();
-    const apiKeys = createApiKeys(models);
+    const apiKeys = createApiKeys(models, { redis, prefix });
     if (config.bootstrapApiKey) await apiKeys.ensure(config.bootstrapApiKey, 'admin');
     const bots = createBotsService({
       models,

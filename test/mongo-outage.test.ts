@@ -78,3 +78,21 @@ it('creates and places bots while MongoDB is down, and MongoDB holds all of it o
   const live = (await t.fleet.repo.liveBots()).map((entry) => entry.id);
   expect(live.sort()).toEqual([...ids].sort());
 });
+
+it('answers a create with an Idempotency-Key 503 naming the key while MongoDB is down, and creates it once MongoDB is back', async () => {
+  // The key's record lives in MongoDB: without it nothing is created (the chaos run found a 500 here).
+  const create = () =>
+    t.request('POST', '/api/bots', { body: { meeting: meetings.zoom }, headers: { 'idempotency-key': 'outage-1' } });
+  const port = Number(new URL(ferret.url).port);
+  await ferret.stop();
+
+  const refused = await create();
+  expect(refused.status).toBe(503);
+  expect(refused.body.error).toMatchObject({ code: 'UNAVAILABLE' });
+  expect(refused.body.error.message).toMatch(/Idempotency-Key: MongoDB does not answer/);
+
+  ferret = await startFerretDb(dir, port);
+  const created = await create();
+  expect(created.status).toBe(201);
+  expect((await create()).body.id).toBe(created.body.id);
+});

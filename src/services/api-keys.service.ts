@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { UnavailableError } from '../errors';
 import { withTimeout } from '../retry';
 import { Models } from '../store/models';
@@ -31,15 +32,36 @@ export const API_KEY_CACHE_MS = 30_000;
 /**
  * While MongoDB does not answer (within LOOKUP_TIMEOUT_MS), a key this process knew keeps its owner for
  * STALE_RETRY_MS more, then one request looks it up again: the fleet serves without MongoDB, and its clients
- * should not be refused for a database they do not need. A key never seen cannot be checked: 503.
+ * should not be refused for a database they do not need. A key this process never saw is looked up among the
+ * keys the fleet's processes found in MongoDB (`known`: the hash and owner only, in Redis, dropped when MongoDB
+ * says the key is gone, forgotten KNOWN_KEY_TTL_S after the last lookup found it), so a process started during
+ * the outage serves the fleet's clients too. A key no process found cannot be checked: 503.
  */
 const LOOKUP_TIMEOUT_MS = 1000;
 const STALE_RETRY_MS = 5000;
+const KNOWN_KEY_TTL_S = 24 * 3600;
 const ID_LENGTH = 12;
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
-export function createApiKeys({ ApiKey }: Models): ApiKeys {
+/** Where the fleet's processes share the keys they found (without it, each process knows only its own). */
+export interface KnownApiKeys {
+  redis: Redis;
+  prefix: string;
+}
+
+export function createApiKeys({ ApiKey }: Models, shared?: KnownApiKeys): ApiKeys {
   const cache = new Map<string, { owner: string | null; until: number }>();
+  const knownKey = (digest: string) => `${shared?.prefix}:api-keys:known:${digest}`;
+  /** Best effort: a Redis that does not answer only means a later outage finds fewer keys known. */
+  const remember = (digest: string, owner: string | null) =>
+    shared
+      ? (owner
+          ? shared.redis.set(knownKey(digest), owner, 'EX', KNOWN_KEY_TTL_S)
+          : shared.redis.del(knownKey(digest))
+        ).catch(() => undefined)
+      : undefined;
+  const knownOwner = async (digest: string) =>
+    shared ? await shared.redis.get(knownKey(digest)).catch(() => null) : null;
   const info = (doc: { _id: string; owner: string; createdAt: Date }): ApiKeyInfo => ({
     id: doc._id.slice(0, ID_LENGTH),
     owner: doc.owner,
@@ -60,14 +82,21 @@ export function createApiKeys({ ApiKey }: Models): ApiKeys {
       try {
         found = await withTimeout(ApiKey.findById(digest).lean().exec(), LOOKUP_TIMEOUT_MS);
       } catch (error) {
-        if (!cached)
-          throw new UnavailableError(
-            `cannot check the API key: MongoDB does not answer (${error instanceof Error ? error.message : String(error)})`,
-          );
-        cached.until = Date.now() + STALE_RETRY_MS;
-        return known(cached.owner);
+        if (cached) {
+          cached.until = Date.now() + STALE_RETRY_MS;
+          return known(cached.owner);
+        }
+        const owner = await knownOwner(digest);
+        if (owner) {
+          cache.set(digest, { owner, until: Date.now() + STALE_RETRY_MS });
+          return known(owner);
+        }
+        throw new UnavailableError(
+          `cannot check the API key: MongoDB does not answer (${error instanceof Error ? error.message : String(error)})`,
+        );
       }
       const owner = found?.owner ?? null;
+      await remember(digest, owner);
       if (cache.size > 10_000) cache.clear();
       // Unknown keys are cached briefly too, so a client hammering with a bad key costs no queries.
       cache.set(digest, { owner, until: Date.now() + (owner ? API_KEY_CACHE_MS : 2000) });
@@ -90,6 +119,7 @@ export function createApiKeys({ ApiKey }: Models): ApiKeys {
       if (matches.length !== 1) return null;
       await ApiKey.deleteOne({ _id: matches[0]._id });
       cache.delete(matches[0]._id);
+      await remember(matches[0]._id, null);
       return info(matches[0]);
     },
   };

@@ -205,6 +205,47 @@ export function createBotsService(deps: BotsServiceDeps) {
     return bot;
   };
 
+  /** One settling of an Idempotency-Key: the same bot for the same key and body, a conflict for another body. */
+  const createOnce = async (
+    owner: string,
+    input: CreateBotInput,
+    idempotencyKey: string,
+    requestHash: string,
+    recordId: string,
+  ) => {
+    for (let round = 0; round < 3; round++) {
+      const botId = new Types.ObjectId();
+      try {
+        await Idempotency.create({
+          _id: recordId,
+          owner,
+          key: idempotencyKey,
+          requestHash,
+          botId,
+          createdAt: new Date(),
+        });
+        const { bot, created, position } = await insertAndPlace(owner, botId, input, idempotencyKey);
+        return { bot: await present(bot, position), created };
+      } catch (error) {
+        if ((error as { code?: number }).code !== 11000) throw error;
+      }
+      const record = await Idempotency.findById(recordId).lean();
+      if (!record) continue; // removed after a failed placement: try again
+      if (Date.now() - record.createdAt.getTime() > IDEMPOTENCY_WINDOW_MS) {
+        await Idempotency.deleteOne({ _id: record._id });
+        continue;
+      }
+      if (record.requestHash !== requestHash) {
+        throw new IdempotencyConflictError('this Idempotency-Key was used with a different request body');
+      }
+      // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
+      // whichever request's insert lands is the one that answers 201.
+      const { bot, created, position } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
+      return { bot: await present(bot, position), created };
+    }
+    throw new UnavailableError('could not settle the Idempotency-Key; retry');
+  };
+
   return {
     /** The bot id an id or a bot number (as a URL may give it) names; anything else is returned as it is. */
     async resolveId(idOrNumber: string) {
@@ -220,37 +261,14 @@ export function createBotsService(deps: BotsServiceDeps) {
       }
       const requestHash = createHash('sha256').update(stableJson(input)).digest('hex');
       const recordId = idempotencyRecordId(owner, idempotencyKey);
-      for (let round = 0; round < 3; round++) {
-        const botId = new Types.ObjectId();
-        try {
-          await Idempotency.create({
-            _id: recordId,
-            owner,
-            key: idempotencyKey,
-            requestHash,
-            botId,
-            createdAt: new Date(),
-          });
-          const { bot, created, position } = await insertAndPlace(owner, botId, input, idempotencyKey);
-          return { bot: await present(bot, position), created };
-        } catch (error) {
-          if ((error as { code?: number }).code !== 11000) throw error;
-        }
-        const record = await Idempotency.findById(recordId).lean();
-        if (!record) continue; // removed after a failed placement: try again
-        if (Date.now() - record.createdAt.getTime() > IDEMPOTENCY_WINDOW_MS) {
-          await Idempotency.deleteOne({ _id: record._id });
-          continue;
-        }
-        if (record.requestHash !== requestHash) {
-          throw new IdempotencyConflictError('this Idempotency-Key was used with a different request body');
-        }
-        // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
-        // whichever request's insert lands is the one that answers 201.
-        const { bot, created, position } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
-        return { bot: await present(bot, position), created };
+      try {
+        return await createOnce(owner, input, idempotencyKey, requestHash, recordId);
+      } catch (error) {
+        // The key's record lives in MongoDB: without it the key cannot be settled, and nothing was created.
+        if (error instanceof Error && error.name.startsWith('Mongo') && (error as { code?: number }).code !== 11000)
+          throw new UnavailableError(`cannot settle the Idempotency-Key: MongoDB does not answer (${error.message})`);
+        throw error;
       }
-      throw new UnavailableError('could not settle the Idempotency-Key; retry');
     },
 
     async get(owner: string, botId: string) {

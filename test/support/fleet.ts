@@ -1,6 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import mongoose from 'mongoose';
@@ -184,13 +184,19 @@ export interface FleetProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** The built fleet: beside this file's tree when it runs from dist/ (the chaos run), else in dist/ (jest). */
+const FLEET_MAIN =
+  ['../../dist/src/main.js', '../../src/main.js']
+    .map((relative) => path.resolve(__dirname, relative))
+    .find((candidate) => existsSync(candidate)) ?? path.resolve(__dirname, '../../dist/src/main.js');
+
 export function spawnFleetProcess(
   role: 'all' | 'api' | 'worker',
   env: Record<string, string>,
   cwd?: string,
 ): FleetProcess {
   let output = '';
-  const child = spawn(process.execPath, [path.resolve(__dirname, '../../dist/src/main.js'), role], {
+  const child = spawn(process.execPath, [FLEET_MAIN, role], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

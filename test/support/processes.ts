@@ -35,6 +35,11 @@ export function childrenNamed(parent: number, comm: string): number[] {
  * deployment: the `sh -c` wrapper and the bot share one). Read from each process's environment (its token).
  */
 export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<number>> {
+  return botProcessGroupsWhere((botId) => botIds.has(botId));
+}
+
+/** The same, for the bot processes whose bot id and environment (`/proc/<pid>/environ`) `keep` accepts. */
+export function botProcessGroupsWhere(keep: (botId: string, environ: string) => boolean): Map<string, Set<number>> {
   const groups = new Map<string, Set<number>>();
   for (const pid of pids()) {
     let environ: string;
@@ -47,7 +52,7 @@ export function botProcessGroups(botIds: ReadonlySet<string>): Map<string, Set<n
       MILO_AUTH_TOKEN: /(?:^|\0)MILO_AUTH_TOKEN=([^\0]*)/.exec(environ)?.[1],
       BOT_ID: /(?:^|\0)BOT_ID=([^\0]*)/.exec(environ)?.[1],
     });
-    const info = botId && botIds.has(botId) ? stat(pid) : null;
+    const info = botId && keep(botId, environ) ? stat(pid) : null;
     if (!botId || !info) continue;
     if (!groups.has(botId)) groups.set(botId, new Set());
     groups.get(botId)!.add(info.pgid);

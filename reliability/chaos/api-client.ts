@@ -1,0 +1,60 @@
+import { request } from 'undici';
+
+/** The run's client of the fleet's API (through the balancer), as a customer's program would call it. */
+export interface ApiAnswer<Body = unknown> {
+  status: number;
+  body: Body;
+}
+
+export interface ApiClient {
+  call<Body = unknown>(
+    method: 'GET' | 'POST' | 'DELETE',
+    route: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<ApiAnswer<Body>>;
+}
+
+export function apiClient(url: string, apiKey: string, timeoutMs = 15_000): ApiClient {
+  return {
+    async call<Body>(method: 'GET' | 'POST' | 'DELETE', route: string, body?: unknown, headers = {}) {
+      const response = await request(url + route, {
+        method,
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      const text = await response.body.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON: kept as text
+      }
+      return { status: response.statusCode, body: parsed as Body };
+    },
+  };
+}
+
+/** Calls until an answer below 500 arrives (a network error or a 5xx is tried again), up to `deadlineMs`. */
+export async function callUntilAnswered<Body>(
+  client: ApiClient,
+  deadlineMs: number,
+  ...args: Parameters<ApiClient['call']>
+): Promise<ApiAnswer<Body> | null> {
+  for (let delay = 200; Date.now() < deadlineMs; delay = Math.min(delay * 2, 3000)) {
+    try {
+      const answer = await client.call<Body>(...args);
+      if (answer.status < 500) return answer;
+    } catch {
+      // no answer: tried again
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
+  }
+  return null;
+}
