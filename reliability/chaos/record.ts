@@ -8,6 +8,9 @@ export interface RunRecord {
   seed: number;
   minutes: number;
   platforms: Array<{ name: string; limit: number }>;
+  /** How Redis ran (`single` or `sentinel`) and how the fleet reached its peers (`toxiproxy` or `direct`). */
+  redis: 'single' | 'sentinel';
+  network: 'toxiproxy' | 'direct';
   startedAt: string;
   /** Wall-clock seconds: the loaded, faulted part; the settling after it; the whole run with startup. */
   seconds: { load: number; settle: number; total: number };

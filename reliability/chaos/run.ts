@@ -13,7 +13,8 @@ import { directPaths, NetworkPaths, PlatformPeer } from './platform-peer';
 import { PEER_LIMITS, PEER_STARTERS } from './peers/registry';
 import { Random } from './random';
 import { invariantsOf, Recovery, RunRecord, writeRecord } from './record';
-import { startChaosMongo, startChaosRedis } from './stores';
+import { startChaosMongo, startChaosRedis, startChaosSentinelRedis } from './stores';
+import { startToxiproxy } from './toxiproxy';
 import { startWebhookReceiver } from './webhook-receiver';
 
 export interface RunOptions {
@@ -21,8 +22,13 @@ export interface RunOptions {
   seed: number;
   platforms: string[];
   resultsDir: string;
-  /** The network paths the run can break (Toxiproxy's); straight connections by default. */
-  paths?: NetworkPaths;
+  /**
+   * `toxiproxy`: the fleet reaches Redis, MongoDB and each platform's API through Toxiproxy, whose faults
+   * join the run's; `direct`: straight connections, no network faults.
+   */
+  network: 'toxiproxy' | 'direct';
+  /** `single`: one Redis, killed and restarted on its append-only file; `sentinel`: a primary, a replica and three sentinels, failed over. */
+  redis: 'single' | 'sentinel';
   log?: (line: string) => void;
 }
 
@@ -69,7 +75,8 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
     throw new Error(`no peer for ${unknown.join(', ')}: supported are ${Object.keys(PEER_STARTERS).join(', ')}`);
   const began = Date.now();
   const dir = mkdtempSync(path.join(os.tmpdir(), `meeboter-chaos-${options.seed}-`));
-  const paths = options.paths ?? directPaths;
+  let paths: NetworkPaths = directPaths;
+  const opened = new Set<string>();
   const closers: Array<() => Promise<void>> = [];
   const violations = new Violations();
   let finished = false;
@@ -84,7 +91,20 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   try {
-    const redis = await startChaosRedis(dir);
+    if (options.network === 'toxiproxy') {
+      const toxiproxy = await startToxiproxy(path.join(dir, 'toxiproxy'));
+      closers.unshift(() => toxiproxy.close());
+      // Each path opened (by the run or a peer) brings its faults.
+      paths = { ...toxiproxy, open: (name, upstream) => (opened.add(name), toxiproxy.open(name, upstream)) };
+    }
+    const redis =
+      options.redis === 'sentinel'
+        ? await startChaosSentinelRedis(dir)
+        : await (async () => {
+            const single = await startChaosRedis(dir);
+            const address = await paths.open('redis', new URL(single.url).host);
+            return { ...single, env: { REDIS_URL: `redis://${address}` } };
+          })();
     closers.unshift(() => redis.close());
     const mongo = await startChaosMongo(dir);
     closers.unshift(() => mongo.close());
@@ -107,12 +127,10 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
       peers.push(peer);
       closers.unshift(() => peer.close());
     }
-    closers.unshift(() => paths.close());
-    const redisAddress = await paths.open('redis', new URL(redis.url).host);
     const mongoAddress = await paths.open('mongodb', new URL(mongo.url).host);
     const env: Record<string, string> = {
       ...Object.fromEntries(Object.entries(TIMINGS).map(([name, value]) => [name, String(value)])),
-      REDIS_URL: `redis://${redisAddress}`,
+      ...redis.env,
       MONGODB_URI: `mongodb://${mongoAddress}/meeboter_chaos`,
       REDIS_PREFIX: `chaos_${randomBytes(3).toString('hex')}`,
       FLEET_ID: fleetId,
@@ -142,7 +160,9 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
       ...redis.faults,
       ...mongo.faults,
       ...peers.flatMap((peer) => peer.faults),
-      ...['redis', 'mongodb'].flatMap((name) => paths.faultsOf(name)),
+      // The fleet cut off from Redis is a fault of Redis as the API sees it: 5xx are allowed in its window.
+      ...paths.faultsOf('redis').map((fault) => ({ ...fault, redis: true })),
+      ...[...opened].filter((name) => name !== 'redis').flatMap((name) => paths.faultsOf(name)),
     ];
     const runMs = options.minutes * 60_000;
     const plan = planFaults(faults, faultRandom, {
@@ -277,6 +297,8 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
       seed: options.seed,
       minutes: options.minutes,
       platforms: peers.map((peer) => ({ name: peer.platform, limit: peer.limit })),
+      redis: options.redis,
+      network: options.network,
       startedAt: new Date(began).toISOString(),
       seconds: {
         load: Math.round((loadEnded - startedAt) / 1000),

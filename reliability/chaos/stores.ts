@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { freePort, StartedPeer, startFerretDb, startRedis } from '../../src/peers';
+import { startRedisSentinel } from '../../test/support/redis-sentinel';
 import { Fault, sleep } from './faults';
 
 /**
@@ -47,6 +48,35 @@ export async function startChaosRedis(dir: string): Promise<Store> {
       },
     ],
     close: () => peer.stop(),
+  };
+}
+
+/**
+ * Redis as production runs it with high availability: a primary and a replica, both with their append-only
+ * file, and three sentinels. Its fault kills the primary: the sentinels promote the replica, the fleet
+ * follows them, and what the asynchronous replica had not received is rebuilt from MongoDB by the fleet's
+ * recovery; at the fault's end the killed server comes back on its file as the new primary's replica. The
+ * fleet reaches the servers at the addresses the sentinels name, so no network path of the run's is in
+ * between.
+ */
+export async function startChaosSentinelRedis(
+  dir: string,
+): Promise<{ env: Record<string, string> } & Omit<Store, 'url'>> {
+  const ha = await startRedisSentinel({ dir: path.join(dir, 'redis-sentinel') });
+  return {
+    env: ha.env,
+    faults: [
+      {
+        kind: 'redis:failover',
+        redis: true,
+        async begin() {
+          const old = await ha.killPrimary();
+          await ha.failedOver(old, 60_000);
+          return () => ha.restartKilled();
+        },
+      },
+    ],
+    close: () => ha.close(),
   };
 }
 
