@@ -17,12 +17,13 @@ let redis: StartedPeer;
 let a: TestFleet;
 let b: TestFleet;
 let stopped = false;
+let shared: Record<string, string>;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-idempotency-outage-'));
 
 beforeAll(async () => {
   ferret = await startFerretDb(path.join(dir, 'ferret'));
   redis = await startRedis(path.join(dir, 'redis'));
-  const shared = { MONGODB_URI: ferret.url, REDIS_URL: redis.url, REDIS_PREFIX: uniqueName('idem'), __DB: 'idem_test' };
+  shared = { MONGODB_URI: ferret.url, REDIS_URL: redis.url, REDIS_PREFIX: uniqueName('idem'), __DB: 'idem_test' };
   a = await startTestFleet(shared);
   b = await startTestFleet(shared);
 });
@@ -126,4 +127,16 @@ it('a key is kept for its window; once past it, the key makes a new bot, and Mon
   const retried = await create(a, 'window-1', { displayName: 'Window' });
   expect(retried.status).toBe(200);
   expect(retried.body.id).toBe(second.body.id);
+});
+
+it('a process starting on a wiped Redis puts the keys MongoDB holds back before any create', async () => {
+  const recordId = idempotencyRecordId('owner-a', 'wipe-1');
+  await a.fleet.redis.flushall();
+  const c = await startTestFleet(shared);
+  try {
+    const held = await c.fleet.redis.get(`${a.env.REDIS_PREFIX}:idempotency:${recordId}`);
+    expect(JSON.parse(held!).botId).toBe(String((await a.fleet.models.Idempotency.findById(recordId))!.botId));
+  } finally {
+    await c.fleet.shutdown.close();
+  }
 });
