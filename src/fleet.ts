@@ -39,6 +39,7 @@ import { createBotLogs } from './store/bot-logs';
 import { createBotNumbers } from './store/bot-numbers';
 import { botRecordCodec, createBotRepository, BotRepository } from './store/bot.repository';
 import { createFlusher, Flusher } from './store/flusher';
+import { createIdempotencyKeys } from './store/idempotency-keys';
 import { createLiveState, LiveState } from './store/live-state';
 import { keptFleetId } from './store/fleet-identity';
 import { createModels, Models } from './store/models';
@@ -136,6 +137,7 @@ export async function startFleet(
       bots: models.Bot.collection as never,
       events: models.BotEvent.collection,
       live: models.LiveBot.collection as never,
+      claims: models.Idempotency.collection as never,
       partitions: changes.partitions,
       codec: botRecordCodec,
     });
@@ -165,11 +167,14 @@ export async function startFleet(
     const numbers = createBotNumbers(redis, prefix, models);
     // Redis may have lost its last writes (a restart without them on disk): numbers MongoDB holds stay taken.
     await numbers.catchUp();
+    const idempotencyKeys = createIdempotencyKeys(redis, prefix, models);
+    // A Redis that lost its data gets the Idempotency-Keys MongoDB holds back while MongoDB answers.
+    await idempotencyKeys.restore();
     const apiKeys = createApiKeys(models, { redis, prefix });
     if (config.bootstrapApiKey) await apiKeys.ensure(config.bootstrapApiKey, 'admin');
     const bots = createBotsService({
-      models,
       repo,
+      idempotencyKeys,
       lifecycle,
       placement,
       liveState,

@@ -17,9 +17,10 @@ import { BotChat } from '../store/bot-chat';
 import { BotLogs, LogEntry, LogLevel } from '../store/bot-logs';
 import { BOT_NUMBER_PATTERN, BotNumbers } from '../store/bot-numbers';
 import { metadataFromRecord, toBotConfig, toBotJson, toEventJson, toImageConfig } from '../store/bot.mapper';
-import { BotRepository } from '../store/bot.repository';
+import { BotRepository, ClaimTakenError } from '../store/bot.repository';
+import { IdempotencyKeys, IdempotencyRecord } from '../store/idempotency-keys';
 import { LiveState } from '../store/live-state';
-import { BotDoc, idempotencyRecordId, Models, SpeakerTimeframe } from '../store/models';
+import { BotDoc, idempotencyRecordId, SpeakerTimeframe } from '../store/models';
 import { RecordingLinks } from '../recordings/recording-links';
 import { ScreenshotInfo, ScreenshotStore } from '../recordings/screenshots';
 import { DestinationCheck } from '../webhooks/destination';
@@ -48,8 +49,8 @@ export interface StatusReport {
 }
 
 export interface BotsServiceDeps {
-  models: Models;
   repo: BotRepository;
+  idempotencyKeys: IdempotencyKeys;
   lifecycle: Lifecycle;
   placement: Placement;
   liveState: LiveState;
@@ -65,11 +66,14 @@ export interface BotsServiceDeps {
   leaveGraceMs: number;
 }
 
-const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+/** An Idempotency-Key a create takes with its bot: its record's id, and the record. */
+interface KeyTaken {
+  recordId: string;
+  record: IdempotencyRecord;
+}
 
 export function createBotsService(deps: BotsServiceDeps) {
-  const { repo, lifecycle, placement, liveState } = deps;
-  const { Idempotency } = deps.models;
+  const { repo, lifecycle, placement, liveState, idempotencyKeys } = deps;
 
   /** The bot as clients see it; `knownPosition`, its place in the queue when the caller just queued it. */
   const present = async (bot: BotDoc, knownPosition?: number) => {
@@ -114,13 +118,11 @@ export function createBotsService(deps: BotsServiceDeps) {
     return bot;
   };
 
-  /** Records the bot (if absent) and hands it to placement; 503 with nothing kept if either cannot be done. */
-  const insertAndPlace = async (
-    owner: string,
-    botId: Types.ObjectId,
-    input: CreateBotInput,
-    idempotencyKey?: string,
-  ) => {
+  /**
+   * Records the bot (if absent), taking `key` in the same step, and hands it to placement; 503 with nothing
+   * kept if either cannot be done. A key held already rejects with ClaimTakenError, nothing written.
+   */
+  const insertAndPlace = async (owner: string, botId: Types.ObjectId, input: CreateBotInput, key?: KeyTaken) => {
     const now = new Date();
     const scheduled = input.joinAt !== undefined && input.joinAt.getTime() > now.getTime();
     const number = await deps.numbers.next().catch((error) => {
@@ -143,19 +145,22 @@ export function createBotsService(deps: BotsServiceDeps) {
       statusVersion: 0,
       statusChangedAt: now,
     };
-    // only the record that points at this bot (a rare path, so the filter beyond _id is affordable)
+    // only if the key names this bot
     const forgetKey = async () => {
-      if (idempotencyKey)
-        await Idempotency.deleteOne({ _id: idempotencyRecordId(owner, idempotencyKey), botId }).catch(() => undefined);
+      if (key) await idempotencyKeys.forget(key.recordId, String(botId)).catch(() => undefined);
     };
     try {
       // The flusher marks it in the live index as it writes the new bot (see BotRepository.insert).
-      await repo.insert(doc, { type: 'status', status: doc.status, at: now, data: { source: 'client' } });
+      await repo.insert(
+        doc,
+        { type: 'status', status: doc.status, at: now, data: { source: 'client' } },
+        key && idempotencyKeys.claim({ _id: key.recordId, ...key.record }),
+      );
     } catch (error) {
+      if (error instanceof ClaimTakenError) throw error;
       if ((error as { code?: number }).code === 11000)
         return { bot: (await repo.findById(String(botId)))!, created: false };
       logger.error('could not record a new bot', { botId: String(botId), error: String(error) });
-      await forgetKey();
       throw new UnavailableError('the bot store (Redis) is unavailable; nothing was created, retry later');
     }
     let position: number | undefined;
@@ -205,7 +210,11 @@ export function createBotsService(deps: BotsServiceDeps) {
     return bot;
   };
 
-  /** One settling of an Idempotency-Key: the same bot for the same key and body, a conflict for another body. */
+  /**
+   * One settling of an Idempotency-Key, in Redis alone: the key is taken in the step that creates its bot, so
+   * of concurrent creates (in any process) exactly one wins; the others answer its bot, or 409 for another
+   * body.
+   */
   const createOnce = async (
     owner: string,
     input: CreateBotInput,
@@ -214,33 +223,25 @@ export function createBotsService(deps: BotsServiceDeps) {
     recordId: string,
   ) => {
     for (let round = 0; round < 3; round++) {
-      const botId = new Types.ObjectId();
-      try {
-        await Idempotency.create({
-          _id: recordId,
-          owner,
-          key: idempotencyKey,
-          requestHash,
-          botId,
-          createdAt: new Date(),
-        });
-        const { bot, created, position } = await insertAndPlace(owner, botId, input, idempotencyKey);
-        return { bot: await present(bot, position), created };
-      } catch (error) {
-        if ((error as { code?: number }).code !== 11000) throw error;
-      }
-      const record = await Idempotency.findById(recordId).lean();
-      if (!record) continue; // removed after a failed placement: try again
-      if (Date.now() - record.createdAt.getTime() > IDEMPOTENCY_WINDOW_MS) {
-        await Idempotency.deleteOne({ _id: record._id });
-        continue;
+      const record = await idempotencyKeys.read(recordId);
+      if (!record) {
+        const botId = new Types.ObjectId();
+        const mine = { owner, key: idempotencyKey, requestHash, botId: String(botId), createdAt: Date.now() };
+        try {
+          const { bot, created, position } = await insertAndPlace(owner, botId, input, { recordId, record: mine });
+          return { bot: await present(bot, position), created };
+        } catch (error) {
+          if (error instanceof ClaimTakenError) continue; // another create won the key: answer as it did
+          throw error;
+        }
       }
       if (record.requestHash !== requestHash) {
         throw new IdempotencyConflictError('this Idempotency-Key was used with a different request body');
       }
-      // The first request may still be inserting: finishing its insert is idempotent (same bot id), and
-      // whichever request's insert lands is the one that answers 201.
-      const { bot, created, position } = await insertAndPlace(owner, record.botId, input, idempotencyKey);
+      const existing = await repo.findById(record.botId);
+      if (existing) return { bot: await present(existing), created: false };
+      // Its bot was undone (a failed placement) after the key was read: made again under the same id.
+      const { bot, created, position } = await insertAndPlace(owner, new Types.ObjectId(record.botId), input);
       return { bot: await present(bot, position), created };
     }
     throw new UnavailableError('could not settle the Idempotency-Key; retry');
@@ -264,8 +265,8 @@ export function createBotsService(deps: BotsServiceDeps) {
       try {
         return await createOnce(owner, input, idempotencyKey, requestHash, recordId);
       } catch (error) {
-        // The key's record lives in MongoDB: without it the key cannot be settled, and nothing was created.
-        if (error instanceof Error && error.name.startsWith('Mongo') && (error as { code?: number }).code !== 11000)
+        // Only after Redis lost its data does a key need MongoDB (its records are put back from there first).
+        if (error instanceof Error && error.name.startsWith('Mongo'))
           throw new UnavailableError(`cannot settle the Idempotency-Key: MongoDB does not answer (${error.message})`);
         throw error;
       }

@@ -19,7 +19,9 @@ export interface BotChanges {
   read<T>(botId: string): Promise<Live<T> | null>;
   /**
    * Sets the document if the bot is still at `expectedVersion` (0: it must not exist yet) and appends the
-   * change to the bot's partition stream; otherwise answers the version found.
+   * change to the bot's partition stream; otherwise answers the version found. With a `claim`, only if its
+   * key is free too (else answers what holds it): the key is then set in the same step, and its record
+   * appended to the stream, for the flusher to keep in MongoDB.
    */
   apply(
     botId: string,
@@ -28,7 +30,8 @@ export interface BotChanges {
     event?: object,
     expireMs?: number,
     alongside?: KeyChange[],
-  ): Promise<Applied | Conflict>;
+    claim?: Claim,
+  ): Promise<Applied | Conflict | Taken>;
   /**
    * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
    * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
@@ -91,6 +94,9 @@ export type KeyChange =
   | { op: 'ztrim' | 'pexpire'; key: string; score: number }
   | { op: 'publish' | 'set'; key: string; member: string };
 
+/** What the APPLY script takes: the key changes, and a claim as one of them. */
+type ScriptChange = KeyChange | { op: 'claim'; key: string; score: number; member: string };
+
 /** Queues the key changes on a MULTI or pipeline. */
 export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes: KeyChange[]): T {
   for (const change of changes) {
@@ -104,6 +110,17 @@ export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes:
     else if (change.op === 'publish') batch.publish(change.key, change.member);
   }
   return batch;
+}
+
+/**
+ * A key that must be free for the change to be made, then holds `value` (a JSON object) for `lifetimeMs`: an
+ * Idempotency-Key taken by the bot it creates. The value also goes to the bot's partition stream, so that the
+ * flusher keeps it in MongoDB (the record a Redis that lost its data is rebuilt from).
+ */
+export interface Claim {
+  key: string;
+  value: string;
+  lifetimeMs: number;
 }
 
 export type StreamRecord =
@@ -129,6 +146,11 @@ export interface Applied {
 
 export interface Conflict {
   conflict: { version: number };
+}
+
+/** A claim's key was held already: by `value`. */
+export interface Taken {
+  taken: { value: string };
 }
 
 export type Updated<T> = Applied & { doc: T };
@@ -165,13 +187,20 @@ export function partitionOf(botId: string, partitions: number): number {
 /**
  * KEYS: bot hash, partition stream, then the key (or channel) of each key change. ARGV: botId, expected version, doc
  * JSON, event JSON or '', ms to expire after (0: never), the number of key changes, then op, score ('' but
- * for zadd, ztrim and pexpire) and member ('' for ztrim and pexpire) of each. The time comes from Redis so that versions and times agree across processes
- * with skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not.
+ * for zadd, ztrim, pexpire and claim) and member ('' for ztrim and pexpire) of each. The time comes from Redis so that versions and times agree across processes
+ * with skewed clocks. A bot Redis did not hold is new (an insert); one seeded from MongoDB is not. A `claim`
+ * (see Claim) is checked before anything is written: a key held already answers {2, its value}.
  */
 const APPLY = new RedisScript(`
 local stored = redis.call('HGET', KEYS[1], 'version')
 local current = tonumber(stored or '0')
 if current ~= tonumber(ARGV[2]) then return {0, current} end
+for i = 1, tonumber(ARGV[6]) do
+  if ARGV[4 + 3 * i] == 'claim' then
+    local held = redis.call('GET', KEYS[2 + i])
+    if held then return {2, held} end
+  end
+end
 local now = redis.call('TIME')
 local at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
 local version = string.format('%d', current + 1)
@@ -194,6 +223,9 @@ for i = 1, tonumber(ARGV[6]) do
   elseif op == 'ztrim' then redis.call('ZREMRANGEBYSCORE', key, '-inf', score)
   elseif op == 'pexpire' then redis.call('PEXPIRE', key, score)
   elseif op == 'set' then redis.call('SET', key, member)
+  elseif op == 'claim' then
+    redis.call('SET', key, member, 'PX', score)
+    redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'kind', 'claim', 'claim', member)
   else redis.call('PUBLISH', key, member) end
 end
 return {1, version, at, id}`);
@@ -256,8 +288,11 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       if (version === null || doc === null) return null;
       return { doc: JSON.parse(doc) as T, version: Number(version), at: Number(at) };
     },
-    async apply(botId, expectedVersion, doc, event, expireMs = 0, alongside = []) {
+    async apply(botId, expectedVersion, doc, event, expireMs = 0, keyChanges = [], claim) {
       const partition = partitionOf(botId, partitions);
+      const alongside: ScriptChange[] = claim
+        ? [...keyChanges, { op: 'claim', key: claim.key, score: claim.lifetimeMs, member: claim.value }]
+        : keyChanges;
       const answer = (await APPLY.run(
         redis,
         2 + alongside.length,
@@ -275,8 +310,9 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
           'score' in change ? change.score : '',
           'member' in change ? change.member : '',
         ]),
-      )) as [number, number] | [number, string, string, string];
+      )) as [number, number | string] | [number, string, string, string];
       if (answer[0] === 0) return { conflict: { version: Number(answer[1]) } };
+      if (answer[0] === 2) return { taken: { value: String(answer[1]) } };
       const [, version, at, id] = answer as [number, string, string, string];
       return { version: Number(version), at: Number(at), mark: { partition, id } };
     },
@@ -322,7 +358,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
           decision.expireMs,
           decision.alongside,
         );
-        if (!('conflict' in result)) return { ...result, doc: decision.doc };
+        if ('version' in result) return { ...result, doc: decision.doc };
       }
       throw new UpdateConflictError(botId, maxAttempts);
     },

@@ -2,8 +2,9 @@ import { QueryFilter, Types } from 'mongoose';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
-import { BotChanges, Change, KeyChange, Live } from './bot-changes';
+import { BotChanges, Change, Claim, KeyChange, Live } from './bot-changes';
 import { eventsOfEntries, RecordCodec } from './flusher';
+import { claimRecord } from './idempotency-keys';
 import { BotDoc, BotEventDoc, Models } from './models';
 
 /**
@@ -15,9 +16,10 @@ import { BotDoc, BotEventDoc, Models } from './models';
 export interface BotRepository {
   /**
    * Creates the bot, records `event` as its first and (unless it has ended) marks it in the live index, in one
-   * Redis step that also makes its number name it; a bot of that id already there rejects with code 11000.
+   * Redis step that also makes its number name it, and takes `claim`'s key; a bot of that id already there
+   * rejects with code 11000, a claim's key taken already with ClaimTakenError.
    */
-  insert(bot: BotDoc, event?: Omit<BotEventDoc, '_id' | 'botId'>): Promise<BotDoc>;
+  insert(bot: BotDoc, event?: Omit<BotEventDoc, '_id' | 'botId'>, claim?: Claim): Promise<BotDoc>;
   findById(id: string): Promise<BotDoc | null>;
   findForOwner(ownerId: string, id: string): Promise<BotDoc | null>;
   list(ownerId: string, filter: ListFilter): Promise<BotDoc[]>;
@@ -109,7 +111,15 @@ export const botRecordCodec: RecordCodec = {
     ...(typeof at === 'string' ? { at: new Date(at) } : {}),
   }),
   liveSince: (doc) => (isTerminal(doc.status as BotStatus) ? null : new Date(doc.createdAt as string)),
+  claim: claimRecord,
 };
+
+/** The key of a claim was held already, by `value`: nothing was written. */
+export class ClaimTakenError extends Error {
+  constructor(readonly value: string) {
+    super('the key is taken');
+  }
+}
 
 /** The events query's order: time, then position in the bot's stream, then id. */
 function inHistoryOrder(a: BotEventDoc, b: BotEventDoc): number {
@@ -201,11 +211,12 @@ export function createBotRepository(
   };
 
   return {
-    async insert(bot, event) {
+    async insert(bot, event, claim) {
       const id = String(bot._id);
       const alongside: KeyChange[] = bot.number ? [{ op: 'set', key: changes.numberKey(bot.number), member: id }] : [];
-      const result = await changes.apply(id, 0, asChange(bot), event && withTextData(event), 0, alongside);
+      const result = await changes.apply(id, 0, asChange(bot), event && withTextData(event), 0, alongside, claim);
       if ('conflict' in result) throw Object.assign(new Error(`bot ${id} exists already`), { code: 11000 });
+      if ('taken' in result) throw new ClaimTakenError(result.taken.value);
       return bot;
     },
     findById,

@@ -20,7 +20,9 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  *   that lost its lease, never takes a bot back;
  * - an event's `_id` is derived from (bot, version, time of the change), or chosen by its writer before it
  *   entered the stream, so a replayed event is a duplicate and ignored;
- * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete.
+ * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete;
+ * - a claim (an Idempotency-Key, bot-changes.ts `Claim`) is an insert; a duplicate replaces only an older
+ *   record of its key (one that expired and was claimed again).
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
  * `{ ...event, _id: eventId(botId, version, at), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
@@ -64,7 +66,12 @@ export interface RecordCodec {
   event(event: Record<string, unknown>): mongo.Document;
   /** For a new bot that has not ended, since when it is live: it is marked in the live index then. */
   liveSince?(doc: Record<string, unknown>): Date | null;
+  /** A claim's record; it must hold its `_id` and a `createdAt` date. */
+  claim?(record: Record<string, unknown>): ClaimRecord;
 }
+
+/** A claim as the flusher stores it (see `RecordCodec.claim`). */
+export type ClaimRecord = { _id: string; createdAt: Date } & mongo.Document;
 
 const asItIs: RecordCodec = { id: (botId) => botId, bot: (doc) => doc, event: (event) => event };
 
@@ -75,6 +82,8 @@ export interface FlusherOptions {
   events: mongo.Collection;
   /** The live index (bot-changes.ts `append` marks and unmarks bots in it), where there is one. */
   live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
+  /** Where claims are kept, where there are any (the Idempotency-Keys). */
+  claims?: mongo.Collection<ClaimRecord>;
   /** Must match the writers' (createBotChanges). */
   partitions?: number;
   codec?: RecordCodec;
@@ -194,9 +203,10 @@ interface VersionEntry {
   event?: Record<string, unknown>;
 }
 
-/** What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`). */
+/** What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim. */
 type RecordEntry =
   | { id: string; botId: string; kind: 'event'; event: Record<string, unknown> }
+  | { id: string; botId: string; kind: 'claim'; claim: Record<string, unknown> }
   | { id: string; botId: string; kind: 'live'; at: Date }
   | { id: string; botId: string; kind: 'unlive' };
 
@@ -216,6 +226,7 @@ function parse([id, fields]: RawEntry): Entry | null {
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   const botId = f.bot;
   if (f.kind === 'event') return { id, botId, kind: 'event', event: parseRecord(f.event) };
+  if (f.kind === 'claim') return { id, botId, kind: 'claim', claim: parseRecord(f.claim) };
   if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
   if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
   return {
@@ -300,6 +311,7 @@ interface Collections {
   bots: mongo.Collection<BotRecord>;
   events: mongo.Collection;
   live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
+  claims?: mongo.Collection<ClaimRecord>;
 }
 
 /** The events of these entries, as MongoDB stores them. */
@@ -331,12 +343,12 @@ export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec): mon
 }
 
 /**
- * One batch as few MongoDB commands: events, live-index marks, new bots, then each changed bot's latest
- * document once, then unmarks. In any order would do: nothing is acknowledged before all of it is written,
- * and each write is idempotent.
+ * One batch as few MongoDB commands: events, live-index marks, claims, new bots, then each changed bot's
+ * latest document once, then unmarks. In any order would do: nothing is acknowledged before all of it is
+ * written, and each write is idempotent.
  */
 async function write(
-  { bots, events, live }: Collections,
+  { bots, events, live, claims }: Collections,
   codec: RecordCodec,
   entries: Entry[],
   updating: OneAtATime,
@@ -363,6 +375,13 @@ async function write(
     await insertAll(
       live,
       marks.map(([botId, since]) => ({ _id: codec.id(botId), createdAt: since! })),
+    );
+
+  if (claims && codec.claim)
+    await writeClaims(
+      claims,
+      entries.flatMap((entry) => (entry.kind === 'claim' ? [codec.claim!(entry.claim)] : [])),
+      updating,
     );
 
   // The bot's id is the `_id`, whatever the document says.
@@ -398,6 +417,32 @@ async function write(
   if (live && unmarks.length > 0) await live.deleteMany(anyOf(unmarks));
 }
 
+/**
+ * Inserts the claims; one whose key MongoDB holds already (a replay, or a key that expired and was claimed
+ * again) replaces the record only if that is older. Replacements are updates: at most 99 to a command, one
+ * command at a time (see MAX_UPDATES_PER_COMMAND).
+ */
+async function writeClaims(
+  claims: mongo.Collection<ClaimRecord>,
+  records: ClaimRecord[],
+  updating: OneAtATime,
+): Promise<void> {
+  if (records.length === 0) return;
+  const duplicates = await insertAll(claims, records);
+  const newer = records.filter((_, index) => duplicates.has(index));
+  for (const chunk of chunks(newer, MAX_UPDATES_PER_COMMAND)) {
+    await updating(() =>
+      claims.bulkWrite(
+        chunk.map(({ _id, ...record }) => ({
+          // named by a top-level `_id` condition, as `olderThan`
+          updateOne: { filter: { _id, createdAt: { $lt: record.createdAt } }, update: { $set: record } },
+        })),
+        { ordered: false },
+      ),
+    );
+  }
+}
+
 interface PartitionState {
   held: boolean;
   lastError?: string;
@@ -407,7 +452,12 @@ interface PartitionState {
 
 export function createFlusher(options: FlusherOptions): Flusher {
   const { redis, prefix } = options;
-  const collections: Collections = { bots: options.bots, events: options.events, live: options.live };
+  const collections: Collections = {
+    bots: options.bots,
+    events: options.events,
+    live: options.live,
+    claims: options.claims,
+  };
   const partitions = options.partitions ?? 4;
   const owner = options.owner ?? `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const leaseMs = options.leaseMs ?? 5_000;

@@ -1,0 +1,130 @@
+import { Redis } from 'ioredis';
+import { Types } from 'mongoose';
+import { logger } from '../logger';
+import { RedisScript } from '../redis-script';
+import { Claim } from './bot-changes';
+import { ClaimRecord } from './flusher';
+import { IdempotencyDoc, Models } from './models';
+
+/**
+ * Idempotency-Keys live where the bot's create is decided: `<prefix>:idempotency:<record id>` in Redis holds
+ * the key's record (JSON), taken in the same step that creates the bot (a `Claim` of the repository's
+ * insert), so that exactly one create wins a key whichever process serves it, and a create needs no
+ * MongoDB. The flusher keeps each record in MongoDB (`idempotency_keys`) like the bot.
+ *
+ * Redis is not the record: when it lost its data, the records MongoDB holds that have not expired are put
+ * back before any key is read again. `<prefix>:idempotency-restored` says that was done: it goes with the
+ * rest of Redis's data, so a wiped Redis rebuilds the keys (test/idempotency.outage.test.ts).
+ */
+export interface IdempotencyKeys {
+  /** The record of the key, or null: a key never used, or used longer ago than the window. */
+  read(recordId: string): Promise<IdempotencyRecord | null>;
+  /** What the bot's insert takes the key with. */
+  claim(record: IdempotencyRecord & { _id: string }): Claim;
+  /** Frees the key if `botId` holds it (a create undone). */
+  forget(recordId: string, botId: string): Promise<void>;
+  /** Puts back the records MongoDB holds, unless that was done since Redis last lost its data. */
+  restore(): Promise<void>;
+}
+
+/** A key's record as Redis and the change streams carry it. */
+export interface IdempotencyRecord {
+  owner: string;
+  key: string;
+  requestHash: string;
+  botId: string;
+  /** ms since the epoch */
+  createdAt: number;
+}
+
+/** A key names its bot this long after the create that took it. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+/** KEYS: the key. ARGV: a bot id. Deletes the key if its record names that bot. */
+const FORGET = new RedisScript(`
+local held = redis.call('GET', KEYS[1])
+if held and cjson.decode(held).botId == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`);
+
+const RESTORE_BATCH = 500;
+
+/** A record as the flusher writes it to MongoDB (`RecordCodec.claim`). */
+export function claimRecord({ botId, createdAt, ...record }: Record<string, unknown>): ClaimRecord {
+  return {
+    ...(record as { _id: string }),
+    botId: new Types.ObjectId(botId as string),
+    createdAt: new Date(createdAt as number),
+  };
+}
+
+export function createIdempotencyKeys(
+  redis: Redis,
+  prefix: string,
+  { Idempotency }: Pick<Models, 'Idempotency'>,
+): IdempotencyKeys {
+  const keyOf = (recordId: string) => `${prefix}:idempotency:${recordId}`;
+  const restored = `${prefix}:idempotency-restored`;
+
+  const putBack = async () => {
+    const since = new Date(Date.now() - IDEMPOTENCY_WINDOW_MS);
+    const cursor = Idempotency.find({ createdAt: { $gt: since } })
+      .lean<IdempotencyDoc[]>()
+      .cursor({ batchSize: RESTORE_BATCH });
+    let batch = redis.pipeline();
+    let queued = 0;
+    const send = async () => {
+      for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
+      batch = redis.pipeline();
+      queued = 0;
+    };
+    for await (const doc of cursor) {
+      const lifetimeMs = doc.createdAt.getTime() + IDEMPOTENCY_WINDOW_MS - Date.now();
+      if (lifetimeMs <= 0) continue;
+      const record: IdempotencyRecord = {
+        owner: doc.owner,
+        key: doc.key,
+        requestHash: doc.requestHash,
+        botId: String(doc.botId),
+        createdAt: doc.createdAt.getTime(),
+      };
+      // NX: a key taken since Redis lost its data keeps its bot
+      batch.set(keyOf(doc._id), JSON.stringify({ _id: doc._id, ...record }), 'PX', lifetimeMs, 'NX');
+      if (++queued === RESTORE_BATCH) await send();
+    }
+    await send();
+    await redis.set(restored, String(Date.now()));
+  };
+
+  // One restore at a time per process; every process that finds the mark missing restores (each is idempotent).
+  let restoring: Promise<void> | undefined;
+  const restore = async () => {
+    if (await redis.exists(restored)) return;
+    restoring ??= putBack().finally(() => (restoring = undefined));
+    await restoring;
+  };
+
+  // A Redis that restarted empty (or failed over) is restored while MongoDB answers, not at the next create.
+  redis.on('ready', () => {
+    restore().catch((error: unknown) =>
+      logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),
+    );
+  });
+
+  return {
+    async read(recordId) {
+      const [mark, heldBefore] = await redis.mget(restored, keyOf(recordId));
+      let held = heldBefore;
+      if (mark === null) {
+        await restore();
+        held = await redis.get(keyOf(recordId));
+      }
+      return held === null ? null : (JSON.parse(held) as IdempotencyRecord);
+    },
+    claim: (record) => ({ key: keyOf(record._id), value: JSON.stringify(record), lifetimeMs: IDEMPOTENCY_WINDOW_MS }),
+    async forget(recordId, botId) {
+      await FORGET.run(redis, 1, keyOf(recordId), botId);
+      await Idempotency.deleteOne({ _id: recordId, botId: new Types.ObjectId(botId) });
+    },
+    restore,
+  };
+}
