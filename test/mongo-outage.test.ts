@@ -97,16 +97,3 @@ it('creates a bot with an Idempotency-Key while MongoDB is down, and answers the
   expect(retriedAfter.status).toBeLessThan(300);
   expect(retriedAfter.body.id).toBe(created.body.id);
 });
-  const port = Number(new URL(ferret.url).port);
-  await ferret.stop();
-
-  const refused = await create();
-  expect(refused.status).toBe(503);
-  expect(refused.body.error).toMatchObject({ code: 'UNAVAILABLE' });
-  expect(refused.body.error.message).toMatch(/Idempotency-Key: MongoDB does not answer/);
-
-  ferret = await startFerretDb(dir, port);
-  const created = await create();
-  expect(created.status).toBe(201);
-  expect((await create()).body.id).toBe(created.body.id);
-});
