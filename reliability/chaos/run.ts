@@ -122,7 +122,7 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
         fleetId,
         apiUrl: balancer.url,
         paths,
-        log: (line) => log(`  [${platform}] ${line}`),
+        log: onceEvery(10_000, (line) => log(`  [${platform}] ${line}`)),
       });
       peers.push(peer);
       closers.unshift(() => peer.close());
@@ -338,6 +338,23 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
     if (finished && violations.total() === 0) rmSync(dir, { recursive: true, force: true });
     else log(`logs kept in ${dir}`);
   }
+}
+
+/**
+ * A peer's bot players report each failed call; while a peer is down that is the same line every few
+ * milliseconds. Each distinct line is printed at most once per `ms`, with how many were left out.
+ */
+function onceEvery(ms: number, print: (line: string) => void): (line: string) => void {
+  const last = new Map<string, { at: number; skipped: number }>();
+  return (line) => {
+    const seen = last.get(line);
+    if (seen && Date.now() - seen.at < ms) {
+      seen.skipped++;
+      return;
+    }
+    print(seen?.skipped ? `${line} (and ${seen.skipped} more like it)` : line);
+    last.set(line, { at: Date.now(), skipped: 0 });
+  };
 }
 
 function countBy(values: string[]): Record<string, number> {
