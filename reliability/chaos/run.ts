@@ -161,7 +161,7 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
       ...mongo.faults,
       ...peers.flatMap((peer) => peer.faults),
       // The fleet cut off from Redis is a fault of Redis as the API sees it: 5xx are allowed in its window.
-      ...paths.faultsOf('redis').map((fault) => ({ ...fault, redis: true })),
+      ...(opened.has('redis') ? paths.faultsOf('redis') : []).map((fault) => ({ ...fault, redis: true })),
       ...[...opened].filter((name) => name !== 'redis').flatMap((name) => paths.faultsOf(name)),
     ];
     const runMs = options.minutes * 60_000;
