@@ -136,6 +136,11 @@ export interface Config {
   fleetId?: string;
   /** Which machine this process is, for platforms whose containers live on one host (`local`). */
   localHostId: string;
+  /**
+   * A `local` host whose workers all stopped renewing its liveness lease this long ago counts as gone for good
+   * (its bot processes with it): its ended bots' capacity is freed. Until then only that host stops them.
+   */
+  localHostGoneAfterMs: number;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
   simHost: string;
   /**
@@ -220,6 +225,7 @@ type BaseVariables = {
   REDIS_PREFIX: string;
   FLEET_ID?: string;
   LOCAL_HOST_ID?: string;
+  LOCAL_HOST_GONE_AFTER_MS: number;
   SIM_HOST?: string;
   SIM_RUNNER: Config['simRunner'];
   SHUTDOWN_TIMEOUT_MS: number;
@@ -277,6 +283,8 @@ const baseSchema = Joi.object<BaseVariables, true>({
   // A valid Kubernetes label value and ECS tag value, since every container carries it.
   FLEET_ID: Joi.string().pattern(FLEET_ID_PATTERN),
   LOCAL_HOST_ID: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
+  // Above the lease's renewal interval (a third of the worker lock) with room for a slow renewal.
+  LOCAL_HOST_GONE_AFTER_MS: Joi.number().integer().min(Joi.ref('WORKER_LOCK_DURATION_MS')).default(300000),
   SIM_HOST: Joi.string().pattern(/^[A-Za-z0-9_-]+$/),
   SIM_RUNNER: Joi.string().valid('in-process', 'sim-host').default('in-process'),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30000),
@@ -689,6 +697,7 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     redisPrefix: base.REDIS_PREFIX,
     fleetId: base.FLEET_ID,
     localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
+    localHostGoneAfterMs: base.LOCAL_HOST_GONE_AFTER_MS,
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
     simRunner: base.SIM_RUNNER,
     shutdownTimeoutMs: base.SHUTDOWN_TIMEOUT_MS,
