@@ -1,7 +1,15 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FleetProcess, meetings, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import {
+  FleetProcess,
+  meetings,
+  spawnFleetProcess,
+  startTestFleet,
+  TestFleet,
+  waitFor,
+  whilePaused,
+} from './support/fleet';
 import { botProcessGroups } from './support/processes';
 
 /**
@@ -76,7 +84,8 @@ const adoptedElsewhere = (id: string) =>
   waitFor(
     async () =>
       (await t.request('GET', `/api/bots/${id}/events`)).body.data.some(
-        (e: { type: string; data?: { state?: string } }) => e.type === 'attempt.adopted' && e.data?.state === 'elsewhere',
+        (e: { type: string; data?: { state?: string } }) =>
+          e.type === 'attempt.adopted' && e.data?.state === 'elsewhere',
       ),
     `host B to hold bot ${id} from host A`,
   );
@@ -127,21 +136,12 @@ it('an ended bot of a host without workers keeps its capacity until that host st
 
   // Host A is gone for good: its worker and its bot processes die. Its ended bot keeps the unit while A's
   // lease lives, and frees it once the lease lapsed.
-  await waitFor(async () => {
-    // host B paused for a moment (well within its lock) so that host A takes the next bot; not while a
-    // dispatcher run is active, which may be B's and would hold the dispatcher until its lock expired
-    hostB.child.kill('SIGSTOP');
-    if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) return true;
-    hostB.child.kill('SIGCONT');
-    return false;
-  }, 'a moment with no dispatcher run active, to pause host B in');
-  let third: string;
-  try {
-    third = await createStubborn();
-    await inCallOn(third, 'host-a');
-  } finally {
-    hostB.child.kill('SIGCONT');
-  }
+  // (host B paused meanwhile, so that host A takes the next bot)
+  const third = await whilePaused(t, hostB, async () => {
+    const id = await createStubborn();
+    await inCallOn(id, 'host-a');
+    return id;
+  });
   await hostA.kill('SIGKILL');
   for (const file of readdirSync(dirA).filter((f) => f.endsWith('.pid'))) {
     process.kill(-JSON.parse(readFileSync(path.join(dirA, file), 'utf8')).pid, 'SIGKILL');

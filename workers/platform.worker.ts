@@ -39,7 +39,7 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
         // Parked without the end check: its bot has ended. Reconciliation wakes it every interval, until a
         // worker of the bot's host runs it (and stops the process) or that host counts as gone.
         if (!job.data.parked) await job.updateData({ ...job.data, parked: true });
-        await job.moveToDelayed(Date.now() + PARKED_RECHECK_MS, token!);
+        await job.moveToDelayed(Date.now() + PARKED_RECHECK_MS, token);
         throw new DelayedError();
       }
       return outcome;

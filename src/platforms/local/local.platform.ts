@@ -199,8 +199,9 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       rmSync(pidFile(live), { force: true });
       await options.redis.hdel(hostsKey, live);
     },
-    async close() {
+    close() {
       clearInterval(leaseTimer);
+      return Promise.resolve();
     },
   };
 }
