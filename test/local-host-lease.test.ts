@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -10,7 +10,7 @@ import {
   waitFor,
   whilePaused,
 } from './support/fleet';
-import { botProcessGroups } from './support/processes';
+import { botProcessGroups, killBotProcessesIn } from './support/processes';
 
 /**
  * An ended `local` bot's unit of capacity is freed only once its own host stopped its process, or once that
@@ -40,13 +40,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
-  for (const file of readdirSync(dirA).filter((f) => f.endsWith('.pid'))) {
-    try {
-      process.kill(-JSON.parse(readFileSync(path.join(dirA, file), 'utf8')).pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killBotProcessesIn(dirA);
   await t.close();
 });
 
@@ -143,9 +137,7 @@ it('an ended bot of a host without workers keeps its capacity until that host st
     return id;
   });
   await hostA.kill('SIGKILL');
-  for (const file of readdirSync(dirA).filter((f) => f.endsWith('.pid'))) {
-    process.kill(-JSON.parse(readFileSync(path.join(dirA, file), 'utf8')).pid, 'SIGKILL');
-  }
+  killBotProcessesIn(dirA);
   await adoptedElsewhere(third);
   const fourth = await createStubborn();
   await leaveAndEnd(third);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -11,7 +11,7 @@ import {
   waitFor,
   whilePaused,
 } from './support/fleet';
-import { botProcessGroups } from './support/processes';
+import { botProcessGroups, killBotProcessesIn } from './support/processes';
 
 /**
  * `local` bots exist only on the host that started them. Two worker processes play two hosts (their own
@@ -95,9 +95,7 @@ it('reconciliation on either host never touches the other host’s bots; a host 
 
   // Host A dies for good, with its bot processes.
   await hostA.kill('SIGKILL');
-  for (const file of readdirSync(dirA).filter((f) => f.endsWith('.pid'))) {
-    process.kill(-JSON.parse(readFileSync(path.join(dirA, file), 'utf8')).pid, 'SIGKILL');
-  }
+  killBotProcessesIn(dirA);
   // Host B takes over host A's held jobs (after A's locks expire) without judging A's containers...
   await waitFor(async () => {
     const events = await Promise.all(
