@@ -151,6 +151,11 @@ export interface Config {
   fleetId?: string;
   /** Which machine this process is, for platforms whose containers live on one host (`local`). */
   localHostId: string;
+  /**
+   * A `local` host whose workers all stopped renewing its liveness lease this long ago counts as gone for good
+   * (its bot processes with it): its ended bots' capacity is freed. Until then only that host stops them.
+   */
+  localHostGoneAfterMs: number;
   /** The simulated host the `sim` platforms share (a Redis namespace); defaults to REDIS_PREFIX. */
   simHost: string;
   /**
@@ -209,6 +214,8 @@ const positiveInt = Joi.number().integer().min(1);
 const nonNegativeInt = Joi.number().integer().min(0);
 const url = Joi.string().uri({ scheme: ['http', 'https'] });
 const FLEET_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+/** A `local` host silent this long counts as gone for good, unless WORKER_LOCK_DURATION_MS is longer still. */
+const DEFAULT_LOCAL_HOST_GONE_AFTER_MS = 300_000;
 const csv = Joi.string().pattern(/^[^,\s]+(\s*,\s*[^,\s]+)*$/);
 
 /**
@@ -237,6 +244,7 @@ type BaseVariables = {
   REDIS_PREFIX: string;
   FLEET_ID?: string;
   LOCAL_HOST_ID?: string;
+  LOCAL_HOST_GONE_AFTER_MS?: number;
   SIM_HOST?: string;
   SIM_RUNNER: Config['simRunner'];
   SHUTDOWN_TIMEOUT_MS: number;
@@ -296,6 +304,8 @@ const baseSchema = Joi.object<BaseVariables, true>({
   // A valid Kubernetes label value and ECS tag value, since every container carries it.
   FLEET_ID: Joi.string().pattern(FLEET_ID_PATTERN),
   LOCAL_HOST_ID: Joi.string().pattern(/^[A-Za-z0-9_.-]+$/),
+  // Above the lease's renewal interval (a third of the worker lock) with room for a slow renewal.
+  LOCAL_HOST_GONE_AFTER_MS: Joi.number().integer().min(Joi.ref('WORKER_LOCK_DURATION_MS')),
   SIM_HOST: Joi.string().pattern(/^[A-Za-z0-9_-]+$/),
   SIM_RUNNER: Joi.string().valid('in-process', 'sim-host').default('in-process'),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(30000),
@@ -747,6 +757,8 @@ export function loadConfig(rawEnv: Env): Readonly<Config> {
     redisPrefix: base.REDIS_PREFIX,
     fleetId: base.FLEET_ID,
     localHostId: base.LOCAL_HOST_ID ?? os.hostname(),
+    localHostGoneAfterMs:
+      base.LOCAL_HOST_GONE_AFTER_MS ?? Math.max(DEFAULT_LOCAL_HOST_GONE_AFTER_MS, base.WORKER_LOCK_DURATION_MS),
     simHost: base.SIM_HOST ?? base.REDIS_PREFIX,
     simRunner: base.SIM_RUNNER,
     shutdownTimeoutMs: base.SHUTDOWN_TIMEOUT_MS,

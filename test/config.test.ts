@@ -581,3 +581,13 @@ it("MILO_AUTH_TOKEN, the seed's static bot token, stops startup naming why: it i
     'bot-token-secret-0123456789',
   );
 });
+
+it('a local host counts as gone after LOCAL_HOST_GONE_AFTER_MS (5 min by default), never sooner than WORKER_LOCK_DURATION_MS, its default neither', () => {
+  expect(loadConfig({}).localHostGoneAfterMs).toBe(300000);
+  expect(loadConfig({ LOCAL_HOST_GONE_AFTER_MS: '60000' }).localHostGoneAfterMs).toBe(60000);
+  expect(fails({ LOCAL_HOST_GONE_AFTER_MS: '20000' })).toContain('LOCAL_HOST_GONE_AFTER_MS');
+  expect(loadConfig({ WORKER_LOCK_DURATION_MS: '600000' }).localHostGoneAfterMs).toBe(600000);
+  expect(loadConfig({ WORKER_LOCK_DURATION_MS: '2000', LOCAL_HOST_GONE_AFTER_MS: '2000' }).localHostGoneAfterMs).toBe(
+    2000,
+  );
+});

@@ -1,8 +1,17 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FleetProcess, meetings, sleep, spawnFleetProcess, startTestFleet, TestFleet, waitFor } from './support/fleet';
-import { botProcessGroups } from './support/processes';
+import {
+  FleetProcess,
+  meetings,
+  sleep,
+  spawnFleetProcess,
+  startTestFleet,
+  TestFleet,
+  waitFor,
+  whilePaused,
+} from './support/fleet';
+import { botProcessGroups, killBotProcessesIn } from './support/processes';
 
 /**
  * `local` bots exist only on the host that started them. Two worker processes play two hosts (their own
@@ -68,21 +77,8 @@ it('reconciliation on either host never touches the other host’s bots; a host 
   });
   workers.push(hostB);
   await waitFor(() => hostB.output().includes('workers started'), 'host B to start');
-  // Host A paused for a moment (well within its lock) so that host B takes the next bots. Not while a
-  // dispatcher run is active, which might be A's: the dispatcher runs one at a time, and a paused run would
-  // hold it until its lock expired.
-  let onB: string[];
-  try {
-    await waitFor(async () => {
-      hostA.child.kill('SIGSTOP');
-      if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) return true;
-      hostA.child.kill('SIGCONT');
-      return false;
-    }, 'a moment with no dispatcher run active, to pause host A in');
-    onB = await createInCall(3, 'host-b');
-  } finally {
-    hostA.child.kill('SIGCONT');
-  }
+  // Host A paused for a moment, so that host B takes the next bots.
+  const onB = await whilePaused(t, hostA, () => createInCall(3, 'host-b'));
 
   const all = new Set([...onA, ...onB]);
   const reconcileStart = await counter('reconcile-local');
@@ -99,9 +95,7 @@ it('reconciliation on either host never touches the other host’s bots; a host 
 
   // Host A dies for good, with its bot processes.
   await hostA.kill('SIGKILL');
-  for (const file of readdirSync(dirA).filter((f) => f.endsWith('.pid'))) {
-    process.kill(-JSON.parse(readFileSync(path.join(dirA, file), 'utf8')).pid, 'SIGKILL');
-  }
+  killBotProcessesIn(dirA);
   // Host B takes over host A's held jobs (after A's locks expire) without judging A's containers...
   await waitFor(async () => {
     const events = await Promise.all(

@@ -4,6 +4,7 @@ import {
   tallyOccupancy,
   UNFINISHED_JOB_STATES,
   WAKE_ON_END_STATES,
+  whenEndedBotRuns,
   withdrawalOf,
 } from '../src/domain/occupancy';
 
@@ -59,4 +60,16 @@ it('every state of the rule is in the table, and the lists derived from it agree
 it('occupied is always active + queued, over counts of every state at once', () => {
   const counts = { waiting: 2, prioritized: 1, 'waiting-children': 0, active: 4, delayed: 5, completed: 90, failed: 7 };
   expect(tallyOccupancy(counts)).toEqual({ active: 9, queued: 3, occupied: 12 });
+});
+
+/**
+ * An ended bot's unit of capacity, by where its container still runs: freed only once nothing of it runs. A
+ * container only another host may stop (a `local` process of a host whose liveness lease lives) keeps it held.
+ */
+it.each([
+  ['here', 'stop-then-free'],
+  ['another-host', 'hold'],
+  ['nowhere', 'free'],
+] as const)('an ended bot whose container runs %s: %s', (place, rule) => {
+  expect(whenEndedBotRuns(place)).toBe(rule);
 });

@@ -60,6 +60,8 @@ describe('local', () => {
       hostId: 'host-a',
       redis: t.fleet.redis,
       prefix: t.env.REDIS_PREFIX,
+      leaseRenewMs: 10_000,
+      hostGoneAfterMs: 300_000,
     });
 
   runPlatformContract('local', () => {
@@ -151,6 +153,8 @@ describe('local stop', () => {
       hostId: 'host-a',
       redis: t.fleet.redis,
       prefix: t.env.REDIS_PREFIX,
+      leaseRenewMs: 10_000,
+      hostGoneAfterMs: 300_000,
     });
     const spec = await newBotSpec('local');
     const deployment = await platform.deploy(spec);

@@ -1,5 +1,6 @@
 import { PlatformSettings } from '../src/config';
 import { isTerminal, LIVE_STATUSES } from '../src/domain/bot.lifecycle';
+import { EndedContainerPlace, whenEndedBotRuns } from '../src/domain/occupancy';
 import { decideFailedStart, StartFailure } from '../src/domain/start-retry';
 import { Logger } from '../src/logger';
 import { deploymentName, DeployContext, Deployment, Platform, PlatformError } from '../src/platforms/platform';
@@ -48,8 +49,12 @@ export interface OccupyJob {
   signal: AbortSignal;
 }
 
+/**
+ * `awaiting-host`: the bot ended, but its container runs on another host, which alone may stop it; the job
+ * waits parked, holding the capacity, until a worker of that host runs it or that host counts as gone.
+ */
 export type OccupyOutcome =
-  'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down' | 'parked';
+  'released' | 'ended-before-deploy' | 'handed-back' | 'not-ours' | 'shutting-down' | 'parked' | 'awaiting-host';
 
 const DEPLOY_RETRIES = 3;
 const STOP_RETRIES = 5;
@@ -76,10 +81,12 @@ export async function occupy(ctx: OccupyContext, job: OccupyJob): Promise<Occupy
   const bot = timedOut ? await repo.findById(job.botId) : (claim?.bot ?? null);
   if (!bot || (bot.status !== 'QUEUED' && bot.platform !== settings.name && !isTerminal(bot.status))) {
     // Gone, or moved on to another platform: if an earlier run of this job deployed, make sure it is gone.
+    if (await runsOnAnotherHost(ctx, job.botId, log)) return 'awaiting-host';
     await stopLeftovers(ctx, job.botId, null, log);
     return 'not-ours';
   }
   if (isTerminal(bot.status)) {
+    if (await runsOnAnotherHost(ctx, job.botId, log)) return 'awaiting-host';
     await stopLeftovers(ctx, job.botId, bot.platform === settings.name ? bot : null, log);
     // (ended on another platform: that platform's job releases it)
     return bot.platform === settings.name || bot.platform === null
@@ -303,8 +310,8 @@ async function hold(
     outcome = (await ctx.endSignals.waitForEnd(job.botId, job.signal)) === 'aborted' ? 'aborted' : 'ended';
   if (outcome === 'aborted') return 'shutting-down';
   if (deployment.state === 'elsewhere') {
-    // Held from another host: only that host may stop it, and its reconciliation does once the bot ended.
-    log.info('bot ended; its container is stopped by its own host', { identifier: deployment.identifier });
+    // Held from another host: only that host may stop it, and the capacity stays held until it did.
+    if (await runsOnAnotherHost(ctx, job.botId, log)) return 'awaiting-host';
     return release(ctx, job.botId, log, 'released');
   }
   await stopAndRecord(ctx, job.botId, deployment.identifier, log);
@@ -333,9 +340,30 @@ async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Prom
     );
   }
   if (bot && onThisPlatform && LIVE_STATUSES.includes(bot.status)) return 'parked';
+  if (await runsOnAnotherHost(ctx, job.botId, log)) return 'awaiting-host';
   if (bot && onThisPlatform && bot.platformIdentifier) await stopAndRecord(ctx, job.botId, bot.platformIdentifier, log);
   else await stopLeftovers(ctx, job.botId, onThisPlatform ? bot : null, log);
   return release(ctx, job.botId, log, 'released');
+}
+
+/**
+ * Whether a container of the ended bot, of any start try, runs on another host that may be alive: only that
+ * host may stop it, so the bot keeps its unit of capacity (whenEndedBotRuns). Only platforms whose containers
+ * belong to one host (`stopsOnlyWhereDeployed`) have any; a host gone for good answers nothing.
+ */
+async function runsOnAnotherHost(ctx: OccupyContext, botId: string, log: Logger): Promise<boolean> {
+  if (!ctx.platform.stopsOnlyWhereDeployed) return false;
+  for (let startTry = 0; startTry <= ctx.settings.startRetries; startTry++) {
+    const found = await ctx.platform.adopt(deploymentName(botId, ctx.settings.name, startTry));
+    const place: EndedContainerPlace = !found ? 'nowhere' : found.state === 'elsewhere' ? 'another-host' : 'here';
+    if (whenEndedBotRuns(place) === 'hold') {
+      log.info('bot ended; its container runs on another host, which alone may stop it: capacity held', {
+        identifier: found?.identifier,
+      });
+      return true;
+    }
+  }
+  return false;
 }
 
 async function stopAndRecord(ctx: OccupyContext, botId: string, identifier: string, log: Logger): Promise<void> {

@@ -35,6 +35,13 @@ export function startPlatformWorker(deps: WorkerDeps, settings: PlatformSettings
         );
         throw new DelayedError();
       }
+      if (outcome === 'awaiting-host') {
+        // Parked without the end check: its bot has ended. Reconciliation wakes it every interval, until a
+        // worker of the bot's host runs it (and stops the process) or that host counts as gone.
+        if (!job.data.parked) await job.updateData({ ...job.data, parked: true });
+        await job.moveToDelayed(Date.now() + PARKED_RECHECK_MS, token);
+        throw new DelayedError();
+      }
       return outcome;
     },
     {

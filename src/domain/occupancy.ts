@@ -97,3 +97,27 @@ export function withdrawalOf(state: string, claimed: boolean): 'remove' | 'wake'
 export const WAKE_ON_END_STATES: readonly UnfinishedJobState[] = UNFINISHED_JOB_STATES.filter(
   (state) => JOB_STATE_RULES[state].whenBotEnds === 'wake',
 );
+
+/**
+ * Where an ended bot's container still runs, as its occupy job finds it: on this worker's own host (or on a
+ * platform any worker can stop), on another host that may be alive, or nowhere (confirmed stopped, never
+ * deployed, or on a host gone for good, whose processes died with it).
+ */
+export type EndedContainerPlace = 'here' | 'another-host' | 'nowhere';
+
+/**
+ * What an ended bot's occupy job does, by where its container runs. The unit of capacity is freed only once
+ * nothing of the bot runs: a container this worker can stop is stopped first; one that only another host
+ * may stop (a `local` process) keeps the unit held, its job waiting for a worker of that host, until that
+ * host stopped it or counts as gone (its liveness lease lapsed: LOCAL_HOST_GONE_AFTER_MS after its last
+ * renewal).
+ */
+const ENDED_CONTAINER_RULES: Readonly<Record<EndedContainerPlace, 'stop-then-free' | 'hold' | 'free'>> = {
+  here: 'stop-then-free',
+  'another-host': 'hold',
+  nowhere: 'free',
+};
+
+export function whenEndedBotRuns(place: EndedContainerPlace): 'stop-then-free' | 'hold' | 'free' {
+  return ENDED_CONTAINER_RULES[place];
+}

@@ -56,7 +56,8 @@ export interface ListedContainer {
 
 /**
  * `elsewhere`: the container lives on another host of a host-bound platform (`local`), which alone may judge
- * or stop it; this process can neither confirm nor deny that it runs.
+ * or stop it; this process can neither confirm nor deny that it runs, so its bot keeps its unit of capacity
+ * until that host stopped it. A host gone for good (its liveness lease lapsed) answers nothing instead.
  */
 export type ContainerState = 'starting' | 'running' | 'gone' | 'elsewhere';
 
@@ -130,7 +131,7 @@ export interface Platform {
   deploy(spec: DeploySpec, context?: DeployContext): Promise<Deployment>;
   /**
    * Takes over a container this or another fleet process started under `name`, or returns null if there is
-   * none (never started, or already gone). Never starts anything.
+   * none (never started, already gone, or on a host gone for good). Never starts anything.
    */
   adopt(name: string): Promise<Deployment | null>;
   /** Current state of a container; `gone` once the platform confirms it no longer runs. */

@@ -51,6 +51,9 @@ const FACTORIES: Record<PlatformKind, Factory> = {
       hostId: config.localHostId,
       redis,
       prefix,
+      // Renewed as often as a deploy slot's lease, by every worker of the host.
+      leaseRenewMs: Math.floor(config.workerLockDurationMs / 3),
+      hostGoneAfterMs: config.localHostGoneAfterMs,
     }),
   sim: (settings, { config, fleetId, redis }) =>
     createSimPlatform({ name: settings.name, redis, host: config.simHost, fleetId, runner: config.simRunner }),

@@ -218,6 +218,25 @@ export function spawnFleetProcess(
   };
 }
 
+/**
+ * Runs `act` with `worker` paused (SIGSTOP), so that other workers take what it would: for a moment well
+ * within its lock, and never while a dispatcher run is active, which may be the paused worker's and would then
+ * hold the dispatcher until its lock expired.
+ */
+export async function whilePaused<T>(t: TestFleet, worker: FleetProcess, act: () => Promise<T>): Promise<T> {
+  await waitFor(async () => {
+    worker.child.kill('SIGSTOP');
+    if ((await t.fleet.queues.dispatch.getActiveCount()) === 0) return true;
+    worker.child.kill('SIGCONT');
+    return false;
+  }, 'a moment with no dispatcher run active, to pause a worker in');
+  try {
+    return await act();
+  } finally {
+    worker.child.kill('SIGCONT');
+  }
+}
+
 /** The process id in a `local` deployment identifier (`<pid>@<host>`). */
 export const pidOf = (identifier: string) => Number(identifier.split('@')[0]);
 

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { botIdOfEnv } from './bot-id-of-env';
 
 /** What /proc says about processes, for tests that count bot processes or kill a process's children. */
@@ -67,4 +68,15 @@ export function isAlive(pid: number): boolean {
 /** Live (non-zombie) processes of process group `pgid`. */
 export function groupMembers(pgid: number): number[] {
   return pids().filter((pid) => stat(pid)?.pgid === pgid);
+}
+
+/** SIGKILLs the process group of every `local` bot a run directory's pid files name: a host dying with its bots. */
+export function killBotProcessesIn(runDir: string): void {
+  for (const file of readdirSync(runDir).filter((name) => name.endsWith('.pid'))) {
+    try {
+      process.kill(-(JSON.parse(readFileSync(path.join(runDir, file), 'utf8')) as { pid: number }).pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }

@@ -26,6 +26,12 @@ import {
  * process (a daemon leads its own process group, so a group signal would reach all of it). The pid file
  * therefore also records the boot and the process's start time (Linux /proc), and a file whose process no
  * longer matches them is stale: never adopted, judged or signalled.
+ *
+ * Only its own host may stop a process, so every worker keeps a liveness lease for its host in Redis,
+ * renewed every `leaseRenewMs` and lapsing `hostGoneAfterMs` after the last renewal. While it lives, another
+ * host's deployment answers `elsewhere` (an ended bot's capacity stays held for that host to stop it); once it
+ * lapsed the host counts as gone for good, its processes with it, and its deployments as nothing running
+ * (docs/invariants.md). A host that comes back renews its lease, and its reconciliation stops what survived.
  */
 export interface LocalPlatformOptions {
   name: string;
@@ -36,6 +42,10 @@ export interface LocalPlatformOptions {
   redis: Redis;
   /** Namespace of the host records (the fleet's Redis prefix). */
   prefix: string;
+  /** How often this host's liveness lease is renewed. */
+  leaseRenewMs: number;
+  /** How long after its last renewal a host's lease lapses, and the host counts as gone. */
+  hostGoneAfterMs: number;
   /** Grace between SIGTERM and SIGKILL. */
   stopGraceMs?: number;
   /** How long stop() waits after SIGKILL for the whole process group to be gone. */
@@ -59,6 +69,12 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
   const grace = options.stopGraceMs ?? 5000;
   const killWait = options.killWaitMs ?? 10_000;
   const identifierOf = (pid: number) => `${pid}@${options.hostId}`;
+  const leaseKey = (host: string) => `${options.prefix}:local:${options.name}:host-lease:${host}`;
+  const renewLease = () =>
+    options.redis.set(leaseKey(options.hostId), '1', 'PX', options.hostGoneAfterMs).catch(() => undefined);
+  void renewLease();
+  const leaseTimer = setInterval(() => void renewLease(), options.leaseRenewMs);
+  leaseTimer.unref();
 
   const readPidFile = (name: string): PidFile | null => {
     try {
@@ -82,8 +98,9 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
     const here = adoptHere(name);
     if (here) return here;
     const host = await options.redis.hget(hostsKey, name);
-    if (host && host !== options.hostId) return { identifier: `?@${host}`, state: 'elsewhere' };
-    return null;
+    if (!host || host === options.hostId) return null;
+    // A host whose lease lapsed is gone for good, and its processes with it.
+    return (await options.redis.exists(leaseKey(host))) ? { identifier: `?@${host}`, state: 'elsewhere' } : null;
   };
 
   /** Deployment names of every pid file in the run directory, any fleet's: readPidFile() keeps only ours. */
@@ -182,7 +199,10 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
       rmSync(pidFile(live), { force: true });
       await options.redis.hdel(hostsKey, live);
     },
-    async close() {},
+    close() {
+      clearInterval(leaseTimer);
+      return Promise.resolve();
+    },
   };
 }
 
