@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import IORedis from 'ioredis';
 import { startFerretDb, startRedis, StartedPeer } from '../src/peers';
 import { idempotencyRecordId } from '../src/store/models';
 import { meetings, startTestFleet, TestFleet, uniqueName, waitFor } from './support/fleet';
@@ -99,6 +100,27 @@ it('a key MongoDB holds survives a wiped Redis: the retried create answers the s
   expect(fresh.status).toBe(201);
   await keptInMongo('wipe-2', fresh.body.id);
   expect(await a.fleet.models.Bot.countDocuments({ displayName: 'Wiped' })).toBe(2);
+});
+
+it('a Redis that lost only its last writes (the mark kept) gets back the keys MongoDB holds from just before the loss', async () => {
+  const created = await create(a, 'lost-1', { displayName: 'Lost' });
+  expect(created.status).toBe(201);
+  await keptInMongo('lost-1', created.body.id);
+  // As after a restart from an append-only file fsynced every second, or a failover to a replica that lagged:
+  // the key's last write is gone, the restore mark (older) is not, and every connection is cut and comes back.
+  const admin = new IORedis(redis.url);
+  await admin.del(`${shared.REDIS_PREFIX}:idempotency:${idempotencyRecordId('owner-a', 'lost-1')}`);
+  expect(await admin.exists(`${shared.REDIS_PREFIX}:idempotency-restored`)).toBe(1);
+  await admin.client('KILL', 'TYPE', 'normal');
+  await admin.quit();
+
+  const retried = await waitFor(async () => {
+    const answer = await create(b, 'lost-1', { displayName: 'Lost' });
+    return answer.status < 500 ? answer : null;
+  }, 'the retried create answered once the fleet reconnected');
+  expect(retried.body.id).toBe(created.body.id);
+  expect(retried.status).toBe(200);
+  expect(await a.fleet.models.Bot.countDocuments({ displayName: 'Lost' })).toBe(1);
 });
 
 it('a key is kept for its window; once past it, the key makes a new bot, and MongoDB keeps the newer record', async () => {

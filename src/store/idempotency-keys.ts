@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { Types } from 'mongoose';
 import { logger } from '../logger';
 import { RedisScript } from '../redis-script';
+import { withTimeout } from '../retry';
 import { Claim } from './bot-changes';
 import { ClaimRecord } from './flusher';
 import { IdempotencyDoc, Models } from './models';
@@ -14,7 +15,11 @@ import { IdempotencyDoc, Models } from './models';
  *
  * Redis is not the record: when it lost its data, the records MongoDB holds that have not expired are put
  * back before any key is read again. `<prefix>:idempotency-restored` says that was done: it goes with the
- * rest of Redis's data, so a wiped Redis rebuilds the keys (test/idempotency.outage.test.ts).
+ * rest of Redis's data, so a wiped Redis rebuilds the keys (test/idempotency.outage.test.ts). A Redis that
+ * lost only its last writes (restarted from an append-only file fsynced every second, or failed over to a
+ * replica that lagged) keeps that mark: so after every reconnection the records MongoDB holds from shortly
+ * before the connection was lost are put back too, and keys are read only once that is done (bounded, as a
+ * MongoDB that does not answer cannot help).
  */
 export interface IdempotencyKeys {
   /** The record of the key, or null: a key never used, or used longer ago than the window. */
@@ -47,6 +52,14 @@ if held and cjson.decode(held).botId == ARGV[1] then redis.call('DEL', KEYS[1]) 
 return 1`);
 
 const RESTORE_BATCH = 500;
+/**
+ * How far before a lost connection writes may have been lost with it: an append-only file fsynced every second
+ * loses about the last second; a replica promoted in a failover, what it lagged behind. A minute of records is
+ * cheap to put back.
+ */
+const LAST_WRITES_MS = 60_000;
+/** How long a key's read waits for the records to be put back after a reconnection (MongoDB may be away). */
+const RECONCILE_WAIT_MS = 2_000;
 
 /** A record as the flusher writes it to MongoDB (`RecordCodec.claim`). */
 export function claimRecord({ botId, createdAt, ...record }: Record<string, unknown>): ClaimRecord {
@@ -65,8 +78,8 @@ export function createIdempotencyKeys(
   const keyOf = (recordId: string) => `${prefix}:idempotency:${recordId}`;
   const restored = `${prefix}:idempotency-restored`;
 
-  const putBack = async () => {
-    const since = new Date(Date.now() - IDEMPOTENCY_WINDOW_MS);
+  /** Puts back (NX) the records MongoDB holds that were created after `since` and have not expired. */
+  const putBack = async (since: Date) => {
     const cursor = Idempotency.find({ createdAt: { $gt: since } })
       .lean<IdempotencyDoc[]>()
       .cursor({ batchSize: RESTORE_BATCH });
@@ -92,26 +105,40 @@ export function createIdempotencyKeys(
       if (++queued === RESTORE_BATCH) await send();
     }
     await send();
-    await redis.set(restored, String(Date.now()));
   };
 
   // One restore at a time per process; every process that finds the mark missing restores (each is idempotent).
   let restoring: Promise<void> | undefined;
   const restore = async () => {
     if (await redis.exists(restored)) return;
-    restoring ??= putBack().finally(() => (restoring = undefined));
+    restoring ??= putBack(new Date(Date.now() - IDEMPOTENCY_WINDOW_MS))
+      .then(() => redis.set(restored, String(Date.now())))
+      .then(() => undefined)
+      .finally(() => (restoring = undefined));
     await restoring;
   };
 
-  // A Redis that restarted empty (or failed over) is restored while MongoDB answers, not at the next create.
+  // A Redis that restarted empty (or failed over) is restored while MongoDB answers, not at the next create;
+  // one that kept its data but may have lost its last writes gets the records from around the loss back.
+  let disconnectedAt: number | undefined;
+  let reconciling: Promise<void> | undefined;
+  redis.on('close', () => (disconnectedAt ??= Date.now()));
   redis.on('ready', () => {
-    restore().catch((error: unknown) =>
-      logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),
-    );
+    const lostSince = disconnectedAt === undefined ? undefined : new Date(disconnectedAt - LAST_WRITES_MS);
+    disconnectedAt = undefined;
+    reconciling = (async () => {
+      await restore();
+      if (lostSince) await putBack(lostSince);
+    })()
+      .catch((error: unknown) =>
+        logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),
+      )
+      .finally(() => (reconciling = undefined));
   });
 
   return {
     async read(recordId) {
+      if (reconciling) await withTimeout(reconciling, RECONCILE_WAIT_MS).catch(() => undefined);
       const [mark, heldBefore] = await redis.mget(restored, keyOf(recordId));
       let held = heldBefore;
       if (mark === null) {
