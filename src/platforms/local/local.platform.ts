@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { logger } from '../../logger';
 import {
   botIdOfDeployment,
   ContainerStatus,
@@ -71,7 +72,10 @@ export function createLocalPlatform(options: LocalPlatformOptions): Platform {
   const identifierOf = (pid: number) => `${pid}@${options.hostId}`;
   const leaseKey = (host: string) => `${options.prefix}:local:${options.name}:host-lease:${host}`;
   const renewLease = () =>
-    options.redis.set(leaseKey(options.hostId), '1', 'PX', options.hostGoneAfterMs).catch(() => undefined);
+    options.redis.set(leaseKey(options.hostId), '1', 'PX', options.hostGoneAfterMs).catch((error: unknown) =>
+      // tried again at the next renewal; the lease lapses only after hostGoneAfterMs without one
+      logger.warn('local host lease not renewed', { hostId: options.hostId, error: String(error) }),
+    );
   void renewLease();
   const leaseTimer = setInterval(() => void renewLease(), options.leaseRenewMs);
   leaseTimer.unref();
