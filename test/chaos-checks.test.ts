@@ -1,3 +1,4 @@
+import { mapConcurrently } from '../reliability/chaos/api-client';
 import { Fault, planFaults } from '../reliability/chaos/faults';
 import { BotHistory, check5xx, checkFifo, startSampler, Violations } from '../reliability/chaos/invariants';
 import { LiveContainer, PlatformPeer } from '../reliability/chaos/platform-peer';
@@ -130,5 +131,20 @@ describe('the sampler', () => {
 
   it('does not count a container that ended while the first read ran beside its successor', async () => {
     expect(await run([[a1, a2], [a2]])).toEqual([0, 0]);
+  });
+});
+
+describe('the reads after the load', () => {
+  it('keep the bots in order with never more than the bound in flight', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const answers = await mapConcurrently([...Array(50).keys()], 4, async (n) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, (n * 7) % 5));
+      inFlight--;
+      return n * 2;
+    });
+    expect(answers).toEqual([...Array(50).keys()].map((n) => n * 2));
+    expect(most).toBe(4);
   });
 });

@@ -58,3 +58,25 @@ export async function callUntilAnswered<Body>(
   }
   return null;
 }
+
+/**
+ * Runs `task` over `items` with at most `concurrency` in flight, keeping the items' order in the answer. The
+ * run's reads after the load (a GET or two per bot, thousands of bots in an hour) would take longer than the
+ * run itself one at a time.
+ */
+export async function mapConcurrently<Item, Result>(
+  items: readonly Item[],
+  concurrency: number,
+  task: (item: Item) => Promise<Result>,
+): Promise<Result[]> {
+  const results = new Array<Result>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
+  return results;
+}

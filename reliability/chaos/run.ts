@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/peers';
-import { apiClient, callUntilAnswered } from './api-client';
+import { apiClient, callUntilAnswered, mapConcurrently } from './api-client';
 import { startBalancer } from './balancer';
 import { Fault, FaultRecord, planFaults, runFaults, sleep } from './faults';
 import { layoutMembers, startChaosFleet } from './fleet';
@@ -67,6 +67,8 @@ const FIFO_RACE_MS = 1_000;
 const REDIS_RECONNECT_MS = 5_000;
 const WEBHOOK_WAIT_MS = 60_000;
 const TERMINAL = new Set(['ENDED', 'FATAL']);
+/** Reads of the bots after the load: enough in flight that an hour's bots are read in minutes, few enough for 2 cores. */
+const READ_CONCURRENCY = 16;
 
 export async function runChaos(options: RunOptions): Promise<{ record: RunRecord; file: string }> {
   const log = options.log ?? ((line: string) => process.stdout.write(line + '\n'));
@@ -200,13 +202,13 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
     const settleDeadline = loadEnded + SETTLE_BOUND_MS;
     const statuses = new Map<string, { status: string; endReason: string | null }>();
     for (;;) {
-      for (const bot of load.bots) {
-        if (TERMINAL.has(statuses.get(bot.id)?.status ?? '')) continue;
+      const unread = load.bots.filter((bot) => !TERMINAL.has(statuses.get(bot.id)?.status ?? ''));
+      await mapConcurrently(unread, READ_CONCURRENCY, async (bot) => {
         const answer = await client
           .call<{ status: string; endReason: string | null }>('GET', `/api/bots/${bot.id}`)
           .catch(() => null);
         if (answer?.status === 200) statuses.set(bot.id, answer.body);
-      }
+      });
       const open = load.bots.filter((bot) => !TERMINAL.has(statuses.get(bot.id)?.status ?? ''));
       const left = [...sampler.last()].flatMap(([platform, containers]) =>
         containers.map((container) => ({ platform, ...container })),
@@ -229,8 +231,7 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
     await sampler.stop();
 
     // Each bot's own history, through the API, for its end reason, FIFO and the webhooks it was owed.
-    const histories: BotHistory[] = [];
-    for (const bot of load.bots) {
+    const histories = await mapConcurrently(load.bots, READ_CONCURRENCY, async (bot): Promise<BotHistory> => {
       const answer = await callUntilAnswered<{ createdAt: string; status: string; endReason: string | null }>(
         client,
         Date.now() + 60_000,
@@ -244,7 +245,7 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
         throw new Error(`bot ${bot.id} could not be read after the run`);
       if (TERMINAL.has(answer.body.status) && !answer.body.endReason)
         violations.add('every-bot-ends-with-reason', { botId: bot.id, status: answer.body.status, endReason: null });
-      histories.push({
+      return {
         id: bot.id,
         createdAt: Date.parse(answer.body.createdAt),
         status: answer.body.status,
@@ -255,8 +256,8 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
           at: Date.parse(event.at),
           platform: event.data?.platform ?? null,
         })),
-      });
-    }
+      };
+    });
     checkFifo(histories, violations, FIFO_RACE_MS);
 
     // Webhooks: each status change after creation, delivered at least once, one payload per event id.
@@ -268,11 +269,15 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
         .forEach((event) => counts.set(event.status!, (counts.get(event.status!) ?? 0) + 1));
       return counts;
     };
-    const missing = () =>
-      histories.flatMap((history) => {
-        const delivered = new Map<string, number>();
-        for (const delivery of receiver.deliveries.values())
-          if (delivery.botId === history.id) delivered.set(delivery.status, (delivered.get(delivery.status) ?? 0) + 1);
+    const missing = () => {
+      const deliveredTo = new Map<string, Map<string, number>>();
+      for (const delivery of receiver.deliveries.values()) {
+        const delivered = deliveredTo.get(delivery.botId) ?? new Map<string, number>();
+        delivered.set(delivery.status, (delivered.get(delivery.status) ?? 0) + 1);
+        deliveredTo.set(delivery.botId, delivered);
+      }
+      return histories.flatMap((history) => {
+        const delivered = deliveredTo.get(history.id) ?? new Map<string, number>();
         return [...owed(history)]
           .filter(([status, count]) => (delivered.get(status) ?? 0) < count)
           .map(([status, count]) => ({
@@ -282,6 +287,7 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
             delivered: delivered.get(status) ?? 0,
           }));
       });
+    };
     const webhookDeadline = Date.now() + WEBHOOK_WAIT_MS;
     while (missing().length && Date.now() < webhookDeadline) await sleep(1000);
     for (const gap of missing()) violations.add('webhook-delivered', gap);
