@@ -63,7 +63,7 @@ beforeAll(async () => {
     redis: t.fleet.redis,
     subscriber,
     prefix: t.env.REDIS_PREFIX,
-    hasEnded: async () => false,
+    hasEnded: () => Promise.resolve(false),
   });
   slots = createDeploySlots(t.fleet.redis, t.env.REDIS_PREFIX, 1, 10_000);
   hostA = host('host-a');
