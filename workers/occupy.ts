@@ -325,7 +325,7 @@ async function hold(
  * while its bot is still DEPLOYING is a start that failed, retried or moved on as any other. A bot that moved
  * on meanwhile (placed on another platform, back in the global queue, or ended on another platform) is not
  * this job's to release, as in occupy(): what it left here is stopped, and the bot stays in the live index
- * for the job that holds it now.
+ * for what holds it now (that platform's job, or the global queue).
  */
 async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Promise<OccupyOutcome> {
   const bot = await ctx.repo.findById(job.botId);
