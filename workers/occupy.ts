@@ -322,7 +322,10 @@ async function hold(
  * A parked job woken: by the bot's end, by reconciliation, or by its own recheck. A bot still running on
  * this platform is parked again; otherwise its container is stopped and the capacity released. A job is
  * parked once the platform says its container runs, which may be before the bot reports: a container gone
- * while its bot is still DEPLOYING is a start that failed, retried or moved on as any other.
+ * while its bot is still DEPLOYING is a start that failed, retried or moved on as any other. A bot that moved
+ * on meanwhile (placed on another platform, back in the global queue, or ended on another platform) is not
+ * this job's to release, as in occupy(): what it left here is stopped, and the bot stays in the live index
+ * for what holds it now (that platform's job, or the global queue).
  */
 async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Promise<OccupyOutcome> {
   const bot = await ctx.repo.findById(job.botId);
@@ -343,6 +346,8 @@ async function wakeParked(ctx: OccupyContext, job: OccupyJob, log: Logger): Prom
   if (await runsOnAnotherHost(ctx, job.botId, log)) return 'awaiting-host';
   if (bot && onThisPlatform && bot.platformIdentifier) await stopAndRecord(ctx, job.botId, bot.platformIdentifier, log);
   else await stopLeftovers(ctx, job.botId, onThisPlatform ? bot : null, log);
+  if (bot && !onThisPlatform && (bot.platform || !isTerminal(bot.status)))
+    return isTerminal(bot.status) ? 'ended-before-deploy' : 'not-ours';
   return release(ctx, job.botId, log, 'released');
 }
 
