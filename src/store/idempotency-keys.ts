@@ -4,7 +4,7 @@ import { logger } from '../logger';
 import { withTimeout } from '../retry';
 import { Claim } from './bot-changes';
 import { ClaimRecord } from './flusher';
-import { IdempotencyDoc, Models } from './models';
+import { IDEMPOTENCY_WINDOW_MS, IdempotencyDoc, Models } from './models';
 
 /**
  * Idempotency-Keys live where the bot's create is decided: `<prefix>:idempotency:<record id>` in Redis holds
@@ -39,9 +39,6 @@ export interface IdempotencyRecord {
   /** ms since the epoch */
   createdAt: number;
 }
-
-/** A key names its bot this long after the create that took it. */
-export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
 const RESTORE_BATCH = 500;
 /**
