@@ -2,13 +2,17 @@
  * `npm run apikey -- create <owner> | list | revoke <id>`:
  * - create: makes an API key for <owner> and prints it, once, as the last line;
  * - list: one line per key: its id (the first 12 hex digits of its SHA-256), owner and creation time;
- * - revoke: deletes the key with that id (or a unique prefix of it); every process refuses it within 30 s.
- * Uses MONGODB_URI, or the MongoDB that `npm start` uses by default (127.0.0.1:27017 or its own FerretDB).
+ * - revoke: deletes the key with that id (or a unique prefix of it); every process refuses it within 30 s. It
+ *   marks the key revoked in the fleet's Redis first, so that no process shares it for an outage of MongoDB.
+ * Uses MONGODB_URI, or the MongoDB that `npm start` uses by default (127.0.0.1:27017 or its own FerretDB); and
+ * to revoke, REDIS_URL (or REDIS_SENTINELS), or the Redis `npm start` uses by default (127.0.0.1:6379) if one runs.
  */
 import path from 'node:path';
-import { loadConfig } from '../src/config';
-import { createMongo } from '../src/connections';
+import { Redis } from 'ioredis';
+import { Config, loadConfig } from '../src/config';
+import { createMongo, createRedis } from '../src/connections';
 import { isPortOpen, startFerretDb } from '../src/peers';
+import { withTimeout } from '../src/retry';
 import { ApiKeys, createApiKeys } from '../src/services/api-keys.service';
 import { createModels } from '../src/store/models';
 
@@ -44,6 +48,24 @@ function parse(argv: string[]): { command: string; argument?: string } | null {
   return null;
 }
 
+/** How long a revoke waits for the fleet's Redis before it fails (nothing revoked). */
+const REDIS_WAIT_MS = 5_000;
+
+/** The fleet's Redis, answering; none when none is configured and none runs where `npm start` puts it. */
+async function fleetRedis(config: Config): Promise<Redis | undefined> {
+  const target =
+    config.redisSentinel ?? config.redisUrl ?? ((await isPortOpen(6379)) ? 'redis://127.0.0.1:6379' : undefined);
+  if (!target) return undefined;
+  const redis = createRedis(target, 'worker', 'apikey');
+  try {
+    await withTimeout(redis.ping(), REDIS_WAIT_MS);
+    return redis;
+  } catch (error) {
+    redis.disconnect();
+    throw new Error(`Redis does not answer, nothing was revoked (${String(error)})`, { cause: error });
+  }
+}
+
 async function main() {
   const parsed = parse(process.argv.slice(2));
   if (!parsed) {
@@ -62,9 +84,12 @@ async function main() {
     }
   }
   const connection = await createMongo(uri);
+  const redis = parsed.command === 'revoke' ? await fleetRedis(config) : undefined;
   try {
-    process.exitCode = await COMMANDS[parsed.command](createApiKeys(await createModels(connection)), parsed.argument);
+    const keys = createApiKeys(await createModels(connection), redis && { redis, prefix: config.redisPrefix });
+    process.exitCode = await COMMANDS[parsed.command](keys, parsed.argument);
   } finally {
+    await redis?.quit();
     await connection.close();
     await stop();
   }

@@ -5,7 +5,7 @@ import IORedis from 'ioredis';
 import mongoose from 'mongoose';
 import { UnavailableError } from '../src/errors';
 import { startFerretDb, StartedPeer } from '../src/peers';
-import { createApiKeys } from '../src/services/api-keys.service';
+import { ApiKeyInfo, createApiKeys } from '../src/services/api-keys.service';
 import { createModels, Models } from '../src/store/models';
 import { peerUrls, uniqueName } from './support/fleet';
 
@@ -66,5 +66,53 @@ it('a new process checks a key another process found, refuses to guess an unknow
   expect(revoked?.owner).toBe('acme');
   await whileMongoHangs(async () => {
     await expect(newProcess().authenticate(key)).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
+/**
+ * The process's models, except that its lookup of a key runs `between` after MongoDB answered and before
+ * the lookup goes on (to write what it found to Redis): a lookup racing another process's revoke.
+ */
+const lookupThen = (between: () => Promise<unknown>): Models => {
+  const findById = (id: string) => ({
+    lean: () => ({
+      exec: async () => {
+        const found = await models.ApiKey.findById(id).lean().exec();
+        await between();
+        return found;
+      },
+    }),
+  });
+  return { ...models, ApiKey: { findById } as unknown as Models['ApiKey'] };
+};
+
+it('a lookup that read a key just before its revoke does not share it after', async () => {
+  const admin = newProcess();
+  const key = await admin.create('racer');
+  const id = (await admin.list()).find((info) => info.owner === 'racer')!.id;
+  let revoked: ApiKeyInfo | null = null;
+  const racing = createApiKeys(
+    lookupThen(async () => (revoked = await admin.revoke(id))),
+    { redis, prefix },
+  );
+
+  // its read came before the revoke (so this process trusts the key for its short cache), its write after
+  expect(await racing.authenticate(key)).toMatchObject({ owner: 'racer' });
+  expect(revoked).toMatchObject({ id, owner: 'racer' });
+  await whileMongoHangs(async () => {
+    await expect(newProcess().authenticate(key)).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
+it('a key revoked and made again (BOOTSTRAP_API_KEY) is shared again', async () => {
+  const admin = newProcess();
+  const key = `mbk_${uniqueName('bootstrap')}`;
+  await admin.ensure(key, 'admin');
+  const id = (await admin.list()).find((info) => info.owner === 'admin')!.id;
+  expect(await admin.revoke(id)).toMatchObject({ owner: 'admin' });
+  await admin.ensure(key, 'admin');
+  expect(await newProcess().authenticate(key)).toMatchObject({ owner: 'admin' });
+  await whileMongoHangs(async () => {
+    expect(await newProcess().authenticate(key)).toMatchObject({ owner: 'admin' });
   });
 });

@@ -8,7 +8,7 @@ import { createMongo, createRedis, RedisRole } from '../src/connections';
 import { createLogger, setLogger } from '../src/logger';
 import { StartedPeer, startFerretDb, startRedis } from '../src/peers';
 import { botKey, BotChanges, changesKey, createBotChanges, partitionOf } from '../src/store/bot-changes';
-import { BotRecord, createFlusher, eventId, Flusher, leaseKey, RecordId } from '../src/store/flusher';
+import { BotRecord, ClaimRecord, createFlusher, eventId, Flusher, leaseKey, RecordId } from '../src/store/flusher';
 import { cleanup, peerUrls, sleep, testDatabaseUri, uniqueName, waitFor } from './support/fleet';
 
 /**
@@ -552,4 +552,47 @@ it('a Redis that lost its last writes after they were flushed: the versions it g
   } finally {
     await flusher.close();
   }
+});
+
+it("an undone create's claim is deleted after it is written, and a later claim of its key stays", async () => {
+  const peers = await peersOfOwn(undefined, 1); // one stream: the claims, unclaims and later claims in one batch
+  const claims = peers.connection.db!.collection<ClaimRecord>('claims');
+  const claimOf = (recordId: string, botId: string, createdAt: number) => ({
+    key: `${peers.prefix}:claim:${recordId}`,
+    value: JSON.stringify({ _id: recordId, botId, createdAt }),
+    lifetimeMs: 60_000,
+  });
+  const [undone, later, alone] = botIdsFor(3);
+  const create = async (botId: string, claim: ReturnType<typeof claimOf>) =>
+    expect(await peers.changes.apply(botId, 0, { step: 1 }, undefined, 0, [], claim)).toHaveProperty('version', 1);
+  // `taken` is claimed by one create that is undone, then by another; `freed` only by one that is undone
+  await create(undone, claimOf('taken', undone, 1000));
+  await peers.changes.forget(undone, undefined, claimOf('taken', undone, 1000).key);
+  await create(later, claimOf('taken', later, 2000));
+  await create(alone, claimOf('freed', alone, 3000));
+  await peers.changes.forget(alone, undefined, claimOf('freed', alone, 3000).key);
+  // freeing a key another bot holds frees nothing
+  await peers.changes.forget(undone, undefined, claimOf('taken', undone, 1000).key);
+  expect(JSON.parse((await peers.redis.get(claimOf('taken', later, 2000).key))!).botId).toBe(later);
+
+  const flusher = createFlusher({
+    redis: peers.redis,
+    prefix: peers.prefix,
+    bots: peers.bots,
+    events: peers.events,
+    claims,
+    partitions: 1,
+    codec: {
+      id: (botId) => botId,
+      bot: (doc) => doc,
+      event: (event) => event,
+      claim: ({ createdAt, ...record }) => ({
+        ...(record as { _id: string }),
+        createdAt: new Date(createdAt as number),
+      }),
+    },
+  });
+  expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+  await flusher.close();
+  expect(await claims.find({}).toArray()).toEqual([{ _id: 'taken', botId: later, createdAt: new Date(2000) }]);
 });

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { startFerretDb, startRedis, StartedPeer } from '../src/peers';
+import { createBotChanges } from '../src/store/bot-changes';
 import { idempotencyRecordId } from '../src/store/models';
 import { meetings, startTestFleet, TestFleet, uniqueName, waitFor } from './support/fleet';
 
@@ -158,6 +159,33 @@ it('a process starting on a wiped Redis puts the keys MongoDB holds back before 
   try {
     const held = await c.fleet.redis.get(`${a.env.REDIS_PREFIX}:idempotency:${recordId}`);
     expect(JSON.parse(held!).botId).toBe(String((await a.fleet.models.Idempotency.findById(recordId))!.botId));
+  } finally {
+    await c.fleet.shutdown.close();
+  }
+});
+
+// Last: it stops the flushers of a and b.
+it('a create undone while its key was not yet in MongoDB leaves no record of the key there', async () => {
+  const recordId = idempotencyRecordId('owner-a', 'undone-1');
+  // MongoDB gets nothing until the create is undone: then its key's record, and its freeing, come in order
+  await a.fleet.flusher.close();
+  await b.fleet.flusher.close();
+  // the placement queue's key of the wrong type: the bot and its key are taken, then its placement fails
+  const placementQueue = `${shared.REDIS_PREFIX}:gq:order`;
+  await a.fleet.redis.set(placementQueue, 'not a sorted set');
+  const undone = await create(a, 'undone-1', { displayName: 'Undone' });
+  await a.fleet.redis.del(placementQueue);
+  expect(undone.status).toBe(503);
+  expect(await a.fleet.redis.exists(`${shared.REDIS_PREFIX}:idempotency:${recordId}`)).toBe(0);
+
+  const c = await startTestFleet(shared);
+  try {
+    expect(await createBotChanges(c.fleet.redis, shared.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
+    expect(await c.fleet.models.Idempotency.findById(recordId).lean()).toBeNull();
+    // so a Redis rebuilt from MongoDB does not hold the key either: another body makes a bot
+    await c.fleet.redis.flushall();
+    const reused = await create(c, 'undone-1', { displayName: 'Reused' });
+    expect(reused.status).toBe(201);
   } finally {
     await c.fleet.shutdown.close();
   }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { UnavailableError } from '../errors';
+import { RedisScript } from '../redis-script';
 import { withTimeout } from '../retry';
 import { Models } from '../store/models';
 
@@ -36,12 +37,24 @@ export const API_KEY_CACHE_MS = 30_000;
  * keys the fleet's processes found in MongoDB (`known`: the hash and owner only, in Redis, dropped when MongoDB
  * says the key is gone, forgotten KNOWN_KEY_TTL_S after the last lookup found it), so a process started during
  * the outage serves the fleet's clients too. A key no process found cannot be checked: 503.
+ *
+ * A revoke leaves `revoked` (the hash, no expiry) in the same step that drops `known`, and a lookup shares a
+ * key only if it is not there (one script). Without it, a lookup that read the key from MongoDB just before
+ * the revoke and wrote `known` just after would share the revoked key for KNOWN_KEY_TTL_S. The mark never
+ * expires because that write can come arbitrarily late (the process paused between its read and its write);
+ * revokes are rare and a mark is a hash, and a key only comes back through `ensure`, which clears it.
  */
 const LOOKUP_TIMEOUT_MS = 1000;
 const STALE_RETRY_MS = 5000;
 const KNOWN_KEY_TTL_S = 24 * 3600;
 const ID_LENGTH = 12;
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
+
+/** KEYS: known, revoked. ARGV: owner, seconds. Shares the key's owner unless the key was revoked. */
+const SHARE_UNLESS_REVOKED = new RedisScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1`);
 
 /** Where the fleet's processes share the keys they found (without it, each process knows only its own). */
 export interface KnownApiKeys {
@@ -52,11 +65,12 @@ export interface KnownApiKeys {
 export function createApiKeys({ ApiKey }: Models, shared?: KnownApiKeys): ApiKeys {
   const cache = new Map<string, { owner: string | null; until: number }>();
   const knownKey = (digest: string) => `${shared?.prefix}:api-keys:known:${digest}`;
+  const revokedKey = (digest: string) => `${shared?.prefix}:api-keys:revoked:${digest}`;
   /** Best effort: a Redis that does not answer only means a later outage finds fewer keys known. */
   const remember = (digest: string, owner: string | null) =>
     shared
       ? (owner
-          ? shared.redis.set(knownKey(digest), owner, 'EX', KNOWN_KEY_TTL_S)
+          ? SHARE_UNLESS_REVOKED.run(shared.redis, 2, knownKey(digest), revokedKey(digest), owner, KNOWN_KEY_TTL_S)
           : shared.redis.del(knownKey(digest))
         ).catch(() => undefined)
       : undefined;
@@ -107,7 +121,10 @@ export function createApiKeys({ ApiKey }: Models, shared?: KnownApiKeys): ApiKey
         await ApiKey.create({ _id: hash(key), owner, createdAt: new Date() });
       } catch (error) {
         if ((error as { code?: number }).code !== 11000) throw error; // it exists already
+        return;
       }
+      // a key revoked before and made again: it may be shared again
+      await shared?.redis.del(revokedKey(hash(key)));
     },
     async list() {
       const docs = await ApiKey.find({}).sort({ createdAt: 1 }).lean();
@@ -117,9 +134,14 @@ export function createApiKeys({ ApiKey }: Models, shared?: KnownApiKeys): ApiKey
       if (!/^[0-9a-f]{4,64}$/.test(id)) return null;
       const matches = (await ApiKey.find({}).lean()).filter((doc) => doc._id.startsWith(id));
       if (matches.length !== 1) return null;
-      await ApiKey.deleteOne({ _id: matches[0]._id });
-      cache.delete(matches[0]._id);
-      await remember(matches[0]._id, null);
+      const digest = matches[0]._id;
+      // Before MongoDB forgets the key: a revoke that fails here can be retried, and stops it being shared.
+      if (shared) {
+        const replies = await shared.redis.multi().set(revokedKey(digest), '1').del(knownKey(digest)).exec();
+        for (const [error] of replies ?? []) if (error) throw error;
+      }
+      await ApiKey.deleteOne({ _id: digest });
+      cache.delete(digest);
       return info(matches[0]);
     },
   };

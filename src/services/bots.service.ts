@@ -145,17 +145,10 @@ export function createBotsService(deps: BotsServiceDeps) {
       statusVersion: 0,
       statusChangedAt: now,
     };
-    // only if the key names this bot
-    const forgetKey = async () => {
-      if (key) await idempotencyKeys.forget(key.recordId, String(botId)).catch(() => undefined);
-    };
+    const claim = key && idempotencyKeys.claim({ _id: key.recordId, ...key.record });
     try {
       // The flusher marks it in the live index as it writes the new bot (see BotRepository.insert).
-      await repo.insert(
-        doc,
-        { type: 'status', status: doc.status, at: now, data: { source: 'client' } },
-        key && idempotencyKeys.claim({ _id: key.recordId, ...key.record }),
-      );
+      await repo.insert(doc, { type: 'status', status: doc.status, at: now, data: { source: 'client' } }, claim);
     } catch (error) {
       if (error instanceof ClaimTakenError) throw error;
       if ((error as { code?: number }).code === 11000)
@@ -169,8 +162,8 @@ export function createBotsService(deps: BotsServiceDeps) {
       else position = await placement.enqueue(doc);
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
-      await repo.remove(String(botId)).catch(() => undefined);
-      await forgetKey();
+      // frees the key too, in MongoDB as well once the flusher has written its record there
+      await repo.remove(String(botId), claim?.key).catch(() => undefined);
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }
     return { bot: doc, created: true, position };

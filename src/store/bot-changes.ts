@@ -44,9 +44,11 @@ export interface BotChanges {
   append(records: StreamRecord[]): Promise<void>;
   /**
    * Drops the bot, and the name its number gives it, from Redis (an undone create); changes already in its
-   * stream still reach MongoDB.
+   * stream still reach MongoDB. Frees `claimKey` too if its claim names this bot: in one step, the key is
+   * deleted and its record appended to the bot's stream as an unclaim, which the flusher writes after the
+   * claim (a stream is written in order), deleting the record MongoDB got from it, whenever that was.
    */
-  forget(botId: string, number?: number): Promise<void>;
+  forget(botId: string, number?: number, claimKey?: string): Promise<void>;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
@@ -113,8 +115,8 @@ export function applyKeyChanges<T extends ChainableCommander>(batch: T, changes:
 }
 
 /**
- * A key that must be free for the change to be made, then holds `value` (a JSON object) for `lifetimeMs`: an
- * Idempotency-Key taken by the bot it creates. The value also goes to the bot's partition stream, so that the
+ * A key that must be free for the change to be made, then holds `value` (a JSON object naming the bot as
+ * `botId`) for `lifetimeMs`: an Idempotency-Key taken by the bot it creates. The value also goes to the bot's partition stream, so that the
  * flusher keeps it in MongoDB (the record a Redis that lost its data is rebuilt from).
  */
 export interface Claim {
@@ -230,6 +232,18 @@ for i = 1, tonumber(ARGV[6]) do
 end
 return {1, version, at, id}`);
 
+/**
+ * KEYS: a claim's key, the bot's partition stream. ARGV: the bot's id. If the key's claim names the bot, frees
+ * the key and appends its record as an unclaim (see BotChanges.forget).
+ */
+const UNCLAIM = new RedisScript(`
+local held = redis.call('GET', KEYS[1])
+if held and cjson.decode(held).botId == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'kind', 'unclaim', 'claim', held)
+end
+return 1`);
+
 /** KEYS: bot hash. ARGV: version, doc JSON, at. */
 const SEED = new RedisScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -332,8 +346,9 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       }
       for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
     },
-    async forget(botId, number) {
+    async forget(botId, number, claimKey) {
       await redis.del(botKey(prefix, botId), ...(number ? [botNumberKey(prefix, number)] : []));
+      if (claimKey) await UNCLAIM.run(redis, 2, claimKey, changesKey(prefix, partitionOf(botId, partitions)), botId);
     },
     async readMany<T>(botIds: string[]) {
       if (botIds.length === 0) return [];

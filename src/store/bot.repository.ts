@@ -36,8 +36,11 @@ export interface BotRepository {
   appendEvent(botId: string, event: Omit<BotEventDoc, '_id' | 'botId'>): Promise<void>;
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
-  /** Undoes a create whose placement failed: the bot is gone from Redis and MongoDB. */
-  remove(id: string): Promise<void>;
+  /**
+   * Undoes a create whose placement failed: the bot is gone from Redis and MongoDB, and so is the key of its
+   * claim (`claimKey`), if any, while that claim names it (see BotChanges.forget).
+   */
+  remove(id: string, claimKey?: string): Promise<void>;
   /** The live index (see LiveBotDoc): marked before a new bot is placed, unmarked once it has ended. */
   markLive(id: string, createdAt: Date): Promise<void>;
   unmarkLive(id: string): Promise<void>;
@@ -279,11 +282,11 @@ export function createBotRepository(
         byId.set(String(event._id), byId.get(String(event._id)) ?? event);
       return [...byId.values()].sort(inHistoryOrder).slice(0, limit);
     },
-    async remove(id) {
+    async remove(id, claimKey) {
       // Its insert must be in MongoDB before it can be deleted there for good.
       await changes.waitFlushed('now', readYourWritesMs);
       const [doc] = await changes.readMany<{ number?: number }>([id]);
-      await changes.forget(id, doc?.number);
+      await changes.forget(id, doc?.number, claimKey);
       await Bot.deleteOne({ _id: id });
       await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
       await LiveBot.deleteOne({ _id: id });

@@ -22,7 +22,9 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  *   entered the stream, so a replayed event is a duplicate and ignored;
  * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete;
  * - a claim (an Idempotency-Key, bot-changes.ts `Claim`) is an insert; a duplicate replaces only an older
- *   record of its key (one that expired and was claimed again).
+ *   record of its key (one that expired and was claimed again);
+ * - an unclaim (a claim freed by an undone create, after it in the stream) deletes the claim's record only
+ *   while it is that claim's, not a later claim's of the key.
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
  * `{ ...event, _id: eventId(botId, version, at), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
@@ -203,10 +205,13 @@ interface VersionEntry {
   event?: Record<string, unknown>;
 }
 
-/** What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim. */
+/**
+ * What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim
+ * or unclaim.
+ */
 type RecordEntry =
   | { id: string; botId: string; kind: 'event'; event: Record<string, unknown> }
-  | { id: string; botId: string; kind: 'claim'; claim: Record<string, unknown> }
+  | { id: string; botId: string; kind: 'claim' | 'unclaim'; claim: Record<string, unknown> }
   | { id: string; botId: string; kind: 'live'; at: Date }
   | { id: string; botId: string; kind: 'unlive' };
 
@@ -226,7 +231,7 @@ function parse([id, fields]: RawEntry): Entry | null {
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   const botId = f.bot;
   if (f.kind === 'event') return { id, botId, kind: 'event', event: parseRecord(f.event) };
-  if (f.kind === 'claim') return { id, botId, kind: 'claim', claim: parseRecord(f.claim) };
+  if (f.kind === 'claim' || f.kind === 'unclaim') return { id, botId, kind: f.kind, claim: parseRecord(f.claim) };
   if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
   if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
   return {
@@ -343,9 +348,9 @@ export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec): mon
 }
 
 /**
- * One batch as few MongoDB commands: events, live-index marks, claims, new bots, then each changed bot's
- * latest document once, then unmarks. In any order would do: nothing is acknowledged before all of it is
- * written, and each write is idempotent.
+ * One batch as few MongoDB commands: events, live-index marks, claims, unclaims, new bots, then each changed
+ * bot's latest document once, then unmarks. In any order would do, but for an unclaim after its claim:
+ * nothing is acknowledged before all of it is written, and each write is idempotent.
  */
 async function write(
   { bots, events, live, claims }: Collections,
@@ -383,6 +388,9 @@ async function write(
       entries.flatMap((entry) => (entry.kind === 'claim' ? [codec.claim!(entry.claim)] : [])),
       updating,
     );
+  // every field, so that a record a later claim of the key wrote stays (unclaims are rare: one at a time)
+  if (claims && codec.claim)
+    for (const entry of entries) if (entry.kind === 'unclaim') await claims.deleteOne(codec.claim(entry.claim));
 
   // The bot's id is the `_id`, whatever the document says.
   const fields = ({ doc, version, at }: VersionEntry) => {

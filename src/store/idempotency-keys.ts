@@ -1,17 +1,17 @@
 import { Redis } from 'ioredis';
 import { Types } from 'mongoose';
 import { logger } from '../logger';
-import { RedisScript } from '../redis-script';
 import { withTimeout } from '../retry';
 import { Claim } from './bot-changes';
 import { ClaimRecord } from './flusher';
-import { IdempotencyDoc, Models } from './models';
+import { IDEMPOTENCY_WINDOW_MS, IdempotencyDoc, Models } from './models';
 
 /**
  * Idempotency-Keys live where the bot's create is decided: `<prefix>:idempotency:<record id>` in Redis holds
  * the key's record (JSON), taken in the same step that creates the bot (a `Claim` of the repository's
  * insert), so that exactly one create wins a key whichever process serves it, and a create needs no
- * MongoDB. The flusher keeps each record in MongoDB (`idempotency_keys`) like the bot.
+ * MongoDB. The flusher keeps each record in MongoDB (`idempotency_keys`) like the bot. A create undone frees
+ * its key through the same stream (BotRepository.remove), so MongoDB drops the record after it wrote it.
  *
  * Redis is not the record: when it lost its data, the records MongoDB holds that have not expired are put
  * back before any key is read again. `<prefix>:idempotency-restored` says that was done: it goes with the
@@ -26,8 +26,6 @@ export interface IdempotencyKeys {
   read(recordId: string): Promise<IdempotencyRecord | null>;
   /** What the bot's insert takes the key with. */
   claim(record: IdempotencyRecord & { _id: string }): Claim;
-  /** Frees the key if `botId` holds it (a create undone). */
-  forget(recordId: string, botId: string): Promise<void>;
   /** Puts back the records MongoDB holds, unless that was done since Redis last lost its data. */
   restore(): Promise<void>;
 }
@@ -41,15 +39,6 @@ export interface IdempotencyRecord {
   /** ms since the epoch */
   createdAt: number;
 }
-
-/** A key names its bot this long after the create that took it. */
-export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
-
-/** KEYS: the key. ARGV: a bot id. Deletes the key if its record names that bot. */
-const FORGET = new RedisScript(`
-local held = redis.call('GET', KEYS[1])
-if held and cjson.decode(held).botId == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1`);
 
 const RESTORE_BATCH = 500;
 /**
@@ -148,10 +137,6 @@ export function createIdempotencyKeys(
       return held === null ? null : (JSON.parse(held) as IdempotencyRecord);
     },
     claim: (record) => ({ key: keyOf(record._id), value: JSON.stringify(record), lifetimeMs: IDEMPOTENCY_WINDOW_MS }),
-    async forget(recordId, botId) {
-      await FORGET.run(redis, 1, keyOf(recordId), botId);
-      await Idempotency.deleteOne({ _id: recordId, botId: new Types.ObjectId(botId) });
-    },
     restore,
   };
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Connection, Model, Schema, Types } from 'mongoose';
 import { BOT_STATUSES, BotStatus, END_REASONS, EndReason, MeetingPlatform } from '../domain/bot.lifecycle';
 import { Attempt } from '../domain/transition';
+import { logger } from '../logger';
 
 /** MongoDB documents. Every query the API makes has an index below (the sweeps read Redis, not these). */
 
@@ -204,6 +205,10 @@ const idempotencySchema = new Schema<IdempotencyDoc>(
   },
   { collection: 'idempotency_keys', versionKey: false },
 );
+/** A key names its bot this long after the create that took it. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+// A record is kept while its key is honoured: then MongoDB's TTL monitor deletes it (within a minute or so).
+idempotencySchema.index({ createdAt: 1 }, { expireAfterSeconds: IDEMPOTENCY_WINDOW_MS / 1000 });
 
 /** One record per (owner, Idempotency-Key); a hash so keys of any length and charset fit an _id. */
 export const idempotencyRecordId = (owner: string, key: string) =>
@@ -228,10 +233,18 @@ export async function createModels(connection: Connection): Promise<Models> {
   };
   for (const model of Object.values(models) as Model<unknown>[]) {
     await model.createCollection().catch(ignoreAlreadyExists);
-    await model.createIndexes();
+    await model.createIndexes().catch((error: Error & { code?: number }) => {
+      // FerretDB 1.x implements no TTL index: its expired records stay (restores skip them), the rest works.
+      if (error.code !== NOT_IMPLEMENTED) throw error;
+      logger.warn(`${model.collection.collectionName}: an index this server does not implement is left out`, {
+        error: error.message,
+      });
+    });
   }
   return models;
 }
+
+const NOT_IMPLEMENTED = 238;
 
 function ignoreAlreadyExists(error: Error & { code?: number; codeName?: string }): void {
   if (error.code !== 48 && error.codeName !== 'NamespaceExists') throw error;
