@@ -190,3 +190,38 @@ it('a create undone while its key was not yet in MongoDB leaves no record of the
     await c.fleet.shutdown.close();
   }
 });
+
+it('a create undone while the flushers were stopped leaves no bot, events or live mark in MongoDB', async () => {
+  const recordId = idempotencyRecordId('owner-a', 'undone-2');
+  await a.fleet.flusher.close();
+  await b.fleet.flusher.close();
+  const placementQueue = `${shared.REDIS_PREFIX}:gq:order`;
+  await a.fleet.redis.set(placementQueue, 'not a sorted set');
+  const undone = await create(a, 'undone-2', { displayName: 'Undone later' });
+  await a.fleet.redis.del(placementQueue);
+  expect(undone.status).toBe(503);
+  // the 503 names no bot: its id is in its insert, still in its partition stream
+  const streams = await a.fleet.redis.keys(`${shared.REDIS_PREFIX}:changes:*`);
+  const entries = (await Promise.all(streams.map((stream) => a.fleet.redis.xrange(stream, '-', '+')))).flat();
+  const inserts = entries.flatMap(([, fields]) => {
+    const f = Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => fields.slice(2 * i, 2 * i + 2)));
+    return f.kind === 'insert' && JSON.parse(f.doc).displayName === 'Undone later' ? [f.bot as string] : [];
+  });
+  expect(inserts).toHaveLength(1);
+  const [botId] = inserts;
+  expect((await a.request('GET', `/api/bots/${botId}`)).status).toBe(404);
+
+  // a flusher that comes later writes the create, its event, its live mark and its key, then their removal
+  const c = await startTestFleet(shared);
+  try {
+    expect(await createBotChanges(c.fleet.redis, shared.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);
+    const { Bot, BotEvent, LiveBot, Idempotency } = c.fleet.models;
+    expect(await Bot.findById(botId).lean()).toBeNull();
+    expect(await BotEvent.countDocuments({ botId })).toBe(0);
+    expect(await LiveBot.findById(botId).lean()).toBeNull();
+    expect(await Idempotency.findById(recordId).lean()).toBeNull();
+    expect((await c.request('GET', `/api/bots/${botId}`)).status).toBe(404);
+  } finally {
+    await c.fleet.shutdown.close();
+  }
+});

@@ -43,12 +43,13 @@ export interface BotChanges {
    */
   append(records: StreamRecord[]): Promise<void>;
   /**
-   * Drops the bot, and the name its number gives it, from Redis (an undone create); changes already in its
-   * stream still reach MongoDB. Frees `claimKey` too if its claim names this bot: in one step, the key is
-   * deleted and its record appended to the bot's stream as an unclaim, which the flusher writes after the
-   * claim (a stream is written in order), deleting the record MongoDB got from it, whenever that was.
+   * Undoes a create, in one step: drops the bot, and the name its number gives it, from Redis, frees
+   * `claimKey` if its claim names this bot, and appends the removal (with the claim's record, if freed) to
+   * the bot's stream. The flusher writes a stream in order, so it writes the removal after the bot's create,
+   * its events and its claim, however late, and deletes from MongoDB whatever it wrote of them (a record a
+   * later claim of the key wrote stays). Answers the removal's mark, to wait for with waitFlushed.
    */
-  forget(botId: string, number?: number, claimKey?: string): Promise<void>;
+  forget(botId: string, number?: number, claimKey?: string): Promise<Mark>;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
@@ -233,16 +234,20 @@ end
 return {1, version, at, id}`);
 
 /**
- * KEYS: a claim's key, the bot's partition stream. ARGV: the bot's id. If the key's claim names the bot, frees
- * the key and appends its record as an unclaim (see BotChanges.forget).
+ * KEYS: the bot's partition stream, its hash, then its claim's key if ARGV[2] is '1', then the key its number
+ * names it by, if any. ARGV: the bot's id, '1' if it has a claim's key. Frees the key only if its claim names
+ * the bot (see BotChanges.forget); answers the removal's stream id.
  */
-const UNCLAIM = new RedisScript(`
-local held = redis.call('GET', KEYS[1])
+const FORGET = new RedisScript(`
+local held, numberAt = false, 3
+if ARGV[2] == '1' then held, numberAt = redis.call('GET', KEYS[3]), 4 end
+redis.call('DEL', KEYS[2])
+if KEYS[numberAt] then redis.call('DEL', KEYS[numberAt]) end
 if held and cjson.decode(held).botId == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('XADD', KEYS[2], '*', 'bot', ARGV[1], 'kind', 'unclaim', 'claim', held)
+  redis.call('DEL', KEYS[3])
+  return redis.call('XADD', KEYS[1], '*', 'bot', ARGV[1], 'kind', 'removed', 'claim', held)
 end
-return 1`);
+return redis.call('XADD', KEYS[1], '*', 'bot', ARGV[1], 'kind', 'removed')`);
 
 /** KEYS: bot hash. ARGV: version, doc JSON, at. */
 const SEED = new RedisScript(`
@@ -347,8 +352,15 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       for (const [error] of (await batch.exec()) ?? []) if (error) throw error;
     },
     async forget(botId, number, claimKey) {
-      await redis.del(botKey(prefix, botId), ...(number ? [botNumberKey(prefix, number)] : []));
-      if (claimKey) await UNCLAIM.run(redis, 2, claimKey, changesKey(prefix, partitionOf(botId, partitions)), botId);
+      const partition = partitionOf(botId, partitions);
+      const keys = [
+        changesKey(prefix, partition),
+        botKey(prefix, botId),
+        ...(claimKey ? [claimKey] : []),
+        ...(number ? [botNumberKey(prefix, number)] : []),
+      ];
+      const id = (await FORGET.run(redis, keys.length, ...keys, botId, claimKey ? '1' : '0')) as string;
+      return { partition, id };
     },
     async readMany<T>(botIds: string[]) {
       if (botIds.length === 0) return [];

@@ -37,8 +37,10 @@ export interface BotRepository {
   appendEvents(events: Array<Omit<BotEventDoc, '_id' | 'botId'> & { botId: string }>): Promise<void>;
   events(botId: string, limit: number): Promise<BotEventDoc[]>;
   /**
-   * Undoes a create whose placement failed: the bot is gone from Redis and MongoDB, and so is the key of its
-   * claim (`claimKey`), if any, while that claim names it (see BotChanges.forget).
+   * Undoes a create whose placement failed: the bot is gone from Redis at once, and so is the key of its
+   * claim (`claimKey`), if any, while that claim names it; MongoDB deletes whatever the flusher wrote of them
+   * when it writes the removal, which comes after them (see BotChanges.forget). Waits for that a bounded time
+   * (`readYourWritesMs`), so that a read right after, which asks MongoDB once Redis holds no bot, finds none.
    */
   remove(id: string, claimKey?: string): Promise<void>;
   /** The live index (see LiveBotDoc): marked before a new bot is placed, unmarked once it has ended. */
@@ -283,13 +285,10 @@ export function createBotRepository(
       return [...byId.values()].sort(inHistoryOrder).slice(0, limit);
     },
     async remove(id, claimKey) {
-      // Its insert must be in MongoDB before it can be deleted there for good.
-      await changes.waitFlushed('now', readYourWritesMs);
       const [doc] = await changes.readMany<{ number?: number }>([id]);
-      await changes.forget(id, doc?.number, claimKey);
-      await Bot.deleteOne({ _id: id });
-      await BotEvent.deleteMany({ botId: new Types.ObjectId(id) });
-      await LiveBot.deleteOne({ _id: id });
+      const removal = await changes.forget(id, doc?.number, claimKey);
+      // A flusher later than this may write the bot to MongoDB before its removal: readers see it until then.
+      await changes.waitFlushed([removal], readYourWritesMs);
     },
     async markLive(id, createdAt) {
       await changes.append([{ botId: id, kind: 'live', createdAt }]);

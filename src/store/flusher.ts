@@ -23,8 +23,11 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  * - a live-index mark is an insert whose duplicate is ignored, an unmark a delete;
  * - a claim (an Idempotency-Key, bot-changes.ts `Claim`) is an insert; a duplicate replaces only an older
  *   record of its key (one that expired and was claimed again);
- * - an unclaim (a claim freed by an undone create, after it in the stream) deletes the claim's record only
- *   while it is that claim's, not a later claim's of the key.
+ * - a removal (an undone create, after everything of its bot in the stream) deletes the bot's record, its
+ *   events and its live-index mark, and the record of the claim it freed, if any, only while that record is
+ *   that claim's, not a later claim's of the key (an unclaim, as the previous build wrote a freed claim, does
+ *   the latter alone);
+ * - an entry of a kind this build does not know (one a newer build wrote) is logged and skipped.
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
  * `{ ...event, _id: eventId(botId, version, at), botId, version, at, seq }`, other events `{ ...event, botId, seq }`
@@ -207,15 +210,26 @@ interface VersionEntry {
 
 /**
  * What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim
- * or unclaim.
+ * or unclaim, a removal (bot-changes.ts `forget`).
  */
 type RecordEntry =
   | { id: string; botId: string; kind: 'event'; event: Record<string, unknown> }
   | { id: string; botId: string; kind: 'claim' | 'unclaim'; claim: Record<string, unknown> }
   | { id: string; botId: string; kind: 'live'; at: Date }
-  | { id: string; botId: string; kind: 'unlive' };
+  | { id: string; botId: string; kind: 'unlive' }
+  | RemovalEntry;
+
+/** An undone create, with the record of the claim it freed if any. */
+interface RemovalEntry {
+  id: string;
+  botId: string;
+  kind: 'removed';
+  claim?: Record<string, unknown>;
+}
 
 type Entry = VersionEntry | RecordEntry;
+
+const log = logger.child({ role: 'flusher' });
 
 const isVersion = (entry: Entry): entry is VersionEntry => entry.kind === 'insert' || entry.kind === 'snapshot';
 
@@ -234,10 +248,18 @@ function parse([id, fields]: RawEntry): Entry | null {
   if (f.kind === 'claim' || f.kind === 'unclaim') return { id, botId, kind: f.kind, claim: parseRecord(f.claim) };
   if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
   if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
+  if (f.kind === 'removed')
+    return { id, botId, kind: 'removed', claim: f.claim === undefined ? undefined : parseRecord(f.claim) };
+  if (f.kind !== 'insert' && f.kind !== 'snapshot') {
+    // Written by a newer build, during a rolling upgrade: skipped (and acknowledged with its batch), so that
+    // its effect is missing in MongoDB rather than every bot of the partition stopping there.
+    log.warn('skipping a stream entry of an unknown kind', { id, botId, kind: f.kind });
+    return null;
+  }
   return {
     id,
     botId,
-    kind: f.kind as VersionEntry['kind'],
+    kind: f.kind,
     version: Number(f.version),
     at: new Date(Number(f.at)),
     doc: parseRecord(f.doc),
@@ -348,11 +370,59 @@ export function eventsOfEntries(entries: StreamEntry[], codec: RecordCodec): mon
 }
 
 /**
- * One batch as few MongoDB commands: events, live-index marks, claims, unclaims, new bots, then each changed
- * bot's latest document once, then unmarks. In any order would do, but for an unclaim after its claim:
- * nothing is acknowledged before all of it is written, and each write is idempotent.
+ * One batch, in order where it matters: a removal deletes what came before it of its bot, so that bot's
+ * versions, events and marks earlier in the batch are left out (the claims stay, for the removal to delete
+ * as it would a claim written in an earlier batch), and the deletes follow the rest. An entry of a bot after
+ * its removal in the batch (a create made again under the bot's id) is written after those deletes, with the
+ * entries that follow it. Removals are rare: they come one at a time.
  */
 async function write(
+  collections: Collections,
+  codec: RecordCodec,
+  entries: Entry[],
+  updating: OneAtATime,
+): Promise<void> {
+  let part: Entry[] = [];
+  let removals: RemovalEntry[] = [];
+  const writePart = async () => {
+    await writeRecords(collections, codec, part, updating);
+    for (const removal of removals) await deleteRemoved(collections, codec, removal);
+    part = [];
+    removals = [];
+  };
+  for (const entry of entries) {
+    if (removals.some((removal) => removal.botId === entry.botId)) await writePart();
+    if (entry.kind !== 'removed') part.push(entry);
+    else {
+      part = part.filter((e) => e.botId !== entry.botId || e.kind === 'claim' || e.kind === 'unclaim');
+      removals.push(entry);
+    }
+  }
+  await writePart();
+}
+
+/**
+ * Deletes a removed bot's record, its events, its live-index mark, and the record of the claim it freed
+ * while that is the claim's (every field matches; a later claim of the key wrote another).
+ */
+async function deleteRemoved(
+  { bots, events, live, claims }: Collections,
+  codec: RecordCodec,
+  { botId, claim }: RemovalEntry,
+): Promise<void> {
+  const id = codec.id(botId);
+  await bots.deleteOne({ _id: id });
+  await events.deleteMany({ botId: id });
+  if (live) await live.deleteOne({ _id: id });
+  if (claim && claims && codec.claim) await claims.deleteOne(codec.claim(claim));
+}
+
+/**
+ * Entries with no removal among them as few MongoDB commands: events, live-index marks, claims, unclaims, new
+ * bots, then each changed bot's latest document once, then unmarks. In any order would do, but for an
+ * unclaim after its claim: nothing is acknowledged before all of it is written, and each write is idempotent.
+ */
+async function writeRecords(
   { bots, events, live, claims }: Collections,
   codec: RecordCodec,
   entries: Entry[],
@@ -472,7 +542,6 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const batchSize = options.batchSize ?? 500;
   // Short enough that a lost lease or close() is noticed soon, long enough to cost nothing when idle.
   const blockMs = Math.min(1000, Math.floor(leaseMs / 3));
-  const log = logger.child({ role: 'flusher' });
   const states: PartitionState[] = Array.from({ length: partitions }, () => ({ held: false }));
   // Blocking reads hold their connection; each partition has its own, closed on close() to end the wait.
   // Their errors are the main connection's too, which logs them. Their first read may come before they are
