@@ -72,6 +72,25 @@ it('Redis keeps a live bot, and an ended one for 24 h', async () => {
   expect(ttl).toBeLessThanOrEqual(24 * 3600 * 1000);
 });
 
+it('an undone create leaves nothing behind: not the bot, its events, its live mark, nor the name its number gives it', async () => {
+  const created = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body as {
+    id: string;
+    number: number;
+  };
+  const numberKey = `${t.env.REDIS_PREFIX}:bot-number:${created.number}`;
+  expect(await t.fleet.redis.get(numberKey)).toBe(created.id);
+  // MongoDB holds it already: its removal, after it in its stream, deletes it there
+  expect(await stored(created.id)).not.toBeNull();
+  expect(await t.fleet.models.LiveBot.findById(created.id).lean()).not.toBeNull();
+  await t.fleet.repo.remove(created.id);
+  expect(await t.fleet.redis.exists(botKey(t.env.REDIS_PREFIX, created.id), numberKey)).toBe(0);
+  // remove() waited for the flusher to write the removal: a read right after finds nothing
+  expect((await t.request('GET', `/api/bots/${created.id}`)).status).toBe(404);
+  expect(await t.fleet.models.Bot.findById(created.id).lean()).toBeNull();
+  expect(await t.fleet.models.BotEvent.countDocuments({ botId: created.id })).toBe(0);
+  expect(await t.fleet.models.LiveBot.findById(created.id).lean()).toBeNull();
+});
+
 // Last: it stops this fleet's flusher.
 it('a list waits a bounded time for MongoDB, then answers from what MongoDB has, with the live state over it; a history has the changes MongoDB lacks', async () => {
   const owner = `owner-stale-${Date.now()}`;
@@ -100,16 +119,4 @@ it('a list waits a bounded time for MongoDB, then answers from what MongoDB has,
   expect(await history(unflushed)).toEqual(['QUEUED']);
   expect(await history(flushed)).toEqual(['QUEUED', 'ENDED']);
   expect(await statusEvents(flushed)).toEqual(['QUEUED', 'ENDED']);
-});
-
-it('an undone create leaves nothing behind: not the bot, not the name its number gives it', async () => {
-  const created = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body as {
-    id: string;
-    number: number;
-  };
-  const numberKey = `${t.env.REDIS_PREFIX}:bot-number:${created.number}`;
-  expect(await t.fleet.redis.get(numberKey)).toBe(created.id);
-  await t.fleet.repo.remove(created.id);
-  expect(await t.fleet.redis.exists(botKey(t.env.REDIS_PREFIX, created.id), numberKey)).toBe(0);
-  expect(await t.fleet.models.Bot.findById(created.id).lean()).toBeNull();
 });

@@ -73,7 +73,12 @@ async function peersOfOwn(
 
 const flusherOn = (
   peers: Peers,
-  extra: { bots?: mongo.Collection<BotRecord>; batchSize?: number; standby?: boolean } = {},
+  extra: {
+    bots?: mongo.Collection<BotRecord>;
+    live?: mongo.Collection<{ _id: RecordId; createdAt: Date }>;
+    batchSize?: number;
+    standby?: boolean;
+  } = {},
 ): Flusher =>
   createFlusher({
     redis: peers.redis,
@@ -595,4 +600,61 @@ it("an undone create's claim is deleted after it is written, and a later claim o
   expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
   await flusher.close();
   expect(await claims.find({}).toArray()).toEqual([{ _id: 'taken', botId: later, createdAt: new Date(2000) }]);
+});
+
+it('a removal deletes what came before it, in its batch or an earlier one; a bot made again after it stays; an unknown kind is skipped', async () => {
+  const peers = await peersOfOwn(undefined, 1); // one stream: everything below in one batch
+  const live = peers.connection.db!.collection<{ _id: RecordId; createdAt: Date }>('live_bots');
+  const stream = changesKey(peers.prefix, 0);
+  const flushAll = async () => {
+    const flusher = flusherOn(peers, { live });
+    expect(await peers.changes.waitFlushed('now', 120_000)).toBe(true);
+    await flusher.close();
+  };
+  const create = async (botId: string, note: string, since: number) => {
+    const created = await peers.changes.apply(botId, 0, { step: 1, note }, { type: 'created', note });
+    expect(created).toHaveProperty('version', 1);
+    await peers.changes.append([{ botId, kind: 'live', createdAt: new Date(since) }]);
+  };
+  const [earlier, removed, again, kept] = botIdsFor(4);
+
+  // written in a batch of its own, removed in the next
+  await create(earlier, 'earlier', 1000);
+  await flushAll();
+  expect(await peers.bots.countDocuments({ _id: earlier })).toBe(1);
+
+  await create(removed, 'removed', 2000);
+  const stepped = await peers.changes.update<{ step: number }>(removed, (current) => ({
+    doc: { ...current!.doc, step: 2 },
+    event: { type: 'stepped' },
+  }));
+  expect(stepped).toHaveProperty('version', 2);
+  await peers.changes.append([
+    { botId: removed, kind: 'event', event: { _id: new mongo.ObjectId().toHexString(), type: 'log' } },
+  ]);
+  await create(kept, 'kept', 3000);
+  await create(again, 'first', 4000);
+  for (const botId of [earlier, removed, again]) await peers.changes.forget(botId);
+  await peers.redis.xadd(stream, '*', 'bot', kept, 'kind', 'written-by-a-newer-build');
+  // made again under its id after its removal (a retried create)
+  await create(again, 'made again', 5000);
+  expect(await peers.redis.xlen(stream)).toBe(14);
+  await flushAll();
+
+  expect(await peers.redis.xlen(stream)).toBe(0);
+  const bots = await peers.bots.find({}, { projection: { note: 1, changeVersion: 1 } }).toArray();
+  expect(bots.sort((a, b) => a.note.localeCompare(b.note))).toEqual([
+    { _id: kept, note: 'kept', changeVersion: 1 },
+    { _id: again, note: 'made again', changeVersion: 1 },
+  ]);
+  const events = await peers.events.find({}, { projection: { _id: 0, botId: 1, note: 1 } }).toArray();
+  expect(events.sort((a, b) => a.note.localeCompare(b.note))).toEqual([
+    { botId: kept, note: 'kept' },
+    { botId: again, note: 'made again' },
+  ]);
+  expect(await live.find({}).sort({ createdAt: 1 }).toArray()).toEqual([
+    { _id: kept, createdAt: new Date(3000) },
+    { _id: again, createdAt: new Date(5000) },
+  ]);
+  expect(logs.some((line) => line.includes('skipping a stream entry of an unknown kind'))).toBe(true);
 });

@@ -229,8 +229,6 @@ interface RemovalEntry {
 
 type Entry = VersionEntry | RecordEntry;
 
-const log = logger.child({ role: 'flusher' });
-
 const isVersion = (entry: Entry): entry is VersionEntry => entry.kind === 'insert' || entry.kind === 'snapshot';
 
 /** An entry trimmed after delivery (by a holder that lost its lease, once it was written) has no fields. */
@@ -253,7 +251,7 @@ function parse([id, fields]: RawEntry): Entry | null {
   if (f.kind !== 'insert' && f.kind !== 'snapshot') {
     // Written by a newer build, during a rolling upgrade: skipped (and acknowledged with its batch), so that
     // its effect is missing in MongoDB rather than every bot of the partition stopping there.
-    log.warn('skipping a stream entry of an unknown kind', { id, botId, kind: f.kind });
+    logger.warn('skipping a stream entry of an unknown kind', { role: 'flusher', id, botId, kind: f.kind });
     return null;
   }
   return {
@@ -542,6 +540,7 @@ export function createFlusher(options: FlusherOptions): Flusher {
   const batchSize = options.batchSize ?? 500;
   // Short enough that a lost lease or close() is noticed soon, long enough to cost nothing when idle.
   const blockMs = Math.min(1000, Math.floor(leaseMs / 3));
+  const log = logger.child({ role: 'flusher' });
   const states: PartitionState[] = Array.from({ length: partitions }, () => ({ held: false }));
   // Blocking reads hold their connection; each partition has its own, closed on close() to end the wait.
   // Their errors are the main connection's too, which logs them. Their first read may come before they are
