@@ -162,7 +162,7 @@ export function createBotsService(deps: BotsServiceDeps) {
       else position = await placement.enqueue(doc);
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
-      // frees the key too, in MongoDB as well once the flusher has written its record there
+      // frees the key too; MongoDB deletes the bot and the key's record when the flusher writes the removal
       await repo.remove(String(botId), claim?.key).catch(() => undefined);
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }

@@ -287,7 +287,8 @@ export function createBotRepository(
     async remove(id, claimKey) {
       const [doc] = await changes.readMany<{ number?: number }>([id]);
       const removal = await changes.forget(id, doc?.number, claimKey);
-      // A flusher later than this may write the bot to MongoDB before its removal: readers see it until then.
+      // Then MongoDB holds nothing of the bot: the flusher wrote its removal, or nothing of it yet. One further
+      // behind may still write its create in a batch before its removal's: readers see the bot in between.
       await changes.waitFlushed([removal], readYourWritesMs);
     },
     async markLive(id, createdAt) {
