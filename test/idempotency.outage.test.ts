@@ -164,18 +164,25 @@ it('a process starting on a wiped Redis puts the keys MongoDB holds back before 
   }
 });
 
-// Last: it stops the flushers of a and b.
-it('a create undone while its key was not yet in MongoDB leaves no record of the key there', async () => {
-  const recordId = idempotencyRecordId('owner-a', 'undone-1');
-  // MongoDB gets nothing until the create is undone: then its key's record, and its freeing, come in order
+/**
+ * A create on a whose placement fails, with the flushers of a and b stopped: MongoDB gets nothing until the
+ * create is undone, then the bot, its key's record and their removal, in order, from a flusher started later.
+ */
+async function undoneCreate(key: string, displayName: string) {
   await a.fleet.flusher.close();
   await b.fleet.flusher.close();
   // the placement queue's key of the wrong type: the bot and its key are taken, then its placement fails
   const placementQueue = `${shared.REDIS_PREFIX}:gq:order`;
   await a.fleet.redis.set(placementQueue, 'not a sorted set');
-  const undone = await create(a, 'undone-1', { displayName: 'Undone' });
+  const undone = await create(a, key, { displayName });
   await a.fleet.redis.del(placementQueue);
   expect(undone.status).toBe(503);
+}
+
+// Last: these stop the flushers of a and b.
+it('a create undone while its key was not yet in MongoDB leaves no record of the key there', async () => {
+  const recordId = idempotencyRecordId('owner-a', 'undone-1');
+  await undoneCreate('undone-1', 'Undone');
   expect(await a.fleet.redis.exists(`${shared.REDIS_PREFIX}:idempotency:${recordId}`)).toBe(0);
 
   const c = await startTestFleet(shared);
@@ -193,13 +200,7 @@ it('a create undone while its key was not yet in MongoDB leaves no record of the
 
 it('a create undone while the flushers were stopped leaves no bot, events or live mark in MongoDB', async () => {
   const recordId = idempotencyRecordId('owner-a', 'undone-2');
-  await a.fleet.flusher.close();
-  await b.fleet.flusher.close();
-  const placementQueue = `${shared.REDIS_PREFIX}:gq:order`;
-  await a.fleet.redis.set(placementQueue, 'not a sorted set');
-  const undone = await create(a, 'undone-2', { displayName: 'Undone later' });
-  await a.fleet.redis.del(placementQueue);
-  expect(undone.status).toBe(503);
+  await undoneCreate('undone-2', 'Undone later');
   // the 503 names no bot: its id is in its insert, still in its partition stream
   const streams = await a.fleet.redis.keys(`${shared.REDIS_PREFIX}:changes:*`);
   const entries = (await Promise.all(streams.map((stream) => a.fleet.redis.xrange(stream, '-', '+')))).flat();
