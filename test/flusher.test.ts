@@ -560,7 +560,7 @@ it('a Redis that lost its last writes after they were flushed: the versions it g
 });
 
 it("an undone create's claim is deleted after it is written, and a later claim of its key stays", async () => {
-  const peers = await peersOfOwn(undefined, 1); // one stream: the claims, unclaims and later claims in one batch
+  const peers = await peersOfOwn(undefined, 1); // one stream: the claims, their freeing and later claims in one batch
   const claims = peers.connection.db!.collection<ClaimRecord>('claims');
   const claimOf = (recordId: string, botId: string, createdAt: number) => ({
     key: `${peers.prefix}:claim:${recordId}`,

@@ -25,8 +25,7 @@ import { RedisScript, RELEASE_LOCK, RENEW_LOCK } from '../redis-script';
  *   record of its key (one that expired and was claimed again);
  * - a removal (an undone create, after everything of its bot in the stream) deletes the bot's record, its
  *   events and its live-index mark, and the record of the claim it freed, if any, only while that record is
- *   that claim's, not a later claim's of the key (an unclaim, as the previous build wrote a freed claim, does
- *   the latter alone);
+ *   that claim's, not a later claim's of the key;
  * - an entry of a kind this build does not know (one a newer build wrote) is logged and skipped.
  *
  * MongoDB documents: bots `{ ...doc, _id: botId, changeVersion, changedAt }`, events of a version
@@ -209,12 +208,12 @@ interface VersionEntry {
 }
 
 /**
- * What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim
- * or unclaim, a removal (bot-changes.ts `forget`).
+ * What is not a version: an event on its own, a live-index mark or unmark (bot-changes.ts `append`), a claim,
+ * or a removal (bot-changes.ts `forget`).
  */
 type RecordEntry =
   | { id: string; botId: string; kind: 'event'; event: Record<string, unknown> }
-  | { id: string; botId: string; kind: 'claim' | 'unclaim'; claim: Record<string, unknown> }
+  | { id: string; botId: string; kind: 'claim'; claim: Record<string, unknown> }
   | { id: string; botId: string; kind: 'live'; at: Date }
   | { id: string; botId: string; kind: 'unlive' }
   | RemovalEntry;
@@ -243,7 +242,7 @@ function parse([id, fields]: RawEntry): Entry | null {
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   const botId = f.bot;
   if (f.kind === 'event') return { id, botId, kind: 'event', event: parseRecord(f.event) };
-  if (f.kind === 'claim' || f.kind === 'unclaim') return { id, botId, kind: f.kind, claim: parseRecord(f.claim) };
+  if (f.kind === 'claim') return { id, botId, kind: 'claim', claim: parseRecord(f.claim) };
   if (f.kind === 'live') return { id, botId, kind: 'live', at: new Date(Number(f.at)) };
   if (f.kind === 'unlive') return { id, botId, kind: 'unlive' };
   if (f.kind === 'removed')
@@ -392,7 +391,7 @@ async function write(
     if (removals.some((removal) => removal.botId === entry.botId)) await writePart();
     if (entry.kind !== 'removed') part.push(entry);
     else {
-      part = part.filter((e) => e.botId !== entry.botId || e.kind === 'claim' || e.kind === 'unclaim');
+      part = part.filter((e) => e.botId !== entry.botId || e.kind === 'claim');
       removals.push(entry);
     }
   }
@@ -416,9 +415,9 @@ async function deleteRemoved(
 }
 
 /**
- * Entries with no removal among them as few MongoDB commands: events, live-index marks, claims, unclaims, new
- * bots, then each changed bot's latest document once, then unmarks. In any order would do, but for an
- * unclaim after its claim: nothing is acknowledged before all of it is written, and each write is idempotent.
+ * Entries with no removal among them as few MongoDB commands: events, live-index marks, claims, new bots,
+ * then each changed bot's latest document once, then unmarks. In any order would do: nothing is acknowledged
+ * before all of it is written, and each write is idempotent.
  */
 async function writeRecords(
   { bots, events, live, claims }: Collections,
@@ -456,9 +455,6 @@ async function writeRecords(
       entries.flatMap((entry) => (entry.kind === 'claim' ? [codec.claim!(entry.claim)] : [])),
       updating,
     );
-  // every field, so that a record a later claim of the key wrote stays (unclaims are rare: one at a time)
-  if (claims && codec.claim)
-    for (const entry of entries) if (entry.kind === 'unclaim') await claims.deleteOne(codec.claim(entry.claim));
 
   // The bot's id is the `_id`, whatever the document says.
   const fields = ({ doc, version, at }: VersionEntry) => {
