@@ -120,3 +120,20 @@ it('a list waits a bounded time for MongoDB, then answers from what MongoDB has,
   expect(await history(flushed)).toEqual(['QUEUED', 'ENDED']);
   expect(await statusEvents(flushed)).toEqual(['QUEUED', 'ENDED']);
 });
+
+// After the last test stopped the flusher: a removal it has not written yet.
+it('an undone create MongoDB still holds (the flusher behind) is not read back, changed or put back into Redis', async () => {
+  const record = storedBot({ queuedAt: new Date(), statusChangedAt: new Date(), changeVersion: 1 });
+  const id = String(record._id);
+  // as the flusher wrote its create and live mark before it fell behind
+  await t.fleet.models.Bot.collection.insertOne(record);
+  await t.fleet.models.LiveBot.collection.insertOne({ _id: record._id, createdAt: record.createdAt });
+  await t.fleet.repo.remove(id);
+
+  // What recovery reads (the live index, then the bot) and what a placement's claim writes find no bot.
+  expect(await t.fleet.repo.findById(id)).toBeNull();
+  expect(await t.fleet.repo.transition(id, cancel)).toBeNull();
+  expect(await t.fleet.redis.exists(botKey(t.env.REDIS_PREFIX, id))).toBe(0);
+  // MongoDB holds it until the flusher writes the removal
+  expect(await t.fleet.models.Bot.findById(id).lean()).not.toBeNull();
+});

@@ -34,7 +34,8 @@ export interface BotChanges {
   ): Promise<Applied | Conflict | Taken>;
   /**
    * Puts a document MongoDB holds back into Redis at the version MongoDB has, unless Redis holds the bot
-   * already (it lost its data, or the hash of an ended bot expired); appends nothing. True if it was seeded.
+   * already (it lost its data, or the hash of an ended bot expired), or its create was undone; appends
+   * nothing. True if it was seeded.
    */
   seed(botId: string, version: number, doc: unknown): Promise<boolean>;
   /**
@@ -50,6 +51,11 @@ export interface BotChanges {
    * later claim of the key wrote stays). Answers the removal's mark, to wait for with waitFlushed.
    */
   forget(botId: string, number?: number, claimKey?: string): Promise<Mark>;
+  /**
+   * Whether the bot's create was undone (forget) within REMOVAL_MARK_MS: until the flusher writes the removal,
+   * MongoDB may still hold the bot, which must not be read back, placed or put back into Redis meanwhile.
+   */
+  wasRemoved(botId: string): Promise<boolean>;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
@@ -167,6 +173,13 @@ export class UpdateConflictError extends Error {
 export const botKey = (prefix: string, botId: string) => `${prefix}:bot:${botId}`;
 export const botNumberKey = (prefix: string, number: number) => `${prefix}:bot-number:${number}`;
 export const changesKey = (prefix: string, partition: number) => `${prefix}:changes:${partition}`;
+/** Says a bot's create was undone (see BotChanges.forget), for REMOVAL_MARK_MS. */
+export const botRemovedKey = (prefix: string, botId: string) => `${prefix}:bot-removed:${botId}`;
+/**
+ * How long an undone create's mark stays: far longer than the flusher can lag, which is how long MongoDB may
+ * still hold what it wrote of the bot before it writes the removal.
+ */
+const REMOVAL_MARK_MS = 24 * 3600 * 1000;
 /** The last entry of the partition stream that MongoDB holds, with every entry before it (set by the flusher). */
 export const flushedKey = (prefix: string, partition: number) => `${prefix}:flushed:${partition}`;
 
@@ -234,24 +247,25 @@ end
 return {1, version, at, id}`);
 
 /**
- * KEYS: the bot's partition stream, its hash, then its claim's key if ARGV[2] is '1', then the key its number
- * names it by, if any. ARGV: the bot's id, '1' if it has a claim's key. Frees the key only if its claim names
- * the bot (see BotChanges.forget); answers the removal's stream id.
+ * KEYS: the bot's partition stream, its hash, its removal mark, then its claim's key if ARGV[2] is '1', then
+ * the key its number names it by, if any. ARGV: the bot's id, '1' if it has a claim's key, ms to keep the
+ * mark. Frees the key only if its claim names the bot (see BotChanges.forget); answers the removal's stream id.
  */
 const FORGET = new RedisScript(`
-local held, numberAt = false, 3
-if ARGV[2] == '1' then held, numberAt = redis.call('GET', KEYS[3]), 4 end
+local held, numberAt = false, 4
+if ARGV[2] == '1' then held, numberAt = redis.call('GET', KEYS[4]), 5 end
 redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 if KEYS[numberAt] then redis.call('DEL', KEYS[numberAt]) end
 if held and cjson.decode(held).botId == ARGV[1] then
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[4])
   return redis.call('XADD', KEYS[1], '*', 'bot', ARGV[1], 'kind', 'removed', 'claim', held)
 end
 return redis.call('XADD', KEYS[1], '*', 'bot', ARGV[1], 'kind', 'removed')`);
 
-/** KEYS: bot hash. ARGV: version, doc JSON, at. */
+/** KEYS: bot hash, its removal mark. ARGV: version, doc JSON, at. */
 const SEED = new RedisScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2], 'at', ARGV[3])
 return 1`);
 
@@ -336,7 +350,8 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       return { version: Number(version), at: Number(at), mark: { partition, id } };
     },
     async seed(botId, version, doc) {
-      return (await SEED.run(redis, 1, botKey(prefix, botId), version, JSON.stringify(doc), Date.now())) === 1;
+      const keys = [botKey(prefix, botId), botRemovedKey(prefix, botId)];
+      return (await SEED.run(redis, 2, ...keys, version, JSON.stringify(doc), Date.now())) === 1;
     },
     async append(records) {
       if (records.length === 0) return;
@@ -356,11 +371,22 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       const keys = [
         changesKey(prefix, partition),
         botKey(prefix, botId),
+        botRemovedKey(prefix, botId),
         ...(claimKey ? [claimKey] : []),
         ...(number ? [botNumberKey(prefix, number)] : []),
       ];
-      const id = (await FORGET.run(redis, keys.length, ...keys, botId, claimKey ? '1' : '0')) as string;
+      const id = (await FORGET.run(
+        redis,
+        keys.length,
+        ...keys,
+        botId,
+        claimKey ? '1' : '0',
+        REMOVAL_MARK_MS,
+      )) as string;
       return { partition, id };
+    },
+    async wasRemoved(botId) {
+      return (await redis.exists(botRemovedKey(prefix, botId))) === 1;
     },
     async readMany<T>(botIds: string[]) {
       if (botIds.length === 0) return [];

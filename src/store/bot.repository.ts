@@ -201,7 +201,10 @@ export function createBotRepository(
   const findById = async (id: string): Promise<BotDoc | null> => {
     if (!isObjectId(id)) return null;
     const live = await changes.read<BotJsonDoc>(id);
-    return live ? botFromJson(live.doc) : ((await readStored(id))?.bot ?? null);
+    if (live) return botFromJson(live.doc);
+    // an undone create MongoDB may hold until the flusher writes its removal
+    if (await changes.wasRemoved(id)) return null;
+    return (await readStored(id))?.bot ?? null;
   };
 
   /** Waits (bounded) until MongoDB holds every change made so far, then lays Redis's newer documents over. */
