@@ -73,6 +73,12 @@ async function main() {
     process.exit(2);
   }
   const config = loadConfig(process.env);
+  // Before any MongoDB is started: a revoke that cannot reach Redis stops here, with nothing to clean up.
+  const redis = parsed.command === 'revoke' ? await fleetRedis(config) : undefined;
+  if (parsed.command === 'revoke' && !redis)
+    process.stderr.write(
+      'apikey: no Redis configured or running on 127.0.0.1:6379: the key is not marked revoked there, so a process that shares it may accept it while MongoDB does not answer (up to 24 h)\n',
+    );
   let uri = config.mongodbUri;
   let stop = async () => {};
   if (!uri) {
@@ -84,7 +90,6 @@ async function main() {
     }
   }
   const connection = await createMongo(uri);
-  const redis = parsed.command === 'revoke' ? await fleetRedis(config) : undefined;
   try {
     const keys = createApiKeys(await createModels(connection), redis && { redis, prefix: config.redisPrefix });
     process.exitCode = await COMMANDS[parsed.command](keys, parsed.argument);

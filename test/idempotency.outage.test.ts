@@ -212,7 +212,8 @@ it('a create undone while the flushers were stopped leaves no bot, events or liv
   const [botId] = inserts;
   expect((await a.request('GET', `/api/bots/${botId}`)).status).toBe(404);
 
-  // a flusher that comes later writes the create, its event, its live mark and its key, then their removal
+  // a flusher that comes later finds the create and its removal in one batch: it writes the key's record, then
+  // deletes it (a removal in a later batch than its create: test/bot-repository.test.ts, test/flusher.test.ts)
   const c = await startTestFleet(shared);
   try {
     expect(await createBotChanges(c.fleet.redis, shared.REDIS_PREFIX).waitFlushed('now', 30_000)).toBe(true);

@@ -25,16 +25,12 @@ it('idempotency records expire 24 h after their create, where the server impleme
   // twice: a restart finds the collections and indexes there
   await createModels(connection);
   const { Idempotency } = await createModels(connection);
-  expect(Idempotency.schema.indexes()).toContainEqual([
-    { createdAt: 1 },
-    expect.objectContaining({ expireAfterSeconds: 24 * 3600 }),
-  ]);
 
   const ttl = (await Idempotency.collection.indexes()).find((index) => index.key.createdAt === 1);
   const server = await connection.db!.admin().command({ buildInfo: 1 });
   if (server.ferretdbVersion) {
     expect(ttl).toBeUndefined();
-    const warnings = logs.filter((line) => line.includes('idempotency_keys: an index this server does not implement'));
+    const warnings = logs.filter((line) => line.includes('idempotency_keys: this server implements no TTL index'));
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toContain('expireAfterSeconds');
   } else {

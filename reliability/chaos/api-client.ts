@@ -71,10 +71,16 @@ export async function mapConcurrently<Item, Result>(
 ): Promise<Result[]> {
   const results = new Array<Result>(items.length);
   let next = 0;
+  let failed = false;
   const lane = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const index = next++;
-      results[index] = await task(items[index]);
+      try {
+        results[index] = await task(items[index]);
+      } catch (error) {
+        failed = true; // the other lanes stop taking items: the answer is this error
+        throw error;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));

@@ -163,7 +163,12 @@ export function createBotsService(deps: BotsServiceDeps) {
     } catch (error) {
       logger.error('could not queue a new bot; removing it', { botId: String(botId), error: String(error) });
       // frees the key too; MongoDB deletes the bot and the key's record when the flusher writes the removal
-      await repo.remove(String(botId), claim?.key).catch(() => undefined);
+      await repo.remove(String(botId), claim?.key).catch((removeError: unknown) =>
+        logger.error('could not remove the bot whose create failed', {
+          botId: String(botId),
+          error: String(removeError),
+        }),
+      );
       throw new UnavailableError('the placement queue is unavailable; nothing was created, retry later');
     }
     return { bot: doc, created: true, position };

@@ -207,8 +207,6 @@ const idempotencySchema = new Schema<IdempotencyDoc>(
 );
 /** A key names its bot this long after the create that took it. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
-// A record is kept while its key is honoured: then MongoDB's TTL monitor deletes it (within a minute or so).
-idempotencySchema.index({ createdAt: 1 }, { expireAfterSeconds: IDEMPOTENCY_WINDOW_MS / 1000 });
 
 /** One record per (owner, Idempotency-Key); a hash so keys of any length and charset fit an _id. */
 export const idempotencyRecordId = (owner: string, key: string) =>
@@ -233,14 +231,18 @@ export async function createModels(connection: Connection): Promise<Models> {
   };
   for (const model of Object.values(models) as Model<unknown>[]) {
     await model.createCollection().catch(ignoreAlreadyExists);
-    await model.createIndexes().catch((error: Error & { code?: number }) => {
-      // FerretDB 1.x implements no TTL index: its expired records stay (restores skip them), the rest works.
+    await model.createIndexes();
+  }
+  // A record is kept while its key is honoured: then MongoDB's TTL monitor deletes it (within a minute or so).
+  // FerretDB 1.x implements no TTL index: there its expired records stay (restores skip them), the rest works.
+  await models.Idempotency.collection
+    .createIndex({ createdAt: 1 }, { expireAfterSeconds: IDEMPOTENCY_WINDOW_MS / 1000 })
+    .catch((error: Error & { code?: number }) => {
       if (error.code !== NOT_IMPLEMENTED) throw error;
-      logger.warn(`${model.collection.collectionName}: an index this server does not implement is left out`, {
+      logger.warn('idempotency_keys: this server implements no TTL index; expired records are kept', {
         error: error.message,
       });
     });
-  }
   return models;
 }
 
