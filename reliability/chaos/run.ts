@@ -6,6 +6,7 @@ import { freePort } from '../../src/peers';
 import { apiClient, callUntilAnswered, mapConcurrently } from './api-client';
 import { startBalancer } from './balancer';
 import { Fault, FaultRecord, planFaults, runFaults, sleep } from './faults';
+import { readHistories } from './histories';
 import { layoutMembers, startChaosFleet } from './fleet';
 import { BotHistory, check5xx, checkFifo, startSampler, Violations } from './invariants';
 import { startLoad } from './load';
@@ -66,6 +67,8 @@ const FIFO_RACE_MS = 1_000;
 /** After Redis answers again, the fleet's connections take up to this long to reconnect (ioredis' backoff). */
 const REDIS_RECONNECT_MS = 5_000;
 const WEBHOOK_WAIT_MS = 60_000;
+/** After the settle phase, for the fleet's flushers to write every change to MongoDB. */
+const FLUSH_WAIT_MS = 120_000;
 const TERMINAL = new Set(['ENDED', 'FATAL']);
 /** Reads of the bots after the load: enough in flight that an hour's bots are read in minutes, few enough for 2 cores. */
 const READ_CONCURRENCY = 16;
@@ -230,34 +233,15 @@ export async function runChaos(options: RunOptions): Promise<{ record: RunRecord
     await load.close();
     await sampler.stop();
 
-    // Each bot's own history, through the API, for its end reason, FIFO and the webhooks it was owed.
-    const histories = await mapConcurrently(load.bots, READ_CONCURRENCY, async (bot): Promise<BotHistory> => {
-      const answer = await callUntilAnswered<{ createdAt: string; status: string; endReason: string | null }>(
-        client,
-        Date.now() + 60_000,
-        'GET',
-        `/api/bots/${bot.id}`,
-      );
-      const events = await callUntilAnswered<{
-        data: Array<{ type: string; status: string | null; at: string; data: { platform?: string } | null }>;
-      }>(client, Date.now() + 60_000, 'GET', `/api/bots/${bot.id}/events`);
-      if (!answer || answer.status !== 200 || !events || events.status !== 200)
-        throw new Error(`bot ${bot.id} could not be read after the run`);
-      if (TERMINAL.has(answer.body.status) && !answer.body.endReason)
-        violations.add('every-bot-ends-with-reason', { botId: bot.id, status: answer.body.status, endReason: null });
-      return {
-        id: bot.id,
-        createdAt: Date.parse(answer.body.createdAt),
-        status: answer.body.status,
-        endReason: answer.body.endReason,
-        events: events.body.data.map((event) => ({
-          type: event.type,
-          status: event.status,
-          at: Date.parse(event.at),
-          platform: event.data?.platform ?? null,
-        })),
-      };
-    });
+    // Each bot's own history, for its end reason, FIFO and the webhooks it was owed.
+    const histories = await readHistories(
+      env,
+      load.bots.map((bot) => bot.id),
+      FLUSH_WAIT_MS,
+    );
+    for (const history of histories)
+      if (TERMINAL.has(history.status) && !history.endReason)
+        violations.add('every-bot-ends-with-reason', { botId: history.id, status: history.status, endReason: null });
     checkFifo(histories, violations, FIFO_RACE_MS);
 
     // Webhooks: each status change after creation, delivered at least once, one payload per event id.
