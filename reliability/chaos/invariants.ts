@@ -149,7 +149,7 @@ export interface BotHistory {
 }
 
 /**
- * FIFO, from the bots' own histories (their events through the API). Waiting bots are ordered by creation
+ * FIFO, from the bots' own histories (their events as the fleet recorded them). Waiting bots are ordered by creation
  * (the fleet's queue keeps a bot handed back after a failed attempt at its creation's place). A bot waits
  * from a `status` QUEUED event until its next `attempt.assigned` or its end. When bot B is assigned to
  * platform P at time t, every bot A created before B that waited at t is a violation, unless:
