@@ -364,12 +364,19 @@ async function main() {
         'same restart: until the restarted API created a bot and the restarted worker served the platform queue',
         pick(p8, (r) => r.fleetBackS),
       ),
-      secondsRow(
-        `P8 ${restartBots} creates`,
-        `the same run's ${restartBots} live bots, first create → last deploy call (50 creates at a time), for comparison`,
-        pick(p8, (r) => r.createSeconds),
-      ),
     );
+    // The issue's reference: how long creating that many bots takes, in this run and at P2's rate.
+    const createSeconds = pick(p8, (r) => r.createSeconds);
+    const atP2Rate = pick(p2, (r) => sizes.restartBots / r.perSecond);
+    rows.push({
+      ...secondsRow(
+        `P8 ${restartBots} creates`,
+        `the same run's ${restartBots} live bots, first create → last deploy call (50 creates at a time)`,
+        createSeconds,
+      ),
+      peer: { name: `${restartBots} creates at P2's rate`, value: atP2Rate },
+      ratio: createSeconds.median / atP2Rate.median,
+    });
   } finally {
     await Promise.all(started.map((peer) => peer.stop()));
   }
