@@ -8,6 +8,10 @@ import { startFleet } from '../src/fleet';
 import { sweepHeartbeats } from '../workers/sweeps';
 import { freePort } from '../src/peers';
 import { simHostKeys } from '../src/platforms/sim/sim.platform';
+import { deploymentName } from '../src/platforms/platform';
+import { occupancyOf, occupyingBotIds } from '../src/placement/occupancy';
+import { platformQueueName } from '../queues/queue-names';
+import { PlatformQueue } from '../queues/queues';
 import { createBotChanges } from '../src/store/bot-changes';
 import { BotRecord, createFlusher } from '../src/store/flusher';
 import {
@@ -41,12 +45,22 @@ export interface Sizes {
   placeBots: number;
   /** F1: bot documents MongoDB holds before the flusher's snapshots are timed. */
   storedBots: number;
+  /** P8: live bots through a full restart, and how often they heartbeat. */
+  restartBots: number;
+  restartHeartbeatMs: number;
 }
 
 const HANG = { 'sim.behavior': 'hang' };
 const zoom = { platform: 'zoom', meetingId: '1' };
 /** What the benchmark reads of a create's answer. */
 type CreatedBot = { id: string; number: number };
+
+/** A fleet's processes; a figure that restarts one puts the new process here, so it is stopped at the end. */
+interface FleetProcs {
+  api: Proc;
+  worker: Proc;
+  simHost: Proc;
+}
 
 /**
  * An API process, a worker process and a sim host process that runs the sim bots: bots run outside the
@@ -55,19 +69,21 @@ type CreatedBot = { id: string; number: number };
 async function withFleet<T>(
   peers: Peers,
   overrides: Record<string, string>,
-  fn: (bench: BenchEnv, redis: IORedis, procs: { api: Proc; worker: Proc; simHost: Proc }) => Promise<T>,
+  fn: (bench: BenchEnv, redis: IORedis, procs: FleetProcs) => Promise<T>,
   { workerNodeArgs = [] as string[], runBots = true } = {},
 ) {
   const bench = await benchEnv(peers, { SIM_RUNNER: 'sim-host', ...overrides });
-  const simHostProc = startSimHostProcess(bench, { runBots });
-  const apiProc = startFleetProcess('api', bench);
-  const workerProc = startFleetProcess('worker', bench, workerNodeArgs);
+  const procs: FleetProcs = {
+    simHost: startSimHostProcess(bench, { runBots }),
+    api: startFleetProcess('api', bench),
+    worker: startFleetProcess('worker', bench, workerNodeArgs),
+  };
   const redis = new IORedis(peers.redisUrl);
   try {
     await waitReady(bench.url);
-    return await fn(bench, redis, { api: apiProc, worker: workerProc, simHost: simHostProc });
+    return await fn(bench, redis, procs);
   } finally {
-    await Promise.all([apiProc.stop(), workerProc.stop(), simHostProc.stop()]);
+    await Promise.all([procs.api.stop(), procs.worker.stop(), procs.simHost.stop()]);
     await redis.quit();
     await dropBenchData(peers, bench);
   }
@@ -97,6 +113,20 @@ async function paceCreates(url: string, rate: number, seconds: number, metadata:
   }
   await Promise.all(pending);
   return sentAt;
+}
+
+/** Creates `n` bots, 50 requests at a time, and answers their ids in creation order. */
+async function createBots(url: string, n: number, metadata: Record<string, string>): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, () =>
+        api<CreatedBot>(url, 'POST', '/api/bots', { meeting: zoom, metadata }),
+      ),
+    );
+    ids.push(...batch.map((r) => r.body.id));
+  }
+  return ids;
 }
 
 async function createdAtByBot(redis: IORedis, prefix: string, platform = 'sim') {
@@ -563,18 +593,7 @@ export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
   const n = sizes.placeBots;
   return withFleet(peers, { SIM_BOT_LIMIT: String(n) }, async (bench, redis, procs) => {
     const cpu = cpuReader(peers, procs);
-    const create = async () => {
-      const ids: string[] = [];
-      for (let i = 0; i < n; i += 50) {
-        const batch = await Promise.all(
-          Array.from({ length: Math.min(50, n - i) }, () =>
-            api<CreatedBot>(bench.url, 'POST', '/api/bots', { meeting: zoom, metadata: HANG }),
-          ),
-        );
-        ids.push(...batch.map((r) => r.body.id));
-      }
-      return ids;
-    };
+    const create = () => createBots(bench.url, n, HANG);
     const keys = simHostKeys(bench.prefix, 'sim');
     const holders = await create();
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= n, 'holders to be deployed');
@@ -589,5 +608,129 @@ export async function p7PlaceQueued(peers: Peers, sizes: Sizes) {
     const deployed = await createdAtByBot(redis, bench.prefix);
     const last = Math.max(...queued.map((id) => deployed.get(id)!));
     return { perSecond: n / ((last - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, after, n) };
+  });
+}
+
+/** Creates a bot as soon as the API answers (a process still starting refuses the connection), within `timeoutMs`. */
+async function createWhenAnswering(url: string, metadata: Record<string, string>, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const created = await api<CreatedBot>(url, 'POST', '/api/bots', { meeting: zoom, metadata });
+      if (created.status === 201) return created.body.id;
+    } catch {
+      // not listening yet, or a keep-alive connection to the killed process
+    }
+    await sleep(20);
+  }
+  throw new Error(`benchmark timed out waiting for the API at ${url} to create a bot`);
+}
+
+/**
+ * P8: a full restart with `restartBots` live bots. The bots stay in their call and heartbeat every
+ * `restartHeartbeatMs`; once every one is held (in its call, its occupy job parked), the API and worker
+ * processes are SIGKILLed together and started again at t0. The sim host, Redis and MongoDB keep
+ * running, as a platform's containers and the data stores outlive the fleet's processes. From t0:
+ * - `placeAgainS`: a probe bot, created as soon as the API answers, reaches its deploy call;
+ * - `allHeldS`: every one of the bots is held again: a worker of the restarted fleet serves the platform's
+ *   queue, the bot's occupy job is in a holding state (checked throughout, so none lost it meanwhile), and
+ *   the restarted API accepted a heartbeat from the bot (BENCHMARKS.md says why that, and what it bounds);
+ * - `fleetBackS`: the API created the probe and the restarted worker serves the platform's queue.
+ * `createSeconds`: the same run's creates of the bots, from the first create to the last deploy call.
+ */
+export async function p8FullRestart(peers: Peers, sizes: Sizes) {
+  const n = sizes.restartBots;
+  const inCallForAnHour = { 'sim.durationMs': String(3_600_000) };
+  const overrides = { SIM_BOT_LIMIT: String(n + 1), HEARTBEAT_INTERVAL_MS: String(sizes.restartHeartbeatMs) };
+  return withFleet(peers, overrides, async (bench, redis, procs) => {
+    const keys = simHostKeys(bench.prefix, 'sim');
+    const heartbeats = `${bench.prefix}:heartbeats`;
+    const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
+    const occupyQueue: PlatformQueue = new Queue(platformQueueName('sim'), { connection, prefix: bench.prefix });
+    try {
+      const start = Date.now();
+      const ids = await createBots(bench.url, n, inCallForAnHour);
+      await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= n, 'every deploy call');
+      const deployed = await createdAtByBot(redis, bench.prefix);
+      const createSeconds = (Math.max(...ids.map((id) => deployed.get(id)!)) - start) / 1000;
+      const changes = createBotChanges(redis, bench.prefix);
+      const allInCall = async () =>
+        (await changes.readMany<{ status: string }>(ids)).every((bot) => bot?.status === 'IN_CALL');
+      await waitUntil(
+        async () => {
+          const jobs = await occupyQueue.getJobCounts('delayed', 'active', 'waiting');
+          return jobs.delayed === n && jobs.active === 0 && jobs.waiting === 0 && (await allInCall());
+        },
+        'every bot to be in its call, its occupy job parked',
+        300_000,
+        500,
+      );
+      if ((await occupyQueue.getWorkersCount()) === 0) throw new Error('no worker serves the platform queue');
+
+      await Promise.all([procs.api.kill(), procs.worker.kill()]);
+      // Redis sees the dead worker's connections closed: from here on, a worker serving the queue is a new one.
+      await waitUntil(
+        async () => (await occupyQueue.getWorkersCount()) === 0,
+        'the killed worker to be gone',
+        10_000,
+        10,
+      );
+      const t0 = Date.now();
+      procs.api = startFleetProcess('api', bench);
+      procs.worker = startFleetProcess('worker', bench);
+
+      const stillHeld = async () => {
+        const held = (await occupancyOf(occupyQueue)).occupied;
+        if (held < n) throw new Error(`only ${held} of ${n} bots are held after the restart`);
+      };
+      const workerBack = waitUntil(
+        async () => (await occupyQueue.getWorkersCount()) > 0,
+        'the restarted worker to serve the platform queue',
+        120_000,
+        20,
+      ).then(() => Date.now());
+      workerBack.catch(() => undefined); // awaited below
+      const probe = await createWhenAnswering(bench.url, HANG);
+      const probeCreated = Date.now();
+      const placed = waitUntil(
+        async () => (await redis.hget(keys.createdAt, deploymentName(probe, 'sim'))) !== null,
+        'the probe bot to be placed',
+        120_000,
+        20,
+      );
+      placed.catch(() => undefined); // awaited below
+      // Every bot heard from since t0 (the probe too, once it started): one count a poll, then each bot checked.
+      let heardAt = 0;
+      await waitUntil(
+        async () => {
+          await stillHeld();
+          const probeHeard = Number((await redis.zscore(heartbeats, probe)) ?? 0) >= t0 ? 1 : 0;
+          if ((await redis.zcount(heartbeats, t0, '+inf')) - probeHeard < n) return false;
+          heardAt = Date.now();
+          return true;
+        },
+        'every bot to heartbeat after the restart',
+        300_000,
+        100,
+      );
+      const scores = await redis.zmscore(heartbeats, ...ids);
+      if (scores.some((score) => score === null || Number(score) < t0)) throw new Error('a bot was not heard after t0');
+      const holding = new Set(await occupyingBotIds(occupyQueue));
+      if (!ids.every((id) => holding.has(id))) throw new Error('a bot is not held after the restart');
+      if (!(await allInCall())) throw new Error('a bot left its call during the restart');
+      await placed;
+      const placedAt = Number(await redis.hget(keys.createdAt, deploymentName(probe, 'sim')));
+      const workerServing = await workerBack;
+      return {
+        placeAgainS: (placedAt - t0) / 1000,
+        allHeldS: (Math.max(heardAt, workerServing) - t0) / 1000,
+        fleetBackS: (Math.max(probeCreated, workerServing) - t0) / 1000,
+        createSeconds,
+        createsPerSecond: n / createSeconds,
+      };
+    } finally {
+      await occupyQueue.close();
+      await connection.quit();
+    }
   });
 }

@@ -100,6 +100,8 @@ export interface Proc {
   /** CPU seconds (user + system) the process has used so far. */
   cpuSeconds(): number;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash or an evicted pod dies: resolves once the process is gone. */
+  kill(): Promise<void>;
 }
 
 /** CPU seconds (user + system) a process has used so far. */
@@ -121,6 +123,8 @@ export function startProcess(
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const running = () => child.exitCode === null && child.signalCode === null;
   return {
     child,
     rssKb: () => {
@@ -128,13 +132,16 @@ export function startProcess(
       return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     },
     cpuSeconds: () => cpuSecondsOf(child.pid!),
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-      }),
+    stop: () => {
+      if (!running()) return Promise.resolve();
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+      return exited;
+    },
+    kill: () => {
+      if (running()) child.kill('SIGKILL');
+      return exited;
+    },
   };
 }
 
