@@ -142,6 +142,9 @@ it('aws: a call to a silent ECS endpoint is abandoned after the request timeout 
   const outcome = await outcomeOf(platform.list());
   expect(outcome).toBeInstanceOf(PlatformError);
   expect((outcome as PlatformError).message).toMatch(/^ListTasks: TimeoutError/);
-  expect(received).toEqual(['POST AmazonEC2ContainerServiceV20141113.ListTasks']);
+  // Sent once, never again (one attempt). On a loaded machine the timeout can fire before the request left the
+  // SDK (its timers run from the socket's creation): then it was abandoned unsent, named all the same.
+  expect(received.filter((call) => call !== 'POST AmazonEC2ContainerServiceV20141113.ListTasks')).toEqual([]);
+  expect(received.length).toBeLessThanOrEqual(1);
   await platform.close();
 });
