@@ -63,6 +63,29 @@ export function createRedis(target: RedisTarget, role: RedisRole, name: string =
 }
 
 /**
+ * How far before a lost connection writes may have been lost with it: an append-only file fsynced every second
+ * loses about the last second; a replica promoted in a failover, what it lagged behind. A minute of what
+ * MongoDB holds is cheap to compare with what Redis came back with.
+ */
+export const LAST_WRITES_MS = 60_000;
+
+/**
+ * Calls `listener` each time `redis` is ready again after it lost its connection, with when it lost it. A
+ * Redis that came back may have lost its last writes (restarted from an append-only file fsynced every second,
+ * or failed over to a replica that lagged): what depends on them is checked against MongoDB then.
+ */
+export function onReconnected(redis: Redis, listener: (lostAt: number) => void): void {
+  let lostAt: number | undefined;
+  redis.on('close', () => (lostAt ??= Date.now()));
+  redis.on('ready', () => {
+    if (lostAt === undefined) return;
+    const at = lostAt;
+    lostAt = undefined;
+    listener(at);
+  });
+}
+
+/**
  * Whether a command failed for want of a Redis that can take it now, so that it may succeed once one can:
  * this process had no connection (Redis down, or failing over) and, as a producer, did not wait for one; or
  * the server refused it for its state: a primary without enough replicas in reach (`min-replicas-to-write`),

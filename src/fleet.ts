@@ -125,8 +125,17 @@ export async function startFleet(
     const fleetId = configured.fleetId ?? (await keptFleetId(mongo, prefix));
     logger.info('fleet identity', { fleetId, from: configured.fleetId ? 'FLEET_ID' : 'MongoDB' });
     const config: Config = { ...configured, fleetId };
+    const queues = await createQueues(redis, prefix, config.platforms);
+    shutdown.add('queues', () => queues.close());
+    const outbox = createWebhookOutbox(redis, prefix, queues.webhooks);
     const changes = createBotChanges(redis, prefix);
-    const repo = createBotRepository(models, changes);
+    const repo = createBotRepository(models, changes, {
+      // a status change Redis lost after MongoDB received it: its webhook event went with it
+      afterLostWrites: async (bot, statusPutBack) => {
+        if (statusPutBack) await outbox.enqueue(bot);
+        else if (bot.callbackUrl && (await outbox.pending(String(bot._id))) > 0) await outbox.wake(String(bot._id));
+      },
+    });
     // Added before every role's closers, so it closes after them: their last changes are written first.
     // API processes write; a worker-only process stands by and writes only while no API process does, so
     // the workers' memory goes to the bots they hold (BENCHMARKS.md, P6).
@@ -144,15 +153,13 @@ export async function startFleet(
     shutdown.add('flusher', () => flusher.close());
     const globalQueue = createGlobalQueue(redis, prefix);
     const liveState = createLiveState(redis, prefix);
-    const queues = await createQueues(redis, prefix, config.platforms);
-    shutdown.add('queues', () => queues.close());
 
-    const outbox = createWebhookOutbox(redis, prefix, queues.webhooks);
     const lifecycle = createLifecycle(repo, {
       withdraw: createWithdrawal(queues, config.platforms),
       changesAlongside: changesAlongsideStatus(liveState, globalQueue, prefix),
       lastHeartbeat: (botId) => liveState.lastHeartbeat(botId),
-      notify: (bot) => outbox.enqueue(bot),
+      announce: (bot) => outbox.announce(bot),
+      notify: async (bot) => (bot.callbackUrl ? outbox.wake(String(bot._id)) : undefined),
     });
     const placement = createPlacement({
       platforms: config.platforms,

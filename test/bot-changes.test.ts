@@ -125,3 +125,42 @@ it('key changes alongside a change are made with it, and not at all when it conf
   await waitFor(() => heard.length > 0, 'the published message');
   expect(heard).toEqual([botId]);
 });
+
+it('restore puts back only a newer version (or the same one decided later), never over an undone create', async () => {
+  const changes = createBotChanges(connect(), prefix);
+  const held = async (botId: string) => {
+    const live = await changes.read<{ n: number }>(botId);
+    return live && { version: live.version, at: live.at, n: live.doc.n };
+  };
+  // Redis at version 2 (decided at `at`), MongoDB offering [version, at offset]: what Redis holds after.
+  const cases: Array<{ offered: [number, number]; putBack: boolean }> = [
+    { offered: [3, -5000], putBack: true }, // newer version, whatever its time
+    { offered: [2, 1], putBack: true }, // the same version, decided later: Redis lost the first
+    { offered: [2, 0], putBack: false }, // the very version Redis holds
+    { offered: [2, -1], putBack: false }, // the same version, decided earlier
+    { offered: [1, 5000], putBack: false }, // older
+  ];
+  for (const { offered, putBack } of cases) {
+    const botId = uniqueName('bot');
+    await changes.apply(botId, 0, { n: 1 });
+    const { at } = (await changes.apply(botId, 1, { n: 2 })) as { at: number };
+    const [version, offset] = offered;
+    const answer = await changes.restore<{ n: number }>(botId, version, at + offset, { n: 99 }, 0);
+    expect({ offered, answer }).toEqual({ offered, answer: putBack ? { n: 2 } : undefined });
+    expect({ offered, held: await held(botId) }).toEqual({
+      offered,
+      held: putBack ? { version, at: at + offset, n: 99 } : { version: 2, at, n: 2 },
+    });
+  }
+
+  // a bot Redis does not hold is put back (null: nothing was held); one whose create was undone is not
+  const missing = uniqueName('bot');
+  expect(await changes.restore(missing, 4, Date.now(), { n: 4 }, 60_000)).toBeNull();
+  expect((await held(missing))?.version).toBe(4);
+  expect(await connections[0].pttl(`${prefix}:bot:${missing}`)).toBeGreaterThan(0);
+  const undone = uniqueName('bot');
+  await changes.apply(undone, 0, { n: 1 });
+  await changes.forget(undone);
+  expect(await changes.restore(undone, 4, Date.now(), { n: 4 }, 0)).toBeUndefined();
+  expect(await held(undone)).toBeNull();
+});

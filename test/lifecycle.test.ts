@@ -15,7 +15,11 @@ import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 /** The lifecycle of docs/lifecycle.md, enforced server-side on what bots report. */
 let t: TestFleet;
 beforeAll(async () => {
-  t = await startTestFleet({ PLATFORM_PRIORITY: 'sim' }, { api: true, workers: false });
+  // a callbackUrl on loopback, which only an explicit allow list opens (nothing delivers: no workers)
+  t = await startTestFleet(
+    { PLATFORM_PRIORITY: 'sim', WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' },
+    { api: true, workers: false },
+  );
 });
 afterAll(() => t.close());
 
@@ -92,7 +96,9 @@ it('20 concurrent conflicting reports leave one consistent history', async () =>
 });
 
 it('an end is announced and leaves the global queue in the step that ends it, even if its process dies right after', async () => {
-  const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom } })).body.id as string;
+  const callbackUrl = 'http://127.0.0.1:9/hook';
+  const id = (await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, callbackUrl } })).body
+    .id as string;
   expect(await t.fleet.globalQueue.position(id)).not.toBeNull();
   const subscriber = t.fleet.redis.duplicate({ enableOfflineQueue: true });
   const heard: string[] = [];
@@ -103,12 +109,15 @@ it('an end is announced and leaves the global queue in the step that ends it, ev
     changesAlongside: changesAlongsideStatus(t.fleet.liveState, t.fleet.globalQueue, t.env.REDIS_PREFIX),
     withdraw: () => Promise.reject(new Error('the process died')),
     lastHeartbeat: () => Promise.resolve(null),
+    announce: (bot) => t.fleet.outbox.announce(bot),
     notify: () => Promise.reject(new Error('the process died')),
   });
   await expect(dying.end(id, 'ENDED', 'CANCELLED')).rejects.toThrow('the process died');
   expect((await t.fleet.repo.findById(id))!.status).toBe('ENDED');
   expect(await t.fleet.globalQueue.position(id)).toBeNull();
   expect(await t.fleet.redis.zscore(endedSet(t.env.REDIS_PREFIX), id)).not.toBeNull();
+  // its webhook event too, for whichever process delivers webhooks
+  expect((await t.fleet.outbox.next(id))?.event.data.bot.status).toBe('ENDED');
   await waitFor(() => heard.includes(id), 'the end announced');
   await subscriber.quit();
 });

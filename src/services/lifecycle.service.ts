@@ -21,8 +21,10 @@ export interface LifecycleEffects {
    * due-sets, and for a terminal one the global queue and the end signal.
    */
   changesAlongside(botId: string, status: BotStatus, bySelf: boolean): KeyChange[];
+  /** The webhook event of the bot's new status (for its callbackUrl), recorded in the same Redis step. */
+  announce(bot: BotDoc): KeyChange[];
   lastHeartbeat(botId: string): Promise<Date | null>;
-  /** Announces a status change to the bot's callbackUrl, if it has one. */
+  /** Wakes the delivery of the status change's webhook event, if the bot has a callbackUrl. */
   notify(bot: BotDoc): Promise<void>;
 }
 
@@ -67,7 +69,10 @@ export function createLifecycle(repo: BotRepository, effects: LifecycleEffects):
   /** Applies the request and, once it is recorded, what follows from the new status. */
   const apply = async (botId: string, request: DomainRequest, ownerId?: string) => {
     const bySelf = request.kind === 'move' && request.source === 'bot';
-    const alongside = (next: BotDoc) => effects.changesAlongside(botId, next.status, bySelf);
+    const alongside = (next: BotDoc) => [
+      ...effects.changesAlongside(botId, next.status, bySelf),
+      ...effects.announce(next),
+    ];
     const outcome = await repo.transition(botId, request, { alongside, ownerId });
     if (!outcome || outcome.refused) return outcome;
     const bot = outcome.bot;

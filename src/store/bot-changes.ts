@@ -1,4 +1,5 @@
 import { ChainableCommander, Redis } from 'ioredis';
+import { onReconnected } from '../connections';
 import { RedisScript } from '../redis-script';
 
 /**
@@ -39,6 +40,13 @@ export interface BotChanges {
    */
   seed(botId: string, version: number, doc: unknown): Promise<boolean>;
   /**
+   * Puts a document MongoDB holds back into Redis if Redis holds the bot at an older version (or the same
+   * version decided earlier, by Redis's clock), or not at all, unless its create was undone; appends nothing.
+   * For a Redis that lost its last writes (see BotRepository.repairLostWrites). Answers the document Redis
+   * held before (null if none) when it was put back, undefined when Redis kept its own.
+   */
+  restore<T>(botId: string, version: number, at: number, doc: unknown, expireMs: number): Promise<T | null | undefined>;
+  /**
    * Appends records that are not versions of a bot to its partition stream, in one round trip: an event
    * (with its `_id` chosen here, so a replay writes it once), or a live-index mark or unmark.
    */
@@ -56,6 +64,8 @@ export interface BotChanges {
    * MongoDB may still hold the bot, which must not be read back, placed or put back into Redis meanwhile.
    */
   wasRemoved(botId: string): Promise<boolean>;
+  /** Calls `listener` each time Redis is ready again after the connection was lost, with when it was lost. */
+  onReconnected(listener: (lostAt: number) => void): void;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */
@@ -270,6 +280,19 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2], 'at', ARGV[3])
 return 1`);
 
 /**
+ * KEYS: bot hash, its removal mark. ARGV: version, doc JSON, at, ms to expire after (0: never). Answers {0} if
+ * Redis's own version is as new, else {1, the document it held or false}.
+ */
+const RESTORE = new RedisScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+local held = redis.call('HMGET', KEYS[1], 'version', 'at', 'doc')
+local version, at = tonumber(held[1] or '0'), tonumber(held[2] or '0')
+if version > tonumber(ARGV[1]) or (version == tonumber(ARGV[1]) and at >= tonumber(ARGV[3])) then return {0} end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2], 'at', ARGV[3])
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) else redis.call('PERSIST', KEYS[1]) end
+return {1, held[3]}`);
+
+/**
  * The last entry id of each stream in KEYS, in one round trip. The flusher trims what it has written, so an
  * empty stream ('0-0') has nothing left to wait for.
  */
@@ -353,6 +376,13 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       const keys = [botKey(prefix, botId), botRemovedKey(prefix, botId)];
       return (await SEED.run(redis, 2, ...keys, version, JSON.stringify(doc), Date.now())) === 1;
     },
+    async restore<T>(botId: string, version: number, at: number, doc: unknown, expireMs: number) {
+      const keys = [botKey(prefix, botId), botRemovedKey(prefix, botId)];
+      const answer = (await RESTORE.run(redis, 2, ...keys, version, JSON.stringify(doc), at, Math.floor(expireMs))) as
+        [0] | [1, string | null];
+      if (answer[0] === 0) return undefined;
+      return answer[1] ? (JSON.parse(answer[1]) as T) : null;
+    },
     async append(records) {
       if (records.length === 0) return;
       const batch = redis.pipeline();
@@ -385,6 +415,7 @@ export function createBotChanges(redis: Redis, prefix: string, options: BotChang
       )) as string;
       return { partition, id };
     },
+    onReconnected: (listener) => onReconnected(redis, listener),
     async wasRemoved(botId) {
       return (await redis.exists(botRemovedKey(prefix, botId))) === 1;
     },

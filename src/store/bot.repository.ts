@@ -1,7 +1,10 @@
 import { QueryFilter, Types } from 'mongoose';
+import { LAST_WRITES_MS } from '../connections';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
+import { logger } from '../logger';
+import { withTimeout } from '../retry';
 import { BotChanges, Change, Claim, KeyChange, Live } from './bot-changes';
 import { eventsOfEntries, RecordCodec } from './flusher';
 import { claimRecord } from './idempotency-keys';
@@ -48,6 +51,13 @@ export interface BotRepository {
   unmarkLive(id: string): Promise<void>;
   /** Every bot in the live index, oldest first. */
   liveBots(): Promise<Array<{ id: string; createdAt: Date }>>;
+  /**
+   * For a Redis that lost its last writes: puts back every bot MongoDB changed after `since` that Redis holds
+   * at an older version (or not at all), so that no version is given twice to different changes and MongoDB,
+   * which keeps the newest version it was given, never keeps a branch Redis forgot. Runs by itself after each
+   * reconnection, and this repository's changes wait for it (bounded). Answers how many were put back.
+   */
+  repairLostWrites(since: Date): Promise<number>;
 }
 
 export type TransitionOutcome = { bot: BotDoc; refused?: undefined } | { bot: BotDoc; refused: TransitionError };
@@ -72,7 +82,16 @@ export interface BotRepositoryOptions {
   readYourWritesMs?: number;
   /** How long Redis keeps an ended bot's document (its reads and late reports need no MongoDB read meanwhile). */
   keepEndedMs?: number;
+  /**
+   * Told of every bot MongoDB changed around a loss of Redis's last writes, once repaired (repairLostWrites):
+   * `statusPutBack` when its status change was lost from Redis and put back, so what the lost step made
+   * alongside the change (its webhook event) is made again.
+   */
+  afterLostWrites?: (bot: BotDoc, statusPutBack: boolean) => Promise<void>;
 }
+
+/** How long a change waits for the repair after a reconnection (MongoDB may be away: then it cannot help). */
+const LOST_WRITES_WAIT_MS = 5_000;
 
 export function isObjectId(id: string): boolean {
   return /^[0-9a-f]{24}$/i.test(id);
@@ -145,8 +164,9 @@ const NOT_THERE = { refused: 'not there' } as const;
 export function createBotRepository(
   { Bot, BotEvent, LiveBot }: Models,
   changes: BotChanges,
-  { readYourWritesMs = 5_000, keepEndedMs = 24 * 3600 * 1000 }: BotRepositoryOptions = {},
+  { readYourWritesMs = 5_000, keepEndedMs = 24 * 3600 * 1000, afterLostWrites }: BotRepositoryOptions = {},
 ): BotRepository {
+  let repairing: Promise<unknown> | undefined;
   const readStored = async (id: string) =>
     fromRecord(await Bot.findById(id).lean<BotDoc & { changeVersion?: number }>());
 
@@ -162,6 +182,7 @@ export function createBotRepository(
       current: BotDoc,
     ) => { next: BotDoc; event?: Omit<BotEventDoc, '_id' | 'botId'>; alongside?: KeyChange[] } | TransitionError | null,
   ): Promise<TransitionOutcome | null> => {
+    if (repairing) await withTimeout(repairing, LOST_WRITES_WAIT_MS).catch(() => undefined);
     let refusal: { bot: BotDoc; refused: TransitionError } | undefined;
     let absent = false;
     const decideLive = (live: Live<BotJsonDoc> | null): Change<BotJsonDoc> | { refused: string } => {
@@ -218,7 +239,48 @@ export function createBotRepository(
     });
   };
 
+  const repairLostWrites = async (since: Date) => {
+    let putBack = 0;
+    const cursor = Bot.find({ changedAt: { $gt: since } })
+      .lean<BotDoc & { changeVersion?: number; changedAt?: Date }>()
+      .cursor({ batchSize: 500 });
+    for await (const record of cursor) {
+      const { changedAt } = record;
+      const stored = fromRecord(record)!;
+      const id = String(stored.bot._id);
+      if (!changedAt) continue; // written before versions were kept: long before any loss
+      const expireMs = isTerminal(stored.bot.status) ? keepEndedMs : 0;
+      const held = await changes.restore<BotJsonDoc>(
+        id,
+        stored.version,
+        changedAt.getTime(),
+        asChange(stored.bot),
+        expireMs,
+      );
+      if (held !== undefined) putBack++;
+      const statusPutBack =
+        held !== undefined &&
+        Number(held?.statusVersion ?? 0) < stored.bot.statusVersion &&
+        (stored.bot.statusChangedAt?.getTime() ?? 0) > since.getTime();
+      await afterLostWrites?.(stored.bot, statusPutBack);
+    }
+    return putBack;
+  };
+
+  changes.onReconnected((lostAt) => {
+    repairing = repairLostWrites(new Date(lostAt - LAST_WRITES_MS))
+      .then((putBack) => {
+        if (putBack > 0)
+          logger.warn('Redis came back without its last writes: bots put back from MongoDB', { putBack });
+      })
+      .catch((error: unknown) =>
+        logger.warn('bots: not compared with MongoDB after Redis reconnected', { error: String(error) }),
+      )
+      .finally(() => (repairing = undefined));
+  });
+
   return {
+    repairLostWrites,
     async insert(bot, event, claim) {
       const id = String(bot._id);
       const alongside: KeyChange[] = bot.number ? [{ op: 'set', key: changes.numberKey(bot.number), member: id }] : [];

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { Types } from 'mongoose';
+import { LAST_WRITES_MS, onReconnected } from '../connections';
 import { logger } from '../logger';
 import { withTimeout } from '../retry';
 import { Claim } from './bot-changes';
@@ -41,12 +42,6 @@ export interface IdempotencyRecord {
 }
 
 const RESTORE_BATCH = 500;
-/**
- * How far before a lost connection writes may have been lost with it: an append-only file fsynced every second
- * loses about the last second; a replica promoted in a failover, what it lagged behind. A minute of records is
- * cheap to put back.
- */
-const LAST_WRITES_MS = 60_000;
 /** How long a key's read waits for the records to be put back after a reconnection (MongoDB may be away). */
 const RECONCILE_WAIT_MS = 2_000;
 
@@ -109,15 +104,11 @@ export function createIdempotencyKeys(
 
   // A Redis that restarted empty (or failed over) is restored while MongoDB answers, not at the next create;
   // one that kept its data but may have lost its last writes gets the records from around the loss back.
-  let disconnectedAt: number | undefined;
   let reconciling: Promise<void> | undefined;
-  redis.on('close', () => (disconnectedAt ??= Date.now()));
-  redis.on('ready', () => {
-    const lostSince = disconnectedAt === undefined ? undefined : new Date(disconnectedAt - LAST_WRITES_MS);
-    disconnectedAt = undefined;
+  onReconnected(redis, (lostAt) => {
     reconciling = (async () => {
       await restore();
-      if (lostSince) await putBack(lostSince);
+      await putBack(new Date(lostAt - LAST_WRITES_MS));
     })()
       .catch((error: unknown) =>
         logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),

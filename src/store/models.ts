@@ -161,7 +161,9 @@ botSchema.index({ ownerId: 1, status: 1, _id: -1 });
 botSchema.index({ ownerId: 1, platform: 1, _id: -1 });
 // A number's bot when Redis no longer names it, and the highest number given (bot-numbers.ts).
 botSchema.index({ number: 1 });
-// The sweeps read Redis due-sets and recovery the live index, so no other query reaches this collection.
+// The bots changed around a loss of Redis's last writes (BotRepository.repairLostWrites; `changedAt` is the
+// flusher's). The sweeps read Redis due-sets and recovery the live index, so no other query reaches this collection.
+botSchema.index({ changedAt: 1 });
 
 const botEventSchema = new Schema<BotEventDoc>(
   {
