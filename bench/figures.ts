@@ -481,6 +481,7 @@ export async function p4Sweep(peers: Peers, live: number) {
         liveState: fleet.liveState,
         repo: fleet.repo,
         lifecycle: fleet.lifecycle,
+        outbox: fleet.outbox,
         heartbeatTimeoutMs: config.heartbeatTimeoutMs,
         deployTimeoutMs: 1,
       },

@@ -33,7 +33,7 @@ export interface JobPayloads {
 }
 
 /** Health sweeps, each a job scheduler with this id and job name, run every SWEEP_INTERVAL_MS. */
-export const SWEEP_NAMES = ['heartbeat-expiry', 'deploy-timeout', 'leave-grace'] as const;
+export const SWEEP_NAMES = ['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'webhook-wake'] as const;
 export type SweepName = (typeof SWEEP_NAMES)[number];
 export const reconcileSchedulerId = (platform: string) => `reconcile-${platform}`;
 /** Also the job name and the run counter (`<prefix>:sweeps:<id>:runs`), e.g. `slot-recovery-coolify`. */

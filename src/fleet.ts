@@ -321,6 +321,7 @@ async function startWorkers(fleet: Fleet, redisTarget: RedisTarget): Promise<voi
       liveState: fleet.liveState,
       repo,
       lifecycle,
+      outbox: fleet.outbox,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
       deployTimeoutMs: config.deployTimeoutMs,
     },

@@ -157,9 +157,13 @@ it('with 2 worker processes each sweep runs once per interval', async () => {
     const runs = (name: string) => t.fleet.redis.get(`${t.env.REDIS_PREFIX}:sweeps:${name}:runs`).then(Number);
     await waitFor(async () => (await runs('heartbeat-expiry')) > 0, 'the first sweep');
     const start = Date.now();
-    const before = await Promise.all(['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'reconcile-sim'].map(runs));
+    const before = await Promise.all(
+      ['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'webhook-wake', 'reconcile-sim'].map(runs),
+    );
     await sleep(4000);
-    const after = await Promise.all(['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'reconcile-sim'].map(runs));
+    const after = await Promise.all(
+      ['heartbeat-expiry', 'deploy-timeout', 'leave-grace', 'webhook-wake', 'reconcile-sim'].map(runs),
+    );
     const intervals = (Date.now() - start) / 250;
     after.forEach((count, i) => {
       const ran = count - before[i];
@@ -199,7 +203,14 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   const read: string[] = [];
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
   const result = await sweepHeartbeats(
-    { liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 },
+    {
+      liveState,
+      repo,
+      lifecycle: t.fleet.lifecycle,
+      outbox: t.fleet.outbox,
+      heartbeatTimeoutMs: 60_000,
+      deployTimeoutMs: 1,
+    },
     now,
   );
 
@@ -211,7 +222,14 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   // a second sweep finds nothing
   expect(
     await sweepHeartbeats(
-      { liveState, repo, lifecycle: t.fleet.lifecycle, heartbeatTimeoutMs: 60_000, deployTimeoutMs: 1 },
+      {
+        liveState,
+        repo,
+        lifecycle: t.fleet.lifecycle,
+        outbox: t.fleet.outbox,
+        heartbeatTimeoutMs: 60_000,
+        deployTimeoutMs: 1,
+      },
       now,
     ),
   ).toEqual({ read: 0, acted: 0 });

@@ -305,6 +305,7 @@ describe('bot routes', () => {
       liveState: t.fleet.liveState,
       repo: t.fleet.repo,
       lifecycle: t.fleet.lifecycle,
+      outbox: t.fleet.outbox,
       heartbeatTimeoutMs: 1,
       deployTimeoutMs: 1,
     };

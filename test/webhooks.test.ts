@@ -1,6 +1,10 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { webhookJobId } from '../queues/queue-names';
+import { changesAlongsideStatus } from '../src/fleet';
+import { createLifecycle } from '../src/services/lifecycle.service';
+import { sweepWebhookWakes, WEBHOOK_REWAKE_AFTER_MS } from '../workers/sweeps';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
@@ -87,4 +91,37 @@ it('delivers every status change, signed, in order, retrying a failing receiver 
   expect(
     accepted.every((e) => e.type === 'bot.status' && e.data.bot.id === id && !('password' in e.data.bot.meeting)),
   ).toBe(true);
+});
+
+it('an event whose delivery was never woken (its process died right after the change) is delivered by the sweep', async () => {
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const joinAt = new Date(Date.now() + 3600_000).toISOString();
+  const created = await t.request('POST', '/api/bots', { body: { meeting: meetings.zoom, callbackUrl: url, joinAt } });
+  expect(created.body.status).toBe('SCHEDULED');
+  const id = created.body.id as string;
+  // The fleet's own step, in a process that dies as soon as the change is recorded: nothing wakes the delivery.
+  const dying = createLifecycle(t.fleet.repo, {
+    changesAlongside: changesAlongsideStatus(t.fleet.liveState, t.fleet.globalQueue, t.env.REDIS_PREFIX),
+    announce: (bot) => t.fleet.outbox.announce(bot),
+    withdraw: () => Promise.reject(new Error('the process died')),
+    lastHeartbeat: () => Promise.resolve(null),
+    notify: () => Promise.reject(new Error('the process died')),
+  });
+  await expect(dying.end(id, 'ENDED', 'CANCELLED')).rejects.toThrow('the process died');
+  expect(await t.fleet.outbox.pending(id)).toBe(1);
+  expect(await t.fleet.queues.webhooks.getJob(webhookJobId(id))).toBeUndefined();
+
+  const deps = { outbox: t.fleet.outbox };
+  // not yet: a delivery may still be on its way
+  expect(await sweepWebhookWakes(deps)).toEqual({ read: 0, acted: 0 });
+  expect(await sweepWebhookWakes(deps, Date.now() + WEBHOOK_REWAKE_AFTER_MS + 1)).toEqual({ read: 1, acted: 1 });
+  await waitFor(
+    () => received.some((r) => r.answered === 200 && r.eventId.startsWith(`evt_${id}_`)),
+    'the end delivered after the sweep',
+  );
+  const delivered = received.filter((r) => r.eventId.startsWith(`evt_${id}_`)).map((r) => JSON.parse(r.body));
+  expect(delivered.map((e) => e.data.bot.status)).toEqual(['ENDED']);
+  // delivered, it leaves the waiting set: a later sweep finds nothing to wake
+  await waitFor(async () => (await t.fleet.outbox.waitingSince(Date.now() + 3600_000, 10)).length === 0, 'settled');
+  expect(await sweepWebhookWakes(deps, Date.now() + WEBHOOK_REWAKE_AFTER_MS + 1)).toEqual({ read: 0, acted: 0 });
 });

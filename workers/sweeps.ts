@@ -4,6 +4,7 @@ import { Platform } from '../src/platforms/platform';
 import { Lifecycle } from '../src/services/lifecycle.service';
 import { BotRepository } from '../src/store/bot.repository';
 import { DueSet, LiveState } from '../src/store/live-state';
+import { WebhookOutbox } from '../src/webhooks/webhook-outbox';
 
 /**
  * The health sweeps (docs/invariants.md, health). Each reads only the entries of a Redis due-set whose
@@ -14,6 +15,7 @@ export interface SweepDeps {
   liveState: LiveState;
   repo: BotRepository;
   lifecycle: Lifecycle;
+  outbox: WebhookOutbox;
   heartbeatTimeoutMs: number;
   deployTimeoutMs: number;
 }
@@ -155,4 +157,23 @@ export async function reconcilePlatform(
     result.stopped++;
   }
   return result;
+}
+
+/**
+ * How long a bot's webhook events may wait before the sweep wakes their delivery again: far longer than a
+ * delivery job takes to start, so it wakes only the ones whose wake-up was lost (or that are being retried,
+ * where the wake-up is a no-op).
+ */
+export const WEBHOOK_REWAKE_AFTER_MS = 30_000;
+
+/** Wakes the delivery of webhook events waiting for longer than WEBHOOK_REWAKE_AFTER_MS (see WebhookOutbox). */
+export async function sweepWebhookWakes(deps: Pick<SweepDeps, 'outbox'>, now = Date.now()): Promise<SweepResult> {
+  const result: SweepResult = { read: 0, acted: 0 };
+  for (;;) {
+    const ids = await deps.outbox.waitingSince(now - WEBHOOK_REWAKE_AFTER_MS, BATCH);
+    result.read += ids.length;
+    // each one leaves the range: woken ones count their wait from now, settled ones leave the set
+    for (const botId of ids) if (await deps.outbox.rewake(botId)) result.acted++;
+    if (ids.length < BATCH) return result;
+  }
 }

@@ -1,5 +1,12 @@
 import { Worker } from 'bullmq';
-import { SweepDeps, sweepDeployTimeouts, sweepHeartbeats, sweepLeaveGrace, SweepResult } from './sweeps';
+import {
+  SweepDeps,
+  sweepDeployTimeouts,
+  sweepHeartbeats,
+  sweepLeaveGrace,
+  SweepResult,
+  sweepWebhookWakes,
+} from './sweeps';
 import { JobPayloads, SWEEP_NAMES, SweepName, SWEEPS_QUEUE } from '../queues/queue-names';
 import { metrics, timedSweep } from '../src/metrics';
 import { WorkerDeps } from './worker-deps';
@@ -8,6 +15,7 @@ const SWEEPS: Record<SweepName, (deps: SweepDeps) => Promise<SweepResult>> = {
   'heartbeat-expiry': sweepHeartbeats,
   'deploy-timeout': sweepDeployTimeouts,
   'leave-grace': sweepLeaveGrace,
+  'webhook-wake': sweepWebhookWakes,
 };
 
 /**

@@ -159,5 +159,6 @@ export async function deliverPending(deps: DeliveryDeps, botId: string): Promise
     metrics.webhookDeliveries.inc({ outcome: 'delivered' });
     delivered++;
   }
+  await deps.outbox.settle(botId);
   return delivered;
 }
