@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { BotApiError, BotClient } from '../src/sdk/bot-client';
-import { sleep } from './support/fleet';
+import { BotApiError, BotClient, startHeartbeats } from '../src/sdk/bot-client';
+import { sleep, waitFor } from './support/fleet';
 import { collectGarbage } from './support/gc';
 
 /**
@@ -139,5 +139,40 @@ describe('answers', () => {
     expect(outcome).toBeInstanceOf(BotApiError);
     expect(outcome).toMatchObject({ status: 410, message: 'POST status: 410 {"error":"bot ended"}' });
     expect(received).toHaveLength(1);
+  });
+});
+
+describe('heartbeats', () => {
+  it('after a failed heartbeat the next comes well before the interval, and then the interval again', async () => {
+    const calls: number[] = [];
+    let failuresLeft = 3;
+    const fleet = {
+      heartbeat: () => {
+        calls.push(Date.now());
+        return failuresLeft-- > 0 ? Promise.reject(new Error('503')) : Promise.resolve({ shouldLeave: false });
+      },
+    };
+    // an interval no test waits for: every beat after the first is a retry, until one succeeds
+    const beating = startHeartbeats(fleet, 3600_000, () => undefined);
+    try {
+      await waitFor(() => calls.length === 4, 'three retries after failed heartbeats', 20_000);
+      await sleep(1000);
+      expect(calls).toHaveLength(4); // succeeded: the next waits the interval
+    } finally {
+      beating.stop();
+    }
+  });
+
+  it('tells the bot to leave once', async () => {
+    const left: number[] = [];
+    let beats = 0;
+    const fleet = { heartbeat: () => (beats++, Promise.resolve({ shouldLeave: true })) };
+    const beating = startHeartbeats(fleet, 10, () => left.push(beats));
+    try {
+      await waitFor(() => beats >= 3, 'three heartbeats');
+      expect(left).toEqual([1]);
+    } finally {
+      beating.stop();
+    }
   });
 });

@@ -159,25 +159,38 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The longest a bot waits to try a heartbeat again after one failed (when its interval is longer). */
+const HEARTBEAT_RETRY_CAP_MS = 5_000;
+
 /**
  * Heartbeats every `intervalMs` until stopped; calls `onLeave` once when the fleet answers shouldLeave.
- * Heartbeat failures are tolerated: the fleet decides liveness, not the bot.
+ * Heartbeat failures are tolerated: the fleet decides liveness, not the bot. After a failure the next try
+ * comes sooner (0.5 s, doubling, with jitter, at most 5 s): a fleet that restarted holds its bots again as
+ * soon as they beat, and a bot that waited its whole interval after each failure would come back late.
  */
-export function startHeartbeats(client: BotClient, intervalMs: number, onLeave: () => void): { stop(): void } {
+export function startHeartbeats(
+  client: Pick<BotClient, 'heartbeat'>,
+  intervalMs: number,
+  onLeave: () => void,
+): { stop(): void } {
   let stopped = false;
   let told = false;
+  let failures = 0;
   const beat = async () => {
     if (stopped) return;
     try {
       const { shouldLeave } = await client.heartbeat();
+      failures = 0;
       if (shouldLeave && !told) {
         told = true;
         onLeave();
       }
     } catch {
-      // the next beat tries again
+      failures++;
     }
-    if (!stopped) timer = setTimeout(() => void beat(), intervalMs);
+    const retry = Math.min(HEARTBEAT_RETRY_CAP_MS, 500 * 2 ** (failures - 1));
+    const wait = failures === 0 ? intervalMs : Math.min(intervalMs, retry / 2 + Math.random() * (retry / 2));
+    if (!stopped) timer = setTimeout(() => void beat(), wait);
   };
   // beat catches its own failures, so its promise never rejects
   let timer = setTimeout(() => void beat(), 0);
