@@ -70,18 +70,29 @@ export function createRedis(target: RedisTarget, role: RedisRole, name: string =
 export const LAST_WRITES_MS = 60_000;
 
 /**
- * Calls `listener` each time `redis` is ready again after it lost its connection, with when it lost it. A
- * Redis that came back may have lost its last writes (restarted from an append-only file fsynced every second,
- * or failed over to a replica that lagged): what depends on them is checked against MongoDB then.
+ * Calls `listener` each time `redis` is ready again after it lost its connection, with when it lost it and
+ * whether it found the same server (by its `run_id`) as before: only a server that restarted or replaced the
+ * one before (a failover) may have lost its last writes (restarted from an append-only file fsynced every
+ * second, or promoted while it lagged behind), and what depends on them is checked against MongoDB then.
  */
-export function onReconnected(redis: Redis, listener: (lostAt: number) => void): void {
+export function onReconnected(redis: Redis, listener: (lostAt: number, sameServer: Promise<boolean>) => void): void {
   let lostAt: number | undefined;
+  let runId: Promise<string | undefined> = Promise.resolve(undefined);
+  const serverRunId = () =>
+    redis
+      .info('server')
+      .then((text) => /^run_id:(\w+)/m.exec(text)?.[1])
+      .catch(() => undefined);
+  if (redis.status === 'ready') runId = serverRunId();
   redis.on('close', () => (lostAt ??= Date.now()));
   redis.on('ready', () => {
+    const before = runId;
+    runId = serverRunId();
     if (lostAt === undefined) return;
     const at = lostAt;
     lostAt = undefined;
-    listener(at);
+    const sameServer = Promise.all([before, runId]).then(([was, is]) => was !== undefined && was === is);
+    listener(at, sameServer);
   });
 }
 

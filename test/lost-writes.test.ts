@@ -4,14 +4,15 @@ import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
+import { createRedis, onReconnected } from '../src/connections';
 import { startRedis, StartedPeer } from '../src/peers';
 import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * A Redis that comes back without its last writes (a replica that lagged, promoted in a failover; an
- * append-only file fsynced every second), while MongoDB holds them: the fleet's own Redis (a private server,
- * so that every connection can be cut) is put back to the bot's earlier document and loses its pending
- * webhook events, then every connection is killed. Without the repair after the reconnection, Redis goes on
+ * append-only file fsynced every second), while MongoDB holds them: the fleet's own Redis (a private server
+ * with its append-only file) is put back to the bot's earlier document and loses its pending webhook events,
+ * then restarts on that file. Without the repair after the reconnection, Redis goes on
  * from the older version (the bot answered IN_CALL forever, MongoDB ENDED, its next versions given twice)
  * and the end's webhook event is never sent.
  */
@@ -33,7 +34,7 @@ let accepting = true;
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-lost-writes-'));
-  redis = await startRedis(path.join(dir, 'redis'));
+  redis = await startRedis(path.join(dir, 'redis'), undefined, true);
   admin = new IORedis(redis.url);
   server = http.createServer((req, res) => {
     let body = '';
@@ -91,12 +92,13 @@ it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s vers
   await waitFor(() => received.some((r) => r.answered === 503), 'a refused webhook');
   const ended = (await stored())!;
 
-  // Redis comes back with the bot in call and no pending webhook event, and every connection starts again.
+  // Redis comes back (a new server on its append-only file) with the bot in call and no pending webhook event.
   await admin.restore(botKey, 0, inCall, 'REPLACE');
   await admin.del(`${prefix}:webhooks:${id}`);
   expect(await statusOf(id)).toBe('IN_CALL');
   accepting = true;
-  await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+  await redis.stop();
+  redis = await startRedis(path.join(dir, 'redis'), Number(new URL(redis.url).port), true);
 
   await waitFor(async () => (await statusOf(id)) === 'ENDED', 'the bot ended again in Redis', 30_000);
   expect(Number(await admin.hget(botKey, 'version'))).toBe(ended.changeVersion);
@@ -112,4 +114,21 @@ it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s vers
   // and MongoDB still holds the end it had: nothing built on the older version overwrote it
   await t.fleet.repo.liveBots();
   expect(await stored()).toMatchObject({ status: 'ENDED', changeVersion: ended.changeVersion });
+});
+
+it('a reconnection tells a dropped connection to the same server from a restarted one', async () => {
+  const client = createRedis(redis.url, 'producer', 'reconnect-test');
+  const sameServer: boolean[] = [];
+  onReconnected(client, (_lostAt, same) => void same.then((answer) => sameServer.push(answer)));
+  try {
+    await waitFor(async () => (await client.ping().catch(() => null)) === 'PONG', 'connected');
+    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await waitFor(() => sameServer.length === 1, 'the reconnection to the same server');
+    await redis.stop();
+    redis = await startRedis(path.join(dir, 'redis'), Number(new URL(redis.url).port), true);
+    await waitFor(() => sameServer.length === 2, 'the reconnection to the restarted server');
+    expect(sameServer).toEqual([true, false]);
+  } finally {
+    client.disconnect();
+  }
 });

@@ -64,8 +64,8 @@ export interface BotChanges {
    * MongoDB may still hold the bot, which must not be read back, placed or put back into Redis meanwhile.
    */
   wasRemoved(botId: string): Promise<boolean>;
-  /** Calls `listener` each time Redis is ready again after the connection was lost, with when it was lost. */
-  onReconnected(listener: (lostAt: number) => void): void;
+  /** See connections.ts `onReconnected`: for this connection. */
+  onReconnected(listener: (lostAt: number, sameServer: Promise<boolean>) => void): void;
   /** The live documents of these bots, in order (null where Redis holds none), in one round trip. */
   readMany<T>(botIds: string[]): Promise<Array<T | null>>;
   /** read → decide → apply, again on a conflict, at most `maxAttempts` times (then throws). */

@@ -55,7 +55,8 @@ export interface BotRepository {
    * For a Redis that lost its last writes: puts back every bot MongoDB changed after `since` that Redis holds
    * at an older version (or not at all), so that no version is given twice to different changes and MongoDB,
    * which keeps the newest version it was given, never keeps a branch Redis forgot. Runs by itself after each
-   * reconnection, and this repository's changes wait for it (bounded). Answers how many were put back.
+   * reconnection to another Redis server than before (restarted, or failed over), and this repository's
+   * changes wait for it (bounded). Answers how many were put back.
    */
   repairLostWrites(since: Date): Promise<number>;
 }
@@ -267,8 +268,9 @@ export function createBotRepository(
     return putBack;
   };
 
-  changes.onReconnected((lostAt) => {
-    repairing = repairLostWrites(new Date(lostAt - LAST_WRITES_MS))
+  changes.onReconnected((lostAt, sameServer) => {
+    repairing = sameServer
+      .then((same) => (same ? 0 : repairLostWrites(new Date(lostAt - LAST_WRITES_MS))))
       .then((putBack) => {
         if (putBack > 0)
           logger.warn('Redis came back without its last writes: bots put back from MongoDB', { putBack });

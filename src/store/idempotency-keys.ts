@@ -105,10 +105,10 @@ export function createIdempotencyKeys(
   // A Redis that restarted empty (or failed over) is restored while MongoDB answers, not at the next create;
   // one that kept its data but may have lost its last writes gets the records from around the loss back.
   let reconciling: Promise<void> | undefined;
-  onReconnected(redis, (lostAt) => {
+  onReconnected(redis, (lostAt, sameServer) => {
     reconciling = (async () => {
       await restore();
-      await putBack(new Date(lostAt - LAST_WRITES_MS));
+      if (!(await sameServer)) await putBack(new Date(lostAt - LAST_WRITES_MS));
     })()
       .catch((error: unknown) =>
         logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),
