@@ -18,9 +18,9 @@ import { IDEMPOTENCY_WINDOW_MS, IdempotencyDoc, Models } from './models';
  * back before any key is read again. `<prefix>:idempotency-restored` says that was done: it goes with the
  * rest of Redis's data, so a wiped Redis rebuilds the keys (test/idempotency.outage.test.ts). A Redis that
  * lost only its last writes (restarted from an append-only file fsynced every second, or failed over to a
- * replica that lagged) keeps that mark: so after every reconnection the records MongoDB holds from shortly
- * before the connection was lost are put back too, and keys are read only once that is done (bounded, as a
- * MongoDB that does not answer cannot help).
+ * replica that lagged) keeps that mark: so after every reconnection to another server (connections.ts
+ * `onReconnected`) the records MongoDB holds from shortly before the connection was lost are put back too,
+ * and keys are read only once that is done (bounded, as a MongoDB that does not answer cannot help).
  */
 export interface IdempotencyKeys {
   /** The record of the key, or null: a key never used, or used longer ago than the window. */
