@@ -202,17 +202,15 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
 
   const read: string[] = [];
   const repo = { ...t.fleet.repo, findById: (id: string) => (read.push(id), t.fleet.repo.findById(id)) };
-  const result = await sweepHeartbeats(
-    {
-      liveState,
-      repo,
-      lifecycle: t.fleet.lifecycle,
-      outbox: t.fleet.outbox,
-      heartbeatTimeoutMs: 60_000,
-      deployTimeoutMs: 1,
-    },
-    now,
-  );
+  const deps = {
+    liveState,
+    repo,
+    lifecycle: t.fleet.lifecycle,
+    outbox: t.fleet.outbox,
+    heartbeatTimeoutMs: 60_000,
+    deployTimeoutMs: 1,
+  };
+  const result = await sweepHeartbeats(deps, now);
 
   expect(result).toEqual({ read: 10, acted: 10 });
   expect(new Set(read)).toEqual(expired);
@@ -220,19 +218,7 @@ it('a heartbeat sweep over 20,000 live bots with 10 expired reads only those 10'
   expect(fatal.map((b) => `${b?.status}/${b?.endReason}`)).toEqual(Array(10).fill('FATAL/HEARTBEAT_TIMEOUT'));
   expect(await t.fleet.redis.zcard(`${t.env.REDIS_PREFIX}:heartbeats`)).toBe(19_990);
   // a second sweep finds nothing
-  expect(
-    await sweepHeartbeats(
-      {
-        liveState,
-        repo,
-        lifecycle: t.fleet.lifecycle,
-        outbox: t.fleet.outbox,
-        heartbeatTimeoutMs: 60_000,
-        deployTimeoutMs: 1,
-      },
-      now,
-    ),
-  ).toEqual({ read: 0, acted: 0 });
+  expect(await sweepHeartbeats(deps, now)).toEqual({ read: 0, acted: 0 });
 });
 
 it('reconciliation of 2,000 held bots reads only where the platform and the fleet disagree', async () => {
