@@ -2,6 +2,7 @@ import IORedis, { Redis, RedisOptions } from 'ioredis';
 import mongoose, { Connection } from 'mongoose';
 import { SentinelTarget } from './config';
 import { logger } from './logger';
+import { withRetries, withTimeout } from './retry';
 
 /**
  * The one factory for Redis and MongoDB connections. Whoever calls a `create…` here owns the connection
@@ -68,6 +69,20 @@ export function createRedis(target: RedisTarget, role: RedisRole, name: string =
  * MongoDB holds is cheap to compare with what Redis came back with.
  */
 export const LAST_WRITES_MS = 60_000;
+
+/**
+ * Runs a check against MongoDB after a reconnection (`onReconnected`) until it succeeds, as a failover may come
+ * with a MongoDB outage: each try bounded (a stopped MongoDB keeps its connections open and never answers),
+ * tried again with backoff for about three minutes in all, then given up (the caller warns).
+ */
+export function checkAfterReconnect<T>(check: () => Promise<T>): Promise<T> {
+  return withRetries(() => withTimeout(check(), 30_000), {
+    attempts: 30,
+    baseMs: 500,
+    maxMs: 10_000,
+    isRetryable: () => true,
+  });
+}
 
 /**
  * Calls `listener` each time `redis` is ready again after it lost its connection, with when it lost it and

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { createRedis, onReconnected } from '../src/connections';
-import { startRedis, StartedPeer } from '../src/peers';
-import { meetings, startTestFleet, TestFleet, waitFor } from './support/fleet';
+import { startFerretDb, startRedis, StartedPeer } from '../src/peers';
+import { meetings, sleep, startTestFleet, TestFleet, waitFor } from './support/fleet';
 
 /**
  * A Redis that comes back without its last writes (a replica that lagged, promoted in a failover; an
@@ -26,6 +26,7 @@ interface Received {
 
 let dir: string;
 let redis: StartedPeer;
+let ferret: StartedPeer;
 let admin: IORedis;
 let t: TestFleet;
 let server: http.Server;
@@ -35,6 +36,8 @@ let accepting = true;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'meeboter-lost-writes-'));
   redis = await startRedis(path.join(dir, 'redis'), undefined, true);
+  // its own MongoDB too, which a test stops
+  ferret = await startFerretDb(path.join(dir, 'ferret'));
   admin = new IORedis(redis.url);
   server = http.createServer((req, res) => {
     let body = '';
@@ -48,6 +51,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t = await startTestFleet({
     REDIS_URL: redis.url,
+    MONGODB_URI: ferret.url,
     PLATFORM_PRIORITY: 'sim',
     WEBHOOK_RETRY_BASE_MS: '100',
     WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
@@ -60,14 +64,24 @@ afterAll(async () => {
   server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve));
   await redis?.stop();
+  await ferret?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
 const statusOf = async (id: string) => (await t.request('GET', `/api/bots/${id}`)).body.status as string;
-const deliveredStatuses = () =>
-  received.filter((r) => r.answered === 200).map((r) => JSON.parse(r.body).data.bot.status as string);
+const statusIn = (r: Received) => JSON.parse(r.body).data.bot.status as string;
 
-it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s version and the lost status change is announced', async () => {
+const restart = async (peer: StartedPeer, start: (dir: string, port: number) => Promise<StartedPeer>, name: string) => {
+  await peer.stop();
+  return start(path.join(dir, name), Number(new URL(peer.url).port));
+};
+const restartRedis = async () => (redis = await restart(redis, (at, port) => startRedis(at, port, true), 'redis'));
+
+/**
+ * A bot in call whose end MongoDB holds and Redis has lost, with the end's webhook events: Redis holds the
+ * bot's document from before the end again, and no pending event (to be followed by a restart of Redis).
+ */
+async function endLostByRedis() {
   const prefix = t.env.REDIS_PREFIX;
   const callbackUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
   const created = await t.request('POST', '/api/bots', {
@@ -78,7 +92,10 @@ it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s vers
   const botKey = `${prefix}:bot:${id}`;
   const stored = () => t.fleet.models.Bot.findById(id).lean<Record<string, unknown>>();
   await waitFor(async () => (await stored())?.status === 'IN_CALL', 'MongoDB to hold the bot in call');
-  await waitFor(() => deliveredStatuses().includes('IN_CALL'), 'the IN_CALL webhook');
+  await waitFor(
+    () => received.some((r) => r.answered === 200 && r.eventId.startsWith(`evt_${id}_`) && statusIn(r) === 'IN_CALL'),
+    'the IN_CALL webhook',
+  );
   const inCall = await admin.dumpBuffer(botKey);
 
   // What Redis is about to lose: the end (MongoDB receives it) and its webhook events (the receiver refuses them).
@@ -89,20 +106,23 @@ it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s vers
     async () => (await t.fleet.models.LiveBot.countDocuments({ _id: id })) === 0,
     'the bot to leave the live index',
   );
-  await waitFor(() => received.some((r) => r.answered === 503), 'a refused webhook');
+  await waitFor(
+    () => received.some((r) => r.answered === 503 && r.eventId.startsWith(`evt_${id}_`)),
+    'a refused webhook',
+  );
   const ended = (await stored())!;
 
-  // Redis comes back (a new server on its append-only file) with the bot in call and no pending webhook event.
   await admin.restore(botKey, 0, inCall, 'REPLACE');
   await admin.del(`${prefix}:webhooks:${id}`);
   expect(await statusOf(id)).toBe('IN_CALL');
   accepting = true;
-  await redis.stop();
-  redis = await startRedis(path.join(dir, 'redis'), Number(new URL(redis.url).port), true);
+  return { id, botKey, ended, stored };
+}
 
-  await waitFor(async () => (await statusOf(id)) === 'ENDED', 'the bot ended again in Redis', 30_000);
+/** Redis holds MongoDB's version of the bot again, its end is announced under its own id, one body an id. */
+async function expectRepaired({ id, botKey, ended, stored }: Awaited<ReturnType<typeof endLostByRedis>>) {
+  await waitFor(async () => (await statusOf(id)) === 'ENDED', 'the bot ended again in Redis', 60_000);
   expect(Number(await admin.hget(botKey, 'version'))).toBe(ended.changeVersion);
-  // the end is announced (under its own event id), once with one body
   const endId = `evt_${id}_${Number(ended.statusVersion)}_${(ended.statusChangedAt as Date).getTime()}`;
   await waitFor(
     () => received.some((r) => r.answered === 200 && r.eventId === endId),
@@ -114,6 +134,24 @@ it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s vers
   // and MongoDB still holds the end it had: nothing built on the older version overwrote it
   await t.fleet.repo.liveBots();
   expect(await stored()).toMatchObject({ status: 'ENDED', changeVersion: ended.changeVersion });
+}
+
+it('after Redis lost writes MongoDB holds, the bot goes on from MongoDB’s version and the lost status change is announced', async () => {
+  const lost = await endLostByRedis();
+  await restartRedis();
+  await expectRepaired(lost);
+});
+
+it('with MongoDB away when Redis comes back, the comparison is tried again until MongoDB answers', async () => {
+  const lost = await endLostByRedis();
+  await ferret.stop();
+  await restartRedis();
+  await waitFor(async () => (await t.fleet.redis.ping().catch(() => null)) === 'PONG', 'the fleet back on Redis');
+  // longer than a try takes to fail (MongoDB's server selection gives up after 5 s)
+  await sleep(7_000);
+  expect(await statusOf(lost.id)).toBe('IN_CALL');
+  ferret = await startFerretDb(path.join(dir, 'ferret'), Number(new URL(ferret.url).port));
+  await expectRepaired(lost);
 });
 
 it('a reconnection tells a dropped connection to the same server from a restarted one', async () => {
@@ -124,8 +162,7 @@ it('a reconnection tells a dropped connection to the same server from a restarte
     await waitFor(async () => (await client.ping().catch(() => null)) === 'PONG', 'connected');
     await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     await waitFor(() => sameServer.length === 1, 'the reconnection to the same server');
-    await redis.stop();
-    redis = await startRedis(path.join(dir, 'redis'), Number(new URL(redis.url).port), true);
+    await restartRedis();
     await waitFor(() => sameServer.length === 2, 'the reconnection to the restarted server');
     expect(sameServer).toEqual([true, false]);
   } finally {

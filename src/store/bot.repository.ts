@@ -1,5 +1,5 @@
 import { QueryFilter, Types } from 'mongoose';
-import { LAST_WRITES_MS } from '../connections';
+import { checkAfterReconnect, LAST_WRITES_MS } from '../connections';
 import { BotStatus, isTerminal } from '../domain/bot.lifecycle';
 import { decideTransition, TransitionRequest } from '../domain/transition';
 import { TransitionError } from '../errors';
@@ -270,7 +270,7 @@ export function createBotRepository(
 
   changes.onReconnected((lostAt, sameServer) => {
     repairing = sameServer
-      .then((same) => (same ? 0 : repairLostWrites(new Date(lostAt - LAST_WRITES_MS))))
+      .then((same) => (same ? 0 : checkAfterReconnect(() => repairLostWrites(new Date(lostAt - LAST_WRITES_MS)))))
       .then((putBack) => {
         if (putBack > 0)
           logger.warn('Redis came back without its last writes: bots put back from MongoDB', { putBack });

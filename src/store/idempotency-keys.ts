@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { Types } from 'mongoose';
-import { LAST_WRITES_MS, onReconnected } from '../connections';
+import { checkAfterReconnect, LAST_WRITES_MS, onReconnected } from '../connections';
 import { logger } from '../logger';
 import { withTimeout } from '../retry';
 import { Claim } from './bot-changes';
@@ -108,7 +108,7 @@ export function createIdempotencyKeys(
   onReconnected(redis, (lostAt, sameServer) => {
     reconciling = (async () => {
       await restore();
-      if (!(await sameServer)) await putBack(new Date(lostAt - LAST_WRITES_MS));
+      if (!(await sameServer)) await checkAfterReconnect(() => putBack(new Date(lostAt - LAST_WRITES_MS)));
     })()
       .catch((error: unknown) =>
         logger.warn('idempotency keys: not restored from MongoDB after Redis reconnected', { error: String(error) }),
