@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { ExclusionReason, Exclusions } from '../domain/platform-choice';
 import { RedisScript } from '../redis-script';
 import { applyKeyChanges, KeyChange } from '../store/bot-changes';
 
@@ -9,7 +10,7 @@ import { applyKeyChanges, KeyChange } from '../store/bot-changes';
  * - `order` ranks bots by creation time, so a bot handed back after a failed attempt keeps its place;
  * - `since` holds when it last entered, for GLOBAL_QUEUE_TIMEOUT_MS;
  * - `excluded` records, per bot, the platforms it must not be offered again and why (`failed` or
- *   `timed-out`); a bot whose every platform only timed out may start over (see the dispatcher);
+ *   `timed-out`); a bot whose every platform only timed out may start over (src/domain/platform-choice.ts);
  * - `inflight` marks an assignment between "job added" and "removed from the queue", so a dispatcher that
  *   dies in between is finished by the next run instead of assigning the bot twice;
  * - `full:<platform>` says a platform answered "no capacity" a moment ago (it expires by itself), so the
@@ -58,10 +59,6 @@ export interface GlobalQueue {
    */
   markRebuilt(token: string): Promise<boolean>;
 }
-
-export type ExclusionReason = 'failed' | 'timed-out';
-/** Platform name → why the bot must not be offered to it again. */
-export type Exclusions = Record<string, ExclusionReason>;
 
 /** KEYS: order, since. ARGV: botId, created at, now. */
 const ADD = new RedisScript(`

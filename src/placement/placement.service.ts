@@ -1,4 +1,5 @@
 import { PlatformSettings } from '../config';
+import { choosePlatform } from '../domain/platform-choice';
 import { logger } from '../logger';
 import { metrics } from '../metrics';
 import { Lifecycle } from '../services/lifecycle.service';
@@ -14,8 +15,8 @@ import { coalesceWakeUps } from './wake-ups';
 /**
  * Placement (docs/invariants.md). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
  * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
- * free capacity by adding an occupy job to that platform's queue. It reads and writes Redis only, so its
- * cost does not grow with the number of bots in the database. Capacity is counted as the platform
+ * free capacity (src/domain/platform-choice.ts decides which) by adding an occupy job to that platform's
+ * queue. It reads and writes Redis only, so its cost does not grow with the number of bots in the database. Capacity is counted as the platform
  * queue's unfinished jobs (src/domain/occupancy.ts), and only the dispatcher adds them, so a platform never
  * holds more jobs than its limit; BullMQ global concurrency (= limit) guards the same bound a second time.
  */
@@ -58,8 +59,8 @@ export interface Placement {
   control(platform: string, change: { limit?: number | null; draining?: boolean }): Promise<PlatformStats | null>;
   /**
    * Hands a bot back to the global queue after an attempt on `platform` that failed, timed out, or found the
-   * platform full. A failed or timed-out platform is excluded for the bot (see the dispatcher); a full one
-   * is not: it is offered nothing for FULL_BACKOFF_MS, so the bot moves on at once.
+   * platform full. A failed or timed-out platform is excluded for the bot (src/domain/platform-choice.ts); a
+   * full one is not: it is offered nothing for FULL_BACKOFF_MS, so the bot moves on at once.
    */
   handBack(botId: string, platform: string, outcome: AttemptDoc['outcome'], reason: string): Promise<void>;
 }
@@ -84,6 +85,7 @@ const MAX_SCAN = 1000;
 
 export function createPlacement(deps: PlacementDeps): Placement {
   const { queues, globalQueue, repo } = deps;
+  const priority = deps.platforms.map((p) => p.name);
   const queueOf = (platform: string) => queues.platforms.get(platform)!;
 
   const kick: Placement['kick'] = coalesceWakeUps(async (reason) => {
@@ -266,30 +268,21 @@ export function createPlacement(deps: PlacementDeps): Placement {
       const round: Array<{ botId: string; platform: string }> = [];
       let kept = 0;
       for (const [index, botId] of ids.entries()) {
-        let eligible = deps.platforms.filter((p) => !excluded[index][p.name]);
-        if (eligible.length === 0) {
-          // Slow is not broken: a bot that only timed out somewhere starts over on those platforms and
-          // waits for capacity like any queued bot (GLOBAL_QUEUE_TIMEOUT_MS still applies).
-          eligible = deps.platforms.filter((p) => excluded[index][p.name] !== 'failed');
-          if (eligible.length === 0) {
-            await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_FAILED', 'the deploy failed on every platform');
-            await globalQueue.forget(botId);
-            continue;
-          }
-          await globalQueue.forgiveTimeouts(botId);
+        const choice = choosePlatform(priority, excluded[index], free);
+        if (choice.kind === 'deploy-failed') {
+          await deps.lifecycle.end(botId, 'FATAL', 'DEPLOY_FAILED', 'the deploy failed on every platform');
+          await globalQueue.forget(botId);
+          continue;
         }
-        const target = eligible.find((p) => (free.get(p.name) ?? 0) > 0);
-        if (!target) {
+        if (choice.forgiveTimeouts) await globalQueue.forgiveTimeouts(botId);
+        if (choice.kind === 'wait') {
           kept++; // waits for one of its own platforms; younger bots may still fit elsewhere
           continue;
         }
-        free.set(target.name, free.get(target.name)! - 1);
-        round.push({ botId, platform: target.name });
-        assigned.push({
-          botId,
-          platform: target.name,
-          skippedFull: eligible.slice(0, eligible.indexOf(target)).map((p) => p.name),
-        });
+        const { platform, skippedFull } = choice;
+        free.set(platform, free.get(platform)! - 1);
+        round.push({ botId, platform });
+        assigned.push({ botId, platform, skippedFull });
         placed++;
         if (totalFree() === 0) break;
       }
