@@ -8,6 +8,10 @@
  * bot protocol's four calls (config, one heartbeat, reports JOINING_CALL and IN_CALL) to no-op handlers; the
  * bot document and its four status events (QUEUED, DEPLOYING, JOINING_CALL, IN_CALL) are recorded in
  * MongoDB with batched inserts only, no update, no index but _id. Still no auth, validation or Redis state.
+ *
+ * With `STAMP=true` (the figure "P1 protocol floor") the worker also stamps when each job started, by Redis's
+ * clock as the sim host stamps a deploy call (`<prefix>:floor:started`, bot id → ms), for the latency of a
+ * create at a steady rate.
  */
 import express, { Request } from 'express';
 import { Queue, Worker } from 'bullmq';
@@ -20,6 +24,7 @@ const role = process.argv[2];
 const connection = new IORedis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
 const prefix = process.env.PREFIX!;
 const protocol = process.env.PROTOCOL === 'true';
+const stamp = process.env.STAMP === 'true';
 const apiUrl = `http://127.0.0.1:${process.env.PORT}`;
 
 type Document = Record<string, unknown>;
@@ -76,6 +81,8 @@ if (role === 'api') {
   app.use(express.json({ limit: '64kb' }));
   let inCall = 0;
   app.get('/floor/stats', (_req, res) => void res.json({ inCall }));
+  // what a client opening its connections asks first (the bench's paced creates do)
+  app.get('/api/bots', (_req, res) => void res.json({ data: [] }));
   app.get('/api/bots/:id/config', (req, res) => {
     res.json({
       id: req.params.id,
@@ -121,6 +128,10 @@ if (role === 'api') {
     });
     await response.body.json();
   };
+  const stampStart = async (botId: string) => {
+    const [seconds, micros] = await connection.time();
+    await connection.hset(`${prefix}:floor:started`, botId, Number(seconds) * 1000 + Math.floor(Number(micros) / 1000));
+  };
   const runBot = async (botId: string) => {
     await call('GET', botId, 'config');
     await call('POST', botId, 'heartbeat', {});
@@ -130,6 +141,7 @@ if (role === 'api') {
   new Worker<{ botId?: string }>(
     'bare',
     (job) => {
+      if (stamp && job.data.botId) void stampStart(job.data.botId);
       if (protocol && job.data.botId) {
         statusEvent(job.data.botId, 'DEPLOYING');
         // The deploy call returns once the container starts; the bot runs on its own.

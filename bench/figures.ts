@@ -134,20 +134,71 @@ async function createdAtByBot(redis: IORedis, prefix: string, platform = 'sim') 
   return new Map(Object.entries(raw).map(([name, ms]) => [name.split('-')[1], Number(ms)]));
 }
 
-/** P1: create → deploy call latency at a steady 200 creates/s. */
-export async function p1CreateToDeploy(peers: Peers, sizes: Sizes) {
+/**
+ * P1: create → deploy call latency at a steady `rate` creates/s (run.ts offers half of P2's rate measured in
+ * the same run: a fixed rate would exceed a slow machine's capacity and measure its backlog instead).
+ */
+export async function p1CreateToDeploy(peers: Peers, sizes: Sizes, rate: number) {
   return withFleet(peers, {}, async (bench, redis) => {
-    const sentAt = await paceCreates(bench.url, 200, sizes.seconds, HANG);
+    const sentAt = await paceCreates(bench.url, rate, sizes.seconds, HANG);
     const keys = simHostKeys(bench.prefix, 'sim');
     await waitUntil(async () => (await redis.hlen(keys.createdAt)) >= sentAt.size, 'every deploy call');
     const deployed = await createdAtByBot(redis, bench.prefix);
     const latencies = [...sentAt].map(([id, sent]) => deployed.get(id)! - sent);
-    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+    return {
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      parts: await p1Parts(bench.url, sentAt, deployed),
+    };
   });
 }
 
-/** P1 and P5 peer: raw BullMQ add → processor start latency at a steady 200 jobs/s. */
-export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
+/** The stretches of P1's path, in order: each is the time from the one before (or from the send). */
+export const P1_PARTS = {
+  create: 'request sent → bot QUEUED (the API, its Redis steps)',
+  dispatch: 'QUEUED → assigned to a platform (the wake-up, waiting for the dispatcher, its run)',
+  claim: 'assigned → DEPLOYING (the occupy job waiting for a worker, its claim)',
+  deploy: "DEPLOYING → the platform's deploy call (a deploy slot, the call itself)",
+} as const;
+
+/**
+ * Where P1's time goes: each bot's history (its QUEUED and DEPLOYING status events, stamped by Redis's clock,
+ * and the dispatcher's `attempt.assigned`, by the worker's) cut at those points, p50 and p99 of each
+ * stretch. Read through the API for up to 300 of the bots, after the measurement.
+ */
+async function p1Parts(url: string, sentAt: Map<string, number>, deployed: Map<string, number>) {
+  const stretches: Record<keyof typeof P1_PARTS, number[]> = { create: [], dispatch: [], claim: [], deploy: [] };
+  type Event = { type: string; status?: string; at: string };
+  const sample = [...sentAt].slice(0, 300);
+  const histories: Event[][] = [];
+  for (let i = 0; i < sample.length; i += 20) {
+    const answers = await Promise.all(
+      sample.slice(i, i + 20).map(([id]) => api<{ data: Event[] }>(url, 'GET', `/api/bots/${id}/events`)),
+    );
+    histories.push(...answers.map((answer) => answer.body.data));
+  }
+  for (const [index, [id, sent]] of sample.entries()) {
+    const events = histories[index];
+    const at = (match: (event: Event) => boolean) => {
+      const event = events.find(match);
+      if (!event) throw new Error(`bot ${id} has no such event: ${JSON.stringify(events)}`);
+      return new Date(event.at).getTime();
+    };
+    const queued = at((e) => e.type === 'status' && e.status === 'QUEUED');
+    const assigned = at((e) => e.type === 'attempt.assigned');
+    const deploying = at((e) => e.type === 'status' && e.status === 'DEPLOYING');
+    stretches.create.push(queued - sent);
+    stretches.dispatch.push(assigned - queued);
+    stretches.claim.push(deploying - assigned);
+    stretches.deploy.push(deployed.get(id)! - deploying);
+  }
+  return Object.fromEntries(
+    Object.entries(stretches).map(([part, ms]) => [part, { p50: percentile(ms, 50), p99: percentile(ms, 99) }]),
+  ) as Record<keyof typeof P1_PARTS, { p50: number; p99: number }>;
+}
+
+/** P1 and P5 peer: raw BullMQ add → processor start latency at a steady `rate` jobs/s (P1's rate). */
+export async function rawBullmqLatency(peers: Peers, sizes: Sizes, rate: number) {
   const connection = new IORedis(peers.redisUrl, { maxRetriesPerRequest: null });
   const prefix = `mbbench_raw_${Date.now()}`;
   const queue = new Queue('raw', { connection, prefix });
@@ -167,10 +218,10 @@ export async function rawBullmqLatency(peers: Peers, sizes: Sizes) {
     },
   );
   await worker.waitUntilReady();
-  const total = 200 * sizes.seconds;
+  const total = Math.round(rate * sizes.seconds);
   const start = Date.now();
   for (let i = 0; i < total; i++) {
-    const wait = start + i * 5 - Date.now();
+    const wait = start + (i * 1000) / rate - Date.now();
     if (wait > 0) await sleep(wait);
     await queue.add('j', { t: performance.now() }, { removeOnComplete: true });
   }
@@ -254,12 +305,22 @@ export async function bareTrpc(sizes: Sizes) {
 }
 
 /**
- * Beside P2, the floor of this stack on this machine: a bare Express handler that adds a BullMQ job, and a
- * worker process whose processor does nothing (bench/bare-pipeline.ts), counted until the last job ran.
- * `protocol`: each bot also makes the bot protocol's four calls and is recorded in MongoDB with batched
- * inserts (see bare-pipeline.ts), counted until every bot reported IN_CALL and every record was written.
+ * The bare pipeline's API and worker processes (bench/bare-pipeline.ts), ready, for `fn`; stopped, and
+ * their data dropped, after.
  */
-export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = false } = {}) {
+async function withBarePipeline<T>(
+  peers: Peers,
+  options: { protocol: boolean; stamp?: boolean },
+  fn: (pipeline: {
+    port: number;
+    prefix: string;
+    server: Proc;
+    worker: Proc;
+    connection: IORedis;
+    queue: Queue;
+    floorStats: () => Promise<{ inCall: number }>;
+  }) => Promise<T>,
+): Promise<T> {
   const port = await freePort();
   const prefix = `mbbench_pipeline_${Date.now()}`;
   const db = new URL(peers.mongodbUri);
@@ -269,7 +330,8 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
     MONGODB_URI: db.toString(),
     PREFIX: prefix,
     PORT: String(port),
-    PROTOCOL: String(protocol),
+    PROTOCOL: String(options.protocol),
+    STAMP: String(options.stamp ?? false),
   };
   const script = path.resolve(__dirname, 'bare-pipeline.js');
   const server = startProcess(script, ['api'], env);
@@ -283,49 +345,82 @@ export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = fals
     // it counts beside the load's.
     await waitAnswering(port, 'bare pipeline');
     await waitUntil(async () => (await queue.getCompletedCount()) >= 1, 'bare pipeline worker');
-    if (protocol) await waitUntil(async () => (await floorStats()).inCall >= 1, 'bare pipeline bot');
-    const cpu = cpuReader(peers, { api: server, worker });
-    const before = cpu();
-    const start = Date.now();
-    const result = await load({
-      url: `http://127.0.0.1:${port}/api/bots`,
-      body: JSON.stringify({ meeting: zoom, metadata: HANG }),
-      seconds: sizes.seconds,
-    });
-    const bots = result.ok + 1;
-    await waitUntil(async () => (await queue.getCompletedCount()) >= bots, 'every bare pipeline job', undefined, 20);
-    if (!protocol) {
-      const [last] = await queue.getCompleted(0, 0);
-      return {
-        perSecond: result.ok / ((last.finishedOn! - start) / 1000),
-        cpuMsPerBot: cpuMsPerBot(before, cpu(), bots),
-      };
-    }
-    await waitUntil(
-      async () => (await floorStats()).inCall >= bots,
-      'every bare pipeline bot in its call',
-      undefined,
-      20,
-    );
-    // Five records a bot: the bot document and its four status events.
-    await waitUntil(
-      async () => Number(await connection.hget(`${prefix}:floor`, 'recorded')) >= 5 * bots,
-      'every bare pipeline record',
-      undefined,
-      20,
-    );
-    // Recording ends last (the bots' last reports are recorded after they are answered): seen within 20 ms.
-    return { perSecond: result.ok / ((Date.now() - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
+    if (options.protocol) await waitUntil(async () => (await floorStats()).inCall >= 1, 'bare pipeline bot');
+    return await fn({ port, prefix, server, worker, connection, queue, floorStats });
   } finally {
     await Promise.all([server.stop(), worker.stop()]);
     await queue.obliterate({ force: true });
     await queue.close();
-    await connection.del(`${prefix}:floor`);
+    await connection.del(`${prefix}:floor`, `${prefix}:floor:started`);
     await connection.quit();
     const mongo = await mongoose.createConnection(env.MONGODB_URI).asPromise();
     await mongo.dropDatabase().catch(() => undefined);
     await mongo.close();
   }
+}
+
+/**
+ * Beside P2, the floor of this stack on this machine: a bare Express handler that adds a BullMQ job, and a
+ * worker process whose processor does nothing (bench/bare-pipeline.ts), counted until the last job ran.
+ * `protocol`: each bot also makes the bot protocol's four calls and is recorded in MongoDB with batched
+ * inserts (see bare-pipeline.ts), counted until every bot reported IN_CALL and every record was written.
+ */
+export async function barePipeline(peers: Peers, sizes: Sizes, { protocol = false } = {}) {
+  return withBarePipeline(
+    peers,
+    { protocol },
+    async ({ port, prefix, server, worker, connection, queue, floorStats }) => {
+      const cpu = cpuReader(peers, { api: server, worker });
+      const before = cpu();
+      const start = Date.now();
+      const result = await load({
+        url: `http://127.0.0.1:${port}/api/bots`,
+        body: JSON.stringify({ meeting: zoom, metadata: HANG }),
+        seconds: sizes.seconds,
+      });
+      const bots = result.ok + 1;
+      await waitUntil(async () => (await queue.getCompletedCount()) >= bots, 'every bare pipeline job', undefined, 20);
+      if (!protocol) {
+        const [last] = await queue.getCompleted(0, 0);
+        return {
+          perSecond: result.ok / ((last.finishedOn! - start) / 1000),
+          cpuMsPerBot: cpuMsPerBot(before, cpu(), bots),
+        };
+      }
+      await waitUntil(
+        async () => (await floorStats()).inCall >= bots,
+        'every bare pipeline bot in its call',
+        undefined,
+        20,
+      );
+      // Five records a bot: the bot document and its four status events.
+      await waitUntil(
+        async () => Number(await connection.hget(`${prefix}:floor`, 'recorded')) >= 5 * bots,
+        'every bare pipeline record',
+        undefined,
+        20,
+      );
+      // Recording ends last (the bots' last reports are recorded after they are answered): seen within 20 ms.
+      return { perSecond: result.ok / ((Date.now() - start) / 1000), cpuMsPerBot: cpuMsPerBot(before, cpu(), bots) };
+    },
+  );
+}
+
+/**
+ * P1's floor: P1 (creates at a steady `rate`, each timed from its send to its job's start, the floor's deploy
+ * call) against the P2 protocol floor: the same Express, BullMQ and MongoDB driver, the bots making the
+ * protocol's four calls and recorded by batched inserts, with none of the fleet's own work. What any design's
+ * create → deploy call latency costs at that rate on this machine, beside raw BullMQ's single hop.
+ */
+export async function p1ProtocolFloor(peers: Peers, sizes: Sizes, rate: number) {
+  return withBarePipeline(peers, { protocol: true, stamp: true }, async ({ port, prefix, connection }) => {
+    const sentAt = await paceCreates(`http://127.0.0.1:${port}`, rate, sizes.seconds, HANG);
+    const key = `${prefix}:floor:started`;
+    await waitUntil(async () => (await connection.hlen(key)) >= sentAt.size, 'every floor job to start');
+    const started = await connection.hgetall(key);
+    const latencies = [...sentAt].map(([id, sent]) => Number(started[id]) - sent);
+    return { p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  });
 }
 
 /**
@@ -469,12 +564,17 @@ export async function p4Sweep(peers: Peers, live: number) {
       expired.push(created.bot.id);
     }
     const key = `${bench.prefix}:heartbeats`;
-    for (let i = 0; i < live; i += 10_000) {
+    // 1,000 members a ZADD, 100 ZADDs a round trip: a million live bots are in place in seconds
+    for (let i = 0; i < live; i += 100_000) {
       const batch = fleet.redis.pipeline();
-      for (let j = i; j < Math.min(live, i + 10_000); j++) batch.zadd(key, now, `live-${j}`);
+      for (let j = i; j < Math.min(live, i + 100_000); j += 1_000) {
+        const members = Array.from({ length: Math.min(1_000, live - j) }, (_, k) => [now, `live-${j + k}`]).flat();
+        batch.zadd(key, ...members);
+      }
       await batch.exec();
     }
     for (const id of expired) await fleet.redis.zadd(key, now - 10 * config.heartbeatTimeoutMs, id);
+    if ((await fleet.redis.zcard(key)) !== live + 100) throw new Error(`${key} holds the wrong number of bots`);
     const started = process.hrtime.bigint();
     const result = await sweepHeartbeats(
       {
