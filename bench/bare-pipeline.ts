@@ -141,7 +141,8 @@ if (role === 'api') {
   new Worker<{ botId?: string }>(
     'bare',
     (job) => {
-      if (stamp && job.data.botId) void stampStart(job.data.botId);
+      if (stamp && job.data.botId)
+        stampStart(job.data.botId).catch((error) => process.stderr.write(`bare pipeline: stamp failed: ${error}\n`));
       if (protocol && job.data.botId) {
         statusEvent(job.data.botId, 'DEPLOYING');
         // The deploy call returns once the container starts; the bot runs on its own.

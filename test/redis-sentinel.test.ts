@@ -28,8 +28,8 @@ import { RedisAddress, RedisSentinelSet, startRedisSentinel } from './support/re
  * and worker processes configured only with REDIS_SENTINELS and REDIS_SENTINEL_NAME. With bots in call, the
  * replica stops receiving writes, bots are created (answered 201, written to MongoDB by the flusher), and the
  * primary is SIGKILLed: the sentinels promote the replica, which never had those bots. The fleet follows the
- * failover by itself, puts the lost bots back from MongoDB (recovery queues them again), and every bot, placed before, lost by the
- * failover, or created after it, is placed once and ends normally. The old primary then comes back and is
+ * failover by itself, puts the lost bots back from MongoDB (recovery queues them again), and every bot, placed
+ * before, lost by the failover, or created after it, is placed once and ends normally. The old primary then comes back and is
  * made a replica while the fleet keeps working.
  */
 jest.setTimeout(300_000);

@@ -16,9 +16,9 @@ import { coalesceWakeUps } from './wake-ups';
  * Placement (docs/invariants.md). Bots wait in the global FIFO queue; the dispatcher, which BullMQ runs
  * one at a time across all processes, moves the oldest ones onto the first platform in priority order with
  * free capacity (src/domain/platform-choice.ts decides which) by adding an occupy job to that platform's
- * queue. It reads and writes Redis only, so its cost does not grow with the number of bots in the database. Capacity is counted as the platform
- * queue's unfinished jobs (src/domain/occupancy.ts), and only the dispatcher adds them, so a platform never
- * holds more jobs than its limit; BullMQ global concurrency (= limit) guards the same bound a second time.
+ * queue. It reads and writes Redis only, so its cost does not grow with the number of bots in the database.
+ * Capacity is counted as the platform queue's unfinished jobs (src/domain/occupancy.ts), and only the
+ * dispatcher adds them, so a platform never holds more jobs than its limit; BullMQ global concurrency (= limit) guards the same bound a second time.
  */
 export interface PlatformStats {
   name: string;
